@@ -1,0 +1,60 @@
+# Two commands set everything up on a fresh machine (Python 3.11, Node, npm):
+#   make synth   synthesize dev, staging and prod into cdk.out/ and run the policy checks
+#   make test    the whole test suite (lint, format, unit, infra)
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON_BOOTSTRAP ?= python3
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+# The project carries its own Node 22 (npm package `node`) and CDK CLI; jsii and the CLI find them first.
+export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
+# Synth makes no network connection: no telemetry, no notices, no version check.
+export CDK_DISABLE_CLI_TELEMETRY := true
+export CDK_DISABLE_VERSION_CHECK := true
+CDK := cdk --no-notices
+
+.PHONY: help setup synth test lint format snapshots clean
+
+help:
+	@echo "make synth      synthesize every environment into cdk.out/ and run cdk-nag and cfn-lint"
+	@echo "make test       lint, format check and the whole test suite"
+	@echo "make format     apply ruff's fixes and formatting"
+	@echo "make snapshots  rewrite the template snapshots after an intended change"
+	@echo "make clean      remove the virtual environment, node_modules and cdk.out"
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt $(wildcard lambda/*/requirements.txt)
+	test -x $(PYTHON) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(VENV)/.installed node_modules/.installed
+
+synth: setup
+	rm -rf cdk.out
+	$(CDK) synth --quiet
+	$(PYTHON) -m scripts.policy_gate cdk.out
+
+test: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PYTHON) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+snapshots: setup
+	$(PYTHON) -m pytest tests/infra/test_snapshots.py --snapshot-update
+
+clean:
+	rm -rf $(VENV) node_modules cdk.out .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,41 @@
+"""Contract names: every physical name another system relies on carries the environment's name.
+
+Two environments may share an account and region, so a name without the environment in it would
+collide (or, worse, let staging read prod's parameters). Everything else is left to CloudFormation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Names:
+    project: str
+    environment: str
+
+    @property
+    def prefix(self) -> str:
+        """``mlops-dev``: stack-independent prefix of names, job names and bucket key prefixes."""
+        return f"{self.project}-{self.environment}"
+
+    def resource(self, *parts: str) -> str:
+        """A hyphenated physical name such as ``mlops-dev-analytics``."""
+        return "-".join((self.prefix, *parts))
+
+    def glue(self, *parts: str) -> str:
+        """Glue and Athena identifiers allow no hyphens: ``mlops_dev_lake``."""
+        return "_".join((self.project, self.environment, *parts)).replace("-", "_")
+
+    def parameter(self, *parts: str) -> str:
+        """An SSM parameter path such as ``/mlops/dev/models/churn/Champion``."""
+        return "/" + "/".join((self.project, self.environment, *parts))
+
+    def alias(self, *parts: str) -> str:
+        """A KMS alias such as ``alias/mlops/dev/platform``."""
+        return "alias/" + "/".join((self.project, self.environment, *parts))
+
+    @property
+    def metrics_namespace(self) -> str:
+        """CloudWatch namespace of the platform's own metrics, one per environment."""
+        return f"{self.project}/{self.environment}"

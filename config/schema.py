@@ -1,0 +1,162 @@
+"""Typed, frozen settings of the platform.
+
+Every field carries a ``description`` that says what is allowed: the loader quotes it when a value
+is wrong, so an error names the file, the key, the value and the allowed values in one sentence.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationInfo,
+    field_validator,
+)
+
+from config.instance_types import check_instance_type
+from config.naming import Names
+
+# The pipeline deploys environments in this order; the names are contracts (stage and stack names).
+ENVIRONMENT_NAMES: tuple[str, ...] = ("dev", "staging", "prod")
+
+# The retention periods CloudWatch Logs accepts (PutRetentionPolicy).
+LOG_RETENTION_DAYS = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+)  # fmt: skip
+
+
+def _check_log_retention(value: int) -> int:
+    if value not in LOG_RETENTION_DAYS:
+        raise ValueError("one of CloudWatch Logs' retention periods: " + ", ".join(map(str, LOG_RETENTION_DAYS)))
+    return value
+
+
+InstanceType = Annotated[str, AfterValidator(check_instance_type)]
+LogRetentionDays = Annotated[StrictInt, AfterValidator(_check_log_retention)]
+
+
+class _Settings(BaseModel):
+    """Frozen and strict about unknown keys; numbers and booleans are StrictInt/StrictBool (no "3", no "yes")."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ProjectConfig(_Settings):
+    name: str = Field(
+        pattern=r"^[a-z][a-z0-9]{1,15}$",
+        description="2 to 16 lowercase letters or digits, starting with a letter (it prefixes every contract name)",
+    )
+    tags: dict[str, str] = Field(
+        default_factory=dict,
+        description="a mapping of tag keys to string values, applied to every resource",
+    )
+
+
+class Retention(_Settings):
+    log_retention_days: LogRetentionDays = Field(description="one of CloudWatch Logs' retention periods")
+    noncurrent_version_expiration_days: StrictInt = Field(ge=1, description="a whole number of days, at least 1")
+    raw_infrequent_access_after_days: StrictInt = Field(
+        ge=30, description="a whole number of days, at least 30 (S3's minimum before Standard-IA)"
+    )
+    raw_archive_after_days: StrictInt = Field(
+        ge=31, description="a whole number of days after the Standard-IA transition"
+    )
+    query_results_expiration_days: StrictInt = Field(ge=1, description="a whole number of days, at least 1")
+    access_logs_expiration_days: StrictInt = Field(ge=1, description="a whole number of days, at least 1")
+
+    @field_validator("raw_archive_after_days")
+    @classmethod
+    def _archive_after_infrequent_access(cls, value: int, info: ValidationInfo) -> int:
+        infrequent_access = info.data.get("raw_infrequent_access_after_days")
+        if infrequent_access is not None and value <= infrequent_access:
+            raise ValueError(
+                f"a whole number of days greater than raw_infrequent_access_after_days ({infrequent_access})"
+            )
+        return value
+
+
+class InstanceTypes(_Settings):
+    processing: InstanceType = Field(description="the instance type of data-preparation Processing jobs")
+    training: InstanceType = Field(description="the default instance type of training jobs")
+    inference: InstanceType = Field(description="the default instance type of endpoint variants")
+    batch_transform: InstanceType = Field(description="the instance type of batch prediction jobs")
+
+
+class Capacities(_Settings):
+    training_max_concurrency: StrictInt = Field(
+        ge=1, le=10000, description="a whole number from 1 to 10000 (parallel trainings of one run)"
+    )
+    endpoint_min_instances: StrictInt = Field(ge=1, description="a whole number, at least 1")
+    endpoint_max_instances: StrictInt = Field(ge=1, description="a whole number, at least 1")
+    ingest_batch_size: StrictInt = Field(
+        ge=1, le=10, description="a whole number from 1 to 10 (SQS messages per invocation)"
+    )
+    ingest_max_concurrency: StrictInt = Field(
+        ge=2, le=1000, description="a whole number from 2 to 1000 (SQS event source maximum concurrency)"
+    )
+
+    @field_validator("endpoint_max_instances")
+    @classmethod
+    def _max_not_below_min(cls, value: int, info: ValidationInfo) -> int:
+        minimum = info.data.get("endpoint_min_instances")
+        if minimum is not None and value < minimum:
+            raise ValueError(f"a whole number at least endpoint_min_instances ({minimum})")
+        return value
+
+
+class Ingestion(_Settings):
+    max_record_bytes: StrictInt = Field(
+        ge=1, le=262144, description="a whole number of bytes from 1 to 262144 (one record, encoded as JSON)"
+    )
+    max_receive_count: StrictInt = Field(
+        ge=1, le=1000, description="a whole number from 1 to 1000 (deliveries before a message goes to the DLQ)"
+    )
+
+
+class Notifications(_Settings):
+    emails: tuple[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")], ...] = Field(
+        default=(), description="a list of e-mail addresses subscribed to the environment's notification topic"
+    )
+
+
+class EnvironmentConfig(_Settings):
+    name: Literal["dev", "staging", "prod"] = Field(description="one of dev, staging, prod, the same as the file name")
+    account: str = Field(pattern=r"^\d{12}$", description="a 12-digit AWS account id, quoted as a string")
+    region: str = Field(
+        pattern=r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$", description="an AWS region name such as eu-west-1"
+    )
+    termination_protection: StrictBool = Field(description="true or false (protects the stateful stacks)")
+    removal_policy: Literal["retain", "destroy"] = Field(
+        description="retain or destroy (what happens to buckets, keys and tables when a stack is deleted)"
+    )
+    retention: Retention
+    instance_types: InstanceTypes
+    capacities: Capacities
+    ingestion: Ingestion
+    notifications: Notifications = Notifications()
+
+    @property
+    def retains_data(self) -> bool:
+        return self.removal_policy == "retain"
+
+
+class PlatformConfig(_Settings):
+    """Everything ``app.py`` needs: the project and the environments to synthesize, in pipeline order."""
+
+    project: ProjectConfig
+    environments: tuple[EnvironmentConfig, ...]
+
+    def names(self, environment: EnvironmentConfig) -> Names:
+        return Names(project=self.project.name, environment=environment.name)
+
+    def environment(self, name: str) -> EnvironmentConfig:
+        for environment in self.environments:
+            if environment.name == name:
+                return environment
+        raise KeyError(name)

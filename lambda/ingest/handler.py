@@ -1,0 +1,220 @@
+"""Ingest: land SQS messages in the raw zone as JSON Lines, quarantine what cannot land.
+
+A message body is a JSON object ``{"tenant": ..., "dataset": ..., "record": {...}}`` or, for a
+batch, ``{"tenant": ..., "dataset": ..., "records": [{...}, ...]}``.
+
+Every record is accounted for:
+
+* valid records land in ``raw/<tenant>/<dataset>/dt=<day>/<message id>.jsonl``;
+* bad records (and whole messages that cannot be routed) land with their reason in
+  ``quarantine/<tenant>/<dataset>/dt=<day>/<message id>.jsonl``;
+* a message whose writes fail is reported back to SQS alone (partial batch response) and retried.
+
+Object keys and contents derive only from the message (its id and SQS's ``SentTimestamp``), so a
+redelivered or retried message overwrites its own objects byte for byte instead of duplicating data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+SAFE_ID_PATTERN = re.compile(r"^[A-Za-z0-9-]{1,128}$")
+MESSAGE_KEYS = frozenset({"tenant", "dataset", "record", "records"})
+UNROUTED = "_unrouted"
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why something did not land; ``index`` is the record's position, ``None`` for the whole message."""
+
+    reason: str
+    detail: str
+    index: int | None
+    payload: Any
+
+
+@dataclass(frozen=True)
+class ParsedMessage:
+    tenant: str | None = None
+    dataset: str | None = None
+    records: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+
+    @property
+    def routed(self) -> bool:
+        return self.tenant is not None and self.dataset is not None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def encoded(record: Any) -> bytes:
+    """The record as it is stored: compact JSON, UTF-8."""
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False, sort_keys=False).encode("utf-8")
+
+
+def parse_message(body: str, max_record_bytes: int) -> ParsedMessage:
+    """Split a message body into records that may land and rejections with reasons; never raises."""
+    try:
+        message = json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as error:
+        return ParsedMessage(rejections=[Rejection("malformed-json", str(error)[:200], None, body)])
+    if not isinstance(message, dict):
+        return ParsedMessage(
+            rejections=[Rejection("not-an-object", f"the body is a JSON {type(message).__name__}", None, message)]
+        )
+    problems = []
+    unknown = sorted(set(message) - MESSAGE_KEYS)
+    if unknown:
+        problems.append(("unknown-field", f"unexpected keys {unknown}; allowed: {sorted(MESSAGE_KEYS)}"))
+    for key in ("tenant", "dataset"):
+        value = message.get(key)
+        if not isinstance(value, str) or not NAME_PATTERN.match(value):
+            problems.append((f"invalid-{key}", f"{key} {value!r} must be 1-63 lowercase letters, digits or hyphens"))
+    if ("record" in message) == ("records" in message):
+        problems.append(("missing-records", "give exactly one of 'record' (an object) or 'records' (a list)"))
+    elif "records" in message and not isinstance(message["records"], list):
+        problems.append(("invalid-records", "'records' must be a list of objects"))
+    if problems:
+        reason, detail = problems[0]
+        return ParsedMessage(rejections=[Rejection(reason, detail, None, message)])
+
+    raw_records = [message["record"]] if "record" in message else message["records"]
+    parsed = ParsedMessage(tenant=message["tenant"], dataset=message["dataset"])
+    for index, record in enumerate(raw_records):
+        if not isinstance(record, dict):
+            parsed.rejections.append(
+                Rejection(
+                    "not-an-object", f"a record must be a JSON object, not {type(record).__name__}", index, record
+                )
+            )
+            continue
+        size = len(encoded(record))
+        if size > max_record_bytes:
+            parsed.rejections.append(
+                Rejection("oversized", f"{size} bytes encoded; the limit is {max_record_bytes}", index, record)
+            )
+            continue
+        parsed.records.append((index, record))
+    return parsed
+
+
+def object_id(message_id: str) -> str:
+    """SQS message ids are UUIDs; anything else is hashed so it cannot escape its key prefix."""
+    if SAFE_ID_PATTERN.match(message_id):
+        return message_id
+    return hashlib.sha256(message_id.encode("utf-8")).hexdigest()
+
+
+def sent_at(record: SQSRecord) -> datetime:
+    """When SQS accepted the message: the same on every redelivery, unlike the time of processing."""
+    return datetime.fromtimestamp(int(record.attributes.sent_timestamp) / 1000, tz=UTC)
+
+
+def raw_lines(parsed: ParsedMessage, message_id: str, received_at: str) -> bytes:
+    return b"".join(
+        encoded(
+            {
+                "record_id": f"{message_id}-{index}",
+                "message_id": message_id,
+                "received_at": received_at,
+                "record": record,
+            }
+        )
+        + b"\n"
+        for index, record in parsed.records
+    )
+
+
+def quarantine_lines(parsed: ParsedMessage, message_id: str, received_at: str) -> bytes:
+    return b"".join(
+        encoded(
+            {
+                "message_id": message_id,
+                "received_at": received_at,
+                "index": rejection.index,
+                "reason": rejection.reason,
+                "detail": rejection.detail,
+                "payload": rejection.payload,
+            }
+        )
+        + b"\n"
+        for rejection in parsed.rejections
+    )
+
+
+class Ingestor:
+    """Writes one SQS message's records; raising marks only that message as failed."""
+
+    def __init__(self, s3_client: Any, *, bucket: str, raw_prefix: str, quarantine_prefix: str, max_record_bytes: int):
+        self.s3 = s3_client
+        self.bucket = bucket
+        self.raw_prefix = raw_prefix
+        self.quarantine_prefix = quarantine_prefix
+        self.max_record_bytes = max_record_bytes
+
+    def __call__(self, record: SQSRecord) -> dict[str, int]:
+        parsed = parse_message(record.body, self.max_record_bytes)
+        moment = sent_at(record)
+        received_at = moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        tenant = parsed.tenant if parsed.routed else UNROUTED
+        dataset = parsed.dataset if parsed.routed else UNROUTED
+        partition = f"{tenant}/{dataset}/dt={moment:%Y-%m-%d}/{object_id(record.message_id)}.jsonl"
+        if parsed.records:
+            self._put(self.raw_prefix + partition, raw_lines(parsed, record.message_id, received_at))
+        if parsed.rejections:
+            self._put(self.quarantine_prefix + partition, quarantine_lines(parsed, record.message_id, received_at))
+            logger.warning(
+                "quarantined",
+                extra={
+                    "message_id": record.message_id,
+                    "reasons": sorted({rejection.reason for rejection in parsed.rejections}),
+                    "count": len(parsed.rejections),
+                },
+            )
+        return {"landed": len(parsed.records), "quarantined": len(parsed.rejections)}
+
+    def _put(self, key: str, body: bytes) -> None:
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/x-ndjson")
+
+
+logger = Logger()
+metrics = Metrics()
+ingest = Ingestor(
+    boto3.client("s3"),
+    bucket=os.environ["RAW_BUCKET"],
+    raw_prefix=os.environ.get("RAW_PREFIX", "raw/"),
+    quarantine_prefix=os.environ.get("QUARANTINE_PREFIX", "quarantine/"),
+    max_record_bytes=int(os.environ.get("MAX_RECORD_BYTES", "65536")),
+)
+
+
+def _record_handler(record: SQSRecord) -> dict[str, int]:
+    counts = ingest(record)
+    metrics.add_metric("RecordsLanded", MetricUnit.Count, counts["landed"])
+    metrics.add_metric("RecordsQuarantined", MetricUnit.Count, counts["quarantined"])
+    return counts
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    # A failed message is reported, never raised for the whole batch: the others stay done.
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    if not event.get("Records"):
+        return {"batchItemFailures": []}
+    return process_partial_response(event=event, record_handler=_record_handler, processor=processor, context=context)

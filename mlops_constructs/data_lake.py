@@ -1,0 +1,273 @@
+"""The data lake: encrypted, versioned S3 zones, a Glue catalog with partition projection, an Athena workgroup.
+
+Key layout, the same in every zone: ``<zone>/<tenant>/<dataset>/dt=YYYY-MM-DD/<object>``. Glue tables
+project the ``tenant``, ``dataset`` and ``dt`` partitions from that layout, so no crawler runs and a
+new tenant's data is queryable the moment it lands.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_athena as athena
+from aws_cdk import aws_glue as glue
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from config.naming import Names
+from config.schema import Retention
+from mlops_constructs.nag import acknowledge
+from mlops_constructs.pinning import pin_logical_id
+
+# Zone name -> pinned logical ID of its bucket. Renaming one replaces a bucket full of data:
+# tests/infra/test_foundation.py pins these.
+ZONES: dict[str, str] = {
+    "raw": "RawZoneBucket",
+    "curated": "CuratedZoneBucket",
+    "features": "FeaturesZoneBucket",
+    "artifacts": "ArtifactsZoneBucket",
+    "predictions": "PredictionsZoneBucket",
+    "capture": "CaptureZoneBucket",
+}
+# Ingestion writes bad records here, in the raw zone's bucket, next to (never inside) raw/.
+QUARANTINE_PREFIX = "quarantine/"
+PARTITION_KEYS = ("tenant", "dataset", "dt")
+ABORT_INCOMPLETE_UPLOADS_AFTER = Duration.days(7)
+
+
+class DataLake(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        names: Names,
+        key: kms.IKey,
+        retention: Retention,
+        removal_policy: RemovalPolicy,
+    ) -> None:
+        super().__init__(scope, id)
+        self._key = key
+        self._retention = retention
+        self._removal_policy = removal_policy
+
+        self.access_logs = self._access_log_bucket()
+        self.zones: dict[str, s3.Bucket] = {
+            zone: self._zone_bucket(zone, logical_id) for zone, logical_id in ZONES.items()
+        }
+        self.query_results = self._bucket(
+            "QueryResultsBucket",
+            log_prefix="query-results/",
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="ExpireQueryResults", expiration=Duration.days(retention.query_results_expiration_days)
+                ),
+                *self._housekeeping_rules(),
+            ],
+        )
+        self.database = self._database(names)
+        self.tables = {
+            "curated": self._table(
+                "CuratedTable",
+                zone="curated",
+                description="Validated records in Parquet, one folder per tenant, dataset and day",
+                columns=[
+                    ("record_id", "string", "Stable id of the record: <SQS message id>-<index in message>"),
+                    ("ingested_at", "timestamp", "When the record reached the raw zone"),
+                ],
+            ),
+            "features": self._table(
+                "FeaturesTable",
+                zone="features",
+                description="Model-ready features in Parquet, split into train, validation and test",
+                columns=[
+                    ("record_id", "string", "Id of the curated record the features come from"),
+                    ("split", "string", "train, validation or test"),
+                    ("label", "double", "Target value; null where unknown"),
+                ],
+            ),
+        }
+        self.workgroup = self._workgroup(names)
+
+    @property
+    def raw(self) -> s3.Bucket:
+        return self.zones["raw"]
+
+    def _access_log_bucket(self) -> s3.Bucket:
+        # S3 server access logging delivers only to buckets encrypted with S3-managed keys (SSE-S3).
+        bucket = s3.Bucket(
+            self,
+            "AccessLogsBucket",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            minimum_tls_version=1.2,
+            versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="ExpireAccessLogs", expiration=Duration.days(self._retention.access_logs_expiration_days)
+                ),
+                *self._housekeeping_rules(),
+            ],
+            removal_policy=self._removal_policy,
+        )
+        pin_logical_id(bucket, "AccessLogsBucket")
+        acknowledge(
+            bucket,
+            "AwsSolutions-S1",
+            "This is the access-log destination of every other bucket; logging it to itself would loop.",
+        )
+        return bucket
+
+    def _zone_bucket(self, zone: str, logical_id: str) -> s3.Bucket:
+        rules = list(self._housekeeping_rules())
+        if zone == "raw":
+            rules.insert(
+                0,
+                s3.LifecycleRule(
+                    id="ArchiveRawData",
+                    transitions=[
+                        s3.Transition(
+                            storage_class=s3.StorageClass.INFREQUENT_ACCESS,
+                            transition_after=Duration.days(self._retention.raw_infrequent_access_after_days),
+                        ),
+                        s3.Transition(
+                            storage_class=s3.StorageClass.GLACIER,
+                            transition_after=Duration.days(self._retention.raw_archive_after_days),
+                        ),
+                    ],
+                ),
+            )
+        bucket = self._bucket(logical_id, log_prefix=f"{zone}/", lifecycle_rules=rules)
+        # Native EventBridge notifications (no custom resource): later stacks react to new objects
+        # with rules on the default bus ("Object Created").
+        cfn_bucket = bucket.node.default_child
+        assert isinstance(cfn_bucket, s3.CfnBucket)
+        cfn_bucket.notification_configuration = s3.CfnBucket.NotificationConfigurationProperty(
+            event_bridge_configuration=s3.CfnBucket.EventBridgeConfigurationProperty(event_bridge_enabled=True)
+        )
+        return bucket
+
+    def _bucket(self, logical_id: str, *, log_prefix: str, lifecycle_rules: list[s3.LifecycleRule]) -> s3.Bucket:
+        bucket = s3.Bucket(
+            self,
+            logical_id,
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=self._key,
+            bucket_key_enabled=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            minimum_tls_version=1.2,
+            versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            server_access_logs_bucket=self.access_logs,
+            server_access_logs_prefix=log_prefix,
+            lifecycle_rules=lifecycle_rules,
+            removal_policy=self._removal_policy,
+        )
+        pin_logical_id(bucket, logical_id)
+        return bucket
+
+    def _housekeeping_rules(self) -> list[s3.LifecycleRule]:
+        """Versioning keeps every overwrite; old versions and abandoned uploads must not pile up forever."""
+        return [
+            s3.LifecycleRule(
+                id="ExpireNoncurrentVersions",
+                noncurrent_version_expiration=Duration.days(self._retention.noncurrent_version_expiration_days),
+                expired_object_delete_marker=True,
+            ),
+            s3.LifecycleRule(
+                id="AbortIncompleteUploads",
+                abort_incomplete_multipart_upload_after=ABORT_INCOMPLETE_UPLOADS_AFTER,
+            ),
+        ]
+
+    def _database(self, names: Names) -> glue.CfnDatabase:
+        database = glue.CfnDatabase(
+            self,
+            "Database",
+            catalog_id=Stack.of(self).account,
+            database_input=glue.CfnDatabase.DatabaseInputProperty(
+                name=names.glue("lake"),
+                description=f"Curated and feature zones of the {names.environment} data lake",
+            ),
+        )
+        database.apply_removal_policy(self._removal_policy)
+        pin_logical_id(database, "LakeDatabase")
+        return database
+
+    def _table(
+        self, logical_id: str, *, zone: str, description: str, columns: list[tuple[str, str, str]]
+    ) -> glue.CfnTable:
+        bucket = self.zones[zone]
+        location = f"s3://{bucket.bucket_name}/{zone}/"
+        table = glue.CfnTable(
+            self,
+            logical_id,
+            catalog_id=Stack.of(self).account,
+            database_name=self.database.ref,
+            table_input=glue.CfnTable.TableInputProperty(
+                name=zone,
+                description=description,
+                table_type="EXTERNAL_TABLE",
+                parameters={
+                    "classification": "parquet",
+                    "parquet.compression": "SNAPPY",
+                    # Partition projection: Athena computes partitions from the key layout, so no
+                    # crawler and no MSCK REPAIR. Queries name the tenant and dataset they read.
+                    "projection.enabled": "true",
+                    "projection.tenant.type": "injected",
+                    "projection.dataset.type": "injected",
+                    "projection.dt.type": "date",
+                    "projection.dt.format": "yyyy-MM-dd",
+                    "projection.dt.range": "2020-01-01,NOW",
+                    "projection.dt.interval": "1",
+                    "projection.dt.interval.unit": "DAYS",
+                    "storage.location.template": location + "${tenant}/${dataset}/dt=${dt}/",
+                },
+                partition_keys=[glue.CfnTable.ColumnProperty(name=key, type="string") for key in PARTITION_KEYS],
+                storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
+                    location=location,
+                    input_format="org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
+                    output_format="org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
+                    serde_info=glue.CfnTable.SerdeInfoProperty(
+                        serialization_library="org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+                    ),
+                    columns=[
+                        glue.CfnTable.ColumnProperty(name=name, type=type_, comment=comment)
+                        for name, type_, comment in columns
+                    ],
+                ),
+            ),
+        )
+        table.apply_removal_policy(self._removal_policy)
+        pin_logical_id(table, logical_id)
+        return table
+
+    def _workgroup(self, names: Names) -> athena.CfnWorkGroup:
+        workgroup = athena.CfnWorkGroup(
+            self,
+            "WorkGroup",
+            name=names.resource("analytics"),
+            description=f"Queries over the {names.environment} data lake; results encrypted with the platform key",
+            state="ENABLED",
+            recursive_delete_option=self._removal_policy == RemovalPolicy.DESTROY,
+            work_group_configuration=athena.CfnWorkGroup.WorkGroupConfigurationProperty(
+                enforce_work_group_configuration=True,
+                publish_cloud_watch_metrics_enabled=True,
+                engine_version=athena.CfnWorkGroup.EngineVersionProperty(
+                    selected_engine_version="Athena engine version 3"
+                ),
+                result_configuration=athena.CfnWorkGroup.ResultConfigurationProperty(
+                    output_location=f"s3://{self.query_results.bucket_name}/athena/",
+                    expected_bucket_owner=Stack.of(self).account,
+                    encryption_configuration=athena.CfnWorkGroup.EncryptionConfigurationProperty(
+                        encryption_option="SSE_KMS", kms_key=self._key.key_arn
+                    ),
+                ),
+            ),
+        )
+        workgroup.apply_removal_policy(self._removal_policy)
+        pin_logical_id(workgroup, "AthenaWorkGroup")
+        return workgroup

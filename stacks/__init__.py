@@ -1,0 +1,1 @@
+"""One module per stack: composition only; the units live in ``mlops_constructs``."""

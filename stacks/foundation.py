@@ -1,0 +1,53 @@
+"""Foundation: the stateful core of an environment (key, topic, lake). Later stacks only point at it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, RemovalPolicy, Stack
+from constructs import Construct
+
+from config.naming import Names
+from config.schema import EnvironmentConfig
+from mlops_constructs.data_lake import DataLake
+from mlops_constructs.encryption import PlatformKey
+from mlops_constructs.notifications import NotificationTopic
+from mlops_constructs.pinning import pin_logical_id
+
+
+class FoundationStack(Stack):
+    def __init__(
+        self, scope: Construct, id: str, *, environment: EnvironmentConfig, names: Names, **kwargs: Any
+    ) -> None:
+        super().__init__(scope, id, termination_protection=environment.termination_protection, **kwargs)
+        removal_policy = RemovalPolicy.RETAIN if environment.retains_data else RemovalPolicy.DESTROY
+
+        platform_key = PlatformKey(self, "PlatformKey", alias=names.alias("platform"), removal_policy=removal_policy)
+        self.key = platform_key.key
+        pin_logical_id(self.key, "PlatformKey")
+
+        notifications = NotificationTopic(
+            self,
+            "Notifications",
+            key=self.key,
+            display_name=f"ML platform {names.environment} notifications",
+            emails=environment.notifications.emails,
+        )
+        self.topic = notifications.topic
+        pin_logical_id(self.topic, "NotificationTopic")
+
+        self.lake = DataLake(
+            self,
+            "DataLake",
+            names=names,
+            key=self.key,
+            retention=environment.retention,
+            removal_policy=removal_policy,
+        )
+
+        CfnOutput(self, "NotificationTopicArn", value=self.topic.topic_arn)
+        CfnOutput(self, "PlatformKeyArn", value=self.key.key_arn)
+        for zone, bucket in self.lake.zones.items():
+            CfnOutput(self, f"{zone.capitalize()}ZoneBucketName", value=bucket.bucket_name)
+        CfnOutput(self, "LakeDatabaseName", value=self.lake.database.ref)
+        CfnOutput(self, "AthenaWorkGroupName", value=self.lake.workgroup.ref)

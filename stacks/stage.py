@@ -1,0 +1,42 @@
+"""One environment: the same class serves `cdk deploy "dev/*"` and every stage of the delivery pipeline."""
+
+from __future__ import annotations
+
+from aws_cdk import Environment, Stack, Stage, Tags
+from constructs import Construct
+
+from config.naming import Names
+from config.schema import EnvironmentConfig, ProjectConfig
+from stacks.foundation import FoundationStack
+from stacks.ingestion import IngestionStack
+
+
+class PlatformStage(Stage):
+    def __init__(self, scope: Construct, *, project: ProjectConfig, environment: EnvironmentConfig) -> None:
+        # The stage id is the environment's name, so stacks are named dev-Foundation, prod-Ingestion...
+        super().__init__(
+            scope, environment.name, env=Environment(account=environment.account, region=environment.region)
+        )
+        names = Names(project=project.name, environment=environment.name)
+        for key, value in {**project.tags, "Environment": environment.name}.items():
+            Tags.of(self).add(key, value)
+
+        self.foundation = FoundationStack(
+            self,
+            "Foundation",
+            environment=environment,
+            names=names,
+            description=f"ML platform {environment.name}: encryption key, notifications, data lake (stateful)",
+        )
+        self.ingestion = IngestionStack(
+            self,
+            "Ingestion",
+            environment=environment,
+            names=names,
+            foundation=self.foundation,
+            description=f"ML platform {environment.name}: SQS ingestion into the raw zone",
+        )
+
+    @property
+    def stacks(self) -> list[Stack]:
+        return [self.foundation, self.ingestion]

@@ -1,0 +1,52 @@
+"""Make the suite independent of the machine it runs on.
+
+Set before anything imports boto3 or a handler: a region and fake credentials (handlers build
+clients at import), no shared AWS config, no instance metadata. pytest-socket (``--disable-socket``
+in pyproject.toml) makes any test that would reach the network fail at once.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parent.parent
+
+os.environ.update(
+    {
+        "AWS_DEFAULT_REGION": "eu-west-1",
+        "AWS_REGION": "eu-west-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        # Powertools: metrics need a namespace; keep its own tracing off outside Lambda.
+        "POWERTOOLS_METRICS_NAMESPACE": "mlops/test",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        # jsii runs the project's own Node 22, as `make` does.
+        "PATH": f"{ROOT / 'node_modules' / '.bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+)
+os.environ.pop("AWS_PROFILE", None)
+# Importing handlers by path must not leave __pycache__ in lambda/ (the asset folders).
+sys.dont_write_bytecode = True
+
+_module_numbers = itertools.count()
+
+
+def load_handler(function: str) -> ModuleType:
+    """Import ``lambda/<function>/handler.py`` under a unique module name, reading the current environment."""
+    path = ROOT / "lambda" / function / "handler.py"
+    spec = importlib.util.spec_from_file_location(f"lambda_{function}_handler_{next(_module_numbers)}", path)
+    assert spec is not None, path
+    assert spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses and pickling look modules up by name
+    spec.loader.exec_module(module)
+    return module
