@@ -14,6 +14,9 @@ export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 export CDK_DISABLE_CLI_TELEMETRY := true
 export CDK_DISABLE_VERSION_CHECK := true
 CDK := cdk --no-notices
+# Where synth writes, and which app it runs (tests point these elsewhere to plant violations).
+CDK_OUT ?= cdk.out
+CDK_APP ?=
 
 .PHONY: help setup synth test lint format snapshots clean
 
@@ -36,9 +39,9 @@ node_modules/.installed: package.json package-lock.json
 setup: $(VENV)/.installed node_modules/.installed
 
 synth: setup
-	rm -rf cdk.out
-	$(CDK) synth --quiet
-	$(PYTHON) -m scripts.policy_gate cdk.out
+	rm -rf "$(CDK_OUT)"
+	$(CDK) synth --quiet --output "$(CDK_OUT)" $(if $(CDK_APP),--app "$(CDK_APP)")
+	$(PYTHON) -m scripts.policy_gate "$(CDK_OUT)"
 
 test: setup
 	$(VENV)/bin/ruff check .

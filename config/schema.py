@@ -73,10 +73,12 @@ class Retention(_Settings):
     @field_validator("raw_archive_after_days")
     @classmethod
     def _archive_after_infrequent_access(cls, value: int, info: ValidationInfo) -> int:
+        # S3 refuses a Glacier transition less than 30 days after the Standard-IA one (and
+        # Standard-IA bills 30 days whatever happens).
         infrequent_access = info.data.get("raw_infrequent_access_after_days")
-        if infrequent_access is not None and value <= infrequent_access:
+        if infrequent_access is not None and value < infrequent_access + 30:
             raise ValueError(
-                f"a whole number of days greater than raw_infrequent_access_after_days ({infrequent_access})"
+                f"a whole number of days, at least 30 more than raw_infrequent_access_after_days ({infrequent_access})"
             )
         return value
 

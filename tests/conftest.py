@@ -37,6 +37,10 @@ os.environ.pop("AWS_PROFILE", None)
 # Importing handlers by path must not leave __pycache__ in lambda/ (the asset folders).
 sys.dont_write_bytecode = True
 
+# urllib3 probes for IPv6 support with a socket when first imported; import it here, before
+# pytest-socket blocks sockets for each test, so the probe is not reported as a test using the network.
+import urllib3  # noqa: E402, F401
+
 _module_numbers = itertools.count()
 
 

@@ -30,8 +30,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-SAFE_ID_PATTERN = re.compile(r"^[A-Za-z0-9-]{1,128}$")
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+SAFE_ID_PATTERN = re.compile(r"[A-Za-z0-9-]{1,128}")
 MESSAGE_KEYS = frozenset({"tenant", "dataset", "record", "records"})
 UNROUTED = "_unrouted"
 
@@ -63,8 +63,12 @@ def _reject_constant(name: str) -> Any:
 
 
 def encoded(record: Any) -> bytes:
-    """The record as it is stored: compact JSON, UTF-8."""
-    return json.dumps(record, separators=(",", ":"), ensure_ascii=False, sort_keys=False).encode("utf-8")
+    """The record as it is stored: compact JSON, ASCII-only.
+
+    Escaping non-ASCII keeps characters such as U+2028 or U+0085 out of the bytes: readers that
+    split lines on them (Python's ``str.splitlines``) would otherwise cut a record in two.
+    """
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
 def parse_message(body: str, max_record_bytes: int) -> ParsedMessage:
@@ -83,7 +87,7 @@ def parse_message(body: str, max_record_bytes: int) -> ParsedMessage:
         problems.append(("unknown-field", f"unexpected keys {unknown}; allowed: {sorted(MESSAGE_KEYS)}"))
     for key in ("tenant", "dataset"):
         value = message.get(key)
-        if not isinstance(value, str) or not NAME_PATTERN.match(value):
+        if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value):
             problems.append((f"invalid-{key}", f"{key} {value!r} must be 1-63 lowercase letters, digits or hyphens"))
     if ("record" in message) == ("records" in message):
         problems.append(("missing-records", "give exactly one of 'record' (an object) or 'records' (a list)"))
@@ -115,7 +119,7 @@ def parse_message(body: str, max_record_bytes: int) -> ParsedMessage:
 
 def object_id(message_id: str) -> str:
     """SQS message ids are UUIDs; anything else is hashed so it cannot escape its key prefix."""
-    if SAFE_ID_PATTERN.match(message_id):
+    if SAFE_ID_PATTERN.fullmatch(message_id):
         return message_id
     return hashlib.sha256(message_id.encode("utf-8")).hexdigest()
 

@@ -1,0 +1,206 @@
+"""Ingestion: encrypted queue with a DLQ, partial-batch event source, least-privilege function, alarms."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aws_cdk.assertions import Match
+
+from mlops_constructs.ingestion import POWERTOOLS_LAYER_ACCOUNT
+from tests.conftest import ROOT, load_handler
+from tests.infra.conftest import ENVIRONMENTS
+
+
+@pytest.fixture(scope="module", params=ENVIRONMENTS)
+def environment(request):
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def template(synthesized, environment):
+    return synthesized.template(environment, "ingestion")
+
+
+@pytest.fixture(scope="module")
+def resources(synthesized, environment):
+    return synthesized.template_json(environment, "ingestion")["Resources"]
+
+
+@pytest.fixture(scope="module")
+def settings(platform_config, environment):
+    return platform_config.environment(environment)
+
+
+def of_type(resources, resource_type):
+    return {logical_id: r for logical_id, r in resources.items() if r["Type"] == resource_type}
+
+
+def foundation_output(environment: str, output_prefix: str):
+    """A weak cross-stack reference to one of Foundation's outputs, resolved by CloudFormation at deploy."""
+    return {
+        "Fn::GetStackOutput": {
+            "StackName": f"{environment}-Foundation",
+            "Region": "eu-west-1",
+            "OutputName": Match.string_like_regexp(f"^{output_prefix}"),
+        }
+    }
+
+
+def the_function(resources):
+    [function] = of_type(resources, "AWS::Lambda::Function").values()
+    return function["Properties"]
+
+
+def test_both_queues_are_encrypted_with_the_platform_key_and_refuse_plain_http(template, resources, environment):
+    queues = of_type(resources, "AWS::SQS::Queue")
+    assert len(queues) == 2
+    template.resource_properties_count_is(
+        "AWS::SQS::Queue",
+        {"KmsMasterKeyId": foundation_output(environment, "PublishOutputFnGetAttPlatformKeyArn")},
+        2,
+    )
+    for policy in of_type(resources, "AWS::SQS::QueuePolicy").values():
+        [statement] = policy["Properties"]["PolicyDocument"]["Statement"]
+        assert statement["Effect"] == "Deny"
+        assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_failed_messages_go_to_the_dead_letter_queue_after_the_configured_receives(resources, settings):
+    queues = of_type(resources, "AWS::SQS::Queue")
+    [main] = [q for q in queues.values() if "RedrivePolicy" in q["Properties"]]
+    [dlq_id] = [logical_id for logical_id, q in queues.items() if "RedrivePolicy" not in q["Properties"]]
+
+    assert main["Properties"]["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": [dlq_id, "Arn"]},
+        "maxReceiveCount": settings.ingestion.max_receive_count,
+    }
+    assert queues[dlq_id]["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
+
+
+def test_the_visibility_timeout_is_six_times_the_function_timeout(resources):
+    [main] = [q for q in of_type(resources, "AWS::SQS::Queue").values() if "RedrivePolicy" in q["Properties"]]
+
+    assert main["Properties"]["VisibilityTimeout"] == 6 * the_function(resources)["Timeout"]
+
+
+def test_the_event_source_reports_partial_batch_failures(template, settings):
+    template.has_resource_properties(
+        "AWS::Lambda::EventSourceMapping",
+        {
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "BatchSize": settings.capacities.ingest_batch_size,
+            "ScalingConfig": {"MaximumConcurrency": settings.capacities.ingest_max_concurrency},
+        },
+    )
+
+
+def test_the_function_uses_the_managed_powertools_layer_not_a_docker_bundle(resources, settings):
+    function = the_function(resources)
+
+    assert function["Runtime"] == "python3.14"
+    assert function["Architectures"] == ["arm64"]
+    assert function["Handler"] == "handler.handler"
+    [layer] = function["Layers"]
+    assert layer.startswith(f"arn:aws:lambda:{settings.region}:{POWERTOOLS_LAYER_ACCOUNT}:layer:")
+    assert "AWSLambdaPowertoolsPythonV3-python314-arm64:" in layer
+
+
+def test_the_function_is_configured_from_the_environment_settings(resources, settings, environment):
+    variables = the_function(resources)["Environment"]["Variables"]
+
+    assert variables["RAW_BUCKET"] == {
+        "Fn::GetStackOutput": {
+            "StackName": f"{environment}-Foundation",
+            "Region": settings.region,
+            "OutputName": variables["RAW_BUCKET"]["Fn::GetStackOutput"]["OutputName"],
+        }
+    }
+    assert variables["RAW_BUCKET"]["Fn::GetStackOutput"]["OutputName"].startswith("PublishOutputRefRawZoneBucket")
+    assert variables["MAX_RECORD_BYTES"] == str(settings.ingestion.max_record_bytes)
+    assert variables["RAW_PREFIX"] == "raw/"
+    assert variables["QUARANTINE_PREFIX"] == "quarantine/"
+    assert variables["POWERTOOLS_METRICS_NAMESPACE"] == f"mlops/{environment}"
+
+
+def test_the_function_may_write_only_raw_and_quarantine_objects(resources):
+    [policy] = of_type(resources, "AWS::IAM::Policy").values()
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+
+    s3_statements = [s for s in statements if any(str(a).startswith("s3:") for a in _actions(s))]
+    assert len(s3_statements) == 1
+    assert _actions(s3_statements[0]) == ["s3:PutObject"]
+    suffixes = sorted(resource["Fn::Join"][1][1] for resource in s3_statements[0]["Resource"])
+    assert suffixes == ["/quarantine/*", "/raw/*"]
+    for statement in statements:
+        assert "*" not in _actions(statement)
+        assert not any(action.endswith(":*") for action in _actions(statement))
+
+
+def test_no_role_has_managed_policies_attached(resources):
+    for role in of_type(resources, "AWS::IAM::Role").values():
+        assert "ManagedPolicyArns" not in role["Properties"]
+
+
+def test_producers_get_a_policy_that_only_sends_to_the_queue(resources):
+    [policy] = of_type(resources, "AWS::IAM::ManagedPolicy").values()
+    statements = {s["Sid"]: s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
+
+    assert statements["SendRecords"]["Action"] == "sqs:SendMessage"
+    assert set(statements["EncryptMessages"]["Action"]) == {"kms:GenerateDataKey", "kms:Decrypt"}
+
+
+def test_logs_are_kept_for_the_configured_days_and_encrypted(template, settings, environment):
+    template.has_resource_properties(
+        "AWS::Logs::LogGroup",
+        {
+            "RetentionInDays": settings.retention.log_retention_days,
+            "KmsKeyId": foundation_output(environment, "PublishOutputFnGetAttPlatformKeyArn"),
+        },
+    )
+
+
+def test_every_alarm_notifies_the_environment_topic(resources, environment):
+    alarms = of_type(resources, "AWS::CloudWatch::Alarm")
+
+    assert len(alarms) == 3
+    for alarm in alarms.values():
+        [action] = alarm["Properties"]["AlarmActions"]
+        assert action["Fn::GetStackOutput"]["StackName"] == f"{environment}-Foundation"
+        assert action["Fn::GetStackOutput"]["OutputName"].startswith("PublishOutputRefNotificationTopic")
+
+
+def test_the_quarantine_alarm_watches_the_metric_the_handler_publishes(resources, environment, monkeypatch, capsys):
+    [alarm] = [
+        a["Properties"]
+        for a in of_type(resources, "AWS::CloudWatch::Alarm").values()
+        if a["Properties"]["MetricName"] == "RecordsQuarantined"
+    ]
+    variables = the_function(resources)["Environment"]["Variables"]
+    for name in ("POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"):
+        monkeypatch.setenv(name, variables[name])
+    monkeypatch.setenv("RAW_BUCKET", "unused")
+    handler = load_handler("ingest")
+
+    handler.metrics.add_metric("RecordsQuarantined", "Count", 1)
+    handler.metrics.flush_metrics()
+    [emf] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+
+    directive = emf["_aws"]["CloudWatchMetrics"][0]
+    assert alarm["Namespace"] == directive["Namespace"] == f"mlops/{environment}"
+    assert [d["Name"] for d in alarm["Dimensions"]] == directive["Dimensions"][0]
+    assert all(emf[d["Name"]] == d["Value"] for d in alarm["Dimensions"])
+
+
+def test_the_function_asset_holds_the_handler_and_no_test_leftovers(synthesized, resources, environment):
+    s3_key = the_function(resources)["Code"]["S3Key"]
+    asset = synthesized.outdir / f"asset.{s3_key.removesuffix('.zip')}"
+
+    assert (asset / "handler.py").read_bytes() == (ROOT / "lambda" / "ingest" / "handler.py").read_bytes()
+    assert not list(asset.rglob("__pycache__"))
+    assert not (asset / "requirements.txt").exists()
+
+
+def _actions(statement) -> list[str]:
+    action = statement["Action"]
+    return action if isinstance(action, list) else [action]

@@ -1,0 +1,87 @@
+"""Properties of the ingest parser over arbitrary input: it never raises and accounts for every record."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import load_handler
+
+MAX_RECORD_BYTES = 120
+
+
+@pytest.fixture(scope="module")
+def parser():
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAW_BUCKET", "unused")
+        return load_handler("ingest")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=12,
+)
+names = st.from_regex(r"[a-z0-9][a-z0-9-]{0,20}", fullmatch=True)
+records = st.lists(st.dictionaries(st.text(max_size=8), json_values, max_size=5) | json_values, max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=st.text())
+def test_any_text_is_either_parsed_or_rejected_whole_and_never_raises(parser, body):
+    parsed = parser.parse_message(body, MAX_RECORD_BYTES)
+
+    if not parsed.routed:
+        assert parsed.records == []
+        assert len(parsed.rejections) == 1
+        assert parsed.rejections[0].index is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(tenant=names, dataset=names, batch=records)
+def test_every_record_of_a_routable_message_lands_or_is_rejected_exactly_once(parser, tenant, dataset, batch):
+    body = json.dumps({"tenant": tenant, "dataset": dataset, "records": batch})
+    parsed = parser.parse_message(body, MAX_RECORD_BYTES)
+
+    assert (parsed.tenant, parsed.dataset) == (tenant, dataset)
+    landed = [index for index, _ in parsed.records]
+    rejected = [rejection.index for rejection in parsed.rejections]
+    assert sorted(landed + rejected) == list(range(len(batch)))
+    for index, record in parsed.records:
+        assert record == batch[index]
+        assert isinstance(record, dict)
+        assert len(parser.encoded(record)) <= MAX_RECORD_BYTES
+    for rejection in parsed.rejections:
+        assert rejection.payload == batch[rejection.index]
+        if rejection.reason == "oversized":
+            assert len(parser.encoded(rejection.payload)) > MAX_RECORD_BYTES
+        else:
+            assert rejection.reason == "not-an-object"
+            assert not isinstance(rejection.payload, dict)
+
+
+@settings(max_examples=200, deadline=None)
+@given(tenant=names, dataset=names, batch=st.lists(st.dictionaries(st.text(max_size=8), json_values), max_size=6))
+def test_landed_lines_round_trip_to_the_records_sent(parser, tenant, dataset, batch):
+    parsed = parser.parse_message(json.dumps({"tenant": tenant, "dataset": dataset, "records": batch}), 10**6)
+    lines = parser.raw_lines(parsed, "m-1", "2026-11-24T00:00:00.000Z").decode().splitlines()
+
+    assert [json.loads(line)["record"] for line in lines] == batch
+    assert [json.loads(line)["record_id"] for line in lines] == [f"m-1-{i}" for i in range(len(batch))]
+
+
+@settings(max_examples=200, deadline=None)
+@given(tenant=st.text(max_size=70), dataset=names)
+def test_only_safe_tenant_names_are_routed(parser, tenant, dataset):
+    parsed = parser.parse_message(json.dumps({"tenant": tenant, "dataset": dataset, "record": {}}), 1000)
+
+    if parsed.routed:
+        assert parsed.tenant == tenant
+        assert parser.NAME_PATTERN.fullmatch(tenant)
+        assert "/" not in tenant
+        assert ".." not in tenant
+    else:
+        assert parsed.rejections[0].reason == "invalid-tenant"
