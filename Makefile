@@ -18,13 +18,15 @@ CDK := cdk --no-notices
 CDK_OUT ?= cdk.out
 CDK_APP ?=
 
-.PHONY: help setup synth test lint format snapshots clean
+.PHONY: help setup synth test lint format snapshots diff deploy clean
 
 help:
 	@echo "make synth      synthesize every environment into cdk.out/ and run cdk-nag and cfn-lint"
 	@echo "make test       lint, format check and the whole test suite"
 	@echo "make format     apply ruff's fixes and formatting"
 	@echo "make snapshots  rewrite the template snapshots after an intended change"
+	@echo "make diff ENV=dev     compare one environment with what is deployed (needs AWS credentials)"
+	@echo "make deploy ENV=dev   deploy one environment's stacks (needs AWS credentials and a bootstrap)"
 	@echo "make clean      remove the virtual environment, node_modules and cdk.out"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt $(wildcard lambda/*/requirements.txt)
@@ -58,6 +60,11 @@ format: setup
 
 snapshots: setup
 	$(PYTHON) -m pytest tests/infra/test_snapshots.py --snapshot-update
+
+ENV ?=
+diff deploy: setup
+	@test -n "$(ENV)" || { echo "usage: make $@ ENV=dev|staging|prod" >&2; exit 2; }
+	$(CDK) $@ "$(ENV)/*" -c environments=$(ENV)
 
 clean:
 	rm -rf $(VENV) node_modules cdk.out .pytest_cache .ruff_cache .hypothesis
