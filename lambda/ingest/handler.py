@@ -10,8 +10,9 @@ Every record is accounted for:
   ``quarantine/<tenant>/<dataset>/dt=<day>/<message id>.jsonl``;
 * a message whose writes fail is reported back to SQS alone (partial batch response) and retried.
 
-Object keys and contents derive only from the message (its id and SQS's ``SentTimestamp``), so a
-redelivered or retried message overwrites its own objects byte for byte instead of duplicating data.
+Object keys and contents derive only from the message (its id and SQS's ``SentTimestamp``), and
+objects are written only if absent, so a redelivered or retried message finds its own objects and
+duplicates nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from botocore.exceptions import ClientError
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 SAFE_ID_PATTERN = re.compile(r"[A-Za-z0-9-]{1,128}")
@@ -58,23 +60,57 @@ class ParsedMessage:
         return self.tenant is not None and self.dataset is not None
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+class _ObjectWithDuplicateKeys(dict):
+    """A JSON object that repeated a key. Python keeps the last value, which would silently change data."""
+
+    duplicates: tuple[str, ...] = ()
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj
+    flagged = _ObjectWithDuplicateKeys(obj)
+    keys = [key for key, _ in pairs]
+    flagged.duplicates = tuple(sorted({key for key in keys if keys.count(key) > 1}))
+    return flagged
+
+
+def _duplicate_keys(value: Any) -> tuple[str, ...]:
+    """The repeated keys anywhere inside a parsed value."""
+    found: list[str] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, _ObjectWithDuplicateKeys):
+            found.extend(item.duplicates)
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return tuple(sorted(set(found)))
 
 
 def encoded(record: Any) -> bytes:
-    """The record as it is stored: compact JSON, ASCII-only.
+    """The record as it is stored: strict, compact JSON, ASCII-only.
 
+    ``allow_nan=False``: a NaN or an out-of-range number such as ``1e400`` (parsed as infinity)
+    has no JSON form, and readers such as Athena reject the ``NaN``/``Infinity`` Python would write.
     Escaping non-ASCII keeps characters such as U+2028 or U+0085 out of the bytes: readers that
     split lines on them (Python's ``str.splitlines``) would otherwise cut a record in two.
     """
-    return json.dumps(record, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode("ascii")
+
+
+def quarantine_encoded(entry: Any) -> bytes:
+    """Quarantine keeps what it was given, non-finite numbers included (written as NaN or Infinity)."""
+    return json.dumps(entry, separators=(",", ":"), ensure_ascii=True, allow_nan=True).encode("ascii")
 
 
 def parse_message(body: str, max_record_bytes: int) -> ParsedMessage:
     """Split a message body into records that may land and rejections with reasons; never raises."""
     try:
-        message = json.loads(body, parse_constant=_reject_constant)
+        message = json.loads(body, object_pairs_hook=_json_object)
     except (ValueError, RecursionError) as error:
         return ParsedMessage(rejections=[Rejection("malformed-json", str(error)[:200], None, body)])
     if not isinstance(message, dict):
@@ -82,6 +118,8 @@ def parse_message(body: str, max_record_bytes: int) -> ParsedMessage:
             rejections=[Rejection("not-an-object", f"the body is a JSON {type(message).__name__}", None, message)]
         )
     problems = []
+    if isinstance(message, _ObjectWithDuplicateKeys):
+        problems.append(("duplicate-key", f"the message repeats the keys {list(message.duplicates)}"))
     unknown = sorted(set(message) - MESSAGE_KEYS)
     if unknown:
         problems.append(("unknown-field", f"unexpected keys {unknown}; allowed: {sorted(MESSAGE_KEYS)}"))
@@ -100,21 +138,28 @@ def parse_message(body: str, max_record_bytes: int) -> ParsedMessage:
     raw_records = [message["record"]] if "record" in message else message["records"]
     parsed = ParsedMessage(tenant=message["tenant"], dataset=message["dataset"])
     for index, record in enumerate(raw_records):
-        if not isinstance(record, dict):
-            parsed.rejections.append(
-                Rejection(
-                    "not-an-object", f"a record must be a JSON object, not {type(record).__name__}", index, record
-                )
-            )
-            continue
-        size = len(encoded(record))
-        if size > max_record_bytes:
-            parsed.rejections.append(
-                Rejection("oversized", f"{size} bytes encoded; the limit is {max_record_bytes}", index, record)
-            )
-            continue
-        parsed.records.append((index, record))
+        problem = _record_problem(record, max_record_bytes)
+        if problem:
+            parsed.rejections.append(Rejection(*problem, index, record))
+        else:
+            parsed.records.append((index, record))
     return parsed
+
+
+def _record_problem(record: Any, max_record_bytes: int) -> tuple[str, str] | None:
+    """(reason, detail) when a record cannot land as it is; None when it can."""
+    if not isinstance(record, dict):
+        return "not-an-object", f"a record must be a JSON object, not {type(record).__name__}"
+    duplicates = _duplicate_keys(record)
+    if duplicates:
+        return "duplicate-key", f"the record repeats the keys {list(duplicates)}; only the last value was kept here"
+    try:
+        size = len(encoded(record))
+    except ValueError:
+        return "non-finite-number", "a number is NaN or out of range (such as 1e400), which JSON cannot represent"
+    if size > max_record_bytes:
+        return "oversized", f"{size} bytes encoded; the limit is {max_record_bytes}"
+    return None
 
 
 def object_id(message_id: str) -> str:
@@ -146,7 +191,7 @@ def raw_lines(parsed: ParsedMessage, message_id: str, received_at: str) -> bytes
 
 def quarantine_lines(parsed: ParsedMessage, message_id: str, received_at: str) -> bytes:
     return b"".join(
-        encoded(
+        quarantine_encoded(
             {
                 "message_id": message_id,
                 "received_at": received_at,
@@ -193,7 +238,16 @@ class Ingestor:
         return {"landed": len(parsed.records), "quarantined": len(parsed.rejections)}
 
     def _put(self, key: str, body: bytes) -> None:
-        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/x-ndjson")
+        """Write once. A retry finds its object already there (same key, same bytes) and leaves it be,
+        so redeliveries create no new version and no second "Object Created" event."""
+        try:
+            self.s3.put_object(
+                Bucket=self.bucket, Key=key, Body=body, ContentType="application/x-ndjson", IfNoneMatch="*"
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "PreconditionFailed":
+                raise
+            logger.info("already landed", extra={"key": key})
 
 
 logger = Logger()

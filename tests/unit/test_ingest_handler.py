@@ -144,7 +144,8 @@ def test_malformed_json_is_quarantined_with_its_reason_and_original_body(ingest,
         ({"tenant": "acme", "dataset": "calls", "records": {"a": 1}}, "invalid-records"),
         ({"tenant": "acme", "dataset": "calls", "record": {}, "extra": 1}, "unknown-field"),
         (["tenant", "acme"], "not-an-object"),
-        ("NaN", "malformed-json"),
+        ("NaN", "not-an-object"),
+        ('{"tenant": "acme", "tenant": "acme", "dataset": "calls", "record": {}}', "duplicate-key"),
     ],
 )
 def test_a_message_that_cannot_be_routed_is_quarantined_whole(ingest, s3, message, reason):
@@ -172,7 +173,35 @@ def test_an_oversized_record_is_quarantined_and_its_neighbours_land(ingest, s3):
     assert sorted(indices) == list(range(len(records)))
 
 
-def test_a_redelivered_message_overwrites_its_own_objects_byte_for_byte(ingest, s3):
+def test_numbers_json_cannot_represent_are_quarantined_and_their_neighbours_land(ingest, s3):
+    body = '{"tenant": "acme", "dataset": "calls", "records": [{"x": 1e400}, {"x": 1}, {"x": NaN}, {"x": -Infinity}]}'
+    run(ingest, sqs_event(sqs_message(body, "m-1")))
+
+    landed = objects(s3, "raw/")[f"raw/acme/calls/{DAY}/m-1.jsonl"]
+    raw_bytes = s3.get_object(Bucket=BUCKET, Key=f"raw/acme/calls/{DAY}/m-1.jsonl")["Body"].read()
+    assert [line["record"] for line in landed] == [{"x": 1}]
+    assert b"Infinity" not in raw_bytes
+    assert b"NaN" not in raw_bytes
+    quarantined = objects(s3, "quarantine/")[f"quarantine/acme/calls/{DAY}/m-1.jsonl"]
+    assert [(line["index"], line["reason"]) for line in quarantined] == [
+        (0, "non-finite-number"),
+        (2, "non-finite-number"),
+        (3, "non-finite-number"),
+    ]
+
+
+def test_a_record_with_a_repeated_key_is_quarantined_instead_of_silently_losing_a_value(ingest, s3):
+    body = '{"tenant": "acme", "dataset": "calls", "records": [{"d": 1, "d": 2}, {"n": {"e": 1, "e": 1}}, {"d": 3}]}'
+    run(ingest, sqs_event(sqs_message(body, "m-1")))
+
+    assert [line["record"] for line in objects(s3, "raw/")[f"raw/acme/calls/{DAY}/m-1.jsonl"]] == [{"d": 3}]
+    quarantined = objects(s3, "quarantine/")[f"quarantine/acme/calls/{DAY}/m-1.jsonl"]
+    assert [(line["index"], line["reason"]) for line in quarantined] == [(0, "duplicate-key"), (1, "duplicate-key")]
+    assert "'d'" in quarantined[0]["detail"]
+    assert "'e'" in quarantined[1]["detail"]
+
+
+def test_a_redelivered_message_finds_its_objects_and_writes_nothing_again(ingest, s3):
     message = {"tenant": "acme", "dataset": "calls", "records": [{"i": 0}, {"blob": "x" * 500}]}
     first = sqs_event(sqs_message(message, "m-1"))
     # SQS redelivers the same message id and SentTimestamp, a day later and with a new receive count.
@@ -185,6 +214,8 @@ def test_a_redelivered_message_overwrites_its_own_objects_byte_for_byte(ingest, 
     assert after == before
     assert len(after) == 2  # one raw object, one quarantine object
     assert sum(len(lines) for lines in objects(s3).values()) == 2
+    # Written only if absent: no second version, so no second "Object Created" event downstream.
+    assert len(s3.list_object_versions(Bucket=BUCKET)["Versions"]) == 2
 
 
 def fail_puts_for(s3, message_id: str, prefix: str = ""):
