@@ -17,6 +17,13 @@ CDK := cdk --no-notices
 # Where synth writes, and which app it runs (tests point these elsewhere to plant violations).
 CDK_OUT ?= cdk.out
 CDK_APP ?=
+CDK_SYNTH_FLAGS ?=
+# The CLI looks up a default account before every synth, through the credential chain and STS.
+# Synth needs none: hide every credential source (instance metadata included), so the lookup
+# fails locally instead of reaching the network. --no-lookups makes any context lookup an error.
+OFFLINE := env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN -u AWS_PROFILE \
+	-u AWS_CONTAINER_CREDENTIALS_RELATIVE_URI -u AWS_CONTAINER_CREDENTIALS_FULL_URI -u AWS_WEB_IDENTITY_TOKEN_FILE \
+	AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
 
 .PHONY: help setup synth test lint format snapshots diff deploy clean
 
@@ -42,7 +49,7 @@ setup: $(VENV)/.installed node_modules/.installed
 
 synth: setup
 	rm -rf "$(CDK_OUT)"
-	$(CDK) synth --quiet --output "$(CDK_OUT)" $(if $(CDK_APP),--app "$(CDK_APP)")
+	$(OFFLINE) $(CDK) synth --quiet --no-lookups --output "$(CDK_OUT)" $(if $(CDK_APP),--app "$(CDK_APP)") $(CDK_SYNTH_FLAGS)
 	$(PYTHON) -m scripts.policy_gate "$(CDK_OUT)"
 
 test: setup

@@ -20,10 +20,19 @@ from pydantic import (
 )
 
 from config.instance_types import check_instance_type
-from config.naming import Names
 
 # The pipeline deploys environments in this order; the names are contracts (stage and stack names).
 ENVIRONMENT_NAMES: tuple[str, ...] = ("dev", "staging", "prod")
+
+# Regions of the commercial partition, where the managed Powertools layer and every service the
+# platform uses are published. Other partitions need other ARNs (and are not supported yet).
+COMMERCIAL_REGIONS = (
+    "us-east-1", "us-east-2", "us-west-1", "us-west-2", "ca-central-1", "ca-west-1", "mx-central-1", "sa-east-1",
+    "eu-west-1", "eu-west-2", "eu-west-3", "eu-central-1", "eu-central-2", "eu-north-1", "eu-south-1", "eu-south-2",
+    "il-central-1", "me-south-1", "me-central-1", "af-south-1", "ap-east-1", "ap-east-2", "ap-south-1", "ap-south-2",
+    "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-southeast-1", "ap-southeast-2", "ap-southeast-3",
+    "ap-southeast-4", "ap-southeast-5", "ap-southeast-7",
+)  # fmt: skip
 
 # The retention periods CloudWatch Logs accepts (PutRetentionPolicy).
 LOG_RETENTION_DAYS = (
@@ -130,8 +139,8 @@ class Notifications(_Settings):
 class EnvironmentConfig(_Settings):
     name: Literal["dev", "staging", "prod"] = Field(description="one of dev, staging, prod, the same as the file name")
     account: str = Field(pattern=r"^\d{12}$", description="a 12-digit AWS account id, quoted as a string")
-    region: str = Field(
-        pattern=r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$", description="an AWS region name such as eu-west-1"
+    region: Literal[COMMERCIAL_REGIONS] = Field(  # type: ignore[valid-type]
+        description="an AWS commercial region: " + ", ".join(COMMERCIAL_REGIONS)
     )
     termination_protection: StrictBool = Field(description="true or false (protects the stateful stacks)")
     removal_policy: Literal["retain", "destroy"] = Field(
@@ -153,9 +162,6 @@ class PlatformConfig(_Settings):
 
     project: ProjectConfig
     environments: tuple[EnvironmentConfig, ...]
-
-    def names(self, environment: EnvironmentConfig) -> Names:
-        return Names(project=self.project.name, environment=environment.name)
 
     def environment(self, name: str) -> EnvironmentConfig:
         for environment in self.environments:

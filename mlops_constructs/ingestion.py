@@ -22,6 +22,7 @@ from config.schema import Capacities, Ingestion
 from mlops_constructs.data_lake import QUARANTINE_PREFIX
 from mlops_constructs.log_retention import retention_days
 from mlops_constructs.nag import acknowledge, acknowledge_wildcard_resource
+from mlops_constructs.pinning import pin_logical_id
 
 LAMBDA_ROOT = Path(__file__).resolve().parent.parent / "lambda"
 # Files that tests and editors leave beside a handler; excluded so the asset hash (and the
@@ -74,7 +75,9 @@ class IngestionPipeline(Construct):
             encryption_master_key=key,
             enforce_ssl=True,
             retention_period=Duration.days(14),
+            removal_policy=removal_policy,
         )
+        pin_logical_id(self.dead_letter_queue, "IngestDeadLetterQueue")
         acknowledge(
             self.dead_letter_queue,
             "AwsSolutions-SQS3",
@@ -93,7 +96,10 @@ class IngestionPipeline(Construct):
             dead_letter_queue=sqs.DeadLetterQueue(
                 queue=self.dead_letter_queue, max_receive_count=settings.max_receive_count
             ),
+            removal_policy=removal_policy,
         )
+        # Producers hold the queue's URL, and both queues hold messages: never replace them by accident.
+        pin_logical_id(self.queue, "IngestQueue")
 
         log_group = logs.LogGroup(
             self,
@@ -164,10 +170,13 @@ class IngestionPipeline(Construct):
                 ],
             )
         )
-        # Decrypt reads the queue's messages; GenerateDataKey encrypts the objects written (SSE-KMS).
+        # SSE-KMS writes: only through S3. (Reading the queue's messages is granted by the event source.)
         role.add_to_policy(
             iam.PolicyStatement(
-                sid="UsePlatformKey", actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[key.key_arn]
+                sid="EncryptObjectsThroughS3",
+                actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                resources=[key.key_arn],
+                conditions={"StringEquals": {"kms:ViaService": f"s3.{Stack.of(self).region}.amazonaws.com"}},
             )
         )
         policy = role.node.find_child("DefaultPolicy")
@@ -201,7 +210,11 @@ class IngestionPipeline(Construct):
             statements=[
                 iam.PolicyStatement(sid="SendRecords", actions=["sqs:SendMessage"], resources=[self.queue.queue_arn]),
                 iam.PolicyStatement(
-                    sid="EncryptMessages", actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[key.key_arn]
+                    sid="EncryptMessages",
+                    actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                    resources=[key.key_arn],
+                    # The key encrypts the whole lake: producers may use it only through SQS.
+                    conditions={"StringEquals": {"kms:ViaService": f"sqs.{Stack.of(self).region}.amazonaws.com"}},
                 ),
             ],
         )

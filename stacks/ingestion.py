@@ -1,4 +1,8 @@
-"""Ingestion: the SQS path from producers into the raw zone. Stateless: safe to destroy and redeploy."""
+"""Ingestion: the SQS path from producers into the raw zone.
+
+Stateless but for the messages in flight: its queues follow the environment's removal policy and
+keep pinned logical IDs, so a refactor never drops records waiting in the dead-letter queue.
+"""
 
 from __future__ import annotations
 

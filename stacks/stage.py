@@ -13,7 +13,9 @@ from stacks.ingestion import IngestionStack
 
 class PlatformStage(Stage):
     def __init__(self, scope: Construct, *, project: ProjectConfig, environment: EnvironmentConfig) -> None:
-        # The stage id is the environment's name, so stacks are named dev-Foundation, prod-Ingestion...
+        # The stage id is the environment's name. Stack names are set explicitly: nested in the
+        # delivery pipeline's stack the default names would gain its prefix, and consumers of
+        # Foundation's outputs (Fn::GetStackOutput) and people address stacks by these names.
         super().__init__(
             scope, environment.name, env=Environment(account=environment.account, region=environment.region)
         )
@@ -24,6 +26,7 @@ class PlatformStage(Stage):
         self.foundation = FoundationStack(
             self,
             "Foundation",
+            stack_name=f"{environment.name}-Foundation",
             environment=environment,
             names=names,
             description=f"ML platform {environment.name}: encryption key, notifications, data lake (stateful)",
@@ -31,6 +34,7 @@ class PlatformStage(Stage):
         self.ingestion = IngestionStack(
             self,
             "Ingestion",
+            stack_name=f"{environment.name}-Ingestion",
             environment=environment,
             names=names,
             foundation=self.foundation,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from aws_cdk.assertions import Match
 
@@ -71,6 +73,25 @@ def test_the_key_lets_publishing_services_encrypt_only_for_this_account(resource
     assert grant["Effect"] == "Allow"
     assert set(grant["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*"}
     assert grant["Condition"] == {"StringEquals": {"aws:SourceAccount": settings.account}}
+
+
+def test_the_key_policy_names_exactly_the_account_and_the_publishing_services(resources, settings):
+    statements = resources["PlatformKey"]["Properties"]["KeyPolicy"]["Statement"]
+
+    principals = sorted(json.dumps(statement["Principal"], sort_keys=True) for statement in statements)
+    assert principals == sorted(
+        json.dumps(principal, sort_keys=True)
+        for principal in [
+            {"AWS": f"arn:aws:iam::{settings.account}:root"},
+            {"Service": "cloudwatch.amazonaws.com"},
+            {"Service": "events.amazonaws.com"},
+            {"Service": "s3.amazonaws.com"},
+            {"Service": f"logs.{settings.region}.amazonaws.com"},
+        ]
+    )
+    assert all(statement["Effect"] == "Allow" for statement in statements)
+    # Only the account root is unconditioned: every service grant carries a condition.
+    assert all("Condition" in statement for statement in statements if "Service" in statement["Principal"])
 
 
 def test_the_key_lets_cloudwatch_logs_encrypt_only_this_accounts_log_groups(resources, settings):

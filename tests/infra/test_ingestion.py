@@ -142,12 +142,36 @@ def test_no_role_has_managed_policies_attached(resources):
         assert "ManagedPolicyArns" not in role["Properties"]
 
 
-def test_producers_get_a_policy_that_only_sends_to_the_queue(resources):
+def test_producers_get_a_policy_that_only_sends_to_the_queue(resources, settings):
     [policy] = of_type(resources, "AWS::IAM::ManagedPolicy").values()
     statements = {s["Sid"]: s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
 
+    assert set(statements) == {"SendRecords", "EncryptMessages"}
     assert statements["SendRecords"]["Action"] == "sqs:SendMessage"
+    assert statements["SendRecords"]["Resource"] == {"Fn::GetAtt": ["IngestQueue", "Arn"]}
     assert set(statements["EncryptMessages"]["Action"]) == {"kms:GenerateDataKey", "kms:Decrypt"}
+    # The key encrypts the whole lake: a producer may use it only through SQS.
+    assert statements["EncryptMessages"]["Condition"] == {
+        "StringEquals": {"kms:ViaService": f"sqs.{settings.region}.amazonaws.com"}
+    }
+
+
+def test_the_function_uses_the_key_for_objects_only_through_s3(resources, settings):
+    [policy] = of_type(resources, "AWS::IAM::Policy").values()
+    [statement] = [
+        s for s in policy["Properties"]["PolicyDocument"]["Statement"] if "kms:GenerateDataKey" in _actions(s)
+    ]
+
+    assert statement["Condition"] == {"StringEquals": {"kms:ViaService": f"s3.{settings.region}.amazonaws.com"}}
+
+
+def test_the_queues_keep_pinned_logical_ids_and_the_environments_removal_policy(resources, settings):
+    expected = "Retain" if settings.retains_data else "Delete"
+
+    assert set(of_type(resources, "AWS::SQS::Queue")) == {"IngestQueue", "IngestDeadLetterQueue"}
+    for queue in ("IngestQueue", "IngestDeadLetterQueue"):
+        assert resources[queue]["DeletionPolicy"] == expected
+        assert resources[queue]["UpdateReplacePolicy"] == expected
 
 
 def test_logs_are_kept_for_the_configured_days_and_encrypted(template, settings, environment):

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
+import aws_cdk as cdk
 import pytest
 
-from tests.infra.conftest import ENVIRONMENTS, Synthesized, synthesize
+from stacks.stage import PlatformStage
+from tests.conftest import ROOT
+from tests.infra.conftest import CDK_CONTEXT, ENVIRONMENTS, Synthesized, synthesize
 
 # Properties that give a resource a physical name another resource or person relies on.
 NAME_PROPERTIES = {
@@ -35,7 +40,12 @@ NAME_PROPERTIES = {
 def assembly_files(outdir: Path) -> dict[str, bytes]:
     return {
         str(path.relative_to(outdir)): path.read_bytes()
-        for pattern in ("assembly-*/*.template.json", "assembly-*/*.assets.json", "assembly-*/manifest.json")
+        for pattern in (
+            "manifest.json",
+            "assembly-*/*.template.json",
+            "assembly-*/*.assets.json",
+            "assembly-*/manifest.json",
+        )
         for path in sorted(outdir.glob(pattern))
     }
 
@@ -85,17 +95,59 @@ def test_synth_makes_no_lookups(synthesized):
         assert "missing" not in manifest, manifest.get("missing")
 
 
-def test_two_synths_of_the_same_inputs_are_byte_identical(synthesized, platform_config, tmp_path):
-    again = synthesize(platform_config, tmp_path / "again")
+@pytest.fixture(scope="module")
+def make_synth_twice(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess]:
+    """`make synth` as a user runs it, twice, in separate processes with different hash seeds.
 
-    first, second = assembly_files(synthesized.outdir), assembly_files(again.outdir)
-    assert len(first) >= 9
-    assert first.keys() == second.keys()
-    for name in first:
-        assert first[name] == second[name], name
-    assert sorted(p.name for p in synthesized.outdir.glob("asset.*")) == sorted(
-        p.name for p in again.outdir.glob("asset.*")
-    )
+    The test process holds fake AWS credentials (tests/conftest.py): the first run is verbose, so
+    the test can see the CLI never reach for STS with them.
+    """
+    base = tmp_path_factory.mktemp("make-synth")
+    results = []
+    for name, seed, flags in (("first", "1", "--verbose"), ("second", "2", "")):
+        result = subprocess.run(
+            ["make", "--no-print-directory", "synth", f"CDK_OUT={base / name}", f"CDK_SYNTH_FLAGS={flags}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONHASHSEED": seed, "MAKEFLAGS": ""},
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        results.append(result)
+    return base / "first", base / "second", results[0]
+
+
+def test_make_synth_writes_every_environment_and_passes_the_policy_gate(make_synth_twice):
+    first, _, result = make_synth_twice
+
+    assert sorted(path.name for path in first.glob("assembly-*")) == [
+        "assembly-dev",
+        "assembly-prod",
+        "assembly-staging",
+    ]
+    assert "policy gate: cdk-nag and cfn-lint clean on 6 templates" in result.stdout
+
+
+def test_make_synth_twice_gives_byte_identical_assemblies(make_synth_twice):
+    first, second, _ = make_synth_twice
+
+    files_first, files_second = assembly_files(first), assembly_files(second)
+    assert len(files_first) >= 12
+    assert files_first.keys() == files_second.keys()
+    for name in files_first:
+        assert files_first[name] == files_second[name], name
+    assert sorted(p.name for p in first.glob("asset.*")) == sorted(p.name for p in second.glob("asset.*"))
+
+
+def test_make_synth_makes_no_aws_call_even_with_credentials_in_the_environment(make_synth_twice):
+    _, _, verbose = make_synth_twice
+    output = verbose.stdout + verbose.stderr
+
+    assert os.environ["AWS_ACCESS_KEY_ID"]  # the credentials were there to be found
+    assert "Could not load credentials from any providers" in output
+    assert "Looking up default account ID from STS" not in output
+    assert "amazonaws.com" not in output.replace("aws:cdk", "")
 
 
 @pytest.fixture(scope="module")
@@ -131,10 +183,18 @@ def _walk(value: Any):
         yield value
 
 
-def test_templates_hold_no_timestamps_or_machine_paths(synthesized):
+def test_templates_hold_no_machine_paths(synthesized):
     for environment in ENVIRONMENTS:
         for stack in ("foundation", "ingestion"):
             for value in _walk(synthesized.template_json(environment, stack)):
                 if isinstance(value, str):
-                    assert str(Path.home()) not in value
-                    assert "/tmp/" not in value
+                    assert str(ROOT) not in value
+                    assert str(synthesized.outdir) not in value
+
+
+def test_stack_names_stay_the_same_when_the_stage_is_nested_in_a_delivery_pipeline(platform_config):
+    app = cdk.App(context=CDK_CONTEXT)
+    pipeline_stage = cdk.Stage(app, "Delivery")
+    dev = PlatformStage(pipeline_stage, project=platform_config.project, environment=platform_config.environment("dev"))
+
+    assert [stack.stack_name for stack in dev.stacks] == ["dev-Foundation", "dev-Ingestion"]

@@ -201,20 +201,33 @@ def test_instance_type_families_know_gpus_and_local_storage():
     assert not has_local_storage("ml.m5.large")
 
 
-@pytest.mark.parametrize(
-    ("context", "expected"),
-    [
-        ({"configDir": "BAD"}, "dev.yaml: key 'capacities.ingest_max_concurrency' has value -1; allowed: "),
-        ({"environments": "qa"}, "CDK context: key 'environments' has value 'qa'; allowed: "),
-    ],
-)
+# The bad settings the issue names, each as `cdk synth` meets it: (file edit or context, key, value).
+SYNTH_FAILURES = {
+    "unknown environment": (None, {"environments": "qa"}, "CDK context: key 'environments' has value 'qa'"),
+    "malformed account id": (BAD_SETTINGS["malformed account id"], {}, "key 'account' has value '11111'"),
+    "unknown instance type family": (
+        BAD_SETTINGS["unknown instance type family"],
+        {},
+        "key 'instance_types.training' has value 'ml.q9.xlarge'",
+    ),
+    "negative capacity": (
+        BAD_SETTINGS["negative capacity"],
+        {},
+        "key 'capacities.training_max_concurrency' has value -3",
+    ),
+    "missing required key": (BAD_SETTINGS["missing required key"], {}, "required key 'region' is missing"),
+}
+
+
+@pytest.mark.parametrize(("edit_spec", "context", "expected"), SYNTH_FAILURES.values(), ids=SYNTH_FAILURES.keys())
 def test_synth_with_a_bad_setting_exits_non_zero_with_one_line_and_no_traceback(
-    config_copy, tmp_path, context, expected
+    config_copy, tmp_path, edit_spec, context, expected
 ):
-    """What `cdk synth` runs: app.py as a subprocess, as the CLI starts it."""
-    edit(config_copy / "environments" / "dev.yaml", "ingest_max_concurrency: 2", "ingest_max_concurrency: -1")
-    if context.get("configDir") == "BAD":
-        context = {**context, "configDir": str(config_copy)}
+    """What `cdk synth` runs: app.py in a process of its own, context in CDK_CONTEXT_JSON."""
+    if edit_spec:
+        file, old, new, _, _ = edit_spec
+        edit(config_copy / "environments" / f"{file}.yaml", old, new)
+    context = {**context, "configDir": str(config_copy)}
     environment = {**os.environ, "CDK_CONTEXT_JSON": json.dumps(context), "CDK_OUTDIR": str(tmp_path / "out")}
 
     result = subprocess.run(
@@ -226,8 +239,10 @@ def test_synth_with_a_bad_setting_exits_non_zero_with_one_line_and_no_traceback(
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ")
     assert expected in lines[0]
+    assert "; allowed: " in lines[0]
     assert "Traceback" not in result.stderr
     assert "jsii" not in result.stderr
+    assert not (tmp_path / "out" / "manifest.json").exists()  # nothing half-synthesized
 
 
 def test_every_environment_name_has_a_file():
