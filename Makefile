@@ -1,6 +1,6 @@
 # Two commands set everything up on a fresh machine (Python 3.11, Node, npm):
 #   make synth   synthesize dev, staging and prod into cdk.out/ and run the policy checks
-#   make test    the whole test suite (lint, format, unit, infra)
+#   make test    the whole test suite (ruff, mypy, unit, infra)
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
@@ -29,7 +29,7 @@ OFFLINE := env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKE
 
 help:
 	@echo "make synth      synthesize every environment into cdk.out/ and run cdk-nag and cfn-lint"
-	@echo "make test       lint, format check and the whole test suite"
+	@echo "make test       ruff, mypy and the whole test suite"
 	@echo "make format     apply ruff's fixes and formatting"
 	@echo "make snapshots  rewrite the template snapshots after an intended change"
 	@echo "make diff ENV=dev     compare one environment with what is deployed (needs AWS credentials)"
@@ -55,11 +55,13 @@ synth: setup
 test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	$(PYTHON) -m pytest
 
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 format: setup
 	$(VENV)/bin/ruff check --fix .

@@ -32,7 +32,7 @@ def read_config(app: cdk.App) -> PlatformConfig:
 
 def build_platform(app: cdk.App, config: PlatformConfig) -> dict[str, PlatformStage]:
     """Every environment's Stage, with the AwsSolutions checks run over all of them at synth."""
-    stages = {
+    stages: dict[str, PlatformStage] = {
         environment.name: PlatformStage(app, project=config.project, environment=environment)
         for environment in config.environments
     }

@@ -166,7 +166,7 @@ class DataLake(Construct):
             lifecycle_rules=lifecycle_rules,
             # S3's default since 2024, stated so nobody expects otherwise: objects under 128 KB are
             # never transitioned (their per-object overhead would cost more than Standard). Ingest
-            # writes one small object per message, so raw data archives only once compacted.
+            # writes one small object per message, so most raw data stays in Standard until compacted.
             transition_default_minimum_object_size=s3.TransitionDefaultMinimumObjectSize.ALL_STORAGE_CLASSES_128_K,
             removal_policy=self._removal_policy,
         )

@@ -11,6 +11,7 @@ from typing import Any
 import aws_cdk as cdk
 import pytest
 
+from config.schema import Notifications
 from stacks.stage import PlatformStage
 from tests.conftest import ROOT
 from tests.infra.conftest import CDK_CONTEXT, ENVIRONMENTS, Synthesized, synthesize
@@ -153,7 +154,9 @@ def test_make_synth_makes_no_aws_call_even_with_credentials_in_the_environment(m
 @pytest.fixture(scope="module")
 def shared_account(platform_config, tmp_path_factory) -> Synthesized:
     """dev and staging in one account and region, as a small team would run them."""
-    dev = platform_config.environment("dev")
+    dev = platform_config.environment("dev").model_copy(
+        update={"notifications": Notifications(emails=("ml-oncall@example.com",))}
+    )
     staging = platform_config.environment("staging").model_copy(update={"account": dev.account, "region": dev.region})
     config = platform_config.model_copy(update={"environments": (dev, staging)})
     return synthesize(config, tmp_path_factory.mktemp("shared"))
@@ -170,6 +173,17 @@ def test_environments_sharing_an_account_and_region_have_no_colliding_physical_n
 def test_every_physical_name_carries_its_environment(shared_account, environment):
     for name in physical_names(shared_account, environment):
         assert environment in name, name
+
+
+def test_configured_emails_are_subscribed_to_the_environments_topic(shared_account):
+    dev = shared_account.template("dev", "foundation")
+    staging = shared_account.template("staging", "foundation")
+
+    dev.has_resource_properties(
+        "AWS::SNS::Subscription",
+        {"Protocol": "email", "Endpoint": "ml-oncall@example.com", "TopicArn": {"Ref": "NotificationTopic"}},
+    )
+    staging.resource_count_is("AWS::SNS::Subscription", 0)
 
 
 def _walk(value: Any):
