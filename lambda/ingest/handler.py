@@ -6,8 +6,9 @@ batch, ``{"tenant": ..., "dataset": ..., "records": [{...}, ...]}``.
 Every record is accounted for:
 
 * valid records land in ``raw/<tenant>/<dataset>/dt=<day>/<message id>.jsonl``;
-* bad records (and whole messages that cannot be routed) land with their reason in
-  ``quarantine/<tenant>/<dataset>/dt=<day>/<message id>.jsonl``;
+* bad records (and whole messages that cannot be routed) land in
+  ``quarantine/<tenant>/<dataset>/dt=<day>/<message id>.jsonl``: the message's exact body, then
+  one line per rejection with its reason;
 * a message whose writes fail is reported back to SQS alone (partial batch response) and retried.
 
 Object keys and contents derive only from the message (its id and SQS's ``SentTimestamp``), and
@@ -21,6 +22,7 @@ import hashlib
 import json
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -71,8 +73,8 @@ def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     if len(obj) == len(pairs):
         return obj
     flagged = _ObjectWithDuplicateKeys(obj)
-    keys = [key for key, _ in pairs]
-    flagged.duplicates = tuple(sorted({key for key in keys if keys.count(key) > 1}))
+    counts = Counter(key for key, _ in pairs)
+    flagged.duplicates = tuple(sorted(key for key, count in counts.items() if count > 1))
     return flagged
 
 
@@ -100,11 +102,6 @@ def encoded(record: Any) -> bytes:
     split lines on them (Python's ``str.splitlines``) would otherwise cut a record in two.
     """
     return json.dumps(record, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode("ascii")
-
-
-def quarantine_encoded(entry: Any) -> bytes:
-    """Quarantine keeps what it was given, non-finite numbers included (written as NaN or Infinity)."""
-    return json.dumps(entry, separators=(",", ":"), ensure_ascii=True, allow_nan=True).encode("ascii")
 
 
 def parse_message(body: str, max_record_bytes: int) -> ParsedMessage:
@@ -152,7 +149,7 @@ def _record_problem(record: Any, max_record_bytes: int) -> tuple[str, str] | Non
         return "not-an-object", f"a record must be a JSON object, not {type(record).__name__}"
     duplicates = _duplicate_keys(record)
     if duplicates:
-        return "duplicate-key", f"the record repeats the keys {list(duplicates)}; only the last value was kept here"
+        return "duplicate-key", f"the record repeats the keys {list(duplicates)}"
     try:
         size = len(encoded(record))
     except ValueError:
@@ -189,21 +186,36 @@ def raw_lines(parsed: ParsedMessage, message_id: str, received_at: str) -> bytes
     )
 
 
-def quarantine_lines(parsed: ParsedMessage, message_id: str, received_at: str) -> bytes:
-    return b"".join(
-        quarantine_encoded(
-            {
-                "message_id": message_id,
-                "received_at": received_at,
-                "index": rejection.index,
-                "reason": rejection.reason,
-                "detail": rejection.detail,
-                "payload": rejection.payload,
-            }
-        )
-        + b"\n"
+def faithful(payload: Any) -> Any:
+    """The payload, if strict JSON renders it exactly; else None (the message body holds it)."""
+    if _duplicate_keys(payload):
+        return None
+    try:
+        encoded(payload)
+    except ValueError:
+        return None
+    return payload
+
+
+def quarantine_lines(parsed: ParsedMessage, message_id: str, received_at: str, body: str) -> bytes:
+    """The message's exact body once, then one line per rejection; all strict JSON.
+
+    The body is what a fix-and-resend needs: nothing a parser would change (a repeated key, a
+    number such as 1e400) is lost. Each rejection line says which record failed and why, with the
+    record itself where strict JSON can render it exactly.
+    """
+    lines = [{"message_id": message_id, "received_at": received_at, "body": body}]
+    lines.extend(
+        {
+            "message_id": message_id,
+            "index": rejection.index,
+            "reason": rejection.reason,
+            "detail": rejection.detail,
+            "payload": None if rejection.index is None else faithful(rejection.payload),
+        }
         for rejection in parsed.rejections
     )
+    return b"".join(encoded(line) + b"\n" for line in lines)
 
 
 class Ingestor:
@@ -226,7 +238,10 @@ class Ingestor:
         if parsed.records:
             self._put(self.raw_prefix + partition, raw_lines(parsed, record.message_id, received_at))
         if parsed.rejections:
-            self._put(self.quarantine_prefix + partition, quarantine_lines(parsed, record.message_id, received_at))
+            self._put(
+                self.quarantine_prefix + partition,
+                quarantine_lines(parsed, record.message_id, received_at, record.body),
+            )
             logger.warning(
                 "quarantined",
                 extra={

@@ -80,6 +80,18 @@ def objects(s3, prefix: str = "") -> dict[str, list[dict[str, Any]]]:
     }
 
 
+def quarantined(s3, key: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A quarantine object as (its header line with the exact message body, its rejection lines).
+
+    Parsed strictly: quarantine must be JSON that Athena or jq can read, with no NaN or Infinity.
+    """
+    text = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode("ascii")
+    strict = [
+        json.loads(line, parse_constant=lambda name: pytest.fail(f"{name} in quarantine")) for line in text.splitlines()
+    ]
+    return strict[0], strict[1:]
+
+
 def run(ingest, event: dict[str, Any]) -> list[str]:
     response = ingest.handler(event, LambdaContext())
     return [failure["itemIdentifier"] for failure in response["batchItemFailures"]]
@@ -126,9 +138,9 @@ def test_malformed_json_is_quarantined_with_its_reason_and_original_body(ingest,
 
     assert failures == []  # accounted for: retrying cannot fix it
     assert objects(s3, "raw/") == {}
-    [line] = objects(s3)[f"quarantine/_unrouted/_unrouted/{DAY}/m-1.jsonl"]
+    header, [line] = quarantined(s3, f"quarantine/_unrouted/_unrouted/{DAY}/m-1.jsonl")
+    assert header == {"message_id": "m-1", "received_at": "2026-11-24T23:59:30.000Z", "body": body}
     assert line["reason"] == "malformed-json"
-    assert line["payload"] == body
     assert line["index"] is None
 
 
@@ -153,7 +165,8 @@ def test_a_message_that_cannot_be_routed_is_quarantined_whole(ingest, s3, messag
     assert run(ingest, sqs_event(sqs_message(body, "m-1"))) == []
 
     assert objects(s3, "raw/") == {}
-    [line] = objects(s3)[f"quarantine/_unrouted/_unrouted/{DAY}/m-1.jsonl"]
+    header, [line] = quarantined(s3, f"quarantine/_unrouted/_unrouted/{DAY}/m-1.jsonl")
+    assert header["body"] == body
     assert line["reason"] == reason
     assert line["detail"]
 
@@ -164,12 +177,12 @@ def test_an_oversized_record_is_quarantined_and_its_neighbours_land(ingest, s3):
     run(ingest, sqs_event(sqs_message({"tenant": "acme", "dataset": "calls", "records": records}, "m-1")))
 
     landed = objects(s3, "raw/")[f"raw/acme/calls/{DAY}/m-1.jsonl"]
-    quarantined = objects(s3, "quarantine/")[f"quarantine/acme/calls/{DAY}/m-1.jsonl"]
+    _, rejected = quarantined(s3, f"quarantine/acme/calls/{DAY}/m-1.jsonl")
     assert [line["record"] for line in landed] == [{"i": 0}, {"i": 2}]
-    assert [(line["index"], line["reason"]) for line in quarantined] == [(1, "oversized"), (3, "not-an-object")]
-    assert quarantined[0]["payload"] == big  # nothing is lost: the record is kept whole
+    assert [(line["index"], line["reason"]) for line in rejected] == [(1, "oversized"), (3, "not-an-object")]
+    assert rejected[0]["payload"] == big  # nothing is lost: the record is kept whole
     # Every record of the message is accounted for exactly once.
-    indices = [int(line["record_id"].rsplit("-", 1)[1]) for line in landed] + [line["index"] for line in quarantined]
+    indices = [int(line["record_id"].rsplit("-", 1)[1]) for line in landed] + [line["index"] for line in rejected]
     assert sorted(indices) == list(range(len(records)))
 
 
@@ -182,12 +195,13 @@ def test_numbers_json_cannot_represent_are_quarantined_and_their_neighbours_land
     assert [line["record"] for line in landed] == [{"x": 1}]
     assert b"Infinity" not in raw_bytes
     assert b"NaN" not in raw_bytes
-    quarantined = objects(s3, "quarantine/")[f"quarantine/acme/calls/{DAY}/m-1.jsonl"]
-    assert [(line["index"], line["reason"]) for line in quarantined] == [
-        (0, "non-finite-number"),
-        (2, "non-finite-number"),
-        (3, "non-finite-number"),
+    header, rejected = quarantined(s3, f"quarantine/acme/calls/{DAY}/m-1.jsonl")
+    assert [(line["index"], line["reason"], line["payload"]) for line in rejected] == [
+        (0, "non-finite-number", None),
+        (2, "non-finite-number", None),
+        (3, "non-finite-number", None),
     ]
+    assert header["body"] == body  # the literals themselves (1e400, not "Infinity") are kept
 
 
 def test_a_record_with_a_repeated_key_is_quarantined_instead_of_silently_losing_a_value(ingest, s3):
@@ -195,10 +209,14 @@ def test_a_record_with_a_repeated_key_is_quarantined_instead_of_silently_losing_
     run(ingest, sqs_event(sqs_message(body, "m-1")))
 
     assert [line["record"] for line in objects(s3, "raw/")[f"raw/acme/calls/{DAY}/m-1.jsonl"]] == [{"d": 3}]
-    quarantined = objects(s3, "quarantine/")[f"quarantine/acme/calls/{DAY}/m-1.jsonl"]
-    assert [(line["index"], line["reason"]) for line in quarantined] == [(0, "duplicate-key"), (1, "duplicate-key")]
-    assert "'d'" in quarantined[0]["detail"]
-    assert "'e'" in quarantined[1]["detail"]
+    header, rejected = quarantined(s3, f"quarantine/acme/calls/{DAY}/m-1.jsonl")
+    assert [(line["index"], line["reason"], line["payload"]) for line in rejected] == [
+        (0, "duplicate-key", None),
+        (1, "duplicate-key", None),
+    ]
+    assert "'d'" in rejected[0]["detail"]
+    assert "'e'" in rejected[1]["detail"]
+    assert header["body"] == body  # both values of "d" are still there
 
 
 def test_a_redelivered_message_finds_its_objects_and_writes_nothing_again(ingest, s3):
@@ -213,7 +231,7 @@ def test_a_redelivered_message_finds_its_objects_and_writes_nothing_again(ingest
 
     assert after == before
     assert len(after) == 2  # one raw object, one quarantine object
-    assert sum(len(lines) for lines in objects(s3).values()) == 2
+    assert sum(len(lines) for lines in objects(s3).values()) == 3  # a record, the body, a rejection
     # Written only if absent: no second version, so no second "Object Created" event downstream.
     assert len(s3.list_object_versions(Bucket=BUCKET)["Versions"]) == 2
 
@@ -257,7 +275,7 @@ def test_a_failed_quarantine_write_fails_the_message_and_the_retry_duplicates_no
     assert run(ingest, sqs_event(message)) == []
     assert {key: len(lines) for key, lines in objects(s3).items()} == {
         f"raw/acme/calls/{DAY}/m-1.jsonl": 1,
-        f"quarantine/acme/calls/{DAY}/m-1.jsonl": 1,
+        f"quarantine/acme/calls/{DAY}/m-1.jsonl": 2,  # the body, then the one rejection
     }
 
 

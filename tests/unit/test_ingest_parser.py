@@ -94,8 +94,13 @@ def test_what_lands_is_strict_json_with_nothing_changed(parser, tenant, dataset,
         assert len(raw_keys) == len(set(raw_keys))
     for rejection in parsed.rejections:
         assert rejection.reason in {"non-finite-number", "duplicate-key"}
-    quarantine = parser.quarantine_lines(parsed, "m-1", "2026-11-24T00:00:00.000Z")
-    assert quarantine.count(b"\n") == len(parsed.rejections)
+    quarantine = parser.quarantine_lines(parsed, "m-1", "2026-11-24T00:00:00.000Z", body)
+    lines = [
+        json.loads(line, parse_constant=lambda name: pytest.fail(f"{name} in quarantine"))
+        for line in quarantine.decode("ascii").splitlines()
+    ]
+    assert lines[0]["body"] == body
+    assert len(lines) == 1 + len(parsed.rejections)
 
 
 @settings(max_examples=100, deadline=None)
