@@ -26,12 +26,13 @@ ENVIRONMENT_NAMES: tuple[str, ...] = ("dev", "staging", "prod")
 
 # Regions of the commercial partition, where the managed Powertools layer and every service the
 # platform uses are published. Other partitions need other ARNs (and are not supported yet).
+# Maintained by hand: add a region here when AWS opens it and the Powertools layer is published there.
 COMMERCIAL_REGIONS = (
     "us-east-1", "us-east-2", "us-west-1", "us-west-2", "ca-central-1", "ca-west-1", "mx-central-1", "sa-east-1",
     "eu-west-1", "eu-west-2", "eu-west-3", "eu-central-1", "eu-central-2", "eu-north-1", "eu-south-1", "eu-south-2",
     "il-central-1", "me-south-1", "me-central-1", "af-south-1", "ap-east-1", "ap-east-2", "ap-south-1", "ap-south-2",
     "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-southeast-1", "ap-southeast-2", "ap-southeast-3",
-    "ap-southeast-4", "ap-southeast-5", "ap-southeast-7",
+    "ap-southeast-4", "ap-southeast-5", "ap-southeast-6", "ap-southeast-7",
 )  # fmt: skip
 
 # The retention periods CloudWatch Logs accepts (PutRetentionPolicy).

@@ -73,7 +73,7 @@ class DataLake(Construct):
                 description="Validated records in Parquet, one folder per tenant, dataset and day",
                 columns=[
                     ("record_id", "string", "Stable id of the record: <SQS message id>-<index in message>"),
-                    ("ingested_at", "timestamp", "When the record reached the raw zone"),
+                    ("received_at", "timestamp", "When SQS accepted the record's message (raw zone's received_at)"),
                 ],
             ),
             "features": self._table(
@@ -165,8 +165,9 @@ class DataLake(Construct):
             server_access_logs_prefix=log_prefix,
             lifecycle_rules=lifecycle_rules,
             # S3's default since 2024, stated so nobody expects otherwise: objects under 128 KB are
-            # never transitioned (their per-object overhead would cost more than Standard). Ingest
-            # writes one small object per message, so most raw data stays in Standard until compacted.
+            # not transitioned. Rightly so: Standard-IA bills at least 128 KB an object and Glacier
+            # adds about 40 KB of overhead, so moving small objects costs more than keeping them.
+            # Ingest writes one small object per message; raw data archives once compacted.
             transition_default_minimum_object_size=s3.TransitionDefaultMinimumObjectSize.ALL_STORAGE_CLASSES_128_K,
             removal_policy=self._removal_policy,
         )

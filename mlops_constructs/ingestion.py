@@ -10,7 +10,6 @@ from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
@@ -144,22 +143,48 @@ class IngestionPipeline(Construct):
         cfn_function = self.function.node.default_child
         assert isinstance(cfn_function, lambda_.CfnFunction)
         cfn_function.add_metadata("cfn-lint", {"config": {"ignore_checks": ["W3005"]}})
-        self.function.add_event_source(
-            event_sources.SqsEventSource(
-                self.queue,
-                batch_size=capacities.ingest_batch_size,
-                max_concurrency=capacities.ingest_max_concurrency,
-                report_batch_item_failures=True,
-            )
+        policy = self._grant_least_privilege(role, key=key, raw_bucket=raw_bucket, log_group=log_group)
+        # Not SqsEventSource: its grant adds kms:Decrypt on the key with no condition, and this key
+        # encrypts the whole lake. The function reads the queue with the grants above (KMS only
+        # through SQS); Lambda checks them when it creates the mapping, hence the dependency.
+        mapping = lambda_.EventSourceMapping(
+            self,
+            "QueueMapping",
+            target=self.function,
+            event_source_arn=self.queue.queue_arn,
+            batch_size=capacities.ingest_batch_size,
+            max_concurrency=capacities.ingest_max_concurrency,
+            report_batch_item_failures=True,
         )
-        self._grant_least_privilege(role, key=key, raw_bucket=raw_bucket, log_group=log_group)
+        mapping.node.add_dependency(policy)
         self.producer_policy = self._producer_policy(key)
         self._alarms(alarm_topic, names)
 
     def _grant_least_privilege(
         self, role: iam.Role, *, key: kms.IKey, raw_bucket: s3.IBucket, log_group: logs.LogGroup
-    ) -> None:
+    ) -> iam.Policy:
+        region = Stack.of(self).region
         log_group.grant_write(role)
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ConsumeIngestQueue",
+                actions=[
+                    "sqs:ReceiveMessage",
+                    "sqs:DeleteMessage",
+                    "sqs:ChangeMessageVisibility",
+                    "sqs:GetQueueAttributes",
+                ],
+                resources=[self.queue.queue_arn],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="DecryptMessagesThroughSqs",
+                actions=["kms:Decrypt"],
+                resources=[key.key_arn],
+                conditions={"StringEquals": {"kms:ViaService": f"sqs.{region}.amazonaws.com"}},
+            )
+        )
         role.add_to_policy(
             iam.PolicyStatement(
                 sid="WriteRawAndQuarantine",
@@ -170,16 +195,17 @@ class IngestionPipeline(Construct):
                 ],
             )
         )
-        # SSE-KMS writes: only through S3. (Reading the queue's messages is granted by the event source.)
+        # SSE-KMS writes: only through S3.
         role.add_to_policy(
             iam.PolicyStatement(
                 sid="EncryptObjectsThroughS3",
                 actions=["kms:GenerateDataKey", "kms:Decrypt"],
                 resources=[key.key_arn],
-                conditions={"StringEquals": {"kms:ViaService": f"s3.{Stack.of(self).region}.amazonaws.com"}},
+                conditions={"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}},
             )
         )
         policy = role.node.find_child("DefaultPolicy")
+        assert isinstance(policy, iam.Policy)
         acknowledge_wildcard_resource(
             policy,
             raw_bucket.arn_for_objects(f"{RAW_PREFIX}*"),
@@ -200,6 +226,7 @@ class IngestionPipeline(Construct):
             "AwsSolutions-IAM5[Resource::*]",
             "X-Ray's PutTraceSegments and PutTelemetryRecords support no resource-level permissions.",
         )
+        return policy
 
     def _producer_policy(self, key: kms.IKey) -> iam.ManagedPolicy:
         """Attach to a producer's role: send to the ingest queue, nothing else."""

@@ -68,6 +68,14 @@ def test_the_environments_context_selects_a_subset_in_pipeline_order():
 # (file to edit, text to replace, replacement, key named in the error, value named in the error)
 BAD_SETTINGS = {
     "malformed account id": ("dev", 'account: "111111111111"', 'account: "11111"', "account", "'11111'"),
+    "region outside the commercial partition": (
+        "dev",
+        "region: eu-west-1",
+        "region: us-gov-west-1",
+        "region",
+        "'us-gov-west-1'",
+    ),
+    "region that does not exist": ("dev", "region: eu-west-1", "region: eu-west-9", "region", "'eu-west-9'"),
     "unquoted account id": ("dev", 'account: "111111111111"', "account: 111111111111", "account", "111111111111"),
     "unknown instance type family": (
         "staging",
@@ -240,6 +248,8 @@ def test_synth_with_a_bad_setting_exits_non_zero_with_one_line_and_no_traceback(
     assert lines[0].startswith("error: ")
     assert expected in lines[0]
     assert "; allowed: " in lines[0]
+    if edit_spec:
+        assert lines[0].startswith(f"error: {config_copy / 'environments' / edit_spec[0]}.yaml: ")
     assert "Traceback" not in result.stderr
     assert "jsii" not in result.stderr
     assert not (tmp_path / "out" / "manifest.json").exists()  # nothing half-synthesized
@@ -247,3 +257,32 @@ def test_synth_with_a_bad_setting_exits_non_zero_with_one_line_and_no_traceback(
 
 def test_every_environment_name_has_a_file():
     assert sorted(path.stem for path in (CONFIG / "environments").glob("*.yaml")) == sorted(ENVIRONMENT_NAMES)
+
+
+def test_make_synth_stops_on_a_bad_setting_with_its_sentence(config_copy, tmp_path):
+    """The whole path a user runs: make -> cdk CLI -> app.py; the CLI adds one line of its own."""
+    edit(config_copy / "environments" / "staging.yaml", "training: ml.m5.xlarge", "training: ml.q9.xlarge")
+
+    result = subprocess.run(
+        [
+            "make",
+            "--no-print-directory",
+            "synth",
+            f"CDK_OUT={tmp_path / 'cdk.out'}",
+            f"CDK_SYNTH_FLAGS=-c configDir={config_copy}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MAKEFLAGS": ""},
+        check=False,
+    )
+
+    assert result.returncode != 0
+    sentence = (
+        f"error: {config_copy / 'environments' / 'staging.yaml'}: key 'instance_types.training' "
+        "has value 'ml.q9.xlarge'; allowed: an instance type"
+    )
+    assert sentence in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "policy gate" not in result.stdout + result.stderr  # stopped before the gate
