@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import os
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -54,3 +55,15 @@ def load_handler(function: str) -> ModuleType:
     sys.modules[spec.name] = module  # dataclasses and pickling look modules up by name
     spec.loader.exec_module(module)
     return module
+
+
+def make_synth(*variables: str, **environment: str) -> subprocess.CompletedProcess[str]:
+    """Run `make synth VAR=value ...` as a user would, in its own process (pytest-socket does not reach it)."""
+    return subprocess.run(
+        ["make", "--no-print-directory", "synth", *variables],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MAKEFLAGS": "", **environment},
+        check=False,
+    )

@@ -7,8 +7,6 @@ import json
 import pytest
 from aws_cdk.assertions import Match
 
-from tests.infra.conftest import ENVIRONMENTS
-
 ZONE_BUCKETS = [
     "RawZoneBucket",
     "CuratedZoneBucket",
@@ -33,24 +31,7 @@ STATEFUL_TYPES = set(PINNED_LOGICAL_IDS.values())
 KEY_ARN = {"Fn::GetAtt": ["PlatformKey", "Arn"]}
 
 
-@pytest.fixture(scope="module", params=ENVIRONMENTS)
-def environment(request):
-    return request.param
-
-
-@pytest.fixture(scope="module")
-def template(synthesized, environment):
-    return synthesized.template(environment, "foundation")
-
-
-@pytest.fixture(scope="module")
-def resources(synthesized, environment):
-    return synthesized.template_json(environment, "foundation")["Resources"]
-
-
-@pytest.fixture(scope="module")
-def settings(platform_config, environment):
-    return platform_config.environment(environment)
+STACK = "foundation"
 
 
 def test_stateful_resources_keep_their_pinned_logical_ids(resources):

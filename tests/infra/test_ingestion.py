@@ -4,32 +4,12 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from aws_cdk.assertions import Match
 
 from mlops_constructs.ingestion import POWERTOOLS_LAYER_ACCOUNT
 from tests.conftest import ROOT, load_handler
-from tests.infra.conftest import ENVIRONMENTS
 
-
-@pytest.fixture(scope="module", params=ENVIRONMENTS)
-def environment(request):
-    return request.param
-
-
-@pytest.fixture(scope="module")
-def template(synthesized, environment):
-    return synthesized.template(environment, "ingestion")
-
-
-@pytest.fixture(scope="module")
-def resources(synthesized, environment):
-    return synthesized.template_json(environment, "ingestion")["Resources"]
-
-
-@pytest.fixture(scope="module")
-def settings(platform_config, environment):
-    return platform_config.environment(environment)
+STACK = "ingestion"
 
 
 def of_type(resources, resource_type):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 
 import aws_cdk as cdk
@@ -12,7 +10,7 @@ import pytest
 
 from mlops_constructs.nag import acknowledge, render_for_nag
 from scripts import policy_gate
-from tests.conftest import ROOT
+from tests.conftest import make_synth
 
 
 def test_cdk_nag_reports_no_unacknowledged_finding_on_any_stage(synthesized):
@@ -31,20 +29,7 @@ def test_cfn_lint_reports_nothing_on_any_template(synthesized):
 
 def test_a_planted_violation_makes_make_synth_fail(tmp_path):
     outdir = tmp_path / "cdk.out"
-    result = subprocess.run(
-        [
-            "make",
-            "--no-print-directory",
-            "synth",
-            f"CDK_OUT={outdir}",
-            f"CDK_APP={sys.executable} tests/infra/planted_violation_app.py",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "MAKEFLAGS": ""},
-        check=False,
-    )
+    result = make_synth(f"CDK_OUT={outdir}", f"CDK_APP={sys.executable} tests/infra/planted_violation_app.py")
 
     assert result.returncode != 0, result.stdout + result.stderr
     # `cdk synth` itself succeeded (the assembly is there); the gate is what failed.

@@ -13,7 +13,7 @@ import pytest
 
 from config.schema import Notifications
 from stacks.stage import PlatformStage
-from tests.conftest import ROOT
+from tests.conftest import ROOT, make_synth
 from tests.infra.conftest import CDK_CONTEXT, ENVIRONMENTS, Synthesized, synthesize
 
 # Properties that give a resource a physical name another resource or person relies on.
@@ -106,14 +106,7 @@ def make_synth_twice(tmp_path_factory) -> tuple[Path, Path, subprocess.Completed
     base = tmp_path_factory.mktemp("make-synth")
     results = []
     for name, seed, flags in (("first", "1", "--verbose"), ("second", "2", "")):
-        result = subprocess.run(
-            ["make", "--no-print-directory", "synth", f"CDK_OUT={base / name}", f"CDK_SYNTH_FLAGS={flags}"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            env={**os.environ, "PYTHONHASHSEED": seed, "MAKEFLAGS": ""},
-            check=False,
-        )
+        result = make_synth(f"CDK_OUT={base / name}", f"CDK_SYNTH_FLAGS={flags}", PYTHONHASHSEED=seed)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         results.append(result)
     return base / "first", base / "second", results[0]

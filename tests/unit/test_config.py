@@ -13,7 +13,7 @@ import pytest
 
 from config import ENVIRONMENT_NAMES, ConfigError, load_config
 from config.instance_types import has_local_storage, is_gpu
-from tests.conftest import ROOT
+from tests.conftest import ROOT, make_synth
 
 CONFIG = ROOT / "config"
 
@@ -263,20 +263,7 @@ def test_make_synth_stops_on_a_bad_setting_with_its_sentence(config_copy, tmp_pa
     """The whole path a user runs: make -> cdk CLI -> app.py; the CLI adds one line of its own."""
     edit(config_copy / "environments" / "staging.yaml", "training: ml.m5.xlarge", "training: ml.q9.xlarge")
 
-    result = subprocess.run(
-        [
-            "make",
-            "--no-print-directory",
-            "synth",
-            f"CDK_OUT={tmp_path / 'cdk.out'}",
-            f"CDK_SYNTH_FLAGS=-c configDir={config_copy}",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "MAKEFLAGS": ""},
-        check=False,
-    )
+    result = make_synth(f"CDK_OUT={tmp_path / 'cdk.out'}", f"CDK_SYNTH_FLAGS=-c configDir={config_copy}")
 
     assert result.returncode != 0
     sentence = (
