@@ -40,3 +40,20 @@ def test_cdk_json_sets_the_recommended_feature_flags_and_runs_the_project_venv()
     assert cdk_json["app"].startswith(".venv/bin/python app.py")
     flags = [key for key in cdk_json["context"] if key.startswith("@aws-cdk")]
     assert len(flags) >= 85
+
+
+def _pins(path):
+    return dict(
+        line.split("==", 1)
+        for line in path.read_text().splitlines()
+        if "==" in line and not line.lstrip().startswith("#")
+    )
+
+
+def test_the_suite_tests_the_training_image_with_the_image_s_own_library_versions():
+    image = _pins(ROOT / "containers" / "training" / "requirements.txt")
+    dev = _pins(ROOT / "requirements-dev.txt")
+
+    for package, version in image.items():
+        tested_as = "xgboost-cpu" if package == "xgboost" else package
+        assert dev.get(tested_as) == version, package

@@ -1,0 +1,140 @@
+"""Hyperparameters: the platform's settings under a reserved prefix, the model's own apart from them.
+
+Training jobs take no environment variables from the platform (seed 001), so the event bus, the
+region and the run's identity travel as hyperparameters named ``mlops_*``. SageMaker passes every
+value as a string; each is parsed here, and a wrong one is a ``SettingsError`` with one sentence.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PREFIX = "mlops_"
+ALGORITHMS = ("xgboost", "linear")
+PROBLEM_TYPES = ("binary", "regression")
+
+# Model hyperparameters each algorithm accepts: name -> (type, lowest allowed, highest allowed).
+MODEL_HYPERPARAMETERS: dict[str, dict[str, tuple[type, float, float]]] = {
+    "xgboost": {
+        "num_round": (int, 1, 100_000),
+        "early_stopping_rounds": (int, 0, 100_000),
+        "eta": (float, 0.0, 1.0),
+        "max_depth": (int, 1, 64),
+        "min_child_weight": (float, 0.0, 1e9),
+        "subsample": (float, 0.0, 1.0),
+        "colsample_bytree": (float, 0.0, 1.0),
+        "lambda": (float, 0.0, 1e9),
+        "alpha": (float, 0.0, 1e9),
+        "gamma": (float, 0.0, 1e9),
+    },
+    "linear": {
+        "epochs": (int, 1, 100_000),
+        "early_stopping_rounds": (int, 0, 100_000),
+        "alpha": (float, 0.0, 10.0),
+        "eta0": (float, 0.0, 10.0),
+    },
+}
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "xgboost": {"num_round": 200, "early_stopping_rounds": 10, "eta": 0.3, "max_depth": 6},
+    "linear": {"epochs": 50, "early_stopping_rounds": 5, "alpha": 0.0001, "eta0": 0.01},
+}
+
+
+class SettingsError(ValueError):
+    """A bad hyperparameter, in one sentence."""
+
+
+@dataclass(frozen=True)
+class PlatformSettings:
+    """Who is training and where progress goes; none of it reaches the model."""
+
+    algorithm: str
+    problem_type: str
+    target: str
+    tenant: str = "local"
+    model: str = "model"
+    run_id: str = "local"
+    trial: str = "0"
+    event_bus: str | None = None
+    region: str | None = None
+    progress_interval_seconds: float = 10.0
+    device: str = "auto"
+    checkpoint_every: int = 10
+
+
+@dataclass(frozen=True)
+class Settings:
+    platform: PlatformSettings
+    model: dict[str, Any] = field(default_factory=dict)
+
+
+def load(path: Path) -> Settings:
+    raw = json.loads(path.read_text()) if path.is_file() else {}
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{path}: hyperparameters must be a JSON object of strings")
+    return parse({str(key): str(value) for key, value in raw.items()})
+
+
+def parse(raw: dict[str, str]) -> Settings:
+    platform_raw = {key.removeprefix(PREFIX): value for key, value in raw.items() if key.startswith(PREFIX)}
+    model_raw = {key: value for key, value in raw.items() if not key.startswith(PREFIX)}
+
+    known = set(PlatformSettings.__dataclass_fields__)
+    unknown = sorted(set(platform_raw) - known)
+    if unknown:
+        raise SettingsError(
+            f"unknown platform setting {PREFIX}{unknown[0]}; allowed: {sorted(PREFIX + k for k in known)}"
+        )
+    for required in ("algorithm", "problem_type", "target"):
+        if not platform_raw.get(required):
+            raise SettingsError(f"hyperparameter {PREFIX}{required} is missing")
+    algorithm = platform_raw["algorithm"]
+    if algorithm not in ALGORITHMS:
+        raise SettingsError(f"{PREFIX}algorithm has value {algorithm!r}; allowed: one of {', '.join(ALGORITHMS)}")
+    problem_type = platform_raw["problem_type"]
+    if problem_type not in PROBLEM_TYPES:
+        raise SettingsError(
+            f"{PREFIX}problem_type has value {problem_type!r}; allowed: one of {', '.join(PROBLEM_TYPES)}"
+        )
+    if platform_raw.get("device", "auto") not in ("auto", "cpu", "cuda"):
+        raise SettingsError(f"{PREFIX}device has value {platform_raw['device']!r}; allowed: auto, cpu or cuda")
+    platform = PlatformSettings(
+        **{
+            **platform_raw,
+            "progress_interval_seconds": _number(
+                PREFIX + "progress_interval_seconds",
+                platform_raw.get("progress_interval_seconds", "10"),
+                float,
+                0,
+                3600,
+            ),
+            "checkpoint_every": _number(
+                PREFIX + "checkpoint_every", platform_raw.get("checkpoint_every", "10"), int, 1, 10**6
+            ),
+        }
+    )
+    return Settings(platform=platform, model=_model_hyperparameters(algorithm, model_raw))
+
+
+def _model_hyperparameters(algorithm: str, raw: dict[str, str]) -> dict[str, Any]:
+    schema = MODEL_HYPERPARAMETERS[algorithm]
+    parsed = dict(DEFAULTS[algorithm])
+    for name, value in raw.items():
+        if name not in schema:
+            raise SettingsError(f"unknown {algorithm} hyperparameter {name!r}; allowed: {', '.join(sorted(schema))}")
+        kind, low, high = schema[name]
+        parsed[name] = _number(name, value, kind, low, high)
+    return parsed
+
+
+def _number(name: str, value: str, kind: type, low: float, high: float) -> Any:
+    try:
+        number = kind(float(value)) if kind is int and float(value).is_integer() else kind(value)
+    except (TypeError, ValueError):
+        raise SettingsError(f"hyperparameter {name} has value {value!r}; allowed: a {kind.__name__}") from None
+    if not low <= number <= high:
+        raise SettingsError(f"hyperparameter {name} has value {value!r}; allowed: from {low} to {high}")
+    return number

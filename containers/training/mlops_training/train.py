@@ -1,0 +1,140 @@
+"""``train``: SageMaker's training contract around the algorithms.
+
+Reads ``input/config/hyperparameters.json`` and the ``train`` and ``validation`` channels (CSV
+with a header, or Parquet), trains, writes the model and its metadata to ``model/``, prints one
+metric line per round and the best round's line last (SageMaker keeps the last value a metric
+definition matches). On error it writes a one-line reason to ``output/failure`` and exits 1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mlops_training import settings as settings_module
+from mlops_training.algorithms import TRAINERS, Dataset, TrainingResult
+from mlops_training.paths import SageMakerPaths
+from mlops_training.progress import NullReporter, ProgressReporter
+
+log = logging.getLogger("mlops_training")
+DATA_SUFFIXES = (".csv", ".parquet")
+
+
+class TrainingError(Exception):
+    """A problem with the job's input, stated in one line."""
+
+
+def metric_line(label: str, metrics: dict[str, float]) -> str:
+    """``[round 12] train:logloss=0.1; validation:logloss=0.2``: what the job's metric definitions parse."""
+    return f"[{label}] " + "; ".join(f"{name}={value:.6g}" for name, value in sorted(metrics.items()))
+
+
+def read_channel(directory: Path, target: str) -> Dataset:
+    files = sorted(p for p in directory.rglob("*") if p.suffix in DATA_SUFFIXES) if directory.is_dir() else []
+    if not files:
+        raise TrainingError(f"channel {directory.name!r} holds no .csv or .parquet file under {directory}")
+    frames = [pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p) for p in files]
+    frame = pd.concat(frames, ignore_index=True)
+    if target not in frame.columns:
+        raise TrainingError(f"channel {directory.name!r} has no target column {target!r}")
+    features = frame.drop(columns=[target])
+    non_numeric = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
+    if non_numeric:
+        raise TrainingError(f"channel {directory.name!r} has non-numeric feature columns {non_numeric[:5]}")
+    return Dataset(
+        features=features.to_numpy(dtype=np.float32),
+        target=frame[target].to_numpy(dtype=np.float32),
+        feature_names=[str(c) for c in features.columns],
+    )
+
+
+def progress_reporter(platform: settings_module.PlatformSettings, job_name: str):
+    if not platform.event_bus:
+        return NullReporter()
+    import boto3  # only where a bus is configured: laptop runs need no AWS SDK setup
+
+    return ProgressReporter(
+        boto3.client("events", region_name=platform.region),
+        bus=platform.event_bus,
+        source="mlops.training",
+        identity={
+            "run_id": platform.run_id,
+            "tenant": platform.tenant,
+            "model": platform.model,
+            "trial": platform.trial,
+            "training_job_name": job_name,
+        },
+        interval_seconds=platform.progress_interval_seconds,
+    )
+
+
+def train(paths: SageMakerPaths) -> TrainingResult:
+    config = settings_module.load(paths.hyperparameters)
+    platform = config.platform
+    train_set = read_channel(paths.channel("train"), platform.target)
+    validation_set = read_channel(paths.channel("validation"), platform.target)
+    if validation_set.feature_names != train_set.feature_names:
+        raise TrainingError("the train and validation channels have different feature columns")
+    trainer = TRAINERS[platform.algorithm](platform.problem_type, config.model, device=platform.device)
+    reporter = progress_reporter(platform, os.environ.get("TRAINING_JOB_NAME", "local"))
+
+    def on_round(epoch: int, metrics: dict[str, float]) -> None:
+        print(metric_line(f"round {epoch}", metrics), flush=True)
+        reporter.report(epoch, metrics)
+
+    try:
+        result = trainer.fit(
+            train_set,
+            validation_set,
+            on_round=on_round,
+            checkpoints=paths.checkpoints,
+            checkpoint_every=platform.checkpoint_every,
+        )
+    finally:
+        reporter.close()
+    paths.model.mkdir(parents=True, exist_ok=True)
+    trainer.save(result.model, paths.model)
+    metadata = {
+        "algorithm": platform.algorithm,
+        "problem_type": platform.problem_type,
+        "target": platform.target,
+        "features": train_set.feature_names,
+        "hyperparameters": config.model,
+        "best_round": result.best_round,
+        "metrics": result.best_metrics,
+        "tenant": platform.tenant,
+        "model": platform.model,
+        "run_id": platform.run_id,
+        "trial": platform.trial,
+    }
+    (paths.model / "metadata.json").write_text(json.dumps(metadata, indent=2, sort_keys=True))
+    # Last, so SageMaker's final metric values are the best round's.
+    print(metric_line(f"best round {result.best_round}", result.best_metrics), flush=True)
+    return result
+
+
+def main(paths: SageMakerPaths | None = None) -> int:
+    paths = paths or SageMakerPaths.from_environment()
+    try:
+        train(paths)
+    except (settings_module.SettingsError, TrainingError) as error:
+        return fail(paths, str(error))
+    except Exception as error:
+        traceback.print_exc()
+        return fail(paths, f"{type(error).__name__}: {error}")
+    return 0
+
+
+def fail(paths: SageMakerPaths, reason: str) -> int:
+    line = " ".join(reason.split())[:1000]
+    paths.failure.parent.mkdir(parents=True, exist_ok=True)
+    paths.failure.write_text(line + "\n")
+    print(f"training failed: {line}", file=sys.stderr, flush=True)
+    return 1
