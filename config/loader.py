@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from config.schema import ENVIRONMENT_NAMES, EnvironmentConfig, PlatformConfig, ProjectConfig
+from config.tenants import PipelineConfig
 
 CONTEXT_SOURCE = "CDK context"
 M = TypeVar("M", bound=BaseModel)
@@ -56,7 +57,24 @@ def load_config(config_dir: Path, *, selected_environments: object = None) -> Pl
         if environment.name != name:
             raise ConfigError.bad_value(_display(path), "name", environment.name, f"'{name}', the file's own name")
         environments.append(environment)
-    return PlatformConfig(project=project, environments=tuple(environments))
+    return PlatformConfig(
+        project=project, environments=tuple(environments), pipelines=load_pipelines(config_dir / "pipelines")
+    )
+
+
+def load_pipelines(directory: Path) -> tuple[PipelineConfig, ...]:
+    """Every tenant's pipeline file, in tenant order; the file name is the tenant's name."""
+    pipelines = []
+    for path in sorted(directory.glob("*.y*ml")):
+        pipeline = _validate(PipelineConfig, path)
+        if pipeline.tenant != path.stem:
+            raise ConfigError.bad_value(
+                _display(path), "tenant", pipeline.tenant, f"{path.stem!r}, the file's own name"
+            )
+        for key, value, allowed in pipeline.problems():
+            raise ConfigError.bad_value(_display(path), key, value, allowed)
+        pipelines.append(pipeline)
+    return tuple(pipelines)
 
 
 def _selection(value: object) -> tuple[str, ...]:
@@ -120,7 +138,9 @@ def _read_yaml(path: Path, source: str) -> Any:
 
 def _sentence(source: str, model: type[BaseModel], error: ValidationError) -> str:
     """The first problem of a pydantic error as one sentence; the count of the others in brackets."""
-    first = error.errors()[0]
+    errors = error.errors()
+    # A misspelt key shows up twice, as unknown and as a required key missing: name the misspelling.
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     key = ".".join(str(part) for part in first["loc"])
     more = error.error_count() - 1
     tail = f" ({more} more problem{'s' if more > 1 else ''} in this file)" if more else ""

@@ -10,8 +10,6 @@ from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     StrictBool,
     StrictInt,
@@ -19,7 +17,9 @@ from pydantic import (
     field_validator,
 )
 
+from config.base import StrictModel
 from config.instance_types import check_instance_type
+from config.tenants import PipelineConfig
 
 # The pipeline deploys environments in this order; the names are contracts (stage and stack names).
 ENVIRONMENT_NAMES: tuple[str, ...] = ("dev", "staging", "prod")
@@ -51,13 +51,7 @@ InstanceType = Annotated[str, AfterValidator(check_instance_type)]
 LogRetentionDays = Annotated[StrictInt, AfterValidator(_check_log_retention)]
 
 
-class _Settings(BaseModel):
-    """Frozen and strict about unknown keys; numbers and booleans are StrictInt/StrictBool (no "3", no "yes")."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class ProjectConfig(_Settings):
+class ProjectConfig(StrictModel):
     name: str = Field(
         pattern=r"^[a-z][a-z0-9]{1,15}$",
         description="2 to 16 lowercase letters or digits, starting with a letter (it prefixes every contract name)",
@@ -68,7 +62,7 @@ class ProjectConfig(_Settings):
     )
 
 
-class Retention(_Settings):
+class Retention(StrictModel):
     log_retention_days: LogRetentionDays = Field(description="one of CloudWatch Logs' retention periods")
     noncurrent_version_expiration_days: StrictInt = Field(ge=1, description="a whole number of days, at least 1")
     raw_infrequent_access_after_days: StrictInt = Field(
@@ -93,14 +87,14 @@ class Retention(_Settings):
         return value
 
 
-class InstanceTypes(_Settings):
+class InstanceTypes(StrictModel):
     processing: InstanceType = Field(description="the instance type of data-preparation Processing jobs")
     training: InstanceType = Field(description="the default instance type of training jobs")
     inference: InstanceType = Field(description="the default instance type of endpoint variants")
     batch_transform: InstanceType = Field(description="the instance type of batch prediction jobs")
 
 
-class Capacities(_Settings):
+class Capacities(StrictModel):
     training_max_concurrency: StrictInt = Field(
         ge=1, le=10000, description="a whole number from 1 to 10000 (parallel trainings of one run)"
     )
@@ -122,7 +116,7 @@ class Capacities(_Settings):
         return value
 
 
-class Ingestion(_Settings):
+class Ingestion(StrictModel):
     max_record_bytes: StrictInt = Field(
         ge=1, le=262144, description="a whole number of bytes from 1 to 262144 (one record, encoded as JSON)"
     )
@@ -131,13 +125,13 @@ class Ingestion(_Settings):
     )
 
 
-class Notifications(_Settings):
+class Notifications(StrictModel):
     emails: tuple[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")], ...] = Field(
         default=(), description="a list of e-mail addresses subscribed to the environment's notification topic"
     )
 
 
-class EnvironmentConfig(_Settings):
+class EnvironmentConfig(StrictModel):
     name: Literal["dev", "staging", "prod"] = Field(description="one of dev, staging, prod, the same as the file name")
     account: str = Field(pattern=r"^\d{12}$", description="a 12-digit AWS account id, quoted as a string")
     region: Literal[COMMERCIAL_REGIONS] = Field(  # type: ignore[valid-type]
@@ -158,11 +152,12 @@ class EnvironmentConfig(_Settings):
         return self.removal_policy == "retain"
 
 
-class PlatformConfig(_Settings):
+class PlatformConfig(StrictModel):
     """Everything ``app.py`` needs: the project and the environments to synthesize, in pipeline order."""
 
     project: ProjectConfig
     environments: tuple[EnvironmentConfig, ...]
+    pipelines: tuple[PipelineConfig, ...] = ()
 
     def environment(self, name: str) -> EnvironmentConfig:
         for environment in self.environments:

@@ -37,6 +37,7 @@ class Trainer(Protocol):
     @staticmethod
     def save(model: Any, directory: Path) -> None: ...
 
+
 # The metric early stopping watches, per problem type, and whether lower is better.
 OBJECTIVE = {"binary": ("validation:logloss", "minimize"), "regression": ("validation:rmse", "minimize")}
 

@@ -13,34 +13,14 @@ from pathlib import Path
 from typing import Any
 
 PREFIX = "mlops_"
-ALGORITHMS = ("xgboost", "linear")
+ALGORITHMS = ("xgboost", "linear")  # the keys of hyperparameters.json
 PROBLEM_TYPES = ("binary", "regression")
 
-# Model hyperparameters each algorithm accepts: name -> (type, lowest allowed, highest allowed).
-MODEL_HYPERPARAMETERS: dict[str, dict[str, tuple[type, float, float]]] = {
-    "xgboost": {
-        "num_round": (int, 1, 100_000),
-        "early_stopping_rounds": (int, 0, 100_000),
-        "eta": (float, 0.0, 1.0),
-        "max_depth": (int, 1, 64),
-        "min_child_weight": (float, 0.0, 1e9),
-        "subsample": (float, 0.0, 1.0),
-        "colsample_bytree": (float, 0.0, 1.0),
-        "lambda": (float, 0.0, 1e9),
-        "alpha": (float, 0.0, 1e9),
-        "gamma": (float, 0.0, 1e9),
-    },
-    "linear": {
-        "epochs": (int, 1, 100_000),
-        "early_stopping_rounds": (int, 0, 100_000),
-        "alpha": (float, 0.0, 10.0),
-        "eta0": (float, 0.0, 10.0),
-    },
-}
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "xgboost": {"num_round": 200, "early_stopping_rounds": 10, "eta": 0.3, "max_depth": 6},
-    "linear": {"epochs": 50, "early_stopping_rounds": 5, "alpha": 0.0001, "eta0": 0.01},
-}
+# Model hyperparameters each algorithm accepts, with bounds and defaults. A data file, because
+# config/pipelines validates tenants' grids against the same table at synth.
+SCHEMA_FILE = Path(__file__).with_name("hyperparameters.json")
+MODEL_HYPERPARAMETERS: dict[str, dict[str, dict[str, Any]]] = json.loads(SCHEMA_FILE.read_text())
+TYPES: dict[str, type] = {"int": int, "float": float}
 
 
 class SettingsError(ValueError):
@@ -121,12 +101,12 @@ def parse(raw: dict[str, str]) -> Settings:
 
 def _model_hyperparameters(algorithm: str, raw: dict[str, str]) -> dict[str, Any]:
     schema = MODEL_HYPERPARAMETERS[algorithm]
-    parsed = dict(DEFAULTS[algorithm])
+    parsed = {name: spec["default"] for name, spec in schema.items() if "default" in spec}
     for name, value in raw.items():
         if name not in schema:
             raise SettingsError(f"unknown {algorithm} hyperparameter {name!r}; allowed: {', '.join(sorted(schema))}")
-        kind, low, high = schema[name]
-        parsed[name] = _number(name, value, kind, low, high)
+        spec = schema[name]
+        parsed[name] = _number(name, value, TYPES[spec["type"]], spec["min"], spec["max"])
     return parsed
 
 

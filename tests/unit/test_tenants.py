@@ -1,0 +1,121 @@
+"""Tenant pipeline files: the example validates, grids expand, and each mistake is one sentence."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from sklearn.datasets import load_breast_cancer
+
+from config import ConfigError, load_config
+from config.tenants import HYPERPARAMETERS_FILE, MAX_TRIALS
+from tests.conftest import ROOT
+
+CONFIG = ROOT / "config"
+
+
+@pytest.fixture
+def config_copy(tmp_path: Path) -> Path:
+    target = tmp_path / "config"
+    shutil.copytree(CONFIG, target, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    return target
+
+
+def test_the_example_tenant_validates_and_expands_its_grids_into_trials():
+    [example] = load_config(CONFIG).pipelines
+
+    assert example.tenant == "example"
+    trials = {model.name: model.trials() for model in example.models}
+    assert trials["xgboost"] == [
+        {"eta": 0.1, "max_depth": 3},
+        {"eta": 0.1, "max_depth": 6},
+        {"eta": 0.3, "max_depth": 3},
+        {"eta": 0.3, "max_depth": 6},
+    ]
+    assert trials["linear"] == [{"alpha": 0.0001}, {"alpha": 0.001, "eta0": 0.05}]
+    assert example.trial_count == 6
+
+
+def test_the_example_features_are_the_shipped_datasets_columns():
+    [example] = load_config(CONFIG).pipelines
+    columns = [str(c).replace(" ", "_") for c in load_breast_cancer(as_frame=True).frame.columns]
+
+    assert [*example.dataset.features, example.dataset.target] == columns
+
+
+def test_grids_are_checked_against_the_training_images_own_table():
+    sys.path.insert(0, str(ROOT / "containers" / "training"))
+    from mlops_training.settings import SCHEMA_FILE
+
+    assert HYPERPARAMETERS_FILE.resolve() == SCHEMA_FILE.resolve()
+
+
+BAD_PIPELINES = {
+    "unknown hyperparameter": ("max_depth: [3, 6]", "learning_rate: [0.1]", "models.0.grid", "learning_rate"),
+    "hyperparameter out of bounds": ("max_depth: [3, 6]", "max_depth: [3, 99]", "models.0.grid", "99"),
+    "fraction for a whole number": ("max_depth: [3, 6]", "max_depth: [3.5]", "models.0.grid", "3.5"),
+    "empty list of values": ("max_depth: [3, 6]", "max_depth: []", "models.0.grid", "[]"),
+    "unknown algorithm": ("algorithm: linear", "algorithm: forest", "models.1.algorithm", "'forest'"),
+    "metric of another problem type": ("metric: validation:auc", "metric: validation:rmse", "objective.metric", "rmse"),
+    "wrong direction": ("direction: maximize", "direction: minimize", "objective.direction", "'minimize'"),
+    "spot wait shorter than runtime": (
+        "max_wait_seconds: 3600",
+        "max_wait_seconds: 600",
+        "training.max_wait_seconds",
+        "600",
+    ),
+    "unknown instance family": (
+        "instance_type: ml.m5.large",
+        "instance_type: ml.z9.large",
+        "training.instance_type",
+        "z9",
+    ),
+    "tenant unlike its file": ("tenant: example", "tenant: acme", "tenant", "'acme'"),
+    "duplicate model names": ("  - name: linear\n", "  - name: xgboost\n", "models", "xgboost"),
+    "target among the features": ("    mean_radius: double", "    target: double", "dataset.features", "target"),
+    "batch input of another dataset": (
+        "  dataset: breast-cancer\n  split",
+        "  dataset: churn\n  split",
+        "batch_prediction.dataset",
+        "'churn'",
+    ),
+    "misspelt section": ("batch_prediction:", "batch_predictions:", "batch_predictions", "dataset"),
+}
+
+
+@pytest.mark.parametrize(("old", "new", "key", "value"), BAD_PIPELINES.values(), ids=BAD_PIPELINES.keys())
+def test_a_bad_pipeline_setting_is_one_sentence_naming_file_key_value_and_what_is_allowed(
+    config_copy, old, new, key, value
+):
+    path = config_copy / "pipelines" / "example.yaml"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(config_copy)
+
+    message = str(raised.value)
+    assert message.startswith(f"{path}: ")
+    assert f"'{key}'" in message
+    assert value in message
+    assert "; allowed: " in message
+    assert "\n" not in message
+
+
+def test_more_trials_than_one_execution_can_run_are_refused(config_copy):
+    path = config_copy / "pipelines" / "example.yaml"
+    values = ", ".join(str(0.01 * i) for i in range(1, 101))
+    path.write_text(path.read_text().replace("eta: [0.1, 0.3]", f"eta: [{values}]\n      gamma: [{values}]"))
+
+    with pytest.raises(ConfigError, match=rf"allowed: at most {MAX_TRIALS} trials in all \(the grids make 20002\)"):
+        load_config(config_copy)
+
+
+def test_a_new_tenant_is_one_more_file(config_copy):
+    example = (config_copy / "pipelines" / "example.yaml").read_text()
+    (config_copy / "pipelines" / "acme.yaml").write_text(example.replace("tenant: example", "tenant: acme"))
+
+    assert [pipeline.tenant for pipeline in load_config(config_copy).pipelines] == ["acme", "example"]
