@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,13 +15,6 @@ from config.instance_types import has_local_storage, is_gpu
 from tests.conftest import ROOT, make_synth
 
 CONFIG = ROOT / "config"
-
-
-@pytest.fixture
-def config_copy(tmp_path: Path) -> Path:
-    target = tmp_path / "config"
-    shutil.copytree(CONFIG, target, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    return target
 
 
 def edit(path: Path, old: str, new: str) -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
-from pathlib import Path
 
 import pytest
 from sklearn.datasets import load_breast_cancer
@@ -14,13 +12,6 @@ from config.tenants import HYPERPARAMETERS_FILE, MAX_TRIALS
 from tests.conftest import ROOT
 
 CONFIG = ROOT / "config"
-
-
-@pytest.fixture
-def config_copy(tmp_path: Path) -> Path:
-    target = tmp_path / "config"
-    shutil.copytree(CONFIG, target, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    return target
 
 
 def test_the_example_tenant_validates_and_expands_its_grids_into_trials():
