@@ -10,6 +10,7 @@ from sklearn.datasets import load_breast_cancer
 from config import ConfigError, load_config
 from config.tenants import HYPERPARAMETERS_FILE, MAX_TRIALS
 from tests.conftest import ROOT
+from tests.unit.conftest import assert_one_sentence, edit
 
 CONFIG = ROOT / "config"
 
@@ -81,19 +82,12 @@ def test_a_bad_pipeline_setting_is_one_sentence_naming_file_key_value_and_what_i
     config_copy, old, new, key, value
 ):
     path = config_copy / "pipelines" / "example.yaml"
-    text = path.read_text()
-    assert old in text
-    path.write_text(text.replace(old, new, 1))
+    edit(path, old, new)
 
     with pytest.raises(ConfigError) as raised:
         load_config(config_copy)
 
-    message = str(raised.value)
-    assert message.startswith(f"{path}: ")
-    assert f"'{key}'" in message
-    assert value in message
-    assert "; allowed: " in message
-    assert "\n" not in message
+    assert_one_sentence(str(raised.value), path, key, value)
 
 
 def test_more_trials_than_one_execution_can_run_are_refused(config_copy):

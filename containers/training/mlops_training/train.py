@@ -9,7 +9,6 @@ definition matches). On error it writes a one-line reason to ``output/failure`` 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 import traceback
@@ -23,7 +22,6 @@ from mlops_training.algorithms import TRAINERS, Dataset, TrainingResult
 from mlops_training.paths import SageMakerPaths
 from mlops_training.progress import NullReporter, ProgressReporter
 
-log = logging.getLogger("mlops_training")
 DATA_SUFFIXES = (".csv", ".parquet")
 
 
