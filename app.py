@@ -33,7 +33,9 @@ def read_config(app: cdk.App) -> PlatformConfig:
 def build_platform(app: cdk.App, config: PlatformConfig) -> dict[str, PlatformStage]:
     """Every environment's Stage, with the AwsSolutions checks run over all of them at synth."""
     stages: dict[str, PlatformStage] = {
-        environment.name: PlatformStage(app, project=config.project, environment=environment)
+        environment.name: PlatformStage(
+            app, project=config.project, environment=environment, pipelines=config.pipelines
+        )
         for environment in config.environments
     }
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))

@@ -125,6 +125,24 @@ class Ingestion(StrictModel):
     )
 
 
+class Training(StrictModel):
+    auto_approve: StrictBool = Field(
+        description="true or false (approve a model package that meets its tenant's threshold without a person)"
+    )
+    tolerated_failure_percentage: StrictInt = Field(
+        default=50,
+        ge=0,
+        le=100,
+        description="a whole number from 0 to 100 (failed trials a run tolerates before it fails)",
+    )
+    progress_interval_seconds: StrictInt = Field(
+        default=10,
+        ge=1,
+        le=3600,
+        description="a whole number of seconds from 1 to 3600 (at most one progress event per trial this often)",
+    )
+
+
 class Notifications(StrictModel):
     emails: tuple[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")], ...] = Field(
         default=(), description="a list of e-mail addresses subscribed to the environment's notification topic"
@@ -145,6 +163,7 @@ class EnvironmentConfig(StrictModel):
     instance_types: InstanceTypes
     capacities: Capacities
     ingestion: Ingestion
+    training: Training
     notifications: Notifications = Notifications()
 
     @property

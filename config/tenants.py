@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, StrictBool, StrictFloat, StrictInt, ValidationInfo, field_validator
 
 from config.base import StrictModel
-from config.instance_types import check_instance_type
+from config.instance_types import check_instance_type, has_local_storage, is_gpu
 
 HYPERPARAMETERS_FILE = (
     Path(__file__).resolve().parent.parent / "containers" / "training" / "mlops_training" / "hyperparameters.json"
@@ -29,6 +29,9 @@ METRICS = {
     "binary": {"validation:auc": "maximize", "validation:accuracy": "maximize", "validation:logloss": "minimize"},
     "regression": {"validation:rmse": "minimize", "validation:mae": "minimize"},
 }
+
+# Version of the JSON that synth publishes for the plan Lambda (docs/training-pipeline.md).
+PUBLISHED_SCHEMA_VERSION = 1
 
 NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
 COLUMN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
@@ -173,3 +176,15 @@ class PipelineConfig(StrictModel):
     @property
     def trial_count(self) -> int:
         return sum(len(model.trials()) for model in self.models)
+
+    def published(self) -> dict[str, Any]:
+        """The JSON the plan Lambda reads: the validated file plus what synth already knows.
+
+        Instance-type facts (GPU image, KMS volume key allowed) and the metrics the image reports
+        are computed here, so the Lambda needs neither a YAML parser nor a copy of these tables.
+        """
+        document = self.model_dump(mode="json")
+        document["training"]["gpu"] = is_gpu(self.training.instance_type)
+        document["training"]["local_storage"] = has_local_storage(self.training.instance_type)
+        document["metrics"] = list(METRICS[self.dataset.problem_type])
+        return {"schema_version": PUBLISHED_SCHEMA_VERSION, **document}

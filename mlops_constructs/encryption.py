@@ -12,7 +12,7 @@ from constructs import Construct
 # and no offline tool notices: tests/infra/test_foundation.py checks these statements.
 PUBLISHING_SERVICES = {
     "cloudwatch.amazonaws.com": "CloudWatch alarms publishing to encrypted topics",
-    "events.amazonaws.com": "EventBridge rules delivering to encrypted topics and queues",
+    "events.amazonaws.com": "EventBridge rules delivering to encrypted topics and queues; the progress bus",
     "s3.amazonaws.com": "S3 event notifications to encrypted topics and queues",
 }
 
@@ -37,7 +37,9 @@ class PlatformKey(Construct):
                 iam.PolicyStatement(
                     sid=f"Allow{service.split('.')[0].capitalize()}ToUseKey",
                     principals=[iam.ServicePrincipal(service)],
-                    actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                    # EventBridge also checks the key of an encrypted event bus (DescribeKey).
+                    actions=["kms:Decrypt", "kms:GenerateDataKey*"]
+                    + (["kms:DescribeKey"] if service == "events.amazonaws.com" else []),
                     resources=["*"],
                     conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
                 )

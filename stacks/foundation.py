@@ -1,4 +1,4 @@
-"""Foundation: the stateful core of an environment (key, topic, lake). Later stacks only point at it."""
+"""Foundation: the stateful core of an environment (key, topic, lake, tables). Later stacks only point at it."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from mlops_constructs.data_lake import DataLake
 from mlops_constructs.encryption import PlatformKey
 from mlops_constructs.notifications import NotificationTopic
 from mlops_constructs.pinning import pin_logical_id
+from mlops_constructs.tables import PlatformTables
 
 
 class FoundationStack(Stack):
@@ -45,9 +46,16 @@ class FoundationStack(Stack):
             removal_policy=removal_policy,
         )
 
+        tables = PlatformTables(self, "Tables", key=self.key, removal_policy=removal_policy)
+        self.progress_table = tables.progress
+        self.ledger_table = tables.ledger
+
         CfnOutput(self, "NotificationTopicArn", value=self.topic.topic_arn)
         CfnOutput(self, "PlatformKeyArn", value=self.key.key_arn)
         for zone, bucket in self.lake.zones.items():
             CfnOutput(self, f"{zone.capitalize()}ZoneBucketName", value=bucket.bucket_name)
         CfnOutput(self, "LakeDatabaseName", value=self.lake.database.ref)
         CfnOutput(self, "AthenaWorkGroupName", value=self.lake.workgroup.ref)
+        # scripts/training_progress.py --stack <env>-Foundation reads this.
+        CfnOutput(self, "ProgressTableName", value=self.progress_table.table_name)
+        CfnOutput(self, "RunLedgerTableName", value=self.ledger_table.table_name)

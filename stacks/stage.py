@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import Environment, Stack, Stage, Tags
 from constructs import Construct
 
 from config.naming import Names
 from config.schema import EnvironmentConfig, ProjectConfig
+from config.tenants import PipelineConfig
 from stacks.foundation import FoundationStack
 from stacks.ingestion import IngestionStack
+from stacks.training import TrainingStack
 
 
 class PlatformStage(Stage):
-    def __init__(self, scope: Construct, *, project: ProjectConfig, environment: EnvironmentConfig) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        *,
+        project: ProjectConfig,
+        environment: EnvironmentConfig,
+        pipelines: Sequence[PipelineConfig] = (),
+    ) -> None:
         # The stage id is the environment's name. Stack names are set explicitly: nested in the
         # delivery pipeline's stack the default names would gain its prefix, and consumers of
         # Foundation's outputs (Fn::GetStackOutput) and people address stacks by these names.
@@ -40,7 +51,17 @@ class PlatformStage(Stage):
             foundation=self.foundation,
             description=f"ML platform {environment.name}: SQS ingestion into the raw zone",
         )
+        self.training = TrainingStack(
+            self,
+            "Training",
+            stack_name=f"{environment.name}-Training",
+            environment=environment,
+            names=names,
+            foundation=self.foundation,
+            pipelines=pipelines,
+            description=f"ML platform {environment.name}: training images, progress events, training state machine",
+        )
 
     @property
     def stacks(self) -> list[Stack]:
-        return [self.foundation, self.ingestion]
+        return [self.foundation, self.ingestion, self.training]

@@ -59,7 +59,7 @@ def synthesized(platform_config, tmp_path_factory) -> Synthesized:
 
 
 ENVIRONMENTS = ("dev", "staging", "prod")
-STACKS = ("foundation", "ingestion")
+STACKS = ("foundation", "ingestion", "training")
 
 
 @pytest.fixture(scope="module", params=ENVIRONMENTS)

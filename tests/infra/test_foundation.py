@@ -26,6 +26,8 @@ PINNED_LOGICAL_IDS = {
     "CuratedTable": "AWS::Glue::Table",
     "FeaturesTable": "AWS::Glue::Table",
     "AthenaWorkGroup": "AWS::Athena::WorkGroup",
+    "ProgressTable": "AWS::DynamoDB::GlobalTable",
+    "RunLedgerTable": "AWS::DynamoDB::GlobalTable",
 }
 STATEFUL_TYPES = set(PINNED_LOGICAL_IDS.values())
 KEY_ARN = {"Fn::GetAtt": ["PlatformKey", "Arn"]}
@@ -52,7 +54,9 @@ def test_the_key_lets_publishing_services_encrypt_only_for_this_account(resource
 
     [grant] = [statement for statement in statements if statement["Principal"] == {"Service": service}]
     assert grant["Effect"] == "Allow"
-    assert set(grant["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*"}
+    # EventBridge checks an encrypted bus's key (the progress bus) with DescribeKey; the others only encrypt.
+    describe = {"kms:DescribeKey"} if service == "events.amazonaws.com" else set()
+    assert set(grant["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*"} | describe
     assert grant["Condition"] == {"StringEquals": {"aws:SourceAccount": settings.account}}
 
 
@@ -253,3 +257,23 @@ def test_every_resource_carries_the_environment_tag(resources, environment):
         tags = resource.get("Properties", {}).get("Tags")
         if isinstance(tags, list):
             assert {"Key": "Environment", "Value": environment} in tags, logical_id
+
+
+@pytest.mark.parametrize("table", ["ProgressTable", "RunLedgerTable"])
+def test_tables_are_encrypted_with_the_platform_key_recoverable_and_on_demand(resources, table):
+    properties = resources[table]["Properties"]
+
+    assert properties["BillingMode"] == "PAY_PER_REQUEST"
+    assert properties["SSESpecification"]["SSEEnabled"] is True
+    assert properties["SSESpecification"]["SSEType"] == "KMS"
+    [replica] = properties["Replicas"]
+    assert replica["SSESpecification"]["KMSMasterKeyId"] == KEY_ARN
+    assert replica["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert [key["AttributeName"] for key in properties["KeySchema"]] == ["pk", "sk"]
+
+
+def test_the_ledger_lists_a_tenants_records_through_a_generic_index(resources):
+    [index] = resources["RunLedgerTable"]["Properties"]["GlobalSecondaryIndexes"]
+
+    assert index["IndexName"] == "ByTenant"
+    assert [key["AttributeName"] for key in index["KeySchema"]] == ["gsi1pk", "gsi1sk"]

@@ -6,7 +6,7 @@ import json
 
 from aws_cdk.assertions import Match
 
-from mlops_constructs.ingestion import POWERTOOLS_LAYER_ACCOUNT
+from mlops_constructs.functions import POWERTOOLS_LAYER_ACCOUNT
 from tests.conftest import ROOT, load_handler
 
 STACK = "ingestion"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 
 import aws_cdk as cdk
@@ -23,7 +24,7 @@ def test_cdk_nag_reports_no_unacknowledged_finding_on_any_stage(synthesized):
 def test_cfn_lint_reports_nothing_on_any_template(synthesized):
     templates = list(policy_gate.stack_templates(synthesized.outdir))
 
-    assert len(templates) == 6
+    assert len(templates) == 9
     assert policy_gate.lint_findings(synthesized.outdir) == []
 
 
@@ -84,33 +85,128 @@ def acknowledgments(synthesized) -> dict[str, dict[str, str]]:
     return found
 
 
+# Every acknowledgment of one environment, as cdk-nag names the finding: a new one fails this test
+# until someone adds it here with its reason reviewed. Cross-stack bucket references read
+# <ZoneBucket>, the account {account}, the environment's job-name prefix mlops-{env}-.
+EXPECTED_ACKNOWLEDGMENTS = {
+    "Foundation/DataLake/AccessLogsBucket": {
+        "AwsSolutions-S1",
+    },
+    "Ingestion/Ingest/DeadLetterQueue": {
+        "AwsSolutions-SQS3",
+    },
+    "Ingestion/Ingest/FunctionRole/DefaultPolicy": {
+        "AwsSolutions-IAM5[Resource::*]",
+        "AwsSolutions-IAM5[Resource::<IngestFunctionLogs3AD22061.Arn>:*]",
+        "AwsSolutions-IAM5[Resource::<RawZoneBucket>/quarantine/*]",
+        "AwsSolutions-IAM5[Resource::<RawZoneBucket>/raw/*]",
+    },
+    "Training/Custom::CDKBucketDeployment8693BB64968944B69AAFB0CC9EB8756C256MiB": {
+        "AwsSolutions-L1",
+    },
+    "Training/Custom::CDKBucketDeployment8693BB64968944B69AAFB0CC9EB8756C256MiB/ServiceRole": {
+        "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+    },
+    "Training/Custom::CDKBucketDeployment8693BB64968944B69AAFB0CC9EB8756C256MiB/ServiceRole/DefaultPolicy": {
+        "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
+        "AwsSolutions-IAM5[Action::kms:ReEncrypt*]",
+        "AwsSolutions-IAM5[Action::s3:Abort*]",
+        "AwsSolutions-IAM5[Action::s3:DeleteObject*]",
+        "AwsSolutions-IAM5[Action::s3:GetBucket*]",
+        "AwsSolutions-IAM5[Action::s3:GetObject*]",
+        "AwsSolutions-IAM5[Action::s3:List*]",
+        "AwsSolutions-IAM5[Resource::arn:aws:s3:::cdk-hnb659fds-assets-{account}-eu-west-1/*]",
+        "AwsSolutions-IAM5[Resource::<ArtifactsZoneBucket>/*]",
+        "AwsSolutions-IAM5[Resource::<RawZoneBucket>/*]",
+    },
+    "Training/Pipeline/EvaluateFunctionRole/DefaultPolicy": {
+        "AwsSolutions-IAM5[Resource::*]",
+        "AwsSolutions-IAM5[Resource::<PipelineEvaluateFunctionLogs7514D5B6.Arn>:*]",
+        "AwsSolutions-IAM5[Resource::arn:aws:sagemaker:eu-west-1:{account}:model-package-group/mlops-{env}-*]",
+        "AwsSolutions-IAM5[Resource::arn:aws:sagemaker:eu-west-1:{account}:model-package/mlops-{env}-*/*]",
+        "AwsSolutions-IAM5[Resource::<ArtifactsZoneBucket>/artifacts/config/pipelines/*]",
+        "AwsSolutions-IAM5[Resource::<ArtifactsZoneBucket>/artifacts/map-results/*]",
+        "AwsSolutions-IAM5[Resource::<ArtifactsZoneBucket>/artifacts/runs/*]",
+    },
+    "Training/Pipeline/PlanFunctionRole/DefaultPolicy": {
+        "AwsSolutions-IAM5[Resource::*]",
+        "AwsSolutions-IAM5[Resource::<PipelinePlanFunctionLogs03E3C02C.Arn>:*]",
+        "AwsSolutions-IAM5[Resource::<ArtifactsZoneBucket>/artifacts/config/pipelines/*]",
+        "AwsSolutions-IAM5[Resource::<ArtifactsZoneBucket>/artifacts/runs/*]",
+    },
+    "Training/Pipeline/PrepareRole/DefaultPolicy": {
+        "AwsSolutions-IAM5[Resource::*]",
+        "AwsSolutions-IAM5[Resource::arn:aws:logs:eu-west-1:{account}:log-group:/aws/sagemaker/ProcessingJobs:*]",
+        "AwsSolutions-IAM5[Resource::<ArtifactsZoneBucket>/artifacts/config/pipelines/*]",
+        "AwsSolutions-IAM5[Resource::<ArtifactsZoneBucket>/artifacts/runs/*]",
+        "AwsSolutions-IAM5[Resource::<CuratedZoneBucket>/curated/*]",
+        "AwsSolutions-IAM5[Resource::<FeaturesZoneBucket>/batch-input/*]",
+        "AwsSolutions-IAM5[Resource::<FeaturesZoneBucket>/features/*]",
+        "AwsSolutions-IAM5[Resource::<RawZoneBucket>/raw/*]",
+    },
+    "Training/Pipeline/StateMachine/DistributedMapPolicy": {
+        'AwsSolutions-IAM5[Resource::arn:aws:states:eu-west-1:{account}:execution:{"Fn::Select":[6,{"Fn::Split":[":",{"Ref":"PipelineStateMachine1814BD05"}]}]}/Trials:*]',
+        'AwsSolutions-IAM5[Resource::arn:aws:states:eu-west-1:{account}:execution:{"Fn::Select":[6,{"Fn::Split":[":",{"Ref":"PipelineStateMachine1814BD05"}]}]}:*]',
+    },
+    "Training/Pipeline/StateMachine/Role/DefaultPolicy": {
+        "AwsSolutions-IAM5[Resource::*]",
+        "AwsSolutions-IAM5[Resource::<PipelineEvaluateFunction0886DCF1.Arn>:*]",
+        "AwsSolutions-IAM5[Resource::<PipelinePlanFunction365D7064.Arn>:*]",
+        "AwsSolutions-IAM5[Resource::<PipelineTrainingJobFunction1EF5665B.Arn>:*]",
+        "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::<ArtifactsZoneBucket>/*]",
+        "AwsSolutions-IAM5[Resource::arn:aws:sagemaker:eu-west-1:{account}:model-package/mlops-{env}-*/*]",
+        "AwsSolutions-IAM5[Resource::arn:aws:sagemaker:eu-west-1:{account}:model/mlops-{env}-*]",
+        "AwsSolutions-IAM5[Resource::arn:aws:sagemaker:eu-west-1:{account}:processing-job/mlops-{env}-*]",
+        "AwsSolutions-IAM5[Resource::arn:aws:sagemaker:eu-west-1:{account}:training-job/mlops-{env}-*]",
+        "AwsSolutions-IAM5[Resource::arn:aws:sagemaker:eu-west-1:{account}:transform-job/mlops-{env}-*]",
+    },
+    "Training/Pipeline/TrainRole/DefaultPolicy": {
+        "AwsSolutions-IAM5[Resource::*]",
+        "AwsSolutions-IAM5[Resource::arn:aws:logs:eu-west-1:{account}:log-group:/aws/sagemaker/TrainingJobs:*]",
+        "AwsSolutions-IAM5[Resource::<ArtifactsZoneBucket>/artifacts/runs/*]",
+        "AwsSolutions-IAM5[Resource::<FeaturesZoneBucket>/features/*]",
+    },
+    "Training/Pipeline/TrainingJobFunctionRole/DefaultPolicy": {
+        "AwsSolutions-IAM5[Resource::*]",
+        "AwsSolutions-IAM5[Resource::<PipelineTrainingJobFunctionLogsC6B50529.Arn>:*]",
+        "AwsSolutions-IAM5[Resource::arn:aws:sagemaker:eu-west-1:{account}:training-job/mlops-{env}-*]",
+    },
+    "Training/Pipeline/TransformRole/DefaultPolicy": {
+        "AwsSolutions-IAM5[Resource::*]",
+        "AwsSolutions-IAM5[Resource::arn:aws:logs:eu-west-1:{account}:log-group:/aws/sagemaker/TransformJobs:*]",
+        "AwsSolutions-IAM5[Resource::<ArtifactsZoneBucket>/artifacts/runs/*]",
+        "AwsSolutions-IAM5[Resource::<FeaturesZoneBucket>/batch-input/*]",
+        "AwsSolutions-IAM5[Resource::<PredictionsZoneBucket>/predictions/*]",
+    },
+    "Training/Progress/DeadLetterQueue": {
+        "AwsSolutions-SQS3",
+    },
+    "Training/Progress/FunctionRole/DefaultPolicy": {
+        "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
+        "AwsSolutions-IAM5[Action::kms:ReEncrypt*]",
+        "AwsSolutions-IAM5[Resource::*]",
+        "AwsSolutions-IAM5[Resource::<ProgressFunctionLogs1774FE40.Arn>:*]",
+    },
+}
+
+STACK_OUTPUT = re.compile(
+    r'\{"Fn::GetStackOutput":\{"StackName":"\w+-Foundation","Region":"[\w-]+",'
+    r'"OutputName":"PublishOutput(?:FnGetAtt|Ref)(\w+?)(?:Arn)?[0-9A-F]{8}"\}\}'
+)
+
+
+def normalized(finding: str, environment: str, account: str) -> str:
+    finding = STACK_OUTPUT.sub(lambda match: f"<{match.group(1)}>", finding.split("::", 1)[1])
+    return finding.replace(account, "{account}").replace(f"mlops-{environment}-", "mlops-{env}-")
+
+
 def test_every_acknowledgment_sits_on_one_resource_with_a_reason_and_is_known(synthesized):
     found = acknowledgments(synthesized)
 
-    expected_by_environment = {
-        "Foundation/DataLake/AccessLogsBucket": {"AwsSolutions-S1"},
-        "Ingestion/Ingest/DeadLetterQueue": {"AwsSolutions-SQS3"},
-        "Ingestion/Ingest/FunctionRole/DefaultPolicy": {
-            "AwsSolutions-IAM5[Resource::*]",
-            "AwsSolutions-IAM5[Resource::<IngestFunctionLogs3AD22061.Arn>:*]",
-            "AwsSolutions-IAM5[Resource::{raw}/raw/*]",
-            "AwsSolutions-IAM5[Resource::{raw}/quarantine/*]",
-        },
-    }
-    for environment in ("dev", "staging", "prod"):
-        raw = json.dumps(
-            {
-                "Fn::GetStackOutput": {
-                    "StackName": f"{environment}-Foundation",
-                    "Region": "eu-west-1",
-                    "OutputName": "PublishOutputFnGetAttRawZoneBucketArnF1E28F1A",
-                }
-            },
-            separators=(",", ":"),
-        )
-        for path, findings in expected_by_environment.items():
+    for environment, stage in synthesized.stages.items():
+        for path, findings in EXPECTED_ACKNOWLEDGMENTS.items():
             acknowledged = found.pop(f"{environment}/{path}")
-            assert {finding.split("::", 1)[1] for finding in acknowledged} == {f.format(raw=raw) for f in findings}
+            assert {normalized(finding, environment, stage.account) for finding in acknowledged} == findings, path
             assert all(len(reason) >= 20 for reason in acknowledged.values())
     assert found == {}, "an acknowledgment this test does not know: add it here, with its reason reviewed"
 

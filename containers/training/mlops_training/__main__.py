@@ -1,11 +1,17 @@
-"""``python -m mlops_training train``: the entry points SageMaker calls (``docker run <image> train``)."""
+"""``python -m mlops_training <entry point>``: what SageMaker runs (the image's ENTRYPOINT, then its arguments).
+
+- ``train``: a training job (``docker run <image> train``);
+- ``prepare --config PATH --run-id ID --day YYYY-MM-DD``: the Processing job before training
+  (its ContainerArguments);
+- ``serve``: SageMaker's hosting contract, for batch transform (``docker run <image> serve``).
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
 
-ENTRY_POINTS = ("train",)
+ENTRY_POINTS = ("train", "prepare", "serve")
 
 
 def main(argv: list[str]) -> int:
@@ -15,6 +21,14 @@ def main(argv: list[str]) -> int:
         from mlops_training.train import main as train
 
         return train()
+    if command == "prepare":
+        from mlops_training.prepare import main as prepare
+
+        return prepare(argv[1:])
+    if command == "serve":
+        from mlops_training.serve import main as serve
+
+        return serve(argv[1:])
     print(f"unknown entry point {command!r}; allowed: {', '.join(ENTRY_POINTS)}", file=sys.stderr)
     return 2
 

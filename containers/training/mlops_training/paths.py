@@ -1,4 +1,8 @@
-"""SageMaker's /opt/ml layout, under a root that tests and laptops can move (``SM_ROOT``)."""
+"""SageMaker's /opt/ml layout, under a root that tests and laptops can move (``SM_ROOT``).
+
+Processing jobs mount their inputs and outputs under ``/opt/ml/processing`` instead
+(``SM_PROCESSING_ROOT``), but read their failure reason from ``/opt/ml/output/message``.
+"""
 
 from __future__ import annotations
 
@@ -32,3 +36,41 @@ class SageMakerPaths:
     @property
     def failure(self) -> Path:
         return self.root / "output" / "failure"
+
+    @property
+    def message(self) -> Path:
+        """Where a Processing job's container leaves its exit message (DescribeProcessingJob's ExitMessage)."""
+        return self.root / "output" / "message"
+
+
+@dataclass(frozen=True)
+class ProcessingPaths:
+    """A Processing job's folders: ProcessingInputs under ``input/``, ProcessingOutputs under ``output/``."""
+
+    root: Path
+    message: Path
+
+    @classmethod
+    def from_environment(cls) -> ProcessingPaths:
+        root = Path(os.environ.get("SM_PROCESSING_ROOT", "/opt/ml/processing"))
+        return cls(root=root, message=SageMakerPaths.from_environment().message)
+
+    @property
+    def raw(self) -> Path:
+        return self.root / "input" / "raw"
+
+    @property
+    def curated(self) -> Path:
+        return self.root / "output" / "curated"
+
+    @property
+    def features(self) -> Path:
+        return self.root / "output" / "features"
+
+    @property
+    def batch(self) -> Path:
+        return self.root / "output" / "batch"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "output" / "report"

@@ -39,6 +39,7 @@ class PlatformSettings:
     run_id: str = "local"
     trial: str = "0"
     event_bus: str | None = None
+    event_source: str = "mlops.training"  # <project>.training: the bus rules match on it
     region: str | None = None
     progress_interval_seconds: float = 10.0
     device: str = "auto"
@@ -78,6 +79,11 @@ def parse(raw: dict[str, str]) -> Settings:
     if problem_type not in PROBLEM_TYPES:
         raise SettingsError(
             f"{PREFIX}problem_type has value {problem_type!r}; allowed: one of {', '.join(PROBLEM_TYPES)}"
+        )
+    source = platform_raw.get("event_source", "mlops.training")
+    if not source or source.startswith("aws."):
+        raise SettingsError(
+            f"{PREFIX}event_source has value {source!r}; allowed: a non-empty source not starting with 'aws.'"
         )
     if platform_raw.get("device", "auto") not in ("auto", "cpu", "cuda"):
         raise SettingsError(f"{PREFIX}device has value {platform_raw['device']!r}; allowed: auto, cpu or cuda")

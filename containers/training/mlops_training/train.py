@@ -1,9 +1,10 @@
 """``train``: SageMaker's training contract around the algorithms.
 
 Reads ``input/config/hyperparameters.json`` and the ``train`` and ``validation`` channels (CSV
-with a header, or Parquet), trains, writes the model and its metadata to ``model/``, prints one
-metric line per round and the best round's line last (SageMaker keeps the last value a metric
-definition matches). On error it writes a one-line reason to ``output/failure`` and exits 1.
+with a header, or Parquet; the ``record_id`` and ``split`` columns ``prepare`` writes are ignored),
+trains, writes the model and its metadata to ``model/``, prints one metric line per round and the
+best round's line last (SageMaker keeps the last value a metric definition matches). On error it
+writes a one-line reason to ``output/failure`` and exits 1.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from mlops_training.paths import SageMakerPaths
 from mlops_training.progress import NullReporter, ProgressReporter
 
 DATA_SUFFIXES = (".csv", ".parquet")
+# Columns that feature files carry to trace rows back (docs/training-pipeline.md); never features.
+METADATA_COLUMNS = ("record_id", "split")
 
 
 class TrainingError(Exception):
@@ -42,7 +45,7 @@ def read_channel(directory: Path, target: str) -> Dataset:
     frame = pd.concat(frames, ignore_index=True)
     if target not in frame.columns:
         raise TrainingError(f"channel {directory.name!r} has no target column {target!r}")
-    features = frame.drop(columns=[target])
+    features = frame.drop(columns=[target, *(c for c in METADATA_COLUMNS if c in frame.columns)])
     non_numeric = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
     if non_numeric:
         raise TrainingError(f"channel {directory.name!r} has non-numeric feature columns {non_numeric[:5]}")
@@ -61,7 +64,7 @@ def progress_reporter(platform: settings_module.PlatformSettings, job_name: str)
     return ProgressReporter(
         boto3.client("events", region_name=platform.region),
         bus=platform.event_bus,
-        source="mlops.training",
+        source=platform.event_source,
         identity={
             "run_id": platform.run_id,
             "tenant": platform.tenant,

@@ -6,6 +6,7 @@ import json
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from mlops_training.algorithms import load_model
@@ -144,3 +145,46 @@ def test_an_empty_channel_is_a_failure_with_a_reason(sagemaker_root):
 
     assert main(paths) == 1
     assert "channel 'validation' holds no .csv or .parquet file" in paths.failure.read_text()
+
+
+def test_the_record_id_and_split_columns_of_feature_files_are_not_features(sagemaker_root):
+    paths = sagemaker_root("binary", job("xgboost", "binary", num_round="5"), fmt="parquet")
+    for channel in ("train", "validation"):
+        file = paths.channel(channel) / "part-0.parquet"
+        frame = pd.read_parquet(file)
+        frame.insert(0, "split", channel)
+        frame.insert(0, "record_id", [f"r-{i}" for i in range(len(frame))])
+        frame.to_parquet(file, index=False)
+
+    assert main(paths) == 0
+
+    features = json.loads(paths.model.joinpath("metadata.json").read_text())["features"]
+    assert features == [c for c in small_dataset("binary").columns if c != "target"]
+
+
+def test_progress_events_carry_the_source_the_job_names(sagemaker_root, monkeypatch):
+    sent: list[dict] = []
+
+    class Client:
+        def put_events(self, Entries):
+            sent.extend(Entries)
+            return {"FailedEntryCount": 0}
+
+    monkeypatch.setattr("boto3.client", lambda *args, **kwargs: Client())
+    paths = sagemaker_root(
+        "binary",
+        job("xgboost", "binary", num_round="3", mlops_event_bus="bus", mlops_event_source="acme-ml.training"),
+    )
+
+    assert main(paths) == 0
+
+    assert sent
+    assert {entry["Source"] for entry in sent} == {"acme-ml.training"}
+
+
+@pytest.mark.parametrize("source", ["", "aws.sagemaker"])
+def test_an_event_source_that_eventbridge_would_refuse_is_a_failure(sagemaker_root, source):
+    paths = sagemaker_root("binary", job("xgboost", "binary", mlops_event_source=source))
+
+    assert main(paths) == 1
+    assert f"mlops_event_source has value {source!r}" in paths.failure.read_text()

@@ -1,0 +1,575 @@
+"""``prepare``: a tenant's raw JSON lines become curated Parquet, the run's splits and the batch input.
+
+It runs as a SageMaker Processing job on a small CPU instance, before any training job, so the
+expensive instances read ready-made Parquet and a schema problem costs minutes of ``ml.t3``, not
+a grid of failed training jobs. ``python -m mlops_training prepare --config <tenant>.json
+--run-id <run_id> --day <yyyy-mm-dd>``; the folders are SageMaker Processing's, under
+``SM_PROCESSING_ROOT`` (default ``/opt/ml/processing``), so it runs as plain Python too:
+
+- ``input/config/<tenant>.json``: the published tenant config (docs/training-pipeline.md);
+- ``input/raw/dt=<day>/<id>.jsonl``: the tenant dataset's raw prefix, as ingestion wrote it;
+- ``output/curated/dt=<day>/records.parquet``: each raw day's valid records, rewritten whole;
+- ``output/features/<run_id>-<split>.parquet``: every valid record, in its split;
+- ``output/batch/<split>.csv``: the batch-prediction split's features, in the order of its Parquet file;
+- ``output/report/report.json`` and ``rejected.jsonl``: what was read, kept and rejected, and why.
+
+Every raw line is checked against the declared schema; a bad one is written to ``rejected.jsonl``
+with its file, line number and reason, never dropped silently. A record's split comes from a hash
+of its ``record_id``, so reruns and new data never move a record between train and test. Files are
+read line by line and written one day at a time: memory holds one raw day, not the whole prefix.
+On failure the reason goes, in one line, to ``/opt/ml/output/message`` (the job's ExitMessage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import logging
+import math
+import re
+import sys
+import traceback
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+# pyarrow ships no type hints (pyproject.toml lists no override for it).
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
+import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+from mlops_training.paths import ProcessingPaths
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+SPLITS = ("train", "validation", "test")
+# Share of records per split, in percent of the hash's range: 70/15/15.
+SPLIT_BOUNDS = (("train", 70), ("validation", 85), ("test", 100))
+# Columns prepare adds to the tenant's own; a tenant column of the same name would be ambiguous.
+METADATA_COLUMNS = ("record_id", "received_at", "split")
+ARROW_TYPES = {"double": pa.float64(), "bigint": pa.int64(), "boolean": pa.bool_()}
+TARGET_TYPES = {"binary": pa.int64(), "regression": pa.float64()}
+BIGINT_RANGE = (-(2**63), 2**63 - 1)
+RUN_ID = re.compile(r"^[^\s/\\.][^\s/\\]{0,79}$")
+DAY_FOLDER = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")
+USAGE = "prepare --config PATH --run-id ID --day YYYY-MM-DD"
+
+# Why a raw line is rejected, in the order the checks run.
+REASONS = (
+    "malformed-json",  # not UTF-8, not JSON, or an empty line
+    "not-an-object",  # the line, or its record, is not a JSON object
+    "invalid-record-id",  # record_id missing, not a non-empty string, or not UTF-8
+    "invalid-received-at",  # received_at missing or not an ISO-8601 time with its offset
+    "missing-record",  # no "record" key
+    "missing-field",  # a declared feature or the target is absent
+    "unknown-field",  # a key the schema does not declare
+    "non-finite",  # a feature is NaN or infinite
+    "wrong-type",  # a feature's JSON type does not match its declared type
+    "invalid-target",  # binary: 0/1 or true/false; regression: a finite number
+    "duplicate-record",  # the record_id of a record already kept (the first one is kept)
+)
+
+
+class PrepareError(Exception):
+    """A problem with the job's configuration or data, stated in one line."""
+
+
+class Invalid(Exception):
+    """One raw line's problem: a reason from REASONS and a detail that names no values."""
+
+    def __init__(self, reason: str, detail: str, record_id: str | None = None) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.record_id = record_id
+
+
+@dataclass(frozen=True)
+class Schema:
+    """What prepare needs from the published tenant config."""
+
+    tenant: str
+    dataset: str
+    target: str
+    problem_type: str
+    features: tuple[tuple[str, str], ...]  # (column, double | bigint | boolean), in declared order
+    batch_split: str
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [name for name, _ in self.features]
+
+    def arrow_fields(self) -> list[pa.Field]:
+        return [pa.field(name, ARROW_TYPES[kind]) for name, kind in self.features] + [
+            pa.field(self.target, TARGET_TYPES[self.problem_type])
+        ]
+
+    def curated_schema(self) -> pa.Schema:
+        return pa.schema(
+            [
+                pa.field("record_id", pa.string()),
+                pa.field("received_at", pa.timestamp("ms", tz="UTC")),
+                *self.arrow_fields(),
+            ]
+        )
+
+    def features_schema(self) -> pa.Schema:
+        return pa.schema([pa.field("record_id", pa.string()), pa.field("split", pa.string()), *self.arrow_fields()])
+
+
+@dataclass(frozen=True)
+class Row:
+    record_id: str
+    received_at_ms: int
+    values: tuple[Any, ...]  # features in schema order, then the target
+    split: str
+
+
+def load_schema(path: Path) -> Schema:
+    """The published tenant config's dataset and batch split, or a PrepareError naming the key."""
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PrepareError(f"{path}: the tenant config is missing; allowed: the published <tenant>.json") from None
+    except (UnicodeDecodeError, ValueError) as error:
+        raise PrepareError(f"{path}: the tenant config is not JSON ({error})") from None
+    if not isinstance(config, dict):
+        raise PrepareError(f"{path}: the tenant config is not a JSON object")
+    if config.get("schema_version") != SCHEMA_VERSION:
+        raise PrepareError(
+            f"{path}: key 'schema_version' has value {config.get('schema_version')!r}; allowed: {SCHEMA_VERSION}"
+        )
+    dataset = _key(path, config, "dataset", dict)
+    batch = _key(path, config, "batch_prediction", dict)
+    features = _key(path, dataset, "features", dict, "dataset.")
+    problem_type = _key(path, dataset, "problem_type", str, "dataset.")
+    split = batch.get("split", "test")
+    if problem_type not in TARGET_TYPES:
+        raise PrepareError(
+            f"{path}: key 'dataset.problem_type' has value {problem_type!r}; allowed: binary or regression"
+        )
+    if split not in SPLITS:
+        raise PrepareError(f"{path}: key 'batch_prediction.split' has value {split!r}; allowed: {', '.join(SPLITS)}")
+    if not features:
+        raise PrepareError(f"{path}: key 'dataset.features' is empty; allowed: a mapping of column to type")
+    for name, kind in features.items():
+        if kind not in ARROW_TYPES:
+            raise PrepareError(
+                f"{path}: key 'dataset.features.{name}' has value {kind!r}; allowed: double, bigint or boolean"
+            )
+    target = _key(path, dataset, "target", str, "dataset.")
+    for column in (*features, target):
+        if column in METADATA_COLUMNS:
+            raise PrepareError(f"{path}: column {column!r} clashes with a column prepare adds ({METADATA_COLUMNS})")
+    if target in features:
+        raise PrepareError(f"{path}: the target {target!r} is also a feature")
+    return Schema(
+        tenant=str(config.get("tenant", path.stem)),
+        dataset=_key(path, dataset, "name", str, "dataset."),
+        target=target,
+        problem_type=problem_type,
+        features=tuple(features.items()),
+        batch_split=split,
+    )
+
+
+def _key(path: Path, mapping: dict[str, Any], key: str, kind: type, prefix: str = "") -> Any:
+    value = mapping.get(key)
+    if not isinstance(value, kind) or (kind is str and not value):
+        allowed = "a JSON object" if kind is dict else "a non-empty string"
+        raise PrepareError(f"{path}: key '{prefix}{key}' has value {value!r}; allowed: {allowed}")
+    return value
+
+
+def split_of(record_id: str) -> str:
+    """The record's split: a function of its id alone, so no rerun or new data ever moves it."""
+    digest = hashlib.sha256(record_id.encode("utf-8")).digest()
+    bucket = int.from_bytes(digest[:8], "big") % 100
+    return next(name for name, bound in SPLIT_BOUNDS if bucket < bound)
+
+
+def parse_line(line: bytes, schema: Schema) -> Row:
+    """One raw line as a typed row, or Invalid with the first problem found."""
+    try:
+        document = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise Invalid("malformed-json", "the line is not UTF-8 text") from None
+    except (ValueError, RecursionError) as error:
+        detail = "an empty line" if not line.strip() else f"not JSON ({str(error).split(':')[0]})"
+        raise Invalid("malformed-json", detail) from None
+    if not isinstance(document, dict):
+        raise Invalid("not-an-object", f"the line is {_json_type(document)}, not an object")
+    record_id = _record_id(document.get("record_id"))
+    received_at = _received_at(document.get("received_at"), record_id)
+    if "record" not in document:
+        raise Invalid("missing-record", "the line has no 'record' key", record_id)
+    record = document["record"]
+    if not isinstance(record, dict):
+        raise Invalid("not-an-object", f"the record is {_json_type(record)}, not an object", record_id)
+    declared = [*schema.feature_names, schema.target]
+    missing = [name for name in declared if name not in record]
+    if missing:
+        raise Invalid("missing-field", _listed("the record lacks the declared fields", missing), record_id)
+    unknown = sorted(set(record) - set(declared))
+    if unknown:
+        raise Invalid(
+            "unknown-field", _listed("the record has fields the schema does not declare:", unknown), record_id
+        )
+    values = [_feature(name, kind, record[name], record_id) for name, kind in schema.features]
+    values.append(_target(schema, record[schema.target], record_id))
+    return Row(record_id=record_id, received_at_ms=received_at, values=tuple(values), split=split_of(record_id))
+
+
+def _record_id(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        found = "an empty string" if value == "" else _json_type(value)
+        raise Invalid("invalid-record-id", f"record_id is {found}, not a non-empty string")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise Invalid("invalid-record-id", "record_id is not valid UTF-8 (a lone surrogate)") from None
+    return value
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _received_at(value: Any, record_id: str) -> int:
+    """Milliseconds since the epoch: Parquet's timestamp, which Athena reads as the table's ``timestamp``."""
+    try:
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise Invalid("invalid-received-at", "received_at is not an ISO-8601 time with an offset", record_id)
+    return (moment - EPOCH) // timedelta(milliseconds=1)
+
+
+def _feature(name: str, kind: str, value: Any, record_id: str) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise Invalid("non-finite", f"{name} is NaN or infinite", record_id)
+    if kind == "boolean":
+        if isinstance(value, bool):
+            return value
+        raise Invalid("wrong-type", f"{name} is {_json_type(value)}; expected boolean (true or false)", record_id)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise Invalid("wrong-type", f"{name} is {_json_type(value)}; expected {kind} (a JSON number)", record_id)
+    if kind == "bigint":
+        if not isinstance(value, int):
+            raise Invalid("wrong-type", f"{name} is a number with a fraction or exponent; expected bigint", record_id)
+        if not BIGINT_RANGE[0] <= value <= BIGINT_RANGE[1]:
+            raise Invalid("wrong-type", f"{name} is outside bigint's range (64-bit signed)", record_id)
+        return value
+    try:
+        return float(value)
+    except OverflowError:
+        raise Invalid("non-finite", f"{name} is too large for a double", record_id) from None
+
+
+def _target(schema: Schema, value: Any, record_id: str) -> Any:
+    name = schema.target
+    if schema.problem_type == "binary":
+        if isinstance(value, bool):
+            return int(value)
+        if isinstance(value, int | float) and value in (0, 1):
+            return int(value)
+        raise Invalid("invalid-target", f"{name} is not 0, 1, true or false (a binary target)", record_id)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise Invalid("invalid-target", f"{name} is {_json_type(value)}; expected a finite number", record_id)
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise Invalid("invalid-target", f"{name} is NaN or infinite; expected a finite number", record_id)
+    return number
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
+
+
+def _listed(prefix: str, names: list[str]) -> str:
+    shown = ", ".join(names[:5])
+    return f"{prefix} {shown}" + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
+def raw_days(raw: Path, run_day: date) -> tuple[dict[str, list[Path]], list[dict[str, str]]]:
+    """The raw files by day (``dt=<day>/<id>.jsonl``), in order, and the files that do not fit that layout."""
+    days: dict[str, list[Path]] = {}
+    skipped: list[dict[str, str]] = []
+    for path in sorted(p for p in raw.rglob("*") if p.is_file()) if raw.is_dir() else []:
+        relative = path.relative_to(raw)
+        match = DAY_FOLDER.match(relative.parts[0]) if len(relative.parts) == 2 else None
+        day = _day(match.group(1)) if match else None
+        if day is None or path.suffix != ".jsonl":
+            skipped.append({"file": relative.as_posix(), "reason": "not dt=<yyyy-mm-dd>/<id>.jsonl"})
+        elif day > run_day:
+            skipped.append({"file": relative.as_posix(), "reason": f"a day after the run's day {run_day}"})
+        else:
+            days.setdefault(day.isoformat(), []).append(path)
+    return dict(sorted(days.items())), skipped
+
+
+def _day(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def read_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(line number, bytes) of a file, one line at a time; only ``\\n`` ends a line, as ingestion writes."""
+    with path.open("rb") as stream:
+        yield from enumerate(stream, start=1)
+
+
+@dataclass
+class Report:
+    tenant: str
+    dataset: str
+    run_id: str
+    day: str
+    batch_split: str
+    rows_read: int = 0
+    valid: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    splits: Counter[str] = field(default_factory=Counter)
+    days: dict[str, dict[str, int]] = field(default_factory=dict)
+    skipped_files: list[dict[str, str]] = field(default_factory=list)
+    status: str = "succeeded"
+    failure: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "tenant": self.tenant,
+            "dataset": self.dataset,
+            "run_id": self.run_id,
+            "day": self.day,
+            "status": self.status,
+            "failure": self.failure,
+            "rows_read": self.rows_read,
+            "valid": self.valid,
+            "rejected": sum(self.rejected.values()),
+            "rejected_by_reason": dict(sorted(self.rejected.items())),
+            "splits": {split: self.splits[split] for split in SPLITS},
+            "batch_split": self.batch_split,
+            "days": self.days,
+            "skipped_files": self.skipped_files,
+            "warnings": self.warnings(),
+        }
+
+    def warnings(self) -> list[str]:
+        """What does not stop training but a later step will notice."""
+        if self.valid and not self.splits[self.batch_split]:
+            return [f"the batch-prediction split {self.batch_split!r} is empty: batch transform has nothing to score"]
+        return []
+
+    def problem(self) -> str | None:
+        """Why the run cannot train, in one line, or None."""
+        if not self.days:
+            return "no raw files under input/raw (expected dt=<yyyy-mm-dd>/<id>.jsonl up to the run's day)"
+        if not self.valid:
+            reason, count = self.rejected.most_common(1)[0] if self.rejected else ("none", 0)
+            return (
+                f"none of the {self.rows_read} raw rows is valid (most common reason: {reason}, {count} rows); "
+                "see rejected.jsonl"
+            )
+        for split in ("train", "validation"):
+            if not self.splits[split]:
+                return f"the {split} split is empty ({self.valid} valid rows in all); more records are needed"
+        return None
+
+
+class Outputs:
+    """The run's output files, written a raw day at a time so memory holds one day."""
+
+    def __init__(self, paths: ProcessingPaths, schema: Schema, run_id: str) -> None:
+        self.paths = paths
+        self.schema = schema
+        for folder in (paths.curated, paths.features, paths.batch):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.split_files = {split: paths.features / f"{run_id}-{split}.parquet" for split in SPLITS}
+        self.writers = {
+            split: pq.ParquetWriter(path, schema.features_schema(), compression="snappy")
+            for split, path in self.split_files.items()
+        }
+        self.batch_file = paths.batch / f"{schema.batch_split}.csv"
+        self.batch: IO[str] = self.batch_file.open("w", newline="", encoding="utf-8")
+        self.batch_csv = csv.writer(self.batch, lineterminator="\n")
+
+    def write_day(self, day: str, rows: list[Row]) -> None:
+        schema = self.schema
+        columns = list(zip(*(row.values for row in rows), strict=True)) if rows else [() for _ in schema.arrow_fields()]
+        received = pa.array([row.received_at_ms for row in rows], pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
+        curated = pa.Table.from_arrays(
+            [pa.array([row.record_id for row in rows], pa.string()), received]
+            + [pa.array(list(values), f.type) for values, f in zip(columns, schema.arrow_fields(), strict=True)],
+            schema=schema.curated_schema(),
+        )
+        folder = self.paths.curated / f"dt={day}"
+        folder.mkdir(parents=True, exist_ok=True)
+        pq.write_table(curated, folder / "records.parquet", compression="snappy")
+
+        splits = pa.array([row.split for row in rows], pa.string())
+        features = curated.drop_columns(["received_at"]).add_column(1, "split", splits)
+        for split, writer in self.writers.items():
+            part = features.filter(pc.equal(splits, split))
+            if part.num_rows:
+                writer.write_table(part)
+        width = len(schema.features)
+        self.batch_csv.writerows(
+            [_csv_value(value) for value in row.values[:width]] for row in rows if row.split == schema.batch_split
+        )
+
+    def close(self) -> None:
+        for writer in self.writers.values():
+            writer.close()
+        self.batch.close()
+
+    def discard(self) -> None:
+        """A failed run leaves no splits for a later step to pick up by mistake."""
+        for path in (*self.split_files.values(), self.batch_file):
+            path.unlink(missing_ok=True)
+
+
+def _csv_value(value: Any) -> str:
+    """What ``serve`` and the model read: booleans as 1 and 0, doubles with every digit (repr round-trips)."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def prepare(paths: ProcessingPaths, config: Path, run_id: str, run_day: date) -> Report:
+    """Read, check, write; raise PrepareError (after writing the report) when the run cannot train."""
+    schema = load_schema(config)
+    days, skipped = raw_days(paths.raw, run_day)
+    report = Report(
+        tenant=schema.tenant,
+        dataset=schema.dataset,
+        run_id=run_id,
+        day=run_day.isoformat(),
+        batch_split=schema.batch_split,
+        skipped_files=skipped,
+    )
+    paths.report.mkdir(parents=True, exist_ok=True)
+    outputs = Outputs(paths, schema, run_id)
+    kept: set[str] = set()
+    try:
+        with (paths.report / "rejected.jsonl").open("w", encoding="utf-8") as rejected:
+            for day, files in days.items():
+                read_before = report.rows_read
+                rows = _read_day(files, paths.raw, schema, kept, report, rejected)
+                outputs.write_day(day, rows)
+                read = report.rows_read - read_before
+                report.days[day] = {
+                    "files": len(files),
+                    "rows_read": read,
+                    "valid": len(rows),
+                    "rejected": read - len(rows),
+                }
+                log.info("day %s: %d rows read, %d valid", day, read, len(rows))
+    finally:
+        outputs.close()
+    problem = report.problem()
+    if problem:
+        report.status, report.failure = "failed", problem
+        outputs.discard()
+    (paths.report / "report.json").write_text(json.dumps(report.as_json(), indent=2) + "\n", encoding="utf-8")
+    if problem:
+        raise PrepareError(problem)
+    return report
+
+
+def _read_day(
+    files: list[Path], raw: Path, schema: Schema, kept: set[str], report: Report, rejected: IO[str]
+) -> list[Row]:
+    rows: list[Row] = []
+    for path in files:
+        source = path.relative_to(raw).as_posix()
+        for number, line in read_lines(path):
+            report.rows_read += 1
+            try:
+                row = parse_line(line, schema)
+                if row.record_id in kept:
+                    raise Invalid("duplicate-record", "a record with this record_id was kept earlier", row.record_id)
+            except Invalid as problem:
+                report.rejected[problem.reason] += 1
+                entry = {
+                    "file": source,
+                    "line": number,
+                    "record_id": problem.record_id,
+                    "reason": problem.reason,
+                    "detail": problem.detail,
+                }
+                rejected.write(json.dumps(entry) + "\n")
+                continue
+            kept.add(row.record_id)
+            rows.append(row)
+            report.valid += 1
+            report.splits[row.split] += 1
+    return rows
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse would exit 2 without a failure reason
+        raise PrepareError(f"{message}; usage: {USAGE}")
+
+
+def parse_arguments(argv: list[str]) -> tuple[Path, str, date]:
+    parser = _Parser(prog="prepare", description="Raw records to curated Parquet, splits and batch input.")
+    parser.add_argument("--config", required=True, type=Path, help="the published tenant config (JSON)")
+    parser.add_argument("--run-id", required=True, help="the run's id: the execution's name")
+    parser.add_argument("--day", required=True, help="the run's day, yyyy-mm-dd (UTC)")
+    arguments = parser.parse_args(argv)
+    if not RUN_ID.match(arguments.run_id):
+        raise PrepareError(
+            f"--run-id has value {arguments.run_id!r}; allowed: 1 to 80 characters, no whitespace, slash or leading dot"
+        )
+    day = _day(arguments.day) if re.fullmatch(r"\d{4}-\d{2}-\d{2}", arguments.day) else None
+    if day is None:
+        raise PrepareError(f"--day has value {arguments.day!r}; allowed: a date as yyyy-mm-dd")
+    return arguments.config, arguments.run_id, day
+
+
+def main(argv: list[str], paths: ProcessingPaths | None = None) -> int:
+    paths = paths or ProcessingPaths.from_environment()
+    try:
+        config, run_id, run_day = parse_arguments(argv)
+        report = prepare(paths, config, run_id, run_day)
+    except PrepareError as error:
+        return fail(paths, str(error))
+    except Exception as error:
+        traceback.print_exc()
+        return fail(paths, f"{type(error).__name__}: {error}")
+    log.info(
+        "prepared %d valid of %d rows: %s; rejected %s",
+        report.valid,
+        report.rows_read,
+        dict(report.splits),
+        dict(report.rejected) or "none",
+    )
+    return 0
+
+
+def fail(paths: ProcessingPaths, reason: str) -> int:
+    # DescribeProcessingJob's ExitMessage keeps the first 1 KB of the file.
+    line = " ".join(reason.split())[:1000]
+    paths.message.parent.mkdir(parents=True, exist_ok=True)
+    paths.message.write_text(line + "\n", encoding="utf-8")
+    print(f"prepare failed: {line}", file=sys.stderr, flush=True)
+    return 1

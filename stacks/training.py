@@ -1,0 +1,76 @@
+"""Training: the training images, the progress bus and its rules, the state machine and its Lambdas.
+
+Stateless: the progress table and run ledger it writes live in Foundation. Tenants are data here,
+published to the artifacts zone, so onboarding a tenant changes objects, not this stack's
+resources.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from aws_cdk import CfnOutput, RemovalPolicy, Stack
+from constructs import Construct
+
+from config.naming import Names
+from config.schema import EnvironmentConfig
+from config.tenants import PipelineConfig
+from mlops_constructs.progress_tracking import ProgressTracking
+from mlops_constructs.publishing import PipelinePublishing
+from mlops_constructs.training_images import TrainingImages
+from mlops_constructs.training_pipeline import TrainingPipeline, Zones
+from stacks.foundation import FoundationStack
+
+
+class TrainingStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        environment: EnvironmentConfig,
+        names: Names,
+        foundation: FoundationStack,
+        pipelines: Sequence[PipelineConfig],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, id, **kwargs)
+        removal_policy = RemovalPolicy.RETAIN if environment.retains_data else RemovalPolicy.DESTROY
+        lake = foundation.lake.zones
+        self.images = TrainingImages(self, "Images")
+        self.progress = ProgressTracking(
+            self,
+            "Progress",
+            names=names,
+            key=foundation.key,
+            table=foundation.progress_table,
+            alarm_topic=foundation.topic,
+            log_retention_days=environment.retention.log_retention_days,
+            removal_policy=removal_policy,
+        )
+        self.publishing = PipelinePublishing(
+            self, "Tenants", pipelines=pipelines, artifacts_bucket=lake["artifacts"], raw_bucket=lake["raw"]
+        )
+        self.pipeline = TrainingPipeline(
+            self,
+            "Pipeline",
+            names=names,
+            environment=environment,
+            key=foundation.key,
+            zones=Zones(
+                raw=lake["raw"],
+                curated=lake["curated"],
+                features=lake["features"],
+                artifacts=lake["artifacts"],
+                predictions=lake["predictions"],
+            ),
+            ledger=foundation.ledger_table,
+            progress_bus=self.progress.bus,
+            images=self.images.all,
+            removal_policy=removal_policy,
+        )
+        CfnOutput(self, "StateMachineArn", value=self.pipeline.state_machine.state_machine_arn)
+        CfnOutput(self, "ProgressBusName", value=self.progress.bus.event_bus_name)
+        CfnOutput(self, "TrainingImageUri", value=self.images.cpu.image_uri)
+        CfnOutput(self, "GpuTrainingImageUri", value=self.images.gpu.image_uri)
