@@ -1,0 +1,305 @@
+"""Training: images by content hash, tenants as data, the state machine's shape, rules and least privilege."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from moto.events.models import EventPattern
+
+from config.tenants import PipelineConfig
+from mlops_constructs.publishing import CONFIG_PREFIX
+from tests.infra.conftest import synthesize
+
+STACK = "training"
+EVENTS = Path(__file__).resolve().parent.parent / "unit" / "events"
+HASH_TAG = re.compile(r":([0-9a-f]{64})$")
+
+
+def of_type(resources: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {logical_id: r for logical_id, r in resources.items() if r["Type"] == kind}
+
+
+def function_environment(resources: dict[str, Any], name: str) -> dict[str, Any]:
+    [function] = [r for lid, r in of_type(resources, "AWS::Lambda::Function").items() if lid.startswith(name)]
+    return function["Properties"]["Environment"]["Variables"]
+
+
+def rendered(value: Any) -> str:
+    """A template string value with its tokens shown as <…>, for matching."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and "Fn::Sub" in value:
+        return value["Fn::Sub"]
+    if isinstance(value, dict) and "Fn::Join" in value:
+        return "".join(part if isinstance(part, str) else "<token>" for part in value["Fn::Join"][1])
+    return json.dumps(value)
+
+
+def definition(resources: dict[str, Any]) -> dict[str, Any]:
+    [machine] = of_type(resources, "AWS::StepFunctions::StateMachine").values()
+    parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
+    text = "".join(part if isinstance(part, str) else "TOKEN" for part in parts)
+    return json.loads(text)
+
+
+def states_of(definition: dict[str, Any]) -> dict[str, Any]:
+    """Every state, the Distributed Map's child states included, by name."""
+    found = {}
+    for name, state in definition["States"].items():
+        found[name] = state
+        if "ItemProcessor" in state:
+            found.update(states_of(state["ItemProcessor"]))
+    return found
+
+
+# -- images --------------------------------------------------------------------------------------
+
+
+def test_training_images_are_referenced_by_their_immutable_content_hash_tag(synthesized, environment, resources):
+    assets = json.loads(
+        synthesized.template_path(environment, STACK).with_suffix("").with_suffix(".assets.json").read_text()
+    )
+    plan = function_environment(resources, "PipelinePlanFunction")
+
+    tags = {name: HASH_TAG.search(rendered(plan[name])) for name in ("TRAINING_IMAGE_URI", "GPU_TRAINING_IMAGE_URI")}
+
+    assert all(tags.values()), plan
+    cpu, gpu = (tags[name].group(1) for name in ("TRAINING_IMAGE_URI", "GPU_TRAINING_IMAGE_URI"))  # type: ignore[union-attr]
+    assert cpu != gpu
+    assert set(assets["dockerImages"]) == {cpu, gpu}
+    assert "dockerBuildArgs" not in assets["dockerImages"][cpu]["source"]
+    assert assets["dockerImages"][gpu]["source"]["dockerBuildArgs"]["BASE_IMAGE"].startswith("nvidia/cuda:")
+    # The evaluate Lambda registers packages that batch transform serves with the CPU image.
+    evaluate = function_environment(resources, "PipelineEvaluateFunction")
+    assert HASH_TAG.search(rendered(evaluate["SERVING_IMAGE_URI"])).group(1) == cpu  # type: ignore[union-attr]
+
+
+# -- tenants are data ----------------------------------------------------------------------------
+
+
+def test_each_tenant_is_published_as_json_for_the_plan_lambda(synthesized, environment, resources):
+    [deployment] = [
+        r["Properties"]
+        for r in of_type(resources, "Custom::CDKBucketDeployment").values()
+        if r["Properties"]["DestinationBucketKeyPrefix"] == CONFIG_PREFIX
+    ]
+    [key] = deployment["SourceObjectKeys"]
+    asset = synthesized.outdir / f"asset.{key.removesuffix('.zip')}"
+
+    published = {path.name: json.loads(path.read_text()) for path in asset.glob("*.json")}
+
+    assert published == {f"{p.tenant}.json": p.published() for p in synthesized.config.pipelines}
+    assert deployment["Prune"] is True  # a deleted tenant file unpublishes the tenant
+
+
+def test_the_example_tenants_records_are_seeded_into_the_raw_zone(resources):
+    prefixes = [
+        r["Properties"]["DestinationBucketKeyPrefix"]
+        for r in of_type(resources, "Custom::CDKBucketDeployment").values()
+    ]
+
+    assert "raw/example/breast-cancer/dt=2026-01-01/" in prefixes
+
+
+def tenants(count: int, example: PipelineConfig) -> tuple[PipelineConfig, ...]:
+    return tuple(example.model_copy(update={"tenant": f"tenant-{index:03d}"}) for index in range(count))
+
+
+def test_the_state_machine_does_not_change_with_the_number_of_tenants(platform_config, tmp_path_factory):
+    [example] = platform_config.pipelines
+    dev = platform_config.model_copy(update={"environments": (platform_config.environment("dev"),)})
+    definitions = {}
+    for count in (1, 50):
+        config = dev.model_copy(update={"pipelines": tenants(count, example)})
+        synthesized = synthesize(config, tmp_path_factory.mktemp(f"tenants-{count}"))
+        resources = synthesized.template_json("dev", STACK)["Resources"]
+        definitions[count] = of_type(resources, "AWS::StepFunctions::StateMachine")
+        assert len(of_type(resources, "AWS::Lambda::Function")) == 5  # no per-tenant resources
+
+    assert definitions[1] == definitions[50]
+
+
+# -- the state machine ---------------------------------------------------------------------------
+
+
+def test_trials_run_in_a_distributed_map_reading_the_plan_from_s3(resources, settings):
+    train = definition(resources)["States"]["Train"]
+
+    assert train["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
+    assert train["ItemReader"]["ReaderConfig"] == {"InputType": "JSON"}
+    assert train["ItemReader"]["Parameters"]["Key.$"] == "$.plan.plan.Key"
+    assert train["MaxConcurrency"] == settings.capacities.training_max_concurrency
+    assert train["ToleratedFailurePercentage"] == settings.training.tolerated_failure_percentage
+    assert "ResultWriter" in train
+
+
+def test_each_trial_is_one_synchronous_training_job_with_the_plans_request(resources):
+    start = states_of(definition(resources))["StartTraining"]
+
+    assert start["Resource"].endswith(":states:::sagemaker:createTrainingJob.sync")
+    parameters = start["Parameters"]
+    assert parameters["TrainingJobName.$"] == "$.current.job_name"
+    assert parameters["EnableNetworkIsolation"] is False  # jobs must reach EventBridge
+    for field in ("AlgorithmSpecification", "HyperParameters", "ResourceConfig", "StoppingCondition"):
+        assert parameters[f"{field}.$"] == f"$.item.request.{field}"
+    assert parameters["EnableManagedSpotTraining.$"] == "$.item.request.EnableManagedSpotTraining"
+
+
+def test_quota_errors_wait_and_retry_while_validation_errors_fail_the_trial(resources):
+    states = states_of(definition(resources))
+    catches = {tuple(c["ErrorEquals"]): c for c in states["StartTraining"]["Catch"]}
+
+    sagemaker = catches[("SageMaker.AmazonSageMakerException",)]
+    assert sagemaker["ResultPath"] == "$.error"
+    choice = states[sagemaker["Next"]]
+    routes = {}
+    for rule in choice["Choices"]:
+        conditions = rule.get("Or", [rule])
+        routes.update({c["StringMatches"]: rule["Next"] for c in conditions})
+    assert states[routes["*ResourceLimitExceeded*"]]["Type"] == "Wait"
+    assert routes["*ThrottlingException*"] == routes["*ResourceLimitExceeded*"]
+    resolve = states[routes["*ResourceInUse*"]]
+    assert resolve["Type"] == "Task"
+    assert resolve["Parameters"] == {"item.$": "$.item", "current.$": "$.current"}  # the function, invoked directly
+    assert states[choice["Default"]] == {
+        "Type": "Fail",
+        "Error": "TrainingRequestRejected",
+        "CausePath": "$.error.Cause",
+    }
+    assert states[catches[("States.ALL",)]["Next"]]["Error"] == "TrainingJobFailed"
+
+
+def test_every_failure_path_ends_in_a_named_fail_state_with_its_cause(resources):
+    states = states_of(definition(resources))
+    fails = {name: state for name, state in states.items() if state["Type"] == "Fail"}
+
+    assert set(fails) >= {
+        "PlanFailed",
+        "PrepareFailed",
+        "TrainingFailed",
+        "NoUsableTrial",
+        "EvaluationFailed",
+        "PredictionFailed",
+        "TrainingRequestRejected",
+        "TrainingJobFailed",
+        "GaveUp",
+    }
+    assert all(state.get("CausePath") == "$.error.Cause" or state.get("Cause") for state in fails.values())
+
+
+def test_predictions_run_only_when_a_model_was_approved(resources):
+    states = definition(resources)["States"]
+
+    [rule] = states["AnythingApproved"]["Choices"]
+    assert rule == {"Variable": "$.evaluation.predict", "IsNull": True, "Next": "ReportWithoutPredictions"}
+    assert states["AnythingApproved"]["Default"] == "CreatePredictionModel"
+    assert states["Predict"]["Resource"].endswith(":states:::sagemaker:createTransformJob.sync")
+
+
+# -- least privilege -----------------------------------------------------------------------------
+
+
+def policy_statements(resources: dict[str, Any], role_prefix: str) -> list[dict[str, Any]]:
+    [role_id] = [lid for lid in of_type(resources, "AWS::IAM::Role") if lid.startswith(role_prefix)]
+    return [
+        statement
+        for policy in of_type(resources, "AWS::IAM::Policy").values()
+        if {"Ref": role_id} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def test_the_state_machine_passes_exactly_the_three_job_roles_and_only_to_sagemaker(resources):
+    statements = policy_statements(resources, "PipelineStateMachineRole")
+    passes = [s for s in statements if "iam:PassRole" in s["Action"]]
+
+    [statement] = passes
+    roles = {r["Fn::GetAtt"][0] for r in statement["Resource"]}
+    assert {role.split("Role")[0] for role in roles} == {"PipelinePrepare", "PipelineTrain", "PipelineTransform"}
+    assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+
+
+@pytest.mark.parametrize("role", ["PipelinePrepareRole", "PipelineTrainRole", "PipelineTransformRole"])
+def test_job_roles_are_assumed_by_sagemaker_and_use_no_managed_policy(resources, role):
+    [(_, definition_)] = [(lid, r) for lid, r in of_type(resources, "AWS::IAM::Role").items() if lid.startswith(role)]
+
+    [trust] = definition_["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "sagemaker.amazonaws.com"}
+    assert "ManagedPolicyArns" not in definition_["Properties"]
+
+
+def test_only_the_train_role_puts_events_and_only_on_the_progress_bus(resources):
+    for role in ("PipelinePrepareRole", "PipelineTransformRole", "PipelineStateMachineRole"):
+        assert not [s for s in policy_statements(resources, role) if "events:PutEvents" in s["Action"]]
+    [statement] = [s for s in policy_statements(resources, "PipelineTrainRole") if "events:PutEvents" in s["Action"]]
+    [bus_id] = of_type(resources, "AWS::Events::EventBus")
+    assert statement["Resource"] == {"Fn::GetAtt": [bus_id, "Arn"]}
+
+
+def test_nothing_in_the_platform_uses_sagemaker_full_access(synthesized, environment):
+    for stack in ("foundation", "ingestion", "training"):
+        assert "AmazonSageMakerFullAccess" not in json.dumps(synthesized.template_json(environment, stack))
+
+
+# -- progress events -----------------------------------------------------------------------------
+
+
+def rule_patterns(resources: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {lid: r["Properties"]["EventPattern"] for lid, r in of_type(resources, "AWS::Events::Rule").items()}
+
+
+def test_both_progress_rules_deliver_to_the_progress_function_with_a_dead_letter_queue(resources):
+    rules = of_type(resources, "AWS::Events::Rule")
+
+    assert len(rules) == 2
+    for rule in rules.values():
+        [target] = rule["Properties"]["Targets"]
+        assert target["Arn"]["Fn::GetAtt"][0].startswith("ProgressFunction")
+        assert "DeadLetterConfig" in target
+        assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
+    [on_bus] = [r for r in rules.values() if "EventBusName" in r["Properties"]]
+    [on_default] = [r for r in rules.values() if "EventBusName" not in r["Properties"]]
+    assert on_bus["Properties"]["EventPattern"]["detail-type"] == ["Training Progress"]
+    assert on_default["Properties"]["EventPattern"]["detail-type"] == ["SageMaker Training Job State Change"]
+
+
+def test_the_rules_match_real_events_and_only_this_environments_jobs(resources, environment):
+    state_change = json.loads((EVENTS / "sagemaker_training_job_state_change.json").read_text())
+    progress = {
+        "version": "0",
+        "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718",
+        "detail-type": "Training Progress",
+        "source": "mlops.training",
+        "account": "111111111111",
+        "time": "2026-11-24T12:00:00Z",
+        "region": "eu-west-1",
+        "resources": [],
+        "detail": {"run_id": "r", "tenant": "example", "model": "xgboost", "trial": "00000", "epoch": 3},
+    }
+
+    def matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
+        # moto 5.2.5's TestEventPattern API answers nothing; this is the matcher its buses route with.
+        return EventPattern.load(json.dumps(pattern)).matches_event(event)
+
+    ours = {
+        **state_change,
+        "detail": {**state_change["detail"], "TrainingJobName": f"mlops-{environment}-0a1b2c3d4e-00000-a0"},
+    }
+    other_environment = "prod" if environment != "prod" else "dev"
+    theirs = {
+        **state_change,
+        "detail": {**state_change["detail"], "TrainingJobName": f"mlops-{other_environment}-0a1b-00000-a0"},
+    }
+    patterns = list(rule_patterns(resources).values())
+    [progress_pattern] = [p for p in patterns if p["detail-type"] == ["Training Progress"]]
+    [status_pattern] = [p for p in patterns if p["detail-type"] != ["Training Progress"]]
+
+    assert matches(progress_pattern, progress)
+    assert not matches(progress_pattern, state_change)
+    assert matches(status_pattern, ours)
+    assert not matches(status_pattern, theirs)
+    assert not matches(status_pattern, state_change)  # the documented sample's job is not the platform's
