@@ -351,7 +351,12 @@ class TrainingPipeline(Construct):
                 "predictions": sfn.JsonPath.string_at("$.plan.predict.TransformOutput.S3OutputPath"),
             },
         )
-        without_predictions = sfn.Pass(self, "ReportWithoutPredictions", parameters={**report, "predictions": None})
+        without_predictions = sfn.Pass(
+            self,
+            "ReportWithoutPredictions",
+            # $.evaluation.predict is null on this path: the output keeps its shape, predictions null.
+            parameters={**report, "predictions": sfn.JsonPath.string_at("$.evaluation.predict")},
+        )
         done = sfn.Succeed(self, "Done")
 
         for state, name in (

@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 os.environ.update(
@@ -67,3 +69,18 @@ def make_synth(*variables: str, **environment: str) -> subprocess.CompletedProce
         env={**os.environ, "MAKEFLAGS": "", **environment},
         check=False,
     )
+
+
+@pytest.fixture(scope="session")
+def platform_config():
+    from config import load_config
+
+    return load_config(ROOT / "config")
+
+
+@pytest.fixture(scope="session")
+def synthesized(platform_config, tmp_path_factory):
+    """Every environment, synthesized once per session (imported here lazily: unit tests need no Node)."""
+    from tests.synth import synthesize
+
+    return synthesize(platform_config, tmp_path_factory.mktemp("cdk.out"))

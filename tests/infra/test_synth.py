@@ -14,7 +14,8 @@ import pytest
 from config.schema import Notifications
 from stacks.stage import PlatformStage
 from tests.conftest import ROOT, make_synth
-from tests.infra.conftest import CDK_CONTEXT, ENVIRONMENTS, Synthesized, synthesize
+from tests.infra.conftest import ENVIRONMENTS
+from tests.synth import CDK_CONTEXT, Synthesized, synthesize
 
 # Properties that give a resource a physical name another resource or person relies on.
 NAME_PROPERTIES = {

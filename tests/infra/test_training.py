@@ -12,7 +12,7 @@ from moto.events.models import EventPattern
 
 from config.tenants import PipelineConfig
 from mlops_constructs.publishing import CONFIG_PREFIX
-from tests.infra.conftest import synthesize
+from tests.synth import synthesize
 
 STACK = "training"
 EVENTS = Path(__file__).resolve().parent.parent / "unit" / "events"
