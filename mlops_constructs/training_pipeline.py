@@ -200,9 +200,21 @@ class TrainingPipeline(Construct):
                 resources=[self._sagemaker_arn("model-package-group"), self._sagemaker_arn("model-package", "/*")],
             )
         )
+        # Trials the Map's results do not account for (a redrive, moto) are looked up by job name.
+        self.evaluate_function.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="DescribeUnreportedTrials",
+                actions=["sagemaker:DescribeTrainingJob"],
+                resources=[self._sagemaker_arn("training-job")],
+            )
+        )
         self._acknowledge_prefix(
             self.evaluate_function.policy,
-            [self._sagemaker_arn("model-package-group"), self._sagemaker_arn("model-package", "/*")],
+            [
+                self._sagemaker_arn("model-package-group"),
+                self._sagemaker_arn("model-package", "/*"),
+                self._sagemaker_arn("training-job"),
+            ],
             "Model package groups are data, one per tenant and model (<prefix>-<tenant>-<model>); "
             "the grant stops at this environment's prefix.",
         )

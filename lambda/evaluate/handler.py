@@ -1,0 +1,1038 @@
+"""Evaluate: pick each model's best trial, register it as a model package, and say what to predict with.
+
+Input (built by the state machine): ``{"run_id", "tenant", "plan": <the plan λ's output>, "results":
+<the Distributed Map's output>}``. With a ``ResultWriter`` the Map's output is ``{"MapRunArn",
+"ResultWriterDetails": {"Bucket", "Key"}}``, the key naming ``manifest.json``:
+``{"DestinationBucket", "MapRunArn", "ResultFiles": {"SUCCEEDED": [{"Key", "Size"}], "FAILED": [...],
+"PENDING": [...]}}``, each result file a JSON array (or JSON Lines) of ``{"Input", "Output", "Status",
+"Error", "Cause", ...}`` with ``Input`` and ``Output`` as JSON strings. moto 5.2.5 writes the manifest
+with empty lists and no result files; a Map without a ``ResultWriter`` returns the children's outputs
+inline, as a list, which is accepted too (moto tests). A succeeded child's output is ``{"item": <plan
+item>, "job": <DescribeTrainingJob output>}`` (the ``.sync`` task's, or the training-job λ's trimmed one
+on reuse); a child's input is ``{"item", ...}``. The item keeps attempt 0, so a trial's job name and
+attempt are the job's own (``...-a<n>``).
+
+A trial the results leave open (not mentioned, pending, or "succeeded" with only the
+``CreateTrainingJob`` response as its ``job``, as when ``.sync`` is removed for moto) is looked up
+by its job name with ``DescribeTrainingJob``, following its attempts (``-a0``, ``-a1``, …) while
+they failed. So moto runs, whose ResultWriter writes no result files, evaluate like real ones. This
+needs ``sagemaker:DescribeTrainingJob`` on the environment's training jobs; without it, such trials
+stay without a result (logged), never a crash.
+
+The function reads the config, the plan and the Map's results, writes evaluations under the run, and
+uses DynamoDB's item API only (Get, Put, UpdateItem; no batch writes).
+
+Every planned trial ends in exactly one state, recorded in the ledger (``RUN#<run_id>`` /
+``TRIAL#<trial>``): ``succeeded`` (its job reported a finite objective metric), ``missing-metrics``
+(it completed without one, as moto's jobs do), ``failed`` (its child or job failed; the cause is
+kept) or ``no-result`` (neither the results nor SageMaker say how it ended). The best trial of
+each model (by the objective's direction, ties to the lower trial number) becomes a version in the
+package group ``<prefix>-<tenant>-<model>``, approved if its value meets the tenant's threshold and
+the environment auto-approves, else pending manual approval.
+
+Retries are safe: trial records and evaluation files are rewritten with the same content, a package
+is created with a ``ClientToken`` derived from group and run, and the ledger's ``PACKAGE#<model>``
+record (written once) makes a second evaluation of the run reuse the package instead of adding one.
+
+Errors (Step Functions sees the class name): ``InvalidEvaluationRequest``, ``UnknownTenant``,
+``InvalidConfig``, ``ResultsUnreadable``, ``InvalidName``, ``NoUsableTrial`` (raised after the trials
+are recorded).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+SCHEMA_VERSION = 1
+TENANT_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,80}")
+SAGEMAKER_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
+SAGEMAKER_NAME_MAX = 63
+ATTEMPT_SUFFIX = re.compile(r"-a(?P<attempt>\d+)$")
+CONFIG_PREFIX = "artifacts/config/pipelines/"
+# Precedence when a trial appears more than once (a redriven Map run lists a child again).
+STATUS_RANK = {"SUCCEEDED": 3, "FAILED": 2, "TIMED_OUT": 2, "ABORTED": 2, "PENDING": 1, "RUNNING": 1}
+SUCCEEDED, MISSING_METRICS, FAILED, NO_RESULT = "succeeded", "missing-metrics", "failed", "no-result"
+REASON_MAX = 1000
+# CustomerMetadataProperties: values of 1-256 characters from letters, digits, spaces and _.:/=+-@.
+METADATA_VALUE_MAX = 256
+METADATA_UNSAFE = re.compile(r"[^\w .:/=+\-@]")
+CLIENT_TOKEN_LENGTH = 32  # the API allows 36 of [a-zA-Z0-9-]
+LEDGER_WRITERS = 16  # parallel PutItem calls when recording trials
+JOB_LOOKUP_WORKERS = 8  # parallel DescribeTrainingJob calls for trials the results leave open
+MAX_ATTEMPT_LOOKUPS = 10  # attempts of one trial looked up, at most (a0 … a9)
+JOB_NOT_FOUND_CODES = frozenset({"ValidationException", "ResourceNotFound"})
+ACCESS_DENIED_CODES = frozenset({"AccessDeniedException", "AccessDenied"})
+QUALITY_SECTION = {"binary": "binary_classification_metrics", "regression": "regression_metrics"}
+
+
+class EvaluationError(Exception):
+    """A run that cannot be evaluated, in one sentence; Step Functions sees the subclass's name."""
+
+
+class InvalidEvaluationRequest(EvaluationError):
+    """The state's input is malformed."""
+
+
+class UnknownTenant(EvaluationError):
+    """No published pipeline config for the tenant."""
+
+
+class InvalidConfig(EvaluationError):
+    """The published config lacks what evaluation reads."""
+
+
+class ResultsUnreadable(EvaluationError):
+    """The plan, the Map's manifest or a result file is missing or not JSON."""
+
+
+class InvalidName(EvaluationError):
+    """The model package group name breaks SageMaker's naming rules."""
+
+
+class NoUsableTrial(EvaluationError):
+    """No trial of any model completed with a usable objective metric."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    config_bucket: str
+    artifacts_bucket: str
+    features_bucket: str
+    ledger_table: str
+    job_prefix: str
+    auto_approve: bool
+    serving_image_uri: str
+    inference_instance_type: str
+    batch_transform_instance_type: str
+    kms_key_arn: str
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> Settings:
+        auto_approve = environ["AUTO_APPROVE"]
+        if auto_approve not in ("true", "false"):
+            raise ValueError(f"environment variable AUTO_APPROVE is {auto_approve!r}; allowed: true or false")
+        return cls(
+            config_bucket=environ["CONFIG_BUCKET"],
+            artifacts_bucket=environ["ARTIFACTS_BUCKET"],
+            features_bucket=environ["FEATURES_BUCKET"],
+            ledger_table=environ["LEDGER_TABLE"],
+            job_prefix=environ["JOB_PREFIX"],
+            auto_approve=auto_approve == "true",
+            serving_image_uri=environ["SERVING_IMAGE_URI"],
+            inference_instance_type=environ["INFERENCE_INSTANCE_TYPE"],
+            batch_transform_instance_type=environ["BATCH_TRANSFORM_INSTANCE_TYPE"],
+            kms_key_arn=environ["KMS_KEY_ARN"],
+        )
+
+
+@dataclass(frozen=True)
+class Request:
+    run_id: str
+    tenant: str
+    day: str
+    plan_bucket: str
+    plan_key: str
+    results: Any
+
+
+@dataclass(frozen=True)
+class Objective:
+    metric: str
+    direction: str
+    threshold: float
+
+    def better(self, value: float) -> float:
+        """A sort key: smaller is better."""
+        return -value if self.direction == "maximize" else value
+
+    def meets(self, value: float) -> bool:
+        return value >= self.threshold if self.direction == "maximize" else value <= self.threshold
+
+
+@dataclass
+class Outcome:
+    """What the Map's results say about one child."""
+
+    status: str
+    item: dict[str, Any]
+    job: Any = None
+    error: str | None = None
+    cause: str | None = None
+
+
+@dataclass
+class Trial:
+    trial: str
+    model: str
+    algorithm: str
+    job_name: str
+    attempt: int
+    hyperparameters: dict[str, Any]
+    status: str = NO_RESULT
+    metrics: dict[str, float] = field(default_factory=dict)
+    value: float | None = None
+    reason: str | None = None
+    model_data: str | None = None
+    training_job_arn: str | None = None
+    best: bool = False
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "trial": self.trial,
+            "job_name": self.job_name,
+            "attempt": self.attempt,
+            "status": self.status,
+            "metrics": self.metrics,
+            "value": self.value,
+            "reason": self.reason,
+            "hyperparameters": self.hyperparameters,
+            "model_data": self.model_data,
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# The request and the config
+
+
+def parse_request(event: Any) -> Request:
+    if not isinstance(event, dict):
+        raise InvalidEvaluationRequest(f"the input must be a JSON object, not {type(event).__name__}")
+    run_id, tenant, plan = event.get("run_id"), event.get("tenant"), event.get("plan")
+    if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id):
+        raise InvalidEvaluationRequest(f"run_id {run_id!r} must be 1-80 letters, digits, hyphens or underscores")
+    if not isinstance(tenant, str) or not TENANT_PATTERN.fullmatch(tenant):
+        raise InvalidEvaluationRequest(f"tenant {tenant!r} must be 1-63 lowercase letters, digits or hyphens")
+    if not isinstance(plan, dict):
+        raise InvalidEvaluationRequest("'plan' must be the plan step's output, with 'day' and 'plan': {Bucket, Key}")
+    location = plan.get("plan")
+    if (
+        not isinstance(location, dict)
+        or not isinstance(location.get("Bucket"), str)
+        or not isinstance(location.get("Key"), str)
+        or not isinstance(plan.get("day"), str)
+    ):
+        raise InvalidEvaluationRequest("'plan' must be the plan step's output, with 'day' and 'plan': {Bucket, Key}")
+    if plan.get("run_id") != run_id or plan.get("tenant") != tenant:
+        raise InvalidEvaluationRequest(
+            f"the plan is for run {plan.get('run_id')!r} of tenant {plan.get('tenant')!r}, "
+            f"not run {run_id!r} of tenant {tenant!r}"
+        )
+    results = event.get("results")
+    details = results.get("ResultWriterDetails") if isinstance(results, dict) else None
+    if not isinstance(results, list) and not (
+        isinstance(details, dict) and isinstance(details.get("Bucket"), str) and isinstance(details.get("Key"), str)
+    ):
+        raise InvalidEvaluationRequest(
+            "'results' must be the Map's output: {MapRunArn, ResultWriterDetails: {Bucket, Key}} or a list"
+        )
+    return Request(run_id, tenant, plan["day"], location["Bucket"], location["Key"], results)
+
+
+def read_objective(config: Mapping[str, Any], tenant: str) -> Objective:
+    """The objective, after checking the fields evaluation reads (synth validated the rest)."""
+    objective, dataset = config.get("objective"), config.get("dataset")
+    valid = (
+        config.get("schema_version") == SCHEMA_VERSION
+        and isinstance(objective, dict)
+        and isinstance(objective.get("metric"), str)
+        and objective.get("direction") in ("maximize", "minimize")
+        and isinstance(objective.get("approval_threshold"), int | float)
+        and not isinstance(objective.get("approval_threshold"), bool)
+        and isinstance(dataset, dict)
+        and all(isinstance(dataset.get(key), str) for key in ("name", "target", "problem_type"))
+        and isinstance(dataset.get("features"), dict)
+    )
+    if not valid:
+        raise InvalidConfig(f"the published config of tenant {tenant!r} lacks a schema_version 1 objective or dataset")
+    assert isinstance(objective, dict)
+    return Objective(objective["metric"], objective["direction"], float(objective["approval_threshold"]))
+
+
+def group_name(prefix: str, tenant: str, model: str) -> str:
+    name = f"{prefix}-{tenant}-{model}"
+    if len(name) > SAGEMAKER_NAME_MAX or not SAGEMAKER_NAME_PATTERN.fullmatch(name):
+        raise InvalidName(
+            f"model package group name {name!r} has {len(name)} characters; SageMaker allows at most "
+            f"{SAGEMAKER_NAME_MAX} letters, digits and single hyphens"
+        )
+    return name
+
+
+# ---------------------------------------------------------------------------------------------
+# The Map's results
+
+
+def _json(value: Any) -> Any:
+    """``Input``/``Output`` are JSON strings in result files; tolerate objects (and garbage)."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return None
+    return value
+
+
+def outcome_of(entry: Any, listed_status: str | None) -> Outcome | None:
+    """One result entry as an ``Outcome``; ``None`` when it names no trial."""
+    if isinstance(entry, dict) and any(key in entry for key in ("Status", "Input", "Output", "ExecutionArn")):
+        # The default NONE transformation: execution metadata around the child's input and output.
+        status = str(entry.get("Status") or listed_status or "SUCCEEDED")
+        output, child_input = _json(entry.get("Output")), _json(entry.get("Input"))
+        error, cause = entry.get("Error"), entry.get("Cause")
+    else:
+        # COMPACT or FLATTEN, or a Map without a ResultWriter: the child's output itself.
+        output, child_input, error, cause = entry, None, None, None
+        status = listed_status or "SUCCEEDED"
+        if isinstance(entry, dict) and "Error" in entry and "item" not in entry:
+            status, error, cause = "FAILED", entry.get("Error"), entry.get("Cause")
+    item = output.get("item") if isinstance(output, dict) else None
+    if not isinstance(item, dict) and isinstance(child_input, dict):
+        item = child_input.get("item") if isinstance(child_input.get("item"), dict) else child_input
+    if not isinstance(item, dict) or not isinstance(item.get("trial"), str):
+        return None
+    job = output.get("job") if isinstance(output, dict) else None
+    return Outcome(status=status, item=item, job=job, error=_text(error), cause=_text(cause))
+
+
+def is_open(outcome: Outcome | None) -> bool:
+    """No outcome, a pending or running child, or a success whose ``job`` is only a create response
+    (it has no status, so it is not a description)."""
+    if outcome is None or STATUS_RANK.get(outcome.status, 0) <= 1:
+        return True
+    return outcome.status == "SUCCEEDED" and not (isinstance(outcome.job, dict) and "TrainingJobStatus" in outcome.job)
+
+
+def jsonable(value: Any) -> Any:
+    """A describe response as JSON would carry it: times as ISO strings."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {key: jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(item) for item in value]
+    return value
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def merge(outcomes: dict[str, Outcome], outcome: Outcome) -> None:
+    trial = outcome.item["trial"]
+    previous = outcomes.get(trial)
+    if previous is None or STATUS_RANK.get(outcome.status, 0) >= STATUS_RANK.get(previous.status, 0):
+        outcomes[trial] = outcome
+
+
+def parse_result_file(text: str) -> list[Any]:
+    """A result file: a JSON array (``OutputType: JSON``) or JSON Lines."""
+    stripped = text.strip()
+    if not stripped:
+        return []
+    if stripped.startswith("["):
+        entries = json.loads(stripped)
+        if not isinstance(entries, list):
+            raise ValueError("not a JSON array")
+        return entries
+    return [json.loads(line) for line in stripped.splitlines() if line.strip()]
+
+
+def failure_reason(error: str | None, cause: str | None) -> str:
+    """``Error: cause``, with SageMaker's ``FailureReason`` pulled out of a describe-shaped cause."""
+    detail = cause or ""
+    parsed = _json(cause)
+    if isinstance(parsed, dict):
+        detail = str(parsed.get("FailureReason") or parsed.get("errorMessage") or cause)
+    text = f"{error or 'failed'}: {detail}" if detail else (error or "failed")
+    return " ".join(text.split())[:REASON_MAX]
+
+
+# ---------------------------------------------------------------------------------------------
+# Trials
+
+
+def planned_trial(item: Mapping[str, Any]) -> Trial:
+    return Trial(
+        trial=item["trial"],
+        model=str(item.get("model")),
+        algorithm=str(item.get("algorithm")),
+        job_name=str(item.get("job_name")),
+        attempt=int(item.get("attempt") or 0),
+        hyperparameters=dict(item.get("hyperparameters") or {}),
+    )
+
+
+def metric_value(value: Any) -> float | None:
+    """A finite float, or None for NaN, infinity, or anything that is not a number."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def identify(trial: Trial, job_name: str, attempt: Any) -> None:
+    """The trial's job name, and its attempt: the name's ``-a<n>``, else the given number."""
+    trial.job_name = job_name
+    suffix = ATTEMPT_SUFFIX.search(job_name)
+    if suffix:
+        trial.attempt = int(suffix["attempt"])
+    elif isinstance(attempt, int) and not isinstance(attempt, bool):
+        trial.attempt = attempt
+
+
+def assess(trial: Trial, outcome: Outcome | None, objective: Objective, models_uri: str) -> Trial:
+    """Fill in the trial's state from its outcome (pure: the trial object is updated and returned)."""
+    if outcome is None:
+        trial.status, trial.reason = NO_RESULT, "the Map's results do not mention this trial"
+        return trial
+    item = outcome.item
+    identify(trial, str(item.get("job_name") or trial.job_name), item.get("attempt"))
+    if outcome.status != "SUCCEEDED":
+        trial.status = FAILED if STATUS_RANK.get(outcome.status) == 2 else NO_RESULT
+        trial.reason = failure_reason(outcome.error or outcome.status, outcome.cause)
+        return trial
+    job = outcome.job
+    if not isinstance(job, dict):
+        trial.status, trial.reason = MISSING_METRICS, "the child's output has no 'job'"
+        return trial
+    # The job's own name: the item keeps attempt 0 while a retried trial ran as ...-a<n>.
+    identify(trial, str(job.get("TrainingJobName") or trial.job_name), None)
+    trial.training_job_arn = job.get("TrainingJobArn")
+    status = job.get("TrainingJobStatus")
+    if status is not None and status != "Completed":
+        trial.status = FAILED
+        trial.reason = failure_reason(f"training job {status}", job.get("FailureReason"))
+        return trial
+    artifacts = job.get("ModelArtifacts")
+    reported = artifacts.get("S3ModelArtifacts") if isinstance(artifacts, dict) else None
+    # SageMaker writes <S3OutputPath>/<job name>/output/model.tar.gz; moto's describe may not say so.
+    trial.model_data = reported if isinstance(reported, str) else f"{models_uri}/{trial.job_name}/output/model.tar.gz"
+    final = job.get("FinalMetricDataList")
+    non_finite = []
+    for entry in final if isinstance(final, list) else []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("MetricName"), str):
+            continue
+        value = metric_value(entry.get("Value"))
+        if value is None:
+            non_finite.append(entry["MetricName"])
+        else:
+            trial.metrics[entry["MetricName"]] = value
+    if objective.metric in trial.metrics:
+        trial.status, trial.value = SUCCEEDED, trial.metrics[objective.metric]
+    elif objective.metric in non_finite:
+        trial.status, trial.reason = MISSING_METRICS, f"the objective metric {objective.metric} is not a finite number"
+    elif not isinstance(final, list) or not final:
+        trial.status, trial.reason = MISSING_METRICS, "the job reported no metrics (no FinalMetricDataList)"
+    else:
+        trial.status, trial.reason = MISSING_METRICS, f"FinalMetricDataList has no {objective.metric}"
+    return trial
+
+
+def best_trials(trials: list[Trial], objective: Objective) -> dict[str, Trial]:
+    """Each model's best usable trial: by the objective's direction, ties to the lower trial number."""
+    best: dict[str, Trial] = {}
+    ranked: dict[str, tuple[float, str]] = {}
+    for trial in trials:
+        if trial.status != SUCCEEDED or trial.value is None:
+            continue
+        rank = (objective.better(trial.value), trial.trial)
+        if trial.model not in ranked or rank < ranked[trial.model]:
+            best[trial.model], ranked[trial.model] = trial, rank
+    for trial in best.values():
+        trial.best = True
+    return best
+
+
+def counts(trials: list[Trial]) -> dict[str, int]:
+    statuses = [trial.status for trial in trials]
+    return {
+        "total": len(trials),
+        "succeeded": statuses.count(SUCCEEDED),
+        "failed": statuses.count(FAILED),
+        "missing_metrics": statuses.count(MISSING_METRICS),
+        "no_result": statuses.count(NO_RESULT),
+    }
+
+
+def metadata_value(value: Any) -> str:
+    """A CustomerMetadataProperties value: allowed characters only, 1-256 of them (long ones keep a hash)."""
+    text = METADATA_UNSAFE.sub("-", str(value)) or "-"
+    if len(text) > METADATA_VALUE_MAX:
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+        text = text[: METADATA_VALUE_MAX - len(digest) - 3] + "..." + digest
+    return text
+
+
+def number_text(value: float) -> str:
+    return repr(value)
+
+
+def encode(document: Any) -> bytes:
+    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=True, allow_nan=False).encode("ascii")
+
+
+def feature_schema(config: Mapping[str, Any]) -> dict[str, Any]:
+    dataset = config["dataset"]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tenant": config.get("tenant"),
+        "dataset": dataset["name"],
+        # In schema order: the batch-prediction CSV has these columns, in this order, without a header.
+        "features": [{"name": name, "type": kind} for name, kind in dataset["features"].items()],
+        "target": dataset["target"],
+        "problem_type": dataset["problem_type"],
+    }
+
+
+def evaluation_document(
+    request: Request, config: Mapping[str, Any], objective: Objective, model: str, trials: list[Trial], best: Trial
+) -> dict[str, Any]:
+    """The model's evaluation: all its trials, the best one, the objective and the threshold.
+
+    Also given to the package as its model-quality statistics; the ``*_metrics`` section follows
+    SageMaker's model-quality layout (``{"auc": {"value": ...}}``) so Studio can show it.
+    """
+    assert best.value is not None
+    section = QUALITY_SECTION.get(config["dataset"]["problem_type"], "metrics")
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": request.run_id,
+        "tenant": request.tenant,
+        "model": model,
+        "algorithm": best.algorithm,
+        "objective": {"metric": objective.metric, "direction": objective.direction},
+        "threshold": objective.threshold,
+        "meets_threshold": objective.meets(best.value),
+        "best": best.summary(),
+        "trials": [trial.summary() for trial in sorted(trials, key=lambda t: t.trial)],
+        section: {name.split(":", 1)[-1]: {"value": value} for name, value in sorted(best.metrics.items())},
+    }
+
+
+def dynamodb_value(value: Any) -> Any:
+    """Python values as the DynamoDB resource takes them: floats as Decimal, no None inside maps."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {str(key): dynamodb_value(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list | tuple):
+        return [dynamodb_value(item) for item in value]
+    return value
+
+
+def plain(value: Any) -> Any:
+    """A ledger value back as JSON: Decimals as int or float."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain(item) for item in value]
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Side effects
+
+
+class Ledger:
+    """The run ledger through DynamoDB's item API only: the function is granted Get, Put and UpdateItem."""
+
+    def __init__(self, dynamodb_client: Any, table: str, *, workers: int = LEDGER_WRITERS):
+        self.dynamodb = dynamodb_client
+        self.table = table
+        self.workers = workers
+        self.serializer = TypeSerializer()
+        self.deserializer = TypeDeserializer()
+
+    def _item(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        return {name: self.serializer.serialize(value) for name, value in dynamodb_value(values).items()}
+
+    def _plain(self, item: Mapping[str, Any]) -> dict[str, Any]:
+        return plain({name: self.deserializer.deserialize(value) for name, value in item.items()})
+
+    def get(self, pk: str, sk: str) -> dict[str, Any] | None:
+        item = self.dynamodb.get_item(
+            TableName=self.table, Key={"pk": {"S": pk}, "sk": {"S": sk}}, ConsistentRead=True
+        ).get("Item")
+        return self._plain(item) if item else None
+
+    def put(self, values: Mapping[str, Any]) -> None:
+        self.dynamodb.put_item(TableName=self.table, Item=self._item(values))
+
+    def put_all(self, records: list[dict[str, Any]]) -> None:
+        """Many puts in parallel (a 10,000-trial run is 10,000 rows); the client is thread-safe."""
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            for _ in pool.map(self.put, records):
+                pass
+
+    def put_new(self, values: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Put if absent; when present, the record already there (returned with the failed condition)."""
+        try:
+            self.dynamodb.put_item(
+                TableName=self.table,
+                Item=self._item(values),
+                ConditionExpression="attribute_not_exists(pk)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            existing = error.response.get("Item")
+            return self._plain(existing) if existing else self.get(values["pk"], values["sk"])
+        return None
+
+    def update(self, pk: str, sk: str, values: Mapping[str, Any]) -> None:
+        names = {f"#a{index}": name for index, name in enumerate(values)}
+        self.dynamodb.update_item(
+            TableName=self.table,
+            Key={"pk": {"S": pk}, "sk": {"S": sk}},
+            UpdateExpression="SET " + ", ".join(f"{alias} = :{alias[1:]}" for alias in names),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues={
+                f":{alias[1:]}": self.serializer.serialize(dynamodb_value(values[name]))
+                for alias, name in names.items()
+            },
+        )
+
+
+class Evaluator:
+    def __init__(self, s3_client: Any, sagemaker_client: Any, ledger: Ledger, settings: Settings):
+        self.s3 = s3_client
+        self.sagemaker = sagemaker_client
+        self.ledger = ledger
+        self.settings = settings
+        self._lookups_denied = False
+
+    def __call__(self, event: Any) -> dict[str, Any]:
+        request = parse_request(event)
+        config = self.read_config(request.tenant)
+        objective = read_objective(config, request.tenant)
+        run_prefix = f"artifacts/runs/{request.tenant}/{request.run_id}/"
+        models_uri = f"s3://{self.settings.artifacts_bucket}/{run_prefix}models"
+
+        trials = {item["trial"]: planned_trial(item) for item in self.read_plan(request)}
+        outcomes = self.read_outcomes(request.results)
+        for trial_id, outcome in outcomes.items():
+            if trial_id not in trials:
+                logger.warning("a result for a trial the plan does not have", extra={"trial": trial_id})
+                trials[trial_id] = planned_trial(outcome.item)
+        outcomes.update(self.look_up_open_trials(trials, outcomes))
+        ordered = [assess(trials[key], outcomes.get(key), objective, models_uri) for key in sorted(trials)]
+        best = best_trials(ordered, objective)
+        self.record_trials(request, objective, ordered)
+        tally = counts(ordered)
+        metrics.add_metric("TrialsSucceeded", MetricUnit.Count, tally["succeeded"])
+        metrics.add_metric("TrialsFailed", MetricUnit.Count, tally["failed"])
+        metrics.add_metric("TrialsMissingMetrics", MetricUnit.Count, tally["missing_metrics"])
+        metrics.add_metric("TrialsWithoutResult", MetricUnit.Count, tally["no_result"])
+        if not best:
+            self.update_run(request, "no-usable-trial", tally, [])
+            raise NoUsableTrial(
+                f"run {request.run_id!r} has no trial with a finite {objective.metric} "
+                f"({tally['failed']} failed, {tally['missing_metrics']} without metrics, "
+                f"{tally['no_result']} without a result, of {tally['total']})"
+            )
+
+        schema_key = run_prefix + "evaluation/feature-schema.json"
+        schema_body = encode(feature_schema(config))
+        self.put(schema_key, schema_body)
+        schema = {"uri": f"s3://{self.settings.artifacts_bucket}/{schema_key}", "sha256": _sha256(schema_body)}
+
+        registered = []
+        for model, trial in best.items():
+            model_trials = [t for t in ordered if t.model == model]
+            registered.append(self.register(request, config, objective, model, model_trials, trial, schema))
+        approved = [entry for entry in registered if entry["approval_status"] == "Approved"]
+        approved.sort(key=lambda entry: (objective.better(entry["value"]), entry["trial"]))
+        predict = (
+            {key: approved[0][key] for key in ("model", "trial", "model_package_arn", "model_data")}
+            if approved
+            else None
+        )
+        best_list = [{key: value for key, value in entry.items() if key != "model_data"} for entry in registered]
+        self.update_run(request, "evaluated", tally, best_list)
+        metrics.add_metric("ModelPackagesApproved", MetricUnit.Count, len(approved))
+        return {
+            "run_id": request.run_id,
+            "tenant": request.tenant,
+            "trials": tally,
+            "best": best_list,
+            "predict": predict,
+        }
+
+    # -- reading
+
+    def read_config(self, tenant: str) -> dict[str, Any]:
+        key = f"{CONFIG_PREFIX}{tenant}.json"
+        try:
+            body = self.s3.get_object(Bucket=self.settings.config_bucket, Key=key)["Body"].read()
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise UnknownTenant(
+                    f"tenant {tenant!r} has no published pipeline config at s3://{self.settings.config_bucket}/{key}"
+                ) from None
+            raise
+        try:
+            config = json.loads(body)
+        except ValueError:
+            raise InvalidConfig(f"the published config of tenant {tenant!r} is not JSON") from None
+        if not isinstance(config, dict):
+            raise InvalidConfig(f"the published config of tenant {tenant!r} is not a JSON object")
+        return config
+
+    def _read(self, bucket: str, key: str, what: str) -> str:
+        try:
+            return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise ResultsUnreadable(f"{what} s3://{bucket}/{key} does not exist") from None
+            raise
+
+    def read_plan(self, request: Request) -> list[dict[str, Any]]:
+        text = self._read(request.plan_bucket, request.plan_key, "the plan")
+        try:
+            items = json.loads(text)
+        except ValueError:
+            raise ResultsUnreadable(f"the plan s3://{request.plan_bucket}/{request.plan_key} is not JSON") from None
+        if not isinstance(items, list) or not all(
+            isinstance(item, dict) and isinstance(item.get("trial"), str) for item in items
+        ):
+            raise ResultsUnreadable(f"the plan s3://{request.plan_bucket}/{request.plan_key} is not a list of items")
+        return items
+
+    def read_outcomes(self, results: Any) -> dict[str, Outcome]:
+        outcomes: dict[str, Outcome] = {}
+        unattributed = 0
+        for listed_status, entry in self.result_entries(results):
+            outcome = outcome_of(entry, listed_status)
+            if outcome is None:
+                unattributed += 1
+            else:
+                merge(outcomes, outcome)
+        if unattributed:
+            logger.warning("result entries that name no trial", extra={"count": unattributed})
+        return outcomes
+
+    def result_entries(self, results: Any) -> Iterator[tuple[str | None, Any]]:
+        if isinstance(results, list):
+            for entry in results:
+                yield None, entry
+            return
+        bucket, key = results["ResultWriterDetails"]["Bucket"], results["ResultWriterDetails"]["Key"]
+        try:
+            manifest = json.loads(self._read(bucket, key, "the Map's manifest"))
+            files = manifest["ResultFiles"]
+            listed = [(status, entry["Key"]) for status, entries in files.items() for entry in entries or []]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise ResultsUnreadable(f"the Map's manifest s3://{bucket}/{key} has no ResultFiles") from None
+        if not listed:
+            logger.warning("the Map's manifest lists no result files", extra={"key": key})
+        for status, file_key in listed:
+            # Keys are full object keys; a bare file name is taken as relative to the manifest.
+            full_key = file_key if "/" in file_key else key.rsplit("/", 1)[0] + "/" + file_key
+            try:
+                entries = parse_result_file(self._read(bucket, full_key, "the result file"))
+            except ValueError:
+                raise ResultsUnreadable(f"the result file s3://{bucket}/{full_key} is not JSON") from None
+            for entry in entries:
+                yield status, entry
+
+    def look_up_open_trials(self, trials: dict[str, Trial], outcomes: dict[str, Outcome]) -> dict[str, Outcome]:
+        """Outcomes from SageMaker itself for trials whose results say nothing about their job."""
+        open_trials = [
+            (trial, outcomes.get(key)) for key, trial in sorted(trials.items()) if is_open(outcomes.get(key))
+        ]
+        if not open_trials:
+            return {}
+        logger.info("looking up trials the results leave open", extra={"count": len(open_trials)})
+        found: dict[str, Outcome] = {}
+        self._lookups_denied = False
+        with ThreadPoolExecutor(max_workers=JOB_LOOKUP_WORKERS) as pool:
+            for trial, outcome in zip(
+                (trial for trial, _ in open_trials),
+                pool.map(lambda pair: self.look_up(*pair), open_trials),
+                strict=True,
+            ):
+                if outcome is not None:
+                    found[trial.trial] = outcome
+        return found
+
+    def look_up(self, trial: Trial, outcome: Outcome | None) -> Outcome | None:
+        """The trial's latest attempt as SageMaker describes it; None when no attempt exists (or may be read)."""
+        item = outcome.item if outcome is not None else {"trial": trial.trial, "job_name": trial.job_name}
+        name = trial.job_name if outcome is None else str(item.get("job_name") or trial.job_name)
+        latest = None
+        for _ in range(MAX_ATTEMPT_LOOKUPS):
+            job = self.describe_job(name)
+            if job is None:
+                break
+            latest = job
+            suffix = ATTEMPT_SUFFIX.search(name)
+            if job.get("TrainingJobStatus") not in ("Failed", "Stopped") or suffix is None:
+                break
+            name = name[: suffix.start()] + f"-a{int(suffix['attempt']) + 1}"
+        if latest is None:
+            return None
+        status = latest.get("TrainingJobStatus")
+        described = jsonable(latest)
+        if status == "Completed":
+            return Outcome(status="SUCCEEDED", item=item, job=described)
+        if status in ("Failed", "Stopped"):
+            return Outcome(
+                status="FAILED",
+                item={**item, "job_name": latest.get("TrainingJobName", name)},
+                job=described,
+                error=f"training job {status}",
+                cause=latest.get("FailureReason"),
+            )
+        return Outcome(status="RUNNING", item=item, job=described, error=f"training job {status}")
+
+    def describe_job(self, name: str) -> dict[str, Any] | None:
+        if self._lookups_denied:
+            return None
+        try:
+            job: dict[str, Any] = self.sagemaker.describe_training_job(TrainingJobName=name)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code")
+            if code in JOB_NOT_FOUND_CODES:
+                return None
+            if code in ACCESS_DENIED_CODES:
+                self._lookups_denied = True
+                logger.warning("may not describe training jobs; open trials stay without a result")
+                return None
+            raise
+        return job
+
+    # -- writing
+
+    def put(self, key: str, body: bytes) -> None:
+        self.s3.put_object(
+            Bucket=self.settings.artifacts_bucket,
+            Key=key,
+            Body=body,
+            ContentType="application/json",
+            ServerSideEncryption="aws:kms",
+            SSEKMSKeyId=self.settings.kms_key_arn,
+        )
+
+    def record_trials(self, request: Request, objective: Objective, trials: list[Trial]) -> None:
+        """One ledger row per trial; a retry rewrites the same rows."""
+        self.ledger.put_all(
+            [
+                {
+                    "pk": f"RUN#{request.run_id}",
+                    "sk": f"TRIAL#{trial.trial}",
+                    "kind": "trial",
+                    "run_id": request.run_id,
+                    "tenant": request.tenant,
+                    "model": trial.model,
+                    "algorithm": trial.algorithm,
+                    "trial": trial.trial,
+                    "attempt": trial.attempt,
+                    "job_name": trial.job_name,
+                    "status": trial.status,
+                    "metrics": trial.metrics,
+                    "objective_metric": objective.metric,
+                    "objective_value": trial.value,
+                    "reason": trial.reason,
+                    "hyperparameters": trial.hyperparameters,
+                    "training_job_arn": trial.training_job_arn,
+                    "model_data": trial.model_data,
+                    "best": trial.best,
+                }
+                for trial in trials
+            ]
+        )
+
+    def update_run(self, request: Request, status: str, tally: dict[str, int], best: list[dict[str, Any]]) -> None:
+        self.ledger.update(
+            f"RUN#{request.run_id}",
+            "RUN",
+            {"status": status, "evaluated_at": _now(), "trials": tally, "best": best},
+        )
+
+    def ensure_group(self, name: str, tenant: str, model: str) -> None:
+        """Create the package group if absent; a concurrent creator's group is as good as ours."""
+        try:
+            self.sagemaker.describe_model_package_group(ModelPackageGroupName=name)
+            return
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") not in ("ValidationException", "ResourceNotFound"):
+                raise
+        try:
+            self.sagemaker.create_model_package_group(
+                ModelPackageGroupName=name,
+                ModelPackageGroupDescription=f"Model {model} of tenant {tenant}",
+            )
+            logger.info("created model package group", extra={"group": name})
+        except ClientError as create_error:
+            try:
+                self.sagemaker.describe_model_package_group(ModelPackageGroupName=name)
+            except ClientError:
+                raise create_error from None
+            logger.info("model package group created concurrently", extra={"group": name})
+
+    def register(
+        self,
+        request: Request,
+        config: Mapping[str, Any],
+        objective: Objective,
+        model: str,
+        trials: list[Trial],
+        best: Trial,
+        schema: dict[str, str],
+    ) -> dict[str, Any]:
+        """The model's package: the one the ledger records for this run, else a new one."""
+        key = {"pk": f"RUN#{request.run_id}", "sk": f"PACKAGE#{model}"}
+        existing = self.ledger.get(key["pk"], key["sk"])
+        if existing:
+            logger.info("reusing the run's model package", extra={"model": model})
+            return self.entry_from_record(existing)
+
+        assert best.value is not None
+        assert best.model_data is not None
+        group = group_name(self.settings.job_prefix, request.tenant, model)
+        self.ensure_group(group, request.tenant, model)
+        evaluation_key = f"artifacts/runs/{request.tenant}/{request.run_id}/evaluation/{model}.json"
+        self.put(evaluation_key, encode(evaluation_document(request, config, objective, model, trials, best)))
+        evaluation_uri = f"s3://{self.settings.artifacts_bucket}/{evaluation_key}"
+        dataset = config["dataset"]["name"]
+        training_data = (
+            f"s3://{self.settings.features_bucket}/features/{request.tenant}/{dataset}/"
+            f"dt={request.day}/{request.run_id}-train.parquet"
+        )
+        approval = "Approved" if self.settings.auto_approve and objective.meets(best.value) else "PendingManualApproval"
+        response = self.sagemaker.create_model_package(
+            ModelPackageGroupName=group,
+            ModelPackageDescription=(
+                f"{request.tenant}/{model}: trial {best.trial} of run {request.run_id}, "
+                f"{objective.metric}={number_text(best.value)}"
+            ),
+            InferenceSpecification={
+                "Containers": [{"Image": self.settings.serving_image_uri, "ModelDataUrl": best.model_data}],
+                "SupportedContentTypes": ["text/csv"],
+                "SupportedResponseMIMETypes": ["text/csv"],
+                "SupportedRealtimeInferenceInstanceTypes": [self.settings.inference_instance_type],
+                "SupportedTransformInstanceTypes": [self.settings.batch_transform_instance_type],
+            },
+            ModelMetrics={"ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": evaluation_uri}}},
+            CustomerMetadataProperties={
+                name: metadata_value(value)
+                for name, value in {
+                    "run_id": request.run_id,
+                    "tenant": request.tenant,
+                    "model": model,
+                    "trial": best.trial,
+                    "training_job_name": best.job_name,
+                    "objective_metric": objective.metric,
+                    "objective_value": number_text(best.value),
+                    "training_data": training_data,
+                    "feature_schema": schema["uri"],
+                    "feature_schema_sha256": schema["sha256"],
+                }.items()
+            },
+            ModelApprovalStatus=approval,
+            ClientToken=client_token(group, request.run_id),
+        )
+        created_at = _now()
+        record = {
+            **key,
+            "kind": "package",
+            "run_id": request.run_id,
+            "tenant": request.tenant,
+            "model": model,
+            "trial": best.trial,
+            "job_name": best.job_name,
+            "model_package_group": group,
+            "model_package_arn": response["ModelPackageArn"],
+            "approval_status": approval,
+            "metric": objective.metric,
+            "value": best.value,
+            "model_data": best.model_data,
+            "evaluation": evaluation_uri,
+            "created_at": created_at,
+            "gsi1pk": f"TENANT#{request.tenant}",
+            "gsi1sk": f"PACKAGE#{created_at}#{request.run_id}",
+        }
+        winner = self.ledger.put_new(record)
+        if winner is not None:
+            logger.info("another evaluation recorded the package first", extra={"model": model})
+            return self.entry_from_record(winner)
+        metrics.add_metric("ModelPackagesCreated", MetricUnit.Count, 1)
+        return self.entry_from_record(record)
+
+    def entry_from_record(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """The output's ``best`` entry for a package record, with the package's approval status now."""
+        status = record["approval_status"]
+        try:
+            status = self.sagemaker.describe_model_package(ModelPackageName=record["model_package_arn"])[
+                "ModelApprovalStatus"
+            ]
+        except (ClientError, KeyError):
+            logger.warning("cannot read the package's approval status", extra={"arn": record["model_package_arn"]})
+        return {
+            "model": record["model"],
+            "trial": record["trial"],
+            "job_name": record["job_name"],
+            "metric": record["metric"],
+            "value": record["value"],
+            "model_package_arn": record["model_package_arn"],
+            "approval_status": status,
+            "model_data": record["model_data"],
+        }
+
+
+def client_token(group: str, run_id: str) -> str:
+    return hashlib.sha256(f"{group}/{run_id}".encode()).hexdigest()[:CLIENT_TOKEN_LENGTH]
+
+
+def _sha256(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+logger = Logger()
+metrics = Metrics()
+_settings = Settings.from_environment(os.environ)
+evaluator = Evaluator(
+    boto3.client("s3"),
+    boto3.client("sagemaker"),
+    Ledger(boto3.client("dynamodb"), _settings.ledger_table),
+    _settings,
+)
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    result = evaluator(event)
+    logger.info("evaluated", extra={"run_id": result["run_id"], "trials": result["trials"], "best": result["best"]})
+    return result

@@ -1,0 +1,839 @@
+"""The evaluate handler against moto S3, DynamoDB and SageMaker, in-process, on results shaped as AWS writes them.
+
+The plan comes from the plan handler itself, so both ends of the plan's contract are exercised. The
+Map's results are built in the ResultWriter format AWS documents (manifest.json listing
+SUCCEEDED_0.json and FAILED_0.json, each a JSON array of executions with ``Input``/``Output`` as JSON
+strings); what moto 5.2.5 writes (a manifest with empty lists) is captured from a real moto
+Distributed Map run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from botocore.stub import Stubber
+from moto import mock_aws
+from moto.sagemaker.models import FakeTrainingJob
+
+from tests.conftest import load_handler
+
+REGION = "eu-west-1"
+ACCOUNT = "123456789012"
+ARTIFACTS = "artifacts-zone"
+FEATURES = "features-zone"
+LEDGER = "ledger"
+KMS_KEY = "arn:aws:kms:eu-west-1:123456789012:key/00000000-0000-0000-0000-000000000000"
+SERVING_IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/serving:1"
+# Where the state machine's ResultWriter puts every run's results (mlops_constructs/training_pipeline.py).
+MAP_RESULTS = "artifacts/map-results"
+ENVIRONMENT = {
+    # plan
+    "CONFIG_BUCKET": ARTIFACTS,
+    "ARTIFACTS_BUCKET": ARTIFACTS,
+    "RAW_BUCKET": "raw-zone",
+    "CURATED_BUCKET": "curated-zone",
+    "FEATURES_BUCKET": FEATURES,
+    "PREDICTIONS_BUCKET": "predictions-zone",
+    "LEDGER_TABLE": LEDGER,
+    "JOB_PREFIX": "mlops-dev",
+    "PROGRESS_BUS_NAME": "mlops-dev-progress",
+    "EVENT_SOURCE": "mlops.training",
+    "TRAINING_IMAGE_URI": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/training:cpu",
+    "GPU_TRAINING_IMAGE_URI": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/training:gpu",
+    "KMS_KEY_ARN": KMS_KEY,
+    "PROCESSING_INSTANCE_TYPE": "ml.m5.large",
+    "PROCESSING_LOCAL_STORAGE": "false",
+    "BATCH_TRANSFORM_INSTANCE_TYPE": "ml.m5.large",
+    "BATCH_TRANSFORM_LOCAL_STORAGE": "false",
+    "PROGRESS_INTERVAL_SECONDS": "10",
+    # evaluate
+    "AUTO_APPROVE": "true",
+    "SERVING_IMAGE_URI": SERVING_IMAGE,
+    "INFERENCE_INSTANCE_TYPE": "ml.c5.large",
+}
+CONFIG = {
+    "schema_version": 1,
+    "tenant": "acme",
+    "dataset": {
+        "name": "churn",
+        "target": "churned",
+        "problem_type": "binary",
+        "features": {"tenure": "double", "plan": "bigint", "active": "boolean"},
+    },
+    "models": [
+        {"name": "xgboost", "algorithm": "xgboost", "grid": {"eta": [0.1, 0.3]}, "combinations": None},
+        {"name": "linear", "algorithm": "linear", "grid": None, "combinations": [{"alpha": 0.001}, {"alpha": 0.01}]},
+    ],
+    "objective": {"metric": "validation:auc", "direction": "maximize", "approval_threshold": 0.9},
+    "training": {
+        "instance_type": "ml.m5.large",
+        "spot": False,
+        "max_runtime_seconds": 1800,
+        "max_wait_seconds": 3600,
+        "gpu": False,
+        "local_storage": False,
+    },
+    "batch_prediction": {"dataset": "churn", "split": "test"},
+    "metrics": ["validation:auc", "validation:accuracy", "validation:logloss"],
+}
+# Trials: 00000 xgboost eta=0.1, 00001 xgboost eta=0.3, 00002 linear alpha=0.001, 00003 linear alpha=0.01.
+
+
+@dataclass
+class LambdaContext:
+    function_name: str = "evaluate"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:123456789012:function:evaluate"
+    aws_request_id: str = "request-1"
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    for name, value in ENVIRONMENT.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        s3 = boto3.client("s3", region_name=REGION)
+        for bucket in (ARTIFACTS, FEATURES, "raw-zone", "curated-zone", "predictions-zone"):
+            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        dynamodb.create_table(
+            TableName=LEDGER,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[
+                {"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk", "gsi1pk", "gsi1sk")
+            ],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": "ByTenant",
+                    "KeySchema": [
+                        {"AttributeName": "gsi1pk", "KeyType": "HASH"},
+                        {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+            ],
+        )
+        yield s3, dynamodb, boto3.client("sagemaker", region_name=REGION)
+
+
+def publish(s3, config: dict[str, Any]) -> None:
+    s3.put_object(Bucket=ARTIFACTS, Key="artifacts/config/pipelines/acme.json", Body=json.dumps(config))
+
+
+@pytest.fixture
+def planned(aws, monkeypatch):
+    """The plan λ's output and items for run-1 of tenant acme."""
+
+    def make(config: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        s3 = aws[0]
+        publish(s3, config or CONFIG)
+        monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "plan")
+        output = load_handler("plan").handler(
+            {"tenant": "acme", "run_id": "run-1", "day": "2026-11-24"}, LambdaContext(function_name="plan")
+        )
+        body = s3.get_object(Bucket=ARTIFACTS, Key=output["plan"]["Key"])["Body"].read()
+        return output, json.loads(body)
+
+    return make
+
+
+def evaluator(monkeypatch, **environment: str):
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "evaluate")
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    return load_handler("evaluate")
+
+
+@pytest.fixture
+def evaluate(aws, monkeypatch):
+    return evaluator(monkeypatch)
+
+
+# -- results as AWS writes them
+
+
+def job_of(item: dict[str, Any], **metrics: Any) -> dict[str, Any]:
+    """The .sync task's output: DescribeTrainingJob, as Step Functions carries it."""
+    name = item["job_name"]
+    return {
+        "TrainingJobName": name,
+        "TrainingJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/{name}",
+        "TrainingJobStatus": "Completed",
+        "SecondaryStatus": "Completed",
+        "HyperParameters": item["request"]["HyperParameters"],
+        "ModelArtifacts": {
+            "S3ModelArtifacts": f"{item['request']['OutputDataConfig']['S3OutputPath']}/{name}/output/model.tar.gz"
+        },
+        "FinalMetricDataList": [
+            {"MetricName": name_, "Value": value, "Timestamp": 1795492800.0} for name_, value in metrics.items()
+        ],
+    }
+
+
+def succeeded(item: dict[str, Any], job: Any) -> dict[str, Any]:
+    return execution(item, "SUCCEEDED", Output=json.dumps({"item": item, "job": job}), OutputDetails={"Included": True})
+
+
+def failed(item: dict[str, Any], error: str, cause: str) -> dict[str, Any]:
+    return execution(item, "FAILED", Error=error, Cause=cause)
+
+
+def execution(item: dict[str, Any], status: str, **fields: Any) -> dict[str, Any]:
+    name = str(uuid.uuid4())
+    return {
+        "ExecutionArn": f"arn:aws:states:{REGION}:{ACCOUNT}:execution:training/Map:{name}",
+        # The Map's ItemSelector (mlops_constructs/training_pipeline.py): item, attempt to start, first wait.
+        "Input": json.dumps(
+            {"item": item, "current": {"job_name": item["job_name"], "attempt": 0}, "wait_seconds": 60}
+        ),
+        "InputDetails": {"Included": True},
+        "Name": name,
+        "RedriveCount": 0,
+        "RedriveStatus": "NOT_REDRIVABLE",
+        "RedriveStatusReason": "Execution is SUCCEEDED and cannot be redriven",
+        "StartDate": "2026-11-24T10:00:00.000Z",
+        "StateMachineArn": f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:training/Map",
+        "Status": status,
+        "StopDate": "2026-11-24T10:30:00.000Z",
+        **fields,
+    }
+
+
+def write_results(s3, files: dict[str, list[Any]], *, jsonl: bool = False) -> dict[str, Any]:
+    """manifest.json and <STATUS>_0.json under <Prefix>/<map run id>/, as AWS writes them; the Map's output."""
+    map_run = str(uuid.uuid4())
+    folder = f"{MAP_RESULTS}/{map_run}/"
+    listed: dict[str, list[dict[str, Any]]] = {"FAILED": [], "PENDING": [], "SUCCEEDED": []}
+    for status, entries in files.items():
+        key = f"{folder}{status}_0.json"
+        body = "\n".join(json.dumps(e) for e in entries) if jsonl else json.dumps(entries)
+        s3.put_object(Bucket=ARTIFACTS, Key=key, Body=body)
+        listed[status].append({"Key": key, "Size": len(body)})
+    arn = f"arn:aws:states:{REGION}:{ACCOUNT}:mapRun:training/Map:{map_run}"
+    manifest = {"DestinationBucket": ARTIFACTS, "MapRunArn": arn, "ResultFiles": listed}
+    s3.put_object(Bucket=ARTIFACTS, Key=f"{folder}manifest.json", Body=json.dumps(manifest))
+    return {"MapRunArn": arn, "ResultWriterDetails": {"Bucket": ARTIFACTS, "Key": f"{folder}manifest.json"}}
+
+
+def run(evaluate, plan: dict[str, Any], results: Any) -> dict[str, Any]:
+    result = evaluate.handler({"run_id": "run-1", "tenant": "acme", "plan": plan, "results": results}, LambdaContext())
+    json.dumps(result, allow_nan=False)
+    return result
+
+
+def ledger(dynamodb, sk_prefix: str) -> dict[str, dict[str, Any]]:
+    items = dynamodb.query(
+        TableName=LEDGER,
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :sk)",
+        ExpressionAttributeValues={":pk": {"S": "RUN#run-1"}, ":sk": {"S": sk_prefix}},
+    )["Items"]
+    return {item["sk"]["S"]: item for item in items}
+
+
+def all_succeeded(items: list[dict[str, Any]], aucs: list[float]) -> list[dict[str, Any]]:
+    return [
+        succeeded(item, job_of(item, **{"validation:auc": auc, "validation:logloss": 0.2}))
+        for item, auc in zip(items, aucs, strict=True)
+    ]
+
+
+# -- choosing
+
+
+def test_the_best_trial_of_each_model_is_registered_and_the_best_approved_one_predicts(evaluate, aws, planned):
+    s3, _, sagemaker = aws
+    plan, items = planned()
+    result = run(evaluate, plan, write_results(s3, {"SUCCEEDED": all_succeeded(items, [0.91, 0.95, 0.97, 0.93])}))
+
+    assert result["trials"] == {"total": 4, "succeeded": 4, "failed": 0, "missing_metrics": 0, "no_result": 0}
+    assert [(b["model"], b["trial"], b["value"], b["approval_status"]) for b in result["best"]] == [
+        ("xgboost", "00001", 0.95, "Approved"),
+        ("linear", "00002", 0.97, "Approved"),
+    ]
+    linear = result["best"][1]
+    assert linear["job_name"] == items[2]["job_name"]
+    assert linear["metric"] == "validation:auc"
+    assert result["predict"] == {
+        "model": "linear",
+        "trial": "00002",
+        "model_package_arn": linear["model_package_arn"],
+        "model_data": f"s3://{ARTIFACTS}/artifacts/runs/acme/run-1/models/{items[2]['job_name']}/output/model.tar.gz",
+    }
+    groups = sagemaker.list_model_package_groups()["ModelPackageGroupSummaryList"]
+    assert sorted(g["ModelPackageGroupName"] for g in groups) == ["mlops-dev-acme-linear", "mlops-dev-acme-xgboost"]
+
+
+def test_a_minimized_objective_picks_the_lowest_value(evaluate, aws, planned):
+    s3, _, _ = aws
+    config = {
+        **CONFIG,
+        "objective": {"metric": "validation:logloss", "direction": "minimize", "approval_threshold": 0.3},
+    }
+    plan, items = planned(config)
+    losses = [0.4, 0.25, 0.2, 0.5]
+    entries = [succeeded(i, job_of(i, **{"validation:logloss": v})) for i, v in zip(items, losses, strict=True)]
+    result = run(evaluate, plan, write_results(s3, {"SUCCEEDED": entries}))
+
+    assert [(b["model"], b["trial"], b["value"], b["approval_status"]) for b in result["best"]] == [
+        ("xgboost", "00001", 0.25, "Approved"),
+        ("linear", "00002", 0.2, "Approved"),
+    ]
+    assert result["predict"]["trial"] == "00002"
+
+
+def test_ties_go_to_the_lower_trial_number(evaluate, aws, planned):
+    s3, _, _ = aws
+    plan, items = planned()
+    entries = all_succeeded(items, [0.95, 0.95, 0.93, 0.93])
+    result = run(evaluate, plan, write_results(s3, {"SUCCEEDED": list(reversed(entries))}))
+
+    assert [(b["model"], b["trial"]) for b in result["best"]] == [("xgboost", "00000"), ("linear", "00002")]
+    assert result["predict"]["trial"] == "00000"  # across models too
+
+
+def test_missing_or_nan_metrics_are_excluded_with_a_reason(evaluate, aws, planned):
+    s3, dynamodb, _ = aws
+    plan, items = planned()
+    no_list = job_of(items[0])
+    del no_list["FinalMetricDataList"]
+    entries = [
+        succeeded(items[0], no_list),
+        succeeded(items[1], job_of(items[1], **{"validation:auc": "NaN"})),
+        succeeded(items[2], job_of(items[2], **{"validation:logloss": 0.1})),
+        succeeded(items[3], job_of(items[3], **{"validation:auc": 0.8})),
+    ]
+    result = run(evaluate, plan, write_results(s3, {"SUCCEEDED": entries}))
+
+    assert result["trials"] == {"total": 4, "succeeded": 1, "failed": 0, "missing_metrics": 3, "no_result": 0}
+    assert [(b["model"], b["trial"]) for b in result["best"]] == [("linear", "00003")]
+    trials = ledger(dynamodb, "TRIAL#")
+    assert {sk: (t["status"]["S"], t.get("reason", {}).get("S")) for sk, t in trials.items()} == {
+        "TRIAL#00000": ("missing-metrics", "the job reported no metrics (no FinalMetricDataList)"),
+        "TRIAL#00001": ("missing-metrics", "the objective metric validation:auc is not a finite number"),
+        "TRIAL#00002": ("missing-metrics", "FinalMetricDataList has no validation:auc"),
+        "TRIAL#00003": ("succeeded", None),
+    }
+
+
+def test_failed_children_are_recorded_with_their_cause_and_the_rest_still_register(evaluate, aws, planned):
+    s3, dynamodb, _ = aws
+    plan, items = planned()
+    sync_cause = json.dumps({"TrainingJobName": items[0]["job_name"], "FailureReason": "AlgorithmError: bad input"})
+    result = run(
+        evaluate,
+        plan,
+        write_results(
+            s3,
+            {
+                "SUCCEEDED": all_succeeded(items[2:], [0.97, 0.93]),
+                "FAILED": [
+                    failed(items[0], "States.TaskFailed", sync_cause),
+                    failed(items[1], "TrainingGaveUp", "3 attempts failed"),
+                ],
+            },
+        ),
+    )
+
+    assert result["trials"] == {"total": 4, "succeeded": 2, "failed": 2, "missing_metrics": 0, "no_result": 0}
+    assert [b["model"] for b in result["best"]] == ["linear"]
+    trials = ledger(dynamodb, "TRIAL#")
+    assert trials["TRIAL#00000"]["reason"]["S"] == "States.TaskFailed: AlgorithmError: bad input"
+    assert trials["TRIAL#00001"]["reason"]["S"] == "TrainingGaveUp: 3 attempts failed"
+    assert trials["TRIAL#00000"]["status"]["S"] == "failed"
+
+
+def test_when_no_trial_is_usable_the_trials_are_recorded_then_no_usable_trial_is_raised(evaluate, aws, planned):
+    s3, dynamodb, sagemaker = aws
+    plan, items = planned()
+    results = write_results(s3, {"FAILED": [failed(item, "States.TaskFailed", "boom") for item in items]})
+    with pytest.raises(evaluate.NoUsableTrial, match=r"no trial with a finite validation:auc \(4 failed"):
+        run(evaluate, plan, results)
+
+    assert {t["status"]["S"] for t in ledger(dynamodb, "TRIAL#").values()} == {"failed"}
+    assert len(ledger(dynamodb, "TRIAL#")) == 4
+    assert ledger(dynamodb, "RUN")["RUN"]["status"]["S"] == "no-usable-trial"
+    assert ledger(dynamodb, "PACKAGE#") == {}
+    assert sagemaker.list_model_package_groups()["ModelPackageGroupSummaryList"] == []
+
+
+# -- approval
+
+
+def test_a_value_below_the_threshold_is_left_for_manual_approval(evaluate, aws, planned):
+    s3, _, sagemaker = aws
+    plan, items = planned()
+    result = run(evaluate, plan, write_results(s3, {"SUCCEEDED": all_succeeded(items, [0.85, 0.8, 0.95, 0.9])}))
+
+    assert [(b["model"], b["approval_status"]) for b in result["best"]] == [
+        ("xgboost", "PendingManualApproval"),
+        ("linear", "Approved"),
+    ]
+    assert result["predict"]["model"] == "linear"
+    package = sagemaker.describe_model_package(ModelPackageName=result["best"][0]["model_package_arn"])
+    assert package["ModelApprovalStatus"] == "PendingManualApproval"
+
+
+def test_without_auto_approval_nothing_is_approved_and_nothing_predicts(aws, planned, monkeypatch):
+    s3, _, _ = aws
+    plan, items = planned()
+    evaluate = evaluator(monkeypatch, AUTO_APPROVE="false")
+    result = run(evaluate, plan, write_results(s3, {"SUCCEEDED": all_succeeded(items, [0.99, 0.99, 0.99, 0.99])}))
+
+    assert {b["approval_status"] for b in result["best"]} == {"PendingManualApproval"}
+    assert result["predict"] is None
+
+
+# -- the registry and the ledger
+
+
+def test_the_package_carries_the_model_its_evaluation_and_its_lineage(evaluate, aws, planned):
+    s3, _, sagemaker = aws
+    plan, items = planned()
+    result = run(evaluate, plan, write_results(s3, {"SUCCEEDED": all_succeeded(items, [0.91, 0.95, 0.97, 0.93])}))
+    best = result["best"][1]
+    package = sagemaker.describe_model_package(ModelPackageName=best["model_package_arn"])
+
+    assert package["ModelPackageGroupName"] == "mlops-dev-acme-linear"
+    assert package["InferenceSpecification"] == {
+        "Containers": [{"Image": SERVING_IMAGE, "ModelDataUrl": result["predict"]["model_data"]}],
+        "SupportedContentTypes": ["text/csv"],
+        "SupportedResponseMIMETypes": ["text/csv"],
+        "SupportedRealtimeInferenceInstanceTypes": ["ml.c5.large"],
+        "SupportedTransformInstanceTypes": ["ml.m5.large"],
+    }
+    evaluation_key = "artifacts/runs/acme/run-1/evaluation/linear.json"
+    assert package["ModelMetrics"] == {
+        "ModelQuality": {
+            "Statistics": {"ContentType": "application/json", "S3Uri": f"s3://{ARTIFACTS}/{evaluation_key}"}
+        }
+    }
+    schema_key = "artifacts/runs/acme/run-1/evaluation/feature-schema.json"
+    schema_body = s3.get_object(Bucket=ARTIFACTS, Key=schema_key)["Body"].read()
+    assert package["CustomerMetadataProperties"] == {
+        "run_id": "run-1",
+        "tenant": "acme",
+        "model": "linear",
+        "trial": "00002",
+        "training_job_name": items[2]["job_name"],
+        "objective_metric": "validation:auc",
+        "objective_value": "0.97",
+        "training_data": f"s3://{FEATURES}/features/acme/churn/dt=2026-11-24/run-1-train.parquet",
+        "feature_schema": f"s3://{ARTIFACTS}/{schema_key}",
+        "feature_schema_sha256": hashlib.sha256(schema_body).hexdigest(),
+    }
+    assert json.loads(schema_body) == {
+        "schema_version": 1,
+        "tenant": "acme",
+        "dataset": "churn",
+        "features": [
+            {"name": "tenure", "type": "double"},
+            {"name": "plan", "type": "bigint"},
+            {"name": "active", "type": "boolean"},
+        ],
+        "target": "churned",
+        "problem_type": "binary",
+    }
+    evaluation = json.loads(s3.get_object(Bucket=ARTIFACTS, Key=evaluation_key)["Body"].read())
+    assert evaluation["objective"] == {"metric": "validation:auc", "direction": "maximize"}
+    assert evaluation["threshold"] == 0.9
+    assert evaluation["meets_threshold"] is True
+    assert evaluation["best"]["trial"] == "00002"
+    assert [(t["trial"], t["value"]) for t in evaluation["trials"]] == [("00002", 0.97), ("00003", 0.93)]
+    assert evaluation["binary_classification_metrics"] == {"auc": {"value": 0.97}, "logloss": {"value": 0.2}}
+    head = s3.head_object(Bucket=ARTIFACTS, Key=evaluation_key)
+    assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", KMS_KEY)
+
+
+def test_a_second_evaluation_of_the_run_reuses_its_packages_and_groups(evaluate, aws, planned):
+    s3, dynamodb, sagemaker = aws
+    plan, items = planned()
+    results = write_results(s3, {"SUCCEEDED": all_succeeded(items, [0.91, 0.95, 0.97, 0.93])})
+    first = run(evaluate, plan, results)
+    packages = ledger(dynamodb, "PACKAGE#")
+    second = run(evaluate, plan, results)
+
+    assert second == first
+    assert ledger(dynamodb, "PACKAGE#") == packages
+    for group in ("mlops-dev-acme-linear", "mlops-dev-acme-xgboost"):
+        assert len(sagemaker.list_model_packages(ModelPackageGroupName=group)["ModelPackageSummaryList"]) == 1
+
+
+def test_a_package_approved_by_a_person_since_is_reported_approved_on_reuse(aws, planned, monkeypatch):
+    s3, _, sagemaker = aws
+    plan, items = planned()
+    evaluate = evaluator(monkeypatch, AUTO_APPROVE="false")
+    results = write_results(s3, {"SUCCEEDED": all_succeeded(items, [0.91, 0.95, 0.97, 0.93])})
+    first = run(evaluate, plan, results)
+    assert first["predict"] is None
+    sagemaker.update_model_package(
+        ModelPackageArn=first["best"][0]["model_package_arn"], ModelApprovalStatus="Approved"
+    )
+
+    again = run(evaluate, plan, results)
+    assert again["predict"]["model"] == "xgboost"
+
+
+def test_an_existing_group_is_kept_and_a_concurrently_created_one_is_fine(evaluate, aws, planned):
+    s3, _, sagemaker = aws
+    sagemaker.create_model_package_group(ModelPackageGroupName="mlops-dev-acme-xgboost")
+    plan, items = planned()
+
+    real = evaluate.evaluator.sagemaker
+
+    class RacingClient:
+        """Another evaluation creates the group between our describe and our create."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        def create_model_package_group(self, **kwargs: Any) -> Any:
+            real.create_model_package_group(**kwargs)
+            raise ClientError({"Error": {"Code": "ValidationException", "Message": "already exists"}}, "Create")
+
+    evaluate.evaluator.sagemaker = RacingClient()
+    result = run(evaluate, plan, write_results(s3, {"SUCCEEDED": all_succeeded(items, [0.91, 0.95, 0.97, 0.93])}))
+
+    assert len(result["best"]) == 2
+    groups = sagemaker.list_model_package_groups()["ModelPackageGroupSummaryList"]
+    assert sorted(g["ModelPackageGroupName"] for g in groups) == ["mlops-dev-acme-linear", "mlops-dev-acme-xgboost"]
+
+
+def test_the_ledger_holds_every_trial_each_package_and_the_runs_outcome(evaluate, aws, planned):
+    s3, dynamodb, _ = aws
+    plan, items = planned()
+    result = run(evaluate, plan, write_results(s3, {"SUCCEEDED": all_succeeded(items, [0.91, 0.95, 0.97, 0.93])}))
+
+    trials = ledger(dynamodb, "TRIAL#")
+    assert sorted(trials) == ["TRIAL#00000", "TRIAL#00001", "TRIAL#00002", "TRIAL#00003"]
+    trial = trials["TRIAL#00001"]
+    assert trial["status"] == {"S": "succeeded"}
+    assert trial["job_name"] == {"S": items[1]["job_name"]}
+    assert trial["metrics"] == {"M": {"validation:auc": {"N": "0.95"}, "validation:logloss": {"N": "0.2"}}}
+    assert trial["best"] == {"BOOL": True}
+    assert trials["TRIAL#00000"]["best"] == {"BOOL": False}
+
+    packages = ledger(dynamodb, "PACKAGE#")
+    assert sorted(packages) == ["PACKAGE#linear", "PACKAGE#xgboost"]
+    linear = packages["PACKAGE#linear"]
+    assert linear["model_package_arn"] == {"S": result["best"][1]["model_package_arn"]}
+    assert linear["gsi1pk"] == {"S": "TENANT#acme"}
+    assert linear["gsi1sk"]["S"] == f"PACKAGE#{linear['created_at']['S']}#run-1"
+
+    record = ledger(dynamodb, "RUN")["RUN"]
+    assert record["status"] == {"S": "evaluated"}
+    assert record["trials"]["M"]["succeeded"] == {"N": "4"}
+    assert [b["M"]["model"]["S"] for b in record["best"]["L"]] == ["xgboost", "linear"]
+
+
+def test_evaluation_calls_only_what_the_function_is_granted(evaluate, aws, planned):
+    """mlops_constructs/training_pipeline.py grants Get/Put/UpdateItem (no batch writes), S3 reads of
+    configs, runs and map results, writes of runs, and four model-registry actions."""
+    s3, _, _ = aws
+    plan, items = planned()
+    results = write_results(s3, {"SUCCEEDED": all_succeeded(items, [0.91, 0.95, 0.97, 0.93])})
+    calls: set[tuple[str, str]] = set()
+
+    def record(params: dict[str, Any], model: Any, **_: Any) -> None:
+        key = params.get("Key")
+        prefix = key.split("/")[1] if isinstance(key, str) and key.startswith("artifacts/") else ""
+        calls.add((model.name, prefix))
+
+    for client in (evaluate.evaluator.s3, evaluate.evaluator.sagemaker, evaluate.evaluator.ledger.dynamodb):
+        client.meta.events.register("provide-client-params.*.*", record)
+    run(evaluate, plan, results)
+    run(evaluate, plan, results)
+
+    assert calls <= {
+        ("GetObject", "config"),
+        ("GetObject", "runs"),
+        ("GetObject", "map-results"),
+        ("PutObject", "runs"),
+        ("GetItem", ""),
+        ("PutItem", ""),
+        ("UpdateItem", ""),
+        ("CreateModelPackageGroup", ""),
+        ("DescribeModelPackageGroup", ""),
+        ("CreateModelPackage", ""),
+        ("DescribeModelPackage", ""),
+    }, calls
+
+
+# -- result formats
+
+
+def test_what_moto_writes_for_a_distributed_map_with_a_result_writer_is_read(evaluate, aws, planned):
+    """moto 5.2.5 writes manifest.json with empty lists and no result files: every trial is without a result."""
+    s3, dynamodb, _ = aws
+    plan, _ = planned()
+    output = run_moto_map(plan, result_writer=True)
+    manifest = json.loads(s3.get_object(Bucket=ARTIFACTS, Key=output["ResultWriterDetails"]["Key"])["Body"].read())
+    assert manifest["ResultFiles"] == {"FAILED": [], "PENDING": [], "SUCCEEDED": []}
+    assert output["ResultWriterDetails"]["Key"].startswith("artifacts/runs/acme/run-1/results/")
+
+    with pytest.raises(evaluate.NoUsableTrial, match="4 without a result"):
+        run(evaluate, plan, output)
+    assert {t["status"]["S"] for t in ledger(dynamodb, "TRIAL#").values()} == {"no-result"}
+
+
+def test_a_map_without_a_result_writer_returns_its_outputs_inline_and_they_are_read(evaluate, aws, planned):
+    """The shape moto tests see with .sync removed: the job holds only its ARN, so metrics are missing."""
+    _, dynamodb, _ = aws
+    plan, items = planned()
+    output = run_moto_map(plan, result_writer=False)
+    assert output == [{"item": item, "job": {"TrainingJobArn": f"arn:{item['job_name']}"}} for item in items]
+
+    with pytest.raises(evaluate.NoUsableTrial, match="4 without metrics"):
+        run(evaluate, plan, output)
+    assert {t["status"]["S"] for t in ledger(dynamodb, "TRIAL#").values()} == {"missing-metrics"}
+
+
+def test_inline_outputs_with_metrics_register_like_result_files(evaluate, aws, planned):
+    plan, items = planned()
+    inline = [
+        {"item": i, "job": job_of(i, **{"validation:auc": v})}
+        for i, v in zip(items, [0.91, 0.95, 0.97, 0.93], strict=True)
+    ]
+    assert [b["trial"] for b in run(evaluate, plan, inline)["best"]] == ["00001", "00002"]
+
+
+def test_json_lines_result_files_and_the_resolvers_reused_jobs_are_read(evaluate, aws, planned):
+    s3, _, _ = aws
+    plan, items = planned()
+    reused = job_of(items[1], **{"validation:auc": 0.99})
+    reused = {
+        key: reused[key]
+        for key in (
+            "TrainingJobName",
+            "TrainingJobArn",
+            "TrainingJobStatus",
+            "FinalMetricDataList",
+            "ModelArtifacts",
+            "HyperParameters",
+        )
+    }
+    reused["FinalMetricDataList"][0]["Timestamp"] = "2026-11-24T10:05:00+00:00"
+    entries = [*all_succeeded(items[:1], [0.91]), succeeded(items[1], reused)]
+    result = run(evaluate, plan, write_results(s3, {"SUCCEEDED": entries}, jsonl=True))
+
+    assert result["trials"]["no_result"] == 2
+    assert [(b["trial"], b["value"]) for b in result["best"]] == [("00001", 0.99)]
+
+
+def test_a_retried_attempt_is_reported_under_its_own_job_name(evaluate, aws, planned):
+    """The child's output keeps the plan item (attempt 0); the job says which attempt trained."""
+    s3, dynamodb, _ = aws
+    plan, items = planned()
+    retried = job_of({**items[0], "job_name": items[0]["job_name"].replace("-a0", "-a1")}, **{"validation:auc": 0.96})
+    result = run(evaluate, plan, write_results(s3, {"SUCCEEDED": [succeeded(items[0], retried)]}))
+
+    assert result["best"][0]["job_name"] == items[0]["job_name"].replace("-a0", "-a1")
+    trial = ledger(dynamodb, "TRIAL#")["TRIAL#00000"]
+    assert (trial["attempt"], trial["job_name"]) == ({"N": "1"}, {"S": retried["TrainingJobName"]})
+    assert result["predict"]["model_data"].endswith(f"/models/{retried['TrainingJobName']}/output/model.tar.gz")
+
+
+def test_a_redriven_trial_counts_as_succeeded_whatever_the_file_order(evaluate, aws, planned):
+    s3, _, _ = aws
+    plan, items = planned()
+    results = write_results(
+        s3,
+        {
+            "SUCCEEDED": [succeeded(items[0], job_of(items[0], **{"validation:auc": 0.96}))],
+            "FAILED": [failed(items[0], "States.TaskFailed", "spot capacity")],
+        },
+    )
+    result = run(evaluate, plan, results)
+
+    assert result["trials"] == {"total": 4, "succeeded": 1, "failed": 0, "missing_metrics": 0, "no_result": 3}
+    assert result["best"][0]["trial"] == "00000"
+
+
+# -- trials the results leave open
+
+
+@pytest.fixture
+def jobs_report(monkeypatch):
+    """moto's training jobs start Completed and report train:progress only; give them what SageMaker would."""
+
+    def configure(behaviour: Callable[[str], tuple[str, float | None]]) -> None:
+        original = FakeTrainingJob.__init__
+
+        def init(self: Any, *args: Any, **kwargs: Any) -> None:
+            original(self, *args, **kwargs)
+            status, auc = behaviour(self.training_job_name)
+            self.training_job_status = status
+            if status == "Failed":
+                self.failure_reason = "AlgorithmError: out of memory"
+            if auc is not None:
+                self.final_metric_data_list = [
+                    {"MetricName": "validation:auc", "Value": auc, "Timestamp": self.creation_time}
+                ]
+
+        monkeypatch.setattr(FakeTrainingJob, "__init__", init)
+
+    return configure
+
+
+def start_jobs(sagemaker, items: list[dict[str, Any]], *, attempts: int = 1) -> None:
+    """What the Map's children do: CreateTrainingJob with the plan's request (moto accepts it as is)."""
+    for item in items:
+        for attempt in range(attempts):
+            request = json.loads(json.dumps(item["request"]))
+            name = item["job_name"].replace("-a0", f"-a{attempt}")
+            sagemaker.create_training_job(TrainingJobName=name, RoleArn=f"arn:aws:iam::{ACCOUNT}:role/train", **request)
+
+
+def test_trials_without_results_are_looked_up_by_job_name(evaluate, aws, planned, jobs_report):
+    """moto's ResultWriter writes no result files; the jobs themselves say how the trials went."""
+    s3, _, sagemaker = aws
+    jobs_report(lambda name: ("Completed", 0.99 if "-00003-" in name else 0.9))
+    plan, items = planned()
+    start_jobs(sagemaker, items)
+    result = run(evaluate, plan, write_results(s3, {}))
+
+    assert result["trials"] == {"total": 4, "succeeded": 4, "failed": 0, "missing_metrics": 0, "no_result": 0}
+    assert [(b["model"], b["trial"], b["approval_status"]) for b in result["best"]] == [
+        ("xgboost", "00000", "Approved"),
+        ("linear", "00003", "Approved"),
+    ]
+    assert result["predict"]["model_data"] == (
+        f"s3://{ARTIFACTS}/artifacts/runs/acme/run-1/models/{items[3]['job_name']}/output/model.tar.gz"
+    )
+
+
+def test_a_create_response_as_the_job_is_completed_from_sagemaker(evaluate, aws, planned, jobs_report):
+    """Without .sync a child's job is {"TrainingJobArn"}: the description supplies status and metrics."""
+    _, _, sagemaker = aws
+    jobs_report(lambda name: ("Completed", 0.95))
+    plan, items = planned()
+    start_jobs(sagemaker, items[:2])
+    inline = [{"item": item, "job": {"TrainingJobArn": f"arn:{item['job_name']}"}} for item in items]
+    result = run(evaluate, plan, inline)
+
+    # Trials 2 and 3 have no job in SageMaker: their children's outputs stand, without metrics.
+    assert result["trials"] == {"total": 4, "succeeded": 2, "failed": 0, "missing_metrics": 2, "no_result": 0}
+
+
+def test_a_looked_up_trial_follows_its_failed_attempts_to_the_latest(evaluate, aws, planned, jobs_report):
+    s3, dynamodb, sagemaker = aws
+    jobs_report(lambda name: ("Failed", None) if name.endswith("-a0") else ("Completed", 0.97))
+    plan, items = planned()
+    start_jobs(sagemaker, items[:1], attempts=2)  # trial 00000: a0 failed, a1 completed
+    start_jobs(sagemaker, items[1:2])  # trial 00001: a0 failed, never retried
+    result = run(evaluate, plan, write_results(s3, {}))
+
+    assert result["trials"] == {"total": 4, "succeeded": 1, "failed": 1, "missing_metrics": 0, "no_result": 2}
+    assert result["best"][0]["job_name"] == items[0]["job_name"].replace("-a0", "-a1")
+    trials = ledger(dynamodb, "TRIAL#")
+    assert trials["TRIAL#00000"]["attempt"] == {"N": "1"}
+    assert trials["TRIAL#00001"]["reason"]["S"] == "training job Failed: AlgorithmError: out of memory"
+
+
+def test_without_permission_to_describe_jobs_open_trials_stay_without_a_result(evaluate, aws, planned):
+    s3, _, _ = aws
+    plan, _ = planned()
+    client = boto3.client("sagemaker", region_name=REGION)
+    evaluate.evaluator.sagemaker = client
+    with Stubber(client) as stub:
+        for _ in range(4):  # lookups run in parallel: up to one denial per open trial before they stop
+            stub.add_client_error("describe_training_job", "AccessDeniedException", http_status_code=400)
+        with pytest.raises(evaluate.NoUsableTrial, match="4 without a result"):
+            run(evaluate, plan, write_results(s3, {}))
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"run_id": "a/b"}, "run_id 'a/b'"),
+        ({"results": {"MapRunArn": "x"}}, "'results' must be the Map's output"),
+        ({"plan": {"run_id": "run-1"}}, "'plan' must be the plan step's output"),
+        ({"tenant": "other"}, "the plan is for run 'run-1' of tenant 'acme'"),
+    ],
+)
+def test_a_malformed_input_is_an_invalid_evaluation_request(evaluate, aws, planned, change, fragment):
+    plan, _ = planned()
+    event = {"run_id": "run-1", "tenant": "acme", "plan": plan, "results": [], **change}
+    with pytest.raises(evaluate.InvalidEvaluationRequest) as raised:
+        evaluate.handler(event, LambdaContext())
+    assert fragment in str(raised.value)
+
+
+def test_a_missing_manifest_is_unreadable_results(evaluate, aws, planned):
+    plan, _ = planned()
+    results = {"MapRunArn": "arn", "ResultWriterDetails": {"Bucket": ARTIFACTS, "Key": "nowhere/manifest.json"}}
+    with pytest.raises(evaluate.ResultsUnreadable, match=r"nowhere/manifest\.json does not exist"):
+        run(evaluate, plan, results)
+
+
+def test_metadata_values_keep_to_the_apis_characters_and_length(evaluate):
+    assert (
+        evaluate.metadata_value("s3://bucket/key dt=2026-11-24/a_b.parquet")
+        == "s3://bucket/key dt=2026-11-24/a_b.parquet"
+    )
+    assert evaluate.metadata_value("a,b;c") == "a-b-c"
+    long = evaluate.metadata_value("s3://bucket/" + "k" * 300)
+    assert len(long) == 256
+    assert long.startswith("s3://bucket/kkk")
+    assert evaluate.metadata_value("") == "-"
+    assert len(evaluate.client_token("mlops-dev-acme-linear", "run-1")) <= 36
+
+
+# -- a tiny Distributed Map in moto, to capture what it writes
+
+
+def run_moto_map(plan: dict[str, Any], *, result_writer: bool) -> Any:
+    """Run the plan's items through a Distributed Map whose child returns ``{"item", "job"}`` like .sync-less moto."""
+    child = {
+        "StartAt": "Train",
+        "States": {
+            "Train": {
+                "Type": "Pass",
+                "Parameters": {
+                    "item.$": "$.item",
+                    "job": {"TrainingJobArn.$": "States.Format('arn:{}', $.item.job_name)"},
+                },
+                "End": True,
+            }
+        },
+    }
+    state: dict[str, Any] = {
+        "Type": "Map",
+        "ItemReader": {
+            "Resource": "arn:aws:states:::s3:getObject",
+            "ReaderConfig": {"InputType": "JSON"},
+            "Parameters": {"Bucket": plan["plan"]["Bucket"], "Key": plan["plan"]["Key"]},
+        },
+        "ItemSelector": {"item.$": "$$.Map.Item.Value"},
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}, **child},
+        "End": True,
+    }
+    if result_writer:
+        state["ResultWriter"] = {
+            "Resource": "arn:aws:states:::s3:putObject",
+            "Parameters": {"Bucket": plan["results"]["Bucket"], "Prefix": plan["results"]["Prefix"]},
+        }
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        iam = boto3.client("iam", region_name=REGION)
+        role = iam.create_role(RoleName="states", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        machine = sfn.create_state_machine(
+            name="training", definition=json.dumps({"StartAt": "Map", "States": {"Map": state}}), roleArn=role
+        )["stateMachineArn"]
+        execution_arn = sfn.start_execution(stateMachineArn=machine, name="run-1", input="{}")["executionArn"]
+        for _ in range(200):
+            described = sfn.describe_execution(executionArn=execution_arn)
+            if described["status"] != "RUNNING":
+                break
+            time.sleep(0.05)
+        assert described["status"] == "SUCCEEDED", described
+        return json.loads(described["output"])
