@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -15,6 +14,7 @@ from constructs import Construct
 
 from config.naming import Names
 from config.schema import Capacities, Ingestion
+from mlops_constructs.alarms import alarm_above_zero
 from mlops_constructs.data_lake import QUARANTINE_PREFIX
 from mlops_constructs.functions import platform_function
 from mlops_constructs.nag import acknowledge, acknowledge_wildcard_resource
@@ -187,7 +187,6 @@ class IngestionPipeline(Construct):
         )
 
     def _alarms(self, topic: sns.ITopic, names: Names) -> None:
-        action = cloudwatch_actions.SnsAction(topic)
         alarms = {
             "DeadLetterAlarm": (
                 "Messages reached the ingest dead-letter queue: records are waiting to be redriven",
@@ -210,15 +209,4 @@ class IngestionPipeline(Construct):
                 ),
             ),
         }
-        for id, (description, metric) in alarms.items():
-            alarm = cloudwatch.Alarm(
-                self,
-                id,
-                alarm_description=description,
-                metric=metric,
-                threshold=0,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                evaluation_periods=1,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            )
-            alarm.add_alarm_action(action)
+        alarm_above_zero(self, topic, alarms)

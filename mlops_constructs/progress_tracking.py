@@ -11,8 +11,6 @@ queue; the function quarantines malformed events in the same queue with a reason
 from __future__ import annotations
 
 from aws_cdk import Duration, RemovalPolicy, Stack
-from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -24,6 +22,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from config.naming import Names
+from mlops_constructs.alarms import alarm_above_zero
 from mlops_constructs.functions import platform_function
 from mlops_constructs.nag import acknowledge
 
@@ -179,15 +178,4 @@ class ProgressTracking(Construct):
                 self.function.metric_errors(period=Duration.minutes(5), statistic="Sum"),
             ),
         }
-        for id, (description, metric) in alarms.items():
-            alarm = cloudwatch.Alarm(
-                self,
-                id,
-                alarm_description=description,
-                metric=metric,
-                threshold=0,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                evaluation_periods=1,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            )
-            alarm.add_alarm_action(cloudwatch_actions.SnsAction(topic))
+        alarm_above_zero(self, topic, alarms)

@@ -84,3 +84,25 @@ def synthesized(platform_config, tmp_path_factory):
     from tests.synth import synthesize
 
     return synthesize(platform_config, tmp_path_factory.mktemp("cdk.out"))
+
+
+def create_ledger_table(name: str, region: str = "eu-west-1") -> None:
+    """The run ledger as Foundation declares it (pk/sk strings, the ByTenant index), in moto."""
+    import boto3
+
+    boto3.client("dynamodb", region_name=region).create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"} for key in ("pk", "sk", "gsi1pk", "gsi1sk")],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "ByTenant",
+                "KeySchema": [
+                    {"AttributeName": "gsi1pk", "KeyType": "HASH"},
+                    {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    )

@@ -20,7 +20,7 @@ from moto.awslambda.models import LambdaBackend
 from moto.sagemaker.models import FakeTrainingJob
 
 from mlops_constructs.publishing import config_key
-from tests.conftest import load_handler
+from tests.conftest import create_ledger_table, load_handler
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -158,24 +158,7 @@ def create_platform(published: dict[str, Any]) -> None:
     for zone in ZONES:
         s3.create_bucket(Bucket=bucket_name(zone), CreateBucketConfiguration={"LocationConstraint": REGION})
     s3.put_object(Bucket=bucket_name("Artifacts"), Key=config_key("example"), Body=json.dumps(published))
-    boto3.client("dynamodb", region_name=REGION).create_table(
-        TableName="ledger-test",
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk", "gsi1pk", "gsi1sk")
-        ],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "ByTenant",
-                "KeySchema": [
-                    {"AttributeName": "gsi1pk", "KeyType": "HASH"},
-                    {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-    )
+    create_ledger_table("ledger-test", REGION)
 
 
 def execute(definition: str, execution_input: dict[str, Any], name: str = "run-1") -> dict[str, Any]:

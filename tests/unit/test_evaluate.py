@@ -24,7 +24,7 @@ from botocore.stub import Stubber
 from moto import mock_aws
 from moto.sagemaker.models import FakeTrainingJob
 
-from tests.conftest import load_handler
+from tests.conftest import create_ledger_table, load_handler
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
@@ -104,25 +104,8 @@ def aws(monkeypatch):
         s3 = boto3.client("s3", region_name=REGION)
         for bucket in (ARTIFACTS, FEATURES, "raw-zone", "curated-zone", "predictions-zone"):
             s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+        create_ledger_table(LEDGER, REGION)
         dynamodb = boto3.client("dynamodb", region_name=REGION)
-        dynamodb.create_table(
-            TableName=LEDGER,
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[
-                {"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk", "gsi1pk", "gsi1sk")
-            ],
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            GlobalSecondaryIndexes=[
-                {
-                    "IndexName": "ByTenant",
-                    "KeySchema": [
-                        {"AttributeName": "gsi1pk", "KeyType": "HASH"},
-                        {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
-                    ],
-                    "Projection": {"ProjectionType": "ALL"},
-                }
-            ],
-        )
         yield s3, dynamodb, boto3.client("sagemaker", region_name=REGION)
 
 

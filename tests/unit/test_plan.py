@@ -15,7 +15,7 @@ import pytest
 from botocore.validate import ParamValidator
 from moto import mock_aws
 
-from tests.conftest import ROOT, load_handler
+from tests.conftest import ROOT, create_ledger_table, load_handler
 
 REGION = "eu-west-1"
 ARTIFACTS = "artifacts-zone"
@@ -122,25 +122,8 @@ def aws():
         for bucket in (ARTIFACTS, RAW, CURATED, FEATURES, PREDICTIONS):
             s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
         s3.put_bucket_versioning(Bucket=ARTIFACTS, VersioningConfiguration={"Status": "Enabled"})
+        create_ledger_table(LEDGER, REGION)
         dynamodb = boto3.client("dynamodb", region_name=REGION)
-        dynamodb.create_table(
-            TableName=LEDGER,
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[
-                {"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk", "gsi1pk", "gsi1sk")
-            ],
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            GlobalSecondaryIndexes=[
-                {
-                    "IndexName": "ByTenant",
-                    "KeySchema": [
-                        {"AttributeName": "gsi1pk", "KeyType": "HASH"},
-                        {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
-                    ],
-                    "Projection": {"ProjectionType": "ALL"},
-                }
-            ],
-        )
         yield s3, dynamodb
 
 
