@@ -196,6 +196,7 @@ class TrainingPipeline(Construct):
                     "sagemaker:DescribeModelPackageGroup",
                     "sagemaker:CreateModelPackage",
                     "sagemaker:DescribeModelPackage",
+                    "sagemaker:ListModelPackages",
                 ],
                 resources=[self._sagemaker_arn("model-package-group"), self._sagemaker_arn("model-package", "/*")],
             )
@@ -483,6 +484,7 @@ class TrainingPipeline(Construct):
             .when(sfn.Condition.string_matches("$.error.Cause", "*ResourceInUse*"), find_existing.next(existing))
             .otherwise(self._fail("TrainingRequestRejected"))
         )
+        find_existing.add_catch(self._fail("ExistingJobUnresolved"), errors=["States.ALL"], result_path="$.error")
         start.add_catch(why_not_started, errors=[SAGEMAKER_ERROR], result_path="$.error")
         start.add_catch(self._fail("TrainingJobFailed"), errors=["States.ALL"], result_path="$.error")
         return start.next(trial_done)

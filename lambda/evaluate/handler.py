@@ -672,7 +672,7 @@ class Evaluator:
         predict = (
             {key: approved[0][key] for key in ("model", "trial", "model_package_arn", "model_data")}
             if approved
-            else None
+            else self.previously_approved(request.tenant, sorted(best))
         )
         best_list = [{key: value for key, value in entry.items() if key != "model_data"} for entry in registered]
         self.update_run(request, "evaluated", tally, best_list)
@@ -684,6 +684,32 @@ class Evaluator:
             "best": best_list,
             "predict": predict,
         }
+
+    def previously_approved(self, tenant: str, models: list[str]) -> dict[str, Any] | None:
+        """The newest package a person (or an earlier run) approved in the tenant's groups, if any.
+
+        Where nothing of this run is approved (prod: a person approves later), batch predictions
+        still run with the model the tenant already trusts.
+        """
+        newest: tuple[Any, str, dict[str, Any]] | None = None
+        for model in models:
+            try:
+                listed = self.sagemaker.list_model_packages(
+                    ModelPackageGroupName=group_name(self.settings.job_prefix, tenant, model),
+                    ModelApprovalStatus="Approved",
+                    SortBy="CreationTime",
+                    SortOrder="Descending",
+                    MaxResults=1,
+                )["ModelPackageSummaryList"]
+            except ClientError as error:
+                logger.warning("could not list approved packages", extra={"model": model, "error": str(error)})
+                continue
+            if listed and (newest is None or listed[0]["CreationTime"] > newest[0]):
+                newest = (listed[0]["CreationTime"], model, listed[0])
+        if newest is None:
+            return None
+        _, model, package = newest
+        return {"model": model, "trial": None, "model_package_arn": package["ModelPackageArn"], "model_data": None}
 
     # -- reading
 

@@ -187,6 +187,7 @@ def test_every_failure_path_ends_in_a_named_fail_state_with_its_cause(resources)
         "TrainingRequestRejected",
         "TrainingJobFailed",
         "GaveUp",
+        "ExistingJobUnresolved",
     }
     assert all(state.get("CausePath") == "$.error.Cause" or state.get("Cause") for state in fails.values())
 

@@ -117,12 +117,14 @@ def publish(s3, config: dict[str, Any]) -> None:
 def planned(aws, monkeypatch):
     """The plan λ's output and items for run-1 of tenant acme."""
 
-    def make(config: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def make(
+        config: dict[str, Any] | None = None, run_id: str = "run-1"
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         s3 = aws[0]
         publish(s3, config or CONFIG)
         monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "plan")
         output = load_handler("plan").handler(
-            {"tenant": "acme", "run_id": "run-1", "day": "2026-11-24"}, LambdaContext(function_name="plan")
+            {"tenant": "acme", "run_id": run_id, "day": "2026-11-24"}, LambdaContext(function_name="plan")
         )
         body = s3.get_object(Bucket=ARTIFACTS, Key=output["plan"]["Key"])["Body"].read()
         return output, json.loads(body)
@@ -209,7 +211,8 @@ def write_results(s3, files: dict[str, list[Any]], *, jsonl: bool = False) -> di
 
 
 def run(evaluate, plan: dict[str, Any], results: Any) -> dict[str, Any]:
-    result = evaluate.handler({"run_id": "run-1", "tenant": "acme", "plan": plan, "results": results}, LambdaContext())
+    event = {"run_id": plan["run_id"], "tenant": "acme", "plan": plan, "results": results}
+    result = evaluate.handler(event, LambdaContext())
     json.dumps(result, allow_nan=False)
     return result
 
@@ -374,6 +377,26 @@ def test_without_auto_approval_nothing_is_approved_and_nothing_predicts(aws, pla
 
     assert {b["approval_status"] for b in result["best"]} == {"PendingManualApproval"}
     assert result["predict"] is None
+
+
+def test_without_an_approval_in_this_run_the_package_a_person_approved_before_predicts(aws, planned, monkeypatch):
+    s3, _, sagemaker = aws
+    plan, items = planned()
+    evaluate = evaluator(monkeypatch, AUTO_APPROVE="false")
+    first = run(evaluate, plan, write_results(s3, {"SUCCEEDED": all_succeeded(items, [0.99, 0.99, 0.99, 0.99])}))
+    [linear] = [b for b in first["best"] if b["model"] == "linear"]
+    # A person approves the linear package in the registry (prod's path).
+    sagemaker.update_model_package(ModelPackageArn=linear["model_package_arn"], ModelApprovalStatus="Approved")
+    plan2, items2 = planned(run_id="run-2")
+    second = run(evaluate, plan2, write_results(s3, {"SUCCEEDED": all_succeeded(items2, [0.5, 0.5, 0.5, 0.5])}))
+
+    assert {b["approval_status"] for b in second["best"]} == {"PendingManualApproval"}
+    assert second["predict"] == {
+        "model": "linear",
+        "trial": None,
+        "model_package_arn": linear["model_package_arn"],
+        "model_data": None,
+    }
 
 
 # -- the registry and the ledger
@@ -548,6 +571,7 @@ def test_evaluation_calls_only_what_the_function_is_granted(evaluate, aws, plann
         ("DescribeModelPackageGroup", ""),
         ("CreateModelPackage", ""),
         ("DescribeModelPackage", ""),
+        ("ListModelPackages", ""),
     }, calls
 
 
