@@ -52,6 +52,7 @@ MAX_CAPACITY_WAIT_SECONDS = 1800
 EXISTING_JOB_POLL_SECONDS = 120
 QUOTA_OR_THROTTLING = ("*ResourceLimitExceeded*", "*ThrottlingException*", "*Rate exceeded*")
 SAGEMAKER_ERROR = "SageMaker.AmazonSageMakerException"
+TRAINING_JOB_NAMES = "Training job names are derived per run and trial; the grant stops at this environment's prefix."
 
 
 @dataclass(frozen=True)
@@ -188,36 +189,27 @@ class TrainingPipeline(Construct):
         self._read(self.evaluate_function, zones.artifacts, RUNS_PREFIX)
         self._write(self.evaluate_function, zones.artifacts, RUNS_PREFIX)
         self._ledger(self.evaluate_function, ledger, ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"])
-        self.evaluate_function.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="RegisterModelPackages",
-                actions=[
-                    "sagemaker:CreateModelPackageGroup",
-                    "sagemaker:DescribeModelPackageGroup",
-                    "sagemaker:CreateModelPackage",
-                    "sagemaker:DescribeModelPackage",
-                    "sagemaker:ListModelPackages",
-                ],
-                resources=[self._sagemaker_arn("model-package-group"), self._sagemaker_arn("model-package", "/*")],
-            )
-        )
-        # Trials the Map's results do not account for (a redrive, moto) are looked up by job name.
-        self.evaluate_function.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="DescribeUnreportedTrials",
-                actions=["sagemaker:DescribeTrainingJob"],
-                resources=[self._sagemaker_arn("training-job")],
-            )
-        )
-        self._acknowledge_prefix(
-            self.evaluate_function.policy,
+        self._grant_sagemaker(
+            self.evaluate_function,
+            "RegisterModelPackages",
             [
-                self._sagemaker_arn("model-package-group"),
-                self._sagemaker_arn("model-package", "/*"),
-                self._sagemaker_arn("training-job"),
+                "sagemaker:CreateModelPackageGroup",
+                "sagemaker:DescribeModelPackageGroup",
+                "sagemaker:CreateModelPackage",
+                "sagemaker:DescribeModelPackage",
+                "sagemaker:ListModelPackages",
             ],
+            [self._sagemaker_arn("model-package-group"), self._sagemaker_arn("model-package", "/*")],
             "Model package groups are data, one per tenant and model (<prefix>-<tenant>-<model>); "
             "the grant stops at this environment's prefix.",
+        )
+        # Trials the Map's results do not account for (a redrive, moto) are looked up by job name.
+        self._grant_sagemaker(
+            self.evaluate_function,
+            "DescribeUnreportedTrials",
+            ["sagemaker:DescribeTrainingJob"],
+            [self._sagemaker_arn("training-job")],
+            TRAINING_JOB_NAMES,
         )
 
         self.job_function = platform_function(
@@ -231,17 +223,12 @@ class TrainingPipeline(Construct):
             memory_size=256,
             **common,  # type: ignore[arg-type]
         )
-        self.job_function.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="DescribeTrainingJobs",
-                actions=["sagemaker:DescribeTrainingJob"],
-                resources=[self._sagemaker_arn("training-job")],
-            )
-        )
-        self._acknowledge_prefix(
-            self.job_function.policy,
+        self._grant_sagemaker(
+            self.job_function,
+            "DescribeTrainingJobs",
+            ["sagemaker:DescribeTrainingJob"],
             [self._sagemaker_arn("training-job")],
-            "Training job names are derived per run and trial; the grant stops at this environment's prefix.",
+            TRAINING_JOB_NAMES,
         )
 
         log_group = logs.LogGroup(
@@ -626,6 +613,13 @@ class TrainingPipeline(Construct):
     def _ledger(self, function: PlatformFunction, ledger: dynamodb.ITableV2, actions: list[str]) -> None:
         function.role.add_to_policy(iam.PolicyStatement(actions=actions, resources=[ledger.table_arn]))
         self._grant_key_through(function.role, "dynamodb")
+
+    def _grant_sagemaker(
+        self, function: PlatformFunction, sid: str, actions: list[str], resources: list[str], reason: str
+    ) -> None:
+        """SageMaker actions on this environment's prefixed resources, with the prefix wildcard acknowledged."""
+        function.role.add_to_policy(iam.PolicyStatement(sid=sid, actions=actions, resources=resources))
+        self._acknowledge_prefix(function.policy, resources, reason)
 
     def _acknowledge_prefix(self, policy: Any, resources: list[str], reason: str) -> None:
         for resource in dict.fromkeys(resources):

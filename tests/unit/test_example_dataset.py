@@ -13,7 +13,6 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from config.loader import load_pipelines
-from config.tenants import METRICS
 from scripts import example_dataset
 from tests.conftest import ROOT
 from tests.unit.training.conftest import job
@@ -33,13 +32,6 @@ DATASET = ROOT / "data" / "example" / "breast-cancer.jsonl"
 def example():
     [pipeline] = [p for p in load_pipelines(ROOT / "config" / "pipelines") if p.tenant == "example"]
     return pipeline
-
-
-def published(pipeline) -> dict:
-    """The tenant config as synth publishes it (docs/training-pipeline.md)."""
-    document = pipeline.model_dump(mode="json")
-    document["training"].update(gpu=False, local_storage=False)  # ml.m5.large
-    return {"schema_version": 1, **document, "metrics": list(METRICS[pipeline.dataset.problem_type])}
 
 
 def test_the_committed_file_is_what_the_script_builds():
@@ -82,7 +74,7 @@ def test_prepare_then_train_on_the_example_dataset_gives_a_model_that_predicts(e
     shutil.copy(DATASET, raw_day / "example.jsonl")
     config = processing.root / "input" / "config" / "example.json"
     config.parent.mkdir(parents=True)
-    config.write_text(json.dumps(published(example)))
+    config.write_text(json.dumps(example.published()))  # what synth publishes
 
     assert prepare(["--config", str(config), "--run-id", "run-1", "--day", "2026-01-02"], processing) == 0
 
