@@ -25,7 +25,7 @@ OFFLINE := env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKE
 	-u AWS_CONTAINER_CREDENTIALS_RELATIVE_URI -u AWS_CONTAINER_CREDENTIALS_FULL_URI -u AWS_WEB_IDENTITY_TOKEN_FILE \
 	AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
 
-.PHONY: help setup synth test lint format snapshots diff deploy clean
+.PHONY: help setup synth test lint format snapshots diff deploy record-variants clean
 
 help:
 	@echo "make synth      synthesize every environment into cdk.out/ and run cdk-nag and cfn-lint"
@@ -34,6 +34,7 @@ help:
 	@echo "make snapshots  rewrite the template snapshots after an intended change"
 	@echo "make diff ENV=dev     compare one environment with what is deployed (needs AWS credentials)"
 	@echo "make deploy ENV=dev   deploy one environment's stacks (needs AWS credentials and a bootstrap)"
+	@echo "make record-variants ENV=dev   record an environment's deployed endpoint variants (after a deploy)"
 	@echo "make clean      remove the virtual environment, node_modules and cdk.out"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt $(wildcard lambda/*/requirements.txt)
@@ -74,6 +75,10 @@ ENV ?=
 diff deploy: setup
 	@test -n "$(ENV)" || { echo "usage: make $@ ENV=dev|staging|prod" >&2; exit 2; }
 	$(CDK) $@ "$(ENV)/*" -c environments=$(ENV)
+
+record-variants: setup
+	@test -n "$(ENV)" || { echo "usage: make $@ ENV=dev|staging|prod" >&2; exit 2; }
+	$(PYTHON) -m scripts.record_variants --environment $(ENV)
 
 clean:
 	rm -rf $(VENV) node_modules cdk.out .pytest_cache .ruff_cache .hypothesis

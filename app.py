@@ -5,7 +5,9 @@ This is the only module that reads files, context or the process environment; ev
 receives typed, frozen settings. Context keys:
 
 * ``environments``: a comma-separated subset of dev, staging, prod to synthesize (default: all);
-* ``configDir``: another configuration folder (default: ``config/`` beside this file).
+* ``configDir``: another configuration folder (default: ``config/`` beside this file);
+* ``variantWeights``: JSON such as ``{"prod": {"churn": {"Champion": 90, "Challenger": 10}}}``,
+  weights that override the configured ones of the named variants (README, "Shifting traffic").
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ def read_config(app: cdk.App) -> PlatformConfig:
     return load_config(
         config_dir if config_dir.is_absolute() else ROOT / config_dir,
         selected_environments=app.node.try_get_context("environments"),
+        variant_weights=app.node.try_get_context("variantWeights"),
     )
 
 
@@ -34,7 +37,11 @@ def build_platform(app: cdk.App, config: PlatformConfig) -> dict[str, PlatformSt
     """Every environment's Stage, with the AwsSolutions checks run over all of them at synth."""
     stages: dict[str, PlatformStage] = {
         environment.name: PlatformStage(
-            app, project=config.project, environment=environment, pipelines=config.pipelines
+            app,
+            project=config.project,
+            environment=environment,
+            pipelines=config.pipelines,
+            deployed=config.deployed.of(environment.name),
         )
         for environment in config.environments
     }

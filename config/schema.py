@@ -18,7 +18,9 @@ from pydantic import (
 )
 
 from config.base import StrictModel
+from config.deployed import DeployedVariants
 from config.instance_types import check_instance_type
+from config.serving import Serving
 from config.tenants import PipelineConfig
 
 # The pipeline deploys environments in this order; the names are contracts (stage and stack names).
@@ -98,22 +100,12 @@ class Capacities(StrictModel):
     training_max_concurrency: StrictInt = Field(
         ge=1, le=10000, description="a whole number from 1 to 10000 (parallel trainings of one run)"
     )
-    endpoint_min_instances: StrictInt = Field(ge=1, description="a whole number, at least 1")
-    endpoint_max_instances: StrictInt = Field(ge=1, description="a whole number, at least 1")
     ingest_batch_size: StrictInt = Field(
         ge=1, le=10, description="a whole number from 1 to 10 (SQS messages per invocation)"
     )
     ingest_max_concurrency: StrictInt = Field(
         ge=2, le=1000, description="a whole number from 2 to 1000 (SQS event source maximum concurrency)"
     )
-
-    @field_validator("endpoint_max_instances")
-    @classmethod
-    def _max_not_below_min(cls, value: int, info: ValidationInfo) -> int:
-        minimum = info.data.get("endpoint_min_instances")
-        if minimum is not None and value < minimum:
-            raise ValueError(f"a whole number at least endpoint_min_instances ({minimum})")
-        return value
 
 
 class Ingestion(StrictModel):
@@ -164,11 +156,21 @@ class EnvironmentConfig(StrictModel):
     capacities: Capacities
     ingestion: Ingestion
     training: Training
+    serving: Serving
     notifications: Notifications = Notifications()
 
     @property
     def retains_data(self) -> bool:
         return self.removal_policy == "retain"
+
+    @property
+    def is_production(self) -> bool:
+        """Production serves customers: at least two instances per variant, in two availability zones."""
+        return self.name == "prod"
+
+    def problems(self) -> list[tuple[str, object, str]]:
+        """(key, value, what is allowed) for rules that span sections."""
+        return self.serving.problems(production=self.is_production)
 
 
 class PlatformConfig(StrictModel):
@@ -177,6 +179,8 @@ class PlatformConfig(StrictModel):
     project: ProjectConfig
     environments: tuple[EnvironmentConfig, ...]
     pipelines: tuple[PipelineConfig, ...] = ()
+    # Each environment's endpoint variants as last deployed (config/deployed-variants.yaml).
+    deployed: DeployedVariants = DeployedVariants()
 
     def environment(self, name: str) -> EnvironmentConfig:
         for environment in self.environments:

@@ -73,6 +73,7 @@ def platform_function(
     removal_policy: RemovalPolicy,
     timeout_seconds: int = 60,
     memory_size: int = 512,
+    handler: str = "handler.handler",
 ) -> PlatformFunction:
     """``<id>``, ``<id>Role`` and ``<id>Logs`` in ``scope`` (flat, so existing logical IDs stay put)."""
     log_group = logs.LogGroup(
@@ -91,7 +92,7 @@ def platform_function(
         description=description,
         runtime=RUNTIME,
         architecture=ARCHITECTURE,
-        handler="handler.handler",
+        handler=handler,
         code=lambda_.Code.from_asset(str(LAMBDA_ROOT / folder), exclude=ASSET_EXCLUDES),
         layers=[powertools_layer(scope, f"{id}PowertoolsLayer")],
         role=role,

@@ -1,4 +1,4 @@
-"""The environment's DynamoDB tables: training progress and the run ledger (docs/training-pipeline.md).
+"""The environment's DynamoDB tables: training progress, the run ledger and asynchronous scoring results.
 
 Both are stateful and live in Foundation. Keys are generic strings (``pk``, ``sk``) so that later
 record kinds (retrain decisions, approvals, pointer changes) need no new table: they add their own
@@ -25,13 +25,17 @@ def _table(
     *,
     key: kms.IKey,
     removal_policy: RemovalPolicy,
+    partition_key: dynamodb.Attribute = PK,
+    sort_key: dynamodb.Attribute | None = SK,
+    time_to_live_attribute: str | None = None,
     global_secondary_indexes: list[dynamodb.GlobalSecondaryIndexPropsV2] | None = None,
 ) -> dynamodb.TableV2:
     table = dynamodb.TableV2(
         scope,
         id,
-        partition_key=PK,
-        sort_key=SK,
+        partition_key=partition_key,
+        sort_key=sort_key,
+        time_to_live_attribute=time_to_live_attribute,
         billing=dynamodb.Billing.on_demand(),
         encryption=dynamodb.TableEncryptionV2.customer_managed_key(key),
         point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
@@ -64,4 +68,15 @@ class PlatformTables(Construct):
                     sort_key=dynamodb.Attribute(name="gsi1sk", type=dynamodb.AttributeType.STRING),
                 )
             ],
+        )
+        # One item per asynchronous scoring request, keyed by its tracking id; expires after the
+        # environment's result TTL (lambda/scoring writes expires_at).
+        self.async_results = _table(
+            self,
+            "AsyncResultsTable",
+            key=key,
+            removal_policy=removal_policy,
+            partition_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
+            sort_key=None,
+            time_to_live_attribute="expires_at",
         )

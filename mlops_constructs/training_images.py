@@ -1,4 +1,4 @@
-"""The training image, CPU and GPU flavours from one Dockerfile, as CDK image assets.
+"""The platform's container images, CPU and GPU flavours from one Dockerfile each, as CDK image assets.
 
 ``DockerImageAsset`` synthesizes without a Docker daemon: synth only hashes the build context and
 records how to build it. The image is built and pushed when the assets are published (``cdk
@@ -14,17 +14,21 @@ from aws_cdk import IgnoreMode
 from aws_cdk import aws_ecr_assets as ecr_assets
 from constructs import Construct
 
-CONTEXT = Path(__file__).resolve().parent.parent / "containers" / "training"
+CONTAINERS = Path(__file__).resolve().parent.parent / "containers"
+CONTEXT = CONTAINERS / "training"
+INFERENCE_CONTEXT = CONTAINERS / "inference"
 # CUDA runtime for XGBoost's device=cuda; the CPU flavour uses the Dockerfile's default (python slim).
 GPU_BASE_IMAGE = "nvidia/cuda:12.8.1-runtime-ubuntu24.04"
 EXCLUDE = ["**/__pycache__", "**/*.pyc", "**/.pytest_cache", "README.md"]
 
 
-class TrainingImages(Construct):
-    def __init__(self, scope: Construct, id: str) -> None:
+class FlavouredImages(Construct):
+    """``Cpu`` and ``Gpu`` image assets of one build context (the GPU one on the CUDA base image)."""
+
+    def __init__(self, scope: Construct, id: str, *, context: Path) -> None:
         super().__init__(scope, id)
         common = {
-            "directory": str(CONTEXT),
+            "directory": str(context),
             "platform": ecr_assets.Platform.LINUX_AMD64,
             "exclude": EXCLUDE,
             "ignore_mode": IgnoreMode.DOCKER,
@@ -40,3 +44,18 @@ class TrainingImages(Construct):
     @property
     def all(self) -> list[ecr_assets.DockerImageAsset]:
         return [self.cpu, self.gpu]
+
+    def of(self, flavour: str) -> ecr_assets.DockerImageAsset:
+        return {"cpu": self.cpu, "gpu": self.gpu}[flavour]
+
+
+class TrainingImages(FlavouredImages):
+    def __init__(self, scope: Construct, id: str) -> None:
+        super().__init__(scope, id, context=CONTEXT)
+
+
+class InferenceImages(FlavouredImages):
+    """The inference image (containers/inference): the SageMaker hosting contract, built for speed."""
+
+    def __init__(self, scope: Construct, id: str) -> None:
+        super().__init__(scope, id, context=INFERENCE_CONTEXT)

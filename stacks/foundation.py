@@ -1,4 +1,4 @@
-"""Foundation: the stateful core of an environment (key, topic, lake, tables). Later stacks only point at it."""
+"""Foundation: the stateful core of an environment (key, topic, lake, tables, model pointers)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from config.naming import Names
 from config.schema import EnvironmentConfig
 from mlops_constructs.data_lake import DataLake
 from mlops_constructs.encryption import PlatformKey
+from mlops_constructs.model_pointers import ModelPointers
 from mlops_constructs.notifications import NotificationTopic
 from mlops_constructs.pinning import pin_logical_id
 from mlops_constructs.tables import PlatformTables
@@ -49,6 +50,10 @@ class FoundationStack(Stack):
         tables = PlatformTables(self, "Tables", key=self.key, removal_policy=removal_policy)
         self.progress_table = tables.progress
         self.ledger_table = tables.ledger
+        self.async_results_table = tables.async_results
+
+        # Created once with the example model's sentinel and never written by CloudFormation again.
+        self.model_pointers = ModelPointers(self, "ModelPointers", names=names, endpoints=environment.serving.endpoints)
 
         CfnOutput(self, "NotificationTopicArn", value=self.topic.topic_arn)
         CfnOutput(self, "PlatformKeyArn", value=self.key.key_arn)
@@ -59,3 +64,4 @@ class FoundationStack(Stack):
         # scripts/training_progress.py --stack <env>-Foundation reads this.
         CfnOutput(self, "ProgressTableName", value=self.progress_table.table_name)
         CfnOutput(self, "RunLedgerTableName", value=self.ledger_table.table_name)
+        CfnOutput(self, "AsyncResultsTableName", value=self.async_results_table.table_name)

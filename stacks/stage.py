@@ -7,11 +7,13 @@ from collections.abc import Sequence
 from aws_cdk import Environment, Stack, Stage, Tags
 from constructs import Construct
 
+from config.deployed import EnvironmentRecord
 from config.naming import Names
 from config.schema import EnvironmentConfig, ProjectConfig
 from config.tenants import PipelineConfig
 from stacks.foundation import FoundationStack
 from stacks.ingestion import IngestionStack
+from stacks.serving import ServingStack
 from stacks.training import TrainingStack
 
 
@@ -23,6 +25,7 @@ class PlatformStage(Stage):
         project: ProjectConfig,
         environment: EnvironmentConfig,
         pipelines: Sequence[PipelineConfig] = (),
+        deployed: EnvironmentRecord | None = None,
     ) -> None:
         # The stage id is the environment's name. Stack names are set explicitly: nested in the
         # delivery pipeline's stack the default names would gain its prefix, and consumers of
@@ -61,7 +64,17 @@ class PlatformStage(Stage):
             pipelines=pipelines,
             description=f"ML platform {environment.name}: training images, progress events, training state machine",
         )
+        self.serving = ServingStack(
+            self,
+            "Serving",
+            stack_name=f"{environment.name}-Serving",
+            environment=environment,
+            names=names,
+            foundation=self.foundation,
+            deployed=deployed or {},
+            description=f"ML platform {environment.name}: endpoints with A/B variants, autoscaling, scoring API",
+        )
 
     @property
     def stacks(self) -> list[Stack]:
-        return [self.foundation, self.ingestion, self.training]
+        return [self.foundation, self.ingestion, self.training, self.serving]

@@ -42,6 +42,8 @@ sys.dont_write_bytecode = True
 
 # urllib3 probes for IPv6 support with a socket when first imported; import it here, before
 # pytest-socket blocks sockets for each test, so the probe is not reported as a test using the network.
+# The X-Ray SDK (Powertools' tracer, lambda/scoring) opens a UDP socket when first imported: same reason.
+import aws_xray_sdk.core  # noqa: E402, F401
 import urllib3  # noqa: E402, F401
 
 _module_numbers = itertools.count()

@@ -12,6 +12,7 @@ import pytest
 from mlops_constructs.nag import acknowledge, render_for_nag
 from scripts import policy_gate
 from tests.conftest import make_synth
+from tests.infra.conftest import ENVIRONMENTS, STACKS
 
 
 def test_cdk_nag_reports_no_unacknowledged_finding_on_any_stage(synthesized):
@@ -24,7 +25,7 @@ def test_cdk_nag_reports_no_unacknowledged_finding_on_any_stage(synthesized):
 def test_cfn_lint_reports_nothing_on_any_template(synthesized):
     templates = list(policy_gate.stack_templates(synthesized.outdir))
 
-    assert len(templates) == 9
+    assert len(templates) == len(ENVIRONMENTS) * len(STACKS)
     assert policy_gate.lint_findings(synthesized.outdir) == []
 
 
@@ -187,6 +188,78 @@ EXPECTED_ACKNOWLEDGMENTS = {
         "AwsSolutions-IAM5[Action::kms:ReEncrypt*]",
         "AwsSolutions-IAM5[Resource::*]",
         "AwsSolutions-IAM5[Resource::<ProgressFunctionLogs1774FE40.Arn>:*]",
+    },
+    "Foundation/AWS679f53fac002430cb0da5b7982bd2287": {
+        "AwsSolutions-L1",
+    },
+    "Foundation/AWS679f53fac002430cb0da5b7982bd2287/ServiceRole": {
+        "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+    },
+    "Serving/ExampleEndpoint/ChampionModel": {
+        "AwsSolutions-SM1",
+        "F3031",
+    },
+    "Serving/ExampleEndpoint/ModelRole/DefaultPolicy": {
+        "AwsSolutions-IAM5[Resource::*]",
+        "AwsSolutions-IAM5[Resource::<ArtifactsZoneBucket>/artifacts/runs/example/*]",
+        "AwsSolutions-IAM5[Resource::<CaptureZoneBucket>/capture/example/example/*]",
+        "AwsSolutions-IAM5[Resource::arn:aws:logs:eu-west-1:{account}:log-group:/aws/sagemaker/Endpoints/mlops-{env}-example:*]",
+    },
+    "Serving/Scoring/ApiRole/DefaultPolicy": {
+        "AwsSolutions-IAM5[Resource::*]",
+        "AwsSolutions-IAM5[Resource::<ScoringApiLogsFF8977B6.Arn>:*]",
+    },
+    "Serving/Scoring/RestApi/Default/score/POST": {
+        "AwsSolutions-COG4",
+    },
+    "Serving/Scoring/RestApi/Default/score/async/POST": {
+        "AwsSolutions-COG4",
+    },
+    "Serving/Scoring/RestApi/Default/score/{id}/GET": {
+        "AwsSolutions-COG4",
+    },
+    "Serving/Scoring/RestApi/DeploymentStage.v1": {
+        "AwsSolutions-APIG3",
+        "AwsSolutions-APIG6",
+    },
+    "Serving/Scoring/WorkerRole/DefaultPolicy": {
+        "AwsSolutions-IAM5[Resource::*]",
+        "AwsSolutions-IAM5[Resource::<ScoringWorkerLogs60AEBED4.Arn>:*]",
+    },
+    "Serving/Weights/FrameworkCompletionRole/DefaultPolicy": {
+        "AwsSolutions-IAM5[Resource::<WeightsFrameworkLogsF7FAAD48.Arn>:*]",
+        "AwsSolutions-IAM5[Resource::<WeightsIsCompleteE3D9A672.Arn>:*]",
+        "AwsSolutions-IAM5[Resource::<WeightsOnEventFBCE0E19.Arn>:*]",
+    },
+    "Serving/Weights/FrameworkOnEventRole/DefaultPolicy": {
+        "AwsSolutions-IAM5[Resource::<WeightsFrameworkLogsF7FAAD48.Arn>:*]",
+        "AwsSolutions-IAM5[Resource::<WeightsIsCompleteE3D9A672.Arn>:*]",
+        "AwsSolutions-IAM5[Resource::<WeightsOnEventFBCE0E19.Arn>:*]",
+    },
+    "Serving/Weights/IsCompleteRole/DefaultPolicy": {
+        "AwsSolutions-IAM5[Resource::*]",
+        "AwsSolutions-IAM5[Resource::<WeightsIsCompleteLogsED070EE4.Arn>:*]",
+    },
+    "Serving/Weights/OnEventRole/DefaultPolicy": {
+        "AwsSolutions-IAM5[Resource::*]",
+        "AwsSolutions-IAM5[Resource::<WeightsOnEventLogs3B330307.Arn>:*]",
+    },
+    "Serving/Weights/Provider/framework-isComplete": {
+        "AwsSolutions-L1",
+    },
+    "Serving/Weights/Provider/framework-onEvent": {
+        "AwsSolutions-L1",
+    },
+    "Serving/Weights/Provider/framework-onTimeout": {
+        "AwsSolutions-L1",
+    },
+    "Serving/Weights/Provider/waiter-state-machine": {
+        "AwsSolutions-SF2",
+    },
+    "Serving/Weights/Provider/waiter-state-machine/Role/DefaultPolicy": {
+        "AwsSolutions-IAM5[Resource::*]",
+        "AwsSolutions-IAM5[Resource::<WeightsProviderframeworkisCompleteD33F3838.Arn>:*]",
+        "AwsSolutions-IAM5[Resource::<WeightsProviderframeworkonTimeout7D454427.Arn>:*]",
     },
 }
 

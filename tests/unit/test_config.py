@@ -35,7 +35,10 @@ def test_staging_and_prod_keep_their_data_and_are_protected():
 
 
 def test_prod_runs_at_least_two_endpoint_instances_across_availability_zones():
-    assert load_config(CONFIG).environment("prod").capacities.endpoint_min_instances >= 2
+    for endpoint in load_config(CONFIG).environment("prod").serving.endpoints.values():
+        for variant in endpoint.variants:
+            assert variant.min_capacity >= 2
+            assert variant.initial_instance_count >= 2
 
 
 def test_settings_are_frozen():
@@ -79,9 +82,9 @@ BAD_SETTINGS = {
     ),
     "maximum below minimum": (
         "prod",
-        "endpoint_max_instances: 10",
-        "endpoint_max_instances: 1",
-        "capacities.endpoint_max_instances",
+        "max_capacity: 10",
+        "max_capacity: 1",
+        "serving.endpoints.example.variants.0.max_capacity",
         "1",
     ),
     "missing required key": ("dev", "region: eu-west-1\n", "", "region", "missing"),

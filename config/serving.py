@@ -1,0 +1,193 @@
+"""Serving settings of one environment: its endpoints, their A/B variants, scaling, rollout and the scoring API.
+
+An endpoint serves one tenant's model. Its variants are named for what they are (``Champion``,
+``Challenger``), never ``Variant1``: the names appear in metrics, alarms, the scoring API's answers
+and the ``variantWeights`` context. Which model a variant serves is not configuration: it is read
+at deploy time from the variant's model pointer (ARCHITECTURE.md, "Where models live").
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, StrictBool, StrictFloat, StrictInt, ValidationInfo, field_validator
+
+from config.base import StrictModel
+from config.instance_types import GPU_FAMILIES, check_instance_type, family_of, is_gpu
+
+Flavour = Literal["cpu", "gpu"]
+ENDPOINT_KEY = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$"
+VARIANT_NAME = re.compile(r"^[A-Z][A-Za-z0-9]{1,30}$")
+GENERIC_VARIANT_NAME = re.compile(r"^(Variant|AllTraffic)\d*$", re.IGNORECASE)
+
+
+def _check_variant_name(value: str) -> str:
+    if not VARIANT_NAME.match(value) or GENERIC_VARIANT_NAME.match(value):
+        raise ValueError(
+            "a domain name of 2 to 31 letters or digits starting with a capital, such as Champion or Challenger "
+            "(not Variant1: the name shows in metrics, alarms and answers)"
+        )
+    return value
+
+
+def check_weight(value: float) -> float:
+    """A traffic weight: finite and not negative (SageMaker routes weight / sum(weights) to a variant)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise ValueError("a finite number at least 0 (traffic goes to each variant in proportion to its weight)")
+    return float(value)
+
+
+Weight = Annotated[StrictInt | StrictFloat, AfterValidator(check_weight)]
+VariantName = Annotated[str, AfterValidator(_check_variant_name)]
+
+
+class VariantConfig(StrictModel):
+    name: VariantName = Field(description="a domain name such as Champion or Challenger")
+    flavour: Flavour = Field(description="cpu or gpu (the inference image's flavour; the instance family must match)")
+    instance_type: str = Field(description="an ML instance type whose family matches the flavour")
+    min_capacity: StrictInt = Field(ge=1, description="a whole number, at least 1 (autoscaling's minimum)")
+    max_capacity: StrictInt = Field(ge=1, description="a whole number, at least min_capacity (autoscaling's maximum)")
+    initial_instance_count: StrictInt = Field(
+        ge=1, description="a whole number from min_capacity to max_capacity (instances when the variant is created)"
+    )
+    weight: Weight = Field(description="a finite number at least 0 (relative share of the endpoint's traffic)")
+    autoscaling: StrictBool = Field(
+        default=True,
+        description=(
+            "true or false (false deregisters the variant's scaling target: the first step of removing the "
+            "variant or changing its instance type)"
+        ),
+    )
+
+    @field_validator("instance_type")
+    @classmethod
+    def _family_matches_flavour(cls, value: str, info: ValidationInfo) -> str:
+        check_instance_type(value)
+        flavour = info.data.get("flavour")
+        if flavour == "gpu" and not is_gpu(value):
+            raise ValueError(
+                f"a GPU instance type for the gpu flavour (family one of {', '.join(sorted(GPU_FAMILIES))}); "
+                f"{family_of(value)} has no GPU"
+            )
+        if flavour == "cpu" and is_gpu(value):
+            raise ValueError(
+                f"a CPU instance type for the cpu flavour; {family_of(value)} is a GPU family "
+                "(use flavour: gpu, or a CPU family such as ml.c5 or ml.m5)"
+            )
+        return value
+
+    @field_validator("max_capacity")
+    @classmethod
+    def _max_not_below_min(cls, value: int, info: ValidationInfo) -> int:
+        minimum = info.data.get("min_capacity")
+        if minimum is not None and value < minimum:
+            raise ValueError(f"a whole number at least min_capacity ({minimum})")
+        return value
+
+    @field_validator("initial_instance_count")
+    @classmethod
+    def _initial_within_capacity(cls, value: int, info: ValidationInfo) -> int:
+        low, high = info.data.get("min_capacity"), info.data.get("max_capacity")
+        if low is not None and high is not None and not low <= value <= high:
+            raise ValueError(f"a whole number from min_capacity ({low}) to max_capacity ({high})")
+        return value
+
+
+class EndpointConfig(StrictModel):
+    tenant: str = Field(description="the tenant whose model the endpoint serves (a file in config/pipelines/)")
+    model: str = Field(description="the name of one of the tenant's models (its model package group)")
+    variants: tuple[VariantConfig, ...] = Field(
+        min_length=1, max_length=10, description="1 to 10 variants with distinct names (SageMaker allows 10)"
+    )
+
+    @field_validator("variants")
+    @classmethod
+    def _distinct_names_some_traffic(cls, variants: tuple[VariantConfig, ...]) -> tuple[VariantConfig, ...]:
+        names = [variant.name for variant in variants]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"variants with distinct names; {', '.join(duplicates)} appears more than once")
+        if all(variant.weight == 0 for variant in variants):
+            raise ValueError("at least one variant with a weight above 0 (all weights are 0)")
+        return variants
+
+    def variant(self, name: str) -> VariantConfig:
+        for variant in self.variants:
+            if variant.name == name:
+                return variant
+        raise KeyError(name)
+
+
+class Scaling(StrictModel):
+    target_invocations_per_instance: StrictInt = Field(
+        ge=1, description="a whole number, at least 1 (InvocationsPerInstance per minute that target tracking holds)"
+    )
+    scale_in_cooldown_seconds: StrictInt = Field(ge=0, le=3600, description="a whole number of seconds, 0 to 3600")
+    scale_out_cooldown_seconds: StrictInt = Field(ge=0, le=3600, description="a whole number of seconds, 0 to 3600")
+
+
+class Rollout(StrictModel):
+    canary_percentage: StrictInt = Field(
+        ge=1, le=50, description="a whole number from 1 to 50 (share of the new fleet's capacity in the canary step)"
+    )
+    canary_wait_seconds: StrictInt = Field(
+        ge=0, le=3600, description="a whole number of seconds, 0 to 3600 (baking time before all traffic shifts)"
+    )
+    termination_wait_seconds: StrictInt = Field(
+        ge=0, le=3600, description="a whole number of seconds, 0 to 3600 (the old fleet stays this long after)"
+    )
+    maximum_execution_timeout_seconds: StrictInt = Field(
+        ge=600, le=14400, description="a whole number of seconds, 600 to 14400 (the whole blue/green deployment)"
+    )
+
+
+class ServingAlarms(StrictModel):
+    latency_p99_milliseconds: StrictInt = Field(
+        ge=1, description="a whole number of milliseconds, at least 1 (p99 ModelLatency that alarms)"
+    )
+    errors_5xx_per_minute: StrictInt = Field(
+        ge=0, description="a whole number, at least 0 (5XX invocation errors per minute above which it alarms)"
+    )
+
+
+class ScoringApi(StrictModel):
+    throttle_rate_limit: StrictInt = Field(ge=1, le=10000, description="a whole number of requests per second")
+    throttle_burst_limit: StrictInt = Field(ge=1, le=5000, description="a whole number of requests, 1 to 5000")
+    result_ttl_days: StrictInt = Field(ge=1, le=365, description="a whole number of days, 1 to 365")
+    max_instances: StrictInt = Field(
+        default=1000, ge=1, le=10000, description="a whole number, 1 to 10000 (rows in one scoring request)"
+    )
+
+
+class Serving(StrictModel):
+    data_capture_percentage: StrictInt = Field(
+        ge=0, le=100, description="a whole number from 0 to 100 (share of requests captured for drift monitoring)"
+    )
+    scaling: Scaling
+    rollout: Rollout
+    alarms: ServingAlarms
+    api: ScoringApi
+    endpoints: dict[Annotated[str, Field(pattern=ENDPOINT_KEY)], EndpointConfig] = Field(
+        description="a mapping of endpoint keys (2-32 lowercase letters, digits, hyphens) to endpoints"
+    )
+
+    def problems(self, *, production: bool) -> list[tuple[str, object, str]]:
+        """(key, value, what is allowed) for the rules that depend on the environment."""
+        found: list[tuple[str, object, str]] = []
+        if not production:
+            return found
+        for key, endpoint in self.endpoints.items():
+            for index, variant in enumerate(endpoint.variants):
+                for field in ("min_capacity", "initial_instance_count"):
+                    value = getattr(variant, field)
+                    if value < 2:
+                        found.append(
+                            (
+                                f"serving.endpoints.{key}.variants.{index}.{field}",
+                                value,
+                                "at least 2 in production (instances in two availability zones)",
+                            )
+                        )
+        return found
