@@ -973,6 +973,7 @@ class Evaluator:
                     "run_id": request.run_id,
                     "tenant": request.tenant,
                     "model": model,
+                    "algorithm": best.algorithm,  # scripts/promote.py checks it against the variant's flavour
                     "trial": best.trial,
                     "training_job_name": best.job_name,
                     "objective_metric": objective.metric,

@@ -371,3 +371,13 @@ def test_each_variant_gets_its_own_scaling_target(scenario):
     )
 
     assert targets == ["endpoint/mlops-dev-example/variant/Challenger", "endpoint/mlops-dev-example/variant/Champion"]
+
+
+def test_the_app_reads_variant_weights_from_cdk_context():
+    import aws_cdk as cdk
+
+    from app import read_config
+
+    app = cdk.App(context={"variantWeights": '{"dev": {"example": {"Champion": 7}}}', "environments": "dev"})
+
+    assert read_config(app).environment("dev").serving.endpoints["example"].variants[0].weight == 7.0
