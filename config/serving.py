@@ -159,6 +159,13 @@ class ScoringApi(StrictModel):
     max_instances: StrictInt = Field(
         default=1000, ge=1, le=10000, description="a whole number, 1 to 10000 (rows in one scoring request)"
     )
+    owns_account_logging_role: StrictBool = Field(
+        default=True,
+        description=(
+            "true or false (true in exactly one environment per account and region: it sets API Gateway's "
+            "account-wide CloudWatch Logs role, without which a stage cannot log)"
+        ),
+    )
 
 
 class Serving(StrictModel):

@@ -188,7 +188,10 @@ class ScoringApi(Construct):
             rest_api_name=names.resource("scoring"),
             description=f"ML platform {names.environment}: scoring API (IAM-authenticated)",
             endpoint_types=[apigateway.EndpointType.REGIONAL],
-            cloud_watch_role=False,  # an account-wide setting with one owner; access logs need none
+            # API Gateway logs (access and execution) through one CloudWatch Logs role per account and
+            # region, an account-wide setting: one environment owns it, and keeps it if its stack goes.
+            cloud_watch_role=settings.owns_account_logging_role,
+            cloud_watch_role_removal_policy=RemovalPolicy.RETAIN,
             deploy_options=apigateway.StageOptions(
                 stage_name="v1",
                 access_log_destination=apigateway.LogGroupLogDestination(access_logs),
@@ -207,6 +210,8 @@ class ScoringApi(Construct):
                 throttling_burst_limit=settings.throttle_burst_limit,
                 tracing_enabled=True,
                 metrics_enabled=True,
+                logging_level=apigateway.MethodLoggingLevel.ERROR,
+                data_trace_enabled=False,  # request bodies are customers' data
             ),
             default_method_options=apigateway.MethodOptions(authorization_type=apigateway.AuthorizationType.IAM),
         )
@@ -264,12 +269,13 @@ class ScoringApi(Construct):
             "Callers are authenticated with IAM and throttled per stage; a WAF web ACL is an account-level "
             "choice of the platform team (README, Scoring API).",
         )
-        acknowledge(
-            self.api.deployment_stage,
-            "AwsSolutions-APIG6",
-            "Access logs are on; execution logs need the account-wide API Gateway CloudWatch role, which this "
-            "stack does not own (environments may share an account).",
-        )
+        if self.api.node.try_find_child("CloudWatchRole"):
+            acknowledge(
+                self.api.node.find_child("CloudWatchRole"),
+                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                "AmazonAPIGatewayPushToCloudWatchLogs]",
+                "API Gateway's account-wide logging role uses the AWS-managed policy made for it (logs only).",
+            )
         for method in self.api.methods:
             acknowledge(
                 method,

@@ -119,12 +119,14 @@ def promote(
     tenant: PipelineConfig,
     flavour: Flavour,
     group_prefix: str | None = None,
+    model: str | None = None,
     dry_run: bool = False,
 ) -> Promotion:
     """Check the package against the variant, then point the variant at the package's artifact.
 
     ``group_prefix`` (``Names.prefix``, such as ``mlops-dev``) confines the package to the
-    environment's own groups. Raises ``PromotionRefused`` before writing anything.
+    environment's own groups; ``model`` (the endpoint's declared model) to that model's group. Raises
+    ``PromotionRefused`` before writing anything.
     """
     arn = PACKAGE_ARN.match(package_arn)
     if arn is None:
@@ -154,6 +156,12 @@ def promote(
             f"for tenant {tenant.tenant!r} ({group_prefix}-{tenant.tenant}-<model>); models never cross environments"
         )
 
+    if model is not None and metadata.get("model") != model:
+        raise PromotionRefused(
+            f"model package {package_arn} holds model {metadata.get('model')!r}, not {model!r}, the endpoint's "
+            "declared model; allowed: a package of the endpoint's model (declare another endpoint for another model)"
+        )
+
     algorithm = _algorithm(s3, package, metadata, package_arn)
     if algorithm not in SERVED_BY[flavour]:
         served = " or ".join(sorted(SERVED_BY[flavour]))
@@ -169,6 +177,13 @@ def promote(
     if not isinstance(model_data, str) or not MODEL_ARTIFACT.match(model_data):
         raise PromotionRefused(
             f"model package {package_arn} has the artifact {model_data!r}; allowed: an s3:// URI ending in model.tar.gz"
+        )
+    # The endpoint's model role reads artifacts/runs/<tenant>/ only (mlops_constructs/endpoint.py).
+    runs = f"/artifacts/runs/{tenant.tenant}/"
+    if runs not in model_data.removeprefix("s3:/"):
+        raise PromotionRefused(
+            f"model package {package_arn} has the artifact {model_data!r}, outside the tenant's training runs; "
+            f"allowed: an artifact under s3://<artifacts zone>{runs}, which the endpoint's model role may read"
         )
 
     previous = _read_pointer(ssm, pointer)
@@ -393,6 +408,7 @@ def main(argv: Sequence[str], *, config: PlatformConfig | None = None, clients: 
             tenant=tenant,
             flavour=variant.flavour,
             group_prefix=names.prefix,
+            model=endpoint.model,
             dry_run=args.dry_run,
         )
     except PromotionRefused as refusal:
@@ -407,10 +423,6 @@ def main(argv: Sequence[str], *, config: PlatformConfig | None = None, clients: 
     print(f"  pointer:       {promotion.pointer}")
     print(f"  model package: {promotion.package_arn} ({promotion.algorithm}, tenant {promotion.tenant})")
     print(f"  previous:      {promotion.previous}" + (" (unchanged)" if promotion.unchanged else ""))
-    if promotion.model != endpoint.model:
-        print(
-            f"note: endpoint {args.endpoint} is declared for model {endpoint.model}; this package is {promotion.model}"
-        )
     if args.dry_run:
         print("dry run: nothing written")
     else:

@@ -218,9 +218,11 @@ EXPECTED_ACKNOWLEDGMENTS = {
     "Serving/Scoring/RestApi/Default/score/{id}/GET": {
         "AwsSolutions-COG4",
     },
+    "Serving/Scoring/RestApi/CloudWatchRole": {
+        "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]",
+    },
     "Serving/Scoring/RestApi/DeploymentStage.v1": {
         "AwsSolutions-APIG3",
-        "AwsSolutions-APIG6",
     },
     "Serving/Scoring/WorkerRole/DefaultPolicy": {
         "AwsSolutions-IAM5[Resource::*]",

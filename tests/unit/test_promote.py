@@ -357,6 +357,12 @@ REFUSALS = {
         InferenceSpecification__Containers=[{"Image": "serving:1", "ModelDataUrl": "s3://artifacts-zone/model.joblib"}],
     ),
     "no artifact": _refusal("has the artifact None", InferenceSpecification__Containers=[{"Image": "serving:1"}]),
+    "artifact outside the tenant's runs": _refusal(
+        "outside the tenant's training runs",
+        InferenceSpecification__Containers=[
+            {"Image": "serving:1", "ModelDataUrl": f"s3://{ARTIFACTS}/artifacts/runs/other/run-1/model.tar.gz"}
+        ],
+    ),
     "no pointer": _no_pointer,
 }
 
@@ -450,14 +456,15 @@ def test_the_command_promotes_and_says_when_the_endpoint_takes_the_model(world, 
     assert "note:" not in out  # the package is of the endpoint's model
 
 
-def test_the_command_notes_a_package_of_another_model_than_the_endpoint_s(world, capsys):
+def test_the_command_refuses_a_package_of_another_model_than_the_endpoint_s(world, capsys):
     world.describes(package(world.schema, CustomerMetadataProperties__model="linear"))
 
     with world.stub:
         code = main(arguments(), config=configuration(), clients=world.clients())
 
-    assert code == 0
-    assert "note: endpoint churn is declared for model xgboost; this package is linear" in capsys.readouterr().out
+    assert code == 1
+    assert "holds model 'linear', not 'xgboost', the endpoint's declared model" in capsys.readouterr().err
+    assert world.pointer() == UNTOUCHED
 
 
 def test_the_command_s_dry_run_writes_nothing(world, capsys):
