@@ -25,7 +25,7 @@ OFFLINE := env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKE
 	-u AWS_CONTAINER_CREDENTIALS_RELATIVE_URI -u AWS_CONTAINER_CREDENTIALS_FULL_URI -u AWS_WEB_IDENTITY_TOKEN_FILE \
 	AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
 
-.PHONY: help setup synth test lint format snapshots diff deploy record-variants clean
+.PHONY: help setup synth test lint format snapshots diff deploy record-variants bench-serving clean
 
 help:
 	@echo "make synth      synthesize every environment into cdk.out/ and run cdk-nag and cfn-lint"
@@ -35,6 +35,7 @@ help:
 	@echo "make diff ENV=dev     compare one environment with what is deployed (needs AWS credentials)"
 	@echo "make deploy ENV=dev   deploy one environment's stacks (needs AWS credentials and a bootstrap)"
 	@echo "make record-variants ENV=dev   record an environment's deployed endpoint variants (after a deploy)"
+	@echo "make bench-serving  the inference server against Flask and gunicorn (needs wrk: apt-get install -y wrk)"
 	@echo "make clean      remove the virtual environment, node_modules and cdk.out"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt $(wildcard lambda/*/requirements.txt)
@@ -79,6 +80,10 @@ diff deploy: setup
 record-variants: setup
 	@test -n "$(ENV)" || { echo "usage: make $@ ENV=dev|staging|prod" >&2; exit 2; }
 	$(PYTHON) -m scripts.record_variants --environment $(ENV)
+
+bench-serving: setup
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r benchmarks/serving/requirements.txt
+	$(PYTHON) benchmarks/serving/run.py
 
 clean:
 	rm -rf $(VENV) node_modules cdk.out .pytest_cache .ruff_cache .hypothesis

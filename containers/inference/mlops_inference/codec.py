@@ -1,0 +1,287 @@
+"""Request bodies to a float32 matrix, scores to response bodies: CSV, JSON and JSON Lines.
+
+Parsing is most of a request's cost after the model itself, so each format has a fast path that
+hands the whole body to C (orjson, numpy) and a careful path, taken only when the fast one
+declines, that walks the cells one by one, accepts what the fast path is too strict for (``.5``,
+quoted numbers) and otherwise names the first bad cell. A ``BadRequest`` carries that one line.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from mlops_inference.model import BIAS
+
+CSV = "text/csv"
+JSON = "application/json"
+JSON_LINES = "application/jsonlines"
+CONTENT_TYPES = (CSV, JSON, JSON_LINES)
+
+# Bytes a CSV body of plain numbers is made of; a body with any other byte (a letter other than
+# the exponent, a quote, a bracket) goes the careful way, so `true`, `null`, `"1"` or `[1]` can
+# never slip through the JSON fast path as numbers.
+_CSV_NUMBER_BYTES = b"0123456789.,eE+- \t\r\n"
+_NO_IDS: tuple[None, ...] = ()
+
+
+class BadRequest(Exception):
+    """Why a body cannot be scored, in one line."""
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Rows to score, and the id each JSON record carried (``{"id": ..., "features": ...}``), if any."""
+
+    features: np.ndarray
+    ids: Sequence[Any] = _NO_IDS
+
+    def id_of(self, row: int) -> Any:
+        return self.ids[row] if self.ids else None
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A batch's scores and, when asked for, the contributions (a row per row: each feature, then the bias)."""
+
+    scores: np.ndarray
+    contributions: np.ndarray | None = None
+
+
+# ---- parsing ---------------------------------------------------------------------------------
+
+
+def parse(content_type: str, body: bytes, features: Sequence[str]) -> Batch:
+    if content_type == CSV:
+        return Batch(parse_csv(body, len(features)))
+    if content_type == JSON:
+        return parse_json(body, features)
+    return parse_json_lines(body, features)
+
+
+def parse_csv(body: bytes, width: int) -> np.ndarray:
+    """Rows of ``width`` finite numbers, no header, as a float32 matrix."""
+    matrix = _csv_fast(body, width)
+    return matrix if matrix is not None else _csv_careful(body, width)
+
+
+def _csv_fast(body: bytes, width: int) -> np.ndarray | None:
+    """A body of plain numbers read as one JSON array of rows; None when it is anything else."""
+    if body.translate(None, _CSV_NUMBER_BYTES):
+        return None
+    try:
+        matrix = float32(orjson.loads(b"[[" + body.strip().replace(b"\n", b"],[") + b"]]"))
+    except (orjson.JSONDecodeError, ValueError):  # ".5", "1,,2", a blank line, ragged rows
+        return None
+    if matrix.ndim != 2 or matrix.shape[1] != width or not np.isfinite(matrix).all():
+        return None
+    return matrix
+
+
+def _csv_careful(body: bytes, width: int) -> np.ndarray:
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise BadRequest("the body is not UTF-8 text") from None
+    rows: list[list[float]] = []
+    for number, cells in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):
+        if not cells:
+            continue  # a blank line, such as the one after the last row
+        if len(cells) != width:
+            raise BadRequest(f"row {number} has {len(cells)} values; the model expects {width}")
+        rows.append([_csv_number(cell, f"row {number}, column {column}") for column, cell in enumerate(cells, 1)])
+    if not rows:
+        raise BadRequest("the body holds no rows; send CSV rows of features, no header")
+    return _finite_matrix(rows, lambda row, column: f"row {row + 1}, column {column + 1}")
+
+
+def _csv_number(cell: str, where: str) -> float:
+    try:
+        value = float(cell)
+    except ValueError:
+        raise BadRequest(f"{where} is not a number") from None
+    if not math.isfinite(value):
+        raise BadRequest(f"{where} is not a finite number")
+    return value
+
+
+def float32(values: Any) -> np.ndarray:
+    """``values`` as float32; what overflows becomes infinite, which the callers refuse, without a warning."""
+    with np.errstate(over="ignore"):
+        return np.asarray(values, dtype=np.float32)
+
+
+def _finite_matrix(rows: list[list[float]], where: Callable[[int, int], str]) -> np.ndarray:
+    """Rows as float32, refusing values that are finite as float64 but overflow float32 (``1e39``)."""
+    matrix = float32(rows)
+    if not np.isfinite(matrix).all():
+        row, column = (int(i) for i in np.argwhere(~np.isfinite(matrix))[0])
+        raise BadRequest(f"{where(row, column)} is outside float32's range")
+    return matrix
+
+
+def parse_json(body: bytes, features: Sequence[str]) -> Batch:
+    """``{"instances": [[...], ...]}`` or ``{"instances": [{"<feature>": value, ...}, ...]}``."""
+    document = _json(body, "the body")
+    if not isinstance(document, dict) or not isinstance(document.get("instances"), list):
+        raise BadRequest('the body must be a JSON object {"instances": [...]}')
+    instances = document["instances"]
+    if not instances:
+        raise BadRequest('"instances" is empty; send at least one row')
+    matrix = rows_fast(instances, features)
+    if matrix is not None:
+        return Batch(matrix)
+    return _records(instances, features, "instance")
+
+
+def parse_json_lines(body: bytes, features: Sequence[str]) -> Batch:
+    """One array or feature-name object a line; blank lines are skipped."""
+    records = []
+    numbers = []
+    for number, line in enumerate(body.split(b"\n"), start=1):
+        if line.strip():
+            records.append(_json(line, f"line {number}"))
+            numbers.append(number)
+    if not records:
+        raise BadRequest("the body holds no lines; send one JSON array or object a line")
+    matrix = rows_fast(records, features)
+    if matrix is not None:
+        return Batch(matrix)
+    return _records(records, features, "line", numbers)
+
+
+def _json(text: bytes, what: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as error:
+        raise BadRequest(f"{what} is not valid JSON: {str(error).splitlines()[0]}") from None
+
+
+def rows_fast(records: list[Any], features: Sequence[str]) -> np.ndarray | None:
+    """Records that are all arrays of the model's width, or all objects of exactly its feature names,
+    holding JSON numbers (booleans count as 1 and 0), as float32; None for anything else."""
+    width = len(features)
+    if isinstance(records[0], dict):
+        rows = []
+        for record in records:
+            if type(record) is not dict or len(record) != width:
+                return None
+            try:
+                rows.append([record[name] for name in features])
+            except KeyError:
+                return None
+        records = rows
+    elif not isinstance(records[0], list):
+        return None
+    try:
+        matrix = np.array(records)
+    except ValueError:  # ragged
+        return None
+    if matrix.ndim != 2 or matrix.shape[1] != width or matrix.dtype.kind not in "biuf":
+        return None
+    matrix = float32(matrix)
+    return matrix if np.isfinite(matrix).all() else None
+
+
+def _records(records: list[Any], features: Sequence[str], noun: str, numbers: Sequence[int] = ()) -> Batch:
+    """The careful path: each record checked on its own; BadRequest names the first bad one."""
+    rows: list[list[float]] = []
+    ids: list[Any] = []
+    for index, record in enumerate(records):
+        label = f"{noun} {numbers[index] if numbers else index + 1}"
+        row, record_id = record_row(record, features, label)
+        rows.append(row)
+        ids.append(record_id)
+    matrix = _finite_matrix(
+        rows, lambda row, column: f"{noun} {numbers[row] if numbers else row + 1}, value {column + 1}"
+    )
+    return Batch(matrix, ids if any(i is not None for i in ids) else _NO_IDS)
+
+
+def record_row(record: Any, features: Sequence[str], label: str) -> tuple[list[float], Any]:
+    """One record's feature values in model order, and its id: an array, a feature-name object,
+    or ``{"id": ..., "features": <array or object>}``."""
+    record_id = None
+    if isinstance(record, dict) and "features" in record and set(record) <= {"id", "features"}:
+        record_id, record = record.get("id"), record["features"]
+    if isinstance(record, list):
+        if len(record) != len(features):
+            raise BadRequest(f"{label} has {len(record)} values; the model expects {len(features)}")
+        return [_json_number(v, f"{label}, value {i}") for i, v in enumerate(record, 1)], record_id
+    if isinstance(record, dict):
+        unknown = [name for name in record if name not in features]
+        if unknown:
+            raise BadRequest(f"{label} has unknown feature {unknown[0]!r}; the model expects {_names(features)}")
+        missing = [name for name in features if name not in record]
+        if missing:
+            raise BadRequest(f"{label} lacks feature {missing[0]!r}")
+        return [_json_number(record[name], f"{label}, feature {name!r}") for name in features], record_id
+    raise BadRequest(f"{label} is neither an array of values nor an object of feature names")
+
+
+def _json_number(value: Any, where: str) -> float:
+    if isinstance(value, bool):
+        return float(value)  # a boolean feature, as prepare writes it (1 and 0)
+    if not isinstance(value, int | float):
+        raise BadRequest(f"{where} is not a number")
+    number = float(value)
+    if not math.isfinite(number):
+        raise BadRequest(f"{where} is not a finite number")
+    return number
+
+
+def _names(features: Sequence[str]) -> str:
+    shown = ", ".join(features[:5])
+    return f"{len(features)} features ({shown}{', ...' if len(features) > 5 else ''})"
+
+
+# ---- formatting ------------------------------------------------------------------------------
+
+
+def format_csv(scored: Scored) -> bytes:
+    """One line a row: the score, then with explanations each feature's contribution and the bias.
+
+    9 significant digits: every float32 score survives the round trip through text.
+    """
+    if scored.contributions is None:
+        return "".join([f"{value:.9g}\n" for value in scored.scores.tolist()]).encode()
+    table = np.column_stack([scored.scores, scored.contributions]).tolist()
+    return "".join([",".join([f"{value:.9g}" for value in row]) + "\n" for row in table]).encode()
+
+
+def predictions(scored: Scored, batch: Batch, features: Sequence[str]) -> list[dict[str, Any]]:
+    """One ``{"score": s}`` a row, with ``id`` when the record carried one, and ``contributions`` when asked."""
+    scores = scored.scores.tolist()
+    rows: list[dict[str, Any]] = [{"score": score} for score in scores]
+    if batch.ids:
+        for row, record_id in zip(rows, batch.ids, strict=True):
+            if record_id is not None:
+                row["id"] = record_id
+    if scored.contributions is not None:
+        names = [*features, BIAS]
+        for row, shares in zip(rows, scored.contributions.tolist(), strict=True):
+            row["contributions"] = dict(zip(names, shares, strict=True))
+    return rows
+
+
+def format_json(scored: Scored, batch: Batch, features: Sequence[str]) -> bytes:
+    return orjson.dumps({"predictions": predictions(scored, batch, features)})
+
+
+def format_json_lines(scored: Scored, batch: Batch, features: Sequence[str]) -> bytes:
+    return b"".join(orjson.dumps(row) + b"\n" for row in predictions(scored, batch, features))
+
+
+def format_body(accept: str, scored: Scored, batch: Batch, features: Sequence[str]) -> bytes:
+    if accept == CSV:
+        return format_csv(scored)
+    if accept == JSON:
+        return format_json(scored, batch, features)
+    return format_json_lines(scored, batch, features)

@@ -1,0 +1,110 @@
+"""The scoring Lambda and the inference container agree: one InvokeEndpoint call, end to end, on the example model.
+
+The handlers' own tests stub the container's answers; this test puts the real container code
+behind the real ``invoke_endpoint`` call, so a change on either side of the contract fails here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import sys
+import tarfile
+from typing import Any
+
+import pytest
+
+from config.tenants import PipelineConfig
+from mlops_inference import handler as container
+from mlops_inference.model import load
+from mlops_inference.settings import Settings
+from tests.conftest import ROOT
+
+EXAMPLE_MODEL = ROOT / "models" / "example" / "model.tar.gz"
+
+
+def scoring_common() -> Any:
+    spec = importlib.util.spec_from_file_location("scoring_common_contract", ROOT / "lambda/scoring/scoring_common.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class SageMakerRuntime:
+    """InvokeEndpoint as SageMaker forwards it to the container: body, content types and custom attributes."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def invoke_endpoint(self, **call: Any) -> dict[str, Any]:
+        response = container.handle(
+            container.Request(
+                method="POST",
+                path="/invocations",
+                content_type=call["ContentType"],
+                accept=call["Accept"],
+                custom_attributes=call.get("CustomAttributes"),
+                body=call["Body"].encode() if isinstance(call["Body"], str) else call["Body"],
+            ),
+            self.model,
+            Settings(),
+        )
+        assert response.status == 200, response.body
+        return {"Body": io.BytesIO(response.body), "InvokedProductionVariant": "Champion"}
+
+
+@pytest.fixture(scope="module")
+def example_model(tmp_path_factory) -> Any:
+    directory = tmp_path_factory.mktemp("model")
+    with tarfile.open(EXAMPLE_MODEL) as archive:
+        archive.extractall(directory, filter="data")
+    return load(directory)
+
+
+@pytest.mark.parametrize("explain", [False, True])
+def test_the_scoring_lambda_reads_what_the_container_answers(example_model, explain):
+    common = scoring_common()
+    features = list(PipelineConfig.model_validate(_example_tenant()).dataset.features)
+    rows = [[float(i + j) for j in range(len(features))] for i in range(3)]
+    request = common.parse_request(
+        {"endpoint": "example", "instances": rows, "explain": explain}, {"example": "mlops-dev-example"}, 1000
+    )
+
+    scored = common.invoke_endpoint(SageMakerRuntime(example_model), endpoint_name="mlops-dev-example", request=request)
+
+    assert scored.variant == "Champion"
+    assert len(scored.predictions) == 3
+    assert all(0.0 <= prediction["score"] <= 1.0 for prediction in scored.predictions)
+    if explain:
+        assert set(scored.predictions[0]["contributions"]) == {*features, "bias"}
+    else:
+        assert "contributions" not in scored.predictions[0]
+
+
+def _example_tenant() -> dict[str, Any]:
+    import yaml
+
+    return yaml.safe_load((ROOT / "config" / "pipelines" / "example.yaml").read_text())
+
+
+def test_the_contract_uses_json_both_ways():
+    common = scoring_common()
+    calls: list[dict[str, Any]] = []
+
+    class Recorder:
+        def invoke_endpoint(self, **call: Any) -> dict[str, Any]:
+            calls.append(call)
+            return {"Body": io.BytesIO(json.dumps({"predictions": [{"score": 0.5}]}).encode())}
+
+    request = common.parse_request({"endpoint": "e", "instances": [[1.0]], "explain": True}, {"e": "ep"}, 10)
+    common.invoke_endpoint(Recorder(), endpoint_name="ep", request=request)
+
+    assert (calls[0]["ContentType"], calls[0]["Accept"], calls[0]["CustomAttributes"]) == (
+        "application/json",
+        "application/json",
+        "explain=true",
+    )
