@@ -42,6 +42,7 @@ from config.naming import Names
 from config.serving import EndpointConfig, Serving, VariantConfig
 from mlops_constructs.model_pointers import EXAMPLE, construct_id, pointer_name
 from mlops_constructs.nag import acknowledge, acknowledge_wildcard_resource
+from mlops_constructs.sagemaker_roles import grant_logs_and_metrics
 from mlops_constructs.training_images import FlavouredImages
 
 # Fixed, so that a weight change never changes (and replaces) the endpoint config: the effective
@@ -207,24 +208,11 @@ class ServedEndpoint(Construct):
         )
         for flavour in sorted({variant.flavour for variant in self._endpoint.variants}):
             shared.images.of(flavour).repository.grant_pull(role)
-        log_group = (
-            f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:"
-            f"/aws/sagemaker/Endpoints/{self.endpoint_name}"
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="WriteEndpointLogs",
-                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-                resources=[log_group, f"{log_group}:*"],
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="PutEndpointMetrics",
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],
-                conditions={"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/Endpoints", "AWS/SageMaker"]}},
-            )
+        log_group = grant_logs_and_metrics(
+            role,
+            log_group_name=f"/aws/sagemaker/Endpoints/{self.endpoint_name}",
+            namespaces=["/aws/sagemaker/Endpoints", "AWS/SageMaker"],
+            sids=("WriteEndpointLogs", "PutEndpointMetrics"),
         )
         policy = role.node.find_child("DefaultPolicy")
         acknowledge_wildcard_resource(

@@ -218,7 +218,6 @@ class ScoringApi(Construct):
         body = self.api.add_model(
             "ScoreRequest",
             content_type="application/json",
-            model_name="ScoreRequest",
             schema=request_schema(sorted(endpoint_names), settings.max_instances),
         )
         validator = self.api.add_request_validator(

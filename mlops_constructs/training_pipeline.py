@@ -41,6 +41,7 @@ from mlops_constructs.log_retention import retention_days
 from mlops_constructs.nag import acknowledge, acknowledge_wildcard_resource, ignore_redundant_dependency
 from mlops_constructs.progress_tracking import event_source
 from mlops_constructs.publishing import CONFIG_PREFIX
+from mlops_constructs.sagemaker_roles import grant_logs_and_metrics
 
 RUNS_PREFIX = "artifacts/runs/"
 MAP_RESULTS_PREFIX = "artifacts/map-results"
@@ -514,7 +515,6 @@ class TrainingPipeline(Construct):
         reads: list[tuple[s3.IBucket, str]],
         writes: list[tuple[s3.IBucket, str]],
     ) -> iam.Role:
-        stack = Stack.of(self)
         role = iam.Role(self, id, assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"), description=description)
         for image in images:
             image.repository.grant_pull(role)
@@ -537,21 +537,11 @@ class TrainingPipeline(Construct):
                 conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
             )
         )
-        log_group = f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:/aws/sagemaker/{kind}"
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="WriteJobLogs",
-                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-                resources=[log_group, f"{log_group}:*"],
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="PutJobMetrics",
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],
-                conditions={"StringEquals": {"cloudwatch:namespace": f"/aws/sagemaker/{kind}"}},
-            )
+        log_group = grant_logs_and_metrics(
+            role,
+            log_group_name=f"/aws/sagemaker/{kind}",
+            namespaces=[f"/aws/sagemaker/{kind}"],
+            sids=("WriteJobLogs", "PutJobMetrics"),
         )
         policy = role.node.find_child("DefaultPolicy")
         self._acknowledge_prefix(

@@ -49,10 +49,10 @@ import urllib3  # noqa: E402, F401
 _module_numbers = itertools.count()
 
 
-def load_handler(function: str) -> ModuleType:
-    """Import ``lambda/<function>/handler.py`` under a unique module name, reading the current environment."""
-    path = ROOT / "lambda" / function / "handler.py"
-    spec = importlib.util.spec_from_file_location(f"lambda_{function}_handler_{next(_module_numbers)}", path)
+def load_handler(function: str, module: str = "handler") -> ModuleType:
+    """Import ``lambda/<function>/<module>.py`` under a unique module name, reading the current environment."""
+    path = ROOT / "lambda" / function / f"{module}.py"
+    spec = importlib.util.spec_from_file_location(f"lambda_{function}_{module}_{next(_module_numbers)}", path)
     assert spec is not None, path
     assert spec.loader is not None, path
     module = importlib.util.module_from_spec(spec)

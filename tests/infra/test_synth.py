@@ -121,7 +121,7 @@ def test_make_synth_writes_every_environment_and_passes_the_policy_gate(make_syn
         "assembly-prod",
         "assembly-staging",
     ]
-    assert "policy gate: cdk-nag and cfn-lint clean on 9 templates" in result.stdout
+    assert "policy gate: cdk-nag and cfn-lint clean on 12 templates" in result.stdout
 
 
 def test_make_synth_twice_gives_byte_identical_assemblies(make_synth_twice):
@@ -205,4 +205,9 @@ def test_stack_names_stay_the_same_when_the_stage_is_nested_in_a_delivery_pipeli
     pipeline_stage = cdk.Stage(app, "Delivery")
     dev = PlatformStage(pipeline_stage, project=platform_config.project, environment=platform_config.environment("dev"))
 
-    assert [stack.stack_name for stack in dev.stacks] == ["dev-Foundation", "dev-Ingestion", "dev-Training"]
+    assert [stack.stack_name for stack in dev.stacks] == [
+        "dev-Foundation",
+        "dev-Ingestion",
+        "dev-Training",
+        "dev-Serving",
+    ]

@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import base64
 import copy
-import importlib.util
 import io
-import itertools
 import json
 import re
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +40,6 @@ SAMPLE = json.loads((Path(__file__).parent / "events" / "apigateway_rest_iam_req
 REQUEST_ID = SAMPLE["requestContext"]["requestId"]
 ROW = [17.99, 10.38, 122.8]
 UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
-_module_numbers = itertools.count()
 
 
 @dataclass
@@ -111,15 +107,8 @@ def scoring_environment(monkeypatch: pytest.MonkeyPatch, resources: Resources, *
 
 
 def load_worker() -> ModuleType:
-    """``lambda/scoring/worker.py`` under a unique module name, as ``load_handler`` loads handlers."""
-    path = SCORING / "worker.py"
-    spec = importlib.util.spec_from_file_location(f"lambda_scoring_worker_{next(_module_numbers)}", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    """``lambda/scoring/worker.py`` under a unique module name."""
+    return load_handler("scoring", "worker")
 
 
 def api_event(method: str, path: str, body: Any = None, *, raw: str | None = None) -> dict[str, Any]:

@@ -6,10 +6,8 @@ behind the real ``invoke_endpoint`` call, so a change on either side of the cont
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
-import sys
 import tarfile
 from typing import Any
 
@@ -19,19 +17,13 @@ from config.tenants import PipelineConfig
 from mlops_inference import handler as container
 from mlops_inference.model import load
 from mlops_inference.settings import Settings
-from tests.conftest import ROOT
+from tests.conftest import ROOT, load_handler
 
 EXAMPLE_MODEL = ROOT / "models" / "example" / "model.tar.gz"
 
 
 def scoring_common() -> Any:
-    spec = importlib.util.spec_from_file_location("scoring_common_contract", ROOT / "lambda/scoring/scoring_common.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_handler("scoring", "scoring_common")
 
 
 class SageMakerRuntime:

@@ -1,0 +1,30 @@
+"""What every SageMaker execution role needs beside its data: its own log group and its metrics namespaces."""
+
+from __future__ import annotations
+
+from aws_cdk import Stack
+from aws_cdk import aws_iam as iam
+
+
+def grant_logs_and_metrics(role: iam.Role, *, log_group_name: str, namespaces: list[str], sids: tuple[str, str]) -> str:
+    """Write ``log_group_name``'s streams and put metrics in ``namespaces`` only; the log group's ARN."""
+    stack = Stack.of(role)
+    log_group = f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:{log_group_name}"
+    role.add_to_policy(
+        iam.PolicyStatement(
+            sid=sids[0],
+            actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+            resources=[log_group, f"{log_group}:*"],
+        )
+    )
+    role.add_to_policy(
+        iam.PolicyStatement(
+            sid=sids[1],
+            actions=["cloudwatch:PutMetricData"],
+            resources=["*"],  # PutMetricData has no resource-level permissions: the namespace condition limits it
+            conditions={
+                "StringEquals": {"cloudwatch:namespace": namespaces[0] if len(namespaces) == 1 else namespaces}
+            },
+        )
+    )
+    return log_group
