@@ -1,0 +1,328 @@
+"""``compare``: a capture window against its model's baseline, as a ``DriftReport``.
+
+Per feature:
+
+- **PSI** on the baseline's bins, overflow bins included, each share floored at ``EPSILON`` so an
+  empty bin does not make it infinite (scipy's ``rel_entr`` both ways: PSI is symmetric KL);
+- **KS**: scipy's one-sample ``kstest`` of the live values against the CDF interpolated from the
+  baseline's quantile sketch (the baseline keeps no raw values, see ``baseline``). The p-value
+  treats the baseline as the true distribution, which is fair for a training set much larger than
+  one window's sample. KS is skipped for booleans and features with few distinct values, where a
+  continuous test does not hold and PSI on one bin per value says it all;
+- **data quality**: missing rate (next to the baseline's), the share of values outside the
+  training range, and the share of type mismatches (unparseable values, non-integers for a bigint,
+  anything but 0 and 1 for a boolean).
+
+A feature drifts when its PSI passes its threshold, or when KS both rejects (p-value below its
+threshold) and moves far enough (statistic above its threshold): on large windows a p-value alone
+flags shifts too small to matter. Features with fewer than ``min_rows`` live values are reported
+but never flagged. The window drifts when the share of drifted features reaches ``drifted_share``,
+when a feature given thresholds of its own drifts (a feature people chose to watch flags alone),
+or when any variant's prediction PSI passes ``prediction_psi``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+
+# scipy ships no type hints (pyproject.toml lists no override for it).
+from scipy import special, stats  # type: ignore[import-untyped]
+
+from mlops_training.monitoring.baseline import SCHEMA_VERSION, bin_indices
+from mlops_training.monitoring.capture import CaptureWindow
+
+EPSILON = 1e-4
+DECIMALS = 6
+
+
+@dataclass(frozen=True)
+class FeatureThresholds:
+    psi: float = 0.2
+    ks_statistic: float = 0.1
+    ks_p_value: float = 0.01
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    default: FeatureThresholds = FeatureThresholds()
+    features: Mapping[str, FeatureThresholds] = field(default_factory=dict)
+    drifted_share: float = 0.5
+    prediction_psi: float = 0.2
+    min_rows: int = 30
+
+    def of(self, feature: str) -> FeatureThresholds:
+        return self.features.get(feature, self.default)
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    name: str
+    type: str
+    rows: int
+    psi: float | None
+    ks_statistic: float | None
+    ks_p_value: float | None
+    missing_rate: float
+    baseline_missing_rate: float
+    out_of_range_share: float
+    type_mismatch_share: float
+    drifted: bool
+    reasons: list[str]
+
+
+@dataclass(frozen=True)
+class PredictionDrift:
+    variant: str
+    rows: int
+    psi: float | None
+    mean: float | None
+    drifted: bool
+
+
+class Metric(NamedTuple):
+    """One CloudWatch value; ``datum()`` is PutMetricData's ``MetricData`` entry."""
+
+    name: str
+    dimensions: dict[str, str]
+    value: float
+    unit: str = "None"
+
+    def datum(self) -> dict[str, Any]:
+        return {
+            "MetricName": self.name,
+            "Dimensions": [{"Name": k, "Value": v} for k, v in sorted(self.dimensions.items())],
+            "Value": self.value,
+            "Unit": self.unit,
+        }
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    lines: int
+    rows: int
+    malformed: dict[str, int]
+    drift: bool
+    drifted_share: float
+    max_psi: float | None
+    features: list[FeatureDrift]
+    predictions: list[PredictionDrift]
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def drifted_features(self) -> list[str]:
+        return [f.name for f in self.features if f.drifted]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, indent=2, allow_nan=False)
+
+    def metrics(self, dimensions: Mapping[str, str] | None = None) -> list[Metric]:
+        """Per-feature and summary metrics, ``dimensions`` (endpoint, tenant) added to each; None values left out."""
+        base = dict(dimensions or {})
+        found = [
+            Metric("DriftDetected", base, float(self.drift)),
+            Metric("DriftedFeatureShare", base, self.drifted_share),
+            Metric("MalformedRecords", base, float(sum(self.malformed.values())), "Count"),
+            Metric("CapturedRecords", base, float(self.rows), "Count"),
+        ]
+        if self.max_psi is not None:
+            found.append(Metric("MaxPSI", base, self.max_psi))
+        for feature in self.features:
+            where = {**base, "Feature": feature.name}
+            values = {
+                "FeaturePSI": feature.psi,
+                "FeatureKS": feature.ks_statistic,
+                "FeatureMissingRate": feature.missing_rate,
+                "FeatureOutOfRangeShare": feature.out_of_range_share,
+                "FeatureTypeMismatchShare": feature.type_mismatch_share,
+            }
+            found.extend(Metric(name, where, value) for name, value in values.items() if value is not None)
+        for prediction in self.predictions:
+            if prediction.psi is not None:
+                found.append(Metric("PredictionPSI", {**base, "Variant": prediction.variant}, prediction.psi))
+        return found
+
+    def to_html(self) -> str:
+        """A self-contained page: a summary and two tables, every value escaped (names come from tenants' configs)."""
+        feature_columns = [
+            "feature", "type", "rows", "PSI", "KS statistic", "KS p-value", "missing", "baseline missing",
+            "out of range", "type mismatches", "drifted",
+        ]  # fmt: skip
+        feature_rows = [
+            [f.name, f.type, f.rows, f.psi, f.ks_statistic, f.ks_p_value, f.missing_rate, f.baseline_missing_rate,
+             f.out_of_range_share, f.type_mismatch_share, ", ".join(f.reasons) if f.drifted else "no"]
+            for f in self.features
+        ]  # fmt: skip
+        prediction_rows = [[p.variant, p.rows, p.psi, p.mean, "yes" if p.drifted else "no"] for p in self.predictions]
+        malformed = ", ".join(f"{reason}: {count}" for reason, count in sorted(self.malformed.items())) or "none"
+        return "\n".join(
+            [
+                "<!DOCTYPE html>",
+                '<html><head><meta charset="utf-8"><title>Drift report</title>',
+                "<style>body{font-family:sans-serif}table{border-collapse:collapse}"
+                "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
+                "tr.drifted{background:#fdd}</style></head><body>",
+                f"<h1>Drift report: {'drift' if self.drift else 'no drift'}</h1>",
+                f"<p>{self.rows} rows from {self.lines} lines; malformed lines: {_cell(malformed)}; "
+                f"drifted features: {_cell(self.drifted_share)}; max PSI: {_cell(self.max_psi)}</p>",
+                "<h2>Features</h2>",
+                _table(feature_columns, feature_rows),
+                "<h2>Predictions per variant</h2>",
+                _table(["variant", "rows", "PSI", "mean", "drifted"], prediction_rows),
+                "</body></html>",
+            ]
+        )
+
+
+def compare(baseline: Mapping[str, Any], window: CaptureWindow, thresholds: Thresholds | None = None) -> DriftReport:
+    """How far ``window`` has moved from ``baseline`` (a ``compute_baseline`` document)."""
+    if baseline.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(
+            f"baseline schema_version {baseline.get('schema_version')!r}; this code reads {SCHEMA_VERSION}"
+        )
+    limits = thresholds or Thresholds()
+    missing = [name for name in baseline["features"] if name not in window.features.columns]
+    if missing:
+        raise ValueError(f"the capture window lacks the baseline's features {missing}")
+    features = [
+        _feature(name, summary, window, limits.of(name), limits.min_rows)
+        for name, summary in baseline["features"].items()
+    ]
+    predictions = _predictions(baseline.get("predictions"), window, limits)
+    drifted = [f for f in features if f.drifted]
+    share = _round(len(drifted) / len(features)) if features else 0.0
+    psis = [f.psi for f in features if f.psi is not None]
+    return DriftReport(
+        lines=window.lines,
+        rows=window.rows,
+        malformed=dict(sorted(window.malformed.items())),
+        drift=bool(
+            (features and share >= limits.drifted_share)
+            or any(f.name in limits.features for f in drifted)
+            or any(p.drifted for p in predictions)
+        ),
+        drifted_share=share,
+        max_psi=max(psis) if psis else None,
+        features=features,
+        predictions=predictions,
+    )
+
+
+def _feature(
+    name: str, summary: Mapping[str, Any], window: CaptureWindow, limits: FeatureThresholds, min_rows: int
+) -> FeatureDrift:
+    values = window.features[name].to_numpy(dtype=float)
+    present = values[np.isfinite(values)]
+    rows = len(values)
+    mismatches = window.type_mismatches.get(name, 0) + int(np.count_nonzero(~_fits(present, summary["type"])))
+    psi = ks_statistic = ks_p_value = None
+    if len(present) and summary["edges"]:
+        psi = population_stability(summary["proportions"], present, summary["edges"])
+        if summary["type"] != "boolean" and len(set(summary["sketch"])) > len(summary["edges"]):
+            ks_statistic, ks_p_value = kolmogorov_smirnov(present, summary["sketch"])
+    reasons = []
+    if len(present) >= min_rows:
+        if psi is not None and psi > limits.psi:
+            reasons.append("psi")
+        rejected = ks_p_value is not None and ks_p_value < limits.ks_p_value
+        if rejected and ks_statistic is not None and ks_statistic > limits.ks_statistic:
+            reasons.append("ks")
+    return FeatureDrift(
+        name=name,
+        type=summary["type"],
+        rows=rows,
+        psi=psi,
+        ks_statistic=ks_statistic,
+        ks_p_value=ks_p_value,
+        missing_rate=_round((rows - len(present)) / rows) if rows else 0.0,
+        baseline_missing_rate=summary["missing_rate"],
+        out_of_range_share=_out_of_range(present, summary),
+        type_mismatch_share=_round(mismatches / rows) if rows else 0.0,
+        drifted=bool(reasons),
+        reasons=reasons,
+    )
+
+
+def _predictions(summary: Mapping[str, Any] | None, window: CaptureWindow, limits: Thresholds) -> list[PredictionDrift]:
+    """Prediction shift per variant: a challenger that scores differently shows here before its labels arrive."""
+    if summary is None or not summary["edges"]:
+        return []
+    found = []
+    for variant in sorted({str(v) for v in window.variants}):
+        scores = window.predictions[(window.variants == variant) & np.isfinite(window.predictions)]
+        psi = population_stability(summary["proportions"], scores, summary["edges"]) if len(scores) else None
+        found.append(
+            PredictionDrift(
+                variant=variant,
+                rows=len(scores),
+                psi=psi,
+                mean=_round(float(np.mean(scores))) if len(scores) else None,
+                drifted=psi is not None and len(scores) >= limits.min_rows and psi > limits.prediction_psi,
+            )
+        )
+    return found
+
+
+def population_stability(expected: list[float], values: np.ndarray, edges: list[float]) -> float:
+    """PSI of ``values`` against the baseline's shares on the baseline's bins."""
+    counts = np.bincount(bin_indices(values, edges), minlength=len(edges) + 1)
+    actual = np.clip(counts / len(values), EPSILON, None)
+    reference = np.clip(np.asarray(expected, dtype=float), EPSILON, None)
+    return _round(float(np.sum(special.rel_entr(actual, reference) + special.rel_entr(reference, actual))))
+
+
+def kolmogorov_smirnov(values: np.ndarray, sketch: list[float]) -> tuple[float, float]:
+    """KS statistic and p-value of ``values`` against the CDF interpolated through the sketch's quantiles."""
+    points = np.asarray(sketch, dtype=float)
+    levels = np.linspace(0, 1, len(points))
+    # Repeated quantiles (ties): the CDF at a value is the highest level reaching it, as a CDF is right-continuous.
+    xs, first_from_end = np.unique(points[::-1], return_index=True)
+    ys = levels[len(points) - 1 - first_from_end]
+
+    def cdf(x: np.ndarray) -> np.ndarray:
+        return np.interp(x, xs, ys, left=0.0, right=1.0)
+
+    result = stats.kstest(values, cdf)
+    return _round(float(result.statistic)), _round(float(result.pvalue))
+
+
+def _fits(values: np.ndarray, kind: str) -> np.ndarray:
+    if kind == "bigint":
+        return np.equal(np.mod(values, 1), 0)
+    if kind == "boolean":
+        return np.isin(values, (0.0, 1.0))
+    return np.ones(len(values), dtype=bool)
+
+
+def _out_of_range(present: np.ndarray, summary: Mapping[str, Any]) -> float:
+    if not len(present):
+        return 0.0
+    if summary["min"] is None:
+        return 1.0
+    outside = np.count_nonzero((present < summary["min"]) | (present > summary["max"]))
+    return _round(outside / len(present))
+
+
+def _round(value: float) -> float:
+    return round(value, DECIMALS)
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "&ndash;"
+    return html.escape(str(value))
+
+
+def _table(columns: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join(
+        ("<tr>" if row[-1] == "no" else '<tr class="drifted">') + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
