@@ -67,8 +67,8 @@ class Trial:
 # Where the table is.
 
 
-def progress_table_from_stack(cloudformation: Any, stack_name: str) -> str:
-    """The ``ProgressTableName`` output of a deployed stack, such as ``dev-Foundation``."""
+def progress_table_from_stack(cloudformation: Any, stack_name: str, output_key: str = STACK_OUTPUT) -> str:
+    """The ``ProgressTableName`` output (or ``output_key``) of a deployed stack, such as ``dev-Foundation``."""
     try:
         [stack] = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
     except ClientError as error:
@@ -76,9 +76,9 @@ def progress_table_from_stack(cloudformation: Any, stack_name: str) -> str:
             raise NothingToShow(f"stack {stack_name!r} does not exist in this account and region") from None
         raise
     for output in stack.get("Outputs", []):
-        if output.get("OutputKey") == STACK_OUTPUT:
+        if output.get("OutputKey") == output_key:
             return str(output["OutputValue"])
-    raise NothingToShow(f"stack {stack_name!r} has no output {STACK_OUTPUT!r}; is it the environment's Foundation?")
+    raise NothingToShow(f"stack {stack_name!r} has no output {output_key!r}; is it the environment's Foundation?")
 
 
 def resolve_table(args: argparse.Namespace, environ: Mapping[str, str], cloudformation: Any | None = None) -> str:

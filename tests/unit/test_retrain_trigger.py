@@ -1,0 +1,337 @@
+"""The retrain trigger against moto DynamoDB and Step Functions, in-process: one execution per burst, duplicate
+and window, every decision in the ledger.
+
+The event samples in ``events/`` follow AWS's documentation: ``cloudwatch_alarm_state_change.json`` is the
+single-metric example of "Alarm events and EventBridge" (CloudWatch user guide) with the drift alarm's name
+and dimensions; ``s3_object_created.json`` is the ``Object Created`` example of "Amazon S3 event notifications
+with EventBridge" with the raw bucket and a raw key; ``drift_summary.json`` is the drift monitor's own event.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+from tests.conftest import create_ledger_table, load_handler
+
+EVENTS = Path(__file__).parent / "events"
+ALARM = json.loads((EVENTS / "cloudwatch_alarm_state_change.json").read_text())
+OBJECT_CREATED = json.loads((EVENTS / "s3_object_created.json").read_text())
+DRIFT = json.loads((EVENTS / "drift_summary.json").read_text())
+LEDGER = "ledger-test"
+BUCKET = "mlops-dev-raw"
+COOLDOWN = 3600
+# 100 s into a window, so a test can move within it or past it.
+START = datetime.fromtimestamp((1_795_000_000 // COOLDOWN) * COOLDOWN + 100, UTC)
+EXECUTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")
+
+
+@dataclass
+class LambdaContext:
+    function_name: str = "retrain-trigger"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:111111111111:function:retrain-trigger"
+    aws_request_id: str = "request-1"
+
+
+class Clock:
+    def __init__(self, now: datetime = START):
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class Harness:
+    module: Any
+    clock: Clock
+    sfn: Any
+    dynamodb: Any
+    state_machine_arn: str
+
+    def __call__(self, event: dict[str, Any]) -> dict[str, Any]:
+        return self.module.handler(event, LambdaContext())
+
+    def executions(self) -> list[dict[str, Any]]:
+        return self.sfn.list_executions(stateMachineArn=self.state_machine_arn)["executions"]
+
+    def ledger(self) -> list[dict[str, Any]]:
+        items = boto3.resource("dynamodb", region_name="eu-west-1").Table(LEDGER).scan()["Items"]
+        return sorted(items, key=lambda item: (item["pk"], item["sk"]))
+
+    def decisions(self) -> list[str]:
+        return [item["decision"] for item in sorted(self.ledger(), key=lambda item: item["decided_at"])]
+
+
+@pytest.fixture
+def harness(monkeypatch):
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": False}}):
+        create_ledger_table(LEDGER)
+        sfn = boto3.client("stepfunctions", region_name="eu-west-1")
+        arn = sfn.create_state_machine(
+            name="mlops-dev-training",
+            definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
+            roleArn="arn:aws:iam::123456789012:role/training",
+        )["stateMachineArn"]
+        for name, value in {
+            "LEDGER_TABLE": LEDGER,
+            "STATE_MACHINE_ARN": arn,
+            "COOLDOWN_SECONDS": str(COOLDOWN),
+            "RAW_BUCKET": BUCKET,
+            "ALARM_NAME_PREFIX": "mlops-dev-drift-",
+            "MONITORING_SOURCE": "mlops.monitoring",
+        }.items():
+            monkeypatch.setenv(name, value)
+        module = load_handler("retrain_trigger")
+        clock = Clock()
+        module.trigger.clock = clock
+        yield Harness(module, clock, sfn, boto3.client("dynamodb", region_name="eu-west-1"), arn)
+
+
+def alarm(**state: Any) -> dict[str, Any]:
+    event = copy.deepcopy(ALARM)
+    event["detail"]["state"].update(state)
+    return event
+
+
+def drift(**detail: Any) -> dict[str, Any]:
+    event = copy.deepcopy(DRIFT)
+    event["detail"].update(detail)
+    return event
+
+
+def object_created(key: str, index: int = 0, bucket: str = BUCKET) -> str:
+    event = copy.deepcopy(OBJECT_CREATED)
+    event["id"] = f"17793124-05d4-b198-2fde-{index:012d}"
+    event["detail"]["bucket"]["name"] = bucket
+    event["detail"]["object"]["key"] = key
+    return json.dumps(event)
+
+
+def sqs_event(*bodies: str, prefix: str = "m") -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "messageId": f"{prefix}-{index}",
+                "receiptHandle": f"handle-{prefix}-{index}",
+                "body": body,
+                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1795000000000"},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:eu-west-1:111111111111:retrain-trigger",
+                "awsRegion": "eu-west-1",
+            }
+            for index, body in enumerate(bodies)
+        ]
+    }
+
+
+def test_a_duplicate_alarm_starts_one_execution(harness):
+    first = harness(alarm())
+    harness.clock.now += timedelta(seconds=30)
+    second = harness(alarm())
+
+    assert first["decision"] == "started"
+    assert second == {**first, "decision": "skipped-duplicate", "reason": "already started in this window"}
+    [execution] = harness.executions()
+    assert execution["name"] == first["execution_name"]
+    assert json.loads(harness.sfn.describe_execution(executionArn=execution["executionArn"])["input"]) == {
+        "tenant": "acme"
+    }
+    started, duplicate = harness.ledger()
+    assert started["pk"] == duplicate["pk"] == "TRIGGER#acme"
+    assert started["sk"].startswith("2026-")
+    assert "#started#" in started["sk"]
+    assert (started["gsi1pk"], started["gsi1sk"]) == ("TENANT#acme", f"TRIGGER#{started['decided_at']}#started")
+    assert started["model"] == "xgboost"
+    assert started["trigger"] == "drift-alarm"
+    assert started["execution_arn"] == execution["executionArn"]
+    assert started["evidence"]["alarm_name"] == "mlops-dev-drift-acme-xgboost"
+    assert started["evidence"]["state_reason"].startswith("Threshold Crossed")
+    assert started["evidence"]["event_id"] == ALARM["id"]
+
+
+def test_an_alarm_back_to_ok_or_of_another_family_is_ignored(harness):
+    harness(alarm(value="OK"))
+    foreign = copy.deepcopy(ALARM)
+    foreign["detail"]["alarmName"] = "mlops-dev-latency-acme"
+
+    assert harness(foreign)["decision"] == "ignored"
+    assert harness.executions() == []
+    reasons = sorted(item["reason"].split(":")[0] for item in harness.ledger())
+    assert reasons == ["foreign-alarm", "not-in-alarm"]
+
+
+def test_a_drift_summary_starts_a_run_and_one_without_drift_is_ignored(harness):
+    assert harness(drift(drift=False))["decision"] == "ignored"
+    started = harness(drift())
+
+    assert started["decision"] == "started"
+    assert len(harness.executions()) == 1
+    record = next(item for item in harness.ledger() if item["decision"] == "started")
+    assert record["trigger"] == "drift-event"
+    assert record["evidence"]["report_uri"] == DRIFT["detail"]["report_uri"]
+    assert str(record["evidence"]["max_psi"]) == "0.31"
+
+
+def test_a_burst_of_uploads_starts_one_run_and_its_redelivery_none(harness):
+    keys = [f"raw/acme/churn/dt=2026-11-24/{index:04d}.jsonl" for index in range(20)]
+    batch = sqs_event(*(object_created(key, index) for index, key in enumerate(keys)))
+
+    assert harness(batch) == {"batchItemFailures": []}
+    harness.clock.now += timedelta(minutes=5)
+    assert harness(batch) == {"batchItemFailures": []}
+
+    assert len(harness.executions()) == 1
+    started, duplicate = harness.ledger()
+    assert (started["decision"], duplicate["decision"]) == ("started", "skipped-duplicate")
+    assert started["model"] == "all"
+    assert started["trigger"] == "new-data"
+    assert started["evidence"]["object_count"] == 20
+    assert started["evidence"]["datasets"] == ["churn"]
+    assert len(started["evidence"]["keys"]) == 20
+    assert started["evidence"]["message_ids"][0] == "m-0"
+
+
+def test_cooldown_skips_a_later_trigger_and_records_it(harness):
+    harness.clock.now += timedelta(seconds=COOLDOWN - 200)  # near the window's end
+    first = harness(alarm())
+    harness.clock.now += timedelta(seconds=300)  # the next window, still within the cooldown
+    second = harness(drift())
+
+    assert (first["decision"], second["decision"]) == ("started", "skipped-cooldown")
+    assert second["execution_name"] != first["execution_name"]
+    assert len(harness.executions()) == 1
+    skipped = next(item for item in harness.ledger() if item["decision"] == "skipped-cooldown")
+    assert first["execution_name"] in skipped["reason"]
+    assert skipped["evidence"]["endpoint"] == "mlops-dev-acme"
+
+    harness.clock.now += timedelta(seconds=COOLDOWN)
+    assert harness(drift())["decision"] == "started"
+    assert len(harness.executions()) == 2
+
+
+def test_the_example_tenant_and_every_other_prefix_are_ignored(harness):
+    keys = [
+        "raw/example/breast-cancer/dt=2026-11-24/seed.jsonl",
+        "curated/acme/churn/dt=2026-11-24/records.parquet",
+        "features/acme/churn/dt=2026-11-24/run-train.parquet",
+        "predictions/acme/churn/run/part-0.csv.out",
+        "quarantine/acme/churn/dt=2026-11-24/m.jsonl",
+        "artifacts/runs/acme/run/plan.json",
+        "raw/acme/",
+    ]
+    batch = sqs_event(*(object_created(key, index) for index, key in enumerate(keys)))
+    batch["Records"].append(
+        sqs_event(object_created("raw/acme/churn/x.jsonl", bucket="other"), prefix="o")["Records"][0]
+    )
+
+    assert harness(batch) == {"batchItemFailures": []}
+    assert harness.executions() == []
+    ledger = harness.ledger()
+    assert {item["decision"] for item in ledger} == {"ignored"}
+    example = next(item for item in ledger if item["pk"] == "TRIGGER#example")
+    assert example["reason"].startswith("ignored-tenant")
+    assert example["gsi1pk"] == "TENANT#example"
+    outside = next(item for item in ledger if item["reason"].startswith("outside-raw"))
+    assert outside["pk"] == "TRIGGER#_unrouted"
+    assert "gsi1pk" not in outside
+    assert outside["evidence"]["object_count"] == 6
+    assert sorted(outside["evidence"]["keys"]) == sorted(keys[1:])
+    assert any(item["reason"].startswith("foreign-bucket") for item in ledger)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"source": "aws.ec2", "detail-type": "EC2 Instance State-change Notification", "detail": {}},
+        {**ALARM, "detail": {**ALARM["detail"], "configuration": {"metrics": []}}},
+        {**ALARM, "detail": "ALARM"},
+        {**DRIFT, "detail": {**DRIFT["detail"], "drift": "yes"}},
+        {**DRIFT, "detail": {**DRIFT["detail"], "tenant": "Acme Corp"}},
+        ["not", "an", "object"],
+    ],
+    ids=["unknown-event", "no-tenant-dimension", "detail-not-object", "drift-not-bool", "bad-tenant", "not-object"],
+)
+def test_a_malformed_event_is_recorded_as_rejected(harness, event):
+    result = harness(event)
+
+    assert result["decision"] == "rejected"
+    assert harness.executions() == []
+    [record] = harness.ledger()
+    assert record["decision"] == "rejected"
+    assert record["pk"] == "TRIGGER#_unrouted"
+
+
+def test_malformed_messages_are_rejected_without_failing_the_batch(harness):
+    batch = sqs_event("not json", json.dumps({"source": "aws.s3", "detail": {}}), object_created("raw/acme/churn/a"))
+
+    assert harness(batch) == {"batchItemFailures": []}
+    assert len(harness.executions()) == 1
+    [rejected] = [item for item in harness.ledger() if item["decision"] == "rejected"]
+    assert rejected["evidence"]["message_ids"] == ["m-0", "m-1"]  # one record per reason and batch
+    assert rejected["evidence"]["message_count"] == 2
+
+
+def test_an_execution_already_closed_counts_as_a_duplicate(harness):
+    started = harness(alarm())
+    harness.sfn.stop_execution(executionArn=harness.executions()[0]["executionArn"])
+    for item in harness.ledger():  # the start's ledger write was lost
+        harness.dynamodb.delete_item(TableName=LEDGER, Key={"pk": {"S": item["pk"]}, "sk": {"S": item["sk"]}})
+
+    again = harness(alarm())
+
+    assert again["decision"] == "skipped-duplicate"
+    assert again["reason"] == "ExecutionAlreadyExists"
+    assert again["execution_name"] == started["execution_name"]
+    assert len(harness.executions()) == 1
+
+
+def test_a_transient_failure_retries_only_its_tenants_messages(harness):
+    real = harness.module.trigger.stepfunctions
+
+    class Throttled:
+        def start_execution(self, **request: Any) -> dict[str, Any]:
+            if json.loads(request["input"])["tenant"] == "acme":
+                raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "StartExecution")
+            return real.start_execution(**request)
+
+    harness.module.trigger.stepfunctions = Throttled()
+    batch = sqs_event(
+        object_created("raw/acme/churn/a"), object_created("raw/beta/sales/a"), object_created("raw/acme/churn/b")
+    )
+
+    assert harness(batch) == {"batchItemFailures": [{"itemIdentifier": "m-0"}, {"itemIdentifier": "m-2"}]}
+    assert [
+        json.loads(harness.sfn.describe_execution(executionArn=e["executionArn"])["input"])
+        for e in harness.executions()
+    ] == [{"tenant": "beta"}]
+
+
+def test_execution_names_fit_step_functions_and_differ_by_every_part(harness):
+    module = harness.module
+    longest = "a" * 63
+    name = module.execution_name(longest, longest, "drift-alarm", 10**10)
+    assert len(name) <= 80
+    assert EXECUTION_NAME.fullmatch(name)
+    names = {
+        module.execution_name(tenant, model, trigger, window)
+        for tenant in ("acme", "acme-x")
+        for model in ("all", "x-all")
+        for trigger in ("drift-alarm", "new-data")
+        for window in (1, 2)
+    }
+    assert len(names) == 16
+    assert module.execution_name("acme", "all", "new-data", 7) == module.execution_name("acme", "all", "new-data", 7)
