@@ -37,6 +37,7 @@ from tests.unit.test_evaluate import (
     succeeded,
     write_results,
 )
+from tests.unit.test_training_progress_script import stubbed_cloudformation
 
 STARTED = "2026-11-24T10:00:00Z"
 # Trials (tests/unit/test_evaluate.py's CONFIG): 00000 xgboost eta=0.1, 00001 xgboost eta=0.3,
@@ -345,30 +346,6 @@ def test_without_a_table_name_it_exits_2_saying_how_to_give_one(capsys):
 
 
 # The table's name from the Foundation stack's output (moto's CloudFormation needs extras this suite does not install).
-
-
-def stubbed_cloudformation(stack: str, outputs: list[dict[str, str]] | None = None, error: str | None = None):
-    client = boto3.client("cloudformation", region_name=REGION)
-    stubber = Stubber(client)
-    if error:
-        stubber.add_client_error("describe_stacks", service_error_code=error, service_message=f"Stack {stack} nope")
-    else:
-        stubber.add_response(
-            "describe_stacks",
-            {
-                "Stacks": [
-                    {
-                        "StackName": stack,
-                        "CreationTime": "2026-11-24T00:00:00Z",
-                        "StackStatus": "UPDATE_COMPLETE",
-                        "Outputs": outputs or [],
-                    }
-                ]
-            },
-            {"StackName": stack},
-        )
-    stubber.activate()
-    return client, stubber
 
 
 def test_the_table_name_is_the_stacks_run_ledger_output():
