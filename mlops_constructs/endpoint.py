@@ -51,6 +51,11 @@ INITIAL_VARIANT_WEIGHT = 1.0
 CAPTURE_CONTENT_TYPES = {"csv": ["text/csv"], "json": ["application/json", "application/jsonlines"]}
 
 
+def endpoint_arn(scope: Construct, endpoint_name: str) -> str:
+    """An endpoint's ARN from its contract name (SageMaker's ARNs carry the name in lowercase)."""
+    return Stack.of(scope).format_arn(service="sagemaker", resource="endpoint", resource_name=endpoint_name.lower())
+
+
 def variant_resource_id(endpoint_name: str, variant: str) -> str:
     """Application Auto Scaling's id of a variant's instance count."""
     return f"endpoint/{endpoint_name}/variant/{variant}"

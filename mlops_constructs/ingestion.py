@@ -19,6 +19,7 @@ from mlops_constructs.data_lake import QUARANTINE_PREFIX
 from mlops_constructs.functions import platform_function
 from mlops_constructs.nag import acknowledge, acknowledge_wildcard_resource
 from mlops_constructs.pinning import pin_logical_id
+from mlops_constructs.queues import dead_letter_queue, encrypted_queue
 
 RAW_PREFIX = "raw/"
 FUNCTION_TIMEOUT = Duration.seconds(60)
@@ -43,27 +44,17 @@ class IngestionPipeline(Construct):
     ) -> None:
         super().__init__(scope, id)
 
-        self.dead_letter_queue = sqs.Queue(
-            self,
-            "DeadLetterQueue",
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=key,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-            removal_policy=removal_policy,
-        )
+        self.dead_letter_queue = dead_letter_queue(self, "DeadLetterQueue", key=key, removal_policy=removal_policy)
         pin_logical_id(self.dead_letter_queue, "IngestDeadLetterQueue")
         acknowledge(
             self.dead_letter_queue,
             "AwsSolutions-SQS3",
             "This is the dead-letter queue of the ingest queue; a DLQ of a DLQ would only move the problem.",
         )
-        self.queue = sqs.Queue(
+        self.queue = encrypted_queue(
             self,
             "Queue",
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=key,
-            enforce_ssl=True,
+            key=key,
             # AWS's advice for SQS event sources: six times the function timeout, so a message is
             # not redelivered while a slow batch is still being written.
             visibility_timeout=Duration.seconds(FUNCTION_TIMEOUT.to_seconds() * 6),

@@ -18,13 +18,13 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_sns as sns
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from config.naming import Names
 from mlops_constructs.alarms import alarm_above_zero
 from mlops_constructs.functions import platform_function
 from mlops_constructs.nag import acknowledge
+from mlops_constructs.queues import dead_letter_queue
 
 PROGRESS_DETAIL_TYPE = "Training Progress"
 STATE_CHANGE_DETAIL_TYPE = "SageMaker Training Job State Change"
@@ -63,15 +63,7 @@ class ProgressTracking(Construct):
             # it; the construct would otherwise edit Foundation's key policy from this stack (a cycle).
             kms_key=kms.Key.from_key_arn(self, "BusKey", key.key_arn),
         )
-        self.dead_letter_queue = sqs.Queue(
-            self,
-            "DeadLetterQueue",
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=key,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-            removal_policy=removal_policy,
-        )
+        self.dead_letter_queue = dead_letter_queue(self, "DeadLetterQueue", key=key, removal_policy=removal_policy)
         acknowledge(
             self.dead_letter_queue,
             "AwsSolutions-SQS3",

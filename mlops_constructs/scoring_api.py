@@ -31,9 +31,11 @@ from constructs import Construct
 from config.naming import Names
 from config.serving import ScoringApi as ScoringApiSettings
 from mlops_constructs.alarms import alarm_above_zero
+from mlops_constructs.endpoint import endpoint_arn
 from mlops_constructs.functions import PlatformFunction, platform_function
 from mlops_constructs.log_retention import retention_days
 from mlops_constructs.nag import acknowledge
+from mlops_constructs.queues import dead_letter_queue, encrypted_queue
 
 # One message can take ~70 s (two endpoint attempts); a batch of one keeps a timeout from losing others.
 WORKER_TIMEOUT_SECONDS = 90
@@ -81,25 +83,12 @@ class ScoringApi(Construct):
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, id)
-        stack = Stack.of(self)
-        endpoint_arns = [
-            stack.format_arn(service="sagemaker", resource="endpoint", resource_name=name.lower())
-            for name in endpoint_names.values()
-        ]
-        self.dead_letter_queue = sqs.Queue(
-            self,
-            "DeadLetterQueue",
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=key,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
-        self.queue = sqs.Queue(
+        endpoint_arns = [endpoint_arn(self, name) for name in endpoint_names.values()]
+        self.dead_letter_queue = dead_letter_queue(self, "DeadLetterQueue", key=key)
+        self.queue = encrypted_queue(
             self,
             "Requests",
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=key,
-            enforce_ssl=True,
+            key=key,
             # Lambda's guidance: at least six times the function timeout, so retries do not overlap.
             visibility_timeout=Duration.seconds(6 * WORKER_TIMEOUT_SECONDS),
             dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letter_queue, max_receive_count=MAX_RECEIVE_COUNT),

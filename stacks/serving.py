@@ -17,7 +17,7 @@ from constructs import Construct
 from config.deployed import EnvironmentRecord, keeps_variant_names
 from config.naming import Names
 from config.schema import EnvironmentConfig
-from mlops_constructs.endpoint import EndpointDependencies, ServedEndpoint
+from mlops_constructs.endpoint import EndpointDependencies, ServedEndpoint, endpoint_arn
 from mlops_constructs.model_pointers import construct_id
 from mlops_constructs.scoring_api import ScoringApi
 from mlops_constructs.training_images import InferenceImages
@@ -43,10 +43,7 @@ class ServingStack(Stack):
         removal_policy = RemovalPolicy.RETAIN if environment.retains_data else RemovalPolicy.DESTROY
         serving = environment.serving
         endpoint_names = {key: names.resource(key) for key in serving.endpoints}
-        endpoint_arns = [
-            self.format_arn(service="sagemaker", resource="endpoint", resource_name=name)
-            for name in endpoint_names.values()
-        ]
+        endpoint_arns = [endpoint_arn(self, name) for name in endpoint_names.values()]
         self.images = InferenceImages(self, "Images")
         self.example_model = s3_assets.Asset(self, "ExampleModel", path=str(EXAMPLE_MODEL))
 
