@@ -20,6 +20,7 @@ from pydantic import (
 from config.base import StrictModel
 from config.deployed import DeployedVariants
 from config.instance_types import check_instance_type
+from config.monitoring import Monitoring
 from config.serving import Serving
 from config.tenants import PipelineConfig
 
@@ -157,6 +158,7 @@ class EnvironmentConfig(StrictModel):
     ingestion: Ingestion
     training: Training
     serving: Serving
+    monitoring: Monitoring = Monitoring()
     notifications: Notifications = Notifications()
 
     @property

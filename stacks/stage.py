@@ -13,6 +13,7 @@ from config.schema import EnvironmentConfig, ProjectConfig
 from config.tenants import PipelineConfig
 from stacks.foundation import FoundationStack
 from stacks.ingestion import IngestionStack
+from stacks.monitoring import MonitoringStack
 from stacks.serving import ServingStack
 from stacks.training import TrainingStack
 
@@ -74,7 +75,20 @@ class PlatformStage(Stage):
             deployed=deployed or {},
             description=f"ML platform {environment.name}: endpoints with A/B variants, autoscaling, scoring API",
         )
+        self.monitoring = MonitoringStack(
+            self,
+            "Monitoring",
+            stack_name=f"{environment.name}-Monitoring",
+            environment=environment,
+            names=names,
+            foundation=self.foundation,
+            ingestion=self.ingestion,
+            training=self.training,
+            serving=self.serving,
+            pipelines=tuple(pipelines),
+            description=f"ML platform {environment.name}: drift monitoring, retraining triggers, approvals, dashboard",
+        )
 
     @property
     def stacks(self) -> list[Stack]:
-        return [self.foundation, self.ingestion, self.training, self.serving]
+        return [self.foundation, self.ingestion, self.training, self.serving, self.monitoring]

@@ -8,7 +8,7 @@ import pytest
 from aws_cdk.assertions import Template
 
 ENVIRONMENTS = ("dev", "staging", "prod")
-STACKS = ("foundation", "ingestion", "training", "serving")
+STACKS = ("foundation", "ingestion", "training", "serving", "monitoring")
 
 
 @pytest.fixture(scope="module", params=ENVIRONMENTS)

@@ -121,14 +121,14 @@ def test_make_synth_writes_every_environment_and_passes_the_policy_gate(make_syn
         "assembly-prod",
         "assembly-staging",
     ]
-    assert "policy gate: cdk-nag and cfn-lint clean on 12 templates" in result.stdout
+    assert "policy gate: cdk-nag and cfn-lint clean on 15 templates" in result.stdout
 
 
 def test_make_synth_twice_gives_byte_identical_assemblies(make_synth_twice):
     first, second, _ = make_synth_twice
 
     files_first, files_second = assembly_files(first), assembly_files(second)
-    assert len(files_first) >= 12
+    assert len(files_first) >= 15
     assert files_first.keys() == files_second.keys()
     for name in files_first:
         assert files_first[name] == files_second[name], name
@@ -210,4 +210,5 @@ def test_stack_names_stay_the_same_when_the_stage_is_nested_in_a_delivery_pipeli
         "dev-Ingestion",
         "dev-Training",
         "dev-Serving",
+        "dev-Monitoring",
     ]

@@ -3,7 +3,10 @@
 - ``train``: a training job (``docker run <image> train``);
 - ``prepare --config PATH --run-id ID --day YYYY-MM-DD``: the Processing job before training
   (its ContainerArguments);
-- ``serve``: SageMaker's hosting contract, for batch transform (``docker run <image> serve``).
+- ``serve``: SageMaker's hosting contract, for batch transform (``docker run <image> serve``);
+- ``baseline``: the Processing job that computes a model's drift baseline before it is registered
+  (``mlops_training.monitoring.baseline_job``);
+- ``monitor``: the scheduled drift monitor's Processing job (``mlops_training.monitoring.job``).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import logging
 import sys
 
-ENTRY_POINTS = ("train", "prepare", "serve")
+ENTRY_POINTS = ("train", "prepare", "serve", "baseline", "monitor")
 
 
 def main(argv: list[str]) -> int:
@@ -29,6 +32,14 @@ def main(argv: list[str]) -> int:
         from mlops_training.serve import main as serve
 
         return serve(argv[1:])
+    if command == "baseline":
+        from mlops_training.monitoring.baseline_job import main as baseline
+
+        return baseline(argv[1:])
+    if command == "monitor":
+        from mlops_training.monitoring.job import main as monitor
+
+        return monitor(argv[1:])
     print(f"unknown entry point {command!r}; allowed: {', '.join(ENTRY_POINTS)}", file=sys.stderr)
     return 2
 

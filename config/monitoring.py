@@ -1,0 +1,131 @@
+"""Monitoring settings of one environment: the drift monitor's schedule and thresholds, and retraining triggers.
+
+The platform's own drift monitor is the default engine. SageMaker Model Monitor is closed to new
+customers (AWS keeps it for accounts that already use it), so ``engine: model-monitor`` is for those
+accounts only: its schedules and job definitions synthesize anywhere and fail at deploy elsewhere.
+
+Both engines run on the same schedule forms, the ones Model Monitor accepts, so switching engines
+never needs a new schedule, and the window each run reads is the interval between two runs.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, StrictBool, StrictFloat, StrictInt
+
+from config.base import StrictModel
+from config.instance_types import check_instance_type
+
+# Model Monitor's schedule forms (CreateMonitoringSchedule, ScheduleExpression): hourly, every N hours
+# from a starting hour, or daily at an hour. Minutes are always 0.
+HOURLY = re.compile(r"^cron\(0 \* \? \* \* \*\)$")
+EVERY_N_HOURS = re.compile(r"^cron\(0 (?P<start>\d{1,2})/(?P<every>\d{1,2}) \? \* \* \*\)$")
+DAILY = re.compile(r"^cron\(0 (?P<hour>\d{1,2}) \? \* \* \*\)$")
+SCHEDULE_FORMS = (
+    "cron(0 * ? * * *) (hourly), cron(0 H/N ? * * *) (every N hours from hour H, N one of 1, 2, 3, 4, 6, 8, 12, "
+    "H from 0 to 23) or cron(0 H ? * * *) (daily at hour H)"
+)
+HOUR_DIVISORS = (1, 2, 3, 4, 6, 8, 12)
+
+
+def interval_hours(schedule: str) -> int:
+    """Hours between two runs of a schedule in one of ``SCHEDULE_FORMS``; ValueError otherwise."""
+    if HOURLY.match(schedule):
+        return 1
+    if match := EVERY_N_HOURS.match(schedule):
+        start, every = int(match["start"]), int(match["every"])
+        if start <= 23 and every in HOUR_DIVISORS:
+            return every
+    elif match := DAILY.match(schedule):
+        if int(match["hour"]) <= 23:
+            return 24
+    raise ValueError(f"one of Model Monitor's schedule forms: {SCHEDULE_FORMS}")
+
+
+def _check_schedule(value: str) -> str:
+    interval_hours(value)
+    return value
+
+
+Schedule = Annotated[str, AfterValidator(_check_schedule)]
+Share = Annotated[StrictInt | StrictFloat, Field(ge=0, le=1)]
+
+
+class FeatureThresholds(StrictModel):
+    psi: Annotated[StrictInt | StrictFloat, Field(gt=0)] = Field(
+        default=0.2, description="a number above 0 (population stability index above which a feature drifted)"
+    )
+    ks_statistic: Annotated[StrictInt | StrictFloat, Field(gt=0, le=1)] = Field(
+        default=0.1, description="a number above 0 and at most 1 (KS distance above which a feature drifted)"
+    )
+    ks_p_value: Annotated[StrictInt | StrictFloat, Field(gt=0, lt=1)] = Field(
+        default=0.01, description="a number between 0 and 1 (KS p-value below which the distance counts)"
+    )
+
+
+class DriftThresholds(StrictModel):
+    default: FeatureThresholds = Field(
+        default=FeatureThresholds(), description="the thresholds of every feature not named under features"
+    )
+    features: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")], FeatureThresholds] = Field(
+        default_factory=dict,
+        description="a mapping of feature names to their own thresholds (a drifted named feature alone is drift)",
+    )
+    drifted_share: Share = Field(
+        default=0.5, description="a number from 0 to 1 (share of drifted features at which the endpoint drifted)"
+    )
+    prediction_psi: Annotated[StrictInt | StrictFloat, Field(gt=0)] = Field(
+        default=0.2, description="a number above 0 (PSI of a variant's predictions above which it drifted)"
+    )
+    min_rows: StrictInt = Field(
+        default=30, ge=1, description="a whole number, at least 1 (captured rows below which nothing is judged)"
+    )
+
+
+class Retraining(StrictModel):
+    on_drift: StrictBool = Field(default=True, description="true or false (drift starts a retraining)")
+    on_new_data: StrictBool = Field(
+        default=True, description="true or false (objects arriving under a tenant's raw/ prefix start a retraining)"
+    )
+    cooldown_seconds: StrictInt = Field(
+        default=21600,
+        ge=300,
+        le=604800,
+        description="a whole number of seconds from 300 to 604800 (at most one triggered run per tenant this often)",
+    )
+    batching_window_seconds: StrictInt = Field(
+        default=300,
+        ge=0,
+        le=300,
+        description="a whole number of seconds from 0 to 300 (how long new-data events are gathered into one batch)",
+    )
+
+
+class Monitoring(StrictModel):
+    engine: Literal["platform", "model-monitor"] = Field(
+        default="platform",
+        description=(
+            "platform (the platform's own drift monitor) or model-monitor (SageMaker Model Monitor, closed to "
+            "new customers: only for accounts that already use it)"
+        ),
+    )
+    schedule: Schedule = Field(default="cron(0 * ? * * *)", description=SCHEDULE_FORMS)
+    instance_type: Annotated[str, AfterValidator(check_instance_type)] | None = Field(
+        default=None,
+        description="an ML instance type for the monitoring job (default: instance_types.processing)",
+    )
+    max_runtime_seconds: StrictInt = Field(
+        default=1800,
+        ge=60,
+        le=3600,
+        description="a whole number of seconds from 60 to 3600 (a monitoring run must end before the next one)",
+    )
+    thresholds: DriftThresholds = DriftThresholds()
+    retraining: Retraining = Retraining()
+
+    @property
+    def window_minutes(self) -> int:
+        """Minutes of captured traffic each run reads: the interval between two runs."""
+        return interval_hours(self.schedule) * 60
