@@ -1,4 +1,4 @@
-"""Build ``models/example/model.tar.gz``: the small model every environment's ``example`` endpoint serves.
+"""Build the example model, ``models/example/model.tar.gz``, which every ``example`` endpoint serves, and its baseline.
 
 The example tenant's endpoint serves it from the day an environment is deployed, before anything
 has been trained there (its model pointer holds the sentinel ``example``). It is trained here, on
@@ -11,11 +11,18 @@ The archive is a CDK file asset, so its bytes decide the asset hash: the same in
 same bytes on every build. Training is deterministic (one thread, no row or column sampling, so
 XGBoost's seed, left at its default 0, draws nothing; the CPU device, even where a GPU exists), and
 the archive has no time or owner in it (entries sorted, mtime 0, uid and gid 0, no user names; the
-gzip header has mtime 0 and no file name). ``--check`` keeps the committed file equal to a rebuild.
+gzip header has mtime 0 and no file name).
 
-    python -m scripts.example_model                       # write models/example/model.tar.gz
-    python -m scripts.example_model --output /tmp/m.tgz   # write elsewhere
-    python -m scripts.example_model --check               # exit 1 if the committed file differs
+``models/example/baseline.json`` is the model's drift baseline, what the drift monitor compares the
+``example`` endpoint's traffic with (``mlops_training.monitoring.compute_baseline``): the train
+split's declared features and the model's scores on those rows, computed as the serving container
+scores them (float32). It holds no time, and its JSON is written with fixed indentation and
+key order, so it is as byte-stable as the archive. ``--check`` keeps both committed files equal to
+a rebuild.
+
+    python -m scripts.example_model                       # write models/example/model.tar.gz and baseline.json
+    python -m scripts.example_model --output /tmp/m.tgz --baseline /tmp/baseline.json   # write elsewhere
+    python -m scripts.example_model --check               # exit 1 if a committed file differs
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import shutil
 import sys
 import tarfile
 import tempfile
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -36,15 +44,19 @@ ROOT = Path(__file__).resolve().parent.parent
 # The training image's code runs as plain Python (containers/training); mypy finds it through mypy_path.
 sys.path.insert(0, str(ROOT / "containers" / "training"))
 
+import pandas as pd  # noqa: E402
 import xgboost as xgb  # noqa: E402
 
 from config.loader import load_pipelines  # noqa: E402
 from config.tenants import PipelineConfig  # noqa: E402
+from mlops_training.algorithms import load_model  # noqa: E402
+from mlops_training.monitoring import compute_baseline  # noqa: E402
 from mlops_training.paths import ProcessingPaths, SageMakerPaths  # noqa: E402
 from mlops_training.prepare import prepare  # noqa: E402
 from mlops_training.train import metric_line, train  # noqa: E402
 
 OUTPUT = ROOT / "models" / "example" / "model.tar.gz"
+BASELINE = ROOT / "models" / "example" / "baseline.json"
 DATASET = ROOT / "data" / "example" / "breast-cancer.jsonl"
 PIPELINES = ROOT / "config" / "pipelines"
 TENANT = "example"
@@ -122,30 +134,55 @@ def archive(directory: Path) -> bytes:
     return compressed.getvalue()
 
 
-def build() -> bytes:
-    """The archive's bytes, trained and packed in a temporary folder."""
+def baseline(tenant: PipelineConfig, model: Path, train_split: Path) -> bytes:
+    """``baseline.json``: the train split's declared features and the model's scores on them, as served (float32)."""
+    features = dict(tenant.dataset.features)
+    frame = pd.read_parquet(train_split)[list(features)]
+    _, predict = load_model(model)
+    with xgb.config_context(nthread=1):
+        scores = predict(frame.to_numpy(dtype="float32"))
+    document = compute_baseline(frame, features, scores)
+    return (json.dumps(document, indent=2, allow_nan=False) + "\n").encode()
+
+
+@dataclass(frozen=True)
+class Built:
+    model: bytes  # model.tar.gz
+    baseline: bytes  # baseline.json
+
+
+def build() -> Built:
+    """The archive's and the baseline's bytes, trained, packed and summarized in a temporary folder."""
+    tenant = example_tenant()
     with tempfile.TemporaryDirectory(prefix="example-model-") as work:
-        return archive(train_model(example_tenant(), Path(work)))
+        model = train_model(tenant, Path(work))
+        train_split = Path(work) / "processing" / "output" / "features" / f"{RUN_ID}-train.parquet"
+        return Built(model=archive(model), baseline=baseline(tenant, model, train_split))
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m scripts.example_model", description="Build the example model.")
     parser.add_argument("--output", type=Path, default=OUTPUT, help=f"where to write the archive (default: {OUTPUT})")
-    parser.add_argument("--check", action="store_true", help="exit 1 if the file at --output differs from a rebuild")
+    parser.add_argument(
+        "--baseline", type=Path, default=BASELINE, help=f"where to write the drift baseline (default: {BASELINE})"
+    )
+    parser.add_argument("--check", action="store_true", help="exit 1 if a file at --output or --baseline differs")
     arguments = parser.parse_args(argv)
-    output: Path = arguments.output
-    content = build()
+    built = build()
+    files: list[tuple[Path, bytes]] = [(arguments.output, built.model), (arguments.baseline, built.baseline)]
     if arguments.check:
-        if not output.is_file() or output.read_bytes() != content:
-            print(
-                f"{output} differs from what the script builds; run: python -m scripts.example_model", file=sys.stderr
-            )
+        stale = [path for path, content in files if not path.is_file() or path.read_bytes() != content]
+        for path in stale:
+            print(f"{path} differs from what the script builds; run: python -m scripts.example_model", file=sys.stderr)
+        if stale:
             return 1
-        print(f"{output}: up to date ({len(content)} bytes)")
+        for path, content in files:
+            print(f"{path}: up to date ({len(content)} bytes)")
         return 0
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_bytes(content)
-    print(f"wrote {output} ({len(content)} bytes)")
+    for path, content in files:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+        print(f"wrote {path} ({len(content)} bytes)")
     return 0
 
 

@@ -281,15 +281,28 @@ def parse_object_created(
     return Arrival(tenant, dataset, key, event_id)
 
 
-def parse_event(event: Any, *, alarm_prefix: str, monitoring_source: str) -> Request | Ignored:
-    """What a directly delivered EventBridge event asks for; raises Malformed for anything else."""
+def parse_event(
+    event: Any, *, alarm_prefix: str, monitoring_source: str, ignored_tenants: frozenset[str] = frozenset()
+) -> Request | Ignored:
+    """What a directly delivered EventBridge event asks for; raises Malformed for anything else.
+
+    Drift of an ignored tenant (the example endpoint is monitored like any other) is recorded, never a run.
+    """
     if not isinstance(event, dict):
         raise Malformed(INVALID_FIELD, f"the event must be an object, not {type(event).__name__}")
     kind = (event.get("source"), event.get("detail-type"))
+    parsed: Request | Ignored | None = None
     if kind == (ALARM_SOURCE, ALARM_DETAIL_TYPE):
-        return parse_alarm(event, alarm_prefix)
-    if kind == (monitoring_source, DRIFT_DETAIL_TYPE):
-        return parse_drift(event)
+        parsed = parse_alarm(event, alarm_prefix)
+    elif kind == (monitoring_source, DRIFT_DETAIL_TYPE):
+        parsed = parse_drift(event)
+    if isinstance(parsed, Request) and parsed.tenant in ignored_tenants:
+        return Ignored(
+            parsed.trigger, IGNORED_TENANT, f"tenant {parsed.tenant!r} never triggers retraining", parsed.tenant,
+            parsed.evidence,
+        )  # fmt: skip
+    if parsed is not None:
+        return parsed
     raise Malformed(
         UNKNOWN_EVENT,
         f"source {kind[0]!r} with detail-type {kind[1]!r}; expected {ALARM_SOURCE!r} with {ALARM_DETAIL_TYPE!r}, "
@@ -509,9 +522,13 @@ class Trigger:
 
     # The two invocation shapes.
 
-    def handle_event(self, event: Any, *, alarm_prefix: str, monitoring_source: str) -> Decision:
+    def handle_event(
+        self, event: Any, *, alarm_prefix: str, monitoring_source: str, ignored_tenants: frozenset[str] = frozenset()
+    ) -> Decision:
         try:
-            parsed = parse_event(event, alarm_prefix=alarm_prefix, monitoring_source=monitoring_source)
+            parsed = parse_event(
+                event, alarm_prefix=alarm_prefix, monitoring_source=monitoring_source, ignored_tenants=ignored_tenants
+            )
         except Malformed as problem:
             source = event.get("source") if isinstance(event, dict) else None
             trigger = DRIFT_ALARM if source == ALARM_SOURCE else DRIFT_EVENT
@@ -634,6 +651,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
         return process_partial_response(event=event, record_handler=batch, processor=processor, context=context)
     decision = trigger.handle_event(
-        event, alarm_prefix=settings.alarm_prefix, monitoring_source=settings.monitoring_source
+        event,
+        alarm_prefix=settings.alarm_prefix,
+        monitoring_source=settings.monitoring_source,
+        ignored_tenants=settings.ignored_tenants,
     )
     return {"decision": decision.decision, "reason": decision.reason, "execution_name": decision.execution_name}

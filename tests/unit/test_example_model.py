@@ -1,4 +1,5 @@
-"""The shipped example model: what the script builds, byte for byte, in the training image's format, and good enough."""
+"""The shipped example model and its drift baseline: what the script builds, byte for byte, in the training image's
+format, and good enough."""
 
 from __future__ import annotations
 
@@ -20,10 +21,12 @@ from tests.conftest import ROOT
 # isort: split
 # After scripts.example_model, which puts the training image's code on the path.
 from mlops_training.algorithms import load_model
+from mlops_training.monitoring import SCHEMA_VERSION, compare, read_capture
 from mlops_training.prepare import split_of
 from mlops_training.serve import Model, handle
 
 ARTIFACT = ROOT / "models" / "example" / "model.tar.gz"
+BASELINE = ROOT / "models" / "example" / "baseline.json"
 DATASET = ROOT / "data" / "example" / "breast-cancer.jsonl"
 
 
@@ -48,9 +51,9 @@ def model_directory(tmp_path_factory):
 
 
 def test_a_rebuild_in_a_fresh_process_gives_the_committed_bytes(tmp_path):
-    output = tmp_path / "model.tar.gz"
+    output, baseline = tmp_path / "model.tar.gz", tmp_path / "baseline.json"
     done = subprocess.run(
-        [sys.executable, "-m", "scripts.example_model", "--output", str(output)],
+        [sys.executable, "-m", "scripts.example_model", "--output", str(output), "--baseline", str(baseline)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -60,16 +63,23 @@ def test_a_rebuild_in_a_fresh_process_gives_the_committed_bytes(tmp_path):
     assert output.read_bytes() == ARTIFACT.read_bytes(), (
         "models/example/model.tar.gz is not what the script builds; run: python -m scripts.example_model"
     )
+    assert baseline.read_bytes() == BASELINE.read_bytes(), (
+        "models/example/baseline.json is not what the script builds; run: python -m scripts.example_model"
+    )
 
 
-def test_the_check_mode_fails_when_the_file_differs_and_passes_when_it_matches(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(example_model, "build", ARTIFACT.read_bytes)  # the rebuild is the test above
-    stale = tmp_path / "model.tar.gz"
-    stale.write_bytes(ARTIFACT.read_bytes()[:-10])
+def test_the_check_mode_fails_when_a_file_differs_and_passes_when_both_match(monkeypatch, tmp_path, capsys):
+    committed = example_model.Built(model=ARTIFACT.read_bytes(), baseline=BASELINE.read_bytes())
+    monkeypatch.setattr(example_model, "build", lambda: committed)  # the rebuild is the test above
+    stale_model, stale_baseline = tmp_path / "model.tar.gz", tmp_path / "baseline.json"
+    stale_model.write_bytes(ARTIFACT.read_bytes()[:-10])
+    stale_baseline.write_bytes(BASELINE.read_bytes().replace(b'"bins": 10', b'"bins": 11'))
 
-    assert example_model.main(["--check", "--output", str(stale)]) == 1
-    assert "differs from what the script builds" in capsys.readouterr().err
-    assert example_model.main(["--check", "--output", str(ARTIFACT)]) == 0
+    assert example_model.main(["--check", "--output", str(stale_model), "--baseline", str(BASELINE)]) == 1
+    assert f"{stale_model} differs from what the script builds" in capsys.readouterr().err
+    assert example_model.main(["--check", "--output", str(ARTIFACT), "--baseline", str(stale_baseline)]) == 1
+    assert f"{stale_baseline} differs from what the script builds" in capsys.readouterr().err
+    assert example_model.main(["--check", "--output", str(ARTIFACT), "--baseline", str(BASELINE)]) == 0
 
 
 def test_the_archive_holds_exactly_the_model_and_its_metadata(members):
@@ -122,3 +132,55 @@ def test_the_archive_unpacks_as_sagemaker_would(model_directory):
     with gzip.open(ARTIFACT) as stream, tarfile.open(fileobj=io.BytesIO(stream.read())) as archive:
         assert all("/" not in name and not name.startswith(".") for name in archive.getnames())
     assert sorted(p.name for p in model_directory.iterdir()) == ["metadata.json", "model.json"]
+
+
+def test_the_baseline_summarizes_the_train_split_and_the_model_s_scores(example, model_directory):
+    document = json.loads(BASELINE.read_text())
+    records = [json.loads(line) for line in DATASET.read_text().splitlines()]
+    train = [line["record"] for line in records if split_of(line["record_id"]) == "train"]
+    features = np.array([[row[name] for name in example.dataset.features] for row in train], dtype=np.float32)
+    _, predict = load_model(model_directory)
+    scores = predict(features)
+
+    assert document["schema_version"] == SCHEMA_VERSION
+    assert document["feature_order"] == list(example.dataset.features)
+    assert {name: f["type"] for name, f in document["features"].items()} == dict(example.dataset.features)
+    assert document["rows"] == len(train)
+    assert document["features"]["mean_radius"]["min"] == min(row["mean_radius"] for row in train)
+    predictions = document["predictions"]
+    assert predictions["count"] == len(train)
+    assert predictions["min"] == pytest.approx(float(scores.min()))
+    assert predictions["max"] == pytest.approx(float(scores.max()))
+    assert sum(predictions["proportions"]) == pytest.approx(1, abs=1e-4)
+
+
+def test_records_the_model_was_not_trained_on_do_not_drift_from_the_baseline(example, model_directory):
+    """The drift monitor's view of the example endpoint serving its own kind of traffic: the held-out splits."""
+    records = [json.loads(line) for line in DATASET.read_text().splitlines()]
+    test = [line["record"] for line in records if split_of(line["record_id"]) != "train"]
+    names = list(example.dataset.features)
+    features = np.array([[row[name] for name in names] for row in test], dtype=np.float32)
+    _, predict = load_model(model_directory)
+    lines = [
+        json.dumps(
+            {
+                "captureData": {
+                    "endpointInput": {
+                        "observedContentType": "text/csv",
+                        "data": ",".join(map(str, row)),
+                        "encoding": "CSV",
+                    },
+                    "endpointOutput": {"observedContentType": "text/csv", "data": str(score), "encoding": "CSV"},
+                },
+                "eventMetadata": {"inferenceId": str(i), "inferenceTime": "2026-11-24T22:00:00Z"},
+            }
+        )
+        for i, (row, score) in enumerate(zip(features.tolist(), predict(features).tolist(), strict=True))
+    ]
+
+    report = compare(json.loads(BASELINE.read_text()), read_capture(lines, names))
+
+    assert report.rows == len(test)
+    assert not report.drift
+    assert report.drifted_share < 0.1
+    assert [p.drifted for p in report.predictions] == [False]

@@ -186,6 +186,19 @@ def test_a_drift_summary_starts_a_run_and_one_without_drift_is_ignored(harness):
     assert str(record["evidence"]["max_psi"]) == "0.31"
 
 
+def test_drift_of_the_example_tenant_is_recorded_and_never_starts_a_run(harness):
+    # The example endpoint is monitored like any other, but the smoke-test tenant is never retrained.
+    example_alarm = alarm()
+    for metric in example_alarm["detail"]["configuration"]["metrics"]:
+        metric["metricStat"]["metric"]["dimensions"]["Tenant"] = "example"
+
+    assert harness(drift(tenant="example"))["decision"] == "ignored"
+    assert harness(example_alarm)["decision"] == "ignored"
+
+    assert harness.executions() == []
+    assert [item["reason"].split(":")[0] for item in harness.ledger()] == ["ignored-tenant", "ignored-tenant"]
+
+
 def test_a_burst_of_uploads_starts_one_run_and_its_redelivery_none(harness):
     keys = [f"raw/acme/churn/dt=2026-11-24/{index:04d}.jsonl" for index in range(20)]
     batch = sqs_event(*(object_created(key, index) for index, key in enumerate(keys)))

@@ -9,6 +9,12 @@ state machine's baseline step, in the scheduled monitor job and on a laptop:
   are counted by reason, never raised;
 - ``compare``: a ``DriftReport`` with PSI and KS per feature, data quality, prediction shift per
   variant, and its JSON, HTML and CloudWatch metrics.
+
+The jobs around them, imported on their own (they talk to AWS or the Processing folders):
+``baseline_job`` (``python -m mlops_training baseline``) writes a model's baseline beside its
+artifact; ``job`` (``python -m mlops_training monitor``) is the scheduled drift monitor: it reads an
+endpoint's capture window from S3, compares it with each variant's baseline, reports model quality
+where labels arrived, and publishes the report, CloudWatch metrics and a ``Drift Summary`` event.
 """
 
 from mlops_training.monitoring.baseline import SCHEMA_VERSION, compute_baseline
