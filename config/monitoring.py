@@ -10,8 +10,9 @@ never needs a new schedule, and the window each run reads is the interval betwee
 
 from __future__ import annotations
 
+import importlib
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, StrictBool, StrictFloat, StrictInt
 
@@ -28,6 +29,42 @@ SCHEDULE_FORMS = (
     "H from 0 to 23) or cron(0 H ? * * *) (daily at hour H)"
 )
 HOUR_DIVISORS = (1, 2, 3, 4, 6, 8, 12)
+# Per-feature thresholds travel in each schedule rule's input (EventBridge caps an input template at
+# 8,192 characters); this many named features keep it well below that.
+MAX_NAMED_FEATURES = 40
+# The package whose tables resolve the Model Monitor analyzer's image per region, offline.
+MODEL_MONITOR_REQUIREMENT = "sagemaker-core==2.27.0"
+MODEL_MONITOR_INSTALL = f"pip install {MODEL_MONITOR_REQUIREMENT}"
+
+
+class ModelMonitorUnavailable(ValueError):
+    """The Model Monitor analyzer image cannot be resolved offline for a region; the message says what is allowed."""
+
+
+def _image_uris() -> Any:
+    """``sagemaker.core.image_uris``, imported on first use (tests replace this function)."""
+    return importlib.import_module("sagemaker.core.image_uris")
+
+
+def analyzer_image_uri(region: str) -> str:
+    """The Model Monitor analyzer's image URI in ``region``, from the tables ``sagemaker-core`` ships (no AWS call).
+
+    Imported here, not at module level: only ``engine: model-monitor`` pays for the package.
+    """
+    try:
+        image_uris = _image_uris()
+    except ImportError as error:
+        raise ModelMonitorUnavailable(
+            f"platform, or model-monitor once sagemaker-core is installed ({MODEL_MONITOR_INSTALL}), "
+            "which resolves the analyzer image offline"
+        ) from error
+    try:
+        return str(image_uris.retrieve("model-monitor", region))
+    except ValueError as error:
+        raise ModelMonitorUnavailable(
+            f"platform, or model-monitor only in a region where SageMaker publishes the Model Monitor analyzer "
+            f"image (region {region} has none in {MODEL_MONITOR_REQUIREMENT})"
+        ) from error
 
 
 def interval_hours(schedule: str) -> int:
@@ -38,9 +75,8 @@ def interval_hours(schedule: str) -> int:
         start, every = int(match["start"]), int(match["every"])
         if start <= 23 and every in HOUR_DIVISORS:
             return every
-    elif match := DAILY.match(schedule):
-        if int(match["hour"]) <= 23:
-            return 24
+    elif (match := DAILY.match(schedule)) and int(match["hour"]) <= 23:
+        return 24
     raise ValueError(f"one of Model Monitor's schedule forms: {SCHEDULE_FORMS}")
 
 
@@ -49,18 +85,30 @@ def _check_schedule(value: str) -> str:
     return value
 
 
+FEATURE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+def _check_feature_name(value: str) -> str:
+    if not FEATURE_NAME.match(value):
+        raise ValueError(
+            "a feature's column name: a lowercase letter, then up to 63 lowercase letters, digits or underscores"
+        )
+    return value
+
+
 Schedule = Annotated[str, AfterValidator(_check_schedule)]
-Share = Annotated[StrictInt | StrictFloat, Field(ge=0, le=1)]
+FeatureName = Annotated[str, AfterValidator(_check_feature_name)]
+Share = Annotated[StrictFloat, Field(ge=0, le=1)]
 
 
 class FeatureThresholds(StrictModel):
-    psi: Annotated[StrictInt | StrictFloat, Field(gt=0)] = Field(
+    psi: Annotated[StrictFloat, Field(gt=0)] = Field(
         default=0.2, description="a number above 0 (population stability index above which a feature drifted)"
     )
-    ks_statistic: Annotated[StrictInt | StrictFloat, Field(gt=0, le=1)] = Field(
+    ks_statistic: Annotated[StrictFloat, Field(gt=0, le=1)] = Field(
         default=0.1, description="a number above 0 and at most 1 (KS distance above which a feature drifted)"
     )
-    ks_p_value: Annotated[StrictInt | StrictFloat, Field(gt=0, lt=1)] = Field(
+    ks_p_value: Annotated[StrictFloat, Field(gt=0, lt=1)] = Field(
         default=0.01, description="a number between 0 and 1 (KS p-value below which the distance counts)"
     )
 
@@ -69,14 +117,18 @@ class DriftThresholds(StrictModel):
     default: FeatureThresholds = Field(
         default=FeatureThresholds(), description="the thresholds of every feature not named under features"
     )
-    features: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")], FeatureThresholds] = Field(
+    features: dict[FeatureName, FeatureThresholds] = Field(
         default_factory=dict,
-        description="a mapping of feature names to their own thresholds (a drifted named feature alone is drift)",
+        max_length=MAX_NAMED_FEATURES,
+        description=(
+            f"a mapping of at most {MAX_NAMED_FEATURES} feature names (lowercase letters, digits, underscores) "
+            "to their own thresholds (a drifted named feature alone is drift)"
+        ),
     )
     drifted_share: Share = Field(
         default=0.5, description="a number from 0 to 1 (share of drifted features at which the endpoint drifted)"
     )
-    prediction_psi: Annotated[StrictInt | StrictFloat, Field(gt=0)] = Field(
+    prediction_psi: Annotated[StrictFloat, Field(gt=0)] = Field(
         default=0.2, description="a number above 0 (PSI of a variant's predictions above which it drifted)"
     )
     min_rows: StrictInt = Field(
@@ -129,3 +181,13 @@ class Monitoring(StrictModel):
     def window_minutes(self) -> int:
         """Minutes of captured traffic each run reads: the interval between two runs."""
         return interval_hours(self.schedule) * 60
+
+    def problems(self, *, region: str) -> list[tuple[str, object, str]]:
+        """(key, value, what is allowed) for the rules that depend on the environment's region."""
+        if self.engine != "model-monitor":
+            return []
+        try:
+            analyzer_image_uri(region)
+        except ModelMonitorUnavailable as error:
+            return [("monitoring.engine", self.engine, str(error))]
+        return []

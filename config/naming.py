@@ -39,3 +39,25 @@ class Names:
     def metrics_namespace(self) -> str:
         """CloudWatch namespace of the platform's own metrics, one per environment."""
         return f"{self.project}/{self.environment}"
+
+    @property
+    def drift_namespace(self) -> str:
+        """``mlops/dev/Drift``: the drift monitor's metrics (the dashboard and the drift alarms read them)."""
+        return f"{self.metrics_namespace}/Drift"
+
+    @property
+    def monitoring_source(self) -> str:
+        """``mlops.monitoring``: the source of the drift monitor's ``Drift Summary`` events.
+
+        Not environment-scoped (the detail's ``environment`` is): rules filter on both.
+        """
+        return f"{self.project}.monitoring"
+
+    @property
+    def drift_alarm_prefix(self) -> str:
+        """``mlops-dev-drift-``: every drift alarm's name starts so; the retrain trigger routes on it."""
+        return f"{self.prefix}-drift-"
+
+    def drift_alarm(self, endpoint_key: str) -> str:
+        """``mlops-dev-drift-<endpoint key>``: the endpoint's drift alarm."""
+        return self.drift_alarm_prefix + endpoint_key

@@ -1,45 +1,51 @@
-"""Promote an approved model package to an endpoint variant: write the variant's model pointer.
+"""Promote, or roll back, a model on an endpoint variant: a recorded change of the variant's model pointer.
 
     python -m scripts.promote --environment dev --endpoint churn --variant Champion \\
         --model-package arn:aws:sagemaker:eu-west-1:111111111111:model-package/mlops-dev-churn-xgboost/3 [--dry-run]
+    python -m scripts.promote --environment dev --endpoint churn --promote-challenger [--dry-run]
+    python -m scripts.promote --environment dev --endpoint churn --variant Challenger --rollback [--dry-run]
+
+Add ``--ledger-table <RunLedgerTableName of <env>-Foundation>`` to record the change in the run ledger too
+(``PROMOTION#<endpoint>``, beside the approval path's records).
 
 Each endpoint variant reads its model at deploy time from its model pointer, the SSM String
 parameter ``/<project>/<env>/models/<endpoint>/<variant>``: the model artifact's S3 URI (or the
 sentinel ``example``, the shipped example model), with ``model package <ARN>`` as its description
-for lineage. CloudFormation creates it once and never writes it again; the approval path and this
-command write it afterwards. The endpoint picks the new model up at the next deploy of the
-environment's Serving stack (``make deploy ENV=<env>``, or the delivery pipeline).
+for lineage. CloudFormation creates it once and never writes it again; the approval path
+(docs/approval-path.md) and this command write it afterwards, and SSM keeps every version. The endpoint
+picks the new model up at the next deploy of the environment's Serving stack (``make deploy
+ENV=<env>``, or the delivery pipeline), which never reverts it.
 
-Nothing is written unless every check passes, in this order (``promote``):
-
-1. the package exists and is ``Approved``;
-2. it belongs to the endpoint's tenant (its ``tenant`` metadata, set by the evaluate Lambda), and,
-   where the environment is known, to one of that environment's package groups
-   (``<project>-<env>-<tenant>-<model>``: environments may share an account);
-3. its algorithm is one the variant's flavour serves (``SERVED_BY``);
-4. its feature schema, the document its ``feature_schema`` metadata points to, has the sha256 its
-   ``feature_schema_sha256`` metadata records, and the same features (names, order, types) and
-   problem type as the tenant's config declares now;
-5. its artifact (``InferenceSpecification.Containers[0].ModelDataUrl``) is an ``s3://`` URI ending
-   in ``model.tar.gz``;
-6. the pointer exists (the Foundation stack creates it).
+* ``--model-package``: points the variant at an approved package after every check of
+  ``lambda/approval/model_promotion.py`` passes (the approval path runs the same module): Approved,
+  the endpoint's tenant, one of the environment's groups and the endpoint's model, an algorithm the
+  variant's flavour serves, the feature schema (sha256 and features), the artifact under the tenant's
+  runs, the drift baseline beside it, and the pointer exists.
+* ``--promote-challenger``: the Champion's pointer takes the Challenger's model, after the same checks
+  of the package the Challenger's pointer names, against the Champion's flavour. Prints the weights to
+  apply with context or config.
+* ``--rollback``: the variant's pointer returns to its newest earlier version with another value
+  (``GetParameterHistory``), description included, so the lineage names the package it serves again.
+  Refused when there is none.
 
 The ``example`` endpoint serves the shipped example model and is never promoted.
 
-Exit status: 0 promoted (or, with ``--dry-run``, would be), 1 refused or AWS failed, 2 a bad
-command line or configuration.
+Exit status: 0 done (or, with ``--dry-run``, would be), 1 refused or AWS failed, 2 a bad command line
+or configuration.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
-import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
@@ -50,26 +56,36 @@ from config.schema import ENVIRONMENT_NAMES, PlatformConfig
 from config.tenants import PipelineConfig
 
 ROOT = Path(__file__).resolve().parent.parent
+PROMOTION_MODULE = ROOT / "lambda" / "approval" / "model_promotion.py"
 Flavour = Literal["cpu", "gpu"]
-
-# The algorithms each flavour of variant serves. A GPU instance serves XGBoost only: a linear
-# model on it pays for a GPU it never uses.
-SERVED_BY: dict[str, frozenset[str]] = {
-    "cpu": frozenset({"xgboost", "linear"}),
-    "gpu": frozenset({"xgboost"}),
-}
-EXAMPLE = "example"  # the example tenant's endpoint, and the pointer's sentinel for the shipped model
-FEATURE_SCHEMA_VERSION = 1  # lambda/evaluate/handler.py: SCHEMA_VERSION of the documents it writes
-PACKAGE_ARN = re.compile(
-    r"^arn:aws[a-z-]*:sagemaker:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):model-package/(?P<group>[^/]+)/(?P<version>\d+)$"
-)
-S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>.+)$")
-MODEL_ARTIFACT = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/(?:.+/)?model\.tar\.gz$")
-PACKAGE_NOT_FOUND_CODES = frozenset({"ValidationException", "ResourceNotFound"})
+CHAMPION, CHALLENGER = "Champion", "Challenger"
 
 
-class PromotionRefused(Exception):
-    """Why a package may not be promoted to a variant, in one sentence; nothing was written."""
+def _promotion_module() -> ModuleType:
+    """``lambda/approval/model_promotion.py``, the one module of checks (``lambda`` is no import path).
+
+    Registered as ``model_promotion``, the name the approval Lambda imports it under, so both see one
+    ``PromotionRefused``.
+    """
+    loaded = sys.modules.get("model_promotion")
+    if loaded is not None:
+        return loaded
+    spec = importlib.util.spec_from_file_location("model_promotion", PROMOTION_MODULE)
+    assert spec is not None, PROMOTION_MODULE
+    assert spec.loader is not None, PROMOTION_MODULE
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["model_promotion"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+_checks = _promotion_module()
+PromotionRefused: type[Exception] = _checks.PromotionRefused
+SERVED_BY: dict[str, frozenset[str]] = _checks.SERVED_BY
+EXAMPLE: str = _checks.EXAMPLE
+FEATURE_SCHEMA_VERSION: int = _checks.FEATURE_SCHEMA_VERSION
+feature_schema = _checks.feature_schema
+first_difference = _checks.first_difference
 
 
 @dataclass(frozen=True)
@@ -92,21 +108,17 @@ class Promotion:
         return self.previous == self.model_data
 
 
-def feature_schema(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The feature schema document evaluate registers with a package, from a published tenant config.
+@dataclass(frozen=True)
+class Rollback:
+    """What ``rollback`` wrote (or would write): the pointer's earlier version."""
 
-    The same function as ``feature_schema`` in lambda/evaluate/handler.py (a test keeps them equal):
-    that module builds its clients and reads its environment at import, so it is no library.
-    """
-    dataset = config["dataset"]
-    return {
-        "schema_version": FEATURE_SCHEMA_VERSION,
-        "tenant": config.get("tenant"),
-        "dataset": dataset["name"],
-        "features": [{"name": name, "type": kind} for name, kind in dataset["features"].items()],
-        "target": dataset["target"],
-        "problem_type": dataset["problem_type"],
-    }
+    pointer: str
+    value: str
+    description: str | None
+    version: int
+    previous: str
+    package_arn: str | None
+    written: bool
 
 
 def promote(
@@ -121,202 +133,144 @@ def promote(
     group_prefix: str | None = None,
     model: str | None = None,
     dry_run: bool = False,
+    expected_model_data: str | None = None,
 ) -> Promotion:
     """Check the package against the variant, then point the variant at the package's artifact.
 
     ``group_prefix`` (``Names.prefix``, such as ``mlops-dev``) confines the package to the
-    environment's own groups; ``model`` (the endpoint's declared model) to that model's group. Raises
-    ``PromotionRefused`` before writing anything.
+    environment's own groups; ``model`` (the endpoint's declared model) to that model's group;
+    ``expected_model_data`` to the artifact another pointer already names. Raises ``PromotionRefused``
+    before writing anything.
     """
-    arn = PACKAGE_ARN.match(package_arn)
-    if arn is None:
+    checked = _checks.check_package(
+        sagemaker=sagemaker,
+        s3=s3,
+        package_arn=package_arn,
+        tenant_config=tenant.published(),
+        flavour=flavour,
+        group_prefix=group_prefix,
+        model=model,
+    )
+    if expected_model_data is not None and checked.model_data != expected_model_data:
         raise PromotionRefused(
-            f"{package_arn!r} is not a model package version ARN; "
-            "allowed: arn:aws:sagemaker:<region>:<account>:model-package/<group>/<version>"
+            f"model package {package_arn} has the artifact {checked.model_data}, not {expected_model_data} "
+            "as the pointer that names it holds; promote the package itself with --model-package"
         )
-    package = _describe_package(sagemaker, package_arn)
-
-    status = package.get("ModelApprovalStatus")
-    if status != "Approved":
-        raise PromotionRefused(
-            f"model package {package_arn} is {status or 'without an approval status'}, not Approved; "
-            "approve it in the model registry first"
-        )
-
-    metadata: dict[str, str] = package.get("CustomerMetadataProperties") or {}
-    owner = metadata.get("tenant")
-    if owner != tenant.tenant:
-        raise PromotionRefused(
-            f"model package {package_arn} belongs to tenant {owner!r}, not {tenant.tenant!r}, the endpoint's tenant"
-        )
-    group = package.get("ModelPackageGroupName") or arn["group"]
-    if group_prefix is not None and not group.startswith(f"{group_prefix}-{tenant.tenant}-"):
-        raise PromotionRefused(
-            f"model package {package_arn} is in group {group!r}, not one of this environment's groups "
-            f"for tenant {tenant.tenant!r} ({group_prefix}-{tenant.tenant}-<model>); models never cross environments"
-        )
-
-    if model is not None and metadata.get("model") != model:
-        raise PromotionRefused(
-            f"model package {package_arn} holds model {metadata.get('model')!r}, not {model!r}, the endpoint's "
-            "declared model; allowed: a package of the endpoint's model (declare another endpoint for another model)"
-        )
-
-    algorithm = _algorithm(s3, package, metadata, package_arn)
-    if algorithm not in SERVED_BY[flavour]:
-        served = " or ".join(sorted(SERVED_BY[flavour]))
-        raise PromotionRefused(
-            f"model package {package_arn} holds a {algorithm} model, which a {flavour} variant does not serve; "
-            f"allowed on {flavour}: {served}"
-        )
-
-    _check_schema(s3, metadata, tenant, package_arn)
-
-    containers = (package.get("InferenceSpecification") or {}).get("Containers") or [{}]
-    model_data = containers[0].get("ModelDataUrl")
-    if not isinstance(model_data, str) or not MODEL_ARTIFACT.match(model_data):
-        raise PromotionRefused(
-            f"model package {package_arn} has the artifact {model_data!r}; allowed: an s3:// URI ending in model.tar.gz"
-        )
-    # The endpoint's model role reads artifacts/runs/<tenant>/ only (mlops_constructs/endpoint.py).
-    runs = f"/artifacts/runs/{tenant.tenant}/"
-    if runs not in model_data.removeprefix("s3:/"):
-        raise PromotionRefused(
-            f"model package {package_arn} has the artifact {model_data!r}, outside the tenant's training runs; "
-            f"allowed: an artifact under s3://<artifacts zone>{runs}, which the endpoint's model role may read"
-        )
-
-    previous = _read_pointer(ssm, pointer)
-    description = f"model package {package_arn}"
+    previous = _checks.read_pointer(ssm, pointer).value
+    description = _checks.pointer_description(package_arn)
     if not dry_run:
-        ssm.put_parameter(Name=pointer, Value=model_data, Type="String", Overwrite=True, Description=description)
+        ssm.put_parameter(
+            Name=pointer, Value=checked.model_data, Type="String", Overwrite=True, Description=description
+        )
     return Promotion(
         pointer=pointer,
         package_arn=package_arn,
-        model_data=model_data,
+        model_data=checked.model_data,
         description=description,
         previous=previous,
-        tenant=tenant.tenant,
-        model=metadata.get("model"),
-        algorithm=algorithm,
+        tenant=checked.tenant,
+        model=checked.model,
+        algorithm=checked.algorithm,
         flavour=flavour,
         written=not dry_run,
     )
 
 
-def _describe_package(sagemaker: Any, package_arn: str) -> dict[str, Any]:
+def rollback(*, ssm: Any, pointer: str, dry_run: bool = False) -> Rollback:
+    """Return a pointer to its newest earlier version with another value; ``PromotionRefused`` when none."""
+    current = _checks.read_pointer(ssm, pointer)
     try:
-        package: dict[str, Any] = sagemaker.describe_model_package(ModelPackageName=package_arn)
+        earlier = _checks.previous_version(ssm, pointer)
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code")
-        if code in PACKAGE_NOT_FOUND_CODES:
-            raise PromotionRefused(f"model package {package_arn} does not exist ({code})") from None
-        raise PromotionRefused(f"cannot describe model package {package_arn} ({code})") from None
-    return package
-
-
-def _read_s3(s3: Any, uri: str, what: str, package_arn: str) -> bytes:
-    location = S3_URI.match(uri)
-    if location is None:
-        raise PromotionRefused(f"model package {package_arn} names {what} {uri!r}, which is not an s3:// URI")
-    try:
-        body: bytes = s3.get_object(Bucket=location["bucket"], Key=location["key"])["Body"].read()
-    except ClientError as error:
-        code = error.response.get("Error", {}).get("Code")
-        raise PromotionRefused(f"cannot read {what} {uri} of model package {package_arn} ({code})") from None
-    return body
-
-
-def _algorithm(s3: Any, package: Mapping[str, Any], metadata: Mapping[str, str], package_arn: str) -> str:
-    """The package's ``algorithm`` metadata, else the ``algorithm`` of its evaluation document.
-
-    Evaluate registers the evaluation document as the package's model-quality statistics; it names
-    the best trial's algorithm.
-    """
-    if metadata.get("algorithm"):
-        return metadata["algorithm"]
-    statistics = ((package.get("ModelMetrics") or {}).get("ModelQuality") or {}).get("Statistics") or {}
-    uri = statistics.get("S3Uri")
-    if not isinstance(uri, str):
+        raise PromotionRefused(f"cannot read the history of the model pointer {pointer} ({code})") from None
+    if earlier is None:
         raise PromotionRefused(
-            f"model package {package_arn} names no algorithm (no 'algorithm' metadata, no evaluation document), "
-            "so its fit to the variant cannot be checked"
+            f"the model pointer {pointer} has no earlier version with another value than {current.value} "
+            "(SSM keeps the last 100 versions): there is nothing to roll back to"
         )
-    try:
-        algorithm = json.loads(_read_s3(s3, uri, "the evaluation document", package_arn)).get("algorithm")
-    except (ValueError, AttributeError):
-        algorithm = None
-    if not isinstance(algorithm, str) or not algorithm:
+    if not dry_run:
+        ssm.put_parameter(
+            Name=pointer,
+            Value=earlier.value,
+            Type="String",
+            Overwrite=True,
+            Description=earlier.description or f"rolled back to version {earlier.version}",
+        )
+    return Rollback(
+        pointer=pointer,
+        value=earlier.value,
+        description=earlier.description,
+        version=earlier.version,
+        previous=current.value,
+        package_arn=earlier.package_arn,
+        written=not dry_run,
+    )
+
+
+def challenger_package(ssm: Any, pointer: str) -> tuple[str, str]:
+    """(package ARN, artifact) the Challenger's pointer names; ``PromotionRefused`` when it names no package."""
+    current = _checks.read_pointer(ssm, pointer)
+    if current.value == EXAMPLE or current.package_arn is None:
         raise PromotionRefused(
-            f"model package {package_arn} names no algorithm (its evaluation document {uri} has none), "
-            "so its fit to the variant cannot be checked"
+            f"the Challenger's pointer {pointer} holds {current.value!r} and names no model package "
+            f"(description {current.description!r}): there is no challenger model to promote"
         )
-    return algorithm
+    return current.package_arn, current.value
 
 
-def _check_schema(s3: Any, metadata: Mapping[str, str], tenant: PipelineConfig, package_arn: str) -> None:
-    uri, recorded = metadata.get("feature_schema"), metadata.get("feature_schema_sha256")
-    if not uri or not recorded:
-        raise PromotionRefused(
-            f"model package {package_arn} has no feature_schema and feature_schema_sha256 metadata, "
-            "so its fit to the endpoint's schema cannot be checked"
-        )
-    body = _read_s3(s3, uri, "the feature schema", package_arn)
-    actual = hashlib.sha256(body).hexdigest()
-    if actual != recorded:
-        raise PromotionRefused(
-            f"the feature schema {uri} of model package {package_arn} has sha256 {actual}, "
-            f"not {recorded} as the package records: it changed after registration"
-        )
-    try:
-        document = json.loads(body)
-        features = [(str(f["name"]), str(f["type"])) for f in document["features"]]
-        problem_type = document["problem_type"]
-    except (ValueError, KeyError, TypeError):
-        raise PromotionRefused(f"the feature schema {uri} of model package {package_arn} is not a schema") from None
-    expected_document = feature_schema(tenant.published())
-    expected = [(f["name"], f["type"]) for f in expected_document["features"]]
-    difference = first_difference(features, expected)
-    if difference is not None:
-        raise PromotionRefused(
-            f"model package {package_arn} does not fit tenant {tenant.tenant!r}'s feature schema: {difference}"
-        )
-    if problem_type != expected_document["problem_type"]:
-        raise PromotionRefused(
-            f"model package {package_arn} is a {problem_type} model; tenant {tenant.tenant!r} "
-            f"declares a {expected_document['problem_type']} problem"
-        )
+def record(
+    dynamodb: Any,
+    table: str,
+    *,
+    endpoint: str,
+    variant: str,
+    decision: str,
+    reason: str,
+    tenant: str | None,
+    pointer: str,
+    value: str,
+    previous: str,
+    package_arn: str | None,
+    by: str | None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The pointer change as a run-ledger record ``PROMOTION#<endpoint>`` / ``<decided_at>#<decision>#<id>``."""
+    decided_at = (now or datetime.now(UTC)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    identity = hashlib.sha256(f"{pointer}\n{value}\n{decided_at}".encode()).hexdigest()[:12]
+    item: dict[str, Any] = _checks.ledger_item(
+        endpoint=endpoint,
+        decision=decision,
+        decided_at=decided_at,
+        reason=reason,
+        sort_key=f"{decided_at}#{decision}#{identity}",
+        tenant=tenant,
+        variant=variant,
+        pointer=pointer,
+        model_data=value,
+        previous=previous,
+        package_arn=package_arn,
+        by=by,
+        source="scripts/promote.py",
+    )
+    _checks.put_once(dynamodb, table, item)
+    return item
 
 
-def first_difference(model: Sequence[tuple[str, str]], endpoint: Sequence[tuple[str, str]]) -> str | None:
-    """The first feature, by position, where the model's schema and the endpoint's differ; None when equal."""
-    for position, (ours, theirs) in enumerate(zip(model, endpoint, strict=False), start=1):
-        if ours != theirs:
-            return (
-                f"feature {position} is {ours[0]} ({ours[1]}) in the model, "
-                f"{theirs[0]} ({theirs[1]}) in the endpoint's schema"
-            )
-    if len(model) > len(endpoint):
-        name, kind = model[len(endpoint)]
-        return f"feature {len(endpoint) + 1}, {name} ({kind}), is in the model but not in the endpoint's schema"
-    if len(endpoint) > len(model):
-        name, kind = endpoint[len(model)]
-        return f"feature {len(model) + 1}, {name} ({kind}), is in the endpoint's schema but not in the model"
-    return None
+def weights_lines(environment: str, endpoint: str, weights: Mapping[str, float]) -> list[str]:
+    """The weights as ``-c variantWeights`` context and as the variants' ``weight`` lines of the config."""
+    context = json.dumps({environment: {endpoint: {name: _number(weight) for name, weight in weights.items()}}})
+    lines = [
+        f'  with context:  npx cdk deploy "{environment}/*" -c environments={environment} '
+        f"-c variantWeights='{context}'",
+        f"  or in config/environments/{environment}.yaml, serving.endpoints.{endpoint}.variants:",
+    ]
+    lines.extend(f"    - name: {name} ... weight: {_number(weight)}" for name, weight in weights.items())
+    return lines
 
 
-def _read_pointer(ssm: Any, pointer: str) -> str:
-    try:
-        value: str = ssm.get_parameter(Name=pointer)["Parameter"]["Value"]
-    except ClientError as error:
-        code = error.response.get("Error", {}).get("Code")
-        if code == "ParameterNotFound":
-            raise PromotionRefused(
-                f"the model pointer {pointer} does not exist; the environment's Foundation stack creates it: "
-                "deploy the environment first"
-            ) from None
-        raise PromotionRefused(f"cannot read the model pointer {pointer} ({code})") from None
-    return value
+def _number(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -329,13 +283,14 @@ class Clients:
     s3: Any
     ssm: Any
     sts: Any
+    dynamodb: Any = None
 
     @classmethod
     def in_region(cls, region: str) -> Clients:
         import boto3  # the command's only: promote() takes any clients
 
         session = boto3.Session(region_name=region)
-        return cls(*(session.client(name) for name in ("sagemaker", "s3", "ssm", "sts")))
+        return cls(*(session.client(name) for name in ("sagemaker", "s3", "ssm", "sts", "dynamodb")))
 
 
 class UsageError(Exception):
@@ -345,18 +300,32 @@ class UsageError(Exception):
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m scripts.promote",
-        description="Point an endpoint variant at an approved model package (its model pointer in SSM).",
+        description="Point an endpoint variant at an approved model package, promote the Challenger, or roll back.",
     )
     parser.add_argument("--environment", required=True, choices=ENVIRONMENT_NAMES, help="the environment")
     parser.add_argument("--endpoint", required=True, help="an endpoint of the environment's serving.endpoints")
-    parser.add_argument("--variant", required=True, help="one of the endpoint's variants, such as Champion")
-    parser.add_argument("--model-package", required=True, help="the approved model package version's ARN")
+    parser.add_argument(
+        "--variant", help="one of the endpoint's variants, such as Champion (not with --promote-challenger)"
+    )
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--model-package", help="the approved model package version's ARN")
+    action.add_argument(
+        "--promote-challenger", action="store_true", help="give the Champion the model the Challenger serves"
+    )
+    action.add_argument("--rollback", action="store_true", help="return the variant's pointer to its previous model")
+    parser.add_argument("--ledger-table", help="the run ledger (RunLedgerTableName of <env>-Foundation): record it")
     parser.add_argument("--dry-run", action="store_true", help="check everything, write nothing")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.promote_challenger and args.variant not in (None, CHAMPION):
+        parser.error("--promote-challenger writes the Champion's pointer; leave out --variant")
+    if not args.promote_challenger and args.variant is None:
+        parser.error("--variant is required with --model-package and --rollback")
+    return args
 
 
 def main(argv: Sequence[str], *, config: PlatformConfig | None = None, clients: Clients | None = None) -> int:
     args = parse_args(argv)
+    variant_name = CHAMPION if args.promote_challenger else args.variant
     try:
         if args.endpoint == EXAMPLE:
             raise UsageError(
@@ -374,12 +343,14 @@ def main(argv: Sequence[str], *, config: PlatformConfig | None = None, clients: 
             )
         if endpoint.tenant == EXAMPLE:
             raise UsageError(f"endpoint {args.endpoint!r} serves the example tenant, which is never promoted")
-        variant = next((v for v in endpoint.variants if v.name == args.variant), None)
+        variant = next((v for v in endpoint.variants if v.name == variant_name), None)
         if variant is None:
             raise UsageError(
-                f"endpoint {args.endpoint!r} has no variant {args.variant!r}; "
+                f"endpoint {args.endpoint!r} has no variant {variant_name!r}; "
                 f"allowed: {', '.join(v.name for v in endpoint.variants)}"
             )
+        if args.promote_challenger and not any(v.name == CHALLENGER for v in endpoint.variants):
+            raise UsageError(f"endpoint {args.endpoint!r} has no {CHALLENGER} variant to promote")
         tenant = next((p for p in config.pipelines if p.tenant == endpoint.tenant), None)
         if tenant is None:
             raise UsageError(
@@ -392,25 +363,57 @@ def main(argv: Sequence[str], *, config: PlatformConfig | None = None, clients: 
 
     names = Names(project=config.project.name, environment=environment.name)
     pointer = names.parameter("models", args.endpoint, variant.name)
+    weights = {v.name: float(getattr(v, "weight", 0)) for v in endpoint.variants}
     try:
         clients = clients or Clients.in_region(environment.region)
-        account = clients.sts.get_caller_identity()["Account"]
+        identity = clients.sts.get_caller_identity()
+        account = identity["Account"]
         if account != environment.account:
             raise PromotionRefused(
                 f"the AWS credentials are for account {account}; {environment.name} deploys to {environment.account}"
             )
-        promotion = promote(
-            sagemaker=clients.sagemaker,
-            s3=clients.s3,
-            ssm=clients.ssm,
-            package_arn=args.model_package,
-            pointer=pointer,
-            tenant=tenant,
-            flavour=variant.flavour,
-            group_prefix=names.prefix,
-            model=endpoint.model,
-            dry_run=args.dry_run,
-        )
+        if args.rollback:
+            outcome: Promotion | Rollback = rollback(ssm=clients.ssm, pointer=pointer, dry_run=args.dry_run)
+        else:
+            package_arn, expected = args.model_package, None
+            if args.promote_challenger:
+                package_arn, expected = challenger_package(
+                    clients.ssm, names.parameter("models", args.endpoint, CHALLENGER)
+                )
+            outcome = promote(
+                sagemaker=clients.sagemaker,
+                s3=clients.s3,
+                ssm=clients.ssm,
+                package_arn=package_arn,
+                pointer=pointer,
+                tenant=tenant,
+                flavour=variant.flavour,
+                group_prefix=names.prefix,
+                model=endpoint.model,
+                dry_run=args.dry_run,
+                expected_model_data=expected,
+            )
+        if args.ledger_table and not args.dry_run:
+            if clients.dynamodb is None:
+                raise PromotionRefused("no DynamoDB client to record the change with")
+            decision = (
+                "rolled-back" if args.rollback else "promoted-challenger" if args.promote_challenger else "promoted"
+            )
+            value = outcome.value if isinstance(outcome, Rollback) else outcome.model_data
+            record(
+                clients.dynamodb,
+                args.ledger_table,
+                endpoint=args.endpoint,
+                variant=variant.name,
+                decision=decision,
+                reason=f"{decision} by a person with scripts/promote.py",
+                tenant=endpoint.tenant,
+                pointer=pointer,
+                value=value,
+                previous=outcome.previous,
+                package_arn=outcome.package_arn,
+                by=identity.get("Arn"),
+            )
     except PromotionRefused as refusal:
         print(f"promote: refused: {refusal}", file=sys.stderr)
         return 1
@@ -418,11 +421,32 @@ def main(argv: Sequence[str], *, config: PlatformConfig | None = None, clients: 
         print(f"promote: AWS failed: {error}", file=sys.stderr)
         return 1
 
-    verb = "would point" if args.dry_run else "pointed"
-    print(f"{verb} {args.endpoint}/{variant.name} ({variant.flavour}) in {environment.name} at {promotion.model_data}")
-    print(f"  pointer:       {promotion.pointer}")
-    print(f"  model package: {promotion.package_arn} ({promotion.algorithm}, tenant {promotion.tenant})")
-    print(f"  previous:      {promotion.previous}" + (" (unchanged)" if promotion.unchanged else ""))
+    where = f"{args.endpoint}/{variant.name} ({variant.flavour}) in {environment.name}"
+    if isinstance(outcome, Rollback):
+        verb = "would roll back" if args.dry_run else "rolled back"
+        print(f"{verb} {where} to version {outcome.version}: {outcome.value}")
+        print(f"  pointer:       {outcome.pointer}")
+        print(f"  model package: {outcome.package_arn or 'none named'} ({outcome.description})")
+        print(f"  previous:      {outcome.previous}")
+    else:
+        verb = "would point" if args.dry_run else "pointed"
+        print(f"{verb} {where} at {outcome.model_data}")
+        print(f"  pointer:       {outcome.pointer}")
+        print(f"  model package: {outcome.package_arn} ({outcome.algorithm}, tenant {outcome.tenant})")
+        print(f"  previous:      {outcome.previous}" + (" (unchanged)" if outcome.unchanged else ""))
+    if args.ledger_table and not args.dry_run:
+        print(f"  recorded in:   {args.ledger_table} (PROMOTION#{args.endpoint})")
+    if args.promote_challenger:
+        print(
+            "weights: both variants now serve this model. The configured split stays right for the next challenger; "
+            "if traffic was shifted during the test, return to it:"
+        )
+        for line in weights_lines(environment.name, args.endpoint, weights):
+            print(line)
+    elif args.rollback and variant.name == CHALLENGER:
+        print("weights: to take the Challenger out of traffic until its next model, apply:")
+        for line in weights_lines(environment.name, args.endpoint, {**weights, CHALLENGER: 0.0}):
+            print(line)
     if args.dry_run:
         print("dry run: nothing written")
     else:

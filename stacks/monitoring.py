@@ -7,18 +7,26 @@ endpoints and example model.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import CfnOutput, RemovalPolicy, Stack
+from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
 from config.naming import Names
 from config.schema import EnvironmentConfig
 from config.tenants import PipelineConfig
+from mlops_constructs.approval_path import ApprovalPath
+from mlops_constructs.dashboard import PlatformDashboard, QueueDepth
+from mlops_constructs.drift_monitor import DriftMonitor, DriftMonitorZones
+from mlops_constructs.retrain_trigger import RetrainTrigger
 from stacks.foundation import FoundationStack
 from stacks.ingestion import IngestionStack
 from stacks.serving import ServingStack
 from stacks.training import TrainingStack
+
+EXAMPLE_BASELINE = Path(__file__).resolve().parent.parent / "models" / "example" / "baseline.json"
 
 
 class MonitoringStack(Stack):
@@ -54,12 +62,85 @@ class MonitoringStack(Stack):
 
     def _drift_monitoring(self) -> None:
         """The drift monitor (platform engine) or Model Monitor schedules, per endpoint with data capture."""
+        # The example model's baseline: the job reads it for variants whose pointer is the sentinel.
+        self.example_baseline = s3_assets.Asset(self, "ExampleBaseline", path=str(EXAMPLE_BASELINE))
+        lake = self.foundation.lake.zones
+        self.drift_monitor = DriftMonitor(
+            self,
+            "DriftMonitor",
+            names=self.names,
+            environment=self.environment_config,
+            key=self.foundation.key,
+            topic=self.foundation.topic,
+            zones=DriftMonitorZones(capture=lake["capture"], artifacts=lake["artifacts"]),
+            image=self.training.images.cpu,
+            example_baseline=self.example_baseline,
+            removal_policy=self.removal_policy,
+        )
+        if self.drift_monitor.schedules:
+            # A monitoring schedule needs its endpoint, which only the literal endpoint name refers to.
+            self.add_dependency(self.serving, "Model Monitor schedules need their endpoints in service")
 
     def _retraining_triggers(self) -> None:
         """Drift and new data → the retrain-trigger λ → the training state machine."""
+        retraining = self.environment_config.monitoring.retraining
+        self.retrain_trigger: RetrainTrigger | None = None
+        if not (retraining.on_drift or retraining.on_new_data):
+            return  # nothing would ever invoke it
+        self.retrain_trigger = RetrainTrigger(
+            self,
+            "RetrainTrigger",
+            names=self.names,
+            settings=retraining,
+            key=self.foundation.key,
+            raw_bucket=self.foundation.lake.raw,
+            ledger=self.foundation.ledger_table,
+            state_machine=self.training.pipeline.state_machine,
+            alarm_topic=self.foundation.topic,
+            log_retention_days=self.environment_config.retention.log_retention_days,
+            removal_policy=self.removal_policy,
+        )
 
     def _approval_path(self) -> None:
         """Model package approvals → model pointer → a deployment of the Serving stack."""
+        self.approval_path = ApprovalPath(
+            self,
+            "ApprovalPath",
+            names=self.names,
+            environment=self.environment_config,
+            key=self.foundation.key,
+            topic=self.foundation.topic,
+            ledger=self.foundation.ledger_table,
+            artifacts_bucket=self.foundation.lake.zones["artifacts"],
+            serving_stack_name=self.serving.stack_name,
+            removal_policy=self.removal_policy,
+        )
+        # docs/approval-path.md's runbook starts and inspects promotions with these.
+        CfnOutput(self, "PromotionWorkflowArn", value=self.approval_path.state_machine.state_machine_arn)
+        CfnOutput(self, "PromotionDeployProjectName", value=self.approval_path.project.project_name)
 
     def _dashboard(self) -> None:
         """One CloudWatch dashboard for the environment."""
+        queues = [
+            QueueDepth("Ingest queue", self.ingestion.pipeline.queue),
+            QueueDepth("Ingest DLQ", self.ingestion.pipeline.dead_letter_queue, dead_letter=True),
+            QueueDepth("Scoring queue", self.serving.scoring.queue),
+            QueueDepth("Scoring DLQ", self.serving.scoring.dead_letter_queue, dead_letter=True),
+            QueueDepth("Training progress DLQ", self.training.progress.dead_letter_queue, dead_letter=True),
+        ]
+        trigger = self.retrain_trigger
+        if trigger is not None:
+            if trigger.queue is not None and trigger.queue_dead_letter_queue is not None:
+                queues.append(QueueDepth("Retrain new-data queue", trigger.queue))
+                queues.append(QueueDepth("Retrain new-data DLQ", trigger.queue_dead_letter_queue, dead_letter=True))
+            queues.append(QueueDepth("Retrain trigger DLQ", trigger.dead_letter_queue, dead_letter=True))
+        self.dashboard = PlatformDashboard(
+            self,
+            "Dashboard",
+            names=self.names,
+            serving=self.environment_config.serving,
+            monitoring=self.environment_config.monitoring,
+            pipelines=self.pipelines,
+            state_machine=self.training.pipeline.state_machine,
+            queues=queues,
+        )

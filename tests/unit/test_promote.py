@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -21,8 +22,16 @@ from moto import mock_aws
 
 from config.tenants import PipelineConfig
 from scripts import promote as promote_module
-from scripts.promote import Clients, PromotionRefused, feature_schema, first_difference, main, promote
-from tests.conftest import load_handler
+from scripts.promote import (
+    Clients,
+    PromotionRefused,
+    feature_schema,
+    first_difference,
+    main,
+    parse_args,
+    promote,
+)
+from tests.conftest import create_ledger_table, load_handler
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"  # moto's
@@ -34,6 +43,9 @@ RUN = "artifacts/runs/acme/run-1"
 SCHEMA_KEY = f"{RUN}/evaluation/feature-schema.json"
 EVALUATION_KEY = f"{RUN}/evaluation/xgboost.json"
 MODEL_DATA = f"s3://{ARTIFACTS}/{RUN}/models/mlops-dev-acme-run-1-xgboost-0-a0/output/model.tar.gz"
+BASELINE_KEY = f"{RUN}/models/mlops-dev-acme-run-1-xgboost-0-a0/output/baseline.json"
+# The baseline job's document, as much of it as promotion reads: the schema's features in its order.
+BASELINE = json.dumps({"schema_version": 1, "feature_order": ["tenure", "plan", "active"], "features": {}}).encode()
 TENANT = PipelineConfig.model_validate(
     {
         "tenant": "acme",
@@ -65,6 +77,9 @@ EVALUATE_ENVIRONMENT = {
     "INFERENCE_INSTANCE_TYPE": "ml.c5.large",
     "BATCH_TRANSFORM_INSTANCE_TYPE": "ml.m5.large",
     "KMS_KEY_ARN": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/00000000-0000-0000-0000-000000000000",
+    "BASELINE_IMAGE_URI": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/training:cpu",
+    "PROCESSING_INSTANCE_TYPE": "ml.m5.large",
+    "PROCESSING_LOCAL_STORAGE": "false",
 }
 
 
@@ -121,6 +136,8 @@ def package(body: bytes, **changes: Any) -> dict[str, Any]:
             "training_data": "s3://features-zone/features/acme/churn/dt=2026-01-02/run-1-train.parquet",
             "feature_schema": f"s3://{ARTIFACTS}/{SCHEMA_KEY}",
             "feature_schema_sha256": hashlib.sha256(body).hexdigest(),
+            "baseline": f"s3://{ARTIFACTS}/{BASELINE_KEY}",
+            "baseline_sha256": hashlib.sha256(BASELINE).hexdigest(),
         },
     }
     for path, value in changes.items():
@@ -141,10 +158,12 @@ class World:
     def __init__(self, evaluate, clients: dict[str, Any]) -> None:
         self.evaluate = evaluate
         self.s3, self.ssm, self.sts, self.sagemaker = (clients[name] for name in ("s3", "ssm", "sts", "sagemaker"))
+        self.dynamodb = clients["dynamodb"]
         self.stub = Stubber(self.sagemaker)
         self.s3.create_bucket(Bucket=ARTIFACTS, CreateBucketConfiguration={"LocationConstraint": REGION})
         self.schema = schema_body(evaluate)
         self.put(SCHEMA_KEY, self.schema)
+        self.put(BASELINE_KEY, BASELINE)
         self.evaluation("xgboost")
         # Foundation creates each pointer once, with the sentinel.
         self.ssm.put_parameter(Name=POINTER, Value="example", Type="String", Description="the example model")
@@ -183,14 +202,20 @@ class World:
         return parameter["Value"], parameter["Version"], described.get("Description")
 
     def clients(self) -> Clients:
-        return Clients(sagemaker=self.sagemaker, s3=self.s3, ssm=self.ssm, sts=self.sts)
+        return Clients(sagemaker=self.sagemaker, s3=self.s3, ssm=self.ssm, sts=self.sts, dynamodb=self.dynamodb)
+
+    def parameter(self, name: str) -> tuple[str, int, str | None]:
+        """Any pointer's value, version and description."""
+        [entry, *_] = reversed(self.ssm.get_parameter_history(Name=name)["Parameters"])
+        return entry["Value"], entry["Version"], entry.get("Description")
 
 
 @pytest.fixture(scope="module")
 def aws() -> Iterator[tuple[Any, dict[str, Any]]]:
     """One moto for the module, its clients made once (making a client reads its service model: 0.1 s)."""
     with mock_aws() as mock:
-        yield mock, {name: boto3.client(name, region_name=REGION) for name in ("s3", "ssm", "sts", "sagemaker")}
+        names = ("s3", "ssm", "sts", "sagemaker", "dynamodb")
+        yield mock, {name: boto3.client(name, region_name=REGION) for name in names}
 
 
 @pytest.fixture
@@ -364,6 +389,26 @@ REFUSALS = {
         ],
     ),
     "no pointer": _no_pointer,
+    "no baseline metadata": _refusal(
+        "has no baseline and baseline_sha256 metadata", CustomerMetadataProperties__baseline=None
+    ),
+    "baseline elsewhere than beside the artifact": _refusal(
+        f"names the baseline s3://{ARTIFACTS}/{RUN}/baseline.json, not s3://{ARTIFACTS}/{BASELINE_KEY} beside",
+        CustomerMetadataProperties__baseline=f"s3://{ARTIFACTS}/{RUN}/baseline.json",
+    ),
+    "baseline changed after registration": _refusal(
+        "not " + "0" * 64 + " as the package records", CustomerMetadataProperties__baseline_sha256="0" * 64
+    ),
+    "baseline missing": _with(
+        lambda world: world.s3.delete_object(Bucket=ARTIFACTS, Key=BASELINE_KEY), "cannot read the baseline"
+    ),
+    "baseline of other features": _with(
+        lambda world: world.put(BASELINE_KEY, json.dumps({"feature_order": ["plan", "tenure", "active"]}).encode()),
+        "describes the features ['plan', 'tenure', 'active'], not the schema's ['tenure', 'plan', 'active']",
+        CustomerMetadataProperties__baseline_sha256=hashlib.sha256(
+            json.dumps({"feature_order": ["plan", "tenure", "active"]}).encode()
+        ).hexdigest(),
+    ),
 }
 
 
@@ -407,8 +452,8 @@ def configuration(account: str = ACCOUNT) -> SimpleNamespace:
             tenant="acme",
             model="xgboost",
             variants=(
-                SimpleNamespace(name="Champion", flavour="cpu"),
-                SimpleNamespace(name="Challenger", flavour="gpu"),
+                SimpleNamespace(name="Champion", flavour="cpu", weight=90),
+                SimpleNamespace(name="Challenger", flavour="gpu", weight=10),
             ),
         ),
         "demo": SimpleNamespace(
@@ -523,3 +568,185 @@ def test_the_command_names_what_the_configuration_allows(capsys, endpoint, varia
 
     assert main(arguments(endpoint, variant), config=configuration(), clients=clients) == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_checks_are_one_module_shared_with_the_approval_lambda():
+    from tests.conftest import ROOT
+
+    module = sys.modules["model_promotion"]
+
+    assert module.__file__ == str(ROOT / "lambda" / "approval" / "model_promotion.py")
+    assert PromotionRefused is module.PromotionRefused
+    assert feature_schema is module.feature_schema
+    # No second copy of a check anywhere the command or the Lambdas could pick one up.
+    sources = [ROOT / "scripts" / "promote.py", *(ROOT / "lambda" / "approval").glob("*.py")]
+    defining = [path.name for path in sources if "def check_package(" in path.read_text()]
+    assert defining == ["model_promotion.py"]
+
+
+# ---------------------------------------------------------------------------------------------
+# --promote-challenger, --rollback and the ledger record
+
+CHALLENGER_POINTER = "/mlops/dev/models/churn/Challenger"
+LEDGER = "promote-ledger"
+
+
+def challenger_names(world: World, value: str = MODEL_DATA, arn: str = PACKAGE_ARN) -> None:
+    """The approval path promoted the package to the Challenger (gpu in configuration())."""
+    world.ssm.put_parameter(Name=CHALLENGER_POINTER, Value="example", Type="String", Description="the example model")
+    world.ssm.put_parameter(
+        Name=CHALLENGER_POINTER, Value=value, Type="String", Overwrite=True, Description=f"model package {arn}"
+    )
+
+
+def test_promote_challenger_gives_the_champion_the_challenger_s_model_after_the_checks(world, capsys):
+    challenger_names(world)
+    world.describes(package(world.schema))
+
+    with world.stub:
+        code = main(
+            ["--environment", "dev", "--endpoint", "churn", "--promote-challenger"],
+            config=configuration(),
+            clients=world.clients(),
+        )
+
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert world.pointer() == (MODEL_DATA, 2, f"model package {PACKAGE_ARN}")
+    assert world.parameter(CHALLENGER_POINTER)[0] == MODEL_DATA  # the Challenger keeps it
+    assert "pointed churn/Champion (cpu) in dev" in out
+    assert """-c variantWeights='{"dev": {"churn": {"Champion": 90, "Challenger": 10}}}'""" in out
+    assert "- name: Champion ... weight: 90" in out
+
+
+def test_promote_challenger_refuses_a_challenger_that_serves_the_example_model(world, capsys):
+    world.ssm.put_parameter(Name=CHALLENGER_POINTER, Value="example", Type="String", Description="the example model")
+
+    with world.stub:  # no SageMaker call expected
+        code = main(
+            ["--environment", "dev", "--endpoint", "churn", "--promote-challenger"],
+            config=configuration(),
+            clients=world.clients(),
+        )
+
+    assert code == 1
+    assert "there is no challenger model to promote" in capsys.readouterr().err
+    assert world.pointer() == UNTOUCHED
+
+
+def test_promote_challenger_refuses_a_pointer_whose_value_is_not_its_package_s_artifact(world, capsys):
+    challenger_names(world, value=f"s3://{ARTIFACTS}/{RUN}/models/other/output/model.tar.gz")
+    world.describes(package(world.schema))
+
+    with world.stub:
+        code = main(
+            ["--environment", "dev", "--endpoint", "churn", "--promote-challenger"],
+            config=configuration(),
+            clients=world.clients(),
+        )
+
+    assert code == 1
+    assert "as the pointer that names it holds" in capsys.readouterr().err
+    assert world.pointer() == UNTOUCHED
+
+
+def test_promote_challenger_checks_the_package_against_the_champion_s_flavour(world, capsys):
+    # A linear model may be the Challenger only on a CPU variant; here the Champion is cpu and the
+    # check passes, while the same package as a gpu Champion would not (test_each_flavour_serves…).
+    world.evaluation("linear")
+    challenger_names(world)
+    world.describes(package(world.schema))
+
+    with world.stub:
+        code = main(
+            ["--environment", "dev", "--endpoint", "churn", "--promote-challenger"],
+            config=configuration(),
+            clients=world.clients(),
+        )
+
+    assert code == 0
+    assert "(linear, tenant acme)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["--promote-challenger", "--variant", "Challenger"],
+        ["--rollback"],
+        ["--model-package", PACKAGE_ARN, "--rollback", "--variant", "Champion"],
+    ],
+    ids=["challenger with a variant", "rollback without a variant", "two actions"],
+)
+def test_the_command_line_refuses_an_unclear_action(arguments):
+    with pytest.raises(SystemExit) as exited:
+        parse_args(["--environment", "dev", "--endpoint", "churn", *arguments])
+
+    assert exited.value.code == 2
+
+
+def test_rollback_returns_the_pointer_to_its_previous_model_with_its_lineage(world, capsys):
+    world.describes(package(world.schema))
+    with world.stub:
+        assert main(arguments(), config=configuration(), clients=world.clients()) == 0
+
+    code = main([*arguments()[:6], "--rollback"], config=configuration(), clients=world.clients())
+
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert world.pointer() == ("example", 3, "the example model")  # a new version, the old value and description
+    assert "rolled back churn/Champion (cpu) in dev to version 1: example" in out
+    assert f"previous:      {MODEL_DATA}" in out
+
+
+def test_rollback_skips_versions_with_the_same_value(world):
+    for _ in range(2):
+        world.ssm.put_parameter(Name=POINTER, Value=MODEL_DATA, Type="String", Overwrite=True, Description="v")
+
+    rolled = promote_module.rollback(ssm=world.ssm, pointer=POINTER)
+
+    assert (rolled.value, rolled.version, rolled.previous) == ("example", 1, MODEL_DATA)
+
+
+def test_rollback_refuses_a_pointer_without_an_earlier_model(world, capsys):
+    code = main([*arguments()[:6], "--rollback"], config=configuration(), clients=world.clients())
+
+    assert code == 1
+    assert "there is nothing to roll back to" in capsys.readouterr().err
+    assert world.pointer() == UNTOUCHED
+
+
+def test_a_dry_run_rollback_writes_nothing(world):
+    world.ssm.put_parameter(Name=POINTER, Value=MODEL_DATA, Type="String", Overwrite=True, Description="promoted")
+
+    rolled = promote_module.rollback(ssm=world.ssm, pointer=POINTER, dry_run=True)
+
+    assert (rolled.value, rolled.written) == ("example", False)
+    assert world.pointer() == (MODEL_DATA, 2, "promoted")
+
+
+def test_rolling_back_the_challenger_prints_the_weights_that_take_it_out_of_traffic(world, capsys):
+    challenger_names(world)
+
+    code = main([*arguments("churn", "Challenger")[:6], "--rollback"], config=configuration(), clients=world.clients())
+
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert world.parameter(CHALLENGER_POINTER) == ("example", 3, "the example model")
+    assert """{"dev": {"churn": {"Champion": 90, "Challenger": 0}}}""" in out
+
+
+def test_the_change_is_recorded_in_the_ledger_when_the_table_is_given(world, capsys):
+    create_ledger_table(LEDGER, REGION)
+    world.describes(package(world.schema))
+
+    with world.stub:
+        code = main([*arguments(), "--ledger-table", LEDGER], config=configuration(), clients=world.clients())
+
+    assert code == 0, capsys.readouterr().err
+    [item] = boto3.resource("dynamodb", region_name=REGION).Table(LEDGER).scan()["Items"]
+    assert item["pk"] == "PROMOTION#churn"
+    assert (item["decision"], item["variant"], item["pointer"]) == ("promoted", "Champion", POINTER)
+    assert (item["model_data"], item["previous"], item["package_arn"]) == (MODEL_DATA, "example", PACKAGE_ARN)
+    assert item["by"].startswith("arn:aws:")  # who, from STS
+    assert (item["gsi1pk"], item["gsi1sk"].split("#")[0]) == ("TENANT#acme", "PROMOTION")
+    assert f"recorded in:   {LEDGER} (PROMOTION#churn)" in capsys.readouterr().out

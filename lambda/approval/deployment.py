@@ -1,0 +1,473 @@
+"""Deployment workflow steps: write a model pointer under a lock, then judge the Serving stack's deploy.
+
+The deployment workflow (mlops_constructs/approval_path.py) runs one execution per promoted package and
+endpoint, started by ``handler.py``. Its input is the promotion request: ``package_arn``, ``endpoint``,
+``variant``, ``pointer`` (the SSM name), ``model_data`` (the artifact's S3 URI), ``tenant``, ``model`` and
+``share`` (the variant's percentage of the traffic). Each state invokes ``handler`` with ``{"step",
+"execution", "request"}`` (and, for ``settle``, ``build``: the build's error, if any):
+
+* ``acquire``: takes the environment's deployment lock (a ledger item ``LOCK#<stack>`` / ``LOCK``, owned
+  by the execution's name, expiring after ``LOCK_SECONDS`` so an abandoned execution cannot block
+  forever), re-reads the package (a package rejected in the meantime is ``withdrawn``), and reads the
+  Serving stack. ``busy`` while another execution holds the lock or the stack is in any ``*_IN_PROGRESS``
+  state (the workflow waits and asks again); ``blocked`` when the stack is missing, in a state no update
+  can start from, or does not read the pointer (the variant is not deployed yet); else ``ready``: the
+  pointer's current value and description are kept in the lock item, then the pointer is written (value
+  the artifact, description ``model package <ARN>``). A retried ``acquire`` of the same execution keeps
+  the value it kept first.
+* ``settle``: after the deploy (the CodeBuild build that applies the Serving stack), succeeded or not.
+  ``busy`` while the stack is in progress (whoever updates it); ``deployed`` when the stack is complete
+  and CloudFormation resolved the pointer to the artifact (DescribeStacks' ``ResolvedValue``), whatever
+  the build reported; else ``reverted``: the pointer returns to the kept value and description, unless
+  someone changed it since (then it is left alone, and the notice says so), so a bad model never blocks
+  later deploys. Either way the ledger records it, people are notified and the lock is released.
+* ``give_up``: the workflow waited too long (``phase``: ``acquire`` or ``settle``); records, notifies and
+  releases the lock. After ``acquire`` nothing was written; after ``settle`` the stack is still updating
+  and the pointer is left as written.
+
+Records: ``PROMOTION#<endpoint>`` / ``EXECUTION#<execution>#<outcome>``, once per execution and outcome.
+This function has no CloudFormation write permission: the build applies the stack through the CDK
+bootstrap deploy role.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from botocore.exceptions import ClientError
+from model_promotion import (
+    PromotionRefused,
+    describe_package,
+    find_pointer,
+    ledger_item,
+    pointer_description,
+    put_once,
+)
+
+READY, BUSY, BLOCKED, WITHDRAWN = "ready", "busy", "blocked", "withdrawn"
+DEPLOYED, REVERTED, ABANDONED, UNSETTLED = "deployed", "reverted", "abandoned", "unsettled"
+# Stack states an update can start from; any *_IN_PROGRESS is busy; the rest need a person.
+UPDATABLE = frozenset(
+    {"CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "IMPORT_COMPLETE", "IMPORT_ROLLBACK_COMPLETE"}
+)
+# Stack states that mean the last update applied.
+APPLIED = frozenset({"CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE"})
+REQUEST_FIELDS = ("package_arn", "endpoint", "variant", "pointer", "model_data", "tenant", "model")
+RESTORED_DESCRIPTION = "restored by the approval path after a failed deployment"
+SUBJECT_MAX = 100
+CAUSE_MAX = 1500
+METRICS = {
+    DEPLOYED: "PromotionsDeployed",
+    REVERTED: "PromotionsReverted",
+    BLOCKED: "PromotionsBlocked",
+    WITHDRAWN: "PromotionsWithdrawn",
+    ABANDONED: "PromotionsAbandoned",
+    UNSETTLED: "PromotionsUnsettled",
+}
+
+
+class InvalidRequest(Exception):
+    """The step's input is not a promotion request (Step Functions sees the class name)."""
+
+
+@dataclass(frozen=True)
+class Request:
+    package_arn: str
+    endpoint: str
+    variant: str
+    pointer: str
+    model_data: str
+    tenant: str
+    model: str
+    share: float | None
+
+    @classmethod
+    def parse(cls, value: Any) -> Request:
+        if not isinstance(value, dict):
+            raise InvalidRequest(f"the request must be an object, not {type(value).__name__}")
+        missing = [name for name in REQUEST_FIELDS if not isinstance(value.get(name), str) or not value[name]]
+        if missing:
+            raise InvalidRequest(f"the request lacks {', '.join(missing)}")
+        share = value.get("share")
+        return cls(
+            **{name: value[name] for name in REQUEST_FIELDS},
+            share=float(share) if isinstance(share, int | float) and not isinstance(share, bool) else None,
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    environment: str
+    prefix: str
+    stack_name: str
+    ledger_table: str
+    topic_arn: str
+    lock_seconds: int
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> Settings:
+        return cls(
+            environment=environ["ENVIRONMENT"],
+            prefix=environ["PACKAGE_GROUP_PREFIX"],
+            stack_name=environ["SERVING_STACK_NAME"],
+            ledger_table=environ["LEDGER_TABLE"],
+            topic_arn=environ["TOPIC_ARN"],
+            lock_seconds=int(environ["LOCK_SECONDS"]),
+        )
+
+    @property
+    def lock_key(self) -> dict[str, dict[str, str]]:
+        return {"pk": {"S": f"LOCK#{self.stack_name}"}, "sk": {"S": "LOCK"}}
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def change_set_name(execution: str) -> str:
+    """The change set the build creates: starts with a letter, at most 128 of ``[A-Za-z0-9-]``."""
+    return f"promotion-{execution}"[:128]
+
+
+def plain(item: Mapping[str, Any] | None) -> dict[str, str]:
+    """A DynamoDB item's string and number attributes as Python strings."""
+    return {key: next(iter(value.values())) for key, value in (item or {}).items() if set(value) & {"S", "N"}}
+
+
+class Steps:
+    def __init__(
+        self,
+        *,
+        cloudformation: Any,
+        ssm: Any,
+        dynamodb: Any,
+        sagemaker: Any,
+        sns: Any,
+        settings: Settings,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.cloudformation = cloudformation
+        self.ssm = ssm
+        self.dynamodb = dynamodb
+        self.sagemaker = sagemaker
+        self.sns = sns
+        self.settings = settings
+        self.clock = clock
+
+    # -- the steps ------------------------------------------------------------------------------
+
+    def acquire(self, request: Request, execution: str) -> dict[str, Any]:
+        holder = self.lock(request, execution)
+        if holder is not None:
+            return {"status": BUSY, "reason": f"promotion {holder} holds the deployment lock"}
+        try:
+            status = describe_package(self.sagemaker, request.package_arn).get("ModelApprovalStatus")
+        except PromotionRefused as refusal:
+            status, reason = None, str(refusal)
+        else:
+            reason = f"model package {request.package_arn} is {status} now, no longer Approved"
+        if status != "Approved":
+            return self.conclude(request, execution, WITHDRAWN, reason, release=True)
+
+        stack = self.stack()
+        if stack is None:
+            return self.conclude(
+                request, execution, BLOCKED, f"stack {self.settings.stack_name} does not exist", release=True
+            )
+        state = stack["StackStatus"]
+        if state.endswith("_IN_PROGRESS"):
+            return {"status": BUSY, "reason": f"stack {self.settings.stack_name} is {state}"}
+        if state not in UPDATABLE:
+            reason = (
+                f"stack {self.settings.stack_name} is {state} ({stack.get('StackStatusReason', 'no reason given')}), "
+                "a state no update starts from; a person must repair it first"
+            )
+            return self.conclude(request, execution, BLOCKED, reason, release=True)
+        if not any(p.get("ParameterValue") == request.pointer for p in stack.get("Parameters", [])):
+            reason = (
+                f"stack {self.settings.stack_name} does not read the pointer {request.pointer}: variant "
+                f"{request.variant} of endpoint {request.endpoint} is not deployed yet (deploy the environment first)"
+            )
+            return self.conclude(request, execution, BLOCKED, reason, release=True)
+
+        try:
+            lock = self.keep_previous(request, execution)
+        except PromotionRefused as refusal:
+            return self.conclude(request, execution, BLOCKED, str(refusal), release=True)
+        self.ssm.put_parameter(
+            Name=request.pointer,
+            Value=request.model_data,
+            Type="String",
+            Overwrite=True,
+            Description=pointer_description(request.package_arn),
+        )
+        logger.info("pointer written", extra={"pointer": request.pointer, "previous": lock.get("previous_value")})
+        return {
+            "status": READY,
+            "change_set": change_set_name(execution),
+            "stack_status": state,
+            "previous": lock.get("previous_value"),
+        }
+
+    def settle(self, request: Request, execution: str, build: Any = None) -> dict[str, Any]:
+        stack = self.stack()
+        state = stack["StackStatus"] if stack else "missing"
+        if state.endswith("_IN_PROGRESS"):
+            return {"status": BUSY, "reason": f"stack {self.settings.stack_name} is {state}"}
+        resolved = next(
+            (
+                p.get("ResolvedValue")
+                for p in (stack or {}).get("Parameters", [])
+                if p.get("ParameterValue") == request.pointer
+            ),
+            None,
+        )
+        if state in APPLIED and resolved == request.model_data:
+            return self.conclude(
+                request,
+                execution,
+                DEPLOYED,
+                f"stack {self.settings.stack_name} is {state} and variant {request.variant} of endpoint "
+                f"{request.endpoint} serves {request.model_data}",
+                release=True,
+            )
+        cause = self.cause(build)
+        stack_reason = (stack or {}).get("StackStatusReason")
+        why = f"stack {self.settings.stack_name} is {state}" + (f" ({stack_reason})" if stack_reason else "")
+        if state in APPLIED:
+            why += f"; it resolved the pointer to {resolved}, not {request.model_data}"
+        if cause:
+            why += f"; the deploy failed: {cause}"
+        restored = self.revert(request, execution)
+        return self.conclude(request, execution, REVERTED, f"{why}; the pointer {restored}", release=True)
+
+    def give_up(self, request: Request, execution: str, phase: str) -> dict[str, Any]:
+        if phase == "settle":
+            reason = (
+                f"stack {self.settings.stack_name} was still updating when the workflow stopped waiting; the "
+                f"pointer {request.pointer} is left naming {request.model_data}: check the stack's events"
+            )
+            return self.conclude(request, execution, UNSETTLED, reason, release=True)
+        reason = (
+            f"stack {self.settings.stack_name} stayed busy (or the deployment lock taken) for the whole wait; "
+            "nothing was written: start the promotion again (docs/approval-path.md)"
+        )
+        return self.conclude(request, execution, ABANDONED, reason, release=True)
+
+    # -- the lock -------------------------------------------------------------------------------
+
+    def lock(self, request: Request, execution: str) -> str | None:
+        """Take (or keep) the deployment lock; the holder's name when another execution has it."""
+        now = int(self.clock().timestamp())
+        try:
+            self.dynamodb.update_item(
+                TableName=self.settings.ledger_table,
+                Key=self.settings.lock_key,
+                UpdateExpression=(
+                    "SET #owner = :me, expires_at = :expires, package_arn = :package, endpoint = :endpoint, "
+                    "pointer = :pointer, acquired_at = if_not_exists(acquired_at, :at)"
+                ),
+                ConditionExpression="attribute_not_exists(pk) OR #owner = :me OR expires_at < :now",
+                ExpressionAttributeNames={"#owner": "owner"},
+                ExpressionAttributeValues={
+                    ":me": {"S": execution},
+                    ":expires": {"N": str(now + self.settings.lock_seconds)},
+                    ":now": {"N": str(now)},
+                    ":package": {"S": request.package_arn},
+                    ":endpoint": {"S": request.endpoint},
+                    ":pointer": {"S": request.pointer},
+                    ":at": {"S": iso(self.clock())},
+                },
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            return plain(error.response.get("Item")).get("owner", "another execution")
+        return None
+
+    def keep_previous(self, request: Request, execution: str) -> dict[str, str]:
+        """The lock item, with the pointer's value and description before this execution wrote it (kept once)."""
+        lock = plain(
+            self.dynamodb.get_item(
+                TableName=self.settings.ledger_table, Key=self.settings.lock_key, ConsistentRead=True
+            ).get("Item")
+        )
+        if lock.get("owner") == execution and "written" in lock:
+            return lock  # a retried acquire: the value kept first is the one to restore
+        current = find_pointer(self.ssm, request.pointer)
+        if current is None:
+            raise PromotionRefused(f"the model pointer {request.pointer} does not exist")
+        values = {
+            ":me": {"S": execution},
+            ":value": {"S": current.value},
+            ":description": {"S": current.description or ""},
+            ":written": {"S": request.model_data},
+        }
+        self.dynamodb.update_item(
+            TableName=self.settings.ledger_table,
+            Key=self.settings.lock_key,
+            UpdateExpression="SET previous_value = :value, previous_description = :description, written = :written",
+            ConditionExpression="#owner = :me",
+            ExpressionAttributeNames={"#owner": "owner"},
+            ExpressionAttributeValues=values,
+        )
+        return {
+            **lock,
+            "previous_value": current.value,
+            "previous_description": current.description or "",
+            "written": request.model_data,
+        }
+
+    def release(self, execution: str) -> None:
+        try:
+            self.dynamodb.delete_item(
+                TableName=self.settings.ledger_table,
+                Key=self.settings.lock_key,
+                ConditionExpression="#owner = :me",
+                ExpressionAttributeNames={"#owner": "owner"},
+                ExpressionAttributeValues={":me": {"S": execution}},
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise  # not ours (any more): nothing to release
+
+    def revert(self, request: Request, execution: str) -> str:
+        """Return the pointer to the value this execution kept, if it wrote it and nobody changed it since."""
+        lock = plain(
+            self.dynamodb.get_item(
+                TableName=self.settings.ledger_table, Key=self.settings.lock_key, ConsistentRead=True
+            ).get("Item")
+        )
+        if lock.get("owner") != execution or "written" not in lock:
+            return "was not written by this promotion"
+        current = find_pointer(self.ssm, request.pointer)
+        if current is None or current.value != lock["written"]:
+            shown = current.value if current else "nothing"
+            return f"was left at {shown}: it changed after this promotion wrote it"
+        self.ssm.put_parameter(
+            Name=request.pointer,
+            Value=lock["previous_value"],
+            Type="String",
+            Overwrite=True,
+            Description=lock.get("previous_description") or RESTORED_DESCRIPTION,
+        )
+        return f"was restored to {lock['previous_value']}"
+
+    # -- reading, recording, telling -------------------------------------------------------------
+
+    def stack(self) -> dict[str, Any] | None:
+        try:
+            stacks = self.cloudformation.describe_stacks(StackName=self.settings.stack_name)["Stacks"]
+        except ClientError as error:
+            message = error.response.get("Error", {}).get("Message", "")
+            if error.response.get("Error", {}).get("Code") == "ValidationError" and "does not exist" in message:
+                return None
+            raise
+        return stacks[0] if stacks else None
+
+    @staticmethod
+    def cause(build: Any) -> str | None:
+        """The build's failure, as the Catch of the deploy state passes it (``{"Error", "Cause"}``)."""
+        if not isinstance(build, dict) or not (build.get("Error") or build.get("Cause")):
+            return None
+        text = f"{build.get('Error') or 'error'}: {build.get('Cause') or ''}".strip().rstrip(":")
+        return text if len(text) <= CAUSE_MAX else text[: CAUSE_MAX - 3] + "..."
+
+    def conclude(self, request: Request, execution: str, outcome: str, reason: str, *, release: bool) -> dict[str, Any]:
+        decided_at = iso(self.clock())
+        item = ledger_item(
+            endpoint=request.endpoint,
+            decision=outcome,
+            decided_at=decided_at,
+            reason=reason,
+            sort_key=f"EXECUTION#{execution}#{outcome}",
+            tenant=request.tenant,
+            model=request.model,
+            variant=request.variant,
+            package_arn=request.package_arn,
+            pointer=request.pointer,
+            model_data=request.model_data,
+            execution_name=execution,
+        )
+        written = put_once(self.dynamodb, self.settings.ledger_table, item)
+        if written:
+            metrics.add_metric(METRICS[outcome], MetricUnit.Count, 1)
+            self.notify(request, execution, outcome, reason)
+        if release:
+            self.release(execution)
+        logger.info(outcome, extra={"reason": reason, "execution": execution, "written": written})
+        return {"status": outcome, "reason": item["reason"]}
+
+    def notify(self, request: Request, execution: str, outcome: str, reason: str) -> None:
+        target = f"{request.endpoint}/{request.variant}"
+        title = f"[{self.settings.prefix}] {request.tenant}/{request.model} to {target}: {outcome}"
+        title = title.encode("ascii", "replace").decode("ascii")
+        lines = [
+            f"Promotion of model package {request.package_arn} to variant {request.variant} of endpoint "
+            f"{request.endpoint} in {self.settings.environment}: {outcome}.",
+            "",
+            reason,
+            "",
+            f"Pointer: {request.pointer}",
+            f"Artifact: {request.model_data}",
+            f"Workflow execution: {execution}",
+        ]
+        if outcome == DEPLOYED and request.share is not None:
+            lines.insert(
+                2, f"It serves {request.share:g}% of the endpoint's traffic (the variant's configured weight)."
+            )
+        if outcome in (REVERTED, BLOCKED, ABANDONED, UNSETTLED):
+            lines += ["", 'What to do: docs/approval-path.md, "When a promotion fails".']
+        self.sns.publish(
+            TopicArn=self.settings.topic_arn,
+            Subject=title if len(title) <= SUBJECT_MAX else title[: SUBJECT_MAX - 3] + "...",
+            Message="\n".join(lines),
+        )
+
+    # -- entry point ----------------------------------------------------------------------------
+
+    def run(self, event: Any) -> dict[str, Any]:
+        if not isinstance(event, dict):
+            raise InvalidRequest(f"the step's input must be an object, not {type(event).__name__}")
+        execution = event.get("execution")
+        if not isinstance(execution, str) or not execution:
+            raise InvalidRequest("the step's input lacks the execution's name")
+        request = Request.parse(event.get("request"))
+        step = event.get("step")
+        if step == "acquire":
+            return self.acquire(request, execution)
+        if step == "settle":
+            return self.settle(request, execution, event.get("build"))
+        if step == "give_up":
+            return self.give_up(request, execution, str(event.get("phase")))
+        raise InvalidRequest(f"unknown step {step!r}; allowed: acquire, settle, give_up")
+
+
+logger = Logger()
+metrics = Metrics()
+steps = Steps(
+    cloudformation=boto3.client("cloudformation"),
+    ssm=boto3.client("ssm"),
+    dynamodb=boto3.client("dynamodb"),
+    sagemaker=boto3.client("sagemaker"),
+    sns=boto3.client("sns"),
+    settings=Settings.from_environment(os.environ),
+)
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return steps.run(event)

@@ -1,0 +1,612 @@
+"""The drift monitor: schedules from config, one Processing job per endpoint and window, least privilege, alarms.
+
+The platform engine is read from each environment's Monitoring template; the rule's input is
+checked against the job's own argument parser (containers/training/mlops_training/monitoring/job.py)
+and the drift alarm against the retrain trigger's rule and handler. The Model Monitor engine is
+synthesized from a copy of config/ with ``engine: model-monitor``, and on bare stacks in other regions.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_assets as s3_assets
+from aws_cdk import aws_sns as sns
+from moto.events.models import EventPattern
+
+import config.monitoring as monitoring_config
+from config import load_config
+from config.naming import Names
+from mlops_constructs.drift_monitor import (
+    TIME_SUFFIX_LENGTH,
+    DriftMonitor,
+    DriftMonitorZones,
+    bounded_name,
+    job_stem,
+)
+from mlops_constructs.training_images import CONTEXT
+from scripts import policy_gate
+from stacks.monitoring import EXAMPLE_BASELINE
+from tests.conftest import ROOT, load_handler
+from tests.infra.test_training import of_type
+from tests.synth import synthesize
+
+STACK = "monitoring"
+EVENTS = Path(__file__).resolve().parent.parent / "unit" / "events"
+ALARM_EVENT = json.loads((EVENTS / "cloudwatch_alarm_state_change.json").read_text())
+EVENT_TIME = "2026-11-24T23:00:00Z"
+PREFIX = "DriftMonitor"
+# The Model Monitor analyzer's registry accounts, as AWS publishes them per region.
+SCHEDULE_ARN = "arn:aws:sagemaker:eu-west-1:111111111111:monitoring-schedule/mlops-dev-monitor-example"
+ANALYZER_ACCOUNTS = {"eu-west-1": "468650794304", "us-east-1": "156813124566", "ap-southeast-2": "563025443158"}
+
+# The training image's code, as the integration tests import it.
+sys.path.insert(0, str(ROOT / "containers" / "training"))
+# isort: split
+from mlops_training.monitoring import job as monitor_job  # noqa: E402
+
+# -- reading the template -------------------------------------------------------------------------
+
+
+def render(value: Any) -> str:
+    """A template string with its tokens as ``<Name>``: ``<CaptureZoneBucket>``, ``<Role.Arn>``, ``<Ref>``."""
+    if isinstance(value, str):
+        return value
+    (function, argument), *_ = value.items()
+    if function == "Fn::Join":
+        return argument[0].join(render(part) for part in argument[1])
+    if function == "Fn::GetStackOutput":
+        output = argument["OutputName"].removeprefix("PublishOutput")
+        for kind in ("Ref", "FnGetAtt"):
+            output = output.removeprefix(kind)
+        return f"<{output[:-8]}>"
+    if function == "Fn::GetAtt":
+        return f"<{argument[0]}.{argument[1]}>"
+    if function == "Ref":
+        return f"<{argument}>"
+    if function == "Fn::Sub":
+        return argument.replace("${AWS::URLSuffix}", "amazonaws.com")
+    raise AssertionError(f"unexpected token {value}")
+
+
+def mine(resources: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {lid: r for lid, r in of_type(resources, kind).items() if lid.startswith(PREFIX)}
+
+
+def schedule_rules(resources: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {lid: r["Properties"] for lid, r in mine(resources, "AWS::Events::Rule").items() if "Schedule" in lid}
+
+
+def rule_input(rule: dict[str, Any], time: str = EVENT_TIME) -> dict[str, Any]:
+    """The execution input EventBridge builds from a scheduled event at ``time``."""
+    [target] = rule["Targets"]
+    transformer = target["InputTransformer"]
+    assert transformer["InputPathsMap"] == {"time": "$.time"}
+    return json.loads(render(transformer["InputTemplate"]).replace("<time>", json.dumps(time)))
+
+
+def job_arguments(rule: dict[str, Any]) -> list[str]:
+    """The arguments after ``monitor``, with the zone buckets' tokens as bucket names."""
+    arguments = rule_input(rule)["arguments"]
+    assert arguments[0] == "monitor"
+    return [
+        argument.replace("<CaptureZoneBucket>", "capture-zone").replace("<ArtifactsZoneBucket>", "artifacts-zone")
+        for argument in arguments[1:]
+    ]
+
+
+def state_machine(resources: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    [(logical_id, machine)] = mine(resources, "AWS::StepFunctions::StateMachine").items()
+    return logical_id, machine["Properties"]
+
+
+def definition(resources: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(render(state_machine(resources)[1]["DefinitionString"]))
+
+
+def statements(resources: dict[str, Any], role_prefix: str) -> list[dict[str, Any]]:
+    [policy] = [
+        r["Properties"]["PolicyDocument"]["Statement"]
+        for lid, r in of_type(resources, "AWS::IAM::Policy").items()
+        if lid.startswith(role_prefix)
+    ]
+    return policy
+
+
+def by_sid(found: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {statement["Sid"]: statement for statement in found if "Sid" in statement}
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def endpoint_name(environment: str, key: str = "example") -> str:
+    return Names(project="mlops", environment=environment).resource(key)
+
+
+# -- the schedules ---------------------------------------------------------------------------------
+
+
+def test_each_endpoint_with_capture_has_a_schedule_on_the_configured_cron(resources, settings):
+    rules = schedule_rules(resources)
+    [(machine_id, _)] = [state_machine(resources)]
+
+    assert settings.serving.data_capture_percentage > 0
+    assert len(rules) == len(settings.serving.endpoints)
+    for key, rule in zip(settings.serving.endpoints, rules.values(), strict=True):
+        assert rule["ScheduleExpression"] == settings.monitoring.schedule
+        [target] = rule["Targets"]
+        assert target["Arn"] == {"Ref": machine_id}
+        assert rule_input(rule)["endpoint"] == key
+
+
+def test_the_rule_gives_the_job_its_contract_arguments_with_the_event_time(resources, settings, environment):
+    [rule] = schedule_rules(resources).values()
+    execution_input = rule_input(rule)
+    name = endpoint_name(environment)
+    thresholds = settings.monitoring.thresholds
+    example_baseline = execution_input["arguments"][execution_input["arguments"].index("--example-baseline") + 1]
+
+    assert execution_input["time"] == EVENT_TIME
+    assert execution_input["arguments"] == [
+        "monitor",
+        *("--environment", environment),
+        *("--tenant", "example"),
+        *("--model", "xgboost"),
+        *("--endpoint-name", name),
+        *("--capture-uri", "s3://<CaptureZoneBucket>/capture/example/example/"),
+        *("--window-end", EVENT_TIME),
+        *("--window-minutes", str(settings.monitoring.window_minutes)),
+        *("--pointer", f"Champion=/mlops/{environment}/models/example/Champion"),
+        *("--example-baseline", example_baseline),  # the asset's URI: see test_the_example_baseline_is_…
+        *("--thresholds", json.dumps(thresholds.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))),
+        *("--report-uri", f"s3://<ArtifactsZoneBucket>/artifacts/monitoring/example/{name}/"),
+        *("--metrics-namespace", f"mlops/{environment}/Drift"),
+        *("--event-source", "mlops.monitoring"),
+    ]
+    assert json.loads(execution_input["arguments"][20])["default"]["psi"] == thresholds.default.psi
+
+
+def test_the_jobs_own_parser_accepts_the_arguments_and_reads_the_window_from_the_event(resources):
+    [rule] = schedule_rules(resources).values()
+
+    # The job runs `python -m mlops_training monitor <arguments>`.
+    parsed = monitor_job.parse_arguments(job_arguments(rule))
+
+    assert parsed.window_end.isoformat() == "2026-11-24T23:00:00+00:00"
+    assert parsed.window_start.isoformat() == "2026-11-24T22:00:00+00:00"
+    assert parsed.capture.uri == "s3://capture-zone/capture/example/example/"
+
+
+def test_the_capture_uri_is_where_the_endpoint_captures(synthesized, environment, resources):
+    serving = synthesized.template_json(environment, "serving")["Resources"]
+    [config] = of_type(serving, "AWS::SageMaker::EndpointConfig").values()
+    destination = render(config["Properties"]["DataCaptureConfig"]["DestinationS3Uri"])
+    [rule] = schedule_rules(resources).values()
+    arguments = rule_input(rule)["arguments"]
+
+    # SageMaker appends /<endpoint>/<variant>/yyyy/mm/dd/hh/ to the destination.
+    assert arguments[arguments.index("--capture-uri") + 1] == destination + "/"
+
+
+def test_the_example_baseline_is_this_stacks_asset_of_the_shipped_file(synthesized, environment, resources):
+    stage = synthesized.stages[environment]
+    manifest = synthesized.outdir / f"assembly-{environment}" / f"{stage.monitoring.artifact_id}.assets.json"
+    [(asset_hash, asset)] = [
+        (h, a) for h, a in json.loads(manifest.read_text())["files"].items() if a["displayName"] == "ExampleBaseline"
+    ]
+    staged = (manifest.parent / asset["source"]["path"]).resolve()
+    found = by_sid(statements(resources, f"{PREFIX}ExampleJobRole"))
+    [rule] = schedule_rules(resources).values()
+    arguments = rule_input(rule)["arguments"]
+
+    assert staged.read_bytes() == EXAMPLE_BASELINE.read_bytes()
+    assert arguments[arguments.index("--example-baseline") + 1].endswith(f"/{asset_hash}.json")
+    assert render(found["ReadExampleBaseline"]["Resource"]).endswith(f"/{asset_hash}.json")
+
+
+def test_job_names_fit_sagemakers_limit_and_are_the_same_for_the_same_endpoint():
+    names = Names(project="abcdefghijklmnop", environment="staging")
+    long_key = "k" * 32
+
+    assert job_stem(Names(project="mlops", environment="dev"), "example") == "mlops-dev-drift-example"
+    assert len(job_stem(names, long_key)) + TIME_SUFFIX_LENGTH <= 63
+    assert job_stem(names, long_key) == job_stem(names, long_key)
+    assert job_stem(names, long_key) != job_stem(names, "k" * 31 + "j")
+    assert bounded_name("mlops-dev-monitor", "example") == "mlops-dev-monitor-example"
+
+
+# -- the state machine -----------------------------------------------------------------------------
+
+
+def test_the_state_machine_names_the_job_from_the_endpoint_and_the_event_time(resources):
+    states = definition(resources)["States"]
+
+    assert definition(resources)["StartAt"] == "SplitEventTime"
+    assert states["SplitEventTime"]["Parameters"] == {"parts.$": "States.StringSplit($.time, '-:TZ')"}
+    items = ", ".join(f"States.ArrayGetItem($.window.parts, {index})" for index in range(5))
+    assert states["NameJob"]["Parameters"] == {
+        "name.$": f"States.Format('{{}}-{{}}{{}}{{}}{{}}{{}}', $.job_stem, {items})"
+    }
+    assert states["NameJob"]["Next"] == "Monitor"
+
+
+def test_each_run_is_one_synchronous_processing_job_configured_from_config(
+    synthesized, environment, resources, settings
+):
+    monitor = definition(resources)["States"]["Monitor"]
+    training = synthesized.template_json(environment, "training")
+    image = render(training["Outputs"]["TrainingImageUri"]["Value"])
+    request = monitor["Parameters"]
+
+    assert monitor["Resource"] == "arn:aws:states:::sagemaker:createProcessingJob.sync"
+    assert request["ProcessingJobName.$"] == "$.job.name"
+    assert request["RoleArn.$"] == "$.role_arn"
+    assert request["AppSpecification"] == {"ImageUri": image, "ContainerArguments.$": "$.arguments"}
+    assert request["ProcessingResources"]["ClusterConfig"] == {
+        "InstanceCount": 1,
+        "InstanceType": settings.monitoring.instance_type or settings.instance_types.processing,
+        "VolumeSizeInGB": 20,
+        "VolumeKmsKeyId": "<PlatformKeyArn>",
+    }
+    assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": settings.monitoring.max_runtime_seconds}
+    assert state_machine(resources)[1]["DefinitionString"]  # rendered, not a file reference
+
+
+def test_a_job_name_in_use_counts_as_done_and_other_errors_fail_with_their_cause(resources):
+    states = definition(resources)["States"]
+    catches = {tuple(c["ErrorEquals"]): c for c in states["Monitor"]["Catch"]}
+    choice = states["WhyNotStarted"]
+
+    assert list(catches) == [("SageMaker.AmazonSageMakerException",), ("States.ALL",)]
+    assert catches[("SageMaker.AmazonSageMakerException",)]["Next"] == "WhyNotStarted"
+    assert choice["Choices"] == [
+        {"Variable": "$.error.Cause", "StringMatches": "*ResourceInUse*", "Next": "AlreadyStarted"}
+    ]
+    assert states["AlreadyStarted"]["Type"] == "Succeed"
+    assert states[choice["Default"]] == {"Type": "Fail", "Error": "MonitoringJobRejected", "CausePath": "$.error.Cause"}
+    assert states[catches[("States.ALL",)]["Next"]]["Type"] == "Fail"
+    assert states["Monitor"]["Next"] == "Monitored"
+
+
+def test_the_state_machine_logs_everything_encrypted_traces_and_stops_after_the_job_could(resources, settings):
+    _, machine = state_machine(resources)
+    [log_group] = mine(resources, "AWS::Logs::LogGroup").values()
+
+    assert machine["TracingConfiguration"] == {"Enabled": True}
+    assert machine["LoggingConfiguration"]["Level"] == "ALL"
+    assert machine["LoggingConfiguration"]["IncludeExecutionData"] is True
+    assert "PlatformKey" in json.dumps(log_group["Properties"]["KmsKeyId"])
+    assert definition(resources)["TimeoutSeconds"] > settings.monitoring.max_runtime_seconds
+
+
+def test_the_state_machine_runs_only_drift_jobs_and_passes_only_the_job_roles_to_sagemaker(
+    resources, environment, settings
+):
+    found = by_sid(statements(resources, f"{PREFIX}StateMachineRole"))
+    job_roles = [lid for lid in of_type(resources, "AWS::IAM::Role") if lid.startswith(f"{PREFIX}Example")]
+
+    assert render(found["RunDriftJobs"]["Resource"]) == (
+        f"arn:aws:sagemaker:{settings.region}:{settings.account}:processing-job/mlops-{environment}-drift-*"
+    )
+    assert found["PassDriftJobRolesToSageMakerOnly"]["Action"] == "iam:PassRole"
+    assert [render(r) for r in as_list(found["PassDriftJobRolesToSageMakerOnly"]["Resource"])] == [
+        f"<{lid}.Arn>" for lid in job_roles
+    ]
+    assert found["PassDriftJobRolesToSageMakerOnly"]["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}
+    }
+    assert "StepFunctionsGetEventsForSageMakerProcessingJobsRule" in render(found["WaitForProcessingJobs"]["Resource"])
+
+
+# -- the job's role --------------------------------------------------------------------------------
+
+
+def test_the_job_reads_only_its_endpoints_capture_baselines_and_pointers(resources, environment):
+    found = by_sid(statements(resources, f"{PREFIX}ExampleJobRole"))
+    name = endpoint_name(environment)
+
+    assert render(found["ReadCapture"]["Resource"]) == "<CaptureZoneBucketArn>/capture/example/example/*"
+    assert found["ListCapture"]["Condition"] == {"StringLike": {"s3:prefix": ["capture/example/example/*"]}}
+    assert (
+        render(found["ReadBaselines"]["Resource"]) == "<ArtifactsZoneBucketArn>/artifacts/runs/example/*/baseline.json"
+    )
+    assert found["ListBaselines"]["Condition"] == {"StringLike": {"s3:prefix": ["artifacts/runs/example/*"]}}
+    assert render(found["ReadExampleBaseline"]["Resource"]).endswith(".json")
+    assert found["WriteReports"]["Action"] == "s3:PutObject"
+    assert (
+        render(found["WriteReports"]["Resource"]) == f"<ArtifactsZoneBucketArn>/artifacts/monitoring/example/{name}/*"
+    )
+    assert found["ReadModelPointers"]["Action"] == "ssm:GetParameter"
+    assert [render(r).split(":", 5)[5] for r in as_list(found["ReadModelPointers"]["Resource"])] == [
+        f"parameter/mlops/{environment}/models/example/Champion"
+    ]
+
+
+def test_the_job_puts_only_drift_metrics_and_drift_summaries_on_the_default_bus(resources, environment):
+    found = by_sid(statements(resources, f"{PREFIX}ExampleJobRole"))
+
+    assert found["PutDriftMetrics"]["Condition"] == {
+        "StringEquals": {"cloudwatch:namespace": f"mlops/{environment}/Drift"}
+    }
+    assert render(found["PutDriftSummaries"]["Resource"]).endswith(":event-bus/default")
+    assert found["PutDriftSummaries"]["Condition"] == {
+        "StringEquals": {"events:source": "mlops.monitoring", "events:detail-type": "Drift Summary"}
+    }
+
+
+def test_no_other_statement_of_the_job_role_touches_s3_ssm_or_events(resources):
+    allowed = {"ReadCapture", "ListCapture", "ReadBaselines", "ListBaselines", "ReadExampleBaseline", "WriteReports"}
+    for statement in statements(resources, f"{PREFIX}ExampleJobRole"):
+        actions = as_list(statement["Action"])
+        if any(action.startswith("s3:") for action in actions):
+            assert statement.get("Sid") in allowed, statement
+        if any(action.startswith(("ssm:", "events:")) for action in actions):
+            assert statement.get("Sid") in {"ReadModelPointers", "PutDriftSummaries"}, statement
+
+
+def test_job_roles_are_assumed_by_sagemaker_and_use_no_managed_policy(resources):
+    for logical_id, role in of_type(resources, "AWS::IAM::Role").items():
+        if logical_id.startswith(f"{PREFIX}Example"):
+            statement = role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]
+            assert statement["Principal"] == {"Service": "sagemaker.amazonaws.com"}
+            assert "ManagedPolicyArns" not in role["Properties"]
+
+
+# -- alarms ----------------------------------------------------------------------------------------
+
+
+def drift_alarm(resources: dict[str, Any]) -> dict[str, Any]:
+    [alarm] = [r["Properties"] for lid, r in mine(resources, "AWS::CloudWatch::Alarm").items() if "DriftAlarm" in lid]
+    return alarm
+
+
+def test_each_endpoint_has_its_drift_alarm_as_the_contract_says(resources, environment, settings):
+    alarm = drift_alarm(resources)
+
+    assert alarm["AlarmName"] == f"mlops-{environment}-drift-example"
+    assert alarm["Namespace"] == f"mlops/{environment}/Drift"
+    assert alarm["MetricName"] == "DriftDetected"
+    assert sorted(alarm["Dimensions"], key=lambda d: d["Name"]) == [
+        {"Name": "Endpoint", "Value": endpoint_name(environment)},
+        {"Name": "Model", "Value": "xgboost"},
+        {"Name": "Tenant", "Value": "example"},
+    ]
+    assert alarm["Threshold"] == 1
+    assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert alarm["Period"] == settings.monitoring.window_minutes * 60
+    assert alarm["Statistic"] == "Maximum"
+    assert [render(action) for action in alarm["AlarmActions"]] == ["<NotificationTopic>"]
+
+
+def test_the_alarm_has_the_dimensions_the_job_publishes(resources):
+    [rule] = schedule_rules(resources).values()
+    alarm = drift_alarm(resources)
+
+    published = monitor_job.parse_arguments(job_arguments(rule)).dimensions
+
+    assert {d["Name"]: d["Value"] for d in alarm["Dimensions"]} == published
+
+
+def test_the_drift_alarm_going_off_starts_the_retrain_trigger_for_its_tenant_and_model(
+    resources, settings, monkeypatch
+):
+    if not settings.monitoring.retraining.on_drift:
+        pytest.skip("retraining on drift is off in this environment")
+    alarm = drift_alarm(resources)
+    event = copy.deepcopy(ALARM_EVENT)
+    event["detail"]["alarmName"] = alarm["AlarmName"]
+    event["detail"]["configuration"]["metrics"][0]["metricStat"]["metric"] = {
+        "name": alarm["MetricName"],
+        "namespace": alarm["Namespace"],
+        "dimensions": {d["Name"]: d["Value"] for d in alarm["Dimensions"]},
+    }
+    [pattern] = [
+        r["Properties"]["EventPattern"]
+        for r in of_type(resources, "AWS::Events::Rule").values()
+        if r["Properties"].get("EventPattern", {}).get("detail-type") == ["CloudWatch Alarm State Change"]
+    ]
+    for name, value in {
+        "RAW_BUCKET": "raw",
+        "ALARM_NAME_PREFIX": "mlops-dev-drift-",
+        "MONITORING_SOURCE": "mlops.monitoring",
+        "LEDGER_TABLE": "ledger",
+        "STATE_MACHINE_ARN": "arn:aws:states:eu-west-1:111111111111:stateMachine:training",
+        "COOLDOWN_SECONDS": "3600",
+    }.items():
+        monkeypatch.setenv(name, value)
+
+    assert EventPattern.load(json.dumps(pattern)).matches_event(event)
+    assert load_handler("retrain_trigger").alarm_dimensions(event["detail"]) == ("example", "xgboost")
+
+
+def test_failed_timed_out_aborted_or_unstarted_runs_notify_the_topic(resources):
+    [alarm] = [r["Properties"] for lid, r in mine(resources, "AWS::CloudWatch::Alarm").items() if "RunFailed" in lid]
+    metrics = {m["Id"]: m for m in alarm["Metrics"]}
+    machine_id, _ = state_machine(resources)
+    [rule_id] = [lid for lid in mine(resources, "AWS::Events::Rule") if "Schedule" in lid]
+
+    assert [render(action) for action in alarm["AlarmActions"]] == ["<NotificationTopic>"]
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert alarm["Threshold"] == 0
+    assert {metrics[i]["MetricStat"]["Metric"]["MetricName"] for i in ("failed", "timedOut", "aborted")} == {
+        "ExecutionsFailed",
+        "ExecutionsTimedOut",
+        "ExecutionsAborted",
+    }
+    for i in ("failed", "timedOut", "aborted"):
+        assert metrics[i]["MetricStat"]["Metric"]["Dimensions"] == [
+            {"Name": "StateMachineArn", "Value": {"Ref": machine_id}}
+        ]
+    assert metrics["notStarted0"]["MetricStat"]["Metric"]["MetricName"] == "FailedInvocations"
+    assert metrics["notStarted0"]["MetricStat"]["Metric"]["Dimensions"] == [
+        {"Name": "RuleName", "Value": {"Ref": rule_id}}
+    ]
+    [expression] = [m for m in alarm["Metrics"] if "Expression" in m]
+    assert all(f"FILL({i}, 0)" in expression["Expression"] for i in ("failed", "timedOut", "aborted", "notStarted0"))
+
+
+# -- the Model Monitor engine -------------------------------------------------------------------------
+
+
+def with_model_monitor(config_dir: Path, environment: str = "dev") -> None:
+    path = config_dir / "environments" / f"{environment}.yaml"
+    text = path.read_text()
+    assert "  engine: platform" in text
+    path.write_text(text.replace("  engine: platform", "  engine: model-monitor", 1))
+
+
+@pytest.fixture(scope="module")
+def model_monitor(tmp_path_factory):
+    """dev with engine model-monitor, synthesized as `cdk synth` would."""
+    config_dir = tmp_path_factory.mktemp("config") / "config"
+    shutil.copytree(ROOT / "config", config_dir, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    with_model_monitor(config_dir)
+    outdir = tmp_path_factory.mktemp("model-monitor")
+    return synthesize(load_config(config_dir, selected_environments="dev"), outdir)
+
+
+def test_model_monitor_deploys_a_data_quality_definition_and_schedule_per_endpoint(model_monitor):
+    resources = model_monitor.template_json("dev", STACK)["Resources"]
+    [definition_id] = mine(resources, "AWS::SageMaker::DataQualityJobDefinition")
+    definition = resources[definition_id]["Properties"]
+    [schedule] = [r["Properties"] for r in mine(resources, "AWS::SageMaker::MonitoringSchedule").values()]
+    settings = model_monitor.config.environment("dev")
+
+    assert definition["DataQualityAppSpecification"]["ImageUri"] == (
+        "468650794304.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-model-monitor-analyzer"
+    )
+    assert definition["DataQualityJobInput"]["EndpointInput"]["EndpointName"] == "mlops-dev-example"
+    [output] = definition["DataQualityJobOutputConfig"]["MonitoringOutputs"]
+    assert render(output["S3Output"]["S3Uri"]) == (
+        "s3://<ArtifactsZoneBucket>/artifacts/monitoring/example/mlops-dev-example/model-monitor/"
+    )
+    assert render(definition["DataQualityJobOutputConfig"]["KmsKeyId"]) == "<PlatformKeyArn>"
+    cluster = definition["JobResources"]["ClusterConfig"]
+    assert cluster["InstanceType"] == settings.instance_types.processing
+    assert render(cluster["VolumeKmsKeyId"]) == "<PlatformKeyArn>"
+    assert definition["StoppingCondition"] == {"MaxRuntimeInSeconds": settings.monitoring.max_runtime_seconds}
+    assert definition["NetworkConfig"] == {
+        "EnableNetworkIsolation": True,
+        "EnableInterContainerTrafficEncryption": True,
+    }
+    assert render(definition["RoleArn"]).startswith(f"<{PREFIX}ExampleMonitorRole")
+    assert schedule["EndpointName"] == "mlops-dev-example"
+    assert schedule["MonitoringScheduleConfig"] == {
+        "MonitoringJobDefinitionName": definition["JobDefinitionName"],
+        "MonitoringType": "DataQuality",
+        "ScheduleConfig": {"ScheduleExpression": settings.monitoring.schedule},
+    }
+    assert len(definition["JobDefinitionName"]) <= 63
+
+
+def test_model_monitor_replaces_the_platform_engine_and_its_failures_notify_the_topic(model_monitor):
+    resources = model_monitor.template_json("dev", STACK)["Resources"]
+    [rule] = [r["Properties"] for lid, r in mine(resources, "AWS::Events::Rule").items()]
+    [schedule_id] = mine(resources, "AWS::SageMaker::MonitoringSchedule")
+    event = {
+        "version": "0",
+        "id": "c1b6c0ae-2c53-4c5b-9a3a-0d3c9e5d1b11",
+        "detail-type": "SageMaker Processing Job State Change",
+        "source": "aws.sagemaker",
+        "account": "111111111111",
+        "time": "2026-11-24T23:20:00Z",
+        "region": "eu-west-1",
+        "resources": ["arn:aws:sagemaker:eu-west-1:111111111111:processing-job/model-monitoring-2611242300-1a2b"],
+        "detail": {
+            "ProcessingJobName": "model-monitoring-2611242300-1a2b",
+            "ProcessingJobStatus": "Failed",
+            "FailureReason": "AlgorithmError: see the job's logs",
+            "MonitoringScheduleArn": SCHEDULE_ARN,
+        },
+    }
+    pattern = json.loads(
+        json.dumps(rule["EventPattern"]).replace(
+            json.dumps({"Fn::GetAtt": [schedule_id, "MonitoringScheduleArn"]}),
+            json.dumps(event["detail"]["MonitoringScheduleArn"]),
+        )
+    )
+    completed = copy.deepcopy(event)
+    completed["detail"]["ProcessingJobStatus"] = "Completed"
+
+    assert not mine(resources, "AWS::StepFunctions::StateMachine")
+    assert not [lid for lid in mine(resources, "AWS::CloudWatch::Alarm") if "DriftAlarm" in lid]
+    assert EventPattern.load(json.dumps(pattern)).matches_event(event)
+    assert not EventPattern.load(json.dumps(pattern)).matches_event(completed)
+    assert [render(t["Arn"]) for t in rule["Targets"]] == ["<NotificationTopic>"]
+
+
+def test_the_model_monitor_role_reads_only_its_capture_and_writes_only_its_reports(model_monitor):
+    resources = model_monitor.template_json("dev", STACK)["Resources"]
+    found = by_sid(statements(resources, f"{PREFIX}ExampleMonitorRole"))
+
+    assert render(found["ReadCapture"]["Resource"]) == "<CaptureZoneBucketArn>/capture/example/example/*"
+    assert render(found["WriteReports"]["Resource"]) == (
+        "<ArtifactsZoneBucketArn>/artifacts/monitoring/example/mlops-dev-example/model-monitor/*"
+    )
+    assert found["PutJobMetrics"]["Condition"] == {
+        "StringEquals": {
+            "cloudwatch:namespace": ["/aws/sagemaker/ProcessingJobs", "/aws/sagemaker/Endpoints/data-metrics"]
+        }
+    }
+
+
+def test_the_model_monitor_stack_passes_cdk_nag_and_cfn_lint(model_monitor):
+    assert policy_gate.nag_findings(model_monitor.outdir) == []
+    assert policy_gate.lint_findings(model_monitor.outdir) == []
+
+
+def bare_monitor(region: str, engine: str) -> dict[str, Any]:
+    """The construct alone, in ``region``, with the shipped dev settings and ``engine``."""
+    settings = load_config(ROOT / "config", selected_environments="dev").environment("dev")
+    settings = settings.model_copy(
+        update={"region": region, "monitoring": settings.monitoring.model_copy(update={"engine": engine})}
+    )
+    app = cdk.App()
+    stack = cdk.Stack(app, "Bare", env=cdk.Environment(account="111111111111", region=region))
+    DriftMonitor(
+        stack,
+        PREFIX,
+        names=Names(project="mlops", environment="dev"),
+        environment=settings,
+        key=kms.Key(stack, "Key"),
+        topic=sns.Topic(stack, "Topic"),
+        zones=DriftMonitorZones(capture=s3.Bucket(stack, "Capture"), artifacts=s3.Bucket(stack, "Artifacts")),
+        image=ecr_assets.DockerImageAsset(stack, "Image", directory=str(CONTEXT)),
+        example_baseline=s3_assets.Asset(stack, "Baseline", path=str(EXAMPLE_BASELINE)),
+        removal_policy=cdk.RemovalPolicy.DESTROY,
+    )
+    return app.synth().get_stack_by_name("Bare").template["Resources"]
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "ap-southeast-2"])
+def test_the_analyzer_image_is_looked_up_for_the_stacks_region(region):
+    resources = bare_monitor(region, "model-monitor")
+    [definition] = of_type(resources, "AWS::SageMaker::DataQualityJobDefinition").values()
+
+    assert definition["Properties"]["DataQualityAppSpecification"]["ImageUri"] == (
+        f"{ANALYZER_ACCOUNTS[region]}.dkr.ecr.{region}.amazonaws.com/sagemaker-model-monitor-analyzer"
+    )
+
+
+def test_the_platform_engine_never_imports_sagemaker_core(monkeypatch):
+    def refuse() -> Any:
+        raise AssertionError("the platform engine imported sagemaker.core")
+
+    monkeypatch.setattr(monitoring_config, "_image_uris", refuse)
+
+    resources = bare_monitor("eu-west-1", "platform")
+
+    assert of_type(resources, "AWS::StepFunctions::StateMachine")
+    assert not of_type(resources, "AWS::SageMaker::DataQualityJobDefinition")

@@ -1,0 +1,243 @@
+"""Monitoring settings: Model Monitor's schedule forms, drift thresholds, the engine; a bad value is one sentence."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import config.monitoring as monitoring_config
+from config import ConfigError, load_config
+from config.monitoring import MAX_NAMED_FEATURES, Monitoring, interval_hours
+from tests.conftest import ROOT
+from tests.unit.conftest import assert_one_sentence, edit
+
+CONFIG = ROOT / "config"
+SCHEDULE = 'schedule: "cron(0 * ? * * *)"'
+DEFAULTS = "default: {psi: 0.2, ks_statistic: 0.1, ks_p_value: 0.01}"
+FEATURES = "features: {}"
+
+
+def test_every_shipped_environment_runs_the_platform_engine_hourly_on_an_hour_of_capture():
+    for environment in load_config(CONFIG).environments:
+        assert environment.monitoring.engine == "platform"
+        assert environment.monitoring.schedule == "cron(0 * ? * * *)"
+        assert environment.monitoring.window_minutes == 60
+
+
+@pytest.mark.parametrize(
+    ("schedule", "hours"),
+    [
+        ("cron(0 * ? * * *)", 1),
+        ("cron(0 0/1 ? * * *)", 1),
+        ("cron(0 0/2 ? * * *)", 2),
+        ("cron(0 5/6 ? * * *)", 6),
+        ("cron(0 23/12 ? * * *)", 12),
+        ("cron(0 0 ? * * *)", 24),
+        ("cron(0 23 ? * * *)", 24),
+    ],
+)
+def test_each_model_monitor_schedule_form_gives_its_window(config_copy, schedule, hours):
+    edit(config_copy / "environments" / "dev.yaml", SCHEDULE, f'schedule: "{schedule}"')
+
+    monitoring = load_config(config_copy, selected_environments="dev").environment("dev").monitoring
+
+    assert interval_hours(schedule) == hours
+    assert monitoring.window_minutes == hours * 60
+
+
+BAD_SCHEDULES = {
+    "minutes other than 0": "cron(30 * ? * * *)",
+    "every 5 hours (does not divide a day)": "cron(0 0/5 ? * * *)",
+    "a 24th hour": "cron(0 24 ? * * *)",
+    "a start hour past 23": "cron(0 24/2 ? * * *)",
+    "a rate expression": "rate(1 hour)",
+    "a step written */N": "cron(0 */2 ? * * *)",
+    "a day-of-week schedule": "cron(0 0 ? * MON *)",
+    "a bare cron body": "0 * ? * * *",
+}
+
+
+@pytest.mark.parametrize("schedule", BAD_SCHEDULES.values(), ids=BAD_SCHEDULES.keys())
+def test_a_schedule_model_monitor_rejects_is_one_sentence_naming_the_allowed_forms(config_copy, schedule):
+    path = config_copy / "environments" / "dev.yaml"
+    edit(path, SCHEDULE, f'schedule: "{schedule}"')
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(config_copy)
+
+    message = str(raised.value)
+    assert_one_sentence(message, path, "monitoring.schedule", schedule)
+    assert "cron(0 * ? * * *) (hourly)" in message
+    assert "cron(0 H/N ? * * *)" in message
+    assert "N one of 1, 2, 3, 4, 6, 8, 12" in message
+
+
+# (text to replace in dev.yaml's monitoring section, replacement, key, value)
+BAD_SETTINGS = {
+    "PSI of 0": (
+        DEFAULTS,
+        "default: {psi: 0, ks_statistic: 0.1, ks_p_value: 0.01}",
+        "monitoring.thresholds.default.psi",
+        "0",
+    ),
+    "KS distance above 1": (
+        DEFAULTS,
+        "default: {psi: 0.2, ks_statistic: 1.5, ks_p_value: 0.01}",
+        "monitoring.thresholds.default.ks_statistic",
+        "1.5",
+    ),
+    "KS p-value of 1": (
+        DEFAULTS,
+        "default: {psi: 0.2, ks_statistic: 0.1, ks_p_value: 1}",
+        "monitoring.thresholds.default.ks_p_value",
+        "1",
+    ),
+    "PSI as text": (
+        DEFAULTS,
+        "default: {psi: '0.2', ks_statistic: 0.1, ks_p_value: 0.01}",
+        "monitoring.thresholds.default.psi",
+        "'0.2'",
+    ),
+    "unknown threshold": (
+        DEFAULTS,
+        "default: {psi: 0.2, ks_statistic: 0.1, ks_p_value: 0.01, chi2: 3}",
+        "monitoring.thresholds.default.chi2",
+        "3",
+    ),
+    "a named feature's threshold": (
+        FEATURES,
+        "features: {mean_radius: {psi: -0.1}}",
+        "monitoring.thresholds.features.mean_radius.psi",
+        "-0.1",
+    ),
+    "drifted share above 1": (
+        "drifted_share: 0.5",
+        "drifted_share: 1.5",
+        "monitoring.thresholds.drifted_share",
+        "1.5",
+    ),
+    "prediction PSI of 0": (
+        "prediction_psi: 0.2",
+        "prediction_psi: 0",
+        "monitoring.thresholds.prediction_psi",
+        "0",
+    ),
+    "no rows needed": ("min_rows: ", "min_rows: 0  # was ", "monitoring.thresholds.min_rows", "0"),
+    "unknown engine": (
+        "engine: platform",
+        "engine: evidently",
+        "monitoring.engine",
+        "'evidently'",
+    ),
+    "runtime past the hour": (
+        "max_runtime_seconds: 1800",
+        "max_runtime_seconds: 7200",
+        "monitoring.max_runtime_seconds",
+        "7200",
+    ),
+    "unknown instance type": (
+        "max_runtime_seconds: 1800",
+        "max_runtime_seconds: 1800\n  instance_type: ml.q9.large",
+        "monitoring.instance_type",
+        "'ml.q9.large'",
+    ),
+}
+
+
+@pytest.mark.parametrize(("old", "new", "key", "value"), BAD_SETTINGS.values(), ids=BAD_SETTINGS.keys())
+def test_a_bad_monitoring_setting_is_one_sentence_naming_key_value_and_what_is_allowed(
+    config_copy, old, new, key, value
+):
+    path = config_copy / "environments" / "dev.yaml"
+    edit(path, old, new)
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(config_copy)
+
+    assert_one_sentence(str(raised.value), path, key, value)
+
+
+def test_a_feature_name_that_is_not_a_column_name_is_refused(config_copy):
+    path = config_copy / "environments" / "dev.yaml"
+    edit(path, FEATURES, "features: {Mean Radius: {psi: 0.1}}")
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(config_copy)
+
+    message = str(raised.value)
+    assert message.startswith(f"{path}: key 'monitoring.thresholds.features.Mean Radius")
+    assert "has value 'Mean Radius'; allowed: a feature's column name: a lowercase letter" in message
+    assert "\n" not in message
+
+
+def test_more_named_features_than_a_schedule_rule_can_carry_are_refused(config_copy):
+    path = config_copy / "environments" / "dev.yaml"
+    features = {f"feature_{index}": {"psi": 0.1} for index in range(MAX_NAMED_FEATURES + 1)}
+    edit(path, FEATURES, f"features: {json.dumps(features)}")
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(config_copy)
+
+    assert_one_sentence(str(raised.value), path, "monitoring.thresholds.features", "feature_0")
+    assert f"at most {MAX_NAMED_FEATURES} feature names" in str(raised.value)
+
+
+def test_named_features_take_their_missing_thresholds_from_the_defaults_of_the_job(config_copy):
+    edit(config_copy / "environments" / "dev.yaml", FEATURES, "features: {mean_radius: {psi: 0.1}}")
+
+    thresholds = load_config(config_copy, selected_environments="dev").environment("dev").monitoring.thresholds
+
+    assert thresholds.features["mean_radius"].psi == 0.1
+    assert thresholds.features["mean_radius"].ks_statistic == 0.1
+
+
+# -- engine: model-monitor --------------------------------------------------------------------------
+
+
+def refuse_imports(monkeypatch, error: type[Exception]) -> list[str]:
+    attempted: list[str] = []
+
+    def image_uris() -> object:
+        attempted.append("sagemaker.core.image_uris")
+        raise error("No module named 'sagemaker'")
+
+    monkeypatch.setattr(monitoring_config, "_image_uris", image_uris)
+    return attempted
+
+
+def test_the_platform_engine_needs_no_sagemaker_core(monkeypatch):
+    attempted = refuse_imports(monkeypatch, AssertionError)
+
+    assert Monitoring().problems(region="eu-west-1") == []
+    assert attempted == []
+
+
+def test_model_monitor_without_sagemaker_core_says_how_to_install_it(monkeypatch):
+    attempted = refuse_imports(monkeypatch, ImportError)
+
+    [(key, value, allowed)] = Monitoring(engine="model-monitor").problems(region="eu-west-1")
+
+    assert attempted == ["sagemaker.core.image_uris"]
+    assert (key, value) == ("monitoring.engine", "model-monitor")
+    assert "pip install sagemaker-core==" in allowed
+    assert_one_sentence(ConfigError.bad_value("dev.yaml", key, value, allowed).args[0], "dev.yaml", key, value)
+
+
+def test_model_monitor_in_a_region_without_its_analyzer_image_is_refused():
+    [(key, value, allowed)] = Monitoring(engine="model-monitor").problems(region="ca-west-1")
+
+    assert (key, value) == ("monitoring.engine", "model-monitor")
+    assert "region ca-west-1 has none" in allowed
+    assert Monitoring(engine="model-monitor").problems(region="eu-west-1") == []
+
+
+def test_model_monitor_in_a_region_without_its_analyzer_image_stops_loading(config_copy):
+    path = config_copy / "environments" / "dev.yaml"
+    edit(path, "region: eu-west-1", "region: ca-west-1")
+    edit(path, "engine: platform", "engine: model-monitor")
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(config_copy)
+
+    assert_one_sentence(str(raised.value), path, "monitoring.engine", "model-monitor")
