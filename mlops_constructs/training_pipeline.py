@@ -1,4 +1,4 @@
-"""The training state machine: plan, prepare, train thousands of trials, evaluate, register, predict.
+"""The training state machine: plan, prepare, train thousands of trials, evaluate, baseline, register, predict.
 
 One state machine per environment trains any tenant: its input names the tenant, and everything
 tenant-specific comes from the tenant's published configuration, read by the plan Lambda at run
@@ -6,7 +6,15 @@ time. Adding a tenant therefore never changes this definition (tests/infra/test_
 synthesizes with 1 and with 50 tenants and compares).
 
     plan λ ─▶ prepare (Processing job) ─▶ train (Distributed Map, one createTrainingJob.sync per
-    trial) ─▶ evaluate λ (model registry) ─▶ predict (batch transform with the best approved model)
+    trial) ─▶ evaluate λ (best trial per model) ─▶ baselines (Map, one createProcessingJob.sync per
+    chosen model) ─▶ register (the evaluate λ's second entry: model registry) ─▶ predict (batch
+    transform with the best approved model)
+
+Registration waits for the baselines: a model package is created with its drift baseline linked,
+or not at all. Any baseline job that fails ends the run in ``BaselineFailed`` before anything is
+registered. A baseline job is named after its trial (``<prefix>-<h>-<trial>-bl``), so a redriven
+run finds the jobs it already ran: a create refused by SageMaker is followed by a describe of the
+job by that name, and a completed one counts (its ``baseline.json`` is in place; register checks).
 
 The trial loop (``_trial``) is where SageMaker's errors are told apart. Step Functions reports
 every SageMaker error as ``SageMaker.AmazonSageMakerException`` with the code only in the cause,
@@ -53,6 +61,11 @@ MAX_CAPACITY_WAIT_SECONDS = 1800
 EXISTING_JOB_POLL_SECONDS = 120
 QUOTA_OR_THROTTLING = ("*ResourceLimitExceeded*", "*ThrottlingException*", "*Rate exceeded*")
 SAGEMAKER_ERROR = "SageMaker.AmazonSageMakerException"
+# Baselines are next to their model artifact (.../output/baseline.json): a contract with the drift monitor.
+BASELINE_OBJECTS = RUNS_PREFIX + "*/baseline.json"
+# Baseline jobs of one run at a time: a run chooses one model per tenant model, and Processing
+# quotas per instance type are small.
+BASELINE_MAX_CONCURRENCY = 2
 TRAINING_JOB_NAMES = "Training job names are derived per run and trial; the grant stops at this environment's prefix."
 
 
@@ -91,12 +104,12 @@ class TrainingPipeline(Construct):
             "Prepare (Processing) jobs: read raw records and tenant configs, write curated, features, reports",
             kind="ProcessingJobs",
             images=images,
-            reads=[(zones.raw, "raw/"), (zones.artifacts, CONFIG_PREFIX)],
+            reads=[(zones.raw, "raw/*"), (zones.artifacts, f"{CONFIG_PREFIX}*")],
             writes=[
-                (zones.curated, "curated/"),
-                (zones.features, FEATURES_PREFIX),
-                (zones.features, BATCH_INPUT_PREFIX),
-                (zones.artifacts, RUNS_PREFIX),
+                (zones.curated, "curated/*"),
+                (zones.features, f"{FEATURES_PREFIX}*"),
+                (zones.features, f"{BATCH_INPUT_PREFIX}*"),
+                (zones.artifacts, f"{RUNS_PREFIX}*"),
             ],
         )
         self.train_role = self._job_role(
@@ -105,8 +118,8 @@ class TrainingPipeline(Construct):
             kind="TrainingJobs",
             images=images,
             # Checkpoints are read back when a spot job resumes.
-            reads=[(zones.features, FEATURES_PREFIX), (zones.artifacts, RUNS_PREFIX)],
-            writes=[(zones.artifacts, RUNS_PREFIX)],
+            reads=[(zones.features, f"{FEATURES_PREFIX}*"), (zones.artifacts, f"{RUNS_PREFIX}*")],
+            writes=[(zones.artifacts, f"{RUNS_PREFIX}*")],
         )
         self.train_role.add_to_policy(
             iam.PolicyStatement(
@@ -118,8 +131,22 @@ class TrainingPipeline(Construct):
             "Batch transform jobs: read model artifacts and the batch input, write predictions",
             kind="TransformJobs",
             images=images,
-            reads=[(zones.artifacts, RUNS_PREFIX), (zones.features, BATCH_INPUT_PREFIX)],
-            writes=[(zones.predictions, "predictions/")],
+            reads=[(zones.artifacts, f"{RUNS_PREFIX}*"), (zones.features, f"{BATCH_INPUT_PREFIX}*")],
+            writes=[(zones.predictions, "predictions/*")],
+        )
+        self.baseline_role = self._job_role(
+            "BaselineRole",
+            "Baseline (Processing) jobs: read training splits, model artifacts and feature schemas, write baselines",
+            kind="ProcessingJobs",
+            images=[cpu_image],
+            reads=[
+                (zones.features, f"{FEATURES_PREFIX}*"),
+                (zones.artifacts, f"{RUNS_PREFIX}*/model.tar.gz"),
+                (zones.artifacts, f"{RUNS_PREFIX}*/feature-schema.json"),
+            ],
+            writes=[(zones.artifacts, BASELINE_OBJECTS)],
+            objects_reason="Baseline jobs read a run's training split, model artifact and feature schema, and "
+            "write only baseline.json objects, keyed by tenant, run and training job under the runs prefix.",
         )
 
         common = {
@@ -167,8 +194,8 @@ class TrainingPipeline(Construct):
             self,
             "EvaluateFunction",
             folder="evaluate",
-            description="Picks each model's best trial, records all trials, registers the best as model packages",
-            role_description="Evaluate function: reads run results, writes evaluations, registers model packages",
+            description="Picks each model's best trial and records all trials; registers it once its baseline exists",
+            role_description="Evaluate function: reads results and baselines, writes evaluations, registers packages",
             environment={
                 "CONFIG_BUCKET": zones.artifacts.bucket_name,
                 "ARTIFACTS_BUCKET": zones.artifacts.bucket_name,
@@ -180,6 +207,10 @@ class TrainingPipeline(Construct):
                 "INFERENCE_INSTANCE_TYPE": instance_types.inference,
                 "BATCH_TRANSFORM_INSTANCE_TYPE": instance_types.batch_transform,
                 "KMS_KEY_ARN": key.key_arn,
+                # The baseline jobs it describes for the state machine: the training image, a small CPU.
+                "BASELINE_IMAGE_URI": cpu_image.image_uri,
+                "PROCESSING_INSTANCE_TYPE": instance_types.processing,
+                "PROCESSING_LOCAL_STORAGE": _flag(has_local_storage(instance_types.processing)),
             },
             timeout_seconds=900,
             memory_size=2048,
@@ -305,6 +336,7 @@ class TrainingPipeline(Construct):
             lambda_function=self.evaluate_function.function,
             payload=sfn.TaskInput.from_object(
                 {
+                    "action": "evaluate",
                     "run_id": sfn.JsonPath.string_at("$.plan.run_id"),
                     "tenant": sfn.JsonPath.string_at("$.plan.tenant"),
                     "plan": sfn.JsonPath.object_at("$.plan"),
@@ -314,6 +346,33 @@ class TrainingPipeline(Construct):
             payload_response_only=True,
             result_path="$.evaluation",
         )
+        baselines = sfn.Map(
+            self,
+            "Baselines",
+            items_path="$.evaluation.selected",
+            item_selector={
+                "model": sfn.JsonPath.string_at("$$.Map.Item.Value.model"),
+                "job": sfn.JsonPath.object_at("$$.Map.Item.Value.baseline_job"),
+            },
+            max_concurrency=BASELINE_MAX_CONCURRENCY,
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        baselines.item_processor(self._baseline())
+        register = tasks.LambdaInvoke(
+            self,
+            "Register",
+            lambda_function=self.evaluate_function.function,
+            payload=sfn.TaskInput.from_object(
+                {
+                    "action": "register",
+                    "run_id": sfn.JsonPath.string_at("$.plan.run_id"),
+                    "tenant": sfn.JsonPath.string_at("$.plan.tenant"),
+                    "evaluation": sfn.JsonPath.object_at("$.evaluation"),
+                }
+            ),
+            payload_response_only=True,
+            result_path="$.registration",
+        )
         create_model = tasks.CallAwsService(
             self,
             "CreatePredictionModel",
@@ -322,7 +381,9 @@ class TrainingPipeline(Construct):
             parameters={
                 "ModelName": sfn.JsonPath.string_at("$.plan.predict.ModelName"),
                 "ExecutionRoleArn": self.transform_role.role_arn,
-                "Containers": [{"ModelPackageName": sfn.JsonPath.string_at("$.evaluation.predict.model_package_arn")}],
+                "Containers": [
+                    {"ModelPackageName": sfn.JsonPath.string_at("$.registration.predict.model_package_arn")}
+                ],
             },
             iam_resources=[self._sagemaker_arn("model")],
             result_path=sfn.JsonPath.DISCARD,
@@ -342,7 +403,7 @@ class TrainingPipeline(Construct):
             "run_id": sfn.JsonPath.string_at("$.plan.run_id"),
             "tenant": sfn.JsonPath.string_at("$.plan.tenant"),
             "trials": sfn.JsonPath.object_at("$.evaluation.trials"),
-            "best": sfn.JsonPath.list_at("$.evaluation.best"),
+            "best": sfn.JsonPath.list_at("$.registration.best"),
         }
         with_predictions = sfn.Pass(
             self,
@@ -355,8 +416,8 @@ class TrainingPipeline(Construct):
         without_predictions = sfn.Pass(
             self,
             "ReportWithoutPredictions",
-            # $.evaluation.predict is null on this path: the output keeps its shape, predictions null.
-            parameters={**report, "predictions": sfn.JsonPath.string_at("$.evaluation.predict")},
+            # $.registration.predict is null on this path: the output keeps its shape, predictions null.
+            parameters={**report, "predictions": sfn.JsonPath.string_at("$.registration.predict")},
         )
         done = sfn.Succeed(self, "Done")
 
@@ -370,13 +431,54 @@ class TrainingPipeline(Construct):
             state.add_catch(self._fail(name), errors=["States.ALL"], result_path="$.error")
         evaluate.add_catch(self._fail("NoUsableTrial"), errors=["NoUsableTrial"], result_path="$.error")
         evaluate.add_catch(self._fail("EvaluationFailed"), errors=["States.ALL"], result_path="$.error")
+        # Nothing is registered unless every chosen model has its baseline.
+        baselines.add_catch(self._fail("BaselineFailed"), errors=["States.ALL"], result_path="$.error")
+        register.add_catch(self._fail("BaselineFailed"), errors=["BaselineMissing"], result_path="$.error")
+        register.add_catch(self._fail("RegistrationFailed"), errors=["States.ALL"], result_path="$.error")
 
         anything_approved = (
             sfn.Choice(self, "AnythingApproved")
-            .when(sfn.Condition.is_null("$.evaluation.predict"), without_predictions.next(done))
+            .when(sfn.Condition.is_null("$.registration.predict"), without_predictions.next(done))
             .otherwise(create_model.next(predict).next(with_predictions).next(done))
         )
-        return plan.next(prepare).next(train).next(evaluate).next(anything_approved)
+        return plan.next(prepare).next(train).next(evaluate).next(baselines).next(register).next(anything_approved)
+
+    def _baseline(self) -> sfn.IChainable:
+        """One chosen model's baseline job (.sync); a name already in use is a redriven run's own completed job."""
+        start = self._sagemaker_sync(
+            "StartBaseline",
+            "createProcessingJob",
+            {
+                "ProcessingJobName.$": "$.job.ProcessingJobName",
+                "RoleArn": self.baseline_role.role_arn,
+                **_copied("$.job", "AppSpecification", "ProcessingInputs", "ProcessingOutputConfig"),
+                **_copied("$.job", "ProcessingResources", "StoppingCondition"),
+            },
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        baseline_done = sfn.Pass(self, "BaselineDone", parameters={"model": sfn.JsonPath.string_at("$.model")})
+        find_existing = tasks.CallAwsService(
+            self,
+            "FindBaselineJob",
+            service="sagemaker",
+            action="describeProcessingJob",
+            iam_action="sagemaker:DescribeProcessingJob",
+            parameters={"ProcessingJobName": sfn.JsonPath.string_at("$.job.ProcessingJobName")},
+            iam_resources=[self._sagemaker_arn("processing-job")],
+            result_selector={"status": sfn.JsonPath.string_at("$.ProcessingJobStatus")},
+            result_path="$.existing",
+        )
+        rejected = self._fail("BaselineRequestRejected")
+        # The lookup's own error is kept apart: the cause reported is the create's.
+        find_existing.add_catch(rejected, errors=["States.ALL"], result_path="$.lookup")
+        earlier_job = (
+            sfn.Choice(self, "EarlierBaselineJob")
+            .when(sfn.Condition.string_equals("$.existing.status", "Completed"), baseline_done)
+            .otherwise(rejected)
+        )
+        start.add_catch(find_existing.next(earlier_job), errors=[SAGEMAKER_ERROR], result_path="$.error")
+        start.add_catch(self._fail("BaselineJobFailed"), errors=["States.ALL"], result_path="$.error")
+        return start.next(baseline_done)
 
     def _trial(self) -> sfn.IChainable:
         """One trial: start its job (.sync), or wait for capacity, or resolve a name already in use."""
@@ -514,17 +616,20 @@ class TrainingPipeline(Construct):
         images: list[ecr_assets.DockerImageAsset],
         reads: list[tuple[s3.IBucket, str]],
         writes: list[tuple[s3.IBucket, str]],
+        objects_reason: str = "Jobs read and write objects keyed by tenant, dataset and run; "
+        "each grant stops at its zone prefix.",
     ) -> iam.Role:
+        """A role SageMaker jobs run as; ``reads`` and ``writes`` are object-key patterns (``raw/*``)."""
         role = iam.Role(self, id, assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"), description=description)
         for image in images:
             image.repository.grant_pull(role)
-        for bucket, prefix in reads:
-            self._grant_read(role, bucket, prefix)
-        for bucket, prefix in writes:
+        for bucket, objects in reads:
+            self._grant_read(role, bucket, objects)
+        for bucket, objects in writes:
             role.add_to_policy(
                 iam.PolicyStatement(
                     actions=["s3:PutObject", "s3:AbortMultipartUpload"],
-                    resources=[bucket.arn_for_objects(f"{prefix}*")],
+                    resources=[bucket.arn_for_objects(objects)],
                 )
             )
         self._grant_key_through(role, "s3")
@@ -546,8 +651,8 @@ class TrainingPipeline(Construct):
         policy = role.node.find_child("DefaultPolicy")
         self._acknowledge_prefix(
             policy,
-            [bucket.arn_for_objects(f"{prefix}*") for bucket, prefix in [*reads, *writes]],
-            "Jobs read and write objects keyed by tenant, dataset and run; each grant stops at its zone prefix.",
+            [bucket.arn_for_objects(objects) for bucket, objects in [*reads, *writes]],
+            objects_reason,
         )
         acknowledge_wildcard_resource(
             policy,
@@ -562,15 +667,16 @@ class TrainingPipeline(Construct):
         )
         return role
 
-    def _grant_read(self, grantee: iam.IGrantable, bucket: s3.IBucket, prefix: str) -> None:
+    def _grant_read(self, grantee: iam.IGrantable, bucket: s3.IBucket, objects: str) -> None:
+        """GetObject on the objects of a key pattern, and listing the prefix before its first wildcard."""
         grantee.grant_principal.add_to_principal_policy(
-            iam.PolicyStatement(actions=["s3:GetObject"], resources=[bucket.arn_for_objects(f"{prefix}*")])
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=[bucket.arn_for_objects(objects)])
         )
         grantee.grant_principal.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["s3:ListBucket"],
                 resources=[bucket.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{prefix}*"]}},
+                conditions={"StringLike": {"s3:prefix": [objects[: objects.index("*") + 1]]}},
             )
         )
 
@@ -585,7 +691,7 @@ class TrainingPipeline(Construct):
         )
 
     def _read(self, function: PlatformFunction, bucket: s3.IBucket, prefix: str) -> None:
-        self._grant_read(function.role, bucket, prefix)
+        self._grant_read(function.role, bucket, f"{prefix}*")
         self._grant_key_through(function.role, "s3")
         self._acknowledge_prefix(
             function.policy, [bucket.arn_for_objects(f"{prefix}*")], f"Reads stop at the {prefix} prefix."
@@ -644,7 +750,12 @@ class TrainingPipeline(Construct):
             iam.PolicyStatement(
                 sid="PassJobRolesToSageMakerOnly",
                 actions=["iam:PassRole"],
-                resources=[self.prepare_role.role_arn, self.train_role.role_arn, self.transform_role.role_arn],
+                resources=[
+                    self.prepare_role.role_arn,
+                    self.train_role.role_arn,
+                    self.transform_role.role_arn,
+                    self.baseline_role.role_arn,
+                ],
                 conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
             )
         )

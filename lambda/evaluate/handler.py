@@ -1,7 +1,25 @@
-"""Evaluate: pick each model's best trial, register it as a model package, and say what to predict with.
+"""Evaluate and register: pick each model's best trial, then, once its baseline exists, register it.
 
-Input (built by the state machine): ``{"run_id", "tenant", "plan": <the plan λ's output>, "results":
-<the Distributed Map's output>}``. With a ``ResultWriter`` the Map's output is ``{"MapRunArn",
+One function, two entries (the state's ``action``), so that the registry's code stays in one place:
+
+- ``evaluate`` (the default): input ``{"run_id", "tenant", "plan": <the plan λ's output>, "results":
+  <the Distributed Map's output>}``. Records every trial, picks each model's best, writes the run's
+  feature schema and each model's evaluation, and says how to compute each chosen model's drift
+  baseline: one ``CreateProcessingJob`` request (all but ``RoleArn``) per model, which the state
+  machine's ``Baselines`` Map runs. It registers nothing.
+- ``register``: input ``{"action": "register", "run_id", "tenant", "evaluation": <evaluate's
+  output>}``, after every baseline job succeeded. Checks that each baseline object exists
+  (``HeadObject``), records its sha256, and creates each model package with the baseline linked
+  (``CustomerMetadataProperties`` ``baseline`` and ``baseline_sha256``, and
+  ``DriftCheckBaselines.ModelDataQuality.Statistics``). Every baseline is checked before any package
+  is created: a missing one (``BaselineMissing``) registers nothing.
+
+A model's baseline is ``baseline.json`` next to its artifact: ``.../output/model.tar.gz`` has its
+baseline at ``.../output/baseline.json``. The drift monitor derives it from the model pointer by
+that rule, so it is a contract (docs/training-pipeline.md). The baseline job is named after the
+trial's training job: ``<prefix>-<h>-<trial>-bl``.
+
+The Map's results: with a ``ResultWriter`` the Map's output is ``{"MapRunArn",
 "ResultWriterDetails": {"Bucket", "Key"}}``, the key naming ``manifest.json``:
 ``{"DestinationBucket", "MapRunArn", "ResultFiles": {"SUCCEEDED": [{"Key", "Size"}], "FAILED": [...],
 "PENDING": [...]}}``, each result file a JSON array (or JSON Lines) of ``{"Input", "Output", "Status",
@@ -19,8 +37,8 @@ they failed. So moto runs, whose ResultWriter writes no result files, evaluate l
 needs ``sagemaker:DescribeTrainingJob`` on the environment's training jobs; without it, such trials
 stay without a result (logged), never a crash.
 
-The function reads the config, the plan and the Map's results, writes evaluations under the run, and
-uses DynamoDB's item API only (Get, Put, UpdateItem; no batch writes).
+The function reads the config, the plan, the Map's results and the baselines, writes evaluations
+under the run, and uses DynamoDB's item API only (Get, Put, UpdateItem; no batch writes).
 
 Every planned trial ends in exactly one state, recorded in the ledger (``RUN#<run_id>`` /
 ``TRIAL#<trial>``): ``succeeded`` (its job reported a finite objective metric), ``missing-metrics``
@@ -30,13 +48,14 @@ each model (by the objective's direction, ties to the lower trial number) become
 package group ``<prefix>-<tenant>-<model>``, approved if its value meets the tenant's threshold and
 the environment auto-approves, else pending manual approval.
 
-Retries are safe: trial records and evaluation files are rewritten with the same content, a package
-is created with a ``ClientToken`` derived from group and run, and the ledger's ``PACKAGE#<model>``
-record (written once) makes a second evaluation of the run reuse the package instead of adding one.
+Retries are safe: trial records, evaluation files and baseline requests are rewritten with the same
+content, a package is created with a ``ClientToken`` derived from group and run, and the ledger's
+``PACKAGE#<model>`` record (written once, with the baseline's URI and sha256) makes a second
+registration of the run reuse the package instead of adding one.
 
 Errors (Step Functions sees the class name): ``InvalidEvaluationRequest``, ``UnknownTenant``,
 ``InvalidConfig``, ``ResultsUnreadable``, ``InvalidName``, ``NoUsableTrial`` (raised after the trials
-are recorded).
+are recorded), ``BaselineMissing`` (register: a baseline object is absent or not a baseline).
 """
 
 from __future__ import annotations
@@ -55,7 +74,7 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
@@ -74,12 +93,23 @@ REASON_MAX = 1000
 METADATA_VALUE_MAX = 256
 METADATA_UNSAFE = re.compile(r"[^\w .:/=+\-@]")
 CLIENT_TOKEN_LENGTH = 32  # the API allows 36 of [a-zA-Z0-9-]
+# The best trial's objective per tenant and model (mlops_constructs/dashboard.py graphs it).
+BEST_OBJECTIVE_METRIC = "BestObjective"
 LEDGER_WRITERS = 16  # parallel PutItem calls when recording trials
 JOB_LOOKUP_WORKERS = 8  # parallel DescribeTrainingJob calls for trials the results leave open
 MAX_ATTEMPT_LOOKUPS = 10  # attempts of one trial looked up, at most (a0 … a9)
 JOB_NOT_FOUND_CODES = frozenset({"ValidationException", "ResourceNotFound"})
 ACCESS_DENIED_CODES = frozenset({"AccessDeniedException", "AccessDenied"})
 QUALITY_SECTION = {"binary": "binary_classification_metrics", "regression": "regression_metrics"}
+# The baseline job (mlops_training.monitoring.baseline_job), run by the state machine's Baselines Map.
+PROCESSING_ROOT = "/opt/ml/processing"
+MODEL_ARTIFACT = "model.tar.gz"
+BASELINE_FILE = "baseline.json"  # next to the model artifact: a contract with the drift monitor
+BASELINE_SCHEMA_VERSION = 1
+BASELINE_VOLUME_SIZE_GB = 30
+BASELINE_MAX_RUNTIME_SECONDS = 3600
+MAX_BASELINE_BYTES = 10 * 1024 * 1024  # a baseline is tens of KB; anything near this is not one
+ACTIONS = ("evaluate", "register")
 
 
 class EvaluationError(Exception):
@@ -110,6 +140,10 @@ class NoUsableTrial(EvaluationError):
     """No trial of any model completed with a usable objective metric."""
 
 
+class BaselineMissing(EvaluationError):
+    """A model's baseline object is absent or not a baseline: nothing of the run is registered."""
+
+
 @dataclass(frozen=True)
 class Settings:
     config_bucket: str
@@ -122,24 +156,34 @@ class Settings:
     inference_instance_type: str
     batch_transform_instance_type: str
     kms_key_arn: str
+    baseline_image_uri: str
+    processing_instance_type: str
+    processing_local_storage: bool
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Settings:
-        auto_approve = environ["AUTO_APPROVE"]
-        if auto_approve not in ("true", "false"):
-            raise ValueError(f"environment variable AUTO_APPROVE is {auto_approve!r}; allowed: true or false")
         return cls(
             config_bucket=environ["CONFIG_BUCKET"],
             artifacts_bucket=environ["ARTIFACTS_BUCKET"],
             features_bucket=environ["FEATURES_BUCKET"],
             ledger_table=environ["LEDGER_TABLE"],
             job_prefix=environ["JOB_PREFIX"],
-            auto_approve=auto_approve == "true",
+            auto_approve=_flag(environ, "AUTO_APPROVE"),
             serving_image_uri=environ["SERVING_IMAGE_URI"],
             inference_instance_type=environ["INFERENCE_INSTANCE_TYPE"],
             batch_transform_instance_type=environ["BATCH_TRANSFORM_INSTANCE_TYPE"],
             kms_key_arn=environ["KMS_KEY_ARN"],
+            baseline_image_uri=environ["BASELINE_IMAGE_URI"],
+            processing_instance_type=environ["PROCESSING_INSTANCE_TYPE"],
+            processing_local_storage=_flag(environ, "PROCESSING_LOCAL_STORAGE"),
         )
+
+
+def _flag(environ: Mapping[str, str], name: str) -> bool:
+    value = environ[name]
+    if value not in ("true", "false"):
+        raise ValueError(f"environment variable {name} is {value!r}; allowed: true or false")
+    return value == "true"
 
 
 @dataclass(frozen=True)
@@ -211,14 +255,29 @@ class Trial:
 # The request and the config
 
 
-def parse_request(event: Any) -> Request:
+def action_of(event: Any) -> str:
     if not isinstance(event, dict):
         raise InvalidEvaluationRequest(f"the input must be a JSON object, not {type(event).__name__}")
-    run_id, tenant, plan = event.get("run_id"), event.get("tenant"), event.get("plan")
+    action = event.get("action", "evaluate")
+    if action not in ACTIONS:
+        raise InvalidEvaluationRequest(f"'action' has value {action!r}; allowed: {', '.join(ACTIONS)}")
+    return str(action)
+
+
+def _identity(event: dict[str, Any]) -> tuple[str, str]:
+    run_id, tenant = event.get("run_id"), event.get("tenant")
     if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id):
         raise InvalidEvaluationRequest(f"run_id {run_id!r} must be 1-80 letters, digits, hyphens or underscores")
     if not isinstance(tenant, str) or not TENANT_PATTERN.fullmatch(tenant):
         raise InvalidEvaluationRequest(f"tenant {tenant!r} must be 1-63 lowercase letters, digits or hyphens")
+    return run_id, tenant
+
+
+def parse_request(event: Any) -> Request:
+    if not isinstance(event, dict):
+        raise InvalidEvaluationRequest(f"the input must be a JSON object, not {type(event).__name__}")
+    run_id, tenant = _identity(event)
+    plan = event.get("plan")
     if not isinstance(plan, dict):
         raise InvalidEvaluationRequest("'plan' must be the plan step's output, with 'day' and 'plan': {Bucket, Key}")
     location = plan.get("plan")
@@ -273,6 +332,182 @@ def group_name(prefix: str, tenant: str, model: str) -> str:
             f"{SAGEMAKER_NAME_MAX} letters, digits and single hyphens"
         )
     return name
+
+
+# The fields of each evaluate output's ``selected`` entry that register reads, by type.
+SELECTED_TEXT = (
+    "model",
+    "trial",
+    "job_name",
+    "algorithm",
+    "model_package_group",
+    "model_data",
+    "training_data",
+    "evaluation",
+    "baseline",
+)
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What register reads: evaluate's output, checked."""
+
+    run_id: str
+    tenant: str
+    trials: dict[str, Any]
+    objective: Objective
+    feature_schema: dict[str, str]
+    selected: list[dict[str, Any]]
+
+
+def parse_registration(event: dict[str, Any]) -> Registration:
+    run_id, tenant = _identity(event)
+    evaluation = event.get("evaluation")
+    shape = "'evaluation' must be the evaluate step's output, with objective, feature_schema and selected models"
+    if not isinstance(evaluation, dict):
+        raise InvalidEvaluationRequest(shape)
+    if evaluation.get("run_id") != run_id or evaluation.get("tenant") != tenant:
+        raise InvalidEvaluationRequest(
+            f"the evaluation is of run {evaluation.get('run_id')!r} of tenant {evaluation.get('tenant')!r}, "
+            f"not run {run_id!r} of tenant {tenant!r}"
+        )
+    objective, schema, selected = (
+        evaluation.get("objective"),
+        evaluation.get("feature_schema"),
+        evaluation.get("selected"),
+    )
+    if (
+        not isinstance(objective, dict)
+        or not isinstance(objective.get("metric"), str)
+        or objective.get("direction") not in ("maximize", "minimize")
+        or metric_value(objective.get("threshold")) is None
+        or not isinstance(schema, dict)
+        or not all(isinstance(schema.get(key), str) for key in ("uri", "sha256"))
+        or not isinstance(selected, list)
+        or not selected
+        or not isinstance(evaluation.get("trials"), dict)
+    ):
+        raise InvalidEvaluationRequest(shape)
+    for entry in selected:
+        if (
+            not isinstance(entry, dict)
+            or not all(isinstance(entry.get(key), str) for key in SELECTED_TEXT)
+            or metric_value(entry.get("value")) is None
+            or not isinstance(entry.get("meets_threshold"), bool)
+        ):
+            raise InvalidEvaluationRequest(
+                f"a selected model lacks one of {', '.join(SELECTED_TEXT)}, value, meets_threshold"
+            )
+        if entry["baseline"] != baseline_uri(entry["model_data"]):
+            raise InvalidEvaluationRequest(
+                f"model {entry['model']!r}'s baseline {entry['baseline']!r} is not next to its artifact "
+                f"{entry['model_data']!r}; the drift monitor would not find it"
+            )
+    return Registration(
+        run_id=run_id,
+        tenant=tenant,
+        trials=evaluation["trials"],
+        objective=Objective(objective["metric"], objective["direction"], float(objective["threshold"])),
+        feature_schema={"uri": schema["uri"], "sha256": schema["sha256"]},
+        selected=selected,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Baselines
+
+
+def baseline_uri(model_data: str) -> str:
+    """``.../output/model.tar.gz`` -> ``.../output/baseline.json``: the drift monitor finds it by this rule."""
+    folder, _, name = model_data.rpartition("/")
+    if not model_data.startswith("s3://") or name != MODEL_ARTIFACT or not folder:
+        raise ResultsUnreadable(
+            f"the model artifact {model_data!r} is not an s3://.../{MODEL_ARTIFACT}; its baseline has no place"
+        )
+    return f"{folder}/{BASELINE_FILE}"
+
+
+def baseline_job_name(training_job_name: str) -> str:
+    """``<prefix>-<h>-<trial>-a<n>`` -> ``<prefix>-<h>-<trial>-bl``: no longer than the trial's first job name,
+    which the plan checked against SageMaker's limit, so a run that trains can always name its baselines."""
+    name = ATTEMPT_SUFFIX.sub("", training_job_name) + "-bl"
+    if len(name) > SAGEMAKER_NAME_MAX or not SAGEMAKER_NAME_PATTERN.fullmatch(name):
+        raise InvalidName(
+            f"baseline job name {name!r} has {len(name)} characters; SageMaker allows at most "
+            f"{SAGEMAKER_NAME_MAX} letters, digits and single hyphens"
+        )
+    return name
+
+
+def split_uri(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+def baseline_job_request(
+    settings: Settings, *, training_job_name: str, model_data: str, training_data: str, schema: str, baseline: str
+) -> dict[str, Any]:
+    """The ``CreateProcessingJob`` request (all but ``RoleArn``) of one model's baseline job."""
+
+    def s3_input(name: str, uri: str) -> dict[str, Any]:
+        return {
+            "InputName": name,
+            "S3Input": {
+                "S3Uri": uri,
+                "LocalPath": f"{PROCESSING_ROOT}/input/{name}",
+                "S3DataType": "S3Prefix",
+                "S3InputMode": "File",
+                "S3DataDistributionType": "FullyReplicated",
+            },
+        }
+
+    cluster: dict[str, Any] = {
+        "InstanceCount": 1,
+        "InstanceType": settings.processing_instance_type,
+        "VolumeSizeInGB": BASELINE_VOLUME_SIZE_GB,
+    }
+    if not settings.processing_local_storage:
+        cluster["VolumeKmsKeyId"] = settings.kms_key_arn
+    schema_file = schema.rpartition("/")[2]
+    return {
+        "ProcessingJobName": baseline_job_name(training_job_name),
+        "AppSpecification": {
+            "ImageUri": settings.baseline_image_uri,
+            "ContainerArguments": [
+                "baseline",
+                "--model",
+                f"{PROCESSING_ROOT}/input/model/{MODEL_ARTIFACT}",
+                "--training-data",
+                f"{PROCESSING_ROOT}/input/training",
+                "--schema",
+                f"{PROCESSING_ROOT}/input/schema/{schema_file}",
+                "--output",
+                f"{PROCESSING_ROOT}/output/baseline",
+            ],
+        },
+        # Exact object keys as prefixes: each folder receives the one object.
+        "ProcessingInputs": [
+            s3_input("model", model_data),
+            s3_input("training", training_data),
+            s3_input("schema", schema),
+        ],
+        "ProcessingOutputConfig": {
+            "Outputs": [
+                {
+                    "OutputName": "baseline",
+                    "S3Output": {
+                        # The folder of model.tar.gz: the job writes baseline.json alone, so it lands beside it.
+                        "S3Uri": baseline.rpartition("/")[0],
+                        "LocalPath": f"{PROCESSING_ROOT}/output/baseline",
+                        "S3UploadMode": "EndOfJob",
+                    },
+                }
+            ],
+            "KmsKeyId": settings.kms_key_arn,
+        },
+        "ProcessingResources": {"ClusterConfig": cluster},
+        "StoppingCondition": {"MaxRuntimeInSeconds": BASELINE_MAX_RUNTIME_SECONDS},
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -629,7 +864,12 @@ class Evaluator:
         self._lookups_denied = False
 
     def __call__(self, event: Any) -> dict[str, Any]:
-        request = parse_request(event)
+        if action_of(event) == "register":
+            return self.register_run(parse_registration(event))
+        return self.evaluate(parse_request(event))
+
+    def evaluate(self, request: Request) -> dict[str, Any]:
+        """Record the trials, choose each model's best, and say how to compute each one's baseline."""
         config = self.read_config(request.tenant)
         objective = read_objective(config, request.tenant)
         run_prefix = f"artifacts/runs/{request.tenant}/{request.run_id}/"
@@ -651,39 +891,151 @@ class Evaluator:
         metrics.add_metric("TrialsMissingMetrics", MetricUnit.Count, tally["missing_metrics"])
         metrics.add_metric("TrialsWithoutResult", MetricUnit.Count, tally["no_result"])
         if not best:
-            self.update_run(request, "no-usable-trial", tally, [])
+            self.update_run(request.run_id, {"status": "no-usable-trial", "evaluated_at": _now(), "trials": tally})
             raise NoUsableTrial(
                 f"run {request.run_id!r} has no trial with a finite {objective.metric} "
                 f"({tally['failed']} failed, {tally['missing_metrics']} without metrics, "
                 f"{tally['no_result']} without a result, of {tally['total']})"
             )
+        for model, trial in sorted(best.items()):
+            publish_best_objective(request.tenant, model, objective.metric, trial.value)
 
         schema_key = run_prefix + "evaluation/feature-schema.json"
         schema_body = encode(feature_schema(config))
         self.put(schema_key, schema_body)
         schema = {"uri": f"s3://{self.settings.artifacts_bucket}/{schema_key}", "sha256": _sha256(schema_body)}
 
+        selected = [
+            self.select(request, config, objective, model, [t for t in ordered if t.model == model], trial, schema)
+            for model, trial in best.items()
+        ]
+        chosen = [
+            {key: entry[key] for key in ("model", "trial", "job_name", "value")} | {"metric": objective.metric}
+            for entry in selected
+        ]
+        self.update_run(
+            request.run_id, {"status": "evaluated", "evaluated_at": _now(), "trials": tally, "best": chosen}
+        )
+        return {
+            "run_id": request.run_id,
+            "tenant": request.tenant,
+            "trials": tally,
+            "objective": {
+                "metric": objective.metric,
+                "direction": objective.direction,
+                "threshold": objective.threshold,
+            },
+            "feature_schema": schema,
+            "selected": selected,
+        }
+
+    def select(
+        self,
+        request: Request,
+        config: Mapping[str, Any],
+        objective: Objective,
+        model: str,
+        trials: list[Trial],
+        best: Trial,
+        schema: dict[str, str],
+    ) -> dict[str, Any]:
+        """The model's chosen trial: its evaluation written, its package group named, its baseline job described."""
+        assert best.value is not None
+        assert best.model_data is not None
+        group = group_name(self.settings.job_prefix, request.tenant, model)  # a bad name fails before any job runs
+        evaluation_key = f"artifacts/runs/{request.tenant}/{request.run_id}/evaluation/{model}.json"
+        self.put(evaluation_key, encode(evaluation_document(request, config, objective, model, trials, best)))
+        dataset = config["dataset"]["name"]
+        training_data = (
+            f"s3://{self.settings.features_bucket}/features/{request.tenant}/{dataset}/"
+            f"dt={request.day}/{request.run_id}-train.parquet"
+        )
+        baseline = baseline_uri(best.model_data)
+        return {
+            "model": model,
+            "trial": best.trial,
+            "job_name": best.job_name,
+            "algorithm": best.algorithm,
+            "value": best.value,
+            "meets_threshold": objective.meets(best.value),
+            "model_package_group": group,
+            "model_data": best.model_data,
+            "training_data": training_data,
+            "evaluation": f"s3://{self.settings.artifacts_bucket}/{evaluation_key}",
+            "baseline": baseline,
+            "baseline_job": baseline_job_request(
+                self.settings,
+                training_job_name=best.job_name,
+                model_data=best.model_data,
+                training_data=training_data,
+                schema=schema["uri"],
+                baseline=baseline,
+            ),
+        }
+
+    def register_run(self, registration: Registration) -> dict[str, Any]:
+        """Each selected model's package, its baseline linked; every baseline is checked before any is created."""
+        existing = {
+            entry["model"]: self.ledger.get(f"RUN#{registration.run_id}", f"PACKAGE#{entry['model']}")
+            for entry in registration.selected
+        }
+        baselines = {
+            entry["model"]: self.check_baseline(entry["model"], entry["baseline"])
+            for entry in registration.selected
+            if not existing[entry["model"]]
+        }
         registered = []
-        for model, trial in best.items():
-            model_trials = [t for t in ordered if t.model == model]
-            registered.append(self.register(request, config, objective, model, model_trials, trial, schema))
+        for entry in registration.selected:
+            record = existing[entry["model"]]
+            if record:
+                logger.info("reusing the run's model package", extra={"model": entry["model"]})
+                registered.append(self.entry_from_record(record))
+            else:
+                registered.append(self.register(registration, entry, baselines[entry["model"]]))
+        objective = registration.objective
         approved = [entry for entry in registered if entry["approval_status"] == "Approved"]
         approved.sort(key=lambda entry: (objective.better(entry["value"]), entry["trial"]))
         predict = (
             {key: approved[0][key] for key in ("model", "trial", "model_package_arn", "model_data")}
             if approved
-            else self.previously_approved(request.tenant, sorted(best))
+            else self.previously_approved(registration.tenant, sorted(e["model"] for e in registration.selected))
         )
         best_list = [{key: value for key, value in entry.items() if key != "model_data"} for entry in registered]
-        self.update_run(request, "evaluated", tally, best_list)
+        self.update_run(registration.run_id, {"registered_at": _now(), "best": best_list})
         metrics.add_metric("ModelPackagesApproved", MetricUnit.Count, len(approved))
         return {
-            "run_id": request.run_id,
-            "tenant": request.tenant,
-            "trials": tally,
+            "run_id": registration.run_id,
+            "tenant": registration.tenant,
+            "trials": registration.trials,
             "best": best_list,
             "predict": predict,
         }
+
+    def check_baseline(self, model: str, uri: str) -> dict[str, str]:
+        """The baseline object exists (HeadObject) and is a baseline; its sha256."""
+        bucket, key = split_uri(uri)
+        try:
+            head = self.s3.head_object(Bucket=bucket, Key=key)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                raise BaselineMissing(
+                    f"the baseline of model {model!r} does not exist at {uri}; its baseline job must write it "
+                    "before the model is registered"
+                ) from None
+            raise
+        if head["ContentLength"] > MAX_BASELINE_BYTES:
+            raise BaselineMissing(f"the baseline of model {model!r} at {uri} is {head['ContentLength']} bytes; not one")
+        # IfMatch: the bytes hashed are the object just checked, not one written since.
+        body = self.s3.get_object(Bucket=bucket, Key=key, IfMatch=head["ETag"])["Body"].read()
+        try:
+            document = json.loads(body)
+        except ValueError:
+            document = None
+        if not isinstance(document, dict) or document.get("schema_version") != BASELINE_SCHEMA_VERSION:
+            raise BaselineMissing(
+                f"the baseline of model {model!r} at {uri} is not a schema_version {BASELINE_SCHEMA_VERSION} baseline"
+            )
+        return {"uri": uri, "sha256": _sha256(body)}
 
     def previously_approved(self, tenant: str, models: list[str]) -> dict[str, Any] | None:
         """The newest package a person (or an earlier run) approved in the tenant's groups, if any.
@@ -895,12 +1247,8 @@ class Evaluator:
             ]
         )
 
-    def update_run(self, request: Request, status: str, tally: dict[str, int], best: list[dict[str, Any]]) -> None:
-        self.ledger.update(
-            f"RUN#{request.run_id}",
-            "RUN",
-            {"status": status, "evaluated_at": _now(), "trials": tally, "best": best},
-        )
+    def update_run(self, run_id: str, values: dict[str, Any]) -> None:
+        self.ledger.update(f"RUN#{run_id}", "RUN", values)
 
     def ensure_group(self, name: str, tenant: str, model: str) -> None:
         """Create the package group if absent; a concurrent creator's group is as good as ours."""
@@ -923,92 +1271,80 @@ class Evaluator:
                 raise create_error from None
             logger.info("model package group created concurrently", extra={"group": name})
 
-    def register(
-        self,
-        request: Request,
-        config: Mapping[str, Any],
-        objective: Objective,
-        model: str,
-        trials: list[Trial],
-        best: Trial,
-        schema: dict[str, str],
-    ) -> dict[str, Any]:
-        """The model's package: the one the ledger records for this run, else a new one."""
-        key = {"pk": f"RUN#{request.run_id}", "sk": f"PACKAGE#{model}"}
-        existing = self.ledger.get(key["pk"], key["sk"])
-        if existing:
-            logger.info("reusing the run's model package", extra={"model": model})
-            return self.entry_from_record(existing)
-
-        assert best.value is not None
-        assert best.model_data is not None
-        group = group_name(self.settings.job_prefix, request.tenant, model)
-        self.ensure_group(group, request.tenant, model)
-        evaluation_key = f"artifacts/runs/{request.tenant}/{request.run_id}/evaluation/{model}.json"
-        self.put(evaluation_key, encode(evaluation_document(request, config, objective, model, trials, best)))
-        evaluation_uri = f"s3://{self.settings.artifacts_bucket}/{evaluation_key}"
-        dataset = config["dataset"]["name"]
-        training_data = (
-            f"s3://{self.settings.features_bucket}/features/{request.tenant}/{dataset}/"
-            f"dt={request.day}/{request.run_id}-train.parquet"
-        )
-        approval = "Approved" if self.settings.auto_approve and objective.meets(best.value) else "PendingManualApproval"
+    def register(self, registration: Registration, entry: dict[str, Any], baseline: dict[str, str]) -> dict[str, Any]:
+        """A new package for the selected model, with its evaluation and its baseline."""
+        model, group, run_id = entry["model"], entry["model_package_group"], registration.run_id
+        objective = registration.objective
+        self.ensure_group(group, registration.tenant, model)
+        approval = "Approved" if self.settings.auto_approve and entry["meets_threshold"] else "PendingManualApproval"
+        value = float(entry["value"])
         response = self.sagemaker.create_model_package(
             ModelPackageGroupName=group,
             ModelPackageDescription=(
-                f"{request.tenant}/{model}: trial {best.trial} of run {request.run_id}, "
-                f"{objective.metric}={number_text(best.value)}"
+                f"{registration.tenant}/{model}: trial {entry['trial']} of run {run_id}, "
+                f"{objective.metric}={number_text(value)}"
             ),
             InferenceSpecification={
-                "Containers": [{"Image": self.settings.serving_image_uri, "ModelDataUrl": best.model_data}],
+                "Containers": [{"Image": self.settings.serving_image_uri, "ModelDataUrl": entry["model_data"]}],
                 "SupportedContentTypes": ["text/csv"],
                 "SupportedResponseMIMETypes": ["text/csv"],
                 "SupportedRealtimeInferenceInstanceTypes": [self.settings.inference_instance_type],
                 "SupportedTransformInstanceTypes": [self.settings.batch_transform_instance_type],
             },
-            ModelMetrics={"ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": evaluation_uri}}},
+            ModelMetrics={
+                "ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": entry["evaluation"]}}
+            },
+            # What the model's inputs looked like in training: the drift monitor compares traffic with it.
+            DriftCheckBaselines={
+                "ModelDataQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": baseline["uri"]}}
+            },
             CustomerMetadataProperties={
                 name: metadata_value(value)
                 for name, value in {
-                    "run_id": request.run_id,
-                    "tenant": request.tenant,
+                    "run_id": run_id,
+                    "tenant": registration.tenant,
                     "model": model,
-                    "algorithm": best.algorithm,  # scripts/promote.py checks it against the variant's flavour
-                    "trial": best.trial,
-                    "training_job_name": best.job_name,
+                    "algorithm": entry["algorithm"],  # scripts/promote.py checks it against the variant's flavour
+                    "trial": entry["trial"],
+                    "training_job_name": entry["job_name"],
                     "objective_metric": objective.metric,
-                    "objective_value": number_text(best.value),
-                    "training_data": training_data,
-                    "feature_schema": schema["uri"],
-                    "feature_schema_sha256": schema["sha256"],
+                    "objective_value": number_text(value),
+                    "training_data": entry["training_data"],
+                    "feature_schema": registration.feature_schema["uri"],
+                    "feature_schema_sha256": registration.feature_schema["sha256"],
+                    "baseline": baseline["uri"],
+                    "baseline_sha256": baseline["sha256"],
                 }.items()
             },
             ModelApprovalStatus=approval,
-            ClientToken=client_token(group, request.run_id),
+            ClientToken=client_token(group, run_id),
         )
         created_at = _now()
         record = {
-            **key,
+            "pk": f"RUN#{run_id}",
+            "sk": f"PACKAGE#{model}",
             "kind": "package",
-            "run_id": request.run_id,
-            "tenant": request.tenant,
+            "run_id": run_id,
+            "tenant": registration.tenant,
             "model": model,
-            "trial": best.trial,
-            "job_name": best.job_name,
+            "trial": entry["trial"],
+            "job_name": entry["job_name"],
             "model_package_group": group,
             "model_package_arn": response["ModelPackageArn"],
             "approval_status": approval,
             "metric": objective.metric,
-            "value": best.value,
-            "model_data": best.model_data,
-            "evaluation": evaluation_uri,
+            "value": value,
+            "model_data": entry["model_data"],
+            "evaluation": entry["evaluation"],
+            "baseline": baseline["uri"],
+            "baseline_sha256": baseline["sha256"],
             "created_at": created_at,
-            "gsi1pk": f"TENANT#{request.tenant}",
-            "gsi1sk": f"PACKAGE#{created_at}#{request.run_id}",
+            "gsi1pk": f"TENANT#{registration.tenant}",
+            "gsi1sk": f"PACKAGE#{created_at}#{run_id}",
         }
         winner = self.ledger.put_new(record)
         if winner is not None:
-            logger.info("another evaluation recorded the package first", extra={"model": model})
+            logger.info("another registration recorded the package first", extra={"model": model})
             return self.entry_from_record(winner)
         metrics.add_metric("ModelPackagesCreated", MetricUnit.Count, 1)
         return self.entry_from_record(record)
@@ -1031,6 +1367,7 @@ class Evaluator:
             "model_package_arn": record["model_package_arn"],
             "approval_status": status,
             "model_data": record["model_data"],
+            "baseline": record.get("baseline"),
         }
 
 
@@ -1040,6 +1377,16 @@ def client_token(group: str, run_id: str) -> str:
 
 def _sha256(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
+
+
+def publish_best_objective(tenant: str, model: str, objective_metric: str, value: float | None) -> None:
+    """``BestObjective`` of one model in this run, by Tenant, Model and Metric: the dashboard's line per tenant."""
+    if value is None:
+        return
+    with single_metric(name=BEST_OBJECTIVE_METRIC, unit=MetricUnit.NoUnit, value=value) as emitted:
+        emitted.add_dimension(name="Tenant", value=tenant)
+        emitted.add_dimension(name="Model", value=model)
+        emitted.add_dimension(name="Metric", value=objective_metric)
 
 
 def _now() -> str:
@@ -1061,5 +1408,15 @@ evaluator = Evaluator(
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     result = evaluator(event)
-    logger.info("evaluated", extra={"run_id": result["run_id"], "trials": result["trials"], "best": result["best"]})
+    if "selected" in result:
+        logger.info(
+            "evaluated",
+            extra={
+                "run_id": result["run_id"],
+                "trials": result["trials"],
+                "selected": [e["model"] for e in result["selected"]],
+            },
+        )
+    else:
+        logger.info("registered", extra={"run_id": result["run_id"], "best": result["best"]})
     return result

@@ -73,9 +73,11 @@ def test_training_images_are_referenced_by_their_immutable_content_hash_tag(synt
     assert set(assets["dockerImages"]) == {cpu, gpu}
     assert "dockerBuildArgs" not in assets["dockerImages"][cpu]["source"]
     assert assets["dockerImages"][gpu]["source"]["dockerBuildArgs"]["BASE_IMAGE"].startswith("nvidia/cuda:")
-    # The evaluate Lambda registers packages that batch transform serves with the CPU image.
+    # The evaluate Lambda registers packages that batch transform serves with the CPU image, and
+    # describes baseline jobs that run on it.
     evaluate = function_environment(resources, "PipelineEvaluateFunction")
     assert HASH_TAG.search(rendered(evaluate["SERVING_IMAGE_URI"])).group(1) == cpu  # type: ignore[union-attr]
+    assert HASH_TAG.search(rendered(evaluate["BASELINE_IMAGE_URI"])).group(1) == cpu  # type: ignore[union-attr]
 
 
 # -- tenants are data ----------------------------------------------------------------------------
@@ -183,6 +185,10 @@ def test_every_failure_path_ends_in_a_named_fail_state_with_its_cause(resources)
         "TrainingFailed",
         "NoUsableTrial",
         "EvaluationFailed",
+        "BaselineFailed",
+        "BaselineJobFailed",
+        "BaselineRequestRejected",
+        "RegistrationFailed",
         "PredictionFailed",
         "TrainingRequestRejected",
         "TrainingJobFailed",
@@ -196,9 +202,89 @@ def test_predictions_run_only_when_a_model_was_approved(resources):
     states = definition(resources)["States"]
 
     [rule] = states["AnythingApproved"]["Choices"]
-    assert rule == {"Variable": "$.evaluation.predict", "IsNull": True, "Next": "ReportWithoutPredictions"}
+    assert rule == {"Variable": "$.registration.predict", "IsNull": True, "Next": "ReportWithoutPredictions"}
     assert states["AnythingApproved"]["Default"] == "CreatePredictionModel"
     assert states["Predict"]["Resource"].endswith(":states:::sagemaker:createTransformJob.sync")
+
+
+# -- baselines before registration ---------------------------------------------------------------
+
+
+def test_evaluation_is_followed_by_one_baseline_job_per_chosen_model_then_registration(resources, settings):
+    states = definition(resources)["States"]
+
+    assert states["Evaluate"]["Next"] == "Baselines"
+    assert states["Evaluate"]["Parameters"]["action"] == "evaluate"
+    baselines = states["Baselines"]
+    assert baselines["Type"] == "Map"
+    assert baselines["ItemProcessor"]["ProcessorConfig"] == {"Mode": "INLINE"}
+    assert baselines["ItemsPath"] == "$.evaluation.selected"
+    assert baselines["ItemSelector"] == {
+        "model.$": "$$.Map.Item.Value.model",
+        "job.$": "$$.Map.Item.Value.baseline_job",
+    }
+    assert baselines["ResultPath"] is None  # the state keeps evaluate's output for register
+    assert baselines["Next"] == "Register"
+    register = states["Register"]
+    assert register["Resource"] == states["Evaluate"]["Resource"]  # the evaluate λ's second entry
+    assert register["Parameters"] == {
+        "action": "register",
+        "run_id.$": "$.plan.run_id",
+        "tenant.$": "$.plan.tenant",
+        "evaluation.$": "$.evaluation",
+    }
+    assert register["ResultPath"] == "$.registration"
+    assert register["Next"] == "AnythingApproved"
+    # The baseline request comes from the evaluate λ, with the environment's processing instance type.
+    evaluate = function_environment(resources, "PipelineEvaluateFunction")
+    assert evaluate["PROCESSING_INSTANCE_TYPE"] == settings.instance_types.processing
+
+
+def test_each_baseline_is_a_synchronous_processing_job_with_the_evaluations_request(resources):
+    processor = definition(resources)["States"]["Baselines"]["ItemProcessor"]
+    start = processor["States"][processor["StartAt"]]
+
+    assert start["Resource"].endswith(":states:::sagemaker:createProcessingJob.sync")
+    parameters = start["Parameters"]
+    assert parameters["ProcessingJobName.$"] == "$.job.ProcessingJobName"
+    assert parameters["RoleArn"] == "TOKEN"  # the baseline role, see the role tests
+    for field in ("AppSpecification", "ProcessingInputs", "ProcessingOutputConfig", "ProcessingResources"):
+        assert parameters[f"{field}.$"] == f"$.job.{field}"
+    [machine] = of_type(resources, "AWS::StepFunctions::StateMachine").values()
+    parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
+    role_at = next(i for i, part in enumerate(parts) if isinstance(part, str) and '"StartBaseline"' in part)
+    assert parts[role_at + 1]["Fn::GetAtt"][0].startswith("PipelineBaselineRole")
+
+
+def test_a_failed_baseline_ends_the_run_in_baseline_failed_and_nothing_is_registered(resources):
+    states = definition(resources)["States"]
+    processor = states["Baselines"]["ItemProcessor"]["States"]
+
+    [catch] = states["Baselines"]["Catch"]
+    assert (catch["ErrorEquals"], catch["Next"], catch["ResultPath"]) == (["States.ALL"], "BaselineFailed", "$.error")
+    assert states["BaselineFailed"] == {"Type": "Fail", "Error": "BaselineFailed", "CausePath": "$.error.Cause"}
+    # Register is reached only through the Map's success; a baseline it cannot find fails the same way.
+    assert [state for state in states.values() if state.get("Next") == "Register"] == [states["Baselines"]]
+    register_catches = {tuple(c["ErrorEquals"]): c["Next"] for c in states["Register"]["Catch"]}
+    assert register_catches == {("BaselineMissing",): "BaselineFailed", ("States.ALL",): "RegistrationFailed"}
+    start_catches = {tuple(c["ErrorEquals"]): c["Next"] for c in processor["StartBaseline"]["Catch"]}
+    assert processor[start_catches[("States.ALL",)]]["Type"] == "Fail"  # the job failed: its cause goes up
+
+
+def test_a_baseline_job_name_in_use_counts_only_if_that_job_completed(resources):
+    processor = definition(resources)["States"]["Baselines"]["ItemProcessor"]["States"]
+    catches = {tuple(c["ErrorEquals"]): c["Next"] for c in processor["StartBaseline"]["Catch"]}
+
+    find = processor[catches[("SageMaker.AmazonSageMakerException",)]]
+    assert find["Resource"].endswith(":states:::aws-sdk:sagemaker:describeProcessingJob")
+    assert find["Parameters"] == {"ProcessingJobName.$": "$.job.ProcessingJobName"}
+    [lookup_failed] = find["Catch"]
+    assert lookup_failed["ResultPath"] == "$.lookup"  # the create's error stays the cause
+    choice = processor[find["Next"]]
+    assert choice["Choices"] == [
+        {"Variable": "$.existing.status", "StringEquals": "Completed", "Next": processor["StartBaseline"]["Next"]}
+    ]
+    assert choice["Default"] == lookup_failed["Next"] == "BaselineRequestRejected"
 
 
 # -- least privilege -----------------------------------------------------------------------------
@@ -214,17 +300,24 @@ def policy_statements(resources: dict[str, Any], role_prefix: str) -> list[dict[
     ]
 
 
-def test_the_state_machine_passes_exactly_the_three_job_roles_and_only_to_sagemaker(resources):
+def test_the_state_machine_passes_exactly_the_four_job_roles_and_only_to_sagemaker(resources):
     statements = policy_statements(resources, "PipelineStateMachineRole")
     passes = [s for s in statements if "iam:PassRole" in s["Action"]]
 
     [statement] = passes
     roles = {r["Fn::GetAtt"][0] for r in statement["Resource"]}
-    assert {role.split("Role")[0] for role in roles} == {"PipelinePrepare", "PipelineTrain", "PipelineTransform"}
+    assert {role.split("Role")[0] for role in roles} == {
+        "PipelinePrepare",
+        "PipelineTrain",
+        "PipelineTransform",
+        "PipelineBaseline",
+    }
     assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
 
 
-@pytest.mark.parametrize("role", ["PipelinePrepareRole", "PipelineTrainRole", "PipelineTransformRole"])
+@pytest.mark.parametrize(
+    "role", ["PipelinePrepareRole", "PipelineTrainRole", "PipelineTransformRole", "PipelineBaselineRole"]
+)
 def test_job_roles_are_assumed_by_sagemaker_and_use_no_managed_policy(resources, role):
     [(_, definition_)] = [(lid, r) for lid, r in of_type(resources, "AWS::IAM::Role").items() if lid.startswith(role)]
 
@@ -234,11 +327,46 @@ def test_job_roles_are_assumed_by_sagemaker_and_use_no_managed_policy(resources,
 
 
 def test_only_the_train_role_puts_events_and_only_on_the_progress_bus(resources):
-    for role in ("PipelinePrepareRole", "PipelineTransformRole", "PipelineStateMachineRole"):
+    for role in ("PipelinePrepareRole", "PipelineTransformRole", "PipelineBaselineRole", "PipelineStateMachineRole"):
         assert not [s for s in policy_statements(resources, role) if "events:PutEvents" in s["Action"]]
     [statement] = [s for s in policy_statements(resources, "PipelineTrainRole") if "events:PutEvents" in s["Action"]]
     [bus_id] = of_type(resources, "AWS::Events::EventBus")
     assert statement["Resource"] == {"Fn::GetAtt": [bus_id, "Arn"]}
+
+
+def s3_grants(statements: list[dict[str, Any]], action: str) -> set[str]:
+    """The object-key patterns (or ``prefix=`` list conditions) an action is allowed on, buckets as <Zone>."""
+    found = set()
+    for statement in statements:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        if action not in actions:
+            continue
+        targets = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        for target in targets:
+            bucket = re.search(r"([A-Z][a-z]+)ZoneBucket", json.dumps(target)).group(1)  # type: ignore[union-attr]
+            if action == "s3:ListBucket":
+                [prefix] = statement["Condition"]["StringLike"]["s3:prefix"]
+                found.add(f"<{bucket}> prefix={prefix}")
+            else:
+                found.add(f"<{bucket}>{target['Fn::Join'][1][1]}")
+    return found
+
+
+def test_the_baseline_role_reads_splits_models_and_schemas_and_writes_only_baselines(resources):
+    statements = policy_statements(resources, "PipelineBaselineRole")
+
+    assert s3_grants(statements, "s3:PutObject") == {"<Artifacts>/artifacts/runs/*/baseline.json"}
+    assert s3_grants(statements, "s3:GetObject") == {
+        "<Features>/features/*",
+        "<Artifacts>/artifacts/runs/*/model.tar.gz",
+        "<Artifacts>/artifacts/runs/*/feature-schema.json",
+    }
+    assert s3_grants(statements, "s3:ListBucket") == {
+        "<Features> prefix=features/*",
+        "<Artifacts> prefix=artifacts/runs/*",
+    }
+    allowed = {a for s in statements for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
+    assert not {a for a in allowed if a.startswith(("s3:Delete", "sagemaker:", "iam:", "events:", "dynamodb:"))}
 
 
 def test_nothing_in_the_platform_uses_sagemaker_full_access(synthesized, environment):

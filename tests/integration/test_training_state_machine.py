@@ -4,10 +4,22 @@ The definition is the one `make synth` renders for dev, with its CloudFormation 
 the moto resources created here. The Lambda tasks run the real handlers in-process (moto runs
 Lambda code only in Docker), against moto S3, DynamoDB and SageMaker. The only difference between
 the deployed definition and the one executed here is ``for_moto`` below.
+
+moto records SageMaker jobs without running them. Where a later step reads what a job writes, the
+job's work is done here, by the real code where the platform has it (``SageMakerJobs``):
+
+* a Processing job (prepare, and each model's baseline) runs its container code in-process, as the
+  image would: its inputs downloaded from moto S3 into a folder laid out like /opt/ml/processing,
+  its ``ContainerArguments`` given to the entry point, its outputs uploaded where SageMaker would
+  put them. A job that exits non-zero is marked Failed and its create call fails with the job's
+  exit message, standing in for what ``.sync`` reports;
+* a training job leaves a ``model.tar.gz`` at its artifact's URI: a model of its algorithm, trained
+  once per module by the real train entry point on the shipped dataset (moto's jobs train nothing).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -17,10 +29,18 @@ import boto3
 import pytest
 from moto import mock_aws
 from moto.awslambda.models import LambdaBackend
-from moto.sagemaker.models import FakeTrainingJob
+from moto.sagemaker.exceptions import ValidationError
+from moto.sagemaker.models import FakeTrainingJob, SageMakerModelBackend
 
-from mlops_constructs.publishing import config_key
+from mlops_constructs.publishing import EXAMPLE_DATA, config_key, example_seed_prefix
 from tests.conftest import create_ledger_table, load_handler
+from tests.unit.training.conftest import EXAMPLE_ALGORITHMS, prepare_example, train_example
+
+# isort: split
+# After tests.unit.training.conftest, which puts the training image's code on the path.
+from mlops_training import prepare
+from mlops_training.monitoring import baseline_job
+from mlops_training.paths import ProcessingPaths
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -153,11 +173,111 @@ def reports_metrics(monkeypatch, value_of) -> None:
     monkeypatch.setattr(FakeTrainingJob, "__init__", init)
 
 
+PROCESSING_ROOT = "/opt/ml/processing"
+# The training image's Processing entry points (mlops_training/__main__.py), with their folders passed in.
+PROCESSING_ENTRY_POINTS = {"prepare": prepare.main, "baseline": baseline_job.main}
+
+
+@pytest.fixture(scope="module")
+def model_archives(tmp_path_factory) -> dict[str, bytes]:
+    """model.tar.gz of each example algorithm, trained by the real train entry point on the shipped dataset."""
+    root = tmp_path_factory.mktemp("models")
+    prepared = prepare_example(root / "prepare")
+    return {
+        algorithm: train_example(prepared.features, algorithm, root / algorithm).read_bytes()
+        for algorithm in EXAMPLE_ALGORITHMS
+    }
+
+
+def split(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+class SageMakerJobs:
+    """What SageMaker's jobs would leave behind, done in-process (see the module's docstring)."""
+
+    def __init__(self, root, archives: dict[str, bytes]) -> None:
+        self.root = root
+        self.archives = archives
+        self.broken_models: set[str] = set()
+        self.ran: list[tuple[str, int]] = []  # (processing job name, exit status)
+
+    def install(self, monkeypatch) -> None:
+        create_processing_job = SageMakerModelBackend.create_processing_job
+        training_job_init = FakeTrainingJob.__init__
+        jobs = self
+
+        def create_and_run(backend: Any, **request: Any) -> Any:
+            job = create_processing_job(backend, **request)
+            jobs.process(job)
+            return job
+
+        def train(job: Any, *args: Any, **kwargs: Any) -> None:
+            training_job_init(job, *args, **kwargs)
+            jobs.leave_model(job)
+
+        monkeypatch.setattr(SageMakerModelBackend, "create_processing_job", create_and_run)
+        monkeypatch.setattr(FakeTrainingJob, "__init__", train)
+
+    def leave_model(self, job: Any) -> None:
+        """The model.tar.gz a training job of this algorithm writes, or garbage for a model named broken."""
+        algorithm = job.hyper_parameters["mlops_algorithm"]
+        model = job.hyper_parameters["mlops_model"]
+        body = b"not a model" if model in self.broken_models else self.archives[algorithm]
+        bucket, key = split(job.model_artifacts["S3ModelArtifacts"])
+        boto3.client("s3", region_name=REGION).put_object(Bucket=bucket, Key=key, Body=body)
+
+    def process(self, job: Any) -> None:
+        """Run a Processing job's container code on its inputs; upload its outputs, or fail as .sync would."""
+        s3 = boto3.client("s3", region_name=REGION)
+        root = self.root / job.processing_job_name
+        for processing_input in job.processing_inputs:
+            self.download(s3, processing_input["S3Input"], root)
+        command, *arguments = (
+            argument.replace(PROCESSING_ROOT, str(root)) for argument in job.app_specification["ContainerArguments"]
+        )
+        paths = ProcessingPaths(root=root, message=root / "ml-output" / "message")
+        status = PROCESSING_ENTRY_POINTS[command](arguments, paths)
+        self.ran.append((job.processing_job_name, status))
+        if status != 0:
+            job.processing_job_status = "Failed"
+            raise ValidationError(message=f"Processing job failed: {paths.message.read_text().strip()}")
+        for output in job.processing_output_config["Outputs"]:
+            local = root / output["S3Output"]["LocalPath"].removeprefix(PROCESSING_ROOT + "/")
+            bucket, prefix = split(output["S3Output"]["S3Uri"])
+            for path in sorted(p for p in local.rglob("*") if p.is_file()):
+                key = f"{prefix.rstrip('/')}/{path.relative_to(local).as_posix()}"
+                s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
+
+    @staticmethod
+    def download(s3: Any, source: dict[str, Any], root) -> None:
+        """S3Prefix: every object under the prefix, placed relative to the prefix's last folder."""
+        bucket, prefix = split(source["S3Uri"])
+        folder = prefix.rpartition("/")[0]
+        local = root / source["LocalPath"].removeprefix(PROCESSING_ROOT + "/")
+        for listed in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []):
+            target = local / listed["Key"].removeprefix(folder).lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(s3.get_object(Bucket=bucket, Key=listed["Key"])["Body"].read())
+
+
+@pytest.fixture
+def sagemaker_jobs(tmp_path, model_archives, monkeypatch) -> SageMakerJobs:
+    jobs = SageMakerJobs(tmp_path, model_archives)
+    jobs.install(monkeypatch)
+    return jobs
+
+
 def create_platform(published: dict[str, Any]) -> None:
+    """The zones, the published config and the example's seeded records, as Foundation and Training deploy them."""
     s3 = boto3.client("s3", region_name=REGION)
     for zone in ZONES:
         s3.create_bucket(Bucket=bucket_name(zone), CreateBucketConfiguration={"LocationConstraint": REGION})
     s3.put_object(Bucket=bucket_name("Artifacts"), Key=config_key("example"), Body=json.dumps(published))
+    for path in EXAMPLE_DATA.glob("*.jsonl"):
+        key = example_seed_prefix(published["dataset"]["name"]) + path.name
+        s3.put_object(Bucket=bucket_name("Raw"), Key=key, Body=path.read_bytes())
     create_ledger_table("ledger-test", REGION)
 
 
@@ -195,8 +315,8 @@ def test_for_moto_changes_only_sync_suffixes_and_the_tolerated_percentage(deploy
 
 
 @mock_aws(config=MOTO)
-def test_a_run_plans_trains_every_trial_registers_the_best_and_predicts(
-    deployed_definition, platform_config, lambdas_in_process, monkeypatch
+def test_a_run_plans_trains_every_trial_baselines_and_registers_the_best_and_predicts(
+    deployed_definition, platform_config, lambdas_in_process, sagemaker_jobs, monkeypatch
 ):
     [example] = platform_config.pipelines
     create_platform(example.published())
@@ -221,24 +341,67 @@ def test_a_run_plans_trains_every_trial_registers_the_best_and_predicts(
     jobs = sagemaker.list_training_jobs(MaxResults=100)["TrainingJobSummaries"]
     assert len(jobs) == 6
     assert all(re.fullmatch(r"mlops-dev-[0-9a-f]{10}-0000[0-5]-a0", job["TrainingJobName"]) for job in jobs)
-    [processing] = sagemaker.list_processing_jobs()["ProcessingJobSummaries"]
-    assert processing["ProcessingJobName"].endswith("-prep")
+    # prepare, then one baseline job per chosen model, named after its trial; every one exited 0.
+    prepare_job, *baseline_jobs = [name for name, _ in sagemaker_jobs.ran]
+    assert prepare_job.endswith("-prep")
+    assert sorted(baseline_jobs) == sorted(best[m]["job_name"].removesuffix("-a0") + "-bl" for m in best)
+    assert {status for _, status in sagemaker_jobs.ran} == {0}
     [transform] = sagemaker.list_transform_jobs()["TransformJobSummaries"]
     assert transform["TransformJobName"].endswith("-pred")
     groups = {g["ModelPackageGroupName"] for g in sagemaker.list_model_package_groups()["ModelPackageGroupSummaryList"]}
     assert groups == {"mlops-dev-example-xgboost", "mlops-dev-example-linear"}
 
-    kinds = {row["sk"].split("#")[0] for row in ledger_rows("run-1")}
-    assert kinds == {"RUN", "TRIAL", "PACKAGE"}
-    assert [logical_id.split("Function")[0] for logical_id, _ in lambdas_in_process] == [
-        "PipelinePlan",
-        "PipelineEvaluate",
+    s3 = boto3.client("s3", region_name=REGION)
+    for model, entry in best.items():
+        package = sagemaker.describe_model_package(ModelPackageName=entry["model_package_arn"])
+        model_data = package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+        baseline_uri = model_data.removesuffix("model.tar.gz") + "baseline.json"  # the drift monitor's rule
+        assert entry["baseline"] == baseline_uri
+        metadata = package["CustomerMetadataProperties"]
+        assert metadata["baseline"] == baseline_uri
+        body = s3.get_object(Bucket=bucket_name("Artifacts"), Key=split(baseline_uri)[1])["Body"].read()
+        assert metadata["baseline_sha256"] == hashlib.sha256(body).hexdigest()
+        assert package["DriftCheckBaselines"]["ModelDataQuality"]["Statistics"]["S3Uri"] == baseline_uri
+        baseline = json.loads(body)
+        assert baseline["model"]["algorithm"] == model
+        assert baseline["feature_order"] == list(example.dataset.features)
+        assert baseline["predictions"]["count"] == baseline["rows"] > 0  # the training split, scored
+
+    rows = ledger_rows("run-1")
+    assert {row["sk"].split("#")[0] for row in rows} == {"RUN", "TRIAL", "PACKAGE"}
+    packages = {row["model"]: row for row in rows if row["sk"].startswith("PACKAGE#")}
+    assert {model: row["baseline"] for model, row in packages.items()} == {m: e["baseline"] for m, e in best.items()}
+    assert [(logical_id.split("Function")[0], event["action"]) for logical_id, event in lambdas_in_process[1:]] == [
+        ("PipelineEvaluate", "evaluate"),
+        ("PipelineEvaluate", "register"),
     ]
 
 
 @mock_aws(config=MOTO)
+def test_a_failed_baseline_fails_the_run_in_baseline_failed_and_registers_nothing(
+    deployed_definition, platform_config, lambdas_in_process, sagemaker_jobs, monkeypatch
+):
+    [example] = platform_config.pipelines
+    create_platform(example.published())
+    reports_metrics(monkeypatch, lambda name: 0.99)
+    sagemaker_jobs.broken_models.add("linear")  # its training jobs leave an artifact that is not a model
+
+    result = execute(for_moto(deployed_definition), {"tenant": "example"})
+
+    assert result["status"] == "FAILED"
+    assert result["error"] == "BaselineFailed"
+    assert "not a readable model.tar.gz" in result["cause"]
+    assert [status for name, status in sagemaker_jobs.ran if name.endswith("-bl")].count(1) == 1
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    assert sagemaker.list_model_package_groups()["ModelPackageGroupSummaryList"] == []
+    assert sagemaker.list_transform_jobs()["TransformJobSummaries"] == []
+    assert {row["sk"].split("#")[0] for row in ledger_rows("run-1")} == {"RUN", "TRIAL"}
+    assert [event["action"] for _, event in lambdas_in_process[1:]] == ["evaluate"]  # register never ran
+
+
+@mock_aws(config=MOTO)
 def test_a_run_with_one_model_trains_only_that_models_trials(
-    deployed_definition, platform_config, lambdas_in_process, monkeypatch
+    deployed_definition, platform_config, lambdas_in_process, sagemaker_jobs, monkeypatch
 ):
     [example] = platform_config.pipelines
     create_platform(example.published())
@@ -253,7 +416,7 @@ def test_a_run_with_one_model_trains_only_that_models_trials(
 
 @mock_aws(config=MOTO)
 def test_without_an_approved_model_the_run_succeeds_without_predictions(
-    deployed_definition, platform_config, lambdas_in_process, monkeypatch
+    deployed_definition, platform_config, lambdas_in_process, sagemaker_jobs, monkeypatch
 ):
     [example] = platform_config.pipelines
     create_platform(example.published())
@@ -270,7 +433,7 @@ def test_without_an_approved_model_the_run_succeeds_without_predictions(
 
 @mock_aws(config=MOTO)
 def test_trials_without_metrics_end_the_run_in_its_no_usable_trial_state(
-    deployed_definition, platform_config, lambdas_in_process
+    deployed_definition, platform_config, lambdas_in_process, sagemaker_jobs
 ):
     [example] = platform_config.pipelines
     create_platform(example.published())  # moto's jobs report train:progress only, no objective

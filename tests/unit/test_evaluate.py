@@ -1,5 +1,9 @@
 """The evaluate handler against moto S3, DynamoDB and SageMaker, in-process, on results shaped as AWS writes them.
 
+Both entries: ``evaluate`` (choose, describe the baseline jobs) and ``register`` (after the baselines).
+``run`` goes through both with what the state machine's baseline jobs leave between them, a
+baseline.json next to each chosen model's artifact; tests of the step between use the entries apart.
+
 The plan comes from the plan handler itself, so both ends of the plan's contract are exercised. The
 Map's results are built in the ResultWriter format AWS documents (manifest.json listing
 SUCCEEDED_0.json and FAILED_0.json, each a JSON array of executions with ``Input``/``Output`` as JSON
@@ -59,6 +63,7 @@ ENVIRONMENT = {
     "AUTO_APPROVE": "true",
     "SERVING_IMAGE_URI": SERVING_IMAGE,
     "INFERENCE_INSTANCE_TYPE": "ml.c5.large",
+    "BASELINE_IMAGE_URI": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/training:cpu",
 }
 CONFIG = {
     "schema_version": 1,
@@ -210,11 +215,42 @@ def write_results(s3, files: dict[str, list[Any]], *, jsonl: bool = False) -> di
     return {"MapRunArn": arn, "ResultWriterDetails": {"Bucket": ARTIFACTS, "Key": f"{folder}manifest.json"}}
 
 
-def run(evaluate, plan: dict[str, Any], results: Any) -> dict[str, Any]:
-    event = {"run_id": plan["run_id"], "tenant": "acme", "plan": plan, "results": results}
+def evaluate_only(evaluate, plan: dict[str, Any], results: Any) -> dict[str, Any]:
+    """The evaluate entry, as the Evaluate state calls it."""
+    event = {"action": "evaluate", "run_id": plan["run_id"], "tenant": "acme", "plan": plan, "results": results}
     result = evaluate.handler(event, LambdaContext())
     json.dumps(result, allow_nan=False)
     return result
+
+
+def register(evaluate, evaluation: dict[str, Any]) -> dict[str, Any]:
+    """The register entry, as the Register state calls it."""
+    event = {"action": "register", "run_id": evaluation["run_id"], "tenant": "acme", "evaluation": evaluation}
+    result = evaluate.handler(event, LambdaContext())
+    json.dumps(result, allow_nan=False)
+    return result
+
+
+def baseline_document(model: str) -> dict[str, Any]:
+    """A small stand-in for what mlops_training.monitoring.baseline_job writes (tested in tests/unit/training)."""
+    return {"schema_version": 1, "bins": 10, "rows": 3, "feature_order": [], "features": {}, "predictions": None,
+            "model": {"model": model}}  # fmt: skip
+
+
+def write_baselines(evaluation: dict[str, Any], models: list[str] | None = None) -> None:
+    """What the baseline jobs leave: baseline.json next to each chosen model's artifact."""
+    s3 = boto3.client("s3", region_name=REGION)
+    for entry in evaluation["selected"]:
+        if models is None or entry["model"] in models:
+            bucket, _, key = entry["baseline"].removeprefix("s3://").partition("/")
+            s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(baseline_document(entry["model"])).encode())
+
+
+def run(evaluate, plan: dict[str, Any], results: Any) -> dict[str, Any]:
+    """Evaluate, the baseline jobs, register: the state machine's steps from Evaluate to Register."""
+    evaluation = evaluate_only(evaluate, plan, results)
+    write_baselines(evaluation)
+    return register(evaluate, evaluation)
 
 
 def ledger(dynamodb, sk_prefix: str) -> dict[str, dict[str, Any]]:
@@ -423,6 +459,13 @@ def test_the_package_carries_the_model_its_evaluation_and_its_lineage(evaluate, 
             "Statistics": {"ContentType": "application/json", "S3Uri": f"s3://{ARTIFACTS}/{evaluation_key}"}
         }
     }
+    baseline_key = f"artifacts/runs/acme/run-1/models/{items[2]['job_name']}/output/baseline.json"
+    assert package["DriftCheckBaselines"] == {
+        "ModelDataQuality": {
+            "Statistics": {"ContentType": "application/json", "S3Uri": f"s3://{ARTIFACTS}/{baseline_key}"}
+        }
+    }
+    baseline_body = s3.get_object(Bucket=ARTIFACTS, Key=baseline_key)["Body"].read()
     schema_key = "artifacts/runs/acme/run-1/evaluation/feature-schema.json"
     schema_body = s3.get_object(Bucket=ARTIFACTS, Key=schema_key)["Body"].read()
     assert package["CustomerMetadataProperties"] == {
@@ -437,6 +480,8 @@ def test_the_package_carries_the_model_its_evaluation_and_its_lineage(evaluate, 
         "training_data": f"s3://{FEATURES}/features/acme/churn/dt=2026-11-24/run-1-train.parquet",
         "feature_schema": f"s3://{ARTIFACTS}/{schema_key}",
         "feature_schema_sha256": hashlib.sha256(schema_body).hexdigest(),
+        "baseline": f"s3://{ARTIFACTS}/{baseline_key}",
+        "baseline_sha256": hashlib.sha256(baseline_body).hexdigest(),
     }
     assert json.loads(schema_body) == {
         "schema_version": 1,
@@ -535,16 +580,24 @@ def test_the_ledger_holds_every_trial_each_package_and_the_runs_outcome(evaluate
     assert linear["model_package_arn"] == {"S": result["best"][1]["model_package_arn"]}
     assert linear["gsi1pk"] == {"S": "TENANT#acme"}
     assert linear["gsi1sk"]["S"] == f"PACKAGE#{linear['created_at']['S']}#run-1"
+    baseline = f"s3://{ARTIFACTS}/artifacts/runs/acme/run-1/models/{items[2]['job_name']}/output/baseline.json"
+    assert linear["baseline"] == {"S": baseline}
+    assert len(linear["baseline_sha256"]["S"]) == 64
+    assert result["best"][1]["baseline"] == baseline
 
     record = ledger(dynamodb, "RUN")["RUN"]
     assert record["status"] == {"S": "evaluated"}
     assert record["trials"]["M"]["succeeded"] == {"N": "4"}
     assert [b["M"]["model"]["S"] for b in record["best"]["L"]] == ["xgboost", "linear"]
+    assert [b["M"]["model_package_arn"]["S"] for b in record["best"]["L"]] == [
+        b["model_package_arn"] for b in result["best"]
+    ]
+    assert "registered_at" in record
 
 
 def test_evaluation_calls_only_what_the_function_is_granted(evaluate, aws, planned):
     """mlops_constructs/training_pipeline.py grants Get/Put/UpdateItem (no batch writes), S3 reads of
-    configs, runs and map results, writes of runs, and four model-registry actions."""
+    configs, runs (HeadObject included) and map results, writes of runs, and five model-registry actions."""
     s3, _, _ = aws
     plan, items = planned()
     results = write_results(s3, {"SUCCEEDED": all_succeeded(items, [0.91, 0.95, 0.97, 0.93])})
@@ -563,6 +616,7 @@ def test_evaluation_calls_only_what_the_function_is_granted(evaluate, aws, plann
     assert calls <= {
         ("GetObject", "config"),
         ("GetObject", "runs"),
+        ("HeadObject", "runs"),
         ("GetObject", "map-results"),
         ("PutObject", "runs"),
         ("GetItem", ""),
@@ -574,6 +628,187 @@ def test_evaluation_calls_only_what_the_function_is_granted(evaluate, aws, plann
         ("DescribeModelPackage", ""),
         ("ListModelPackages", ""),
     }, calls
+
+
+# -- baselines before registration
+
+
+def test_evaluation_publishes_each_models_best_objective_for_the_dashboard(evaluate, aws, planned, capsys):
+    s3, _, _ = aws
+    plan, items = planned()
+    capsys.readouterr()
+    evaluate_only(evaluate, plan, write_results(s3, {"SUCCEEDED": all_succeeded(items, [0.91, 0.95, 0.97, 0.93])}))
+
+    published = {}
+    for line in capsys.readouterr().out.splitlines():
+        document = json.loads(line) if line.startswith("{") else {}
+        if "BestObjective" in document:
+            published[document["Model"]] = (document["Tenant"], document["Metric"], document["BestObjective"])
+            [directive] = document["_aws"]["CloudWatchMetrics"]
+            assert directive["Namespace"] == "mlops/test"  # tests/conftest.py: Powertools namespace of every handler
+            assert {"Tenant", "Model", "Metric"} <= set(directive["Dimensions"][0])
+    # Each model's best trial (the plan alternates the models): xgboost's trial 1 and linear's trial 2.
+    assert published == {"xgboost": ("acme", "validation:auc", [0.95]), "linear": ("acme", "validation:auc", [0.97])}
+
+
+def test_evaluation_registers_nothing_and_describes_one_baseline_job_per_chosen_model(evaluate, aws, planned):
+    s3, dynamodb, sagemaker = aws
+    plan, items = planned()
+    evaluation = evaluate_only(
+        evaluate, plan, write_results(s3, {"SUCCEEDED": all_succeeded(items, [0.91, 0.95, 0.97, 0.93])})
+    )
+
+    assert sagemaker.list_model_package_groups()["ModelPackageGroupSummaryList"] == []
+    assert ledger(dynamodb, "PACKAGE#") == {}
+    assert evaluation["trials"]["succeeded"] == 4
+    assert evaluation["objective"] == {"metric": "validation:auc", "direction": "maximize", "threshold": 0.9}
+    assert [(e["model"], e["trial"], e["meets_threshold"]) for e in evaluation["selected"]] == [
+        ("xgboost", "00001", True),
+        ("linear", "00002", True),
+    ]
+    linear = evaluation["selected"][1]
+    output = f"s3://{ARTIFACTS}/artifacts/runs/acme/run-1/models/{items[2]['job_name']}/output"
+    assert linear["model_data"] == f"{output}/model.tar.gz"
+    assert linear["baseline"] == f"{output}/baseline.json"  # the sibling: the drift monitor's rule
+    training_data = f"s3://{FEATURES}/features/acme/churn/dt=2026-11-24/run-1-train.parquet"
+    assert linear["training_data"] == training_data
+    schema = f"s3://{ARTIFACTS}/artifacts/runs/acme/run-1/evaluation/feature-schema.json"
+    job = linear["baseline_job"]
+    assert job["ProcessingJobName"] == items[2]["job_name"].removesuffix("-a0") + "-bl"
+    assert job["AppSpecification"] == {
+        "ImageUri": ENVIRONMENT["BASELINE_IMAGE_URI"],
+        "ContainerArguments": [
+            "baseline",
+            "--model",
+            "/opt/ml/processing/input/model/model.tar.gz",
+            "--training-data",
+            "/opt/ml/processing/input/training",
+            "--schema",
+            "/opt/ml/processing/input/schema/feature-schema.json",
+            "--output",
+            "/opt/ml/processing/output/baseline",
+        ],
+    }
+    assert {i["InputName"]: (i["S3Input"]["S3Uri"], i["S3Input"]["LocalPath"]) for i in job["ProcessingInputs"]} == {
+        "model": (linear["model_data"], "/opt/ml/processing/input/model"),
+        "training": (training_data, "/opt/ml/processing/input/training"),
+        "schema": (schema, "/opt/ml/processing/input/schema"),
+    }
+    [out] = job["ProcessingOutputConfig"]["Outputs"]
+    assert out["S3Output"] == {
+        "S3Uri": output,
+        "LocalPath": "/opt/ml/processing/output/baseline",
+        "S3UploadMode": "EndOfJob",
+    }
+    assert job["ProcessingOutputConfig"]["KmsKeyId"] == KMS_KEY
+    assert job["ProcessingResources"]["ClusterConfig"] == {
+        "InstanceCount": 1,
+        "InstanceType": ENVIRONMENT["PROCESSING_INSTANCE_TYPE"],
+        "VolumeSizeInGB": 30,
+        "VolumeKmsKeyId": KMS_KEY,
+    }
+    assert ledger(dynamodb, "RUN")["RUN"]["status"] == {"S": "evaluated"}
+
+
+def test_baseline_job_names_are_the_trials_within_sagemakers_limit_whatever_the_attempt(evaluate):
+    name = "mlops-dev-0a1b2c3d4e-00003"
+
+    assert evaluate.baseline_job_name(f"{name}-a0") == evaluate.baseline_job_name(f"{name}-a7") == f"{name}-bl"
+    longest_training_job = "p" * 43 + "-0a1b2c3d4e-00003-a0"  # 63 characters: the plan accepts it
+    assert len(evaluate.baseline_job_name(longest_training_job)) == 63
+    with pytest.raises(evaluate.InvalidName, match="baseline job name"):
+        evaluate.baseline_job_name("p" * 44 + "-0a1b2c3d4e-00003-a0")
+
+
+def test_a_baseline_lies_next_to_its_model_artifact_or_nowhere(evaluate):
+    assert evaluate.baseline_uri("s3://b/artifacts/runs/t/r/models/j/output/model.tar.gz") == (
+        "s3://b/artifacts/runs/t/r/models/j/output/baseline.json"
+    )
+    with pytest.raises(evaluate.ResultsUnreadable, match="its baseline has no place"):
+        evaluate.baseline_uri("s3://b/artifacts/runs/t/r/models/j/output/model.joblib")
+
+
+def test_without_every_baseline_nothing_is_registered(evaluate, aws, planned):
+    s3, dynamodb, sagemaker = aws
+    plan, items = planned()
+    evaluation = evaluate_only(
+        evaluate, plan, write_results(s3, {"SUCCEEDED": all_succeeded(items, [0.91, 0.95, 0.97, 0.93])})
+    )
+    write_baselines(evaluation, models=["xgboost"])  # the linear model's job wrote nothing
+
+    with pytest.raises(evaluate.BaselineMissing, match=r"the baseline of model 'linear' does not exist at s3://"):
+        register(evaluate, evaluation)
+
+    assert sagemaker.list_model_package_groups()["ModelPackageGroupSummaryList"] == []
+    assert ledger(dynamodb, "PACKAGE#") == {}
+
+
+def test_a_baseline_object_that_is_not_a_baseline_is_refused(evaluate, aws, planned):
+    s3, dynamodb, _ = aws
+    plan, items = planned()
+    evaluation = evaluate_only(evaluate, plan, write_results(s3, {"SUCCEEDED": all_succeeded(items[2:], [0.97, 0.93])}))
+    [linear] = evaluation["selected"]
+    bucket, _, key = linear["baseline"].removeprefix("s3://").partition("/")
+    s3.put_object(Bucket=bucket, Key=key, Body=b"<html>not a baseline</html>")
+
+    with pytest.raises(evaluate.BaselineMissing, match="is not a schema_version 1 baseline"):
+        register(evaluate, evaluation)
+    assert ledger(dynamodb, "PACKAGE#") == {}
+
+
+def test_a_retried_registration_reuses_the_package_even_if_the_baseline_moved_since(evaluate, aws, planned):
+    """The ledger's record is the registration: a retry reads it and checks no baseline again."""
+    s3, _, sagemaker = aws
+    plan, items = planned()
+    evaluation = evaluate_only(evaluate, plan, write_results(s3, {"SUCCEEDED": all_succeeded(items[2:], [0.97, 0.93])}))
+    write_baselines(evaluation)
+    first = register(evaluate, evaluation)
+    bucket, _, key = evaluation["selected"][0]["baseline"].removeprefix("s3://").partition("/")
+    s3.delete_object(Bucket=bucket, Key=key)
+
+    assert register(evaluate, evaluation) == first
+    packages = sagemaker.list_model_packages(ModelPackageGroupName="mlops-dev-acme-linear")["ModelPackageSummaryList"]
+    assert len(packages) == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"action": "publish"}, "'action' has value 'publish'; allowed: evaluate, register"),
+        ({"evaluation": None}, "'evaluation' must be the evaluate step's output"),
+        ({"tenant": "other"}, "the evaluation is of run 'run-1' of tenant 'acme'"),
+        ({"evaluation": {"run_id": "run-1", "tenant": "acme", "selected": []}}, "'evaluation' must be"),
+    ],
+)
+def test_a_malformed_registration_is_an_invalid_request(evaluate, aws, planned, change, fragment):
+    s3 = aws[0]
+    plan, items = planned()
+    evaluation = evaluate_only(evaluate, plan, write_results(s3, {"SUCCEEDED": all_succeeded(items[2:], [0.97, 0.93])}))
+    event = {"action": "register", "run_id": "run-1", "tenant": "acme", "evaluation": evaluation, **change}
+
+    with pytest.raises(evaluate.InvalidEvaluationRequest) as raised:
+        evaluate.handler(event, LambdaContext())
+    assert fragment in str(raised.value)
+
+
+def test_a_baseline_anywhere_but_next_to_its_model_is_an_invalid_request(evaluate, aws, planned):
+    s3 = aws[0]
+    plan, items = planned()
+    evaluation = evaluate_only(evaluate, plan, write_results(s3, {"SUCCEEDED": all_succeeded(items[2:], [0.97, 0.93])}))
+    evaluation["selected"][0]["baseline"] = f"s3://{ARTIFACTS}/artifacts/runs/acme/run-1/baseline.json"
+
+    with pytest.raises(evaluate.InvalidEvaluationRequest, match="is not next to its artifact"):
+        register(evaluate, evaluation)
+
+
+def test_a_selected_model_without_its_fields_is_an_invalid_request(evaluate, aws, planned):
+    s3 = aws[0]
+    plan, items = planned()
+    evaluation = evaluate_only(evaluate, plan, write_results(s3, {"SUCCEEDED": all_succeeded(items[2:], [0.97, 0.93])}))
+    del evaluation["selected"][0]["baseline"]
+
+    with pytest.raises(evaluate.InvalidEvaluationRequest, match="a selected model lacks one of"):
+        register(evaluate, evaluation)
 
 
 # -- result formats

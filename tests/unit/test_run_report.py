@@ -34,6 +34,7 @@ from tests.unit.test_evaluate import (
     failed,
     job_of,
     publish,
+    run,
     succeeded,
     write_results,
 )
@@ -80,9 +81,7 @@ def ledger(monkeypatch):
             },
         )
         evaluate = evaluator(monkeypatch)
-        result = evaluate.handler(
-            {"run_id": "run-1", "tenant": "acme", "plan": output, "results": results}, LambdaContext()
-        )
+        result = run(evaluate, output, results)
         plan(s3, monkeypatch, "run-2")
         yield {entry["model"]: entry["model_package_arn"] for entry in result["best"]}
 

@@ -1,9 +1,17 @@
-"""The training image's code, run as plain Python on a folder laid out like /opt/ml."""
+"""The training image's code, run as plain Python on a folder laid out like /opt/ml.
+
+Besides the fixtures, helpers that run the example tenant through the real prepare and train entry
+points (``example_run``): the baseline job's tests and the state machine's integration test use them.
+"""
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -14,7 +22,7 @@ from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "containers" / "training"))
 
-from mlops_training.paths import SageMakerPaths
+from mlops_training.paths import ProcessingPaths, SageMakerPaths
 
 
 def small_dataset(problem_type: str) -> pd.DataFrame:
@@ -55,3 +63,97 @@ def job(algorithm: str, problem_type: str, **extra: str) -> dict[str, str]:
         "mlops_target": target,
         **extra,
     }
+
+
+# -- the example tenant's run, as the state machine's jobs leave it ----------------------------
+
+EXAMPLE_DATASET = ROOT / "data" / "example" / "breast-cancer.jsonl"
+EXAMPLE_DAY = "2026-01-01"  # the day the shipped records were received
+EXAMPLE_ALGORITHMS = {"xgboost": {"num_round": "20"}, "linear": {}}
+
+
+def example_config() -> dict:
+    """The example tenant's published config (artifacts/config/pipelines/example.json)."""
+    from config.loader import load_pipelines
+
+    [example] = [p for p in load_pipelines(ROOT / "config" / "pipelines") if p.tenant == "example"]
+    return example.published()
+
+
+def feature_schema(config: dict) -> dict:
+    """The run's feature-schema.json as lambda/evaluate writes it (the contract the baseline job reads)."""
+    dataset = config["dataset"]
+    return {
+        "schema_version": 1,
+        "tenant": config["tenant"],
+        "dataset": dataset["name"],
+        "features": [{"name": name, "type": kind} for name, kind in dataset["features"].items()],
+        "target": dataset["target"],
+        "problem_type": dataset["problem_type"],
+    }
+
+
+def prepare_example(root: Path, run_id: str = "run-1") -> ProcessingPaths:
+    """The shipped dataset, laid out as ingestion writes it, through the real prepare job."""
+    from mlops_training.prepare import main as prepare
+
+    paths = ProcessingPaths(root=root / "processing", message=root / "ml" / "output" / "message")
+    raw = paths.raw / f"dt={EXAMPLE_DAY}"
+    raw.mkdir(parents=True)
+    shutil.copyfile(EXAMPLE_DATASET, raw / "example.jsonl")
+    config = paths.root / "input" / "config" / "example.json"
+    config.parent.mkdir(parents=True)
+    config.write_text(json.dumps(example_config()))
+    assert prepare(["--config", str(config), "--run-id", run_id, "--day", EXAMPLE_DAY], paths) == 0
+    return paths
+
+
+def train_example(features: Path, algorithm: str, root: Path, run_id: str = "run-1") -> Path:
+    """A model trained by the real train entry point on the prepared splits, packed as SageMaker packs it."""
+    from mlops_training.train import main as train
+
+    paths = SageMakerPaths(root=root / "ml", checkpoints=root / "ml" / "checkpoints")
+    for channel in ("train", "validation"):
+        paths.channel(channel).mkdir(parents=True)
+        shutil.copyfile(features / f"{run_id}-{channel}.parquet", paths.channel(channel) / f"{channel}.parquet")
+    paths.hyperparameters.parent.mkdir(parents=True)
+    hyperparameters = {
+        **EXAMPLE_ALGORITHMS[algorithm],
+        "mlops_algorithm": algorithm,
+        "mlops_problem_type": "binary",
+        "mlops_target": "target",
+        "mlops_tenant": "example",
+        "mlops_model": algorithm,
+        "mlops_run_id": run_id,
+    }
+    paths.hyperparameters.write_text(json.dumps(hyperparameters))
+    assert train(paths) == 0
+    archive = root / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as bundle:
+        for file in sorted(paths.model.iterdir()):
+            bundle.add(file, arcname=file.name)
+    return archive
+
+
+@dataclass(frozen=True)
+class ExampleRun:
+    """What a run of the example tenant leaves before its baselines: splits, a schema, one model per algorithm."""
+
+    features: Path
+    schema: Path
+    models: dict[str, Path]
+
+    def training_data(self, run_id: str = "run-1") -> Path:
+        return self.features / f"{run_id}-train.parquet"
+
+
+@pytest.fixture(scope="session")
+def example_run(tmp_path_factory) -> ExampleRun:
+    root = tmp_path_factory.mktemp("example-run")
+    prepared = prepare_example(root)
+    schema = root / "feature-schema.json"
+    schema.write_text(json.dumps(feature_schema(example_config())))
+    models = {
+        algorithm: train_example(prepared.features, algorithm, root / algorithm) for algorithm in EXAMPLE_ALGORITHMS
+    }
+    return ExampleRun(features=prepared.features, schema=schema, models=models)
