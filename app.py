@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""The CDK app: read configuration and context once, validate them, build one Stage per environment.
+"""The CDK app: read configuration and context once, validate them, build one Stage per environment
+and, when config/pipeline.yaml exists, the delivery pipeline that deploys those same Stages.
 
 This is the only module that reads files, context or the process environment; everything below it
 receives typed, frozen settings. Context keys:
@@ -12,13 +13,16 @@ receives typed, frozen settings. Context keys:
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
-from config import ConfigError, PlatformConfig, load_config
+from config import ENVIRONMENT_NAMES, ConfigError, PlatformConfig, load_config
+from config.schema import SMOKE_TESTED_ENVIRONMENT
+from stacks.pipeline import PipelineStack, add_smoke_test_access
 from stacks.stage import PlatformStage
 
 ROOT = Path(__file__).resolve().parent
@@ -33,8 +37,14 @@ def read_config(app: cdk.App) -> PlatformConfig:
     )
 
 
+def pinned_cdk_cli_version() -> str:
+    """The CDK CLI version package.json pins: the pipeline's builds install the same one."""
+    package = json.loads((ROOT / "package.json").read_text(encoding="utf-8"))
+    return str(package["devDependencies"]["aws-cdk"])
+
+
 def build_platform(app: cdk.App, config: PlatformConfig) -> dict[str, PlatformStage]:
-    """Every environment's Stage, with the AwsSolutions checks run over all of them at synth."""
+    """Every environment's Stage, the delivery pipeline when configured, and the AwsSolutions checks over all."""
     stages: dict[str, PlatformStage] = {
         environment.name: PlatformStage(
             app,
@@ -45,6 +55,25 @@ def build_platform(app: cdk.App, config: PlatformConfig) -> dict[str, PlatformSt
         )
         for environment in config.environments
     }
+    delivery = config.delivery_pipeline
+    if delivery is not None:
+        # Whichever path deploys staging, its template keeps the role the smoke test assumes.
+        if SMOKE_TESTED_ENVIRONMENT in stages:
+            add_smoke_test_access(stages[SMOKE_TESTED_ENVIRONMENT], project=config.project, settings=delivery)
+        # The pipeline deploys these same Stage objects (not copies nested under it), so each
+        # environment is synthesized once; it needs them all, so `-c environments=dev` leaves it out.
+        if tuple(stages) == ENVIRONMENT_NAMES:
+            PipelineStack(
+                app,
+                "Pipeline",
+                stack_name=f"{config.project.name}-Pipeline",
+                env=cdk.Environment(account=delivery.account, region=delivery.region),
+                project=config.project,
+                settings=delivery,
+                stages=list(stages.values()),
+                cli_version=pinned_cdk_cli_version(),
+                description="ML platform delivery pipeline: tests and synth, images, dev, staging, approval, prod",
+            )
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return stages
 

@@ -15,7 +15,16 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from config.deployed import RECORD_FILE, DeployedVariants, unsafe_changes
-from config.schema import ENVIRONMENT_NAMES, EnvironmentConfig, PlatformConfig, ProjectConfig
+from config.schema import (
+    ENVIRONMENT_NAMES,
+    SMOKE_TEST_ENDPOINT,
+    SMOKE_TEST_TENANT,
+    SMOKE_TESTED_ENVIRONMENT,
+    DeliveryPipelineConfig,
+    EnvironmentConfig,
+    PlatformConfig,
+    ProjectConfig,
+)
 from config.serving import check_weight
 from config.tenants import PipelineConfig
 
@@ -34,7 +43,8 @@ class ConfigError(Exception):
 def load_config(
     config_dir: Path, *, selected_environments: object = None, variant_weights: object = None
 ) -> PlatformConfig:
-    """Validate ``project.yaml``, ``environments/<name>.yaml``, ``pipelines/`` and the deployed-variants record.
+    """Validate ``project.yaml``, ``environments/<name>.yaml``, ``pipelines/``, the deployed-variants record
+    and, when present, ``pipeline.yaml`` (the delivery pipeline).
 
     ``selected_environments`` is the ``environments`` context value (``"dev,staging"``); ``None``
     selects all of them. ``variant_weights`` is the ``variantWeights`` context value (JSON text or
@@ -51,20 +61,17 @@ def load_config(
                 path.stem,
                 f"one of {', '.join(ENVIRONMENT_NAMES)} (an environment file is named after its environment)",
             )
-    environments = []
-    for name in _selection(selected_environments):
-        path = environments_dir / f"{name}.yaml"
-        if not path.is_file():
-            raise ConfigError(
-                f"{_display(environments_dir)}: environment '{name}' has no file {name}.yaml; "
-                f"allowed: one YAML file for each of {', '.join(ENVIRONMENT_NAMES)}."
-            )
-        environment = _validate(EnvironmentConfig, path)
-        if environment.name != name:
-            raise ConfigError.bad_value(_display(path), "name", environment.name, f"'{name}', the file's own name")
-        for key, value, allowed in environment.problems():
-            raise ConfigError.bad_value(_display(path), key, value, allowed)
-        environments.append(environment)
+    selection = _selection(selected_environments)
+    environments = [_load_environment(environments_dir, name, required=True) for name in selection]
+    # Ownership of account singletons spans environments: an unselected one may own them, so every
+    # environment file takes part in that check, whatever `-c environments=` selects.
+    everyone: dict[str, EnvironmentConfig] = {environment.name: environment for environment in environments}
+    for name in ENVIRONMENT_NAMES:
+        if name not in everyone and (environments_dir / f"{name}.yaml").is_file():
+            everyone[name] = _load_environment(environments_dir, name, required=False)
+    all_environments = [everyone[name] for name in ENVIRONMENT_NAMES if name in everyone]
+    for key, value, allowed, name in account_singleton_problems(all_environments):
+        raise ConfigError.bad_value(_display(environments_dir / f"{name}.yaml"), key, value, allowed)
     pipelines = load_pipelines(config_dir / "pipelines")
     deployed = _load_deployed(config_dir / RECORD_FILE)
     for environment in environments:
@@ -74,8 +81,135 @@ def load_config(
             *unsafe_changes(environment, deployed.of(environment.name)),
         ]:
             raise ConfigError.bad_value(_display(path), key, value, allowed)
+    delivery_pipeline = _load_delivery_pipeline(config_dir / PIPELINE_FILE, everyone, pipelines)
     environments = apply_variant_weights(environments, variant_weights)
-    return PlatformConfig(project=project, environments=tuple(environments), pipelines=pipelines, deployed=deployed)
+    return PlatformConfig(
+        project=project,
+        environments=tuple(environments),
+        pipelines=pipelines,
+        deployed=deployed,
+        delivery_pipeline=delivery_pipeline,
+    )
+
+
+def _load_environment(environments_dir: Path, name: str, *, required: bool) -> EnvironmentConfig:
+    path = environments_dir / f"{name}.yaml"
+    if required and not path.is_file():
+        raise ConfigError(
+            f"{_display(environments_dir)}: environment '{name}' has no file {name}.yaml; "
+            f"allowed: one YAML file for each of {', '.join(ENVIRONMENT_NAMES)}."
+        )
+    environment = _validate(EnvironmentConfig, path)
+    if environment.name != name:
+        raise ConfigError.bad_value(_display(path), "name", environment.name, f"'{name}', the file's own name")
+    for key, value, allowed in environment.problems():
+        raise ConfigError.bad_value(_display(path), key, value, allowed)
+    return _with_singleton_ownership(environment, path)
+
+
+# Settings that exist once per account and region, each owned by the environment whose
+# owns_account_singletons is true. The key each follows, where a construct reads its own.
+LOGGING_ROLE_KEY = "serving.api.owns_account_logging_role"
+OWNERSHIP_KEY = "owns_account_singletons"
+
+
+def _with_singleton_ownership(environment: EnvironmentConfig, path: Path) -> EnvironmentConfig:
+    """The environment whose API Gateway logging role follows ``owns_account_singletons``.
+
+    ``serving.api.owns_account_logging_role`` predates the one ownership key: it may be left out
+    (it follows), or set to the same value; a different value would split the ownership.
+    """
+    api = environment.serving.api
+    owns = environment.owns_account_singletons
+    if "owns_account_logging_role" in api.model_fields_set and api.owns_account_logging_role != owns:
+        raise ConfigError.bad_value(
+            _display(path),
+            LOGGING_ROLE_KEY,
+            api.owns_account_logging_role,
+            f"{str(owns).lower()}, the same as {OWNERSHIP_KEY}, or left out (it follows {OWNERSHIP_KEY})",
+        )
+    serving = environment.serving.model_copy(update={"api": api.model_copy(update={"owns_account_logging_role": owns})})
+    return environment.model_copy(update={"serving": serving})
+
+
+def account_singleton_problems(environments: Sequence[EnvironmentConfig]) -> list[tuple[str, object, str, str]]:
+    """(key, value, what is allowed, environment) where an account and region has no owner, or two.
+
+    Environments sharing an account and region would otherwise fight over its registry scanning
+    and API Gateway settings (two owners), or leave them unset (none).
+    """
+    groups: dict[tuple[str, str], list[EnvironmentConfig]] = {}
+    for environment in environments:
+        groups.setdefault((environment.account, environment.region), []).append(environment)
+    found: list[tuple[str, object, str, str]] = []
+    for (account, region), members in groups.items():
+        owners = [environment for environment in members if environment.owns_account_singletons]
+        names = ", ".join(environment.name for environment in members)
+        if not owners:
+            found.append(
+                (
+                    OWNERSHIP_KEY,
+                    False,
+                    f"true in exactly one of {names}, which share account {account} in {region} "
+                    "(none owns its account-wide settings)",
+                    members[0].name,
+                )
+            )
+        for extra in owners[1:]:
+            found.append(
+                (
+                    OWNERSHIP_KEY,
+                    True,
+                    f"false, since {owners[0].name} owns the account-wide settings of account {account} in "
+                    f"{region} (exactly one environment per account and region owns them)",
+                    extra.name,
+                )
+            )
+    return found
+
+
+PIPELINE_FILE = "pipeline.yaml"
+
+
+def _load_delivery_pipeline(
+    path: Path, environments: Mapping[str, EnvironmentConfig], pipelines: Sequence[PipelineConfig]
+) -> DeliveryPipelineConfig | None:
+    """``config/pipeline.yaml``, checked against what the pipeline smoke-tests; None without the file."""
+    if not path.is_file():
+        return None
+    delivery = _validate(DeliveryPipelineConfig, path)
+    source = _display(path)
+    for key, value, allowed in delivery.problems():
+        raise ConfigError.bad_value(source, key, value, allowed)
+    tenant = next((pipeline for pipeline in pipelines if pipeline.tenant == SMOKE_TEST_TENANT), None)
+    if tenant is None:
+        raise ConfigError.bad_value(
+            source,
+            "smoke_test",
+            SMOKE_TEST_TENANT,
+            f"a pipeline with the {SMOKE_TEST_TENANT} tenant's file config/pipelines/{SMOKE_TEST_TENANT}.yaml, "
+            "which the smoke test trains",
+        )
+    models = [model.name for model in tenant.models]
+    for index, model in enumerate(delivery.smoke_test.training_models):
+        if model not in models:
+            raise ConfigError.bad_value(
+                source,
+                f"smoke_test.training_models.{index}",
+                model,
+                f"one of the example tenant's models: {', '.join(models)}",
+            )
+    tested = environments.get(SMOKE_TESTED_ENVIRONMENT)
+    endpoint = tested.serving.endpoints.get(SMOKE_TEST_ENDPOINT) if tested else None
+    if tested is not None and (endpoint is None or endpoint.tenant != SMOKE_TEST_TENANT):
+        raise ConfigError.bad_value(
+            source,
+            "smoke_test",
+            SMOKE_TEST_ENDPOINT,
+            f"a {SMOKE_TESTED_ENVIRONMENT} environment whose serving.endpoints has the {SMOKE_TEST_ENDPOINT} "
+            f"endpoint of the {SMOKE_TEST_TENANT} tenant, which the smoke test scores",
+        )
+    return delivery
 
 
 def _load_deployed(path: Path) -> DeployedVariants:

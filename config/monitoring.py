@@ -26,7 +26,7 @@ EVERY_N_HOURS = re.compile(r"^cron\(0 (?P<start>\d{1,2})/(?P<every>\d{1,2}) \? \
 DAILY = re.compile(r"^cron\(0 (?P<hour>\d{1,2}) \? \* \* \*\)$")
 SCHEDULE_FORMS = (
     "cron(0 * ? * * *) (hourly), cron(0 H/N ? * * *) (every N hours from hour H, N one of 1, 2, 3, 4, 6, 8, 12, "
-    "H from 0 to 23) or cron(0 H ? * * *) (daily at hour H)"
+    "H from 0 to N - 1 so that the runs are evenly spaced) or cron(0 H ? * * *) (daily at hour H)"
 )
 HOUR_DIVISORS = (1, 2, 3, 4, 6, 8, 12)
 # Per-feature thresholds travel in each schedule rule's input (EventBridge caps an input template at
@@ -73,7 +73,9 @@ def interval_hours(schedule: str) -> int:
         return 1
     if match := EVERY_N_HOURS.match(schedule):
         start, every = int(match["start"]), int(match["every"])
-        if start <= 23 and every in HOUR_DIVISORS:
+        # H >= N would fire at H, H + N, ... up to 23 only, then again at H: runs unevenly spaced (23/12 fires
+        # once a day), which no window of N hours describes.
+        if every in HOUR_DIVISORS and start < every:
             return every
     elif (match := DAILY.match(schedule)) and int(match["hour"]) <= 23:
         return 24
@@ -82,6 +84,15 @@ def interval_hours(schedule: str) -> int:
 
 def _check_schedule(value: str) -> str:
     interval_hours(value)
+    return value
+
+
+DATASET_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")  # as config/tenants.py allows a dataset's name
+
+
+def _check_dataset_name(value: str) -> str:
+    if not DATASET_NAME.match(value):
+        raise ValueError("a dataset name: 1 to 63 lowercase letters, digits or hyphens, or null (no labels)")
     return value
 
 
@@ -98,6 +109,7 @@ def _check_feature_name(value: str) -> str:
 
 Schedule = Annotated[str, AfterValidator(_check_schedule)]
 FeatureName = Annotated[str, AfterValidator(_check_feature_name)]
+DatasetName = Annotated[str, AfterValidator(_check_dataset_name)]
 Share = Annotated[StrictFloat, Field(ge=0, le=1)]
 
 
@@ -175,6 +187,15 @@ class Monitoring(StrictModel):
         description="a whole number of seconds from 60 to 3600 (a monitoring run must end before the next one)",
     )
     thresholds: DriftThresholds = DriftThresholds()
+    labels_dataset: DatasetName | None = Field(
+        default=None,
+        description=(
+            "a dataset name (1 to 63 lowercase letters, digits or hyphens) or null: with a name, each endpoint's "
+            "run joins its captures to the labels ingested as that dataset of its tenant, JSON Lines "
+            '{"inference_id", "label"} under the raw zone\'s raw/<tenant>/<dataset>/, and reports model quality '
+            "(platform engine)"
+        ),
+    )
     retraining: Retraining = Retraining()
 
     @property

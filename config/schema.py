@@ -160,6 +160,13 @@ class EnvironmentConfig(StrictModel):
     serving: Serving
     monitoring: Monitoring = Monitoring()
     notifications: Notifications = Notifications()
+    owns_account_singletons: StrictBool = Field(
+        default=True,
+        description=(
+            "true or false (true in exactly one environment per account and region: it owns the settings that "
+            "exist once there, ECR registry scanning and API Gateway's CloudWatch Logs role)"
+        ),
+    )
 
     @property
     def retains_data(self) -> bool:
@@ -172,7 +179,82 @@ class EnvironmentConfig(StrictModel):
 
     def problems(self) -> list[tuple[str, object, str]]:
         """(key, value, what is allowed) for rules that span sections."""
-        return self.serving.problems(production=self.is_production)
+        return [*self.serving.problems(production=self.is_production), *self.monitoring.problems(region=self.region)]
+
+
+# The delivery pipeline (config/pipeline.yaml). CodeCommit is closed to new customers, so the source
+# is a CodeConnections (formerly CodeStar Connections) connection; both ARN forms are in use.
+CONNECTION_ARN = (
+    r"^arn:aws:(codeconnections|codestar-connections):[a-z]{2}(-[a-z]+)+-\d:\d{12}:connection/"
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+)
+# The environment the pipeline smoke-tests after deploying it, and what it scores and trains there:
+# the example tenant, whose models are never promoted, so a smoke test cannot loop into a deployment.
+SMOKE_TESTED_ENVIRONMENT = "staging"
+SMOKE_TEST_TENANT = "example"
+SMOKE_TEST_ENDPOINT = "example"
+
+
+class PipelineSource(StrictModel):
+    connection_arn: str = Field(
+        pattern=CONNECTION_ARN,
+        description=(
+            "the ARN of an available CodeConnections connection in the tooling account, "
+            "arn:aws:codeconnections:<region>:<account>:connection/<uuid> (or codestar-connections)"
+        ),
+    )
+    repository: str = Field(
+        pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$",
+        description="the repository the connection reaches, as owner/name (such as acme/mlops-platform)",
+    )
+    branch: str = Field(
+        pattern=r"^[A-Za-z0-9._/-]{1,255}$",
+        description="the branch whose every push runs the pipeline, such as main",
+    )
+
+
+class SmokeTest(StrictModel):
+    training_models: tuple[str, ...] = Field(
+        default=("xgboost",),
+        min_length=1,
+        description="a non-empty list of the example tenant's models that the smoke test's training run trains",
+    )
+    timeout_minutes: StrictInt = Field(
+        default=120,
+        ge=10,
+        le=480,
+        description="a whole number of minutes from 10 to 480 (the smoke test's scoring and training run together)",
+    )
+
+
+class DeliveryPipelineConfig(StrictModel):
+    """The delivery pipeline: one, in a tooling account; it deploys dev, staging and prod in order."""
+
+    account: str = Field(pattern=r"^\d{12}$", description="the tooling account's 12-digit id, quoted as a string")
+    region: Literal[COMMERCIAL_REGIONS] = Field(  # type: ignore[valid-type]
+        description="an AWS commercial region: " + ", ".join(COMMERCIAL_REGIONS)
+    )
+    source: PipelineSource
+    smoke_test: SmokeTest = SmokeTest()
+    notifications: Notifications = Notifications()
+
+    @property
+    def connection_account(self) -> str:
+        return self.source.connection_arn.split(":")[4]
+
+    def problems(self) -> list[tuple[str, object, str]]:
+        """(key, value, what is allowed) for rules that span sections."""
+        # A connection has no resource policy: only principals of the account that owns it can use it.
+        if self.connection_account != self.account:
+            return [
+                (
+                    "source.connection_arn",
+                    self.source.connection_arn,
+                    f"a connection of the tooling account {self.account} (a connection is usable only in its own "
+                    "account)",
+                )
+            ]
+        return []
 
 
 class PlatformConfig(StrictModel):
@@ -183,6 +265,8 @@ class PlatformConfig(StrictModel):
     pipelines: tuple[PipelineConfig, ...] = ()
     # Each environment's endpoint variants as last deployed (config/deployed-variants.yaml).
     deployed: DeployedVariants = DeployedVariants()
+    # The delivery pipeline (config/pipeline.yaml); None when the file is absent: no pipeline.
+    delivery_pipeline: DeliveryPipelineConfig | None = None
 
     def environment(self, name: str) -> EnvironmentConfig:
         for environment in self.environments:

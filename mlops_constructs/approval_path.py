@@ -16,7 +16,9 @@ docs/approval-path.md has the design and the runbook. In short:
   every parameter ``UsePreviousValue``, so CloudFormation re-reads the SSM-typed pointer parameters and
   nothing else changes (no synth, no source checkout, no assets: exactly the deployed stack with the new
   pointer). Its role may do one thing: assume the CDK bootstrap deploy role of this account and region,
-  which passes the bootstrap execution role to CloudFormation, as ``cdk deploy`` does. No Lambda
+  which passes the bootstrap execution role to CloudFormation, as ``cdk deploy`` does. It assumes it with
+  a session policy (``session_policy``) that leaves the deploy role only what the build does: change sets
+  of the Serving stack, passing the execution role, reading the stack's SSM parameters. No Lambda
   function holds a CloudFormation write permission.
 """
 
@@ -66,6 +68,8 @@ WAIT = Duration.minutes(1)
 MAX_BUILD_MINUTES = 2160  # CodeBuild's longest build timeout
 # Lambda allows 4 KB of environment for names and values together; the rest is the other variables.
 MAX_ENDPOINTS_CHARACTERS = 3000
+# The change sets the workflow names (lambda/approval/deployment.py, ``change_set_name``).
+CHANGE_SET_PREFIX = "promotion-"
 
 
 def deploy_role_arn(stack: Stack, qualifier: str = BOOTSTRAP_QUALIFIER) -> str:
@@ -76,6 +80,58 @@ def execution_role_arn(stack: Stack, qualifier: str = BOOTSTRAP_QUALIFIER) -> st
     return (
         f"arn:{stack.partition}:iam::{stack.account}:role/cdk-{qualifier}-cfn-exec-role-{stack.account}-{stack.region}"
     )
+
+
+def session_policy(stack: Stack, *, stack_name: str, pointer_prefix: str, qualifier: str = BOOTSTRAP_QUALIFIER) -> str:
+    """The inline session policy the build assumes the deploy role with, as compact JSON (``--policy``).
+
+    The deploy role's own policy reaches every stack of the account, and through the administrator-level
+    execution role anything at all; a session's permissions are the intersection of the role's and this
+    policy's (IAM User Guide, "Session policies"). So the build may only read and change-set the Serving
+    stack, pass the execution role (to CloudFormation only), and read the SSM parameters CloudFormation
+    re-reads with the caller's rights: the model pointers (``pointer_prefix``) and the bootstrap version.
+    """
+    where = f"{stack.region}:{stack.account}"
+    cloudformation = f"arn:{stack.partition}:cloudformation:{where}"
+    ssm = f"arn:{stack.partition}:ssm:{where}:parameter"
+    document = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "ServingStackChangeSets",
+                "Effect": "Allow",
+                "Action": [
+                    "cloudformation:DescribeStacks",
+                    "cloudformation:DescribeStackEvents",
+                    "cloudformation:GetTemplate",
+                    "cloudformation:GetTemplateSummary",
+                    "cloudformation:CreateChangeSet",
+                    "cloudformation:DescribeChangeSet",
+                    "cloudformation:ExecuteChangeSet",
+                    "cloudformation:DeleteChangeSet",
+                ],
+                "Resource": [
+                    f"{cloudformation}:stack/{stack_name}/*",
+                    # The workflow's change sets (lambda/approval/deployment.py, ``change_set_name``).
+                    f"{cloudformation}:changeSet/{CHANGE_SET_PREFIX}*/*",
+                ],
+            },
+            {
+                "Sid": "PassExecutionRole",
+                "Effect": "Allow",
+                "Action": "iam:PassRole",
+                "Resource": execution_role_arn(stack, qualifier),
+                "Condition": {"StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}},
+            },
+            {
+                "Sid": "ReadStackParameters",
+                "Effect": "Allow",
+                "Action": "ssm:GetParameters",
+                "Resource": [f"{ssm}{pointer_prefix}*", f"{ssm}/cdk-bootstrap/{qualifier}/version"],
+            },
+        ],
+    }
+    return json.dumps(document, separators=(",", ":"))
 
 
 def build_timeout_minutes(environment: EnvironmentConfig) -> int:
@@ -117,20 +173,27 @@ def new_variant_document(environment: EnvironmentConfig) -> str:
     return json.dumps([flavour, instance_type, capacity, capacity * 2, capacity], separators=(",", ":"))
 
 
-def buildspec_script() -> str:
+def buildspec_script(policy: str) -> str:
     """The deploy project's one command: apply the Serving stack as deployed, re-reading its SSM parameters.
 
+    ``policy`` is the session policy (``session_policy``) every assumption of the deploy role carries.
     ``--use-previous-template`` and ``UsePreviousValue`` for every parameter: an SSM-typed parameter's
     value is the parameter's *name*, and CloudFormation fetches the current value of each at every
     stack operation (AWS CloudFormation User Guide, "Systems Manager parameter types"). The change set
     pins the values it read. "No changes" (the stack already serves the pointers' models) is success.
     The deploy role's session lasts an hour; it is renewed while the update runs.
     """
-    return r"""set -euo pipefail
-assume() {
+    if "'" in policy:
+        raise ValueError("the session policy travels in single quotes and may not contain one")
+    header = f"set -euo pipefail\nsession_policy='{policy}'\n"
+    return header + BUILD_SCRIPT
+
+
+# The deploy project's script after its header (``buildspec_script``).
+BUILD_SCRIPT = r"""assume() {
   unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN
   read -r AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN < <(aws sts assume-role \
-    --role-arn "${DEPLOY_ROLE_ARN}" --role-session-name "${CHANGE_SET_NAME:0:64}" \
+    --role-arn "${DEPLOY_ROLE_ARN}" --role-session-name "${CHANGE_SET_NAME:0:64}" --policy "${session_policy}" \
     --query 'Credentials.[AccessKeyId,SecretAccessKey,SessionToken]' --output text)
   export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN
   assumed_at=${SECONDS}
@@ -418,6 +481,10 @@ class ApprovalPath(Construct):
             encryption_key=self._key,
             removal_policy=self._removal_policy,
         )
+        policy_document = session_policy(
+            stack, stack_name=self.serving_stack_name, pointer_prefix=self._names.parameter("models") + "/"
+        )
+        script = buildspec_script(policy_document)
         project = codebuild.Project(
             self,
             "DeployProject",
@@ -427,7 +494,7 @@ class ApprovalPath(Construct):
             ),
             role=role,
             build_spec=codebuild.BuildSpec.from_object(
-                {"version": "0.2", "env": {"shell": "bash"}, "phases": {"build": {"commands": [buildspec_script()]}}}
+                {"version": "0.2", "env": {"shell": "bash"}, "phases": {"build": {"commands": [script]}}}
             ),
             environment=codebuild.BuildEnvironment(
                 build_image=codebuild.LinuxBuildImage.STANDARD_7_0, compute_type=codebuild.ComputeType.SMALL

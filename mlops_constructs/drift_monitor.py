@@ -12,7 +12,9 @@ Two engines, chosen by ``monitoring.engine`` (config/monitoring.py):
   event on the default bus. The job's name is derived from the endpoint and the event's time, so a
   redelivered event finds its name taken (``ResourceInUse``) and counts as done instead of starting a
   second job. Each endpoint's job has a role of its own: its capture prefix, its pointers, its
-  report prefix, the example baseline, and nothing of another tenant.
+  report prefix, the example baseline, and nothing of another tenant. With ``monitoring.labels_dataset``
+  the job also gets ``--labels-uri s3://<raw zone>/raw/<tenant>/<dataset>/`` (model quality from the
+  labels ingested as that dataset) and may list and read that prefix only.
 * **model-monitor**: SageMaker Model Monitor, closed to new customers, for accounts that still have
   it. Per endpoint a data quality job definition and a monitoring schedule on the same cron forms;
   the analyzer image is resolved offline, at synth, from sagemaker-core's tables
@@ -54,6 +56,7 @@ from config.naming import Names
 from config.schema import EnvironmentConfig
 from config.serving import EndpointConfig
 from mlops_constructs.alarms import alarm_above_zero
+from mlops_constructs.ingestion import RAW_PREFIX
 from mlops_constructs.log_retention import retention_days
 from mlops_constructs.model_pointers import construct_id, pointer_name
 from mlops_constructs.nag import acknowledge, acknowledge_wildcard_resource, ignore_redundant_dependency
@@ -100,6 +103,8 @@ def thresholds_argument(monitoring: Monitoring) -> str:
 class DriftMonitorZones:
     capture: s3.IBucket
     artifacts: s3.IBucket
+    # Where labels are ingested; needed only with monitoring.labels_dataset.
+    raw: s3.IBucket | None = None
 
 
 @jsii.implements(events.IRuleTarget)
@@ -151,6 +156,11 @@ class DriftMonitor(Construct):
         self.schedules: dict[str, sagemaker.CfnMonitoringSchedule] = {}
         if not self.endpoints:
             return
+        if self._monitoring.labels_dataset is not None and zones.raw is None:
+            raise ValueError(
+                f"monitoring.labels_dataset {self._monitoring.labels_dataset!r} needs the raw zone: "
+                "pass DriftMonitorZones(raw=...)"
+            )
         if self._monitoring.engine == "model-monitor":
             self._model_monitor()
         else:
@@ -274,6 +284,8 @@ class DriftMonitor(Construct):
             *("--metrics-namespace", names.drift_namespace),
             *("--event-source", names.monitoring_source),
         ]
+        if (labels := self._labels_prefix(endpoint)) is not None:
+            arguments += ["--labels-uri", self._raw.s3_url_for_object(labels)]
         return events.Rule(
             self,
             construct_id(key, "Schedule"),
@@ -335,6 +347,13 @@ class DriftMonitor(Construct):
                 conditions={"StringEquals": {"kms:ViaService": f"s3.{self._region}.amazonaws.com"}},
             )
         )
+        if (labels := self._labels_prefix(endpoint)) is not None:
+            self._read(role, "ReadLabels", self._raw, labels)
+            acknowledge_wildcard_resource(
+                role.node.find_child("DefaultPolicy"),
+                self._raw.arn_for_objects(f"{labels}*"),
+                "Labels are ingested as objects named per upload; the grant stops at the tenant's labels dataset.",
+            )
         self._encrypt_volumes(role)
         role.add_to_policy(
             iam.PolicyStatement(
@@ -678,6 +697,16 @@ class DriftMonitor(Construct):
         return role
 
     # -- shared ---------------------------------------------------------------------------------------
+
+    @property
+    def _raw(self) -> s3.IBucket:
+        assert self._zones.raw is not None  # checked in __init__ whenever labels are configured
+        return self._zones.raw
+
+    def _labels_prefix(self, endpoint: EndpointConfig) -> str | None:
+        """``raw/<tenant>/<labels dataset>/``, where the tenant's labels are ingested, or None without labels."""
+        dataset = self._monitoring.labels_dataset
+        return None if dataset is None else f"{RAW_PREFIX}{endpoint.tenant}/{dataset}/"
 
     def _read(self, role: iam.Role, sid: str, bucket: s3.IBucket, prefix: str, objects: str | None = None) -> None:
         """GetObject on ``objects`` (default: everything under ``prefix``) and ListBucket under ``prefix`` only."""

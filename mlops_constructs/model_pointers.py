@@ -2,13 +2,14 @@
 
 ARCHITECTURE.md, "Where models live": a pointer holds the artifact's S3 URI (or the sentinel
 ``example``, the model shipped with the repository) and, in its description, the model package it
-came from. ``scripts/promote.py`` writes it after checking the package (for now the approval
-path's only writer: approving a package in the registry does not move a pointer by itself); the
-Serving stack reads it at deploy time as an SSM-typed CloudFormation parameter. CloudFormation
-must never write it back, so
-it is not an ``AWS::SSM::Parameter`` (whose every update would reset the value): a custom resource
-creates it once with ``PutParameter`` without overwrite, treats "already exists" as done, and
-leaves it in place when the stack or the endpoint goes (a redeploy must not forget a promotion).
+came from. Two writers, both after checking the package: the approval path
+(``mlops_constructs/approval_path.py``), which on an approved package writes the Challenger's pointer
+and then deploys the Serving stack to apply it, and ``scripts/promote.py`` (promotions and rollbacks
+by hand, applied by the next deploy). The Serving stack reads it at deploy time as an SSM-typed
+CloudFormation parameter. CloudFormation must never write it back, so it is not an
+``AWS::SSM::Parameter`` (whose every update would reset the value): a custom resource creates it
+once with ``PutParameter`` without overwrite, treats "already exists" as done, and leaves it in place
+when the stack or the endpoint goes (a redeploy must not forget a promotion).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from constructs import Construct
 
 from config.naming import Names
 from config.schema import EnvironmentConfig
+from mlops_constructs.account_singletons import AccountSingletons
 from mlops_constructs.data_lake import DataLake
 from mlops_constructs.encryption import PlatformKey
 from mlops_constructs.model_pointers import ModelPointers
@@ -24,6 +25,7 @@ class FoundationStack(Stack):
         super().__init__(scope, id, termination_protection=environment.termination_protection, **kwargs)
         removal_policy = RemovalPolicy.RETAIN if environment.retains_data else RemovalPolicy.DESTROY
 
+        AccountSingletons(self, "AccountSingletons", owner=environment.owns_account_singletons)
         platform_key = PlatformKey(self, "PlatformKey", alias=names.alias("platform"), removal_policy=removal_policy)
         self.key = platform_key.key
         pin_logical_id(self.key, "PlatformKey")

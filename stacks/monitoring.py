@@ -10,7 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import CfnOutput, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
@@ -58,6 +60,7 @@ class MonitoringStack(Stack):
         self._drift_monitoring()
         self._retraining_triggers()
         self._approval_path()
+        self._training_alarms()
         self._dashboard()
 
     def _drift_monitoring(self) -> None:
@@ -119,6 +122,35 @@ class MonitoringStack(Stack):
         CfnOutput(self, "PromotionWorkflowArn", value=self.approval_path.state_machine.state_machine_arn)
         CfnOutput(self, "PromotionDeployProjectName", value=self.approval_path.project.project_name)
 
+    def _training_alarms(self) -> None:
+        """A training execution that failed, timed out or was stopped notifies the environment's topic."""
+        machine = self.training.pipeline.state_machine
+        period = Duration.minutes(5)
+        self.training_failed_alarm = cloudwatch.Alarm(
+            self,
+            "TrainingFailedAlarm",
+            alarm_name=self.names.resource("training-failed"),
+            alarm_description=(
+                "A training execution failed, timed out or was aborted: read its history in the Step Functions "
+                "console and its run in the ledger"
+            ),
+            metric=cloudwatch.MathExpression(
+                expression="failed + timedOut + aborted",
+                using_metrics={
+                    "failed": machine.metric_failed(period=period, statistic="Sum"),
+                    "timedOut": machine.metric_timed_out(period=period, statistic="Sum"),
+                    "aborted": machine.metric_aborted(period=period, statistic="Sum"),
+                },
+                label="Failed, timed-out and aborted training executions",
+                period=period,
+            ),
+            threshold=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        self.training_failed_alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.foundation.topic))
+
     def _dashboard(self) -> None:
         """One CloudWatch dashboard for the environment."""
         queues = [
@@ -127,6 +159,7 @@ class MonitoringStack(Stack):
             QueueDepth("Scoring queue", self.serving.scoring.queue),
             QueueDepth("Scoring DLQ", self.serving.scoring.dead_letter_queue, dead_letter=True),
             QueueDepth("Training progress DLQ", self.training.progress.dead_letter_queue, dead_letter=True),
+            QueueDepth("Approval path DLQ", self.approval_path.dead_letter_queue, dead_letter=True),
         ]
         trigger = self.retrain_trigger
         if trigger is not None:

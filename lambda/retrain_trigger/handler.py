@@ -17,11 +17,14 @@ Three kinds of invocation, told apart by their structure:
   All objects of one batch for one tenant make one trigger: a burst of uploads starts one run.
 
 Each (tenant, trigger) starts the training state machine with ``{"tenant": <tenant>}`` under a
-deterministic name (see ``execution_name``) built from the tenant, the model, the trigger and the
-window ``floor(now / COOLDOWN_SECONDS)``: a duplicate alarm or a redelivered message in the same
-window asks for the same name, and Step Functions starts a name once. Before starting, the ledger is
-read: a start of the same name is a duplicate; a start of another name for the tenant within
-``COOLDOWN_SECONDS`` is a cooldown. Both are skipped.
+deterministic name (see ``execution_name``) built from the tenant, the model, the trigger's cause
+(``drift`` for both drift kinds, ``new-data``) and the window ``floor(now / COOLDOWN_SECONDS)``: a
+duplicate alarm, a redelivered message, or the alarm and the summary of one drift monitor run in the
+same window ask for the same name, and Step Functions starts a name once (``ExecutionAlreadyExists``
+dedupes even when two invocations race past the ledger). The ledger still records the trigger kind
+itself (``drift-alarm`` or ``drift-event``). Before starting, the ledger is read: a start of the same
+name is a duplicate; a start of another name for the tenant within ``COOLDOWN_SECONDS`` is a cooldown.
+Both are skipped.
 
 Every decision is written to the run ledger (``started``, ``skipped-duplicate``, ``skipped-cooldown``,
 ``ignored``, ``rejected``) with its evidence, under ``TRIGGER#<tenant>`` / ``<decided_at>#<decision>#<id>``
@@ -66,10 +69,14 @@ UNROUTED = "_unrouted"
 MAX_EVIDENCE_KEYS = 20
 MAX_TEXT = 1024
 
-# Trigger kinds: part of the execution name.
+# Trigger kinds: recorded in the ledger.
 DRIFT_ALARM = "drift-alarm"
 DRIFT_EVENT = "drift-event"
 NEW_DATA = "new-data"
+# The cause each kind names in the execution name: one drift monitor run publishes both DriftDetected (the
+# alarm) and a Drift Summary, and the two must ask for the same execution.
+DRIFT = "drift"
+CAUSES = {DRIFT_ALARM: DRIFT, DRIFT_EVENT: DRIFT, NEW_DATA: NEW_DATA}
 
 # Decisions: part of the ledger's sort key.
 STARTED = "started"
@@ -322,11 +329,13 @@ def window_of(now: datetime, cooldown_seconds: int) -> int:
 
 
 def execution_name(tenant: str, model: str, trigger: str, window: int) -> str:
-    """``<tenant[:24]>-<trigger>-<model[:16]>-w<window>-<h>``, ``h`` the first 8 hex digits of sha256 of the
-    untruncated parts: readable, unique, at most 80 characters of ``[a-z0-9-]`` as Step Functions allows,
-    and a valid ``run_id`` (the execution's name) for the plan."""
-    digest = hashlib.sha256(f"{tenant}\n{model}\n{trigger}\n{window}".encode()).hexdigest()[:8]
-    return f"{tenant[:24].rstrip('-')}-{trigger}-{model[:16].rstrip('-')}-w{window}-{digest}"
+    """``<tenant[:24]>-<cause>-<model[:16]>-w<window>-<h>``, ``cause`` the trigger's entry in ``CAUSES`` (both
+    drift kinds give ``drift``), ``h`` the first 8 hex digits of sha256 of the untruncated parts: readable,
+    unique, at most 80 characters of ``[a-z0-9-]`` as Step Functions allows, and a valid ``run_id`` (the
+    execution's name) for the plan."""
+    cause = CAUSES[trigger]
+    digest = hashlib.sha256(f"{tenant}\n{model}\n{cause}\n{window}".encode()).hexdigest()[:8]
+    return f"{tenant[:24].rstrip('-')}-{cause}-{model[:16].rstrip('-')}-w{window}-{digest}"
 
 
 def iso(moment: datetime) -> str:

@@ -15,11 +15,13 @@ from moto.events.models import EventPattern
 from config.naming import Names
 from mlops_constructs.approval_path import (
     BOOTSTRAP_QUALIFIER,
+    CHANGE_SET_PREFIX,
     build_timeout_minutes,
     buildspec_script,
     endpoints_document,
     new_variant_document,
 )
+from tests.conftest import ROOT
 from tests.infra.test_training import EVENTS, function_environment, of_type, rendered
 
 STACK = "monitoring"
@@ -225,9 +227,67 @@ def test_the_deploy_project_applies_the_previous_template_with_re_read_parameter
 def test_the_build_script_is_valid_bash():
     bash = shutil.which("bash")
     assert bash is not None
-    result = subprocess.run([bash, "-n"], input=buildspec_script(), capture_output=True, text=True, check=False)
+    script = buildspec_script('{"Version":"2012-10-17","Statement":[]}')
+    result = subprocess.run([bash, "-n"], input=script, capture_output=True, text=True, check=False)
 
     assert result.returncode == 0, result.stderr
+
+
+def test_the_build_script_refuses_a_policy_that_would_break_its_quotes():
+    with pytest.raises(ValueError, match="single quotes"):
+        buildspec_script('{"Sid":"it\'s"}')
+
+
+def build_session_policy(project: dict[str, Any]) -> dict[str, Any]:
+    """The session policy the build script assumes the deploy role with, parsed from the template's buildspec."""
+    buildspec = project["Source"]["BuildSpec"]
+    assert isinstance(buildspec, str)  # account, region and partition are known at synth
+    [script] = json.loads(buildspec)["phases"]["build"]["commands"]
+    [policy] = re.findall(r"^session_policy='([^']*)'$", script, re.MULTILINE)
+    # Every assumption, the first and the renewals, goes through the one function that passes it.
+    assert script.count("aws sts assume-role") == 1
+    assert '--policy "${session_policy}"' in script
+    return json.loads(policy)
+
+
+def test_the_deploy_role_is_assumed_with_a_session_policy_naming_only_the_serving_stack(resources, settings):
+    account, region = settings.account, settings.region
+    document = build_session_policy(the_project(resources))
+    statements_by_sid = {s["Sid"]: s for s in document["Statement"]}
+
+    assert len(json.dumps(document, separators=(",", ":"))) < 2048  # STS's limit for an inline session policy
+    assert all(s["Effect"] == "Allow" for s in document["Statement"])
+    assert set(statements_by_sid) == {"ServingStackChangeSets", "PassExecutionRole", "ReadStackParameters"}
+
+    cloudformation = statements_by_sid["ServingStackChangeSets"]
+    assert all(action.startswith("cloudformation:") for action in actions_of(cloudformation))
+    assert "cloudformation:*" not in actions_of(cloudformation)
+    assert {"cloudformation:CreateChangeSet", "cloudformation:ExecuteChangeSet"} <= set(actions_of(cloudformation))
+    assert not {"cloudformation:UpdateStack", "cloudformation:DeleteStack"} & set(actions_of(cloudformation))
+    assert resources_of(cloudformation) == [
+        f"arn:aws:cloudformation:{region}:{account}:stack/{settings.name}-Serving/*",
+        f"arn:aws:cloudformation:{region}:{account}:changeSet/{CHANGE_SET_PREFIX}*/*",
+    ]
+
+    passing = statements_by_sid["PassExecutionRole"]
+    assert actions_of(passing) == ["iam:PassRole"]
+    assert resources_of(passing) == [
+        f"arn:aws:iam::{account}:role/cdk-{BOOTSTRAP_QUALIFIER}-cfn-exec-role-{account}-{region}"
+    ]
+    assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}}
+
+    parameters = statements_by_sid["ReadStackParameters"]
+    assert actions_of(parameters) == ["ssm:GetParameters"]
+    assert resources_of(parameters) == [
+        f"arn:aws:ssm:{region}:{account}:parameter/mlops/{settings.name}/models/*",
+        f"arn:aws:ssm:{region}:{account}:parameter/cdk-bootstrap/{BOOTSTRAP_QUALIFIER}/version",
+    ]
+
+
+def test_the_session_policy_covers_the_change_sets_the_workflow_names():
+    source = (ROOT / "lambda" / "approval" / "deployment.py").read_text()
+
+    assert f'f"{CHANGE_SET_PREFIX}{{execution}}"' in source
 
 
 # -- the workflow ---------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ as ``<name>`` strings and parses the widgets, so each test reads the metrics as 
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import aws_cdk as cdk
@@ -19,9 +20,50 @@ from config.naming import Names
 from config.serving import EndpointConfig
 from mlops_constructs.dashboard import PlatformDashboard, QueueDepth
 from mlops_constructs.retrain_trigger import DECISION_METRICS
+from tests.conftest import ROOT
 from tests.infra.test_training import of_type
 
+# The drift job's code, as the integration tests import it: its report names the metrics it publishes.
+sys.path.insert(0, str(ROOT / "containers" / "training"))
+# isort: split
+from mlops_training.monitoring.drift import DriftReport, FeatureDrift, PredictionDrift
+
 STACK = "monitoring"
+# Distinct values, so each metric the job publishes is found by what it carries, not by its name.
+PSI, KS, PREDICTION_PSI = 0.123, 0.456, 0.789
+
+
+def published_drift_metrics() -> dict[str, tuple[str, str]]:
+    """The drift job's metric names and dimension schemas, from a small report of its own
+    (containers/training/mlops_training/monitoring/drift.py, ``DriftReport.metrics``): a renamed metric or
+    dimension there fails the dashboard's tests."""
+    feature = FeatureDrift(
+        name="tenure", type="bigint", rows=40, psi=PSI, ks_statistic=KS, ks_p_value=0.001, missing_rate=0.0,
+        baseline_missing_rate=0.0, out_of_range_share=0.0, type_mismatch_share=0.0, drifted=True, reasons=["psi"],
+    )  # fmt: skip
+    prediction = PredictionDrift(variant="Champion", rows=40, psi=PREDICTION_PSI, mean=0.4, drifted=True)
+    report = DriftReport(
+        lines=40, rows=40, malformed={}, drift=True, drifted_share=0.5, max_psi=None,
+        features=[feature], predictions=[prediction],
+    )  # fmt: skip
+    endpoint = {"Endpoint": "e", "Tenant": "t", "Model": "m"}
+    metrics = report.metrics(endpoint)
+
+    def one(value: float, extra: str | None) -> tuple[str, str]:
+        wanted = set(endpoint) | ({extra} if extra else set())
+        [(name, schema)] = [
+            (m.name, ",".join(sorted(m.dimensions)))
+            for m in metrics
+            if m.value == value and set(m.dimensions) == wanted
+        ]
+        return name, schema
+
+    return {
+        "detected": one(1.0, None),
+        "feature_psi": one(PSI, "Feature"),
+        "feature_ks": one(KS, "Feature"),
+        "prediction_psi": one(PREDICTION_PSI, "Variant"),
+    }
 
 
 def token(value: dict[str, Any]) -> str:
@@ -100,15 +142,13 @@ def check_serving(widgets: list[dict[str, Any]], names: Names, endpoints: dict[s
 def check_drift(widgets: list[dict[str, Any]], names: Names, endpoints: dict[str, EndpointConfig]) -> None:
     namespace = f"{names.metrics_namespace}/Drift"
     searches = expressions(widgets)
+    published = published_drift_metrics()
+    detected, _ = published.pop("detected")
     for key, endpoint in endpoints.items():
         endpoint_name = names.resource(key)
         dimensions = {"Endpoint": endpoint_name, "Model": endpoint.model, "Tenant": endpoint.tenant}
-        assert has_metric(widgets, namespace, "DriftDetected", dimensions)
-        for metric, schema in (
-            ("FeaturePSI", "Endpoint,Feature,Model,Tenant"),
-            ("FeatureKS", "Endpoint,Feature,Model,Tenant"),
-            ("PredictionPSI", "Endpoint,Model,Tenant,Variant"),
-        ):
+        assert has_metric(widgets, namespace, detected, dimensions)
+        for metric, schema in published.values():
             assert any(
                 f"{{{namespace},{schema}}}" in search
                 and f'MetricName="{metric}"' in search
@@ -164,6 +204,7 @@ def test_queue_and_dead_letter_queue_depths(dashboard, environment):
         f"{environment}-Serving:PublishOutputFnGetAttScoringRequests",
         f"{environment}-Serving:PublishOutputFnGetAttScoringDeadLetterQueue",
         f"{environment}-Training:PublishOutputFnGetAttProgressDeadLetterQueue",
+        "<ApprovalPathDeadLetterQueue",
         "<RetrainTriggerNewDataQueue",
         "<RetrainTriggerNewDataDeadLetterQueue",
         "<RetrainTriggerDeadLetterQueue",

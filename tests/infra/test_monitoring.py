@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -567,12 +568,11 @@ def test_the_model_monitor_stack_passes_cdk_nag_and_cfn_lint(model_monitor):
     assert policy_gate.lint_findings(model_monitor.outdir) == []
 
 
-def bare_monitor(region: str, engine: str) -> dict[str, Any]:
-    """The construct alone, in ``region``, with the shipped dev settings and ``engine``."""
+def bare_monitor(region: str, engine: str, labels_dataset: str | None = None) -> dict[str, Any]:
+    """The construct alone, in ``region``, with the shipped dev settings, ``engine`` and ``labels_dataset``."""
     settings = load_config(ROOT / "config", selected_environments="dev").environment("dev")
-    settings = settings.model_copy(
-        update={"region": region, "monitoring": settings.monitoring.model_copy(update={"engine": engine})}
-    )
+    monitoring = settings.monitoring.model_copy(update={"engine": engine, "labels_dataset": labels_dataset})
+    settings = settings.model_copy(update={"region": region, "monitoring": monitoring})
     app = cdk.App()
     stack = cdk.Stack(app, "Bare", env=cdk.Environment(account="111111111111", region=region))
     DriftMonitor(
@@ -582,7 +582,9 @@ def bare_monitor(region: str, engine: str) -> dict[str, Any]:
         environment=settings,
         key=kms.Key(stack, "Key"),
         topic=sns.Topic(stack, "Topic"),
-        zones=DriftMonitorZones(capture=s3.Bucket(stack, "Capture"), artifacts=s3.Bucket(stack, "Artifacts")),
+        zones=DriftMonitorZones(
+            capture=s3.Bucket(stack, "Capture"), artifacts=s3.Bucket(stack, "Artifacts"), raw=s3.Bucket(stack, "Raw")
+        ),
         image=ecr_assets.DockerImageAsset(stack, "Image", directory=str(CONTEXT)),
         example_baseline=s3_assets.Asset(stack, "Baseline", path=str(EXAMPLE_BASELINE)),
         removal_policy=cdk.RemovalPolicy.DESTROY,
@@ -610,3 +612,61 @@ def test_the_platform_engine_never_imports_sagemaker_core(monkeypatch):
 
     assert of_type(resources, "AWS::StepFunctions::StateMachine")
     assert not of_type(resources, "AWS::SageMaker::DataQualityJobDefinition")
+
+
+# -- model quality from labels ----------------------------------------------------------------------
+
+
+def labels_of(resources: dict[str, Any]) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """The example endpoint's job arguments and its role's statements by Sid."""
+    [rule] = schedule_rules(resources).values()
+    return rule_input(rule)["arguments"], by_sid(statements(resources, f"{PREFIX}ExampleJobRole"))
+
+
+def test_a_labels_dataset_gives_the_job_its_labels_prefix_and_the_role_only_that_prefix():
+    resources = bare_monitor("eu-west-1", "platform", labels_dataset="example-labels")
+    arguments, found = labels_of(resources)
+    [raw] = [logical_id for logical_id in of_type(resources, "AWS::S3::Bucket") if logical_id.startswith("Raw")]
+
+    assert arguments[arguments.index("--labels-uri") + 1] == f"s3://<{raw}>/raw/example/example-labels/"
+    assert found["ReadLabels"]["Action"] == "s3:GetObject"
+    assert render(found["ReadLabels"]["Resource"]) == f"<{raw}.Arn>/raw/example/example-labels/*"
+    assert found["ListLabels"]["Action"] == "s3:ListBucket"
+    assert render(found["ListLabels"]["Resource"]) == f"<{raw}.Arn>"
+    assert found["ListLabels"]["Condition"] == {"StringLike": {"s3:prefix": ["raw/example/example-labels/*"]}}
+    # The job's own parser takes it as the prefix it reads labels from.
+    concrete = [re.sub(r"<(\w+?)[0-9A-F]{8}>", lambda m: f"{m[1].lower()}-zone", a) for a in arguments[1:]]
+    parsed = monitor_job.parse_arguments(concrete)
+    assert parsed.labels is not None
+    assert parsed.labels.uri == "s3://raw-zone/raw/example/example-labels/"
+
+
+def test_without_a_labels_dataset_the_job_gets_no_labels_and_no_raw_zone(resources):
+    for template in (resources, bare_monitor("eu-west-1", "platform")):
+        arguments, found = labels_of(template)
+
+        assert "--labels-uri" not in arguments
+        assert not {"ReadLabels", "ListLabels"} & found.keys()
+        assert "raw/" not in json.dumps(statements(template, f"{PREFIX}ExampleJobRole"))
+
+
+def test_a_labels_dataset_without_the_raw_zone_is_refused_at_synth():
+    settings = load_config(ROOT / "config", selected_environments="dev").environment("dev")
+    settings = settings.model_copy(
+        update={"monitoring": settings.monitoring.model_copy(update={"labels_dataset": "example-labels"})}
+    )
+    stack = cdk.Stack(cdk.App(), "Bare", env=cdk.Environment(account="111111111111", region="eu-west-1"))
+
+    with pytest.raises(ValueError, match=r"monitoring\.labels_dataset 'example-labels' needs the raw zone"):
+        DriftMonitor(
+            stack,
+            PREFIX,
+            names=Names(project="mlops", environment="dev"),
+            environment=settings,
+            key=kms.Key(stack, "Key"),
+            topic=sns.Topic(stack, "Topic"),
+            zones=DriftMonitorZones(capture=s3.Bucket(stack, "Capture"), artifacts=s3.Bucket(stack, "Artifacts")),
+            image=ecr_assets.DockerImageAsset(stack, "Image", directory=str(CONTEXT)),
+            example_baseline=s3_assets.Asset(stack, "Baseline", path=str(EXAMPLE_BASELINE)),
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+        )

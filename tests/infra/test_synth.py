@@ -44,6 +44,8 @@ def assembly_files(outdir: Path) -> dict[str, bytes]:
         str(path.relative_to(outdir)): path.read_bytes()
         for pattern in (
             "manifest.json",
+            "*.template.json",  # the delivery pipeline's stack
+            "buildspec-*.yaml",  # its asset-publishing builds
             "assembly-*/*.template.json",
             "assembly-*/*.assets.json",
             "assembly-*/manifest.json",
@@ -121,7 +123,9 @@ def test_make_synth_writes_every_environment_and_passes_the_policy_gate(make_syn
         "assembly-prod",
         "assembly-staging",
     ]
-    assert "policy gate: cdk-nag and cfn-lint clean on 15 templates" in result.stdout
+    # 3 environments x 5 stacks, and the delivery pipeline's stack.
+    assert "policy gate: cdk-nag and cfn-lint clean on 16 templates" in result.stdout
+    assert (first / "Pipeline.template.json").is_file()
 
 
 def test_make_synth_twice_gives_byte_identical_assemblies(make_synth_twice):

@@ -254,3 +254,205 @@ def test_make_synth_stops_on_a_bad_setting_with_its_sentence(config_copy, tmp_pa
     assert sentence in result.stderr
     assert "Traceback" not in result.stderr
     assert "policy gate" not in result.stdout + result.stderr  # stopped before the gate
+
+
+# -- the delivery pipeline (config/pipeline.yaml) and account singletons ---------------------------------
+
+PLACEHOLDER_CONNECTION = (
+    "arn:aws:codeconnections:eu-west-1:000000000000:connection/00000000-0000-0000-0000-000000000000"
+)
+
+
+def test_the_shipped_pipeline_is_a_documented_placeholder():
+    delivery = load_config(CONFIG).delivery_pipeline
+
+    assert delivery is not None
+    assert delivery.account == "000000000000"
+    assert delivery.source.connection_arn == PLACEHOLDER_CONNECTION
+    assert "PLACEHOLDER" in (CONFIG / "pipeline.yaml").read_text()
+
+
+def test_without_a_pipeline_file_there_is_no_pipeline(config_copy):
+    (config_copy / "pipeline.yaml").unlink()
+
+    assert load_config(config_copy).delivery_pipeline is None
+
+
+# (text to replace in pipeline.yaml, replacement, key named in the error, value named in the error)
+BAD_PIPELINE_SETTINGS = {
+    "connection ARN of another service": (
+        PLACEHOLDER_CONNECTION,
+        "arn:aws:codecommit:eu-west-1:000000000000:mlops-platform",
+        "source.connection_arn",
+        "'arn:aws:codecommit:eu-west-1:000000000000:mlops-platform'",
+    ),
+    "connection ARN without its id": (
+        PLACEHOLDER_CONNECTION,
+        "arn:aws:codeconnections:eu-west-1:000000000000:connection/",
+        "source.connection_arn",
+        "connection/'",
+    ),
+    "missing connection ARN": (
+        f"  connection_arn: {PLACEHOLDER_CONNECTION}\n",
+        "",
+        "source.connection_arn",
+        "missing",
+    ),
+    "connection of another account": (
+        PLACEHOLDER_CONNECTION,
+        PLACEHOLDER_CONNECTION.replace(":000000000000:", ":999999999999:"),
+        "source.connection_arn",
+        "999999999999",
+    ),
+    "repository without its owner": (
+        "repository: example-org/mlops-platform",
+        "repository: mlops-platform",
+        "source.repository",
+        "'mlops-platform'",
+    ),
+    "unquoted tooling account": ('account: "000000000000"', "account: 12", "account", "12"),
+    "model the example tenant lacks": (
+        "training_models: [xgboost]",
+        "training_models: [lightgbm]",
+        "smoke_test.training_models.0",
+        "'lightgbm'",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "value"), BAD_PIPELINE_SETTINGS.values(), ids=BAD_PIPELINE_SETTINGS.keys()
+)
+def test_a_bad_pipeline_setting_is_one_sentence(config_copy, old, new, key, value):
+    path = config_copy / "pipeline.yaml"
+    edit(path, old, new)
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(config_copy)
+
+    assert_one_sentence(str(raised.value), path, key, value)
+
+
+def test_the_pipeline_needs_the_example_endpoint_in_staging_to_smoke_test(config_copy):
+    staging = config_copy / "environments" / "staging.yaml"
+    edit(staging, "  endpoints:\n    # The example tenant's endpoint", "  endpoints:\n    # The endpoint")
+    edit(staging, "    example:\n      tenant: example", "    other:\n      tenant: example")
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(config_copy)
+
+    assert_one_sentence(str(raised.value), config_copy / "pipeline.yaml", "smoke_test", "'example'")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (
+            PLACEHOLDER_CONNECTION,
+            "arn:aws:codeconnections:eu-west-1:000000000000:connection/x",
+            "source.connection_arn",
+        ),
+        (f"  connection_arn: {PLACEHOLDER_CONNECTION}\n", "", "required key 'source.connection_arn' is missing"),
+    ],
+    ids=["bad", "missing"],
+)
+def test_synth_with_a_bad_or_missing_connection_arn_exits_2_with_one_line(config_copy, tmp_path, old, new, expected):
+    edit(config_copy / "pipeline.yaml", old, new)
+    context = {"configDir": str(config_copy)}
+    environment = {**os.environ, "CDK_CONTEXT_JSON": json.dumps(context), "CDK_OUTDIR": str(tmp_path / "out")}
+
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "app.py")], capture_output=True, text=True, env=environment, cwd=ROOT, check=False
+    )
+
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"error: {config_copy / 'pipeline.yaml'}: ")
+    assert expected in lines[0]
+    assert "; allowed: " in lines[0]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def share_dev_account(config_copy, environment: str) -> None:
+    edit(
+        config_copy / "environments" / f"{environment}.yaml",
+        '"222222222222"' if environment == "staging" else '"333333333333"',
+        '"111111111111"',
+    )
+
+
+def test_every_shipped_environment_owns_the_singletons_of_its_own_account():
+    config = load_config(CONFIG)
+
+    assert len({(e.account, e.region) for e in config.environments}) == len(config.environments)
+    assert all(e.owns_account_singletons and e.serving.api.owns_account_logging_role for e in config.environments)
+
+
+def test_two_owners_in_one_account_and_region_are_refused(config_copy):
+    share_dev_account(config_copy, "staging")
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(config_copy)
+
+    message = str(raised.value)
+    assert_one_sentence(message, config_copy / "environments" / "staging.yaml", "owns_account_singletons", "true")
+    assert "dev owns the account-wide settings of account 111111111111 in eu-west-1" in message
+
+
+def test_the_owner_is_checked_across_every_environment_whatever_is_selected(config_copy):
+    share_dev_account(config_copy, "staging")
+
+    with pytest.raises(ConfigError, match=r"staging\.yaml: key 'owns_account_singletons' has value true"):
+        load_config(config_copy, selected_environments="dev")
+
+
+def test_an_account_and_region_without_an_owner_is_refused(config_copy):
+    share_dev_account(config_copy, "staging")
+    for environment in ("dev", "staging"):
+        edit(
+            config_copy / "environments" / f"{environment}.yaml",
+            "owns_account_singletons: true",
+            "owns_account_singletons: false",
+        )
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(config_copy)
+
+    assert_one_sentence(
+        str(raised.value), config_copy / "environments" / "dev.yaml", "owns_account_singletons", "false"
+    )
+    assert "exactly one of dev, staging" in str(raised.value)
+
+
+def test_one_owner_per_shared_account_passes_and_the_api_logging_role_follows_it(config_copy):
+    share_dev_account(config_copy, "staging")
+    edit(
+        config_copy / "environments" / "staging.yaml",
+        "owns_account_singletons: true",
+        "owns_account_singletons: false",
+    )
+
+    config = load_config(config_copy)
+
+    assert config.environment("dev").serving.api.owns_account_logging_role is True
+    assert config.environment("staging").serving.api.owns_account_logging_role is False
+
+
+def test_the_same_account_in_another_region_has_an_owner_of_its_own(config_copy):
+    share_dev_account(config_copy, "staging")
+    edit(config_copy / "environments" / "staging.yaml", "region: eu-west-1", "region: eu-central-1")
+
+    assert load_config(config_copy).environment("staging").owns_account_singletons
+
+
+def test_an_api_logging_role_setting_that_contradicts_the_owner_is_refused(config_copy):
+    path = config_copy / "environments" / "prod.yaml"
+    edit(path, "    result_ttl_days: 7\n", "    result_ttl_days: 7\n    owns_account_logging_role: false\n")
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(config_copy)
+
+    assert_one_sentence(str(raised.value), path, "serving.api.owns_account_logging_role", "false")
+    assert "the same as owns_account_singletons" in str(raised.value)

@@ -32,7 +32,7 @@ def test_every_shipped_environment_runs_the_platform_engine_hourly_on_an_hour_of
         ("cron(0 0/1 ? * * *)", 1),
         ("cron(0 0/2 ? * * *)", 2),
         ("cron(0 5/6 ? * * *)", 6),
-        ("cron(0 23/12 ? * * *)", 12),
+        ("cron(0 11/12 ? * * *)", 12),
         ("cron(0 0 ? * * *)", 24),
         ("cron(0 23 ? * * *)", 24),
     ],
@@ -51,6 +51,8 @@ BAD_SCHEDULES = {
     "every 5 hours (does not divide a day)": "cron(0 0/5 ? * * *)",
     "a 24th hour": "cron(0 24 ? * * *)",
     "a start hour past 23": "cron(0 24/2 ? * * *)",
+    "a start hour past the step (23/12 fires once a day)": "cron(0 23/12 ? * * *)",
+    "a start hour equal to the step": "cron(0 6/6 ? * * *)",
     "a rate expression": "rate(1 hour)",
     "a step written */N": "cron(0 */2 ? * * *)",
     "a day-of-week schedule": "cron(0 0 ? * MON *)",
@@ -71,6 +73,7 @@ def test_a_schedule_model_monitor_rejects_is_one_sentence_naming_the_allowed_for
     assert "cron(0 * ? * * *) (hourly)" in message
     assert "cron(0 H/N ? * * *)" in message
     assert "N one of 1, 2, 3, 4, 6, 8, 12" in message
+    assert "H from 0 to N - 1" in message
 
 
 # (text to replace in dev.yaml's monitoring section, replacement, key, value)
@@ -136,6 +139,12 @@ BAD_SETTINGS = {
         "monitoring.max_runtime_seconds",
         "7200",
     ),
+    "labels dataset not a dataset name": (
+        "max_runtime_seconds: 1800",
+        "max_runtime_seconds: 1800\n  labels_dataset: Labels/2026",
+        "monitoring.labels_dataset",
+        "'Labels/2026'",
+    ),
     "unknown instance type": (
         "max_runtime_seconds: 1800",
         "max_runtime_seconds: 1800\n  instance_type: ml.q9.large",
@@ -156,6 +165,19 @@ def test_a_bad_monitoring_setting_is_one_sentence_naming_key_value_and_what_is_a
         load_config(config_copy)
 
     assert_one_sentence(str(raised.value), path, key, value)
+
+
+def test_labels_are_off_by_default_and_named_by_a_dataset(config_copy):
+    assert Monitoring().labels_dataset is None
+    edit(
+        config_copy / "environments" / "dev.yaml",
+        "max_runtime_seconds: 1800",
+        "max_runtime_seconds: 1800\n  labels_dataset: churn-labels",
+    )
+
+    monitoring = load_config(config_copy, selected_environments="dev").environment("dev").monitoring
+
+    assert monitoring.labels_dataset == "churn-labels"
 
 
 def test_a_feature_name_that_is_not_a_column_name_is_refused(config_copy):

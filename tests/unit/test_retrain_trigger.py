@@ -163,6 +163,37 @@ def test_a_duplicate_alarm_starts_one_execution(harness):
     assert started["evidence"]["event_id"] == ALARM["id"]
 
 
+def test_the_alarm_and_the_summary_of_one_drift_run_start_one_execution(harness):
+    # One drift monitor run publishes DriftDetected (-> the alarm) and a Drift Summary: both kinds ask for one name.
+    first = harness(alarm())
+    harness.clock.now += timedelta(seconds=60)
+    second = harness(drift())
+
+    assert (first["decision"], second["decision"]) == ("started", "skipped-duplicate")
+    assert second["execution_name"] == first["execution_name"]
+    assert "-drift-xgboost-" in first["execution_name"]
+    [execution] = harness.executions()
+    assert execution["name"] == first["execution_name"]
+    started, duplicate = sorted(harness.ledger(), key=lambda item: item["decided_at"])
+    assert (started["trigger"], duplicate["trigger"]) == ("drift-alarm", "drift-event")
+    assert duplicate["execution_arn"] == execution["executionArn"]
+
+
+def test_the_alarm_and_the_summary_racing_past_the_ledger_start_one_execution(harness):
+    # Both invocations read the ledger before either wrote: the shared name is what dedupes them. Step Functions
+    # answers a second start of a running standard execution with the same name and input with that execution
+    # (ExecutionAlreadyExists once it has closed, see test_an_execution_already_closed_counts_as_a_duplicate).
+    harness.module.trigger.recent_execution = lambda tenant, now: None
+    first = harness(drift())
+    second = harness(alarm())
+
+    assert second["execution_name"] == first["execution_name"]
+    [execution] = harness.executions()
+    records = sorted(harness.ledger(), key=lambda item: item["trigger"])
+    assert [item["trigger"] for item in records] == ["drift-alarm", "drift-event"]
+    assert {item["execution_arn"] for item in records} == {execution["executionArn"]}
+
+
 def test_an_alarm_back_to_ok_or_of_another_family_is_ignored(harness):
     harness(alarm(value="OK"))
     foreign = copy.deepcopy(ALARM)
@@ -348,3 +379,4 @@ def test_execution_names_fit_step_functions_and_differ_by_every_part(harness):
     }
     assert len(names) == 16
     assert module.execution_name("acme", "all", "new-data", 7) == module.execution_name("acme", "all", "new-data", 7)
+    assert module.execution_name("acme", "x", "drift-alarm", 7) == module.execution_name("acme", "x", "drift-event", 7)

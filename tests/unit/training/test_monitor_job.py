@@ -7,6 +7,7 @@ example baseline (models/example/baseline.json), as the ``example`` endpoint wou
 from __future__ import annotations
 
 import json
+import shutil
 import tarfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ import pandas as pd
 import pytest
 from moto import mock_aws
 
+from config import load_config
 from tests.conftest import ROOT
 
 # isort: split
@@ -55,6 +57,32 @@ DIMENSIONS = {"Endpoint": ENDPOINT, "Tenant": TENANT, "Model": MODEL}
 def dataset() -> pd.DataFrame:
     records = [json.loads(line)["record"] for line in DATASET.read_text().splitlines()]
     return pd.DataFrame(records)
+
+
+@pytest.fixture(scope="module")
+def train_split(tmp_path_factory) -> pd.DataFrame:
+    """The example model's train split, prepared from the shipped dataset as scripts/example_model.py does."""
+    from mlops_training.paths import ProcessingPaths
+    from mlops_training.prepare import prepare
+    from scripts import example_model
+
+    work = tmp_path_factory.mktemp("example-split")
+    processing = ProcessingPaths(root=work / "processing", message=work / "message")
+    raw_day = processing.raw / f"dt={example_model.RAW_DAY}"
+    raw_day.mkdir(parents=True)
+    shutil.copy(DATASET, raw_day / f"{TENANT}.jsonl")
+    config = processing.root / "input" / "config" / f"{TENANT}.json"
+    config.parent.mkdir(parents=True)
+    config.write_text(json.dumps(example_model.example_tenant().published()))
+    prepare(processing, config, example_model.RUN_ID, example_model.RUN_DAY)
+    return pd.read_parquet(processing.features / f"{example_model.RUN_ID}-train.parquet")
+
+
+@pytest.fixture(scope="module")
+def shipped_thresholds() -> str:
+    """dev's monitoring thresholds, as the schedule rule passes them (mlops_constructs/drift_monitor.py)."""
+    thresholds = load_config(ROOT / "config", selected_environments="dev").environment("dev").monitoring.thresholds
+    return json.dumps(thresholds.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
 
 
 @pytest.fixture(scope="module")
@@ -191,10 +219,14 @@ def arguments(*variants: str, **overrides: str | None) -> list[str]:
     return argv
 
 
-def test_training_like_traffic_does_not_drift_and_everything_is_published(aws, dataset, features, predict):
+def test_training_like_traffic_does_not_drift_and_everything_is_published(
+    aws, train_split, features, predict, shipped_thresholds
+):
+    # A bootstrap resample of the train split: traffic like training's, not training's own rows.
+    dataset = train_split.sample(frac=1, replace=True, random_state=20261124).reset_index(drop=True)
     aws.put_capture("Champion", START, traffic(dataset, features, predict(dataset)))
 
-    assert job.main(arguments()) == 0
+    assert job.main(arguments(thresholds=shipped_thresholds)) == 0
 
     report = aws.report()
     assert report["drift"]["drift"] is False

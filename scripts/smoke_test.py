@@ -1,0 +1,352 @@
+"""The delivery pipeline's smoke test of an environment: score through its API, then train and wait.
+
+    python -m scripts.smoke_test [--api-url URL] [--state-machine-arn ARN] [--role-arn ARN]
+        [--endpoint example] [--tenant example] [--models xgboost] [--timeout-seconds 6900]
+
+The pipeline runs it after staging deploys (stacks/pipeline.py), with every setting in the
+environment (``SCORING_API_URL`` and ``STATE_MACHINE_ARN`` from the stacks' outputs,
+``SMOKE_TEST_ROLE_ARN``, ``SMOKE_TEST_ENDPOINT``, ``SMOKE_TEST_TENANT``, ``SMOKE_TEST_MODELS``,
+``SMOKE_TEST_TIMEOUT_SECONDS``); a flag on the command line wins. Two checks, in order:
+
+1. **Scoring**: one sample of the example dataset (``data/example/``, its features in the order of
+   ``config/pipelines/<tenant>.yaml``) is sent to ``POST /score`` of the scoring API, signed with
+   SigV4 (the API is IAM-authenticated). It passes with a 200 that names the endpoint and the
+   variant that served and holds one prediction with a finite score.
+2. **Training**: a run of the tenant's chosen models starts on the training state machine and is
+   watched until it ends. It passes when the execution succeeds; a run still going at the timeout
+   is stopped, so a smoke test never leaves work behind.
+
+The example tenant's models are never promoted, so what this trains cannot reach a deployment.
+With ``--role-arn`` the checks run as that role (the pipeline's build assumes the environment's
+smoke-test role, in another account).
+
+Exit status: 0 both passed, 1 a check failed (one line saying which and why), 2 a setting is
+missing or malformed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import yaml
+from botocore.auth import SigV4Auth  # type: ignore[import-untyped]
+from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
+from botocore.credentials import RefreshableCredentials  # type: ignore[import-untyped]
+from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
+from botocore.session import get_session  # type: ignore[import-untyped]
+
+ROOT = Path(__file__).resolve().parent.parent
+API_URL = re.compile(r"^https://[a-z0-9]+\.execute-api\.([a-z0-9-]+)\.amazonaws\.com/[A-Za-z0-9_-]+/?$")
+STATE_MACHINE_ARN = re.compile(r"^arn:aws[a-z-]*:states:([a-z0-9-]+):\d{12}:stateMachine:[A-Za-z0-9_-]+$")
+ENDED = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+DEFAULT_TIMEOUT_SECONDS = 6900
+DEFAULT_POLL_SECONDS = 30
+HTTP_TIMEOUT_SECONDS = 30
+MAX_DETAIL = 300
+# Role chaining (the build's role assuming another) allows sessions of at most an hour.
+ROLE_SESSION_SECONDS = 3600
+
+
+class SmokeTestFailure(Exception):
+    """A check that failed, in one line."""
+
+
+class SettingError(Exception):
+    """A missing or malformed setting, in one line."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    api_url: str
+    state_machine_arn: str
+    role_arn: str | None
+    endpoint: str
+    tenant: str
+    models: tuple[str, ...]
+    timeout_seconds: int
+    poll_seconds: int
+    execution_name: str
+
+    @property
+    def region(self) -> str:
+        match = STATE_MACHINE_ARN.match(self.state_machine_arn)
+        assert match is not None  # checked in parse_settings
+        return match.group(1)
+
+    @property
+    def score_url(self) -> str:
+        return self.api_url.rstrip("/") + "/score"
+
+
+def parse_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
+    parser = argparse.ArgumentParser(prog="python -m scripts.smoke_test", description=__doc__.split("\n")[0])
+    parser.add_argument("--api-url", default=environ.get("SCORING_API_URL"))
+    parser.add_argument("--state-machine-arn", default=environ.get("STATE_MACHINE_ARN"))
+    parser.add_argument("--role-arn", default=environ.get("SMOKE_TEST_ROLE_ARN") or None)
+    parser.add_argument("--endpoint", default=environ.get("SMOKE_TEST_ENDPOINT", "example"))
+    parser.add_argument("--tenant", default=environ.get("SMOKE_TEST_TENANT", "example"))
+    parser.add_argument("--models", default=environ.get("SMOKE_TEST_MODELS", "xgboost"))
+    parser.add_argument(
+        "--timeout-seconds", default=environ.get("SMOKE_TEST_TIMEOUT_SECONDS", str(DEFAULT_TIMEOUT_SECONDS))
+    )
+    parser.add_argument("--poll-seconds", default=str(DEFAULT_POLL_SECONDS))
+    parser.add_argument("--execution-name", default=None)
+    args = parser.parse_args(argv)
+    if not args.api_url or not API_URL.match(args.api_url):
+        raise SettingError(
+            f"the scoring API URL (--api-url or SCORING_API_URL) is {args.api_url!r}; "
+            "expected the ScoringApiUrl output, https://<id>.execute-api.<region>.amazonaws.com/<stage>/"
+        )
+    if not args.state_machine_arn or not STATE_MACHINE_ARN.match(args.state_machine_arn):
+        raise SettingError(
+            f"the state machine ARN (--state-machine-arn or STATE_MACHINE_ARN) is {args.state_machine_arn!r}; "
+            "expected the StateMachineArn output of the environment's Training stack"
+        )
+    models = tuple(model.strip() for model in args.models.split(",") if model.strip())
+    if not models:
+        raise SettingError("no model to train (--models or SMOKE_TEST_MODELS): name at least one")
+    try:
+        timeout, poll = int(args.timeout_seconds), int(args.poll_seconds)
+    except ValueError:
+        raise SettingError(
+            f"the timeout and poll interval are whole seconds, not {args.timeout_seconds!r} and {args.poll_seconds!r}"
+        ) from None
+    if timeout < 1 or poll < 1:
+        raise SettingError(f"the timeout ({timeout}) and poll interval ({poll}) are at least 1 second")
+    return Settings(
+        api_url=args.api_url,
+        state_machine_arn=args.state_machine_arn,
+        role_arn=args.role_arn,
+        endpoint=args.endpoint,
+        tenant=args.tenant,
+        models=models,
+        timeout_seconds=timeout,
+        poll_seconds=poll,
+        execution_name=args.execution_name or execution_name(environ),
+    )
+
+
+def execution_name(environ: Mapping[str, str]) -> str:
+    """``smoke-<CodeBuild build id>`` in the pipeline, so a run names the build that started it."""
+    build = environ.get("CODEBUILD_BUILD_ID", "").rsplit(":", 1)[-1]
+    suffix = build if re.fullmatch(r"[A-Za-z0-9-]{1,60}", build) else uuid.uuid4().hex
+    return f"smoke-{suffix}"
+
+
+def sample_instance(tenant: str, root: Path = ROOT) -> list[float]:
+    """The first record of the tenant's example data, its features in the order its schema lists them."""
+    config = yaml.safe_load((root / "config" / "pipelines" / f"{tenant}.yaml").read_text(encoding="utf-8"))
+    dataset = config["dataset"]
+    with (root / "data" / tenant / f"{dataset['name']}.jsonl").open(encoding="utf-8") as lines:
+        record = json.loads(next(lines))["record"]
+    return [float(record[feature]) for feature in dataset["features"]]
+
+
+def session_for(settings: Settings, sts: Any | None = None) -> boto3.Session:
+    """A session as the smoke-test role when one is set, else the caller's own credentials.
+
+    The build's own credentials are a role's, so assuming the smoke-test role is role chaining,
+    which AWS caps at one hour; a training run may take longer, so the credentials renew
+    themselves (botocore refreshes them shortly before they expire).
+    """
+    if not settings.role_arn:
+        return boto3.Session(region_name=settings.region)
+    sts = sts or boto3.client("sts", region_name=settings.region)
+    role_arn = settings.role_arn
+
+    def assume() -> dict[str, str]:
+        credentials = sts.assume_role(
+            RoleArn=role_arn, RoleSessionName=settings.execution_name[:64], DurationSeconds=ROLE_SESSION_SECONDS
+        )["Credentials"]
+        return {
+            "access_key": credentials["AccessKeyId"],
+            "secret_key": credentials["SecretAccessKey"],
+            "token": credentials["SessionToken"],
+            "expiry_time": credentials["Expiration"].isoformat(),
+        }
+
+    botocore_session = get_session()
+    # botocore has no public setter for a session's credentials provider; this is the usual way.
+    botocore_session._credentials = RefreshableCredentials.create_from_metadata(
+        metadata=assume(), refresh_using=assume, method="sts-assume-role"
+    )
+    return boto3.Session(botocore_session=botocore_session, region_name=settings.region)
+
+
+# (method, url, headers, body) -> (status, body): urllib in production, a fake in the tests.
+Send = Callable[[str, str, Mapping[str, str], bytes], tuple[int, bytes]]
+
+
+def send_https(method: str, url: str, headers: Mapping[str, str], body: bytes) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=body, headers=dict(headers), method=method)  # noqa: S310 (https only)
+    try:
+        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_SECONDS) as response:  # noqa: S310
+            return int(response.status), response.read()
+    except urllib.error.HTTPError as error:
+        return int(error.code), error.read()
+
+
+def signed_headers(session: boto3.Session, url: str, body: bytes, region: str) -> dict[str, str]:
+    """SigV4 headers for API Gateway (service ``execute-api``)."""
+    credentials = session.get_credentials()
+    if credentials is None:
+        raise SmokeTestFailure("scoring: no AWS credentials to sign the request with")
+    request = AWSRequest(method="POST", url=url, data=body, headers={"Content-Type": "application/json"})
+    SigV4Auth(credentials.get_frozen_credentials(), "execute-api", region).add_auth(request)
+    return dict(request.headers.items())
+
+
+def check_scoring(session: boto3.Session, settings: Settings, instance: list[float], send: Send) -> str:
+    """Score one instance through the API; the line that says it passed, or SmokeTestFailure."""
+    body = json.dumps({"endpoint": settings.endpoint, "instances": [instance]}).encode("utf-8")
+    url = settings.score_url
+    api_region = API_URL.match(settings.api_url).group(1)  # type: ignore[union-attr]
+    try:
+        status, answer = send("POST", url, signed_headers(session, url, body, api_region), body)
+    except (OSError, urllib.error.URLError) as error:
+        raise SmokeTestFailure(f"scoring: POST {url} did not answer ({_one_line(error)})") from None
+    text = answer.decode("utf-8", errors="replace")
+    if status != 200:
+        raise SmokeTestFailure(f"scoring: POST {url} answered {status}: {_one_line(text)}")
+    try:
+        result = json.loads(text)
+    except ValueError:
+        raise SmokeTestFailure(f"scoring: the answer is not JSON: {_one_line(text)}") from None
+    predictions = result.get("predictions") if isinstance(result, dict) else None
+    if (
+        not isinstance(predictions, list)
+        or len(predictions) != 1
+        or not isinstance(predictions[0], dict)
+        or not _is_finite_number(predictions[0].get("score"))
+    ):
+        raise SmokeTestFailure(f"scoring: expected one prediction with a finite score, got {_one_line(text)}")
+    if result.get("endpoint") != settings.endpoint or not result.get("variant"):
+        raise SmokeTestFailure(
+            f"scoring: the answer names no variant of endpoint {settings.endpoint}: {_one_line(text)}"
+        )
+    return (
+        f"scoring passed: endpoint {settings.endpoint}, variant {result['variant']}, "
+        f"score {predictions[0]['score']:.4g}"
+    )
+
+
+def check_training(
+    stepfunctions: Any,
+    settings: Settings,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> str:
+    """Start a run and wait for it; the line that says it passed, or SmokeTestFailure."""
+    request = {"tenant": settings.tenant, "models": list(settings.models)}
+    try:
+        execution_arn = stepfunctions.start_execution(
+            stateMachineArn=settings.state_machine_arn, name=settings.execution_name, input=json.dumps(request)
+        )["executionArn"]
+    except (ClientError, BotoCoreError) as error:
+        raise SmokeTestFailure(f"training: the run could not start ({_one_line(error)})") from None
+    started = clock()
+    while True:
+        try:
+            execution = stepfunctions.describe_execution(executionArn=execution_arn)
+        except (ClientError, BotoCoreError) as error:
+            raise SmokeTestFailure(
+                f"training: run {settings.execution_name} cannot be read ({_one_line(error)})"
+            ) from None
+        status = execution["status"]
+        elapsed = clock() - started
+        if status == "SUCCEEDED":
+            return (
+                f"training passed: run {settings.execution_name} of tenant {settings.tenant} "
+                f"succeeded in {elapsed:.0f} s"
+            )
+        if status in ENDED:
+            why = ": ".join(part for part in (execution.get("error"), execution.get("cause")) if part)
+            raise SmokeTestFailure(
+                f"training: run {settings.execution_name} ended {status}" + (f" ({_one_line(why)})" if why else "")
+            )
+        if elapsed >= settings.timeout_seconds:
+            try:
+                stepfunctions.stop_execution(
+                    executionArn=execution_arn, error="SmokeTestTimeout", cause="the smoke test stopped waiting"
+                )
+            except (ClientError, BotoCoreError) as error:
+                raise SmokeTestFailure(
+                    f"training: run {settings.execution_name} still {status} after {settings.timeout_seconds} s, "
+                    f"and stopping it failed ({_one_line(error)})"
+                ) from None
+            raise SmokeTestFailure(
+                f"training: run {settings.execution_name} still {status} after {settings.timeout_seconds} s; stopped it"
+            )
+        sleep(min(settings.poll_seconds, max(settings.timeout_seconds - elapsed, 1)))
+
+
+def run(
+    settings: Settings,
+    *,
+    session: boto3.Session,
+    send: Send = send_https,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    root: Path = ROOT,
+) -> list[str]:
+    """Both checks, scoring first; the lines that say they passed."""
+    scoring = check_scoring(session, settings, sample_instance(settings.tenant, root), send)
+    print(scoring, flush=True)
+    training = check_training(session.client("stepfunctions"), settings, sleep=sleep, clock=clock)
+    print(training, flush=True)
+    return [scoring, training]
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    sts: Any | None = None,
+    send: Send = send_https,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> int:
+    environ = os.environ if environ is None else environ
+    try:
+        settings = parse_settings(sys.argv[1:] if argv is None else argv, environ)
+    except SettingError as error:
+        print(f"smoke test: {error}", file=sys.stderr)
+        return 2
+    try:
+        run(settings, session=session_for(settings, sts), send=send, sleep=sleep, clock=clock)
+    except SmokeTestFailure as error:
+        print(f"smoke test failed: {error}", file=sys.stderr)
+        return 1
+    except (ClientError, BotoCoreError) as error:
+        print(f"smoke test failed: AWS refused ({_one_line(error)})", file=sys.stderr)
+        return 1
+    print("smoke test passed")
+    return 0
+
+
+def _is_finite_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _one_line(value: object) -> str:
+    text = " ".join(str(value).split())
+    return text if len(text) <= MAX_DETAIL else text[: MAX_DETAIL - 3] + "..."
+
+
+if __name__ == "__main__":
+    sys.exit(main())
