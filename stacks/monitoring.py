@@ -75,7 +75,7 @@ class MonitoringStack(Stack):
             environment=self.environment_config,
             key=self.foundation.key,
             topic=self.foundation.topic,
-            zones=DriftMonitorZones(capture=lake["capture"], artifacts=lake["artifacts"]),
+            zones=DriftMonitorZones(capture=lake["capture"], artifacts=lake["artifacts"], raw=lake["raw"]),
             image=self.training.images.cpu,
             example_baseline=self.example_baseline,
             removal_policy=self.removal_policy,

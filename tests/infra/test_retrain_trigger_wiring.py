@@ -160,7 +160,12 @@ def test_drift_rules_invoke_the_function_with_retries_and_a_dead_letter_queue(re
         assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
         assert "Input" not in target
         assert "InputTransformer" not in target
-    [invoke_config] = of_type(resources, "AWS::Lambda::EventInvokeConfig").values()
+    # The approval path's function has an invoke config of its own: pick the trigger's.
+    [invoke_config] = [
+        config
+        for config in of_type(resources, "AWS::Lambda::EventInvokeConfig").values()
+        if config["Properties"]["FunctionName"] == {"Ref": function}
+    ]
     assert invoke_config["Properties"]["DestinationConfig"]["OnFailure"]["Destination"] == {
         "Fn::GetAtt": [dead_letters, "Arn"]
     }
