@@ -25,13 +25,17 @@ OFFLINE := env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKE
 	-u AWS_CONTAINER_CREDENTIALS_RELATIVE_URI -u AWS_CONTAINER_CREDENTIALS_FULL_URI -u AWS_WEB_IDENTITY_TOKEN_FILE \
 	AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
 
-.PHONY: help setup synth test lint format snapshots diff deploy record-variants bench-serving clean
+.PHONY: help setup synth test lint format snapshots bootstrap-template bootstrap bootstrap-tooling diff deploy \
+	record-variants bench-serving clean
 
 help:
 	@echo "make synth      synthesize every environment into cdk.out/ and run cdk-nag and cfn-lint"
 	@echo "make test       ruff, mypy and the whole test suite"
 	@echo "make format     apply ruff's fixes and formatting"
 	@echo "make snapshots  rewrite the template snapshots after an intended change"
+	@echo "make bootstrap ENV=dev   bootstrap one environment's account with bootstrap/ (needs AWS credentials)"
+	@echo "make bootstrap-tooling   bootstrap the delivery pipeline's account (needs AWS credentials)"
+	@echo "make bootstrap-template  regenerate bootstrap/ after a CDK CLI upgrade or a stack change"
 	@echo "make diff ENV=dev     compare one environment with what is deployed (needs AWS credentials)"
 	@echo "make deploy ENV=dev   deploy one environment's stacks (needs AWS credentials and a bootstrap)"
 	@echo "make record-variants ENV=dev   record an environment's deployed endpoint variants (after a deploy)"
@@ -72,7 +76,21 @@ format: setup
 snapshots: setup
 	$(PYTHON) -m pytest tests/infra/test_snapshots.py --snapshot-update
 
+# The bootstrap template (CDK's own plus read access to the model pointers) and the CloudFormation
+# execution policy, both derived: from the pinned CLI's template and from every synthesized stack.
+bootstrap-template: synth
+	$(PYTHON) -m scripts.bootstrap_template --assembly "$(CDK_OUT)"
+
 ENV ?=
+# With AWS credentials for the account: creates or updates the execution policy, then runs
+# `cdk bootstrap --template bootstrap/template.yaml`; DRY_RUN=1 prints both steps and calls nothing.
+bootstrap: setup
+	@test -n "$(ENV)" || { echo "usage: make $@ ENV=dev|staging|prod (make bootstrap-tooling: the pipeline's account)" >&2; exit 2; }
+	$(PYTHON) -m scripts.bootstrap --environment $(ENV)$(if $(DRY_RUN), --dry-run)
+
+bootstrap-tooling: setup
+	$(PYTHON) -m scripts.bootstrap --tooling$(if $(DRY_RUN), --dry-run)
+
 diff deploy: setup
 	@test -n "$(ENV)" || { echo "usage: make $@ ENV=dev|staging|prod" >&2; exit 2; }
 	$(CDK) $@ "$(ENV)/*" -c environments=$(ENV)
