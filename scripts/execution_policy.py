@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -160,17 +160,19 @@ def _literal_arn(value: Any, where: str) -> str:
 
 @dataclass
 class _Inventory:
-    services: set[str]
-    dependencies: set[str]
-    iam_actions: set[str]
-    roles: set[str]
-    policies: set[str]
-    attached: set[str]
-    stacks: set[str]
+    """What the stacks need: service prefixes, other services' actions, IAM actions and names, stack names."""
+
+    services: set[str] = field(default_factory=set)
+    dependencies: set[str] = field(default_factory=set)
+    iam_actions: set[str] = field(default_factory=set)
+    roles: set[str] = field(default_factory=set)
+    policies: set[str] = field(default_factory=set)
+    attached: set[str] = field(default_factory=set)
+    stacks: set[str] = field(default_factory=set)
 
 
 def _inventory(outdir: Path) -> _Inventory:
-    found = _Inventory(set(), set(), set(), set(), set(), set(), set())
+    found = _Inventory()
     for stack in stack_templates(outdir):
         found.stacks.add(stack.name)
         resources = stack.template.get("Resources", {})
