@@ -143,6 +143,7 @@ def test_a_training_job_sends_its_progress_to_the_bus_where_a_rule_routes_it(sag
             mlops_model="churn",
             mlops_trial="3",
             mlops_progress_interval_seconds="3600",
+            mlops_progress_every_rounds="1000",
         ),
     )
 
@@ -156,10 +157,10 @@ def test_a_training_job_sends_its_progress_to_the_bus_where_a_rule_routes_it(sag
         )
     details = sorted((event["detail"] for event in received), key=lambda detail: detail["epoch"])
     rounds = json.loads(paths.model.joinpath("metadata.json").read_text())
-    # An hour's interval: only the first round and the last one are sent.
+    # An hour's interval and a round count past the last: only the first round and the last one are sent.
     assert details[0]["epoch"] == 1
     assert len(details) == 2
-    assert details[-1]["epoch"] >= rounds["best_round"]
+    assert details[-1]["epoch"] >= rounds["round"]
     assert details[0]["training_job_name"] == "mlops-dev-acme-churn-r1-t3-a1"
     assert {details[0]["tenant"], details[0]["model"], details[0]["trial"], details[0]["run_id"]} == {
         "acme",
