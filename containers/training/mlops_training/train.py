@@ -20,6 +20,7 @@ import sys
 import traceback
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -76,14 +77,24 @@ def attempt_of(started: datetime) -> str:
 
 
 def progress_reporter(
-    platform: settings_module.PlatformSettings, job_name: str, *, attempt: str, objective: str, every_rounds: int
-):
+    platform: settings_module.PlatformSettings,
+    job_name: str,
+    *,
+    attempt: str,
+    objective: str,
+    every_rounds: int,
+    client: Any = None,
+    **options: Any,
+) -> ProgressReporter | NullReporter:
+    """The job's progress events, sent with ``client`` (default: EventBridge's); ``options`` go to the reporter."""
     if not platform.event_bus:
         return NullReporter()
-    import boto3  # only where a bus is configured: laptop runs need no AWS SDK setup
+    if client is None:
+        import boto3  # only where a bus is configured: laptop runs need no AWS SDK setup
 
+        client = boto3.client("events", region_name=platform.region)
     return ProgressReporter(
-        boto3.client("events", region_name=platform.region),
+        client,
         bus=platform.event_bus,
         source=platform.event_source,
         identity={
@@ -97,6 +108,7 @@ def progress_reporter(
         },
         interval_seconds=platform.progress_interval_seconds,
         every_rounds=every_rounds,
+        **options,
     )
 
 
