@@ -126,6 +126,20 @@ class TrainingPipeline(Construct):
                 sid="PutProgressEvents", actions=["events:PutEvents"], resources=[progress_bus.event_bus_arn]
             )
         )
+        # The job keeps its latest two checkpoints and deletes older ones; SageMaker deletes from S3
+        # what the job deletes from its checkpoint folder, as the job's role, so resuming downloads
+        # two files, not one per checkpointed round.
+        # https://docs.aws.amazon.com/sagemaker/latest/dg/model-checkpoints.html
+        checkpoints = zones.artifacts.arn_for_objects(f"{RUNS_PREFIX}*/checkpoints/*")
+        self.train_role.add_to_policy(
+            iam.PolicyStatement(sid="PruneCheckpoints", actions=["s3:DeleteObject"], resources=[checkpoints])
+        )
+        acknowledge_wildcard_resource(
+            self.train_role.node.find_child("DefaultPolicy"),
+            checkpoints,
+            "Training jobs delete their own older checkpoints, keyed by tenant, run and trial under a run's "
+            "checkpoints/ folder; no other object of the zone can be deleted.",
+        )
         self.transform_role = self._job_role(
             "TransformRole",
             "Batch transform jobs: read model artifacts and the batch input, write predictions",

@@ -15,8 +15,9 @@ gzip header has mtime 0 and no file name).
 
 ``models/example/baseline.json`` is the model's drift baseline, what the drift monitor compares the
 ``example`` endpoint's traffic with (``mlops_training.monitoring.compute_baseline``): the train
-split's declared features and the model's scores on those rows, computed as the serving container
-scores them (float32). It holds no time, and its JSON is written with fixed indentation and
+split's declared features, and the model's scores on the rows it never trained on (the validation
+and test splits, as the baseline job scores them), computed as the serving container scores them
+(float32). It holds no time, and its JSON is written with fixed indentation and
 key order, so it is as byte-stable as the archive. ``--check`` keeps both committed files equal to
 a rebuild.
 
@@ -68,6 +69,7 @@ RUN_DAY = date(2026, 1, 1)
 # num_round trees, every one kept (no early stopping): a fixed size, whatever the validation curve does.
 HYPERPARAMETERS = {"num_round": "50", "max_depth": "3", "eta": "0.3", "early_stopping_rounds": "0"}
 MEMBERS = ("metadata.json", "model.json")
+HOLDOUT_SPLITS = ("validation", "test")  # rows the model never trained on, as the baseline job scores them
 GZIP_LEVEL = 9
 
 
@@ -110,7 +112,7 @@ def train_model(tenant: PipelineConfig, work: Path) -> Path:
     # One thread: a histogram summed in another order may round differently, and change a split.
     with xgb.config_context(nthread=1), contextlib.redirect_stdout(io.StringIO()):  # one metric line a round
         result = train(job)
-    print(metric_line(f"best round {result.best_round} of {result.rounds_run}", result.best_metrics))
+    print(metric_line(f"kept round {result.kept_round} of {result.rounds_run}", result.kept_metrics))
     return job.model
 
 
@@ -134,13 +136,17 @@ def archive(directory: Path) -> bytes:
     return compressed.getvalue()
 
 
-def baseline(tenant: PipelineConfig, model: Path, train_split: Path) -> bytes:
-    """``baseline.json``: the train split's declared features and the model's scores on them, as served (float32)."""
+def baseline(tenant: PipelineConfig, model: Path, splits: Path) -> bytes:
+    """``baseline.json``: the train split's declared features, the model's scores on the held-out splits (float32)."""
     features = dict(tenant.dataset.features)
-    frame = pd.read_parquet(train_split)[list(features)]
+    frame = pd.read_parquet(splits / f"{RUN_ID}-train.parquet")[list(features)]
+    held_out = pd.concat(
+        [pd.read_parquet(splits / f"{RUN_ID}-{split}.parquet")[list(features)] for split in HOLDOUT_SPLITS],
+        ignore_index=True,
+    )
     _, predict = load_model(model)
     with xgb.config_context(nthread=1):
-        scores = predict(frame.to_numpy(dtype="float32"))
+        scores = predict(held_out.to_numpy(dtype="float32"))
     document = compute_baseline(frame, features, scores)
     return (json.dumps(document, indent=2, allow_nan=False) + "\n").encode()
 
@@ -156,8 +162,8 @@ def build() -> Built:
     tenant = example_tenant()
     with tempfile.TemporaryDirectory(prefix="example-model-") as work:
         model = train_model(tenant, Path(work))
-        train_split = Path(work) / "processing" / "output" / "features" / f"{RUN_ID}-train.parquet"
-        return Built(model=archive(model), baseline=baseline(tenant, model, train_split))
+        splits = Path(work) / "processing" / "output" / "features"
+        return Built(model=archive(model), baseline=baseline(tenant, model, splits))
 
 
 def main(argv: list[str]) -> int:

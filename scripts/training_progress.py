@@ -1,21 +1,34 @@
-"""Show a training run's progress from the progress table: each trial's status and its validation curve.
+"""Show a training run's progress from the progress table: its best trials, a summary, their validation curves.
 
     python -m scripts.training_progress RUN_ID [--table NAME | --stack dev-Foundation] [--region R]
-        [--metric validation:auc] [--direction maximize|minimize] [--output run.png]
+        [--metric validation:auc] [--direction maximize|minimize] [--top 10] [--output run.png]
+        [--follow [--every 30] [--state-machine ARN | --training-stack dev-Training]]
 
-The progress Lambda (lambda/progress) writes one row per reported round and one status row per
-trial under ``RUN#<run_id>`` (docs/training-pipeline.md), so one query gives the whole run. This
-prints a table of the run's trials (status, rounds reported, the latest and the best value of the
-metric, why a trial failed) and draws the trials' curves of that metric into a PNG.
+The progress Lambda (lambda/progress) keeps, under ``RUN#<run_id>`` (docs/training-pipeline.md),
+each trial's status and one summary per attempt (``TRIAL#...``: its latest round and the round its
+model would keep), and apart from them each attempt's curve (``CURVE#...``). One query of the
+``TRIAL#`` rows gives the standing of a run of 10,000 trials; only the curves drawn are read. The
+script prints a summary of the run (trials per status, the best value, failures grouped by
+reason), a table of the ``--top`` best trials (ranked by the metric's value at the round each
+trial keeps: the value evaluate ranks it by) and draws their curves into a PNG. A trial that ran
+more than once (a spot restart, a retry) has a curve per attempt: the latest solid, earlier ones
+dashed, never joined.
+
+``--follow`` refreshes every ``--every`` seconds until the run's Step Functions execution ends, then
+exits 0 if it succeeded and 3 otherwise. The execution is ``RUN_ID`` of ``--state-machine``, else
+of the ``StateMachineArn`` output of ``--training-stack``, else of ``<env>-Training`` when
+``--stack <env>-Foundation`` names the table, else of ``MLOPS_STATE_MACHINE_ARN``.
 
 The table is ``--table``, else the ``ProgressTableName`` output of the ``--stack`` (the environment's
 Foundation stack), else the environment variable ``MLOPS_PROGRESS_TABLE``: a flag given on the
-command line wins over one left in the shell. Without ``--metric`` the first ``validation:*``
-metric (by name) is shown. Whether higher is better is guessed from the metric's name (losses and
-errors are minimized) unless ``--direction`` says.
+command line wins over one left in the shell. Without ``--metric`` the trials' objective (what the
+training image reports as ``objective``) is shown, else the first ``validation:*`` metric. Whether
+higher is better is guessed from the metric's name (losses and errors are minimized) unless
+``--direction`` says.
 
-Exit status: 0 shown, 1 AWS refused (credentials, permissions, a missing table), 2 nothing to show
-(a run without rows, no table named, a stack without the output).
+Exit status: 0 shown (a followed run succeeded), 1 AWS refused (credentials, permissions, a missing
+table), 2 nothing to show (a run without rows, no table or state machine named, a stack without the
+output), 3 a followed run ended without succeeding.
 """
 
 from __future__ import annotations
@@ -23,48 +36,33 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import re
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+
+from scripts.progress_view import Attempt, Trial, choose_metric, direction_of, plot, ranked, report_text
 
 TABLE_ENVIRONMENT_VARIABLE = "MLOPS_PROGRESS_TABLE"
+STATE_MACHINE_ENVIRONMENT_VARIABLE = "MLOPS_STATE_MACHINE_ARN"
 STACK_OUTPUT = "ProgressTableName"
-VALIDATION_PREFIX = "validation:"
-# Metrics where lower is better, by the name after "<channel>:": xgboost's and scikit-learn's losses and errors.
-MINIMIZED = re.compile(r"(loss|error|rmse|rmsle|mae|mse|mape|mphe|deviance|merror)", re.IGNORECASE)
-STATUS_SUFFIX = "#STATUS"
+STATE_MACHINE_OUTPUT = "StateMachineArn"  # stacks/training.py
+TRIAL_PREFIX = "TRIAL#"  # lambda/progress: statuses and attempt summaries
+CURVE_PREFIX = "CURVE#"  # lambda/progress: one row per reported round of an attempt
+DEFAULT_TOP = 10
+DEFAULT_EVERY_SECONDS = 30
 
 
 class NothingToShow(Exception):
     """A one-line reason to exit with status 2."""
 
 
-@dataclass
-class Trial:
-    trial: str
-    model: str = "-"
-    job: str = "-"
-    status: str = "-"
-    failure_reason: str | None = None
-    # (epoch, metrics) in epoch order; a metric is None for a round where it was not finite.
-    rounds: list[tuple[int, dict[str, float | None]]] = field(default_factory=list)
-
-    def values(self, metric: str) -> list[tuple[int, float]]:
-        """The rounds that reported ``metric`` with a finite value, as (epoch, value)."""
-        return [(epoch, value) for epoch, metrics in self.rounds if (value := metrics.get(metric)) is not None]
-
-
-# Where the table is.
+# Where the table and the execution are.
 
 
 def progress_table_from_stack(cloudformation: Any, stack_name: str, output_key: str = STACK_OUTPUT) -> str:
@@ -94,6 +92,26 @@ def resolve_table(args: argparse.Namespace, environ: Mapping[str, str], cloudfor
     )
 
 
+def resolve_execution(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
+    """The run's execution ARN: ``arn:<partition>:states:<region>:<account>:execution:<machine>:<run_id>``."""
+    machine = args.state_machine
+    training_stack = args.training_stack
+    if not machine and not training_stack and args.stack and args.stack.endswith("-Foundation"):
+        training_stack = args.stack.removesuffix("-Foundation") + "-Training"  # stacks/stage.py names them so
+    if not machine and training_stack:
+        cloudformation = boto3.client("cloudformation", region_name=args.region)
+        machine = progress_table_from_stack(cloudformation, training_stack, STATE_MACHINE_OUTPUT)
+    machine = machine or environ.get(STATE_MACHINE_ENVIRONMENT_VARIABLE)
+    if not machine:
+        raise NothingToShow(
+            "--follow needs the run's state machine: --state-machine ARN, --training-stack <env>-Training, "
+            f"--stack <env>-Foundation or {STATE_MACHINE_ENVIRONMENT_VARIABLE}"
+        )
+    if ":stateMachine:" not in machine:
+        raise NothingToShow(f"{machine!r} is not a state machine ARN (arn:...:states:...:stateMachine:<name>)")
+    return machine.replace(":stateMachine:", ":execution:", 1) + f":{args.run_id}"
+
+
 # Reading and shaping the rows.
 
 
@@ -115,12 +133,15 @@ def plain(value: Any) -> Any:
     return inner  # sets and binary: not written by the progress Lambda; kept as DynamoDB returns them
 
 
-def read_rows(dynamodb: Any, table: str, run_id: str) -> Iterator[dict[str, Any]]:
-    """Every row of the run, in key order (each trial's rounds in epoch order, then its status)."""
+def read_rows(dynamodb: Any, table: str, run_id: str, prefix: str | None = None) -> Iterator[dict[str, Any]]:
+    """Every row of the run (whose sort key starts with ``prefix``, if given), in key order."""
+    condition = "pk = :pk"
+    values: dict[str, Any] = {":pk": {"S": f"RUN#{run_id}"}}
+    if prefix:
+        condition += " AND begins_with(sk, :prefix)"
+        values[":prefix"] = {"S": prefix}
     pages = dynamodb.get_paginator("query").paginate(
-        TableName=table,
-        KeyConditionExpression="pk = :pk",
-        ExpressionAttributeValues={":pk": {"S": f"RUN#{run_id}"}},
+        TableName=table, KeyConditionExpression=condition, ExpressionAttributeValues=values
     )
     for page in pages:
         for item in page.get("Items", []):
@@ -137,155 +158,123 @@ def number(value: Any) -> float | None:
     return result if math.isfinite(result) else None
 
 
+def numbers(metrics: Any) -> dict[str, float | None]:
+    return {str(name): number(value) for name, value in (metrics or {}).items()}
+
+
 def trials_of(rows: Iterable[dict[str, Any]]) -> list[Trial]:
-    """The run's trials in trial order, from its progress and status rows."""
+    """The run's trials in trial order, from their status and attempt rows (other rows are ignored)."""
     trials: dict[str, Trial] = {}
     for row in rows:
-        name = str(row.get("trial") or row["sk"].split("#")[1])
-        trial = trials.setdefault(name, Trial(name))
+        kind = row.get("kind")
+        if kind not in ("status", "attempt"):
+            continue
+        trial = trials.setdefault(str(row["trial"]), Trial(str(row["trial"])))
         trial.model = str(row.get("model") or trial.model)
-        if row.get("kind") == "status" or row["sk"].endswith(STATUS_SUFFIX):
+        if kind == "status":
             trial.status = str(row.get("status") or "-")
             trial.job = str(row.get("training_job_name") or trial.job)
             trial.failure_reason = row.get("failure_reason") or None
         else:
-            metrics = row.get("metrics") or {}
-            trial.rounds.append((int(row["epoch"]), {str(k): number(v) for k, v in metrics.items()}))
+            trial.attempts.append(
+                Attempt(
+                    attempt=str(row["attempt"]),
+                    job=str(row.get("training_job_name") or "-"),
+                    objective=row.get("objective"),
+                    epoch=int(row.get("epoch") or 0),
+                    metrics=numbers(row.get("metrics")),
+                    kept_epoch=int(row.get("kept_epoch") or 0),
+                    kept_metrics=numbers(row.get("kept_metrics")),
+                )
+            )
             if trial.status == "-":  # a status row, which comes last, names the job that ran last
-                trial.job = str(row.get("training_job_name") or trial.job)
+                trial.job = trial.attempts[-1].job
     for trial in trials.values():
-        trial.rounds.sort(key=lambda item: item[0])
+        trial.attempts.sort(key=lambda attempt: attempt.attempt)  # start times: the order they ran
     return [trials[name] for name in sorted(trials)]
 
 
-def choose_metric(trials: Sequence[Trial], requested: str | None) -> str | None:
-    if requested:
-        return requested
-    names = {name for trial in trials for _, metrics in trial.rounds for name in metrics}
-    validation = sorted(name for name in names if name.startswith(VALIDATION_PREFIX))
-    return validation[0] if validation else None
-
-
-def direction_of(metric: str, requested: str | None) -> str:
-    if requested:
-        return requested
-    return "minimize" if MINIMIZED.search(metric.split(":", 1)[-1]) else "maximize"
-
-
-def best(values: Sequence[float], direction: str) -> float | None:
-    if not values:
-        return None
-    return min(values) if direction == "minimize" else max(values)
-
-
-# Output.
-
-
-def shown(value: float | int | str | None) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
-
-
-def table_text(trials: Sequence[Trial], metric: str | None, direction: str) -> str:
-    """An aligned text table, one line per trial, then one line per failure reason."""
-    label = metric or "metric"
-    header = ["trial", "model", "job", "status", "rounds", "last round", f"latest {label}", f"best {label}"]
-    lines = [header]
+def read_curves(dynamodb: Any, table: str, run_id: str, trials: Iterable[Trial]) -> None:
+    """Fill in the curve of every attempt of ``trials``: one query per attempt."""
     for trial in trials:
-        values = [value for _, value in trial.values(metric)] if metric else []
-        lines.append(
-            [
-                trial.trial,
-                trial.model,
-                trial.job,
-                trial.status,
-                shown(len(trial.rounds)),
-                shown(trial.rounds[-1][0] if trial.rounds else None),
-                shown(values[-1] if values else None),
-                shown(best(values, direction)),
-            ]
-        )
-    widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
-    rendered = [
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() for line in lines
-    ]
-    failures = [trial for trial in trials if trial.failure_reason]
-    if failures:
-        rendered.append("")
-        rendered.extend(f"trial {trial.trial} ({trial.status}): {trial.failure_reason}" for trial in failures)
-    return "\n".join(rendered)
-
-
-def plot(trials: Sequence[Trial], metric: str | None, direction: str, run_id: str, output: Path) -> None:
-    """Each trial's curve of ``metric`` against the round, drawn with Agg (no display needed)."""
-    figure = Figure(figsize=(9, 5.5), dpi=100, layout="constrained")
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    curves = [(trial, trial.values(metric)) for trial in trials] if metric else []
-    drawn = 0
-    for trial, points in curves:
-        if not points:
-            continue
-        epochs, values = zip(*points, strict=True)
-        label = f"{trial.trial} {trial.model} ({trial.status})"
-        axes.plot(epochs, values, marker="o" if len(points) < 30 else None, markersize=3, label=label)
-        drawn += 1
-    if drawn:
-        axes.legend(fontsize="small", loc="best")
-    else:
-        axes.text(0.5, 0.5, f"no {metric or 'validation metric'} reported", ha="center", va="center")
-    better = "higher" if direction == "maximize" else "lower"
-    axes.set_title(f"run {run_id}: {metric or '-'} ({better} is better)")
-    axes.set_xlabel("round")
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.set_ylabel(metric or "")
-    axes.grid(True, alpha=0.3)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(output, format="png")
+        for attempt in trial.attempts:
+            rows = read_rows(dynamodb, table, run_id, f"{CURVE_PREFIX}{trial.trial}#{attempt.attempt}#")
+            attempt.curve = sorted((int(row["epoch"]), numbers(row.get("metrics"))) for row in rows)
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m scripts.training_progress", description="A training run's trials and validation curves."
+        prog="python -m scripts.training_progress", description="A training run's best trials and validation curves."
     )
     parser.add_argument("run_id", metavar="RUN_ID", help="the run: its Step Functions execution name")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--table", help="the progress table's name")
     where.add_argument("--stack", help=f"read the table's name from this stack's {STACK_OUTPUT} output")
     parser.add_argument("--region", help="AWS region (default: the SDK's, from AWS_REGION or the profile)")
-    parser.add_argument("--metric", help="the metric to show (default: the first validation:* metric)")
+    parser.add_argument("--metric", help="the metric to show (default: the trials' objective)")
     parser.add_argument("--direction", choices=["maximize", "minimize"], help="whether higher or lower is better")
+    parser.add_argument("--top", type=int, default=DEFAULT_TOP, help=f"trials shown and drawn (default {DEFAULT_TOP})")
     parser.add_argument("--output", type=Path, help="the PNG to write (default: training-progress-RUN_ID.png)")
-    return parser.parse_args(argv)
+    parser.add_argument("--follow", action="store_true", help="refresh until the run's execution ends")
+    parser.add_argument("--every", type=float, default=DEFAULT_EVERY_SECONDS, help="seconds between refreshes")
+    machine = parser.add_mutually_exclusive_group()
+    machine.add_argument("--state-machine", help="the training state machine's ARN (with --follow)")
+    machine.add_argument("--training-stack", help=f"read it from this stack's {STATE_MACHINE_OUTPUT} output")
+    args = parser.parse_args(argv)
+    if args.top < 1:
+        parser.error(f"--top has value {args.top}; allowed: a whole number of at least 1")
+    if not args.every > 0:
+        parser.error(f"--every has value {args.every}; allowed: a number of seconds above 0")
+    return args
 
 
-def main(argv: Sequence[str], environ: Mapping[str, str] = os.environ) -> int:
+def show(args: argparse.Namespace, dynamodb: Any, table: str, output: Path) -> int:
+    """Read the run's standing and its best trials' curves, print and draw them; the number of trials."""
+    trials = trials_of(read_rows(dynamodb, table, args.run_id, TRIAL_PREFIX))
+    if not trials:
+        return 0
+    metric = choose_metric(trials, args.metric)
+    direction = direction_of(metric, args.direction) if metric else (args.direction or "maximize")
+    best = ranked(trials, metric, direction)[: args.top]
+    read_curves(dynamodb, table, args.run_id, best)
+    print(report_text(args.run_id, table, trials, metric, direction, args.top))
+    if metric and not any(trial.value(metric) is not None for trial in trials):
+        print(f"training progress: no trial reported {metric}", file=sys.stderr)
+    plot(best, metric, direction, args.run_id, output, total=len(trials))
+    print(f"plot: {output}")
+    return len(trials)
+
+
+def main(
+    argv: Sequence[str], environ: Mapping[str, str] = os.environ, sleep: Callable[[float], None] = time.sleep
+) -> int:
     args = parse_args(argv)
     output = args.output or Path(f"training-progress-{args.run_id}.png")
     try:
         table = resolve_table(args, environ)
-        rows = list(read_rows(boto3.client("dynamodb", region_name=args.region), table, args.run_id))
-        if not rows:
-            raise NothingToShow(f"run {args.run_id!r} has no rows in table {table!r}")
+        dynamodb = boto3.client("dynamodb", region_name=args.region)
+        if not args.follow:
+            if not show(args, dynamodb, table, output):
+                raise NothingToShow(f"run {args.run_id!r} has no rows in table {table!r}")
+            return 0
+        execution = resolve_execution(args, environ)
+        stepfunctions = boto3.client("stepfunctions", region_name=args.region)
+        while True:
+            # The status first: rows read after it include every one written before the run ended.
+            status = stepfunctions.describe_execution(executionArn=execution)["status"]
+            print(f"\n-- {time.strftime('%H:%M:%S')} execution {args.run_id}: {status}", flush=True)
+            if not show(args, dynamodb, table, output):
+                print(f"run {args.run_id}: no trial has reported yet")
+            if status != "RUNNING":
+                return 0 if status == "SUCCEEDED" else 3
+            sys.stdout.flush()
+            sleep(args.every)
     except NothingToShow as reason:
         print(f"training progress: {reason}", file=sys.stderr)
         return 2
     except (BotoCoreError, ClientError) as error:
         print(f"training progress: {error}", file=sys.stderr)
         return 1
-    trials = trials_of(rows)
-    metric = choose_metric(trials, args.metric)
-    direction = direction_of(metric, args.direction) if metric else (args.direction or "maximize")
-    print(f"run {args.run_id}: {len(trials)} trial(s) in {table}")
-    print(table_text(trials, metric, direction))
-    if metric and not any(trial.values(metric) for trial in trials):
-        print(f"training progress: no trial reported {metric}", file=sys.stderr)
-    plot(trials, metric, direction, args.run_id, output)
-    print(f"plot: {output}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -105,6 +105,8 @@ QUALITY_SECTION = {"binary": "binary_classification_metrics", "regression": "reg
 PROCESSING_ROOT = "/opt/ml/processing"
 MODEL_ARTIFACT = "model.tar.gz"
 BASELINE_FILE = "baseline.json"  # next to the model artifact: a contract with the drift monitor
+# The splits a model never trained on (prepare's): the baseline job scores them for the predictions' baseline.
+HOLDOUT_SPLITS = ("validation", "test")
 BASELINE_SCHEMA_VERSION = 1
 BASELINE_VOLUME_SIZE_GB = 30
 BASELINE_MAX_RUNTIME_SECONDS = 3600
@@ -445,16 +447,27 @@ def split_uri(uri: str) -> tuple[str, str]:
 
 
 def baseline_job_request(
-    settings: Settings, *, training_job_name: str, model_data: str, training_data: str, schema: str, baseline: str
+    settings: Settings,
+    *,
+    training_job_name: str,
+    model_data: str,
+    training_data: str,
+    holdout_data: Mapping[str, str],
+    schema: str,
+    baseline: str,
 ) -> dict[str, Any]:
-    """The ``CreateProcessingJob`` request (all but ``RoleArn``) of one model's baseline job."""
+    """The ``CreateProcessingJob`` request (all but ``RoleArn``) of one model's baseline job.
 
-    def s3_input(name: str, uri: str) -> dict[str, Any]:
+    ``holdout_data`` (split name -> URI) are rows the model never trained on: the job scores them for
+    the predictions' baseline, so live predictions are compared with what unseen rows look like.
+    """
+
+    def s3_input(name: str, uri: str, folder: str | None = None) -> dict[str, Any]:
         return {
             "InputName": name,
             "S3Input": {
                 "S3Uri": uri,
-                "LocalPath": f"{PROCESSING_ROOT}/input/{name}",
+                "LocalPath": f"{PROCESSING_ROOT}/input/{folder or name}",
                 "S3DataType": "S3Prefix",
                 "S3InputMode": "File",
                 "S3DataDistributionType": "FullyReplicated",
@@ -479,6 +492,8 @@ def baseline_job_request(
                 f"{PROCESSING_ROOT}/input/model/{MODEL_ARTIFACT}",
                 "--training-data",
                 f"{PROCESSING_ROOT}/input/training",
+                "--holdout-data",
+                f"{PROCESSING_ROOT}/input/holdout",
                 "--schema",
                 f"{PROCESSING_ROOT}/input/schema/{schema_file}",
                 "--output",
@@ -489,6 +504,7 @@ def baseline_job_request(
         "ProcessingInputs": [
             s3_input("model", model_data),
             s3_input("training", training_data),
+            *(s3_input(split, uri, f"holdout/{split}") for split, uri in holdout_data.items()),
             s3_input("schema", schema),
         ],
         "ProcessingOutputConfig": {
@@ -946,10 +962,10 @@ class Evaluator:
         evaluation_key = f"artifacts/runs/{request.tenant}/{request.run_id}/evaluation/{model}.json"
         self.put(evaluation_key, encode(evaluation_document(request, config, objective, model, trials, best)))
         dataset = config["dataset"]["name"]
-        training_data = (
-            f"s3://{self.settings.features_bucket}/features/{request.tenant}/{dataset}/"
-            f"dt={request.day}/{request.run_id}-train.parquet"
-        )
+        splits = f"s3://{self.settings.features_bucket}/features/{request.tenant}/{dataset}/dt={request.day}"
+        training_data = f"{splits}/{request.run_id}-train.parquet"
+        # prepare writes every split file, the test split's possibly empty; validation is never empty.
+        holdout_data = {split: f"{splits}/{request.run_id}-{split}.parquet" for split in HOLDOUT_SPLITS}
         baseline = baseline_uri(best.model_data)
         return {
             "model": model,
@@ -968,6 +984,7 @@ class Evaluator:
                 training_job_name=best.job_name,
                 model_data=best.model_data,
                 training_data=training_data,
+                holdout_data=holdout_data,
                 schema=schema["uri"],
                 baseline=baseline,
             ),

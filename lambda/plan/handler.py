@@ -462,6 +462,8 @@ def build_items(settings: Settings, config: Mapping[str, Any], request: RunReque
     platform = {
         "mlops_problem_type": dataset["problem_type"],
         "mlops_target": dataset["target"],
+        # The metric that picks each trial's kept round: the one evaluate ranks trials by.
+        "mlops_objective": config["objective"]["metric"],
         "mlops_tenant": request.tenant,
         "mlops_run_id": request.run_id,
         "mlops_event_bus": settings.progress_bus_name,

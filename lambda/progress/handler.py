@@ -3,7 +3,18 @@
 EventBridge invokes this function asynchronously, one event per invocation, from two rules:
 
 * the environment's progress bus: ``Training Progress`` events, one per reported round, sent by the
-  training container. Each becomes the row ``RUN#<run_id>`` / ``TRIAL#<trial>#EPOCH#<epoch, 7 digits>``.
+  training container (mlops_training/progress.py). Each becomes two rows under ``RUN#<run_id>``:
+
+  - the round, ``CURVE#<trial>#<attempt>#<epoch, 7 digits>``: one attempt's curve, in epoch order;
+  - the attempt's summary, ``TRIAL#<trial>#ATTEMPT#<attempt>``: its latest round and the round its
+    model would keep (``kept``), rewritten by each later round.
+
+  The *attempt* is one run of the trial's container (its start time, ``20261124T235930.123Z``): a
+  spot restart or a Step Functions retry starts a new one, so a retried trial's curve never merges
+  with the first one's. An event without one (an image before attempts) counts as the attempt of
+  its training job. The summaries and the statuses share the ``TRIAL#`` prefix and the curves sit
+  apart, so ``scripts/training_progress.py`` reads a run of 10,000 trials' standings in one small
+  query and fetches only the curves it draws.
 * the default bus: SageMaker's ``SageMaker Training Job State Change`` for the platform's jobs. Each
   updates the trial's row ``RUN#<run_id>`` / ``TRIAL#<trial>#STATUS``; the identity comes from the
   job's ``mlops_*`` hyperparameters.
@@ -11,6 +22,7 @@ EventBridge invokes this function asynchronously, one event per invocation, from
 EventBridge delivers at least once and in no particular order, so every write is conditional:
 
 * a round is written only if its row is absent: a redelivered event finds the row and changes nothing;
+* an attempt's summary is written only over one of an earlier round: a late event never moves it back;
 * a status overwrites the stored one only if it is newer: ordered by the event's ``time``, then (events
   of the same second) the job's ``LastModifiedTime``, then the status itself (InProgress, Stopping,
   then a terminal status). A late or repeated event never moves a trial's status backwards.
@@ -44,6 +56,8 @@ SAGEMAKER_SOURCE = "aws.sagemaker"
 STATE_CHANGE_DETAIL_TYPE = "SageMaker Training Job State Change"
 EPOCH_DIGITS = 7
 MAX_EPOCH = 10**EPOCH_DIGITS - 1
+CURVE_PREFIX = "CURVE#"
+TRIAL_PREFIX = "TRIAL#"
 # Primary status order for events of the same moment: a terminal status comes last.
 STATUS_RANK = {"InProgress": 0, "Stopping": 1, "Completed": 2, "Failed": 2, "Stopped": 2}
 IDENTITY_HYPERPARAMETERS = {
@@ -80,7 +94,7 @@ class Malformed(Exception):
 class Write:
     """One conditional put: the row, and the condition that keeps a retry or a late event harmless."""
 
-    kind: str  # "progress" or "status"
+    kind: str  # "progress", "attempt" or "status"
     item: dict[str, Any]
     condition: str
     names: dict[str, str] | None = None
@@ -142,14 +156,21 @@ def metric_value(name: str, value: Any) -> Decimal | None:
     return number
 
 
-def metrics_of(detail: dict[str, Any]) -> dict[str, Decimal | None]:
-    metrics = field(detail, "metrics", dict)
+def metrics_of(detail: dict[str, Any], where: str = "detail") -> dict[str, Decimal | None]:
+    metrics = field(detail, "metrics", dict, where)
     converted = {}
     for name, value in metrics.items():
         if not name.strip():
-            raise Malformed(INVALID_FIELD, "detail.metrics has an empty metric name")
+            raise Malformed(INVALID_FIELD, f"{where}.metrics has an empty metric name")
         converted[name] = metric_value(name, value)
     return converted
+
+
+def epoch_of(container: dict[str, Any], where: str = "detail") -> int:
+    epoch = field(container, "epoch", int, where)
+    if not 0 <= epoch <= MAX_EPOCH:
+        raise Malformed(INVALID_FIELD, f"{where}.epoch {epoch} must be between 0 and {MAX_EPOCH}")
+    return epoch
 
 
 def check_job_name(name: str, job_prefix: str, where: str) -> None:
@@ -157,8 +178,8 @@ def check_job_name(name: str, job_prefix: str, where: str) -> None:
         raise Malformed(FOREIGN_JOB, f"{where} {name!r} does not start with {job_prefix + '-'!r}")
 
 
-def progress_write(detail: Any, job_prefix: str) -> Write:
-    """A ``Training Progress`` detail as its round's row, written only if absent."""
+def progress_writes(detail: Any, job_prefix: str) -> list[Write]:
+    """A ``Training Progress`` detail as its round's row (written only if absent) and its attempt's summary."""
     if not isinstance(detail, dict):
         raise Malformed(INVALID_FIELD, f"detail must be an object, not {type(detail).__name__}")
     run_id = key_part(detail, "run_id")
@@ -167,28 +188,58 @@ def progress_write(detail: Any, job_prefix: str) -> Write:
     model = text(detail, "model")
     job_name = text(detail, "training_job_name")
     check_job_name(job_name, job_prefix, "detail.training_job_name")
-    epoch = field(detail, "epoch", int)
-    if not 0 <= epoch <= MAX_EPOCH:
-        raise Malformed(INVALID_FIELD, f"detail.epoch {epoch} must be between 0 and {MAX_EPOCH}")
+    attempt = key_part(detail, "attempt") if detail.get("attempt") is not None else job_name
+    epoch = epoch_of(detail)
     metrics = metrics_of(detail)
+    kept = detail.get("kept")
+    if kept is None:  # an image before kept rounds: the round itself
+        kept_epoch, kept_metrics = epoch, metrics
+    elif isinstance(kept, dict):
+        kept_epoch, kept_metrics = epoch_of(kept, "detail.kept"), metrics_of(kept, "detail.kept")
+    else:
+        raise Malformed(INVALID_FIELD, f"detail.kept must be an object, not {type(kept).__name__}")
+    objective = text(detail, "objective") if detail.get("objective") is not None else None
     timestamp(detail, "time")
-    return Write(
+    identity = {
+        "run_id": run_id,
+        "tenant": tenant,
+        "model": model,
+        "trial": trial,
+        "attempt": attempt,
+        "training_job_name": job_name,
+    }
+    round_row = Write(
         kind="progress",
         item={
             "pk": f"RUN#{run_id}",
-            "sk": f"TRIAL#{trial}#EPOCH#{epoch:0{EPOCH_DIGITS}d}",
+            "sk": f"{CURVE_PREFIX}{trial}#{attempt}#{epoch:0{EPOCH_DIGITS}d}",
             "kind": "progress",
-            "run_id": run_id,
-            "tenant": tenant,
-            "model": model,
-            "trial": trial,
-            "training_job_name": job_name,
+            **identity,
             "epoch": epoch,
             "metrics": metrics,
             "time": detail["time"],
         },
         condition="attribute_not_exists(sk)",
     )
+    summary = Write(
+        kind="attempt",
+        item={
+            "pk": f"RUN#{run_id}",
+            "sk": f"{TRIAL_PREFIX}{trial}#ATTEMPT#{attempt}",
+            "kind": "attempt",
+            **identity,
+            "objective": objective,
+            "epoch": epoch,
+            "metrics": metrics,
+            "kept_epoch": kept_epoch,
+            "kept_metrics": kept_metrics,
+            "time": detail["time"],
+        },
+        condition="attribute_not_exists(sk) OR #epoch < :epoch",
+        names={"#epoch": "epoch"},
+        values={":epoch": epoch},
+    )
+    return [round_row, summary]
 
 
 def epoch_milliseconds(value: Any) -> int:
@@ -246,7 +297,7 @@ def status_write(event: dict[str, Any], job_prefix: str) -> Write:
         kind="status",
         item={
             "pk": f"RUN#{identity['run_id']}",
-            "sk": f"TRIAL#{identity['trial']}#STATUS",
+            "sk": f"{TRIAL_PREFIX}{identity['trial']}#STATUS",
             "kind": "status",
             **identity,
             "training_job_name": job_name,
@@ -262,15 +313,15 @@ def status_write(event: dict[str, Any], job_prefix: str) -> Write:
     )
 
 
-def parse_event(event: Any, *, event_source: str, job_prefix: str) -> Write:
-    """What an EventBridge event asks to write; raises Malformed for anything else."""
+def parse_event(event: Any, *, event_source: str, job_prefix: str) -> list[Write]:
+    """What an EventBridge event asks to write, the row that names its outcome first; raises Malformed otherwise."""
     if not isinstance(event, dict):
         raise Malformed(INVALID_FIELD, f"the event must be an object, not {type(event).__name__}")
     kind = (event.get("source"), event.get("detail-type"))
     if kind == (event_source, PROGRESS_DETAIL_TYPE):
-        return progress_write(event.get("detail"), job_prefix)
+        return progress_writes(event.get("detail"), job_prefix)
     if kind == (SAGEMAKER_SOURCE, STATE_CHANGE_DETAIL_TYPE):
-        return status_write(event, job_prefix)
+        return [status_write(event, job_prefix)]
     raise Malformed(
         UNKNOWN_EVENT,
         f"source {kind[0]!r} with detail-type {kind[1]!r}; expected {event_source!r} with "
@@ -304,11 +355,14 @@ class Recorder:
 
     def __call__(self, event: Any) -> str:
         try:
-            write = parse_event(event, event_source=self.event_source, job_prefix=self.job_prefix)
+            writes = parse_event(event, event_source=self.event_source, job_prefix=self.job_prefix)
         except Malformed as problem:
             self.quarantine(event, problem)
             return "quarantined"
-        return self.put(write)
+        # In order: a failure after the round's row raises, and the retry finds that row and
+        # writes the summary it missed.
+        outcomes = [self.put(write) for write in writes]
+        return outcomes[0]
 
     def put(self, write: Write) -> str:
         """``<kind>-recorded``, or ``<kind>-skipped`` when the condition kept the stored row."""
@@ -327,7 +381,7 @@ class Recorder:
             if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
             logger.info(
-                "already recorded" if write.kind == "progress" else "stale status ignored",
+                "already recorded" if write.kind == "progress" else f"stale {write.kind} ignored",
                 extra={"pk": write.item["pk"], "sk": write.item["sk"]},
             )
             return f"{write.kind}-skipped"

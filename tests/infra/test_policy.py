@@ -167,6 +167,7 @@ EXPECTED_ACKNOWLEDGMENTS = {
         "AwsSolutions-IAM5[Resource::*]",
         "AwsSolutions-IAM5[Resource::arn:aws:logs:eu-west-1:{account}:log-group:/aws/sagemaker/TrainingJobs:*]",
         "AwsSolutions-IAM5[Resource::<ArtifactsZoneBucket>/artifacts/runs/*]",
+        "AwsSolutions-IAM5[Resource::<ArtifactsZoneBucket>/artifacts/runs/*/checkpoints/*]",
         "AwsSolutions-IAM5[Resource::<FeaturesZoneBucket>/features/*]",
     },
     "Training/Pipeline/TrainingJobFunctionRole/DefaultPolicy": {

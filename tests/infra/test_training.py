@@ -352,6 +352,16 @@ def s3_grants(statements: list[dict[str, Any]], action: str) -> set[str]:
     return found
 
 
+def test_the_train_role_deletes_only_checkpoints(resources):
+    """Jobs keep their latest two checkpoints; SageMaker mirrors the deletions to S3 with the job's role."""
+    for role in ("PipelinePrepareRole", "PipelineTransformRole", "PipelineBaselineRole"):
+        assert s3_grants(policy_statements(resources, role), "s3:DeleteObject") == set()
+
+    assert s3_grants(policy_statements(resources, "PipelineTrainRole"), "s3:DeleteObject") == {
+        "<Artifacts>/artifacts/runs/*/checkpoints/*"
+    }
+
+
 def test_the_baseline_role_reads_splits_models_and_schemas_and_writes_only_baselines(resources):
     statements = policy_statements(resources, "PipelineBaselineRole")
 

@@ -20,12 +20,14 @@ job's work is done here, by the real code where the platform has it (``SageMaker
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 import time
 from typing import Any
 
 import boto3
+import pandas as pd
 import pytest
 from moto import mock_aws
 from moto.awslambda.models import LambdaBackend
@@ -296,6 +298,17 @@ def execute(definition: str, execution_input: dict[str, Any], name: str = "run-1
     raise AssertionError("the execution did not finish within 120 seconds")
 
 
+def split_rows(s3: Any, run_id: str) -> dict[str, int]:
+    """Rows of each split file the prepare job left in the features zone."""
+    rows = {}
+    for listed in s3.list_objects_v2(Bucket=bucket_name("Features"), Prefix="features/")["Contents"]:
+        name = listed["Key"].rpartition("/")[2]
+        if name.startswith(f"{run_id}-") and name.endswith(".parquet"):
+            body = s3.get_object(Bucket=bucket_name("Features"), Key=listed["Key"])["Body"].read()
+            rows[name.removeprefix(f"{run_id}-").removesuffix(".parquet")] = len(pd.read_parquet(io.BytesIO(body)))
+    return rows
+
+
 def ledger_rows(run_id: str) -> list[dict[str, Any]]:
     table = boto3.resource("dynamodb", region_name=REGION).Table("ledger-test")
     return table.query(KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": f"RUN#{run_id}"})["Items"]
@@ -352,6 +365,7 @@ def test_a_run_plans_trains_every_trial_baselines_and_registers_the_best_and_pre
     assert groups == {"mlops-dev-example-xgboost", "mlops-dev-example-linear"}
 
     s3 = boto3.client("s3", region_name=REGION)
+    prepared = split_rows(s3, "run-1")
     for model, entry in best.items():
         package = sagemaker.describe_model_package(ModelPackageName=entry["model_package_arn"])
         model_data = package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
@@ -365,7 +379,9 @@ def test_a_run_plans_trains_every_trial_baselines_and_registers_the_best_and_pre
         baseline = json.loads(body)
         assert baseline["model"]["algorithm"] == model
         assert baseline["feature_order"] == list(example.dataset.features)
-        assert baseline["predictions"]["count"] == baseline["rows"] > 0  # the training split, scored
+        # Features from the training rows; predictions from the rows prepare held out, which the model never saw.
+        assert baseline["rows"] == prepared["train"] > 0
+        assert baseline["predictions"]["count"] == prepared["validation"] + prepared["test"] > 0
 
     rows = ledger_rows("run-1")
     assert {row["sk"].split("#")[0] for row in rows} == {"RUN", "TRIAL", "PACKAGE"}

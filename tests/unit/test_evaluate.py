@@ -683,6 +683,8 @@ def test_evaluation_registers_nothing_and_describes_one_baseline_job_per_chosen_
             "/opt/ml/processing/input/model/model.tar.gz",
             "--training-data",
             "/opt/ml/processing/input/training",
+            "--holdout-data",
+            "/opt/ml/processing/input/holdout",
             "--schema",
             "/opt/ml/processing/input/schema/feature-schema.json",
             "--output",
@@ -692,6 +694,9 @@ def test_evaluation_registers_nothing_and_describes_one_baseline_job_per_chosen_
     assert {i["InputName"]: (i["S3Input"]["S3Uri"], i["S3Input"]["LocalPath"]) for i in job["ProcessingInputs"]} == {
         "model": (linear["model_data"], "/opt/ml/processing/input/model"),
         "training": (training_data, "/opt/ml/processing/input/training"),
+        # Rows the model never trained on, for the predictions' baseline.
+        "validation": (training_data.replace("-train.", "-validation."), "/opt/ml/processing/input/holdout/validation"),
+        "test": (training_data.replace("-train.", "-test."), "/opt/ml/processing/input/holdout/test"),
         "schema": (schema, "/opt/ml/processing/input/schema"),
     }
     [out] = job["ProcessingOutputConfig"]["Outputs"]

@@ -134,11 +134,12 @@ def test_the_archive_unpacks_as_sagemaker_would(model_directory):
     assert sorted(p.name for p in model_directory.iterdir()) == ["metadata.json", "model.json"]
 
 
-def test_the_baseline_summarizes_the_train_split_and_the_model_s_scores(example, model_directory):
+def test_the_baseline_summarizes_the_train_split_and_the_model_s_scores_of_held_out_rows(example, model_directory):
     document = json.loads(BASELINE.read_text())
     records = [json.loads(line) for line in DATASET.read_text().splitlines()]
     train = [line["record"] for line in records if split_of(line["record_id"]) == "train"]
-    features = np.array([[row[name] for name in example.dataset.features] for row in train], dtype=np.float32)
+    held_out = [line["record"] for line in records if split_of(line["record_id"]) != "train"]
+    features = np.array([[row[name] for name in example.dataset.features] for row in held_out], dtype=np.float32)
     _, predict = load_model(model_directory)
     scores = predict(features)
 
@@ -148,7 +149,7 @@ def test_the_baseline_summarizes_the_train_split_and_the_model_s_scores(example,
     assert document["rows"] == len(train)
     assert document["features"]["mean_radius"]["min"] == min(row["mean_radius"] for row in train)
     predictions = document["predictions"]
-    assert predictions["count"] == len(train)
+    assert predictions["count"] == len(held_out)  # rows the model never trained on
     assert predictions["min"] == pytest.approx(float(scores.min()))
     assert predictions["max"] == pytest.approx(float(scores.max()))
     assert sum(predictions["proportions"]) == pytest.approx(1, abs=1e-4)

@@ -52,6 +52,7 @@ PLATFORM_HYPERPARAMETERS = {
     "mlops_algorithm",
     "mlops_problem_type",
     "mlops_target",
+    "mlops_objective",
     "mlops_tenant",
     "mlops_model",
     "mlops_run_id",
@@ -352,6 +353,7 @@ def test_hyperparameters_are_strings_with_every_platform_setting_the_image_accep
         "mlops_algorithm": "linear",
         "mlops_problem_type": "binary",
         "mlops_target": "churned",
+        "mlops_objective": "validation:auc",
         "mlops_tenant": "acme",
         "mlops_model": "linear",
         "mlops_run_id": "run-1",
@@ -371,6 +373,41 @@ def test_hyperparameters_are_strings_with_every_platform_setting_the_image_accep
         "00005",
         "mlops-dev-progress",
     )
+    # Each trial keeps its best round by the tenant's objective, the metric evaluate ranks trials by.
+    assert settings.platform.objective == "validation:auc"
+
+
+def test_a_trial_keeps_the_round_its_tenants_objective_chooses(plan, aws, tmp_path, capsys):
+    """The plan's hyperparameters, verbatim, run the training image: its kept round is the best by validation:auc."""
+    training_image()
+    from mlops_training.paths import SageMakerPaths
+    from mlops_training.train import main as train
+    from tests.unit.training.conftest import small_dataset
+
+    s3, _ = aws
+    publish(s3, published())
+    [item, *_] = items_of(s3, run(plan))
+    hyperparameters = {**item["request"]["HyperParameters"], "mlops_event_bus": ""}  # no bus: nothing to send
+    paths = SageMakerPaths(root=tmp_path / "ml", checkpoints=tmp_path / "ml" / "checkpoints")
+    frame = small_dataset("binary").rename(columns={"target": "churned"})
+    for channel, part in (("train", frame.iloc[::2]), ("validation", frame.iloc[1::2])):
+        paths.channel(channel).mkdir(parents=True)
+        part.to_csv(paths.channel(channel) / "part.csv", index=False)
+    paths.hyperparameters.parent.mkdir(parents=True)
+    paths.hyperparameters.write_text(json.dumps(hyperparameters))
+
+    assert train(paths) == 0
+
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
+    auc = {
+        int(line.split("]")[0].split()[-1]): float(line.split("validation:auc=")[1].split(";")[0])
+        for line in lines
+        if line.startswith("[round ")
+    }
+    metadata = json.loads((paths.model / "metadata.json").read_text())
+    assert metadata["objective"] == "validation:auc"
+    assert metadata["round"] == min(number for number, value in auc.items() if value == max(auc.values()))
+    assert lines[-1].startswith(f"[kept round {metadata['round']}]")
 
 
 def test_the_volume_key_is_set_only_where_the_instance_has_no_local_storage(plan, aws):

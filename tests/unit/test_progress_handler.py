@@ -2,14 +2,18 @@
 
 ``events/sagemaker_training_job_state_change.json`` is the training-job example from AWS's "Events
 that Amazon SageMaker AI sends to Amazon EventBridge" (SageMaker developer guide), verbatim but for
-the platform's ``mlops_*`` hyperparameters added to its ``HyperParameters``.
+the platform's ``mlops_*`` hyperparameters added to its ``HyperParameters``. ``Training Progress``
+events are made by the training container's own emitter (``mlops_training.train.progress_reporter``).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import math
+import sys
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,13 +23,16 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from tests.conftest import load_handler
+from tests.conftest import ROOT, load_handler
 
 TABLE = "progress-test"
 PREFIX = "mlops-dev"
 SOURCE = "mlops.training"
 JOB = f"{PREFIX}-0123456789-00001-a1"
+ATTEMPT = "20261124T235000.000Z"  # the container's start: mlops_training.train.attempt_of
 SAMPLE = json.loads((Path(__file__).parent / "events" / "sagemaker_training_job_state_change.json").read_text())
+DEFAULT_METRICS = {"validation:auc": 0.9731, "validation:logloss": 0.12, "train:auc": math.nan}
+SENT_AT = datetime(2026, 11, 24, 23, 59, 30, 123000, tzinfo=UTC)
 
 
 @dataclass
@@ -36,29 +43,98 @@ class LambdaContext:
     aws_request_id: str = "request-1"
 
 
-def progress_event(**changes: Any) -> dict[str, Any]:
-    detail = {
-        "run_id": "run-1",
-        "tenant": "example",
-        "model": "xgboost",
-        "trial": "00001",
-        "training_job_name": JOB,
-        "epoch": 3,
-        "metrics": {"validation:auc": 0.9731, "validation:logloss": 0.12, "train:auc": None},
-        "time": "2026-11-24T23:59:30.123Z",
-    }
-    detail.update(changes)
+class RecordingEventBridge:
+    """Stands in for the container's EventBridge client: keeps every PutEvents entry."""
+
+    def __init__(self) -> None:
+        self.entries: list[dict[str, Any]] = []
+
+    def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:
+        self.entries.extend(Entries)
+        return {"FailedEntryCount": 0, "Entries": [{"EventId": str(i)} for i, _ in enumerate(Entries)]}
+
+
+def delivered(entry: dict[str, Any], number: int = 1) -> dict[str, Any]:
+    """A PutEvents entry as EventBridge hands it to the rule's target (the function)."""
     return {
         "version": "0",
-        "id": "5b9f3d2e-0000-0000-0000-000000000001",
-        "detail-type": "Training Progress",
-        "source": SOURCE,
+        "id": f"5b9f3d2e-0000-0000-0000-{number:012d}",
+        "detail-type": entry["DetailType"],
+        "source": entry["Source"],
         "account": "111111111111",
         "time": "2026-11-24T23:59:31Z",
         "region": "eu-west-1",
         "resources": [],
-        "detail": detail,
+        "detail": json.loads(entry["Detail"]),
     }
+
+
+def sent_entry(
+    *,
+    epoch: int,
+    metrics: dict[str, float],
+    kept: tuple[int, dict[str, float]] | None,
+    run_id: str = "run-1",
+    tenant: str = "example",
+    model: str = "xgboost",
+    trial: str = "00001",
+    training_job_name: str = JOB,
+    attempt: str = ATTEMPT,
+) -> dict[str, Any]:
+    """The PutEvents entry the training container sends for one round, with this job's identity."""
+    path = str(ROOT / "containers" / "training")
+    if path not in sys.path:
+        sys.path.insert(0, path)
+    from mlops_training.settings import parse
+    from mlops_training.train import progress_reporter
+
+    hyperparameters = {
+        "mlops_algorithm": "xgboost",
+        "mlops_problem_type": "binary",
+        "mlops_target": "target",
+        "mlops_run_id": run_id,
+        "mlops_tenant": tenant,
+        "mlops_model": model,
+        "mlops_trial": trial,
+        "mlops_event_bus": "mlops-dev-progress",
+        "mlops_event_source": SOURCE,
+    }
+    client = RecordingEventBridge()
+    reporter = progress_reporter(
+        parse(hyperparameters).platform,
+        training_job_name,
+        attempt=attempt,
+        objective="validation:auc",
+        every_rounds=1,
+        client=client,
+        now=lambda: SENT_AT,
+    )
+    reporter.report(epoch, metrics, kept or (epoch, metrics))
+    reporter.close()
+    [entry] = client.entries
+    return entry
+
+
+IDENTITY = ("run_id", "tenant", "model", "trial", "training_job_name", "attempt")
+
+
+def progress_event(
+    *, epoch: Any = 3, metrics: dict[str, Any] | None = None, kept: tuple[int, dict] | None = None, **changes: Any
+) -> dict[str, Any]:
+    """What EventBridge delivers for a round the container reported; other ``changes`` then alter its detail."""
+    identity = {name: changes.pop(name) for name in IDENTITY if isinstance(changes.get(name), str)}
+    event = delivered(
+        sent_entry(epoch=epoch, metrics=DEFAULT_METRICS if metrics is None else metrics, kept=kept, **identity)
+    )
+    event["detail"].update(changes)
+    return event
+
+
+def tampered(**detail: Any) -> dict[str, Any]:
+    """An event the emitter never sends (a NaN written raw, metrics as a list): a handler must still survive it."""
+    event = progress_event()
+    event["detail"].update(detail)
+    return event
 
 
 def state_change(
@@ -88,33 +164,42 @@ def state_change(
     return event
 
 
-@pytest.fixture
-def aws():
-    with mock_aws():
-        dynamodb = boto3.client("dynamodb", region_name="eu-west-1")
-        dynamodb.create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        sqs = boto3.client("sqs", region_name="eu-west-1")
-        queue_url = sqs.create_queue(QueueName="progress-quarantine")["QueueUrl"]
-        yield boto3.resource("dynamodb", region_name="eu-west-1").Table(TABLE), sqs, queue_url
+def create_progress_resources() -> tuple[Any, Any, str]:
+    """The progress table and the quarantine queue, in moto (call inside ``mock_aws``)."""
+    dynamodb = boto3.client("dynamodb", region_name="eu-west-1")
+    dynamodb.create_table(
+        TableName=TABLE,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    sqs = boto3.client("sqs", region_name="eu-west-1")
+    queue_url = sqs.create_queue(QueueName="progress-quarantine")["QueueUrl"]
+    return boto3.resource("dynamodb", region_name="eu-west-1").Table(TABLE), sqs, queue_url
 
 
-@pytest.fixture
-def progress(aws, monkeypatch):
-    _, _, queue_url = aws
+def load_progress_handler(monkeypatch, queue_url: str) -> Any:
     monkeypatch.setenv("TABLE_NAME", TABLE)
     monkeypatch.setenv("QUARANTINE_QUEUE_URL", queue_url)
     monkeypatch.setenv("EVENT_SOURCE", SOURCE)
     monkeypatch.setenv("JOB_PREFIX", PREFIX)
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "progress")
     return load_handler("progress")
+
+
+@pytest.fixture
+def aws():
+    with mock_aws():
+        yield create_progress_resources()
+
+
+@pytest.fixture
+def progress(aws, monkeypatch):
+    _, _, queue_url = aws
+    return load_progress_handler(monkeypatch, queue_url)
 
 
 @pytest.fixture
@@ -146,52 +231,105 @@ def run(progress, event: Any) -> str:
 # Rounds.
 
 
-def test_a_round_is_written_as_its_epoch_row_with_decimal_metrics(progress, table, aws):
+def curve_rows(table) -> list[dict[str, Any]]:
+    return [item for item in rows(table) if item["sk"].startswith("CURVE#")]
+
+
+def attempt_rows(table) -> list[dict[str, Any]]:
+    return [item for item in rows(table) if "#ATTEMPT#" in item["sk"]]
+
+
+IDENTITY_ROW = {
+    "run_id": "run-1",
+    "tenant": "example",
+    "model": "xgboost",
+    "trial": "00001",
+    "attempt": ATTEMPT,
+    "training_job_name": JOB,
+}
+
+
+def test_a_round_is_written_as_its_attempts_curve_row_and_summary_with_decimal_metrics(progress, table, aws):
     assert run(progress, progress_event()) == "progress-recorded"
 
-    assert rows(table) == [
+    metrics = {"validation:auc": Decimal("0.9731"), "validation:logloss": Decimal("0.12"), "train:auc": None}
+    assert curve_rows(table) == [
         {
             "pk": "RUN#run-1",
-            "sk": "TRIAL#00001#EPOCH#0000003",
+            "sk": f"CURVE#00001#{ATTEMPT}#0000003",
             "kind": "progress",
-            "run_id": "run-1",
-            "tenant": "example",
-            "model": "xgboost",
-            "trial": "00001",
-            "training_job_name": JOB,
+            **IDENTITY_ROW,
             "epoch": Decimal(3),
-            "metrics": {"validation:auc": Decimal("0.9731"), "validation:logloss": Decimal("0.12"), "train:auc": None},
+            "metrics": metrics,
+            "time": "2026-11-24T23:59:30.123Z",
+        }
+    ]
+    assert attempt_rows(table) == [
+        {
+            "pk": "RUN#run-1",
+            "sk": f"TRIAL#00001#ATTEMPT#{ATTEMPT}",
+            "kind": "attempt",
+            **IDENTITY_ROW,
+            "objective": "validation:auc",
+            "epoch": Decimal(3),
+            "metrics": metrics,
+            "kept_epoch": Decimal(3),
+            "kept_metrics": metrics,
             "time": "2026-11-24T23:59:30.123Z",
         }
     ]
     assert quarantined(aws) == []
 
 
-def test_epochs_sort_numerically_within_a_trial(progress, table):
+def test_epochs_sort_numerically_within_an_attempts_curve(progress, table):
     for epoch in (10, 0, 2, 1_000_000):
         run(progress, progress_event(epoch=epoch))
 
-    items = table.query(KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": "RUN#run-1"})["Items"]
+    items = table.query(
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :curve)",
+        ExpressionAttributeValues={":pk": "RUN#run-1", ":curve": f"CURVE#00001#{ATTEMPT}#"},
+    )["Items"]
     assert [item["epoch"] for item in items] == [0, 2, 10, 1_000_000]
 
 
-def test_a_redelivered_round_neither_duplicates_nor_rewrites_its_row(progress, table, aws):
+def test_a_redelivered_round_neither_duplicates_nor_rewrites_its_rows(progress, table, aws):
     run(progress, progress_event())
     before = rows(table)
-    # The same round again, as a redelivery or a resumed job would send it: different time, other values.
-    again = progress_event(time="2026-11-25T00:10:00Z", metrics={"validation:auc": 0.5})
+    # The same round of the same attempt again, as a redelivery: different time, other values.
+    again = progress_event(metrics={"validation:auc": 0.5})
+    again["detail"]["time"] = "2026-11-25T00:10:00Z"
 
     assert run(progress, progress_event()) == "progress-skipped"
     assert run(progress, again) == "progress-skipped"
     assert rows(table) == before
-    assert len(before) == 1
+    assert len(before) == 2  # the round and its attempt's summary
     assert quarantined(aws) == []
+
+
+def test_an_attempts_summary_holds_its_latest_round_and_kept_round_whatever_the_delivery_order(progress, table):
+    best = {"validation:auc": 0.97}
+    run(progress, progress_event(epoch=20, metrics={"validation:auc": 0.95}, kept=(12, best)))
+    run(progress, progress_event(epoch=10, metrics={"validation:auc": 0.96}, kept=(10, {"validation:auc": 0.96})))
+
+    [summary] = attempt_rows(table)
+    assert (summary["epoch"], summary["metrics"]) == (20, {"validation:auc": Decimal("0.95")})
+    assert (summary["kept_epoch"], summary["kept_metrics"]) == (12, {"validation:auc": Decimal("0.97")})
+    assert [item["epoch"] for item in curve_rows(table)] == [10, 20]
+
+
+def test_an_event_without_an_attempt_counts_as_its_jobs(progress, table):
+    """An image from before attempts: its job's rounds still form one curve of their own."""
+    event = progress_event()
+    del event["detail"]["attempt"]
+
+    assert run(progress, event) == "progress-recorded"
+    assert [item["sk"] for item in rows(table)] == [f"CURVE#00001#{JOB}#0000003", f"TRIAL#00001#ATTEMPT#{JOB}"]
 
 
 def test_integer_and_extreme_but_storable_metrics_are_kept_exactly(progress, table):
     run(progress, progress_event(metrics={"rounds": 7, "tiny": 1e-120, "big": 1.5e100, "zero": 0.0}))
 
-    [item] = rows(table)
+    [item] = curve_rows(table)
     assert item["metrics"] == {
         "rounds": Decimal(7),
         "tiny": Decimal("1e-120"),
@@ -300,9 +438,11 @@ def test_progress_and_status_rows_of_a_trial_live_side_by_side(progress, table):
     run(progress, progress_event(epoch=2))
 
     items = table.query(KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": "RUN#run-1"})["Items"]
+    # The curves apart; each trial's attempts then its status under TRIAL#, one small query for a standing.
     assert [item["sk"] for item in items] == [
-        "TRIAL#00001#EPOCH#0000001",
-        "TRIAL#00001#EPOCH#0000002",
+        f"CURVE#00001#{ATTEMPT}#0000001",
+        f"CURVE#00001#{ATTEMPT}#0000002",
+        f"TRIAL#00001#ATTEMPT#{ATTEMPT}",
         "TRIAL#00001#STATUS",
     ]
 
@@ -327,24 +467,30 @@ MALFORMED = [
     (progress_event(run_id=None), "missing-field"),
     ({**progress_event(), "detail": without(progress_event()["detail"], "trial")}, "missing-field"),
     ({**progress_event(), "detail": without(progress_event()["detail"], "metrics")}, "missing-field"),
-    (progress_event(epoch="3"), "invalid-field"),
-    (progress_event(epoch=3.0), "invalid-field"),
+    (tampered(epoch="3"), "invalid-field"),
+    (tampered(epoch=3.0), "invalid-field"),
     (progress_event(epoch=True), "invalid-field"),
     (progress_event(epoch=-1), "invalid-field"),
     (progress_event(epoch=10_000_000), "invalid-field"),
     (progress_event(trial="00#01"), "invalid-field"),
     (progress_event(run_id=""), "invalid-field"),
     (progress_event(tenant=7), "invalid-field"),
-    (progress_event(metrics=[0.9]), "invalid-field"),
-    (progress_event(metrics={"validation:auc": "0.9"}), "invalid-field"),
+    (tampered(metrics=[0.9]), "invalid-field"),
+    (tampered(metrics={"validation:auc": "0.9"}), "invalid-field"),
     (progress_event(metrics={"validation:auc": True}), "invalid-field"),
-    (progress_event(metrics={"validation:auc": float("nan")}), "invalid-field"),
+    (tampered(metrics={"validation:auc": float("nan")}), "invalid-field"),
     (progress_event(metrics={"validation:auc": 1e-300}), "invalid-field"),
     (progress_event(metrics={"validation:auc": 10**40}), "invalid-field"),
     (progress_event(time="yesterday"), "invalid-field"),
     (progress_event(time="2026-11-24T23:59:30"), "invalid-field"),
     (progress_event(training_job_name="someone-else-job"), "foreign-job"),
     (progress_event(training_job_name=PREFIX), "foreign-job"),
+    (progress_event(attempt="2026#1"), "invalid-field"),
+    (progress_event(attempt=""), "invalid-field"),
+    (tampered(kept=[3, {}]), "invalid-field"),
+    (tampered(kept={"epoch": 3}), "missing-field"),
+    (progress_event(kept=(-2, {"validation:auc": 0.9})), "invalid-field"),
+    (tampered(objective=7), "invalid-field"),
     ({**state_change(), "detail": None}, "invalid-field"),
     (without(state_change(), "time"), "missing-field"),
     (state_change(TrainingJobName=None), "missing-field"),

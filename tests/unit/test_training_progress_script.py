@@ -1,4 +1,4 @@
-"""scripts/training_progress.py against moto DynamoDB, with rows written by the progress handler itself."""
+"""scripts/training_progress.py on moto DynamoDB, with rows the progress handler wrote from the emitter's events."""
 
 from __future__ import annotations
 
@@ -14,33 +14,27 @@ from moto import mock_aws
 
 from scripts import training_progress
 from scripts.training_progress import NothingToShow, main, progress_table_from_stack, read_rows
-from tests.conftest import load_handler
-from tests.unit.test_progress_handler import PREFIX, SOURCE, TABLE, LambdaContext, progress_event, state_change
+from tests.unit.test_progress_handler import (
+    PREFIX,
+    TABLE,
+    LambdaContext,
+    create_progress_resources,
+    load_progress_handler,
+    progress_event,
+    state_change,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+FIRST, SECOND = "20261124T230000.000Z", "20261124T231500.000Z"  # attempts: the container's start times
 
 
 @pytest.fixture
 def handler(monkeypatch):
     with mock_aws():
-        dynamodb = boto3.client("dynamodb", region_name="eu-west-1")
-        dynamodb.create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        queue_url = boto3.client("sqs", region_name="eu-west-1").create_queue(QueueName="quarantine")["QueueUrl"]
-        monkeypatch.setenv("TABLE_NAME", TABLE)
-        monkeypatch.setenv("QUARANTINE_QUEUE_URL", queue_url)
-        monkeypatch.setenv("EVENT_SOURCE", SOURCE)
-        monkeypatch.setenv("JOB_PREFIX", PREFIX)
-        monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "progress")
+        _, _, queue_url = create_progress_resources()
         monkeypatch.delenv("MLOPS_PROGRESS_TABLE", raising=False)
-        yield load_handler("progress")
+        monkeypatch.delenv("MLOPS_STATE_MACHINE_ARN", raising=False)
+        yield load_progress_handler(monkeypatch, queue_url)
 
 
 def job(trial: str, attempt: int = 1) -> str:
@@ -51,15 +45,29 @@ def send(handler, event: dict[str, Any]) -> None:
     assert handler.handler(event, LambdaContext())["outcome"].endswith("-recorded")
 
 
-def round_of(trial: str, epoch: int, model: str = "xgboost", run_id: str = "run-1", **metrics: float | None):
-    names = {"auc": "validation:auc", "logloss": "validation:logloss", "train_auc": "train:auc"}
+NAMES = {"auc": "validation:auc", "logloss": "validation:logloss", "train_auc": "train:auc"}
+
+
+def round_of(
+    trial: str,
+    epoch: int,
+    model: str = "xgboost",
+    run_id: str = "run-1",
+    attempt: str = FIRST,
+    job_attempt: int = 1,
+    kept: tuple[int, dict[str, float]] | None = None,
+    **metrics: float | None,
+):
+    """The event the training container sends for the round (a metric of None: not finite that round)."""
     return progress_event(
         run_id=run_id,
         trial=trial,
         model=model,
-        training_job_name=job(trial),
+        training_job_name=job(trial, job_attempt),
+        attempt=attempt,
         epoch=epoch,
-        metrics={names[name]: value for name, value in metrics.items()},
+        metrics={NAMES[name]: float("nan") if value is None else value for name, value in metrics.items()},
+        kept=None if kept is None else (kept[0], {NAMES[name]: value for name, value in kept[1].items()}),
     )
 
 
@@ -71,13 +79,18 @@ def status_of(trial: str, status: str, time: str, model: str = "xgboost", attemp
 
 @pytest.fixture
 def seeded(handler):
-    """run-1: a completed trial, a failed one (on its second attempt) and one still starting; run-2 elsewhere."""
+    """run-1: a completed trial, a failed one (its second attempt: a retry), one still starting; run-2 elsewhere."""
+    best = {"auc": 0.97, "logloss": 0.25}
     for epoch, auc, logloss in [(1, 0.90, 0.40), (2, 0.95, 0.30), (3, 0.97, 0.25), (4, 0.96, 0.26)]:
-        send(handler, round_of("00000", epoch, auc=auc, logloss=logloss, train_auc=0.99))
+        # Early stopping keeps round 3, the best AUC, once it has been seen.
+        kept = (3, best) if epoch >= 3 else None
+        send(handler, round_of("00000", epoch, auc=auc, logloss=logloss, train_auc=0.99, kept=kept))
     send(handler, status_of("00000", "InProgress", "2026-11-24T23:00:00Z"))
     send(handler, status_of("00000", "Completed", "2026-11-24T23:10:00Z"))
-    for epoch, auc, logloss in [(1, 0.80, 0.50), (2, None, 0.45), (3, 0.85, 0.44)]:
+    for epoch, auc, logloss in [(1, 0.70, 0.60), (2, 0.72, 0.58)]:  # the first attempt, until its instance went
         send(handler, round_of("00001", epoch, auc=auc, logloss=logloss))
+    for epoch, auc, logloss in [(1, 0.80, 0.50), (2, None, 0.45), (3, 0.85, 0.44)]:  # the retry, as a new job
+        send(handler, round_of("00001", epoch, attempt=SECOND, job_attempt=2, auc=auc, logloss=logloss))
     send(handler, status_of("00001", "Failed", "2026-11-24T23:20:00Z", attempt=2))
     send(handler, status_of("00002", "InProgress", "2026-11-24T23:21:00Z", model="linear"))
     send(handler, round_of("00000", 1, run_id="run-2", auc=0.5, logloss=0.9))
@@ -96,53 +109,83 @@ def lines_of(text: str) -> dict[str, list[str]]:
 def assert_png(path: Path) -> None:
     data = path.read_bytes()
     assert data.startswith(PNG_MAGIC)
-    assert len(data) > 10_000  # axes, three curves and a legend, not an empty canvas
+    assert len(data) > 10_000  # axes, curves and a legend, not an empty canvas
     assert data[12:16] == b"IHDR"
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     assert (width, height) == (900, 550)
 
 
-def test_the_run_is_shown_as_a_table_of_trials_and_a_png_of_their_curves(seeded, tmp_path, capsys):
+def test_the_run_is_shown_as_a_summary_a_ranked_table_and_a_png_of_their_curves(seeded, tmp_path, capsys):
     output = tmp_path / "tmp" / "x.png"
 
     assert main(["run-1", "--table", TABLE, "--output", str(output)]) == 0
 
     out = capsys.readouterr().out
-    assert out.splitlines()[0] == f"run run-1: 3 trial(s) in {TABLE}"
-    header = out.splitlines()[1].split("  ")
-    assert [cell.strip() for cell in header if cell.strip()] == [
+    assert out.splitlines()[:5] == [
+        f"run run-1: 3 trial(s) in {TABLE}",
+        "1 Completed, 1 Failed, 1 InProgress",
+        "2 of 3 trial(s) reported validation:auc (higher is better)",  # the trials' objective
+        "best validation:auc: 0.97 (trial 00000, xgboost)",
+        "failures (1 trial(s)):",
+    ]
+    assert "  1 x AlgorithmError: out of memory (e.g. trial 00001)" in out
+    header = next(line for line in out.splitlines() if line.startswith("trial "))
+    assert re.split(r"\s{2,}", header) == [
         "trial",
         "model",
         "job",
         "status",
-        "rounds",
-        "last round",
+        "attempts",
+        "round",
+        "kept round",
         "latest validation:auc",
-        "best validation:auc",
+        "kept validation:auc",
     ]
+    # Ranked by the value at the round each trial keeps; the retried trial shows its latest attempt.
+    assert list(lines_of(out)) == ["00000", "00001", "00002"]
     assert lines_of(out) == {
-        "00000": ["00000", "xgboost", job("00000"), "Completed", "4", "4", "0.96", "0.97"],
-        "00001": ["00001", "xgboost", job("00001", 2), "Failed", "3", "3", "0.85", "0.85"],
-        "00002": ["00002", "linear", job("00002"), "InProgress", "0", "-", "-", "-"],
+        "00000": ["00000", "xgboost", job("00000"), "Completed", "1", "4", "3", "0.96", "0.97"],
+        "00001": ["00001", "xgboost", job("00001", 2), "Failed", "2", "3", "3", "0.85", "0.85"],
+        "00002": ["00002", "linear", job("00002"), "InProgress", "0", "-", "-", "-", "-"],
     }
-    assert "trial 00001 (Failed): AlgorithmError: out of memory" in out
     assert f"plot: {output}" in out
     assert_png(output)
+
+
+def test_a_retried_trials_attempts_are_drawn_as_curves_of_their_own(seeded, tmp_path, monkeypatch):
+    figures = []
+    real_plot = training_progress.plot
+    monkeypatch.setattr(training_progress, "plot", lambda *a, **k: figures.append(real_plot(*a, **k)))
+
+    assert main(["run-1", "--table", TABLE, "--output", str(tmp_path / "r.png")]) == 0
+
+    [figure] = figures
+    lines = figure.axes[0].get_lines()
+    curves = [(list(line.get_xdata()), list(line.get_ydata()), line.get_linestyle()) for line in lines]
+    # Trial 00001's first attempt (rounds 1-2) and its retry (rounds 1-3, round 2's AUC not finite) stay apart.
+    assert ([1, 2], [0.70, 0.72], "--") in curves
+    assert ([1, 3], [0.80, 0.85], "-") in curves
+    assert ([1, 2, 3, 4], [0.90, 0.95, 0.97, 0.96], "-") in curves
+    assert [text.get_text() for text in figure.axes[0].get_legend().get_texts()] == [
+        "00000 xgboost (Completed)",
+        "00001 xgboost (Failed)",
+    ]
 
 
 def test_a_loss_metric_is_best_at_its_minimum(seeded, tmp_path, capsys):
     assert main(["run-1", "--table", TABLE, "--metric", "validation:logloss", "--output", str(tmp_path / "r.png")]) == 0
 
     table = lines_of(capsys.readouterr().out)
-    assert table["00000"][-2:] == ["0.26", "0.25"]
+    assert table["00000"][-2:] == ["0.26", "0.25"]  # latest, and at the kept round
     assert table["00001"][-2:] == ["0.44", "0.44"]
+    assert list(table) == ["00000", "00001", "00002"]  # lowest first
 
 
 def test_the_direction_can_be_given(seeded, tmp_path, capsys):
     argv = ["run-1", "--table", TABLE, "--metric", "validation:auc", "--direction", "minimize"]
     assert main([*argv, "--output", str(tmp_path / "r.png")]) == 0
 
-    assert lines_of(capsys.readouterr().out)["00000"][-1] == "0.9"
+    assert list(lines_of(capsys.readouterr().out)) == ["00001", "00000", "00002"]  # 0.85 ranks above 0.97
 
 
 def test_a_metric_no_trial_reported_is_shown_as_dashes_and_said(seeded, tmp_path, capsys):
@@ -282,12 +325,12 @@ def test_every_page_of_the_query_is_read():
     def row(epoch: int) -> dict[str, Any]:
         return {
             "pk": {"S": "RUN#r"},
-            "sk": {"S": f"TRIAL#00000#EPOCH#{epoch:07d}"},
+            "sk": {"S": f"CURVE#00000#{FIRST}#{epoch:07d}"},
             "epoch": {"N": str(epoch)},
             "metrics": {"M": {"validation:auc": {"N": "0.5"}, "train:auc": {"NULL": True}}},
         }
 
-    last = {"pk": {"S": "RUN#r"}, "sk": {"S": "TRIAL#00000#EPOCH#0000001"}}
+    last = {"pk": {"S": "RUN#r"}, "sk": {"S": f"CURVE#00000#{FIRST}#0000001"}}
     stubber.add_response("query", {"Items": [row(0), row(1)], "LastEvaluatedKey": last}, query)
     stubber.add_response("query", {"Items": [row(2)]}, {**query, "ExclusiveStartKey": last})
     with stubber:
@@ -303,4 +346,187 @@ def test_the_rows_read_are_the_rows_the_handler_wrote(seeded):
     stored = boto3.resource("dynamodb", region_name="eu-west-1").Table(TABLE).scan()["Items"]
 
     assert rows == [item for item in stored if item["pk"] == "RUN#run-2"]
-    assert json.loads(json.dumps(rows, default=str))[0]["sk"] == "TRIAL#00000#EPOCH#0000001"
+    assert [row["sk"] for row in json.loads(json.dumps(rows, default=str))] == [
+        f"CURVE#00000#{FIRST}#0000001",
+        f"TRIAL#00000#ATTEMPT#{FIRST}",
+    ]
+
+
+# Many trials: the best few, a summary, and only their curves read.
+
+
+class CountingDynamoDB:
+    """The DynamoDB client, with every Query's key condition and prefix noted."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.queries: list[str] = []
+
+    def get_paginator(self, operation: str) -> Any:
+        paginator = self.client.get_paginator(operation)
+        queries = self.queries
+
+        class Counting:
+            def paginate(self, **kwargs: Any) -> Any:
+                queries.append(kwargs["ExpressionAttributeValues"].get(":prefix", {}).get("S", "<all>"))
+                return paginator.paginate(**kwargs)
+
+        return Counting()
+
+
+def test_a_run_of_many_trials_shows_the_best_few_and_a_summary_reading_only_their_curves(
+    handler, tmp_path, capsys, monkeypatch
+):
+    for number in range(120):
+        trial = f"{number:05d}"
+        auc = 0.5 + number / 1000  # trial 00119 is the best
+        for epoch in (1, 2):
+            send(handler, round_of(trial, epoch, auc=auc - 0.01 * (2 - epoch), logloss=1 - auc))
+        status = "Failed" if number % 10 == 0 else "Completed"
+        event = status_of(trial, status, "2026-11-24T23:30:00Z")
+        if number % 20 == 0:
+            event["detail"]["FailureReason"] = "ClientError: no capacity"
+        send(handler, event)
+    counting = CountingDynamoDB(boto3.client("dynamodb", region_name="eu-west-1"))
+    real_client = boto3.client
+    monkeypatch.setattr(
+        training_progress.boto3,
+        "client",
+        lambda service, **kw: counting if service == "dynamodb" else real_client(service, **kw),
+    )
+    figures = []
+    real_plot = training_progress.plot
+    monkeypatch.setattr(training_progress, "plot", lambda *a, **k: figures.append(real_plot(*a, **k)))
+
+    assert main(["run-1", "--table", TABLE, "--top", "5", "--output", str(tmp_path / "r.png")]) == 0
+
+    out = capsys.readouterr().out
+    assert "108 Completed, 12 Failed" in out
+    assert "best validation:auc: 0.619 (trial 00119, xgboost)" in out
+    assert "  6 x ClientError: no capacity (e.g. trial 00000)" in out
+    assert "  6 x AlgorithmError: out of memory (e.g. trial 00010)" in out
+    assert "the 5 best of 120 trials by validation:auc (--top to change):" in out
+    assert list(lines_of(out)) == ["00119", "00118", "00117", "00116", "00115"]
+    [figure] = figures
+    assert len(figure.axes[0].get_legend().get_texts()) == 5
+    # One query for the standing of all 120 trials, then one per curve drawn.
+    assert counting.queries == [
+        "TRIAL#",
+        *(f"CURVE#{trial}#{FIRST}#" for trial in ("00119", "00118", "00117", "00116", "00115")),
+    ]
+
+
+def test_top_must_be_at_least_one(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["run-1", "--table", TABLE, "--top", "0"])
+
+    assert exited.value.code == 2
+    assert "--top has value 0" in capsys.readouterr().err
+
+
+# Following a run until its execution ends.
+
+
+def start_run(run_id: str = "run-1") -> tuple[Any, str]:
+    sfn = boto3.client("stepfunctions", region_name="eu-west-1")
+    machine = sfn.create_state_machine(
+        name="mlops-dev-training",
+        definition=json.dumps({"StartAt": "Wait", "States": {"Wait": {"Type": "Pass", "End": True}}}),
+        roleArn="arn:aws:iam::123456789012:role/training",
+    )["stateMachineArn"]
+    sfn.start_execution(stateMachineArn=machine, name=run_id)
+    return sfn, machine
+
+
+def test_follow_refreshes_until_the_execution_ends(handler, tmp_path, capsys):
+    sfn, machine = start_run()
+    send(handler, round_of("00000", 1, auc=0.9, logloss=0.4))
+    refreshes: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        """Between refreshes the run goes on: a round arrives; after the second, the run is stopped."""
+        refreshes.append(seconds)
+        send(handler, round_of("00000", len(refreshes) + 1, auc=0.9 + len(refreshes) / 100, logloss=0.4))
+        if len(refreshes) == 2:
+            sfn.stop_execution(executionArn=machine.replace(":stateMachine:", ":execution:") + ":run-1")
+
+    argv = ["run-1", "--table", TABLE, "--follow", "--every", "5", "--state-machine", machine]
+    assert main([*argv, "--output", str(tmp_path / "r.png")], sleep=sleep) == 3  # ended, not succeeded
+
+    out = capsys.readouterr().out
+    assert refreshes == [5, 5]
+    blocks = out.split("\n-- ")[1:]
+    assert [block.splitlines()[0].split(" ", 1)[1] for block in blocks] == [
+        "execution run-1: RUNNING",
+        "execution run-1: RUNNING",
+        "execution run-1: ABORTED",
+    ]
+    # Each refresh shows the rounds that arrived since: the latest round 1, 2, then 3.
+    assert [lines_of(block)["00000"][5] for block in blocks] == ["1", "2", "3"]
+    assert_png(tmp_path / "r.png")
+
+
+def test_follow_waits_for_a_run_without_rows_and_exits_0_when_it_succeeds(handler, tmp_path, capsys, monkeypatch):
+    statuses = iter(["RUNNING", "SUCCEEDED"])
+
+    class StepFunctions:
+        def describe_execution(self, executionArn: str) -> dict[str, str]:
+            assert executionArn == "arn:aws:states:eu-west-1:123456789012:execution:training:run-9"
+            return {"status": next(statuses)}
+
+    real_client = boto3.client
+    monkeypatch.setattr(
+        training_progress.boto3,
+        "client",
+        lambda service, **kw: StepFunctions() if service == "stepfunctions" else real_client(service, **kw),
+    )
+    argv = ["run-9", "--table", TABLE, "--follow", "--output", str(tmp_path / "r.png")]
+    environ = {"MLOPS_STATE_MACHINE_ARN": "arn:aws:states:eu-west-1:123456789012:stateMachine:training"}
+
+    assert main(argv, environ=environ, sleep=lambda seconds: None) == 0
+
+    assert capsys.readouterr().out.count("run run-9: no trial has reported yet") == 2
+
+
+def test_follow_without_a_state_machine_exits_2_saying_how_to_name_one(handler, capsys):
+    assert main(["run-1", "--table", TABLE, "--follow"], environ={}) == 2
+
+    [line] = capsys.readouterr().err.splitlines()
+    assert "--state-machine" in line
+    assert "--training-stack" in line
+    assert "MLOPS_STATE_MACHINE_ARN" in line
+
+
+def test_follow_finds_the_state_machine_in_the_environments_training_stack(handler, tmp_path, capsys, monkeypatch):
+    sfn, machine = start_run()
+    sfn.stop_execution(executionArn=machine.replace(":stateMachine:", ":execution:") + ":run-1")
+    cloudformation, stubber = stubbed_cloudformation(
+        "dev-Foundation", [{"OutputKey": "ProgressTableName", "OutputValue": TABLE}]
+    )
+    stubber.add_response(
+        "describe_stacks",
+        {
+            "Stacks": [
+                {
+                    "StackName": "dev-Training",
+                    "CreationTime": "2026-11-24T00:00:00Z",
+                    "StackStatus": "UPDATE_COMPLETE",
+                    "Outputs": [{"OutputKey": "StateMachineArn", "OutputValue": machine}],
+                }
+            ]
+        },
+        {"StackName": "dev-Training"},
+    )
+    real_client = boto3.client
+    monkeypatch.setattr(
+        training_progress.boto3,
+        "client",
+        lambda service, **kw: cloudformation if service == "cloudformation" else real_client(service, **kw),
+    )
+    send(handler, round_of("00000", 1, auc=0.9, logloss=0.4))
+
+    argv = ["run-1", "--stack", "dev-Foundation", "--follow", "--output", str(tmp_path / "r.png")]
+    assert main(argv, sleep=lambda seconds: None) == 3
+
+    assert "execution run-1: ABORTED" in capsys.readouterr().out
+    stubber.assert_no_pending_responses()

@@ -1,7 +1,9 @@
 """The algorithms: XGBoost (boosting rounds) and a linear model (SGD epochs), each binary or regression.
 
-Both report every round to a callback, stop early on the validation metric by default, checkpoint
-so a spot interruption resumes where it stopped, and return the best round's metrics.
+Both report every round to a callback, keep the round the tenant's objective chooses (see
+``objective``: the best one under early stopping, the last one without), checkpoint so a spot
+interruption resumes where it stopped (see ``checkpoints``: the latest two files only), and return
+the kept round's model.
 """
 
 from __future__ import annotations
@@ -22,13 +24,28 @@ from sklearn.linear_model import SGDClassifier, SGDRegressor
 from sklearn.metrics import accuracy_score, log_loss, mean_absolute_error, roc_auc_score, root_mean_squared_error
 from sklearn.preprocessing import StandardScaler
 
-RoundCallback = Callable[[int, dict[str, float]], None]
+from mlops_training.checkpoints import Checkpoints
+from mlops_training.objective import KeptRound, Objective
+
+# (round, its metrics, (the round the model would keep if training ended now, that round's metrics)).
+RoundCallback = Callable[[int, dict[str, float], tuple[int, dict[str, float]]], None]
+Predict = Callable[[np.ndarray], np.ndarray]
+# The booster attribute a checkpoint carries the kept-round tracker in; never in a saved model.
+STATE_ATTRIBUTE = "mlops_kept_round"
 
 
 class Trainer(Protocol):
     name: str
+    rounds_hyperparameter: str
 
-    def __init__(self, problem_type: str, hyperparameters: dict[str, Any], *, device: str = "auto") -> None: ...
+    def __init__(
+        self,
+        problem_type: str,
+        hyperparameters: dict[str, Any],
+        *,
+        device: str = "auto",
+        objective: Objective | None = None,
+    ) -> None: ...
 
     def fit(
         self, train: Dataset, validation: Dataset, *, on_round: RoundCallback, checkpoints: Path, checkpoint_every: int
@@ -36,10 +53,6 @@ class Trainer(Protocol):
 
     @staticmethod
     def save(model: Any, directory: Path) -> None: ...
-
-
-# The metric early stopping watches, per problem type, and whether lower is better.
-OBJECTIVE = {"binary": ("validation:logloss", "minimize"), "regression": ("validation:rmse", "minimize")}
 
 
 @dataclass
@@ -52,9 +65,9 @@ class Dataset:
 @dataclass
 class TrainingResult:
     model: Any
-    best_round: int
-    best_metrics: dict[str, float]
-    rounds_run: int
+    kept_round: int  # the round the model is: the best one under early stopping, else the last
+    kept_metrics: dict[str, float]  # that round's metrics as training measured them
+    rounds_run: int  # rounds trained by this process (a resumed job trained the others before)
     resumed_from: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
 
@@ -74,6 +87,15 @@ def evaluate(problem_type: str, target: np.ndarray, prediction: np.ndarray) -> d
     }
 
 
+def measure(problem_type: str, predict: Predict, splits: dict[str, Dataset]) -> dict[str, float]:
+    """``<split>:<metric>`` of a model's predictions on each split."""
+    return {
+        f"{split}:{name}": value
+        for split, data in splits.items()
+        for name, value in evaluate(problem_type, data.target, predict(data.features)).items()
+    }
+
+
 def gpu_available() -> bool:
     """A GPU SageMaker exposed to the container (nvidia-smi lists it)."""
     if not shutil.which("nvidia-smi"):
@@ -84,11 +106,20 @@ def gpu_available() -> bool:
 
 class XGBoostTrainer:
     name = "xgboost"
+    rounds_hyperparameter = "num_round"
 
-    def __init__(self, problem_type: str, hyperparameters: dict[str, Any], *, device: str = "auto") -> None:
+    def __init__(
+        self,
+        problem_type: str,
+        hyperparameters: dict[str, Any],
+        *,
+        device: str = "auto",
+        objective: Objective | None = None,
+    ) -> None:
         self.problem_type = problem_type
         self.hyperparameters = dict(hyperparameters)
         self.device = ("cuda" if gpu_available() else "cpu") if device == "auto" else device
+        self.objective = objective or Objective.of(problem_type)
 
     def fit(
         self,
@@ -108,37 +139,39 @@ class XGBoostTrainer:
         )
         dtrain = xgb.DMatrix(train.features, label=train.target, feature_names=train.feature_names)
         dvalid = xgb.DMatrix(validation.features, label=validation.target, feature_names=validation.feature_names)
-        resume_model, resumed_from = _latest_xgboost_checkpoint(checkpoints)
         total = int(self.hyperparameters["num_round"])
-        history: list[dict[str, float]] = []
-        callbacks: list[xgb.callback.TrainingCallback] = [
-            _RoundReporter(resumed_from, on_round, history, self.problem_type),
-            _Checkpointer(checkpoints, checkpoint_every, resumed_from),
-        ]
         patience = int(self.hyperparameters["early_stopping_rounds"])
-        if patience:
-            metric = "logloss" if self.problem_type == "binary" else "rmse"
-            callbacks.append(
-                xgb.callback.EarlyStopping(rounds=patience, metric_name=metric, data_name="validation", save_best=True)
-            )
+        store = Checkpoints(checkpoints, "xgboost", ".json")
+        resume_model, kept = None, KeptRound(self.objective, patience)
+        latest = store.latest()
+        if latest:
+            resume_model = xgb.Booster()
+            resume_model.load_model(latest[1])
+            saved = resume_model.attr(STATE_ATTRIBUTE)
+            kept = KeptRound.restore(self.objective, patience, json.loads(saved) if saved else None)
+        resumed_from = resume_model.num_boosted_rounds() if resume_model else 0
+        rounds = _Rounds(kept, on_round, store, checkpoint_every, offset=resumed_from, total=total)
         booster = xgb.train(
             params,
             dtrain,
-            num_boost_round=max(total - resumed_from, 0),
+            num_boost_round=0 if kept.should_stop else max(total - resumed_from, 0),
             evals=[(dtrain, "train"), (dvalid, "validation")],
-            callbacks=callbacks,
+            callbacks=[rounds],
             xgb_model=resume_model,
             verbose_eval=False,
         )
-        best_index = _best_index(history, self.problem_type)
+        kept_round, kept_metrics = kept.kept
+        # Under early stopping the booster holds rounds past the best one: cut them, so the model
+        # is the round whose metrics are reported.
+        model = booster[:kept_round] if 0 < kept_round < booster.num_boosted_rounds() else booster
+        model.set_attr(**{STATE_ATTRIBUTE: None})
         return TrainingResult(
-            model=booster,
-            # Rounds before a resume are in the checkpointed model, not in this run's history.
-            best_round=resumed_from + best_index + 1,
-            best_metrics=history[best_index] if history else {},
-            rounds_run=len(history),
+            model=model,
+            kept_round=kept_round,
+            kept_metrics=kept_metrics,
+            rounds_run=len(rounds.history),
             resumed_from=resumed_from,
-            history=history,
+            history=rounds.history,
         )
 
     @staticmethod
@@ -146,66 +179,55 @@ class XGBoostTrainer:
         model.save_model(directory / "model.json")
 
 
-class _RoundReporter(xgb.callback.TrainingCallback):
-    def __init__(self, offset: int, on_round: RoundCallback, history: list[dict[str, float]], problem_type: str):
-        self.offset = offset
-        self.on_round = on_round
-        self.history = history
-        self.problem_type = problem_type
+class _Rounds(xgb.callback.TrainingCallback):
+    """Each round: its metrics to the tracker and the callback; a checkpoint every few rounds and at the end."""
 
-    def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+    def __init__(
+        self, kept: KeptRound, on_round: RoundCallback, store: Checkpoints, every: int, *, offset: int, total: int
+    ) -> None:
+        self.kept = kept
+        self.on_round = on_round
+        self.store = store
+        self.every = every
+        self.offset = offset  # rounds in the model the job resumed from
+        self.total = total
+        self.history: list[dict[str, float]] = []
+
+    def after_iteration(self, model: xgb.Booster, epoch: int, evals_log: Any) -> bool:
+        number = self.offset + epoch + 1
         metrics = {
             f"{split}:{'accuracy' if name == 'error' else name}": (1 - values[-1] if name == "error" else values[-1])
             for split, named in evals_log.items()
             for name, values in named.items()
         }
         self.history.append(metrics)
-        self.on_round(self.offset + len(self.history), metrics)
-        return False
-
-
-class _Checkpointer(xgb.callback.TrainingCallback):
-    """Saves the booster every few rounds, named by its round, so a restarted job resumes from it."""
-
-    def __init__(self, directory: Path, every: int, offset: int) -> None:
-        self.directory = directory
-        self.every = every
-        self.offset = offset
-
-    def after_iteration(self, model: xgb.Booster, epoch: int, evals_log: Any) -> bool:
-        done = self.offset + epoch + 1
-        if done % self.every == 0:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            partial = self.directory / f".xgboost-{done:06d}.partial.json"  # the extension picks the format
-            model.save_model(partial)
-            partial.rename(self.directory / f"xgboost-{done:06d}.json")  # atomic: never a torn checkpoint
-        return False
-
-
-def _latest_xgboost_checkpoint(directory: Path) -> tuple[xgb.Booster | None, int]:
-    candidates = sorted(directory.glob("xgboost-*.json")) if directory.is_dir() else []
-    if not candidates:
-        return None, 0
-    latest = candidates[-1]
-    booster = xgb.Booster()
-    booster.load_model(latest)
-    return booster, int(latest.stem.split("-")[1])
-
-
-def _best_index(history: list[dict[str, float]], problem_type: str) -> int:
-    metric, _ = OBJECTIVE[problem_type]
-    values = [round_metrics.get(metric, float("inf")) for round_metrics in history]
-    return int(np.argmin(values)) if values else 0
+        self.kept.record(number, metrics)
+        self.on_round(number, metrics, self.kept.kept)
+        stop = self.kept.should_stop
+        # At the end too: a job restarted after it finished resumes to the same model, training nothing.
+        if number % self.every == 0 or stop or number >= self.total:
+            model.set_attr(**{STATE_ATTRIBUTE: json.dumps(self.kept.state())})
+            self.store.save(number, model.save_model)
+        return stop
 
 
 class LinearTrainer:
     """Logistic or linear regression trained by SGD, one epoch per round, features standardized."""
 
     name = "linear"
+    rounds_hyperparameter = "epochs"
 
-    def __init__(self, problem_type: str, hyperparameters: dict[str, Any], *, device: str = "auto") -> None:
+    def __init__(
+        self,
+        problem_type: str,
+        hyperparameters: dict[str, Any],
+        *,
+        device: str = "auto",
+        objective: Objective | None = None,
+    ) -> None:
         self.problem_type = problem_type
         self.hyperparameters = dict(hyperparameters)
+        self.objective = objective or Objective.of(problem_type)
 
     def fit(
         self,
@@ -216,9 +238,11 @@ class LinearTrainer:
         checkpoints: Path,
         checkpoint_every: int,
     ) -> TrainingResult:
-        state_path = checkpoints / "linear.joblib"
-        if state_path.is_file():
-            state = joblib.load(state_path)
+        store = Checkpoints(checkpoints, "linear", ".joblib")
+        patience = int(self.hyperparameters["early_stopping_rounds"])
+        latest = store.latest()
+        if latest:
+            state = joblib.load(latest[1])
         else:
             estimator_type = SGDClassifier if self.problem_type == "binary" else SGDRegressor
             loss = "log_loss" if self.problem_type == "binary" else "squared_error"
@@ -231,16 +255,18 @@ class LinearTrainer:
                     learning_rate="constant",
                     random_state=0,
                 ),
-                "history": [],
-                "best": None,
-                "best_index": 0,
+                "best": None,  # a copy of the estimator at the best round (early stopping only)
+                "kept": None,
             }
-        resumed_from = len(state["history"])
+        kept = KeptRound.restore(self.objective, patience, state["kept"])
+        resumed_from = kept.last_round
         scaler, estimator = state["scaler"], state["estimator"]
         x_train, x_valid = scaler.transform(train.features), scaler.transform(validation.features)
-        patience = int(self.hyperparameters["early_stopping_rounds"])
-        metric, _ = OBJECTIVE[self.problem_type]
-        for epoch in range(resumed_from + 1, int(self.hyperparameters["epochs"]) + 1):
+        total = int(self.hyperparameters["epochs"])
+        history: list[dict[str, float]] = []
+        for epoch in range(resumed_from + 1, total + 1):
+            if kept.should_stop:
+                break
             if self.problem_type == "binary":
                 estimator.partial_fit(x_train, train.target, classes=np.array([0, 1]))
             else:
@@ -257,23 +283,20 @@ class LinearTrainer:
                     ).items()
                 },
             }
-            state["history"].append(metrics)
-            on_round(epoch, metrics)
-            if metrics[metric] <= state["history"][state["best_index"]][metric]:
-                state["best_index"] = epoch - 1
+            history.append(metrics)
+            kept.record(epoch, metrics)
+            if patience and kept.is_best:
                 state["best"] = copy.deepcopy(estimator)
-            if epoch % checkpoint_every == 0:
-                checkpoints.mkdir(parents=True, exist_ok=True)
-                joblib.dump(state, state_path.with_suffix(".partial"))
-                state_path.with_suffix(".partial").rename(state_path)
-            if patience and epoch - 1 - state["best_index"] >= patience:
-                break
-        history = state["history"]
+            on_round(epoch, metrics, kept.kept)
+            if epoch % checkpoint_every == 0 or kept.should_stop or epoch == total:
+                state["kept"] = kept.state()
+                store.save(epoch, lambda path: joblib.dump(state, path))
+        kept_round, kept_metrics = kept.kept
         return TrainingResult(
-            model={"scaler": scaler, "estimator": state["best"] or estimator},
-            best_round=state["best_index"] + 1,
-            best_metrics=history[state["best_index"]],
-            rounds_run=len(history) - resumed_from,
+            model={"scaler": scaler, "estimator": state["best"] if patience else estimator},
+            kept_round=kept_round,
+            kept_metrics=kept_metrics,
+            rounds_run=len(history),
             resumed_from=resumed_from,
             history=history,
         )
@@ -289,24 +312,27 @@ class LinearTrainer:
 TRAINERS: dict[str, type[Trainer]] = {"xgboost": XGBoostTrainer, "linear": LinearTrainer}
 
 
-def load_model(directory: Path) -> tuple[dict[str, Any], Callable[[np.ndarray], np.ndarray]]:
+def load_model(directory: Path) -> tuple[dict[str, Any], Predict]:
     """(metadata, predict) of a model the training image wrote; predict returns probabilities or values."""
     metadata = json.loads((directory / "metadata.json").read_text())
-    if metadata["algorithm"] == "xgboost":
+    return metadata, load_predictor(directory, metadata["algorithm"], metadata["problem_type"])
+
+
+def load_predictor(directory: Path, algorithm: str, problem_type: str) -> Predict:
+    """The predict function of the model file ``save`` wrote to ``directory``."""
+    if algorithm == "xgboost":
         booster = xgb.Booster()
         booster.load_model(directory / "model.json")
 
         def predict(features: np.ndarray) -> np.ndarray:
             return booster.inplace_predict(features)
 
-        return metadata, predict
+        return predict
     model = joblib.load(directory / "model.joblib")
     scaler, estimator = model["scaler"], model["estimator"]
 
     def predict_linear(features: np.ndarray) -> np.ndarray:
         scaled = scaler.transform(features)
-        return (
-            estimator.predict_proba(scaled)[:, 1] if metadata["problem_type"] == "binary" else estimator.predict(scaled)
-        )
+        return estimator.predict_proba(scaled)[:, 1] if problem_type == "binary" else estimator.predict(scaled)
 
-    return metadata, predict_linear
+    return predict_linear

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlops_training.objective import OBJECTIVES
+
 PREFIX = "mlops_"
 ALGORITHMS = ("xgboost", "linear")  # the keys of hyperparameters.json
 PROBLEM_TYPES = ("binary", "regression")
@@ -34,6 +36,8 @@ class PlatformSettings:
     algorithm: str
     problem_type: str
     target: str
+    # The validation metric that picks each trial's kept round (objective.py): the tenant's objective.
+    objective: str | None = None
     tenant: str = "local"
     model: str = "model"
     run_id: str = "local"
@@ -42,6 +46,8 @@ class PlatformSettings:
     event_source: str = "mlops.training"  # <project>.training: the bus rules match on it
     region: str | None = None
     progress_interval_seconds: float = 10.0
+    # A progress event every this many rounds as well (progress.py); 0: about 50 in all (train.py).
+    progress_every_rounds: int = 0
     device: str = "auto"
     checkpoint_every: int = 10
 
@@ -80,6 +86,12 @@ def parse(raw: dict[str, str]) -> Settings:
         raise SettingsError(
             f"{PREFIX}problem_type has value {problem_type!r}; allowed: one of {', '.join(PROBLEM_TYPES)}"
         )
+    objective = platform_raw.get("objective") or None
+    if objective is not None and objective not in OBJECTIVES[problem_type]:
+        raise SettingsError(
+            f"{PREFIX}objective has value {objective!r}; allowed for a {problem_type} problem: "
+            f"one of {', '.join(OBJECTIVES[problem_type])}"
+        )
     source = platform_raw.get("event_source", "mlops.training")
     if not source or source.startswith("aws."):
         raise SettingsError(
@@ -90,12 +102,16 @@ def parse(raw: dict[str, str]) -> Settings:
     platform = PlatformSettings(
         **{
             **platform_raw,
+            "objective": objective,
             "progress_interval_seconds": _number(
                 PREFIX + "progress_interval_seconds",
                 platform_raw.get("progress_interval_seconds", "10"),
                 float,
                 0,
                 3600,
+            ),
+            "progress_every_rounds": _number(
+                PREFIX + "progress_every_rounds", platform_raw.get("progress_every_rounds", "0"), int, 0, 10**6
             ),
             "checkpoint_every": _number(
                 PREFIX + "checkpoint_every", platform_raw.get("checkpoint_every", "10"), int, 1, 10**6

@@ -3,29 +3,39 @@
 Reads ``input/config/hyperparameters.json`` and the ``train`` and ``validation`` channels (CSV
 with a header, or Parquet; the ``record_id`` and ``split`` columns ``prepare`` writes are ignored),
 trains, writes the model and its metadata to ``model/``, prints one metric line per round and the
-best round's line last (SageMaker keeps the last value a metric definition matches). On error it
+kept round's line last (SageMaker keeps the last value a metric definition matches). On error it
 writes a one-line reason to ``output/failure`` and exits 1.
+
+The last line and ``metadata.json`` hold the saved model's own metrics: the model is read back
+from ``model/`` and scored on both channels, so what evaluate ranks trials by, what is registered
+and what the baseline job scores are one model, whatever early stopping did (objective.py).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import traceback
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from mlops_training import settings as settings_module
-from mlops_training.algorithms import TRAINERS, Dataset, TrainingResult
+from mlops_training.algorithms import TRAINERS, Dataset, TrainingResult, load_predictor, measure
+from mlops_training.objective import Objective
 from mlops_training.paths import SageMakerPaths
-from mlops_training.progress import NullReporter, ProgressReporter
+from mlops_training.progress import Kept, NullReporter, ProgressReporter
 
 DATA_SUFFIXES = (".csv", ".parquet")
 # Columns that feature files carry to trace rows back (docs/training-pipeline.md); never features.
 METADATA_COLUMNS = ("record_id", "split")
+# Points of a trial's progress curve sent by round count (besides those sent by time): mlops_progress_every_rounds=0.
+CURVE_POINTS = 50
 
 
 class TrainingError(Exception):
@@ -56,13 +66,35 @@ def read_channel(directory: Path, target: str) -> Dataset:
     )
 
 
-def progress_reporter(platform: settings_module.PlatformSettings, job_name: str):
+def attempt_of(started: datetime) -> str:
+    """This container's start, ``20261124T235930.123Z``: one attempt of a trial.
+
+    A trial's job runs again after a spot interruption (same job name) or a Step Functions retry (a
+    new job name); each run is an attempt with a curve of its own. The start time tells them apart
+    and sorts them in the order they ran.
+    """
+    return started.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%f")[:-3] + "Z"
+
+
+def progress_reporter(
+    platform: settings_module.PlatformSettings,
+    job_name: str,
+    *,
+    attempt: str,
+    objective: str,
+    every_rounds: int,
+    client: Any = None,
+    **options: Any,
+) -> ProgressReporter | NullReporter:
+    """The job's progress events, sent with ``client`` (default: EventBridge's); ``options`` go to the reporter."""
     if not platform.event_bus:
         return NullReporter()
-    import boto3  # only where a bus is configured: laptop runs need no AWS SDK setup
+    if client is None:
+        import boto3  # only where a bus is configured: laptop runs need no AWS SDK setup
 
+        client = boto3.client("events", region_name=platform.region)
     return ProgressReporter(
-        boto3.client("events", region_name=platform.region),
+        client,
         bus=platform.event_bus,
         source=platform.event_source,
         identity={
@@ -71,24 +103,37 @@ def progress_reporter(platform: settings_module.PlatformSettings, job_name: str)
             "model": platform.model,
             "trial": platform.trial,
             "training_job_name": job_name,
+            "attempt": attempt,
+            "objective": objective,
         },
         interval_seconds=platform.progress_interval_seconds,
+        every_rounds=every_rounds,
+        **options,
     )
 
 
-def train(paths: SageMakerPaths) -> TrainingResult:
+def train(paths: SageMakerPaths, *, started: datetime | None = None) -> TrainingResult:
     config = settings_module.load(paths.hyperparameters)
     platform = config.platform
     train_set = read_channel(paths.channel("train"), platform.target)
     validation_set = read_channel(paths.channel("validation"), platform.target)
     if validation_set.feature_names != train_set.feature_names:
         raise TrainingError("the train and validation channels have different feature columns")
-    trainer = TRAINERS[platform.algorithm](platform.problem_type, config.model, device=platform.device)
-    reporter = progress_reporter(platform, os.environ.get("TRAINING_JOB_NAME", "local"))
+    objective = Objective.of(platform.problem_type, platform.objective)
+    trainer_type = TRAINERS[platform.algorithm]
+    trainer = trainer_type(platform.problem_type, config.model, device=platform.device, objective=objective)
+    rounds = int(config.model[trainer_type.rounds_hyperparameter])
+    reporter = progress_reporter(
+        platform,
+        os.environ.get("TRAINING_JOB_NAME", "local"),
+        attempt=attempt_of(started or datetime.now(UTC)),
+        objective=objective.metric,
+        every_rounds=platform.progress_every_rounds or max(1, math.ceil(rounds / CURVE_POINTS)),
+    )
 
-    def on_round(epoch: int, metrics: dict[str, float]) -> None:
+    def on_round(epoch: int, metrics: dict[str, float], kept: Kept) -> None:
         print(metric_line(f"round {epoch}", metrics), flush=True)
-        reporter.report(epoch, metrics)
+        reporter.report(epoch, metrics, kept)
 
     try:
         result = trainer.fit(
@@ -102,22 +147,26 @@ def train(paths: SageMakerPaths) -> TrainingResult:
         reporter.close()
     paths.model.mkdir(parents=True, exist_ok=True)
     trainer.save(result.model, paths.model)
+    # The metrics of the model as saved, read back from its file: the numbers evaluate ranks it by.
+    saved = load_predictor(paths.model, platform.algorithm, platform.problem_type)
+    metrics = measure(platform.problem_type, saved, {"train": train_set, "validation": validation_set})
     metadata = {
         "algorithm": platform.algorithm,
         "problem_type": platform.problem_type,
         "target": platform.target,
         "features": train_set.feature_names,
         "hyperparameters": config.model,
-        "best_round": result.best_round,
-        "metrics": result.best_metrics,
+        "objective": objective.metric,
+        "round": result.kept_round,
+        "metrics": metrics,
         "tenant": platform.tenant,
         "model": platform.model,
         "run_id": platform.run_id,
         "trial": platform.trial,
     }
     (paths.model / "metadata.json").write_text(json.dumps(metadata, indent=2, sort_keys=True))
-    # Last, so SageMaker's final metric values are the best round's.
-    print(metric_line(f"best round {result.best_round}", result.best_metrics), flush=True)
+    # Last, so SageMaker's final metric values are the saved model's.
+    print(metric_line(f"kept round {result.kept_round}", metrics), flush=True)
     return result
 
 

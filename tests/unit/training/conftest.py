@@ -142,9 +142,21 @@ class ExampleRun:
     features: Path
     schema: Path
     models: dict[str, Path]
+    holdout: Path  # the validation and test splits, as the baseline job's holdout input lays them out
 
     def training_data(self, run_id: str = "run-1") -> Path:
         return self.features / f"{run_id}-train.parquet"
+
+    def holdout_data(self) -> Path:
+        return self.holdout
+
+
+def holdout_folder(features: Path, into: Path, run_id: str = "run-1") -> Path:
+    """``input/holdout/<split>/<run_id>-<split>.parquet``: evaluate's holdout inputs, from prepare's split files."""
+    for split in ("validation", "test"):
+        (into / split).mkdir(parents=True)
+        shutil.copyfile(features / f"{run_id}-{split}.parquet", into / split / f"{run_id}-{split}.parquet")
+    return into
 
 
 @pytest.fixture(scope="session")
@@ -156,4 +168,5 @@ def example_run(tmp_path_factory) -> ExampleRun:
     models = {
         algorithm: train_example(prepared.features, algorithm, root / algorithm) for algorithm in EXAMPLE_ALGORITHMS
     }
-    return ExampleRun(features=prepared.features, schema=schema, models=models)
+    holdout = holdout_folder(prepared.features, root / "holdout")
+    return ExampleRun(features=prepared.features, schema=schema, models=models, holdout=holdout)

@@ -28,11 +28,13 @@ class Job:
         self.paths = ProcessingPaths(root=root / "processing", message=root / "ml" / "output" / "message")
         self.model = run.models[algorithm]
         self.training_data = run.training_data()
+        self.holdout_data = run.holdout_data()
         self.schema = run.schema
         self.output = self.paths.root / "output" / "baseline"
 
     def run(self, *extra: str) -> int:
         arguments = ["--model", str(self.model), "--training-data", str(self.training_data)]
+        arguments += ["--holdout-data", str(self.holdout_data)]
         arguments += ["--schema", str(self.schema), "--output", str(self.output), *extra]
         return main(arguments, self.paths)
 
@@ -67,7 +69,8 @@ def test_the_baseline_holds_every_features_distribution_and_the_models_predictio
     assert len(radius["edges"]) == 11  # ten quantile bins
     assert sum(radius["proportions"]) == pytest.approx(1.0, abs=1e-5)  # shares rounded to 6 decimals
     predictions = baseline["predictions"]
-    assert predictions["count"] == len(training)
+    held_out = sum(len(pd.read_parquet(file)) for file in example_run.holdout_data().rglob("*.parquet"))
+    assert predictions["count"] == held_out  # the validation and test rows, scored
     assert 0.0 <= predictions["min"] < predictions["max"] <= 1.0  # probabilities of class 1
     assert baseline["model"] == {
         "tenant": "example",
@@ -80,18 +83,41 @@ def test_the_baseline_holds_every_features_distribution_and_the_models_predictio
     assert sorted(path.name for path in job.output.iterdir()) == ["baseline.json"]  # nothing else is uploaded
 
 
-def test_the_predictions_are_the_served_models_scores_of_the_training_rows(tmp_path, example_run, job):
+@pytest.mark.parametrize("algorithm", list(EXAMPLE_ALGORITHMS))
+def test_the_predictions_are_the_served_models_scores_of_the_rows_prepare_held_out(tmp_path, example_run, algorithm):
+    """prepare's validation and test splits, never its train split: what the model scores on rows it never saw."""
+    job = Job(tmp_path, example_run, algorithm)
     assert job.run() == 0
-    with tarfile.open(example_run.models["xgboost"]) as bundle:
+    with tarfile.open(example_run.models[algorithm]) as bundle:
         bundle.extractall(tmp_path / "model", filter="data")
     model = Model.load(tmp_path / "model")
-    training = pd.read_parquet(example_run.training_data())
-    features = example_config()["dataset"]["features"]
-    scores = model.predict(training[list(features)].to_numpy(dtype=np.float32))
+    features = list(example_config()["dataset"]["features"])
+    splits = {
+        split: pd.read_parquet(example_run.features / f"run-1-{split}.parquet")
+        for split in ("train", "validation", "test")
+    }
+    held_out = pd.concat([splits["validation"], splits["test"]], ignore_index=True)
+    assert set(held_out["split"]) == {"validation", "test"}
+    assert not set(held_out["record_id"]) & set(splits["train"]["record_id"])
 
-    expected = compute_baseline(training, features, scores)
+    def predictions_of(rows: pd.DataFrame) -> dict:
+        scores = model.predict(rows[features].to_numpy(dtype=np.float32))
+        return json.loads(json.dumps(compute_baseline(rows, dict.fromkeys(features, "double"), scores)["predictions"]))
 
-    assert job.baseline()["predictions"] == json.loads(json.dumps(expected["predictions"]))
+    baseline = job.baseline()
+    assert baseline["predictions"] == predictions_of(held_out)
+    assert baseline["predictions"] != predictions_of(splits["train"])
+    # The features' distributions stay the training rows': what the model learned from.
+    assert baseline["rows"] == len(splits["train"])
+
+
+def test_held_out_data_holding_training_rows_is_refused(tmp_path, example_run, job):
+    job.holdout_data = example_run.features  # prepare's whole output: train, validation and test
+
+    assert job.run() == 1
+    assert "holds" in job.failure()
+    assert "rows of the 'train' split" in job.failure()
+    assert not (job.output / "baseline.json").exists()
 
 
 def test_the_same_inputs_give_the_same_bytes(tmp_path, example_run, job):
@@ -152,6 +178,7 @@ def test_without_arguments_the_processing_folders_are_read(tmp_path, example_run
         ("model", example_run.models["linear"]),
         ("training", example_run.training_data()),
         ("schema", example_run.schema),
+        *((f"holdout/{path.parent.name}", path) for path in example_run.holdout_data().rglob("*.parquet")),
     ):
         (paths.root / "input" / folder).mkdir(parents=True)
         (paths.root / "input" / folder / source.name).write_bytes(source.read_bytes())
@@ -172,6 +199,7 @@ def test_the_entry_point_runs_as_the_image_runs_it(tmp_path, example_run):
         "PYTHONPATH": str(ROOT / "containers" / "training"),
     }
     arguments = ["--training-data", str(example_run.training_data()), "--schema", str(example_run.schema)]
+    arguments += ["--holdout-data", str(example_run.holdout_data())]
 
     done = subprocess.run(
         [sys.executable, "-m", "mlops_training", "baseline", *arguments],
@@ -199,6 +227,7 @@ def corrupt(path: Path) -> Path:
         (lambda job, tmp: setattr(job, "model", tmp / "absent.tar.gz"), "the model artifact is missing"),
         (lambda job, tmp: setattr(job, "model", corrupt(tmp / "model.tar.gz")), "not a readable model.tar.gz"),
         (lambda job, tmp: setattr(job, "training_data", tmp / "nothing"), "no training data"),
+        (lambda job, tmp: setattr(job, "holdout_data", tmp / "nothing"), "no held-out data"),
         (lambda job, tmp: setattr(job, "schema", tmp / "absent.json"), "the feature schema is missing"),
     ],
 )

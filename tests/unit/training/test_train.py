@@ -13,7 +13,7 @@ from mlops_training.algorithms import load_model
 from mlops_training.train import main
 from tests.unit.training.conftest import job, small_dataset
 
-METRIC_LINE = re.compile(r"^\[(round|best round) (\d+)\] (.+)$")
+METRIC_LINE = re.compile(r"^\[(round|kept round) (\d+)\] (.+)$")
 
 
 def metric_lines(output: str) -> list[tuple[str, int, dict[str, float]]]:
@@ -55,7 +55,7 @@ def test_each_algorithm_trains_and_writes_a_model_that_loads_and_predicts(
     assert not paths.failure.exists()
 
 
-def test_metric_lines_come_every_round_and_the_best_round_comes_last(sagemaker_root, capsys):
+def test_metric_lines_come_every_round_and_the_kept_round_comes_last(sagemaker_root, capsys):
     paths = sagemaker_root("binary", job("xgboost", "binary", num_round="60", early_stopping_rounds="5"))
 
     assert main(paths) == 0
@@ -63,16 +63,16 @@ def test_metric_lines_come_every_round_and_the_best_round_comes_last(sagemaker_r
     lines = metric_lines(capsys.readouterr().out)
     rounds = [number for kind, number, _ in lines if kind == "round"]
     assert rounds == list(range(1, len(rounds) + 1))
-    kind, best_round, best = lines[-1]
-    assert kind == "best round"
+    kind, kept_round, kept = lines[-1]
+    assert kind == "kept round"
     # Early stopping: training stopped after `patience` rounds without improvement on the best.
-    assert len(rounds) == best_round + 5 or len(rounds) == 60
+    assert len(rounds) == kept_round + 5 or len(rounds) == 60
     per_round = {number: metrics for kind, number, metrics in lines if kind == "round"}
-    assert best == pytest.approx(per_round[best_round], rel=1e-5)
-    assert best["validation:logloss"] == pytest.approx(
+    assert kept == pytest.approx(per_round[kept_round], rel=1e-5)
+    assert kept["validation:logloss"] == pytest.approx(
         min(m["validation:logloss"] for m in per_round.values()), rel=1e-5
     )
-    assert json.loads(paths.model.joinpath("metadata.json").read_text())["best_round"] == best_round
+    assert json.loads(paths.model.joinpath("metadata.json").read_text())["round"] == kept_round
 
 
 def test_parquet_channels_train_too(sagemaker_root):
@@ -86,7 +86,8 @@ def test_an_interrupted_job_resumes_from_its_last_checkpoint(sagemaker_root, cap
         "binary", job("xgboost", "binary", mlops_checkpoint_every="5", num_round="12", early_stopping_rounds="0")
     )
     assert main(first) == 0
-    assert sorted(p.name for p in first.checkpoints.iterdir()) == ["xgboost-000005.json", "xgboost-000010.json"]
+    # Every 5 rounds and the last one; the two latest are kept (checkpoints.KEEP).
+    assert sorted(p.name for p in first.checkpoints.iterdir()) == ["xgboost-000010.json", "xgboost-000012.json"]
     capsys.readouterr()
 
     # The spot instance came back: same checkpoint folder, the job asks for 30 rounds in all.
@@ -96,7 +97,7 @@ def test_an_interrupted_job_resumes_from_its_last_checkpoint(sagemaker_root, cap
     assert main(first) == 0
 
     rounds = [number for kind, number, _ in metric_lines(capsys.readouterr().out) if kind == "round"]
-    assert rounds == list(range(11, 31))
+    assert rounds == list(range(13, 31))
     booster_rounds = json.loads(first.model.joinpath("model.json").read_text())["learner"]["gradient_booster"]
     assert int(booster_rounds["model"]["gbtree_model_param"]["num_trees"]) == 30
 

@@ -2,7 +2,7 @@
 
 The training state machine runs it once per model it is about to register (docs/training-pipeline.md),
 on a small CPU instance with the training image: ``python -m mlops_training baseline [--model PATH]
-[--training-data PATH] [--schema PATH] [--output DIR] [--bins N]``. Each path defaults to its
+[--training-data PATH] [--holdout-data PATH] [--schema PATH] [--output DIR] [--bins N]``. Each path defaults to its
 Processing folder under ``SM_PROCESSING_ROOT`` (default ``/opt/ml/processing``), so the job runs as
 plain Python on any folder too:
 
@@ -10,7 +10,12 @@ plain Python on any folder too:
   loaded the way ``serve`` loads it (``serve.Model``), so the baseline's predictions are the ones the
   served model makes;
 - ``input/training/``: the run's training split, ``<run_id>-train.parquet`` as ``prepare`` wrote it
-  (a Parquet file, or a folder of them);
+  (a Parquet file, or a folder of them): the features' distributions;
+- ``input/holdout/``: rows the model never trained on, the run's validation and test splits
+  (``<run_id>-validation.parquet``, ``<run_id>-test.parquet``): the predictions' distribution. A
+  model scores its own training rows more confidently than anything it serves, so a baseline of
+  those scores would show drift on the first day of unshifted traffic. A row whose ``split``
+  column (``prepare`` writes one) says ``train`` is refused;
 - ``input/schema/feature-schema.json``: the run's feature schema (names and types, in the order the
   model reads them), as evaluate wrote it and the package links it;
 - ``output/baseline/baseline.json``: the baseline, the only file written there. SageMaker uploads it
@@ -18,9 +23,9 @@ plain Python on any folder too:
   from its artifact's URI by that rule alone.
 
 The document is ``compute_baseline``'s (per-feature binned distributions, missing rates, ranges and
-types, and the distribution of the model's predictions on the training rows) plus ``model``: who the
-model is (its metadata.json's identity), so a baseline can be checked against the model it sits
-beside. The same inputs give the same bytes.
+types of the training rows; the distribution of the model's predictions on the held-out rows) plus
+``model``: who the model is (its metadata.json's identity), so a baseline can be checked against the
+model it sits beside. The same inputs give the same bytes.
 
 On failure nothing is written to ``output/baseline`` (so nothing is uploaded), the reason goes, in one
 line, to ``/opt/ml/output/message`` (the job's ExitMessage, which the state machine's cause carries),
@@ -59,7 +64,8 @@ DEFAULT_BINS = 10
 MAX_BINS = 100
 # The model's identity in metadata.json (train.py), copied into the baseline.
 MODEL_IDENTITY = ("tenant", "model", "run_id", "trial", "algorithm", "problem_type")
-USAGE = "baseline [--model PATH] [--training-data PATH] [--schema PATH] [--output DIR] [--bins N]"
+USAGE = "baseline [--model PATH] [--training-data PATH] [--holdout-data PATH] [--schema PATH] [--output DIR] [--bins N]"
+TRAINING_SPLIT = "train"  # prepare's name for the rows a model trains on (the ``split`` column)
 
 
 class BaselineError(Exception):
@@ -70,6 +76,7 @@ class BaselineError(Exception):
 class Arguments:
     model: Path
     training_data: Path
+    holdout_data: Path
     schema: Path
     output: Path
     bins: int
@@ -101,8 +108,11 @@ def load_schema(path: Path) -> dict[str, str]:
     return declared
 
 
-def read_training_data(path: Path, features: list[str]) -> pd.DataFrame:
-    """The declared feature columns of every Parquet file at ``path`` (a file or a folder), in file-name order."""
+def read_training_data(path: Path, features: list[str], what: str = "training data") -> pd.DataFrame:
+    """The declared feature columns of every Parquet file at ``path`` (a file or a folder), in file-name order.
+
+    ``split`` comes along where a file has it (``prepare``'s column), for ``read_holdout_data``'s check.
+    """
     if path.is_file():
         files = [path]
     elif path.is_dir():
@@ -110,7 +120,7 @@ def read_training_data(path: Path, features: list[str]) -> pd.DataFrame:
     else:
         files = []
     if not files:
-        raise BaselineError(f"no training data: {path} is not a .parquet file or a folder holding one")
+        raise BaselineError(f"no {what}: {path} is not a .parquet file or a folder holding one")
     frames = []
     for file in files:
         try:
@@ -119,11 +129,24 @@ def read_training_data(path: Path, features: list[str]) -> pd.DataFrame:
             raise BaselineError(f"{file}: not a Parquet file ({type(error).__name__}: {error})") from None
         missing = [name for name in features if name not in columns]
         if missing:
-            raise BaselineError(f"{file}: the training data lacks the schema's features {missing[:5]}")
-        frames.append(pd.read_parquet(file, columns=features))
+            raise BaselineError(f"{file}: the {what} lacks the schema's features {missing[:5]}")
+        frames.append(pd.read_parquet(file, columns=[*features, *(["split"] if "split" in columns else [])]))
     frame = pd.concat(frames, ignore_index=True)
     if frame.empty:
-        raise BaselineError(f"the training data under {path} has no rows")
+        raise BaselineError(f"the {what} under {path} has no rows")
+    return frame
+
+
+def read_holdout_data(path: Path, features: list[str]) -> pd.DataFrame:
+    """Rows the model did not train on: the validation and test splits, never a training row."""
+    frame = read_training_data(path, features, "held-out data")
+    if "split" in frame.columns:
+        trained_on = int((frame["split"] == TRAINING_SPLIT).sum())
+        if trained_on:
+            raise BaselineError(
+                f"the held-out data under {path} holds {trained_on} rows of the {TRAINING_SPLIT!r} split; "
+                "the predictions' baseline needs rows the model did not train on (validation or test)"
+            )
     return frame
 
 
@@ -144,7 +167,7 @@ def load_model(archive: Path, into: Path) -> Model:
 
 
 def predictions(model: Model, frame: pd.DataFrame, features: list[str]) -> np.ndarray:
-    """The model's scores of the training rows, with the features in the order it was trained on."""
+    """The model's scores of ``frame``'s rows, with the features in the order it was trained on."""
     trained_on = [str(name) for name in model.metadata.get("features", [])]
     if trained_on != features:
         raise BaselineError(
@@ -160,9 +183,10 @@ def predictions(model: Model, frame: pd.DataFrame, features: list[str]) -> np.nd
 def baseline(arguments: Arguments, scratch: Path) -> dict[str, Any]:
     declared = load_schema(arguments.schema)
     features = list(declared)
-    frame = read_training_data(arguments.training_data, features)
+    frame = read_training_data(arguments.training_data, features)[features]
+    holdout = read_holdout_data(arguments.holdout_data, features)
     model = load_model(arguments.model, scratch)
-    document = compute_baseline(frame, declared, predictions(model, frame, features), arguments.bins)
+    document = compute_baseline(frame, declared, predictions(model, holdout, features), arguments.bins)
     document["model"] = {key: model.metadata.get(key) for key in MODEL_IDENTITY}
     return document
 
@@ -191,13 +215,18 @@ def parse_arguments(argv: list[str], paths: ProcessingPaths) -> Arguments:
     parser = _Parser(prog="baseline", description="A model's drift baseline from its training data.")
     parser.add_argument("--model", type=Path, default=inputs / "model" / MODEL_ARCHIVE, help="model.tar.gz")
     parser.add_argument("--training-data", type=Path, default=inputs / "training", help="Parquet file or folder")
+    parser.add_argument(
+        "--holdout-data", type=Path, default=inputs / "holdout", help="Parquet file or folder: validation and test"
+    )
     parser.add_argument("--schema", type=Path, default=inputs / "schema" / "feature-schema.json")
     parser.add_argument("--output", type=Path, default=outputs / "baseline", help="where baseline.json goes")
     parser.add_argument("--bins", default=str(DEFAULT_BINS), help=f"bins per feature, 1 to {MAX_BINS}")
     parsed = parser.parse_args(argv)
     if not parsed.bins.isdigit() or not 1 <= int(parsed.bins) <= MAX_BINS:
         raise BaselineError(f"--bins has value {parsed.bins!r}; allowed: a whole number from 1 to {MAX_BINS}")
-    return Arguments(parsed.model, parsed.training_data, parsed.schema, parsed.output, int(parsed.bins))
+    return Arguments(
+        parsed.model, parsed.training_data, parsed.holdout_data, parsed.schema, parsed.output, int(parsed.bins)
+    )
 
 
 def main(argv: list[str], paths: ProcessingPaths | None = None) -> int:
@@ -213,9 +242,10 @@ def main(argv: list[str], paths: ProcessingPaths | None = None) -> int:
         traceback.print_exc()
         return fail(paths, f"{type(error).__name__}: {error}")
     log.info(
-        "baseline of %d rows, %d features and the predictions written to %s",
+        "baseline of %d training rows, %d features and the predictions of %d held-out rows written to %s",
         document["rows"],
         len(document["features"]),
+        document["predictions"]["count"],
         target,
     )
     return 0
