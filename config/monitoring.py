@@ -29,9 +29,10 @@ SCHEDULE_FORMS = (
     "H from 0 to N - 1 so that the runs are evenly spaced) or cron(0 H ? * * *) (daily at hour H)"
 )
 HOUR_DIVISORS = (1, 2, 3, 4, 6, 8, 12)
-# Per-feature thresholds travel in each schedule rule's input (EventBridge caps an input template at
-# 8,192 characters); this many named features keep it well below that.
+# Named features with thresholds of their own. The thresholds reach the job as a settings document
+# in S3 (``settings_document``), so no argument or input limit bounds them; this bounds the config.
 MAX_NAMED_FEATURES = 40
+SETTINGS_VERSION = 1  # of the settings document (containers/training/mlops_training/monitoring/settings.py)
 # The package whose tables resolve the Model Monitor analyzer's image per region, offline.
 MODEL_MONITOR_REQUIREMENT = "sagemaker-core==2.27.0"
 MODEL_MONITOR_INSTALL = f"pip install {MODEL_MONITOR_REQUIREMENT}"
@@ -186,14 +187,23 @@ class Monitoring(StrictModel):
         le=3600,
         description="a whole number of seconds from 60 to 3600 (a monitoring run must end before the next one)",
     )
+    window_lag_minutes: StrictInt = Field(
+        default=15,
+        ge=0,
+        le=180,
+        description=(
+            "a whole number of minutes from 0 to 180 (each run reads the window that ended this long before it "
+            "starts, so capture files SageMaker writes minutes after their requests have landed)"
+        ),
+    )
     thresholds: DriftThresholds = DriftThresholds()
     labels_dataset: DatasetName | None = Field(
         default=None,
         description=(
             "a dataset name (1 to 63 lowercase letters, digits or hyphens) or null: with a name, each endpoint's "
-            "run joins its captures to the labels ingested as that dataset of its tenant, JSON Lines "
-            '{"inference_id", "label"} under the raw zone\'s raw/<tenant>/<dataset>/, and reports model quality '
-            "(platform engine)"
+            "run joins its captures to the labels its tenant sends through ingestion as that dataset (records "
+            '{"inference_id", "label"}, landed under the raw zone\'s raw/<tenant>/<dataset>/) and reports model '
+            "quality"
         ),
     )
     retraining: Retraining = Retraining()
@@ -202,6 +212,10 @@ class Monitoring(StrictModel):
     def window_minutes(self) -> int:
         """Minutes of captured traffic each run reads: the interval between two runs."""
         return interval_hours(self.schedule) * 60
+
+    def settings_document(self) -> dict[str, Any]:
+        """What the drift monitor job reads from ``--settings``: the thresholds, however many features they name."""
+        return {"schema_version": SETTINGS_VERSION, "thresholds": self.thresholds.model_dump(mode="json")}
 
     def problems(self, *, region: str) -> list[tuple[str, object, str]]:
         """(key, value, what is allowed) for the rules that depend on the environment's region."""

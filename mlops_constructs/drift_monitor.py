@@ -5,7 +5,11 @@ Two engines, chosen by ``monitoring.engine`` (config/monitoring.py):
 * **platform** (the default). Per endpoint, an EventBridge schedule rule starts the environment's
   one small state machine with the endpoint's static arguments and the event's time. The state
   machine runs ``python -m mlops_training monitor`` from the training image as a Processing job
-  (``createProcessingJob.sync``) on a small CPU instance. The job reads the window's capture files,
+  (``createProcessingJob.sync``) on a small CPU instance. Its settings (the thresholds, however
+  many features they name) are one JSON document per environment, an asset of this stack, passed
+  by URI: SageMaker caps each job argument at 256 characters. The window ends
+  ``monitoring.window_lag_minutes`` before the scheduled time, so capture files SageMaker writes
+  minutes after their requests are in place. The job reads the window's capture files,
   compares them with each variant's baseline (the sibling ``baseline.json`` of the model pointer's
   ``model.tar.gz``, or the example model's baseline, an asset of this stack), writes a JSON and HTML
   report to the artifacts zone, publishes ``<project>/<env>/Drift`` metrics and a ``Drift Summary``
@@ -14,7 +18,7 @@ Two engines, chosen by ``monitoring.engine`` (config/monitoring.py):
   second job. Each endpoint's job has a role of its own: its capture prefix, its pointers, its
   report prefix, the example baseline, and nothing of another tenant. With ``monitoring.labels_dataset``
   the job also gets ``--labels-uri s3://<raw zone>/raw/<tenant>/<dataset>/`` (model quality from the
-  labels ingested as that dataset) and may list and read that prefix only.
+  labels the tenant sends through ingestion as that dataset) and may list and read that prefix only.
 * **model-monitor**: SageMaker Model Monitor, closed to new customers, for accounts that still have
   it. Per endpoint a data quality job definition and a monitoring schedule on the same cron forms;
   the analyzer image is resolved offline, at synth, from sagemaker-core's tables
@@ -29,7 +33,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import jsii
@@ -70,7 +78,16 @@ MONITORING_PREFIX = "artifacts/monitoring/"
 RUNS_PREFIX = "artifacts/runs/"
 BASELINE_FILE = "baseline.json"
 
+SETTINGS_FILE = "settings.json"
+
 SAGEMAKER_NAME_MAX = 63
+# CreateProcessingJob's AppSpecification.ContainerArguments: at most 100 items of at most 256 characters
+# (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_AppSpecification.html).
+MAX_ARGUMENTS = 100
+MAX_ARGUMENT_LENGTH = 256
+# A token in an argument is a bucket name (at most 63 characters) or the event's time (20): count it as 63.
+TOKEN_ROOM = 63
+STRING_TOKEN = re.compile(r"\$\{Token\[[^\]]+\]\}")
 # ``-YYYYMMDDHHMM``, the event time the state machine appends to an endpoint's job-name stem.
 TIME_SUFFIX_LENGTH = 13
 VOLUME_SIZE_GB = 20
@@ -94,9 +111,39 @@ def job_stem(names: Names, key: str) -> str:
     return bounded_name(names.resource("drift"), key, SAGEMAKER_NAME_MAX - TIME_SUFFIX_LENGTH)
 
 
-def thresholds_argument(monitoring: Monitoring) -> str:
-    """The ``--thresholds`` JSON: the configured thresholds, keys sorted so the template is stable."""
-    return json.dumps(monitoring.thresholds.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+def settings_file(monitoring: Monitoring) -> Path:
+    """The job's settings document (``Monitoring.settings_document``) as a file, for an asset of the stack.
+
+    SageMaker caps each ContainerArguments item at 256 characters
+    (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_AppSpecification.html); thresholds
+    of a few named features pass that, so they travel as an S3 object whose URI is the argument. The
+    same settings give the same bytes, file name and asset hash, whichever machine synthesizes.
+    """
+    body = (json.dumps(monitoring.settings_document(), sort_keys=True, indent=2) + "\n").encode()
+    folder = Path(tempfile.gettempdir()) / "mlops-drift-settings" / hashlib.sha256(body).hexdigest()
+    target = folder / SETTINGS_FILE
+    if not target.is_file() or target.read_bytes() != body:
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / f".{SETTINGS_FILE}.{os.getpid()}"
+        partial.write_bytes(body)
+        partial.replace(target)  # whole or not at all, should two synths write it at once
+    return target
+
+
+def check_arguments(arguments: list[str], where: str) -> None:
+    """Refuse, at synth, arguments SageMaker would refuse at every run: more than 100, or one over 256 characters.
+
+    A token (a bucket name, the event's time) counts as ``TOKEN_ROOM`` characters, its longest value.
+    """
+    if len(arguments) > MAX_ARGUMENTS:
+        raise ValueError(f"{where}: {len(arguments)} job arguments; SageMaker allows at most {MAX_ARGUMENTS}")
+    for argument in arguments:
+        length = len(STRING_TOKEN.sub("t" * TOKEN_ROOM, argument))
+        if length > MAX_ARGUMENT_LENGTH:
+            raise ValueError(
+                f"{where}: job argument {argument[:60]!r}... can be {length} characters; SageMaker allows "
+                f"{MAX_ARGUMENT_LENGTH} (shorten the names it is built from)"
+            )
 
 
 @dataclass(frozen=True)
@@ -152,6 +199,7 @@ class DriftMonitor(Construct):
         self.rules: dict[str, events.Rule] = {}
         self.drift_alarms: dict[str, cloudwatch.Alarm] = {}
         self.state_machine: sfn.StateMachine | None = None
+        self.settings: s3_assets.Asset | None = None
         self.job_definitions: dict[str, sagemaker.CfnDataQualityJobDefinition] = {}
         self.schedules: dict[str, sagemaker.CfnMonitoringSchedule] = {}
         if not self.endpoints:
@@ -171,6 +219,8 @@ class DriftMonitor(Construct):
     def _platform(
         self, image: ecr_assets.DockerImageAsset, example_baseline: s3_assets.Asset, removal_policy: RemovalPolicy
     ) -> None:
+        # One document per environment: the thresholds are the environment's.
+        self.settings = s3_assets.Asset(self, "Settings", path=str(settings_file(self._monitoring)))
         for endpoint_key, endpoint in self.endpoints.items():
             self.job_roles[endpoint_key] = self._job_role(endpoint_key, endpoint, image, example_baseline)
         log_group = logs.LogGroup(
@@ -272,20 +322,22 @@ class DriftMonitor(Construct):
             *("--model", endpoint.model),
             *("--endpoint-name", endpoint_name),
             *("--capture-uri", zones.capture.s3_url_for_object(capture_prefix(endpoint, key))),
-            *("--window-end", time),
+            *("--scheduled-time", time),
             *("--window-minutes", str(monitoring.window_minutes)),
+            *("--lag-minutes", str(monitoring.window_lag_minutes)),
         ]
         for variant in endpoint.variants:
             arguments += ["--pointer", f"{variant.name}={pointer_name(names, key, variant.name)}"]
         arguments += [
             *("--example-baseline", example_baseline.s3_object_url),
-            *("--thresholds", thresholds_argument(monitoring)),
+            *("--settings", self._settings.s3_object_url),
             *("--report-uri", zones.artifacts.s3_url_for_object(report_prefix(endpoint, endpoint_name))),
             *("--metrics-namespace", names.drift_namespace),
             *("--event-source", names.monitoring_source),
         ]
         if (labels := self._labels_prefix(endpoint)) is not None:
             arguments += ["--labels-uri", self._raw.s3_url_for_object(labels)]
+        check_arguments(arguments, f"endpoint {key}")
         return events.Rule(
             self,
             construct_id(key, "Schedule"),
@@ -332,6 +384,13 @@ class DriftMonitor(Construct):
                 sid="ReadExampleBaseline",
                 actions=["s3:GetObject"],
                 resources=[example_baseline.bucket.arn_for_objects(example_baseline.s3_object_key)],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ReadSettings",
+                actions=["s3:GetObject"],
+                resources=[self._settings.bucket.arn_for_objects(self._settings.s3_object_key)],
             )
         )
         role.add_to_policy(
@@ -697,6 +756,11 @@ class DriftMonitor(Construct):
         return role
 
     # -- shared ---------------------------------------------------------------------------------------
+
+    @property
+    def _settings(self) -> s3_assets.Asset:
+        assert self.settings is not None  # made first in _platform
+        return self.settings
 
     @property
     def _raw(self) -> s3.IBucket:

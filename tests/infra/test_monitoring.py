@@ -27,13 +27,16 @@ from moto.events.models import EventPattern
 
 import config.monitoring as monitoring_config
 from config import load_config
+from config.monitoring import MAX_NAMED_FEATURES, DriftThresholds, FeatureThresholds
 from config.naming import Names
 from mlops_constructs.drift_monitor import (
     TIME_SUFFIX_LENGTH,
     DriftMonitor,
     DriftMonitorZones,
     bounded_name,
+    check_arguments,
     job_stem,
+    settings_file,
 )
 from mlops_constructs.training_images import CONTEXT
 from scripts import policy_gate
@@ -55,6 +58,7 @@ ANALYZER_ACCOUNTS = {"eu-west-1": "468650794304", "us-east-1": "156813124566", "
 sys.path.insert(0, str(ROOT / "containers" / "training"))
 # isort: split
 from mlops_training.monitoring import job as monitor_job  # noqa: E402
+from mlops_training.monitoring import settings as monitor_settings  # noqa: E402
 
 # -- reading the template -------------------------------------------------------------------------
 
@@ -156,8 +160,9 @@ def test_the_rule_gives_the_job_its_contract_arguments_with_the_event_time(resou
     [rule] = schedule_rules(resources).values()
     execution_input = rule_input(rule)
     name = endpoint_name(environment)
-    thresholds = settings.monitoring.thresholds
-    example_baseline = execution_input["arguments"][execution_input["arguments"].index("--example-baseline") + 1]
+    arguments = execution_input["arguments"]
+    example_baseline = arguments[arguments.index("--example-baseline") + 1]
+    settings_uri = arguments[arguments.index("--settings") + 1]
 
     assert execution_input["time"] == EVENT_TIME
     assert execution_input["arguments"] == [
@@ -167,16 +172,16 @@ def test_the_rule_gives_the_job_its_contract_arguments_with_the_event_time(resou
         *("--model", "xgboost"),
         *("--endpoint-name", name),
         *("--capture-uri", "s3://<CaptureZoneBucket>/capture/example/example/"),
-        *("--window-end", EVENT_TIME),
+        *("--scheduled-time", EVENT_TIME),
         *("--window-minutes", str(settings.monitoring.window_minutes)),
+        *("--lag-minutes", str(settings.monitoring.window_lag_minutes)),
         *("--pointer", f"Champion=/mlops/{environment}/models/example/Champion"),
         *("--example-baseline", example_baseline),  # the asset's URI: see test_the_example_baseline_is_…
-        *("--thresholds", json.dumps(thresholds.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))),
+        *("--settings", settings_uri),  # the asset's URI: see test_the_settings_are_this_stacks_asset_…
         *("--report-uri", f"s3://<ArtifactsZoneBucket>/artifacts/monitoring/example/{name}/"),
         *("--metrics-namespace", f"mlops/{environment}/Drift"),
         *("--event-source", "mlops.monitoring"),
     ]
-    assert json.loads(execution_input["arguments"][20])["default"]["psi"] == thresholds.default.psi
 
 
 def test_the_jobs_own_parser_accepts_the_arguments_and_reads_the_window_from_the_event(resources):
@@ -185,8 +190,10 @@ def test_the_jobs_own_parser_accepts_the_arguments_and_reads_the_window_from_the
     # The job runs `python -m mlops_training monitor <arguments>`.
     parsed = monitor_job.parse_arguments(job_arguments(rule))
 
-    assert parsed.window_end.isoformat() == "2026-11-24T23:00:00+00:00"
-    assert parsed.window_start.isoformat() == "2026-11-24T22:00:00+00:00"
+    # Hourly, 15 minutes late: capture files written after their requests are in place.
+    assert parsed.scheduled_time.isoformat() == "2026-11-24T23:00:00+00:00"
+    assert parsed.window_end.isoformat() == "2026-11-24T22:45:00+00:00"
+    assert parsed.window_start.isoformat() == "2026-11-24T21:45:00+00:00"
     assert parsed.capture.uri == "s3://capture-zone/capture/example/example/"
 
 
@@ -201,13 +208,18 @@ def test_the_capture_uri_is_where_the_endpoint_captures(synthesized, environment
     assert arguments[arguments.index("--capture-uri") + 1] == destination + "/"
 
 
-def test_the_example_baseline_is_this_stacks_asset_of_the_shipped_file(synthesized, environment, resources):
+def staged_asset(synthesized, environment: str, display_name: str) -> tuple[str, Path]:
+    """(hash, staged file) of the Monitoring stack's file asset ``display_name``, as cdk deploy uploads it."""
     stage = synthesized.stages[environment]
     manifest = synthesized.outdir / f"assembly-{environment}" / f"{stage.monitoring.artifact_id}.assets.json"
     [(asset_hash, asset)] = [
-        (h, a) for h, a in json.loads(manifest.read_text())["files"].items() if a["displayName"] == "ExampleBaseline"
+        (h, a) for h, a in json.loads(manifest.read_text())["files"].items() if a["displayName"] == display_name
     ]
-    staged = (manifest.parent / asset["source"]["path"]).resolve()
+    return asset_hash, (manifest.parent / asset["source"]["path"]).resolve()
+
+
+def test_the_example_baseline_is_this_stacks_asset_of_the_shipped_file(synthesized, environment, resources):
+    asset_hash, staged = staged_asset(synthesized, environment, "ExampleBaseline")
     found = by_sid(statements(resources, f"{PREFIX}ExampleJobRole"))
     [rule] = schedule_rules(resources).values()
     arguments = rule_input(rule)["arguments"]
@@ -215,6 +227,24 @@ def test_the_example_baseline_is_this_stacks_asset_of_the_shipped_file(synthesiz
     assert staged.read_bytes() == EXAMPLE_BASELINE.read_bytes()
     assert arguments[arguments.index("--example-baseline") + 1].endswith(f"/{asset_hash}.json")
     assert render(found["ReadExampleBaseline"]["Resource"]).endswith(f"/{asset_hash}.json")
+
+
+def test_the_settings_are_this_stacks_asset_the_job_reads_as_the_configured_thresholds(
+    synthesized, environment, resources, settings
+):
+    asset_hash, staged = staged_asset(synthesized, environment, "DriftMonitor/Settings")
+    found = by_sid(statements(resources, f"{PREFIX}ExampleJobRole"))
+    [rule] = schedule_rules(resources).values()
+    arguments = rule_input(rule)["arguments"]
+
+    assert arguments[arguments.index("--settings") + 1].endswith(f"/{asset_hash}.json")
+    assert render(found["ReadSettings"]["Resource"]).endswith(f"/{asset_hash}.json")
+    assert found["ReadSettings"]["Action"] == "s3:GetObject"
+    # What the job makes of the uploaded bytes is what config says.
+    thresholds = monitor_settings.parse_settings(staged.read_bytes())
+    configured = settings.monitoring.thresholds
+    assert thresholds.default.psi == configured.default.psi
+    assert (thresholds.drifted_share, thresholds.min_rows) == (configured.drifted_share, configured.min_rows)
 
 
 def test_job_names_fit_sagemakers_limit_and_are_the_same_for_the_same_endpoint():
@@ -348,7 +378,10 @@ def test_the_job_puts_only_drift_metrics_and_drift_summaries_on_the_default_bus(
 
 
 def test_no_other_statement_of_the_job_role_touches_s3_ssm_or_events(resources):
-    allowed = {"ReadCapture", "ListCapture", "ReadBaselines", "ListBaselines", "ReadExampleBaseline", "WriteReports"}
+    allowed = {
+        "ReadCapture", "ListCapture", "ReadBaselines", "ListBaselines", "ReadExampleBaseline", "ReadSettings",
+        "WriteReports",
+    }  # fmt: skip
     for statement in statements(resources, f"{PREFIX}ExampleJobRole"):
         actions = as_list(statement["Action"])
         if any(action.startswith("s3:") for action in actions):
@@ -568,10 +601,15 @@ def test_the_model_monitor_stack_passes_cdk_nag_and_cfn_lint(model_monitor):
     assert policy_gate.lint_findings(model_monitor.outdir) == []
 
 
-def bare_monitor(region: str, engine: str, labels_dataset: str | None = None) -> dict[str, Any]:
-    """The construct alone, in ``region``, with the shipped dev settings, ``engine`` and ``labels_dataset``."""
+def bare_monitor(
+    region: str, engine: str, labels_dataset: str | None = None, thresholds: DriftThresholds | None = None
+) -> dict[str, Any]:
+    """The construct alone, in ``region``, with the shipped dev settings and the given monitoring ones."""
     settings = load_config(ROOT / "config", selected_environments="dev").environment("dev")
-    monitoring = settings.monitoring.model_copy(update={"engine": engine, "labels_dataset": labels_dataset})
+    update: dict[str, Any] = {"engine": engine, "labels_dataset": labels_dataset}
+    if thresholds is not None:
+        update["thresholds"] = thresholds
+    monitoring = settings.monitoring.model_copy(update=update)
     settings = settings.model_copy(update={"region": region, "monitoring": monitoring})
     app = cdk.App()
     stack = cdk.Stack(app, "Bare", env=cdk.Environment(account="111111111111", region=region))
@@ -670,3 +708,53 @@ def test_a_labels_dataset_without_the_raw_zone_is_refused_at_synth():
             example_baseline=s3_assets.Asset(stack, "Baseline", path=str(EXAMPLE_BASELINE)),
             removal_policy=cdk.RemovalPolicy.DESTROY,
         )
+
+
+# -- the largest settings the schema allows ---------------------------------------------------------
+
+
+def largest_thresholds() -> DriftThresholds:
+    """``MAX_NAMED_FEATURES`` features with the longest names allowed (64 characters), each with every threshold."""
+    names = [f"f{i:02d}_" + "x" * 60 for i in range(MAX_NAMED_FEATURES)]
+    return DriftThresholds(
+        features={name: FeatureThresholds(psi=0.123456, ks_statistic=0.123456, ks_p_value=0.001234) for name in names}
+    )
+
+
+def test_the_largest_settings_fit_sagemakers_argument_limits_and_reach_the_job():
+    thresholds = largest_thresholds()
+    resources = bare_monitor("eu-west-1", "platform", labels_dataset="example-labels", thresholds=thresholds)
+    [rule] = schedule_rules(resources).values()
+    template = render(rule["Targets"][0]["InputTransformer"]["InputTemplate"])
+    # Each bucket token at its longest (63 characters), the time as EventBridge writes it.
+    arguments = [
+        re.sub(r"<[^>]+>", "b" * 63, argument)
+        for argument in json.loads(template.replace("<time>", json.dumps(EVENT_TIME)))["arguments"]
+    ]
+    monitoring = load_config(ROOT / "config", selected_environments="dev").environment("dev").monitoring
+    document = settings_file(monitoring.model_copy(update={"thresholds": thresholds})).read_bytes()
+
+    # CreateProcessingJob: at most 100 ContainerArguments of at most 256 characters each
+    # (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_AppSpecification.html).
+    assert len(arguments) <= 100
+    assert max(len(argument) for argument in arguments) <= 256
+    assert len(template) <= 8192  # EventBridge's limit on an input template
+    assert len(document) > 256 * 10  # what used to be one argument
+    parsed = monitor_settings.parse_settings(document)
+    assert sorted(parsed.features) == sorted(thresholds.features)
+    assert {parsed.of(name).psi for name in thresholds.features} == {0.123456}
+
+
+def test_an_argument_sagemaker_would_refuse_stops_synth_with_one_sentence():
+    too_long = "s3://" + "k" * 260
+
+    with pytest.raises(
+        ValueError, match=r"^endpoint acme: job argument 's3://k+'... can be 265 characters; SageMaker allows 256"
+    ):
+        check_arguments(["monitor", "--capture-uri", too_long], "endpoint acme")
+    with pytest.raises(ValueError, match=r"101 job arguments; SageMaker allows at most 100"):
+        check_arguments(["x"] * 101, "endpoint acme")
+    # A bucket-name token counts at its longest.
+    check_arguments(["s3://${Token[TOKEN.1]}/" + "k" * 187], "endpoint acme")
+    with pytest.raises(ValueError, match="can be 257 characters"):
+        check_arguments(["s3://${Token[TOKEN.1]}/" + "k" * 188], "endpoint acme")

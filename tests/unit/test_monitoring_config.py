@@ -139,6 +139,18 @@ BAD_SETTINGS = {
         "monitoring.max_runtime_seconds",
         "7200",
     ),
+    "a lag longer than three hours": (
+        "window_lag_minutes: 15",
+        "window_lag_minutes: 181",
+        "monitoring.window_lag_minutes",
+        "181",
+    ),
+    "a negative lag": (
+        "window_lag_minutes: 15",
+        "window_lag_minutes: -1",
+        "monitoring.window_lag_minutes",
+        "-1",
+    ),
     "labels dataset not a dataset name": (
         "max_runtime_seconds: 1800",
         "max_runtime_seconds: 1800\n  labels_dataset: Labels/2026",
@@ -167,6 +179,25 @@ def test_a_bad_monitoring_setting_is_one_sentence_naming_key_value_and_what_is_a
     assert_one_sentence(str(raised.value), path, key, value)
 
 
+def test_each_run_reads_the_window_that_ended_a_quarter_of_an_hour_before_it_by_default():
+    assert Monitoring().window_lag_minutes == 15
+    for environment in load_config(CONFIG).environments:
+        assert environment.monitoring.window_lag_minutes == 15
+
+
+def test_the_settings_document_holds_every_threshold_for_the_job():
+    monitoring = Monitoring.model_validate(
+        {"thresholds": {"features": {"mean_radius": {"psi": 0.1}}, "drifted_share": 0.3}}
+    )
+
+    document = monitoring.settings_document()
+
+    assert document["schema_version"] == 1
+    assert document["thresholds"]["features"] == {"mean_radius": {"psi": 0.1, "ks_statistic": 0.1, "ks_p_value": 0.01}}
+    assert document["thresholds"]["drifted_share"] == 0.3
+    assert json.loads(json.dumps(document)) == document
+
+
 def test_labels_are_off_by_default_and_named_by_a_dataset(config_copy):
     assert Monitoring().labels_dataset is None
     edit(
@@ -193,7 +224,7 @@ def test_a_feature_name_that_is_not_a_column_name_is_refused(config_copy):
     assert "\n" not in message
 
 
-def test_more_named_features_than_a_schedule_rule_can_carry_are_refused(config_copy):
+def test_more_named_features_than_the_schema_allows_are_refused(config_copy):
     path = config_copy / "environments" / "dev.yaml"
     features = {f"feature_{index}": {"psi": 0.1} for index in range(MAX_NAMED_FEATURES + 1)}
     edit(path, FEATURES, f"features: {json.dumps(features)}")
