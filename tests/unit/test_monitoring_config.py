@@ -1,4 +1,4 @@
-"""Monitoring settings: Model Monitor's schedule forms, drift thresholds, the engine; a bad value is one sentence."""
+"""Monitoring settings: schedule forms, drift thresholds, the lag, the engine; a bad value is one sentence."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def test_every_shipped_environment_runs_the_platform_engine_hourly_on_an_hour_of
         ("cron(0 23 ? * * *)", 24),
     ],
 )
-def test_each_model_monitor_schedule_form_gives_its_window(config_copy, schedule, hours):
+def test_each_schedule_form_gives_its_window(config_copy, schedule, hours):
     edit(config_copy / "environments" / "dev.yaml", SCHEDULE, f'schedule: "{schedule}"')
 
     monitoring = load_config(config_copy, selected_environments="dev").environment("dev").monitoring
@@ -61,7 +61,7 @@ BAD_SCHEDULES = {
 
 
 @pytest.mark.parametrize("schedule", BAD_SCHEDULES.values(), ids=BAD_SCHEDULES.keys())
-def test_a_schedule_model_monitor_rejects_is_one_sentence_naming_the_allowed_forms(config_copy, schedule):
+def test_a_schedule_of_another_form_is_one_sentence_naming_the_allowed_forms(config_copy, schedule):
     path = config_copy / "environments" / "dev.yaml"
     edit(path, SCHEDULE, f'schedule: "{schedule}"')
 
@@ -245,52 +245,18 @@ def test_named_features_take_their_missing_thresholds_from_the_defaults_of_the_j
     assert thresholds.features["mean_radius"].ks_statistic == 0.1
 
 
-# -- engine: model-monitor --------------------------------------------------------------------------
+# -- engine: SageMaker Model Monitor is not offered ----------------------------------------------------
 
 
-def refuse_imports(monkeypatch, error: type[Exception]) -> list[str]:
-    attempted: list[str] = []
-
-    def image_uris() -> object:
-        attempted.append("sagemaker.core.image_uris")
-        raise error("No module named 'sagemaker'")
-
-    monkeypatch.setattr(monitoring_config, "_image_uris", image_uris)
-    return attempted
-
-
-def test_the_platform_engine_needs_no_sagemaker_core(monkeypatch):
-    attempted = refuse_imports(monkeypatch, AssertionError)
-
-    assert Monitoring().problems(region="eu-west-1") == []
-    assert attempted == []
-
-
-def test_model_monitor_without_sagemaker_core_says_how_to_install_it(monkeypatch):
-    attempted = refuse_imports(monkeypatch, ImportError)
-
-    [(key, value, allowed)] = Monitoring(engine="model-monitor").problems(region="eu-west-1")
-
-    assert attempted == ["sagemaker.core.image_uris"]
-    assert (key, value) == ("monitoring.engine", "model-monitor")
-    assert "pip install sagemaker-core==" in allowed
-    assert_one_sentence(ConfigError.bad_value("dev.yaml", key, value, allowed).args[0], "dev.yaml", key, value)
-
-
-def test_model_monitor_in_a_region_without_its_analyzer_image_is_refused():
-    [(key, value, allowed)] = Monitoring(engine="model-monitor").problems(region="ca-west-1")
-
-    assert (key, value) == ("monitoring.engine", "model-monitor")
-    assert "region ca-west-1 has none" in allowed
-    assert Monitoring(engine="model-monitor").problems(region="eu-west-1") == []
-
-
-def test_model_monitor_in_a_region_without_its_analyzer_image_stops_loading(config_copy):
+def test_model_monitor_is_refused_in_one_sentence_that_says_where_to_read_why(config_copy):
     path = config_copy / "environments" / "dev.yaml"
-    edit(path, "region: eu-west-1", "region: ca-west-1")
     edit(path, "engine: platform", "engine: model-monitor")
 
     with pytest.raises(ConfigError) as raised:
         load_config(config_copy)
 
-    assert_one_sentence(str(raised.value), path, "monitoring.engine", "model-monitor")
+    message = str(raised.value)
+    assert_one_sentence(message, path, "monitoring.engine", "'model-monitor'")
+    assert "SageMaker Model Monitor is not offered" in message
+    assert "README.md" in message
+
