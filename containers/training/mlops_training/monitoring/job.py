@@ -48,7 +48,7 @@ features, or when a variant's predictions drift.
 
 Outputs, in this order (a consumer of the event finds the report already there):
 
-- **Report**: ``<report-uri><window-end as YYYY-MM-DDTHH-MM>/report.json`` and ``report.html``.
+- **Report**: ``<report-uri><the window's end as YYYY-MM-DDTHH-MM>/report.json`` and ``report.html``.
   report.json: ``{"schema_version": 1, "environment", "tenant", "model", "endpoint",
   "window": {"start", "end", "minutes", "lag_minutes"}, "feature_baseline": {"variant", "uri"},
   "variants": [{"variant", "pointer", "model_uri", "baseline_uri", "error", "lines", "rows"}],
