@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-import config.monitoring as monitoring_config
 from config import ConfigError, load_config
 from config.monitoring import MAX_NAMED_FEATURES, Monitoring, interval_hours
 from tests.conftest import ROOT
@@ -259,4 +258,3 @@ def test_model_monitor_is_refused_in_one_sentence_that_says_where_to_read_why(co
     assert_one_sentence(message, path, "monitoring.engine", "'model-monitor'")
     assert "SageMaker Model Monitor is not offered" in message
     assert "README.md" in message
-
