@@ -1,16 +1,16 @@
 """Monitoring settings of one environment: the drift monitor's schedule and thresholds, and retraining triggers.
 
-The platform's own drift monitor is the default engine. SageMaker Model Monitor is closed to new
-customers (AWS keeps it for accounts that already use it), so ``engine: model-monitor`` is for those
-accounts only: its schedules and job definitions synthesize anywhere and fail at deploy elsewhere.
+The platform's own drift monitor is the only engine. SageMaker Model Monitor is not offered: it is
+closed to new customers, and what it would need to report drift the way the platform does (a
+baseline in its own format that changes on every promotion, alarms with the tenant and model) is
+not something it can be given; README.md (Monitoring and retraining) gives the reasons.
 
-Both engines run on the same schedule forms, the ones Model Monitor accepts, so switching engines
-never needs a new schedule, and the window each run reads is the interval between two runs.
+Schedules are whole hours, evenly spaced, so the window each run reads is the interval between two
+runs.
 """
 
 from __future__ import annotations
 
-import importlib
 import re
 from typing import Annotated, Any, Literal
 
@@ -19,8 +19,8 @@ from pydantic import AfterValidator, Field, StrictBool, StrictFloat, StrictInt
 from config.base import StrictModel
 from config.instance_types import check_instance_type
 
-# Model Monitor's schedule forms (CreateMonitoringSchedule, ScheduleExpression): hourly, every N hours
-# from a starting hour, or daily at an hour. Minutes are always 0.
+# Schedule forms whose runs are evenly spaced, so a run's window is the interval since the previous
+# one: hourly, every N hours from a starting hour, or daily at an hour. Minutes are always 0.
 HOURLY = re.compile(r"^cron\(0 \* \? \* \* \*\)$")
 EVERY_N_HOURS = re.compile(r"^cron\(0 (?P<start>\d{1,2})/(?P<every>\d{1,2}) \? \* \* \*\)$")
 DAILY = re.compile(r"^cron\(0 (?P<hour>\d{1,2}) \? \* \* \*\)$")
@@ -29,42 +29,10 @@ SCHEDULE_FORMS = (
     "H from 0 to N - 1 so that the runs are evenly spaced) or cron(0 H ? * * *) (daily at hour H)"
 )
 HOUR_DIVISORS = (1, 2, 3, 4, 6, 8, 12)
-# Per-feature thresholds travel in each schedule rule's input (EventBridge caps an input template at
-# 8,192 characters); this many named features keep it well below that.
+# Named features with thresholds of their own. The thresholds reach the job as a settings document
+# in S3 (``settings_document``), so no argument or input limit bounds them; this bounds the config.
 MAX_NAMED_FEATURES = 40
-# The package whose tables resolve the Model Monitor analyzer's image per region, offline.
-MODEL_MONITOR_REQUIREMENT = "sagemaker-core==2.27.0"
-MODEL_MONITOR_INSTALL = f"pip install {MODEL_MONITOR_REQUIREMENT}"
-
-
-class ModelMonitorUnavailable(ValueError):
-    """The Model Monitor analyzer image cannot be resolved offline for a region; the message says what is allowed."""
-
-
-def _image_uris() -> Any:
-    """``sagemaker.core.image_uris``, imported on first use (tests replace this function)."""
-    return importlib.import_module("sagemaker.core.image_uris")
-
-
-def analyzer_image_uri(region: str) -> str:
-    """The Model Monitor analyzer's image URI in ``region``, from the tables ``sagemaker-core`` ships (no AWS call).
-
-    Imported here, not at module level: only ``engine: model-monitor`` pays for the package.
-    """
-    try:
-        image_uris = _image_uris()
-    except ImportError as error:
-        raise ModelMonitorUnavailable(
-            f"platform, or model-monitor once sagemaker-core is installed ({MODEL_MONITOR_INSTALL}), "
-            "which resolves the analyzer image offline"
-        ) from error
-    try:
-        return str(image_uris.retrieve("model-monitor", region))
-    except ValueError as error:
-        raise ModelMonitorUnavailable(
-            f"platform, or model-monitor only in a region where SageMaker publishes the Model Monitor analyzer "
-            f"image (region {region} has none in {MODEL_MONITOR_REQUIREMENT})"
-        ) from error
+SETTINGS_VERSION = 1  # of the settings document (containers/training/mlops_training/monitoring/settings.py)
 
 
 def interval_hours(schedule: str) -> int:
@@ -79,7 +47,7 @@ def interval_hours(schedule: str) -> int:
             return every
     elif (match := DAILY.match(schedule)) and int(match["hour"]) <= 23:
         return 24
-    raise ValueError(f"one of Model Monitor's schedule forms: {SCHEDULE_FORMS}")
+    raise ValueError(f"one of these schedule forms: {SCHEDULE_FORMS}")
 
 
 def _check_schedule(value: str) -> str:
@@ -168,11 +136,11 @@ class Retraining(StrictModel):
 
 
 class Monitoring(StrictModel):
-    engine: Literal["platform", "model-monitor"] = Field(
+    engine: Literal["platform"] = Field(
         default="platform",
         description=(
-            "platform (the platform's own drift monitor) or model-monitor (SageMaker Model Monitor, closed to "
-            "new customers: only for accounts that already use it)"
+            "platform (the platform's own drift monitor; SageMaker Model Monitor is not offered, see README.md, "
+            "Monitoring and retraining)"
         ),
     )
     schedule: Schedule = Field(default="cron(0 * ? * * *)", description=SCHEDULE_FORMS)
@@ -186,14 +154,23 @@ class Monitoring(StrictModel):
         le=3600,
         description="a whole number of seconds from 60 to 3600 (a monitoring run must end before the next one)",
     )
+    window_lag_minutes: StrictInt = Field(
+        default=15,
+        ge=0,
+        le=180,
+        description=(
+            "a whole number of minutes from 0 to 180 (each run reads the window that ended this long before it "
+            "starts, so capture files SageMaker writes minutes after their requests have landed)"
+        ),
+    )
     thresholds: DriftThresholds = DriftThresholds()
     labels_dataset: DatasetName | None = Field(
         default=None,
         description=(
             "a dataset name (1 to 63 lowercase letters, digits or hyphens) or null: with a name, each endpoint's "
-            "run joins its captures to the labels ingested as that dataset of its tenant, JSON Lines "
-            '{"inference_id", "label"} under the raw zone\'s raw/<tenant>/<dataset>/, and reports model quality '
-            "(platform engine)"
+            "run joins its captures to the labels its tenant sends through ingestion as that dataset (records "
+            '{"inference_id", "label"}, landed under the raw zone\'s raw/<tenant>/<dataset>/) and reports model '
+            "quality"
         ),
     )
     retraining: Retraining = Retraining()
@@ -203,12 +180,6 @@ class Monitoring(StrictModel):
         """Minutes of captured traffic each run reads: the interval between two runs."""
         return interval_hours(self.schedule) * 60
 
-    def problems(self, *, region: str) -> list[tuple[str, object, str]]:
-        """(key, value, what is allowed) for the rules that depend on the environment's region."""
-        if self.engine != "model-monitor":
-            return []
-        try:
-            analyzer_image_uri(region)
-        except ModelMonitorUnavailable as error:
-            return [("monitoring.engine", self.engine, str(error))]
-        return []
+    def settings_document(self) -> dict[str, Any]:
+        """What the drift monitor job reads from ``--settings``: the thresholds, however many features they name."""
+        return {"schema_version": SETTINGS_VERSION, "thresholds": self.thresholds.model_dump(mode="json")}

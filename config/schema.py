@@ -179,7 +179,7 @@ class EnvironmentConfig(StrictModel):
 
     def problems(self) -> list[tuple[str, object, str]]:
         """(key, value, what is allowed) for rules that span sections."""
-        return [*self.serving.problems(production=self.is_production), *self.monitoring.problems(region=self.region)]
+        return self.serving.problems(production=self.is_production)
 
 
 # The delivery pipeline (config/pipeline.yaml). CodeCommit is closed to new customers, so the source

@@ -1,10 +1,10 @@
 """The environment's CloudWatch dashboard, ``<project>-<env>``: serving, training, drift and queues on one page.
 
 * Serving, per endpoint and variant: invocations, 4XX/5XX invocation errors and model latency (p50,
-  p99) from ``AWS/SageMaker``; and the variants' current weights. SageMaker publishes no weight
-  metric, so the weights are a text widget written at synth from the weights this environment is
-  deployed with (config plus the ``variantWeights`` context), the same values as the Serving stack's
-  ``<Endpoint><Variant>TrafficPercent`` outputs.
+  p99) from ``AWS/SageMaker``; and the share of traffic each variant gets now. SageMaker publishes
+  no weight metric, so the weights resource publishes the weights it finds in place after every
+  deploy (``VariantTrafficShare`` in ``<project>/<env>``, lambda/variant_weights); the widget shows
+  each variant's latest value, looked up as far back as CloudWatch keeps hourly data.
 * Training: the state machine's executions and their outcome (``AWS/States``), the retrain trigger's
   decisions, and the best objective metric of each tenant's runs over time (``BestObjective``, see
   ``BEST_OBJECTIVE``).
@@ -28,7 +28,6 @@ from config.monitoring import Monitoring
 from config.naming import Names
 from config.serving import EndpointConfig, Serving
 from config.tenants import PipelineConfig
-from mlops_constructs.endpoint import traffic_percentages
 from mlops_constructs.retrain_trigger import DECISION_METRICS, SERVICE
 
 # The evaluate function's metric of a run's best trial (namespace ``<project>/<env>``, dimensions
@@ -41,6 +40,11 @@ DRIFT_DETECTED = "DriftDetected"
 FEATURE_METRICS = ("FeaturePSI", "FeatureKS")
 PREDICTION_PSI = "PredictionPSI"
 SAGEMAKER = "AWS/SageMaker"
+# The weights resource's metric of each variant's share of traffic, in percent (dimensions EndpointName,
+# VariantName), published on every deploy: weeks can pass between two points.
+TRAFFIC_SHARE = "VariantTrafficShare"
+# CloudWatch keeps hourly data points for 455 days: the latest weights are found if any deploy published them.
+WEIGHTS_RANGE = "-P455D"
 FULL_WIDTH = 24
 HEIGHT = 6
 LONG_RANGE = "-P30D"  # training and objective graphs: runs are days apart
@@ -59,21 +63,6 @@ def search(term: str, statistic: str, period: Duration, label: str = "") -> clou
     """A SEARCH expression: one line per metric found, labelled by CloudWatch (``label`` prefixes it)."""
     return cloudwatch.MathExpression(
         expression=f"SEARCH('{term}', '{statistic}', {int(period.to_seconds())})", label=label, period=period
-    )
-
-
-def weights_markdown(names: Names, key: str, endpoint: EndpointConfig) -> str:
-    percentages = traffic_percentages(endpoint)
-    rows = "\n".join(
-        f"| {variant.name} | {variant.weight:g} | {percentages[variant.name]:g} % |" for variant in endpoint.variants
-    )
-    return (
-        f"### {names.resource(key)}: weights\n"
-        f"Tenant **{endpoint.tenant}**, model **{endpoint.model}**.\n\n"
-        "| Variant | Weight | Traffic |\n|---|---|---|\n"
-        f"{rows}\n\n"
-        "As deployed by the last synth (config plus the `variantWeights` context). SageMaker publishes no "
-        "weight metric; these equal the Serving stack's `TrafficPercent` outputs."
     )
 
 
@@ -132,8 +121,27 @@ class PlatformDashboard(Construct):
             )
 
         variants = [variant.name for variant in endpoint.variants]
+        shares = [
+            cloudwatch.Metric(
+                namespace=self._names.metrics_namespace,
+                metric_name=TRAFFIC_SHARE,
+                dimensions_map={"EndpointName": name, "VariantName": variant},
+                # Hourly: data older than 63 days is only kept per hour. Two deploys in one hour show their
+                # average until the next deploy; CloudWatch has no "last value" statistic.
+                statistic="Average",
+                period=Duration.hours(1),
+                label=f"{variant} (% of traffic)",
+            )
+            for variant in variants
+        ]
         self.dashboard.add_widgets(
-            cloudwatch.TextWidget(markdown=weights_markdown(self._names, key, endpoint), width=6, height=HEIGHT),
+            cloudwatch.SingleValueWidget(
+                title=f"{name}: traffic share per variant, as last applied",
+                metrics=shares,
+                start=WEIGHTS_RANGE,
+                width=6,
+                height=HEIGHT,
+            ),
             cloudwatch.GraphWidget(
                 title=f"{name}: invocations per variant",
                 left=[metric("Invocations", v, "Sum", v) for v in variants],

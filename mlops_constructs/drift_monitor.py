@@ -1,38 +1,41 @@
 """The drift monitor: per endpoint with data capture, a schedule that compares captured traffic with baselines.
 
-Two engines, chosen by ``monitoring.engine`` (config/monitoring.py):
+Per endpoint, an EventBridge schedule rule starts the environment's one small state machine with the
+endpoint's static arguments and the event's time. The state machine runs ``python -m mlops_training
+monitor`` from the training image as a Processing job (``createProcessingJob.sync``) on a small CPU
+instance. Its settings (the thresholds, however many features they name) are one JSON document per
+environment, an asset of this stack, passed by URI: SageMaker caps each job argument at 256
+characters. The window ends ``monitoring.window_lag_minutes`` before the scheduled time, so capture
+files SageMaker writes minutes after their requests are in place. The job reads the window's capture
+files, compares them with each variant's baseline (the sibling ``baseline.json`` of the model
+pointer's ``model.tar.gz``, or the example model's baseline, an asset of this stack), writes a JSON
+and HTML report to the artifacts zone, publishes ``<project>/<env>/Drift`` metrics and a ``Drift
+Summary`` event on the default bus. The job's name is derived from the endpoint and the event's time,
+so a redelivered event finds its name taken (``ResourceInUse``) and counts as done instead of starting
+a second job. Each endpoint's job has a role of its own: its capture prefix, its pointers, its report
+prefix, the example baseline, the settings, and nothing of another tenant. With
+``monitoring.labels_dataset`` the job also gets ``--labels-uri s3://<raw zone>/raw/<tenant>/<dataset>/``
+(model quality from the labels the tenant sends through ingestion as that dataset) and may list and
+read that prefix only.
 
-* **platform** (the default). Per endpoint, an EventBridge schedule rule starts the environment's
-  one small state machine with the endpoint's static arguments and the event's time. The state
-  machine runs ``python -m mlops_training monitor`` from the training image as a Processing job
-  (``createProcessingJob.sync``) on a small CPU instance. The job reads the window's capture files,
-  compares them with each variant's baseline (the sibling ``baseline.json`` of the model pointer's
-  ``model.tar.gz``, or the example model's baseline, an asset of this stack), writes a JSON and HTML
-  report to the artifacts zone, publishes ``<project>/<env>/Drift`` metrics and a ``Drift Summary``
-  event on the default bus. The job's name is derived from the endpoint and the event's time, so a
-  redelivered event finds its name taken (``ResourceInUse``) and counts as done instead of starting a
-  second job. Each endpoint's job has a role of its own: its capture prefix, its pointers, its
-  report prefix, the example baseline, and nothing of another tenant. With ``monitoring.labels_dataset``
-  the job also gets ``--labels-uri s3://<raw zone>/raw/<tenant>/<dataset>/`` (model quality from the
-  labels ingested as that dataset) and may list and read that prefix only.
-* **model-monitor**: SageMaker Model Monitor, closed to new customers, for accounts that still have
-  it. Per endpoint a data quality job definition and a monitoring schedule on the same cron forms;
-  the analyzer image is resolved offline, at synth, from sagemaker-core's tables
-  (``config.monitoring.analyzer_image_uri``), imported only for this engine.
+Alarms: per endpoint ``<project>-<env>-drift-<endpoint key>`` on ``DriftDetected >= 1`` with the
+dimensions Endpoint, Tenant and Model (the retrain trigger reads Tenant and Model from them). A run
+that fails, times out or cannot start notifies the environment's topic.
 
-Alarms: per endpoint (platform engine) ``<project>-<env>-drift-<endpoint key>`` on ``DriftDetected >= 1``
-with the dimensions Endpoint, Tenant and Model (the retrain trigger reads Tenant and Model from them).
-A run that fails, times out or cannot start notifies the environment's topic.
+SageMaker Model Monitor is not an engine here: README.md (Monitoring and retraining) says why.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-import jsii
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
@@ -44,14 +47,12 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
-from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
-from aws_cdk.interfaces.aws_events import IRuleRef
 from constructs import Construct
 
 from config.instance_types import has_local_storage
-from config.monitoring import Monitoring, analyzer_image_uri
+from config.monitoring import Monitoring
 from config.naming import Names
 from config.schema import EnvironmentConfig
 from config.serving import EndpointConfig
@@ -70,17 +71,22 @@ MONITORING_PREFIX = "artifacts/monitoring/"
 RUNS_PREFIX = "artifacts/runs/"
 BASELINE_FILE = "baseline.json"
 
+SETTINGS_FILE = "settings.json"
+
 SAGEMAKER_NAME_MAX = 63
+# CreateProcessingJob's AppSpecification.ContainerArguments: at most 100 items of at most 256 characters
+# (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_AppSpecification.html).
+MAX_ARGUMENTS = 100
+MAX_ARGUMENT_LENGTH = 256
+# A token in an argument is a bucket name (at most 63 characters) or the event's time (20): count it as 63.
+TOKEN_ROOM = 63
+STRING_TOKEN = re.compile(r"\$\{Token\[[^\]]+\]\}")
 # ``-YYYYMMDDHHMM``, the event time the state machine appends to an endpoint's job-name stem.
 TIME_SUFFIX_LENGTH = 13
 VOLUME_SIZE_GB = 20
 # Step Functions waits for the job, plus time to start it and to stop it on its runtime limit.
 STATE_MACHINE_MARGIN_SECONDS = 900
 SAGEMAKER_ERROR = "SageMaker.AmazonSageMakerException"
-PROCESSING_ROOT = "/opt/ml/processing"
-# SageMaker publishes Model Monitor's per-feature metrics here for real-time endpoints.
-MODEL_MONITOR_NAMESPACE = "/aws/sagemaker/Endpoints/data-metrics"
-MODEL_MONITOR_TYPE = "DataQuality"
 
 
 def bounded_name(stem: str, key: str, room: int = SAGEMAKER_NAME_MAX) -> str:
@@ -94,9 +100,39 @@ def job_stem(names: Names, key: str) -> str:
     return bounded_name(names.resource("drift"), key, SAGEMAKER_NAME_MAX - TIME_SUFFIX_LENGTH)
 
 
-def thresholds_argument(monitoring: Monitoring) -> str:
-    """The ``--thresholds`` JSON: the configured thresholds, keys sorted so the template is stable."""
-    return json.dumps(monitoring.thresholds.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+def settings_file(monitoring: Monitoring) -> Path:
+    """The job's settings document (``Monitoring.settings_document``) as a file, for an asset of the stack.
+
+    SageMaker caps each ContainerArguments item at 256 characters
+    (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_AppSpecification.html); thresholds
+    of a few named features pass that, so they travel as an S3 object whose URI is the argument. The
+    same settings give the same bytes, file name and asset hash, whichever machine synthesizes.
+    """
+    body = (json.dumps(monitoring.settings_document(), sort_keys=True, indent=2) + "\n").encode()
+    folder = Path(tempfile.gettempdir()) / "mlops-drift-settings" / hashlib.sha256(body).hexdigest()
+    target = folder / SETTINGS_FILE
+    if not target.is_file() or target.read_bytes() != body:
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / f".{SETTINGS_FILE}.{os.getpid()}"
+        partial.write_bytes(body)
+        partial.replace(target)  # whole or not at all, should two synths write it at once
+    return target
+
+
+def check_arguments(arguments: list[str], where: str) -> None:
+    """Refuse, at synth, arguments SageMaker would refuse at every run: more than 100, or one over 256 characters.
+
+    A token (a bucket name, the event's time) counts as ``TOKEN_ROOM`` characters, its longest value.
+    """
+    if len(arguments) > MAX_ARGUMENTS:
+        raise ValueError(f"{where}: {len(arguments)} job arguments; SageMaker allows at most {MAX_ARGUMENTS}")
+    for argument in arguments:
+        length = len(STRING_TOKEN.sub("t" * TOKEN_ROOM, argument))
+        if length > MAX_ARGUMENT_LENGTH:
+            raise ValueError(
+                f"{where}: job argument {argument[:60]!r}... can be {length} characters; SageMaker allows "
+                f"{MAX_ARGUMENT_LENGTH} (shorten the names it is built from)"
+            )
 
 
 @dataclass(frozen=True)
@@ -105,19 +141,6 @@ class DriftMonitorZones:
     artifacts: s3.IBucket
     # Where labels are ingested; needed only with monitoring.labels_dataset.
     raw: s3.IBucket | None = None
-
-
-@jsii.implements(events.IRuleTarget)
-class _TopicTarget:
-    """An SNS target that grants nothing: Foundation's topic policy already lets EventBridge publish
-    (CDK's ``SnsTopic`` would add a statement to that policy, in another stack)."""
-
-    def __init__(self, topic: sns.ITopic, message: events.RuleTargetInput) -> None:
-        self._topic = topic
-        self._message = message
-
-    def bind(self, rule: IRuleRef, id: str | None = None) -> events.RuleTargetConfig:
-        return events.RuleTargetConfig(arn=self._topic.topic_arn, input=self._message)
 
 
 class DriftMonitor(Construct):
@@ -152,8 +175,7 @@ class DriftMonitor(Construct):
         self.rules: dict[str, events.Rule] = {}
         self.drift_alarms: dict[str, cloudwatch.Alarm] = {}
         self.state_machine: sfn.StateMachine | None = None
-        self.job_definitions: dict[str, sagemaker.CfnDataQualityJobDefinition] = {}
-        self.schedules: dict[str, sagemaker.CfnMonitoringSchedule] = {}
+        self.settings: s3_assets.Asset | None = None
         if not self.endpoints:
             return
         if self._monitoring.labels_dataset is not None and zones.raw is None:
@@ -161,16 +183,15 @@ class DriftMonitor(Construct):
                 f"monitoring.labels_dataset {self._monitoring.labels_dataset!r} needs the raw zone: "
                 "pass DriftMonitorZones(raw=...)"
             )
-        if self._monitoring.engine == "model-monitor":
-            self._model_monitor()
-        else:
-            self._platform(image, example_baseline, removal_policy)
+        self._platform(image, example_baseline, removal_policy)
 
-    # -- platform engine ----------------------------------------------------------------------------
+    # -- schedules, state machine and jobs ----------------------------------------------------------
 
     def _platform(
         self, image: ecr_assets.DockerImageAsset, example_baseline: s3_assets.Asset, removal_policy: RemovalPolicy
     ) -> None:
+        # One document per environment: the thresholds are the environment's.
+        self.settings = s3_assets.Asset(self, "Settings", path=str(settings_file(self._monitoring)))
         for endpoint_key, endpoint in self.endpoints.items():
             self.job_roles[endpoint_key] = self._job_role(endpoint_key, endpoint, image, example_baseline)
         log_group = logs.LogGroup(
@@ -272,20 +293,22 @@ class DriftMonitor(Construct):
             *("--model", endpoint.model),
             *("--endpoint-name", endpoint_name),
             *("--capture-uri", zones.capture.s3_url_for_object(capture_prefix(endpoint, key))),
-            *("--window-end", time),
+            *("--scheduled-time", time),
             *("--window-minutes", str(monitoring.window_minutes)),
+            *("--lag-minutes", str(monitoring.window_lag_minutes)),
         ]
         for variant in endpoint.variants:
             arguments += ["--pointer", f"{variant.name}={pointer_name(names, key, variant.name)}"]
         arguments += [
             *("--example-baseline", example_baseline.s3_object_url),
-            *("--thresholds", thresholds_argument(monitoring)),
+            *("--settings", self._settings.s3_object_url),
             *("--report-uri", zones.artifacts.s3_url_for_object(report_prefix(endpoint, endpoint_name))),
             *("--metrics-namespace", names.drift_namespace),
             *("--event-source", names.monitoring_source),
         ]
         if (labels := self._labels_prefix(endpoint)) is not None:
             arguments += ["--labels-uri", self._raw.s3_url_for_object(labels)]
+        check_arguments(arguments, f"endpoint {key}")
         return events.Rule(
             self,
             construct_id(key, "Schedule"),
@@ -332,6 +355,13 @@ class DriftMonitor(Construct):
                 sid="ReadExampleBaseline",
                 actions=["s3:GetObject"],
                 resources=[example_baseline.bucket.arn_for_objects(example_baseline.s3_object_key)],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ReadSettings",
+                actions=["s3:GetObject"],
+                resources=[self._settings.bucket.arn_for_objects(self._settings.s3_object_key)],
             )
         )
         role.add_to_policy(
@@ -525,178 +555,12 @@ class DriftMonitor(Construct):
             },
         )
 
-    # -- model-monitor engine -----------------------------------------------------------------------
+    # -- helpers --------------------------------------------------------------------------------------
 
-    def _model_monitor(self) -> None:
-        image_uri = analyzer_image_uri(self._region)
-        schedule_arns = []
-        for endpoint_key, endpoint in self.endpoints.items():
-            role = self._model_monitor_role(endpoint_key, endpoint)
-            self.job_roles[endpoint_key] = role
-            definition = self._job_definition(endpoint_key, endpoint, role, image_uri)
-            schedule = sagemaker.CfnMonitoringSchedule(
-                self,
-                construct_id(endpoint_key, "MonitoringSchedule"),
-                monitoring_schedule_name=bounded_name(self._names.resource("monitor"), endpoint_key),
-                endpoint_name=self._names.resource(endpoint_key),
-                monitoring_schedule_config=sagemaker.CfnMonitoringSchedule.MonitoringScheduleConfigProperty(
-                    monitoring_job_definition_name=definition.job_definition_name,
-                    monitoring_type=MODEL_MONITOR_TYPE,
-                    schedule_config=sagemaker.CfnMonitoringSchedule.ScheduleConfigProperty(
-                        schedule_expression=self._monitoring.schedule
-                    ),
-                ),
-            )
-            schedule.add_dependency(definition)
-            self.job_definitions[endpoint_key] = definition
-            self.schedules[endpoint_key] = schedule
-            schedule_arns.append(schedule.attr_monitoring_schedule_arn)
-        rule = events.Rule(
-            self,
-            "MonitoringFailedRule",
-            description=f"Model Monitor executions of {self._names.environment} that failed",
-            event_pattern=events.EventPattern(
-                source=["aws.sagemaker"],
-                detail_type=["SageMaker Processing Job State Change"],
-                detail={"ProcessingJobStatus": ["Failed", "Stopped"], "MonitoringScheduleArn": schedule_arns},
-            ),
-        )
-        rule.add_target(
-            _TopicTarget(
-                self._topic,
-                events.RuleTargetInput.from_text(
-                    f"Model Monitor execution {events.EventField.from_path('$.detail.ProcessingJobName')} of "
-                    f"{self._names.environment} ended {events.EventField.from_path('$.detail.ProcessingJobStatus')}: "
-                    f"{events.EventField.from_path('$.detail.FailureReason')}"
-                ),
-            )
-        )
-
-    def _job_definition(
-        self, key: str, endpoint: EndpointConfig, role: iam.Role, image_uri: str
-    ) -> sagemaker.CfnDataQualityJobDefinition:
-        monitoring, names = self._monitoring, self._names
-        endpoint_name = names.resource(key)
-        output = f"{report_prefix(endpoint, endpoint_name)}model-monitor/"
-        settings = {
-            "image": image_uri,
-            "instance_type": self.instance_type,
-            "volume": VOLUME_SIZE_GB,
-            "runtime": monitoring.max_runtime_seconds,
-            "endpoint": endpoint_name,
-            "output": output,
-        }
-        # Job definitions are immutable: a changed one is replaced, which needs a new name. The name
-        # carries a digest of the settings (the role and buckets keep their logical IDs).
-        digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
-        name = f"{bounded_name(names.resource('dq'), key, SAGEMAKER_NAME_MAX - 9)}-{digest}"
-        cluster = sagemaker.CfnDataQualityJobDefinition.ClusterConfigProperty(
-            instance_count=1,
-            instance_type=self.instance_type,
-            volume_size_in_gb=VOLUME_SIZE_GB,
-            volume_kms_key_id=None if has_local_storage(self.instance_type) else self._key.key_arn,
-        )
-        definition = sagemaker.CfnDataQualityJobDefinition(
-            self,
-            construct_id(key, "DataQualityJobDefinition"),
-            job_definition_name=name,
-            role_arn=role.role_arn,
-            data_quality_app_specification=sagemaker.CfnDataQualityJobDefinition.DataQualityAppSpecificationProperty(
-                image_uri=image_uri,
-                # SageMaker, not the container, publishes the metrics the analyzer writes.
-                environment={"publish_cloudwatch_metrics": "Enabled"},
-            ),
-            data_quality_job_input=sagemaker.CfnDataQualityJobDefinition.DataQualityJobInputProperty(
-                endpoint_input=sagemaker.CfnDataQualityJobDefinition.EndpointInputProperty(
-                    endpoint_name=endpoint_name,
-                    local_path=f"{PROCESSING_ROOT}/input/endpoint",
-                    s3_input_mode="File",
-                    s3_data_distribution_type="FullyReplicated",
-                )
-            ),
-            data_quality_job_output_config=sagemaker.CfnDataQualityJobDefinition.MonitoringOutputConfigProperty(
-                kms_key_id=self._key.key_arn,
-                monitoring_outputs=[
-                    sagemaker.CfnDataQualityJobDefinition.MonitoringOutputProperty(
-                        s3_output=sagemaker.CfnDataQualityJobDefinition.S3OutputProperty(
-                            local_path=f"{PROCESSING_ROOT}/output",
-                            s3_uri=self._zones.artifacts.s3_url_for_object(output),
-                            s3_upload_mode="EndOfJob",
-                        )
-                    )
-                ],
-            ),
-            job_resources=sagemaker.CfnDataQualityJobDefinition.MonitoringResourcesProperty(cluster_config=cluster),
-            # As the platform's models: no network at all (SageMaker downloads the capture, uploads the
-            # results and publishes the metrics); the platform has no VPC of its own.
-            network_config=sagemaker.CfnDataQualityJobDefinition.NetworkConfigProperty(
-                enable_network_isolation=True, enable_inter_container_traffic_encryption=True
-            ),
-            stopping_condition=sagemaker.CfnDataQualityJobDefinition.StoppingConditionProperty(
-                max_runtime_in_seconds=monitoring.max_runtime_seconds
-            ),
-        )
-        # SageMaker checks the role's access when it creates the definition.
-        definition.node.add_dependency(role.node.find_child("DefaultPolicy"))
-        return definition
-
-    def _model_monitor_role(self, key: str, endpoint: EndpointConfig) -> iam.Role:
-        names, zones = self._names, self._zones
-        endpoint_name = names.resource(key)
-        role = iam.Role(
-            self,
-            construct_id(key, "MonitorRole"),
-            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
-            description=f"Model Monitor jobs of endpoint {endpoint_name}: read its capture, write its reports",
-        )
-        capture = capture_prefix(endpoint, key)
-        output = f"{report_prefix(endpoint, endpoint_name)}model-monitor/"
-        self._read(role, "ReadCapture", zones.capture, capture)
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="WriteReports", actions=["s3:PutObject"], resources=[zones.artifacts.arn_for_objects(f"{output}*")]
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="UsePlatformKeyThroughS3",
-                actions=["kms:Decrypt", "kms:GenerateDataKey"],
-                resources=[self._key.key_arn],
-                conditions={"StringEquals": {"kms:ViaService": f"s3.{self._region}.amazonaws.com"}},
-            )
-        )
-        self._encrypt_volumes(role)
-        log_group = grant_logs_and_metrics(
-            role,
-            log_group_name="/aws/sagemaker/ProcessingJobs",
-            namespaces=["/aws/sagemaker/ProcessingJobs", MODEL_MONITOR_NAMESPACE],
-            sids=("WriteJobLogs", "PutJobMetrics"),
-        )
-        policy = role.node.find_child("DefaultPolicy")
-        acknowledge_wildcard_resource(
-            policy,
-            zones.capture.arn_for_objects(f"{capture}*"),
-            "SageMaker names capture files by endpoint, variant and hour; the grant stops at this endpoint's prefix.",
-        )
-        acknowledge_wildcard_resource(
-            policy,
-            zones.artifacts.arn_for_objects(f"{output}*"),
-            "Model Monitor names its reports per execution; the grant stops at this endpoint's prefix.",
-        )
-        acknowledge_wildcard_resource(
-            policy,
-            f"{log_group}:*",
-            "SageMaker writes job logs to streams of its own log group /aws/sagemaker/ProcessingJobs, named per job.",
-        )
-        acknowledge(
-            policy,
-            "AwsSolutions-IAM5[Resource::*]",
-            "cloudwatch:PutMetricData supports no resource-level permissions; metrics are limited to the "
-            "Processing job and Model Monitor namespaces by condition.",
-        )
-        return role
-
-    # -- shared ---------------------------------------------------------------------------------------
+    @property
+    def _settings(self) -> s3_assets.Asset:
+        assert self.settings is not None  # made first in _platform
+        return self.settings
 
     @property
     def _raw(self) -> s3.IBucket:

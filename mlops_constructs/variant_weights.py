@@ -4,7 +4,9 @@ Built on the custom-resource Provider framework because applying weights takes a
 ``UpdateEndpointWeightsAndCapacities`` is refused while the endpoint is creating or updating (a
 blue/green deployment can take an hour), so ``is_complete`` (lambda/variant_weights) waits for
 ``InService``, applies the weights, and waits again until SageMaker reports them. It changes
-weights only, never instance counts, so autoscaling keeps what it chose.
+weights only, never instance counts, so autoscaling keeps what it chose. Once they are in place it
+publishes them (``VariantWeight``, ``VariantTrafficShare`` in ``<project>/<env>``), which the dashboard
+graphs: SageMaker publishes no weight metric.
 """
 
 from __future__ import annotations
@@ -64,8 +66,10 @@ class VariantWeightsProvider(Construct):
             "IsComplete",
             handler="handler.is_complete",
             description="Variant weights resource: applies the weights in place once the endpoint is in service",
-            role_description="Variant weights resource: describe the endpoints, update their weights in place",
-            **common,  # type: ignore[arg-type]
+            role_description=(
+                "Variant weights resource: describe the endpoints, update their weights in place, publish them"
+            ),
+            **{**common, "environment": {"METRICS_NAMESPACE": names.metrics_namespace}},  # type: ignore[arg-type]
         )
         if endpoint_arns:
             is_complete.role.add_to_policy(
@@ -74,6 +78,21 @@ class VariantWeightsProvider(Construct):
                     actions=["sagemaker:DescribeEndpoint", "sagemaker:UpdateEndpointWeightsAndCapacities"],
                     resources=list(endpoint_arns),
                 )
+            )
+            is_complete.role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="PublishWeights",
+                    actions=["cloudwatch:PutMetricData"],
+                    # PutMetricData has no resource-level permissions: the namespace condition limits it.
+                    resources=["*"],
+                    conditions={"StringEquals": {"cloudwatch:namespace": names.metrics_namespace}},
+                )
+            )
+            acknowledge(
+                is_complete.policy,
+                "AwsSolutions-IAM5[Resource::*]",
+                "X-Ray's PutTraceSegments and PutTelemetryRecords and cloudwatch:PutMetricData support no "
+                "resource-level permissions; the metrics are limited to the platform's namespace by condition.",
             )
 
         # The framework's own functions get a role and an encrypted log group of ours, not

@@ -64,7 +64,7 @@ class MonitoringStack(Stack):
         self._dashboard()
 
     def _drift_monitoring(self) -> None:
-        """The drift monitor (platform engine) or Model Monitor schedules, per endpoint with data capture."""
+        """The drift monitor: a schedule and a job per endpoint with data capture."""
         # The example model's baseline: the job reads it for variants whose pointer is the sentinel.
         self.example_baseline = s3_assets.Asset(self, "ExampleBaseline", path=str(EXAMPLE_BASELINE))
         lake = self.foundation.lake.zones
@@ -80,9 +80,6 @@ class MonitoringStack(Stack):
             example_baseline=self.example_baseline,
             removal_policy=self.removal_policy,
         )
-        if self.drift_monitor.schedules:
-            # A monitoring schedule needs its endpoint, which only the literal endpoint name refers to.
-            self.add_dependency(self.serving, "Model Monitor schedules need their endpoints in service")
 
     def _retraining_triggers(self) -> None:
         """Drift and new data → the retrain-trigger λ → the training state machine."""

@@ -16,6 +16,13 @@ It runs under the CDK custom-resource Provider framework, with two entry points:
   ``DesiredInstanceCount``, so autoscaled counts are kept) when a weight differs, and completes once
   every named variant serves its weight, with ``Data.Applied`` the applied weights as JSON.
 
+SageMaker publishes no weight metric, so on completion ``is_complete`` publishes the weights now live,
+every variant of the endpoint, to ``METRICS_NAMESPACE`` (the dashboard graphs them): ``VariantWeight``
+and ``VariantTrafficShare`` (the percent of requests the variant gets, weight / sum of weights), with
+the dimensions ``EndpointName`` and ``VariantName`` as in ``AWS/SageMaker``. Every deploy that
+replaces the endpoint config runs it, changed weights or not, so the dashboard's latest value is the
+weight in place since the last deploy.
+
 Properties: ``EndpointName``; ``EndpointConfigName``, unused here but part of the properties so that
 CloudFormation updates this resource (and re-applies the weights) after every config replacement;
 ``Weights``, variant name to weight (CloudFormation passes numbers as strings). Variants the endpoint
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from typing import Any
 
@@ -41,6 +49,9 @@ FAILED_STATUSES = frozenset({"Failed", "OutOfService", "Deleting", "UpdateRollba
 # What SageMaker says when a weights update meets an update already in flight: wait and try again.
 IN_FLIGHT = re.compile(r"in[- ]progress|being updated|is (currently )?updating|status (is )?\S*updating", re.IGNORECASE)
 THROTTLING_CODES = frozenset({"ThrottlingException", "Throttling"})
+# The metrics of the weights in place (mlops_constructs/dashboard.py graphs them).
+WEIGHT_METRIC = "VariantWeight"
+SHARE_METRIC = "VariantTrafficShare"
 
 
 class WeightsError(Exception):
@@ -72,9 +83,23 @@ def endpoint_name(properties: dict[str, Any]) -> str:
     return name
 
 
+def weight_metrics(name: str, weights: dict[str, float]) -> list[dict[str, Any]]:
+    """PutMetricData's ``MetricData``: each variant's weight and share of traffic (percent), by endpoint and variant."""
+    total = sum(weights.values())
+    data = []
+    for variant, weight in sorted(weights.items()):
+        dimensions = [{"Name": "EndpointName", "Value": name}, {"Name": "VariantName", "Value": variant}]
+        share = round(100 * weight / total, 6) if total else 0.0
+        data.append({"MetricName": WEIGHT_METRIC, "Dimensions": dimensions, "Value": weight, "Unit": "None"})
+        data.append({"MetricName": SHARE_METRIC, "Dimensions": dimensions, "Value": share, "Unit": "Percent"})
+    return data
+
+
 class WeightsApplier:
-    def __init__(self, sagemaker: Any):
+    def __init__(self, sagemaker: Any, cloudwatch: Any, namespace: str):
         self.sagemaker = sagemaker
+        self.cloudwatch = cloudwatch
+        self.namespace = namespace
 
     def on_event(self, event: dict[str, Any]) -> dict[str, Any] | None:
         request_type = event["RequestType"]
@@ -119,7 +144,13 @@ class WeightsApplier:
             if current[variant] is None or abs(float(current[variant]) - weight) > TOLERANCE
         )
         if not differing:
-            logger.info("weights applied", extra={"endpoint": name, "weights": desired})
+            try:
+                self.cloudwatch.put_metric_data(Namespace=self.namespace, MetricData=weight_metrics(name, effective))
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") in THROTTLING_CODES:
+                    return waiting(name, "metrics throttled")
+                raise
+            logger.info("weights applied", extra={"endpoint": name, "weights": desired, "live": effective})
             return {"IsComplete": True, "Data": {"Applied": json.dumps(desired, sort_keys=True)}}
         logger.info(
             "applying weights",
@@ -148,7 +179,7 @@ def waiting(name: str, why: str) -> dict[str, Any]:
 
 
 logger = Logger()
-applier = WeightsApplier(boto3.client("sagemaker"))
+applier = WeightsApplier(boto3.client("sagemaker"), boto3.client("cloudwatch"), os.environ["METRICS_NAMESPACE"])
 
 
 @logger.inject_lambda_context

@@ -20,7 +20,7 @@ from config.naming import Names
 from config.serving import EndpointConfig
 from mlops_constructs.dashboard import PlatformDashboard, QueueDepth
 from mlops_constructs.retrain_trigger import DECISION_METRICS
-from tests.conftest import ROOT
+from tests.conftest import ROOT, load_handler
 from tests.infra.test_training import of_type
 
 # The drift job's code, as the integration tests import it: its report names the metrics it publishes.
@@ -64,6 +64,16 @@ def published_drift_metrics() -> dict[str, tuple[str, str]]:
         "feature_ks": one(KS, "Feature"),
         "prediction_psi": one(PREDICTION_PSI, "Variant"),
     }
+
+
+def published_weight_metric(namespace: str = "mlops/test") -> tuple[str, list[str]]:
+    """The weights resource's share-of-traffic metric and its dimension names, from the handler's own data
+    (lambda/variant_weights, ``weight_metrics``): a renamed metric or dimension there fails these tests."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("METRICS_NAMESPACE", namespace)
+        handler = load_handler("variant_weights")
+    [share] = [d for d in handler.weight_metrics("e", {"v": 1.0}) if d["Unit"] == "Percent"]
+    return share["MetricName"], [d["Name"] for d in share["Dimensions"]]
 
 
 def token(value: dict[str, Any]) -> str:
@@ -123,11 +133,18 @@ def test_one_dashboard_per_environment_under_its_contract_name(dashboard, enviro
 
 
 def check_serving(widgets: list[dict[str, Any]], names: Names, endpoints: dict[str, EndpointConfig]) -> None:
+    share, dimension_names = published_weight_metric()
+    assert dimension_names == ["EndpointName", "VariantName"]
     for key, endpoint in endpoints.items():
         endpoint_name = names.resource(key)
-        total = sum(variant.weight for variant in endpoint.variants)
-        [weights] = [text for text in texts(widgets) if endpoint_name in text]
-        assert "publishes no weight metric" in weights
+        [weights] = [
+            w
+            for w in widgets
+            if w["properties"].get("view") == "singleValue" and endpoint_name in w["properties"]["title"]
+        ]
+        # Weights change on deploys, weeks apart: the widget looks back as far as CloudWatch keeps hourly data.
+        assert weights["properties"]["start"] == "-P455D"
+        assert not any(endpoint_name in text for text in texts(widgets))  # no weights fixed at synth
         for variant in endpoint.variants:
             dimensions = {"EndpointName": endpoint_name, "VariantName": variant.name}
             assert has_metric(widgets, "AWS/SageMaker", "Invocations", dimensions, stat="Sum")
@@ -135,8 +152,7 @@ def check_serving(widgets: list[dict[str, Any]], names: Names, endpoints: dict[s
             assert has_metric(widgets, "AWS/SageMaker", "Invocation4XXErrors", dimensions, stat="Sum")
             assert has_metric(widgets, "AWS/SageMaker", "ModelLatency", dimensions, stat="p50")
             assert has_metric(widgets, "AWS/SageMaker", "ModelLatency", dimensions, stat="p99")
-            share = round(100 * variant.weight / total, 2)
-            assert f"| {variant.name} | {variant.weight:g} | {share:g} % |" in weights
+            assert has_metric([weights], names.metrics_namespace, share, dimensions, period=3600)
 
 
 def check_drift(widgets: list[dict[str, Any]], names: Names, endpoints: dict[str, EndpointConfig]) -> None:
@@ -161,6 +177,28 @@ def test_every_variant_shows_invocations_errors_latency_and_its_weight(dashboard
     _, widgets = dashboard
 
     check_serving(widgets, Names("mlops", settings.name), settings.serving.endpoints)
+
+
+def test_the_weights_resource_publishes_where_the_dashboard_reads(synthesized, environment):
+    """The function that applies the weights publishes them in the dashboard's namespace, and nowhere else."""
+    serving = synthesized.template_json(environment, "serving")["Resources"]
+    [(function_id, function)] = [
+        (lid, r)
+        for lid, r in of_type(serving, "AWS::Lambda::Function").items()
+        if r["Properties"].get("Handler") == "handler.is_complete"
+    ]
+    role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
+    [statements] = [
+        r["Properties"]["PolicyDocument"]["Statement"]
+        for r in of_type(serving, "AWS::IAM::Policy").values()
+        if {"Ref": role_id} in r["Properties"]["Roles"]
+    ]
+    [publish] = [st for st in statements if st.get("Sid") == "PublishWeights"]
+
+    assert function["Properties"]["Environment"]["Variables"]["METRICS_NAMESPACE"] == f"mlops/{environment}"
+    assert publish["Action"] == "cloudwatch:PutMetricData"
+    assert publish["Condition"] == {"StringEquals": {"cloudwatch:namespace": f"mlops/{environment}"}}
+    assert function_id.startswith("Weights")
 
 
 def test_training_executions_and_their_outcomes_and_the_trigger_decisions(dashboard, environment):

@@ -1,9 +1,9 @@
 """The drift monitor: schedules from config, one Processing job per endpoint and window, least privilege, alarms.
 
-The platform engine is read from each environment's Monitoring template; the rule's input is
-checked against the job's own argument parser (containers/training/mlops_training/monitoring/job.py)
-and the drift alarm against the retrain trigger's rule and handler. The Model Monitor engine is
-synthesized from a copy of config/ with ``engine: model-monitor``, and on bare stacks in other regions.
+The monitor is read from each environment's Monitoring template; the rule's input is checked against
+the job's own argument parser (containers/training/mlops_training/monitoring/job.py) and settings
+reader, and the drift alarm against the retrain trigger's rule and handler. Bare stacks try the
+settings config allows at their largest, and labels.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,36 +24,34 @@ from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_sns as sns
 from moto.events.models import EventPattern
 
-import config.monitoring as monitoring_config
 from config import load_config
+from config.monitoring import MAX_NAMED_FEATURES, DriftThresholds, FeatureThresholds
 from config.naming import Names
 from mlops_constructs.drift_monitor import (
     TIME_SUFFIX_LENGTH,
     DriftMonitor,
     DriftMonitorZones,
     bounded_name,
+    check_arguments,
     job_stem,
+    settings_file,
 )
 from mlops_constructs.training_images import CONTEXT
-from scripts import policy_gate
 from stacks.monitoring import EXAMPLE_BASELINE
 from tests.conftest import ROOT, load_handler
 from tests.infra.test_training import of_type
-from tests.synth import synthesize
 
 STACK = "monitoring"
 EVENTS = Path(__file__).resolve().parent.parent / "unit" / "events"
 ALARM_EVENT = json.loads((EVENTS / "cloudwatch_alarm_state_change.json").read_text())
 EVENT_TIME = "2026-11-24T23:00:00Z"
 PREFIX = "DriftMonitor"
-# The Model Monitor analyzer's registry accounts, as AWS publishes them per region.
-SCHEDULE_ARN = "arn:aws:sagemaker:eu-west-1:111111111111:monitoring-schedule/mlops-dev-monitor-example"
-ANALYZER_ACCOUNTS = {"eu-west-1": "468650794304", "us-east-1": "156813124566", "ap-southeast-2": "563025443158"}
 
 # The training image's code, as the integration tests import it.
 sys.path.insert(0, str(ROOT / "containers" / "training"))
 # isort: split
 from mlops_training.monitoring import job as monitor_job  # noqa: E402
+from mlops_training.monitoring import settings as monitor_settings  # noqa: E402
 
 # -- reading the template -------------------------------------------------------------------------
 
@@ -156,8 +153,9 @@ def test_the_rule_gives_the_job_its_contract_arguments_with_the_event_time(resou
     [rule] = schedule_rules(resources).values()
     execution_input = rule_input(rule)
     name = endpoint_name(environment)
-    thresholds = settings.monitoring.thresholds
-    example_baseline = execution_input["arguments"][execution_input["arguments"].index("--example-baseline") + 1]
+    arguments = execution_input["arguments"]
+    example_baseline = arguments[arguments.index("--example-baseline") + 1]
+    settings_uri = arguments[arguments.index("--settings") + 1]
 
     assert execution_input["time"] == EVENT_TIME
     assert execution_input["arguments"] == [
@@ -167,16 +165,16 @@ def test_the_rule_gives_the_job_its_contract_arguments_with_the_event_time(resou
         *("--model", "xgboost"),
         *("--endpoint-name", name),
         *("--capture-uri", "s3://<CaptureZoneBucket>/capture/example/example/"),
-        *("--window-end", EVENT_TIME),
+        *("--scheduled-time", EVENT_TIME),
         *("--window-minutes", str(settings.monitoring.window_minutes)),
+        *("--lag-minutes", str(settings.monitoring.window_lag_minutes)),
         *("--pointer", f"Champion=/mlops/{environment}/models/example/Champion"),
         *("--example-baseline", example_baseline),  # the asset's URI: see test_the_example_baseline_is_…
-        *("--thresholds", json.dumps(thresholds.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))),
+        *("--settings", settings_uri),  # the asset's URI: see test_the_settings_are_this_stacks_asset_…
         *("--report-uri", f"s3://<ArtifactsZoneBucket>/artifacts/monitoring/example/{name}/"),
         *("--metrics-namespace", f"mlops/{environment}/Drift"),
         *("--event-source", "mlops.monitoring"),
     ]
-    assert json.loads(execution_input["arguments"][20])["default"]["psi"] == thresholds.default.psi
 
 
 def test_the_jobs_own_parser_accepts_the_arguments_and_reads_the_window_from_the_event(resources):
@@ -185,8 +183,10 @@ def test_the_jobs_own_parser_accepts_the_arguments_and_reads_the_window_from_the
     # The job runs `python -m mlops_training monitor <arguments>`.
     parsed = monitor_job.parse_arguments(job_arguments(rule))
 
-    assert parsed.window_end.isoformat() == "2026-11-24T23:00:00+00:00"
-    assert parsed.window_start.isoformat() == "2026-11-24T22:00:00+00:00"
+    # Hourly, 15 minutes late: capture files written after their requests are in place.
+    assert parsed.scheduled_time.isoformat() == "2026-11-24T23:00:00+00:00"
+    assert parsed.window_end.isoformat() == "2026-11-24T22:45:00+00:00"
+    assert parsed.window_start.isoformat() == "2026-11-24T21:45:00+00:00"
     assert parsed.capture.uri == "s3://capture-zone/capture/example/example/"
 
 
@@ -201,13 +201,18 @@ def test_the_capture_uri_is_where_the_endpoint_captures(synthesized, environment
     assert arguments[arguments.index("--capture-uri") + 1] == destination + "/"
 
 
-def test_the_example_baseline_is_this_stacks_asset_of_the_shipped_file(synthesized, environment, resources):
+def staged_asset(synthesized, environment: str, display_name: str) -> tuple[str, Path]:
+    """(hash, staged file) of the Monitoring stack's file asset ``display_name``, as cdk deploy uploads it."""
     stage = synthesized.stages[environment]
     manifest = synthesized.outdir / f"assembly-{environment}" / f"{stage.monitoring.artifact_id}.assets.json"
     [(asset_hash, asset)] = [
-        (h, a) for h, a in json.loads(manifest.read_text())["files"].items() if a["displayName"] == "ExampleBaseline"
+        (h, a) for h, a in json.loads(manifest.read_text())["files"].items() if a["displayName"] == display_name
     ]
-    staged = (manifest.parent / asset["source"]["path"]).resolve()
+    return asset_hash, (manifest.parent / asset["source"]["path"]).resolve()
+
+
+def test_the_example_baseline_is_this_stacks_asset_of_the_shipped_file(synthesized, environment, resources):
+    asset_hash, staged = staged_asset(synthesized, environment, "ExampleBaseline")
     found = by_sid(statements(resources, f"{PREFIX}ExampleJobRole"))
     [rule] = schedule_rules(resources).values()
     arguments = rule_input(rule)["arguments"]
@@ -215,6 +220,24 @@ def test_the_example_baseline_is_this_stacks_asset_of_the_shipped_file(synthesiz
     assert staged.read_bytes() == EXAMPLE_BASELINE.read_bytes()
     assert arguments[arguments.index("--example-baseline") + 1].endswith(f"/{asset_hash}.json")
     assert render(found["ReadExampleBaseline"]["Resource"]).endswith(f"/{asset_hash}.json")
+
+
+def test_the_settings_are_this_stacks_asset_the_job_reads_as_the_configured_thresholds(
+    synthesized, environment, resources, settings
+):
+    asset_hash, staged = staged_asset(synthesized, environment, "DriftMonitor/Settings")
+    found = by_sid(statements(resources, f"{PREFIX}ExampleJobRole"))
+    [rule] = schedule_rules(resources).values()
+    arguments = rule_input(rule)["arguments"]
+
+    assert arguments[arguments.index("--settings") + 1].endswith(f"/{asset_hash}.json")
+    assert render(found["ReadSettings"]["Resource"]).endswith(f"/{asset_hash}.json")
+    assert found["ReadSettings"]["Action"] == "s3:GetObject"
+    # What the job makes of the uploaded bytes is what config says.
+    thresholds = monitor_settings.parse_settings(staged.read_bytes())
+    configured = settings.monitoring.thresholds
+    assert thresholds.default.psi == configured.default.psi
+    assert (thresholds.drifted_share, thresholds.min_rows) == (configured.drifted_share, configured.min_rows)
 
 
 def test_job_names_fit_sagemakers_limit_and_are_the_same_for_the_same_endpoint():
@@ -348,7 +371,10 @@ def test_the_job_puts_only_drift_metrics_and_drift_summaries_on_the_default_bus(
 
 
 def test_no_other_statement_of_the_job_role_touches_s3_ssm_or_events(resources):
-    allowed = {"ReadCapture", "ListCapture", "ReadBaselines", "ListBaselines", "ReadExampleBaseline", "WriteReports"}
+    allowed = {
+        "ReadCapture", "ListCapture", "ReadBaselines", "ListBaselines", "ReadExampleBaseline", "ReadSettings",
+        "WriteReports",
+    }  # fmt: skip
     for statement in statements(resources, f"{PREFIX}ExampleJobRole"):
         actions = as_list(statement["Action"])
         if any(action.startswith("s3:") for action in actions):
@@ -458,120 +484,15 @@ def test_failed_timed_out_aborted_or_unstarted_runs_notify_the_topic(resources):
     assert all(f"FILL({i}, 0)" in expression["Expression"] for i in ("failed", "timedOut", "aborted", "notStarted0"))
 
 
-# -- the Model Monitor engine -------------------------------------------------------------------------
-
-
-def with_model_monitor(config_dir: Path, environment: str = "dev") -> None:
-    path = config_dir / "environments" / f"{environment}.yaml"
-    text = path.read_text()
-    assert "  engine: platform" in text
-    path.write_text(text.replace("  engine: platform", "  engine: model-monitor", 1))
-
-
-@pytest.fixture(scope="module")
-def model_monitor(tmp_path_factory):
-    """dev with engine model-monitor, synthesized as `cdk synth` would."""
-    config_dir = tmp_path_factory.mktemp("config") / "config"
-    shutil.copytree(ROOT / "config", config_dir, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    with_model_monitor(config_dir)
-    outdir = tmp_path_factory.mktemp("model-monitor")
-    return synthesize(load_config(config_dir, selected_environments="dev"), outdir)
-
-
-def test_model_monitor_deploys_a_data_quality_definition_and_schedule_per_endpoint(model_monitor):
-    resources = model_monitor.template_json("dev", STACK)["Resources"]
-    [definition_id] = mine(resources, "AWS::SageMaker::DataQualityJobDefinition")
-    definition = resources[definition_id]["Properties"]
-    [schedule] = [r["Properties"] for r in mine(resources, "AWS::SageMaker::MonitoringSchedule").values()]
-    settings = model_monitor.config.environment("dev")
-
-    assert definition["DataQualityAppSpecification"]["ImageUri"] == (
-        "468650794304.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-model-monitor-analyzer"
-    )
-    assert definition["DataQualityJobInput"]["EndpointInput"]["EndpointName"] == "mlops-dev-example"
-    [output] = definition["DataQualityJobOutputConfig"]["MonitoringOutputs"]
-    assert render(output["S3Output"]["S3Uri"]) == (
-        "s3://<ArtifactsZoneBucket>/artifacts/monitoring/example/mlops-dev-example/model-monitor/"
-    )
-    assert render(definition["DataQualityJobOutputConfig"]["KmsKeyId"]) == "<PlatformKeyArn>"
-    cluster = definition["JobResources"]["ClusterConfig"]
-    assert cluster["InstanceType"] == settings.instance_types.processing
-    assert render(cluster["VolumeKmsKeyId"]) == "<PlatformKeyArn>"
-    assert definition["StoppingCondition"] == {"MaxRuntimeInSeconds": settings.monitoring.max_runtime_seconds}
-    assert definition["NetworkConfig"] == {
-        "EnableNetworkIsolation": True,
-        "EnableInterContainerTrafficEncryption": True,
-    }
-    assert render(definition["RoleArn"]).startswith(f"<{PREFIX}ExampleMonitorRole")
-    assert schedule["EndpointName"] == "mlops-dev-example"
-    assert schedule["MonitoringScheduleConfig"] == {
-        "MonitoringJobDefinitionName": definition["JobDefinitionName"],
-        "MonitoringType": "DataQuality",
-        "ScheduleConfig": {"ScheduleExpression": settings.monitoring.schedule},
-    }
-    assert len(definition["JobDefinitionName"]) <= 63
-
-
-def test_model_monitor_replaces_the_platform_engine_and_its_failures_notify_the_topic(model_monitor):
-    resources = model_monitor.template_json("dev", STACK)["Resources"]
-    [rule] = [r["Properties"] for lid, r in mine(resources, "AWS::Events::Rule").items()]
-    [schedule_id] = mine(resources, "AWS::SageMaker::MonitoringSchedule")
-    event = {
-        "version": "0",
-        "id": "c1b6c0ae-2c53-4c5b-9a3a-0d3c9e5d1b11",
-        "detail-type": "SageMaker Processing Job State Change",
-        "source": "aws.sagemaker",
-        "account": "111111111111",
-        "time": "2026-11-24T23:20:00Z",
-        "region": "eu-west-1",
-        "resources": ["arn:aws:sagemaker:eu-west-1:111111111111:processing-job/model-monitoring-2611242300-1a2b"],
-        "detail": {
-            "ProcessingJobName": "model-monitoring-2611242300-1a2b",
-            "ProcessingJobStatus": "Failed",
-            "FailureReason": "AlgorithmError: see the job's logs",
-            "MonitoringScheduleArn": SCHEDULE_ARN,
-        },
-    }
-    pattern = json.loads(
-        json.dumps(rule["EventPattern"]).replace(
-            json.dumps({"Fn::GetAtt": [schedule_id, "MonitoringScheduleArn"]}),
-            json.dumps(event["detail"]["MonitoringScheduleArn"]),
-        )
-    )
-    completed = copy.deepcopy(event)
-    completed["detail"]["ProcessingJobStatus"] = "Completed"
-
-    assert not mine(resources, "AWS::StepFunctions::StateMachine")
-    assert not [lid for lid in mine(resources, "AWS::CloudWatch::Alarm") if "DriftAlarm" in lid]
-    assert EventPattern.load(json.dumps(pattern)).matches_event(event)
-    assert not EventPattern.load(json.dumps(pattern)).matches_event(completed)
-    assert [render(t["Arn"]) for t in rule["Targets"]] == ["<NotificationTopic>"]
-
-
-def test_the_model_monitor_role_reads_only_its_capture_and_writes_only_its_reports(model_monitor):
-    resources = model_monitor.template_json("dev", STACK)["Resources"]
-    found = by_sid(statements(resources, f"{PREFIX}ExampleMonitorRole"))
-
-    assert render(found["ReadCapture"]["Resource"]) == "<CaptureZoneBucketArn>/capture/example/example/*"
-    assert render(found["WriteReports"]["Resource"]) == (
-        "<ArtifactsZoneBucketArn>/artifacts/monitoring/example/mlops-dev-example/model-monitor/*"
-    )
-    assert found["PutJobMetrics"]["Condition"] == {
-        "StringEquals": {
-            "cloudwatch:namespace": ["/aws/sagemaker/ProcessingJobs", "/aws/sagemaker/Endpoints/data-metrics"]
-        }
-    }
-
-
-def test_the_model_monitor_stack_passes_cdk_nag_and_cfn_lint(model_monitor):
-    assert policy_gate.nag_findings(model_monitor.outdir) == []
-    assert policy_gate.lint_findings(model_monitor.outdir) == []
-
-
-def bare_monitor(region: str, engine: str, labels_dataset: str | None = None) -> dict[str, Any]:
-    """The construct alone, in ``region``, with the shipped dev settings, ``engine`` and ``labels_dataset``."""
+def bare_monitor(
+    region: str, labels_dataset: str | None = None, thresholds: DriftThresholds | None = None
+) -> dict[str, Any]:
+    """The construct alone, in ``region``, with the shipped dev settings and the given monitoring ones."""
     settings = load_config(ROOT / "config", selected_environments="dev").environment("dev")
-    monitoring = settings.monitoring.model_copy(update={"engine": engine, "labels_dataset": labels_dataset})
+    update: dict[str, Any] = {"labels_dataset": labels_dataset}
+    if thresholds is not None:
+        update["thresholds"] = thresholds
+    monitoring = settings.monitoring.model_copy(update=update)
     settings = settings.model_copy(update={"region": region, "monitoring": monitoring})
     app = cdk.App()
     stack = cdk.Stack(app, "Bare", env=cdk.Environment(account="111111111111", region=region))
@@ -592,26 +513,16 @@ def bare_monitor(region: str, engine: str, labels_dataset: str | None = None) ->
     return app.synth().get_stack_by_name("Bare").template["Resources"]
 
 
-@pytest.mark.parametrize("region", ["us-east-1", "ap-southeast-2"])
-def test_the_analyzer_image_is_looked_up_for_the_stacks_region(region):
-    resources = bare_monitor(region, "model-monitor")
-    [definition] = of_type(resources, "AWS::SageMaker::DataQualityJobDefinition").values()
-
-    assert definition["Properties"]["DataQualityAppSpecification"]["ImageUri"] == (
-        f"{ANALYZER_ACCOUNTS[region]}.dkr.ecr.{region}.amazonaws.com/sagemaker-model-monitor-analyzer"
-    )
-
-
-def test_the_platform_engine_never_imports_sagemaker_core(monkeypatch):
-    def refuse() -> Any:
-        raise AssertionError("the platform engine imported sagemaker.core")
-
-    monkeypatch.setattr(monitoring_config, "_image_uris", refuse)
-
-    resources = bare_monitor("eu-west-1", "platform")
-
-    assert of_type(resources, "AWS::StepFunctions::StateMachine")
-    assert not of_type(resources, "AWS::SageMaker::DataQualityJobDefinition")
+def test_no_sagemaker_model_monitor_resource_is_deployed(synthesized, environment):
+    """The option was removed (README, Monitoring and retraining): no template may carry its resources."""
+    for stack in ("foundation", "ingestion", "training", "serving", STACK):
+        resources = synthesized.template_json(environment, stack)["Resources"]
+        kinds = {resource["Type"] for resource in resources.values()}
+        assert not kinds & {
+            "AWS::SageMaker::MonitoringSchedule",
+            "AWS::SageMaker::DataQualityJobDefinition",
+            "AWS::SageMaker::ModelQualityJobDefinition",
+        }
 
 
 # -- model quality from labels ----------------------------------------------------------------------
@@ -624,7 +535,7 @@ def labels_of(resources: dict[str, Any]) -> tuple[list[str], dict[str, dict[str,
 
 
 def test_a_labels_dataset_gives_the_job_its_labels_prefix_and_the_role_only_that_prefix():
-    resources = bare_monitor("eu-west-1", "platform", labels_dataset="example-labels")
+    resources = bare_monitor("eu-west-1", labels_dataset="example-labels")
     arguments, found = labels_of(resources)
     [raw] = [logical_id for logical_id in of_type(resources, "AWS::S3::Bucket") if logical_id.startswith("Raw")]
 
@@ -642,7 +553,7 @@ def test_a_labels_dataset_gives_the_job_its_labels_prefix_and_the_role_only_that
 
 
 def test_without_a_labels_dataset_the_job_gets_no_labels_and_no_raw_zone(resources):
-    for template in (resources, bare_monitor("eu-west-1", "platform")):
+    for template in (resources, bare_monitor("eu-west-1")):
         arguments, found = labels_of(template)
 
         assert "--labels-uri" not in arguments
@@ -670,3 +581,53 @@ def test_a_labels_dataset_without_the_raw_zone_is_refused_at_synth():
             example_baseline=s3_assets.Asset(stack, "Baseline", path=str(EXAMPLE_BASELINE)),
             removal_policy=cdk.RemovalPolicy.DESTROY,
         )
+
+
+# -- the largest settings the schema allows ---------------------------------------------------------
+
+
+def largest_thresholds() -> DriftThresholds:
+    """``MAX_NAMED_FEATURES`` features with the longest names allowed (64 characters), each with every threshold."""
+    names = [f"f{i:02d}_" + "x" * 60 for i in range(MAX_NAMED_FEATURES)]
+    return DriftThresholds(
+        features={name: FeatureThresholds(psi=0.123456, ks_statistic=0.123456, ks_p_value=0.001234) for name in names}
+    )
+
+
+def test_the_largest_settings_fit_sagemakers_argument_limits_and_reach_the_job():
+    thresholds = largest_thresholds()
+    resources = bare_monitor("eu-west-1", labels_dataset="example-labels", thresholds=thresholds)
+    [rule] = schedule_rules(resources).values()
+    template = render(rule["Targets"][0]["InputTransformer"]["InputTemplate"])
+    # Each bucket token at its longest (63 characters), the time as EventBridge writes it.
+    arguments = [
+        re.sub(r"<[^>]+>", "b" * 63, argument)
+        for argument in json.loads(template.replace("<time>", json.dumps(EVENT_TIME)))["arguments"]
+    ]
+    monitoring = load_config(ROOT / "config", selected_environments="dev").environment("dev").monitoring
+    document = settings_file(monitoring.model_copy(update={"thresholds": thresholds})).read_bytes()
+
+    # CreateProcessingJob: at most 100 ContainerArguments of at most 256 characters each
+    # (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_AppSpecification.html).
+    assert len(arguments) <= 100
+    assert max(len(argument) for argument in arguments) <= 256
+    assert len(template) <= 8192  # EventBridge's limit on an input template
+    assert len(document) > 256 * 10  # what used to be one argument
+    parsed = monitor_settings.parse_settings(document)
+    assert sorted(parsed.features) == sorted(thresholds.features)
+    assert {parsed.of(name).psi for name in thresholds.features} == {0.123456}
+
+
+def test_an_argument_sagemaker_would_refuse_stops_synth_with_one_sentence():
+    too_long = "s3://" + "k" * 260
+
+    with pytest.raises(
+        ValueError, match=r"^endpoint acme: job argument 's3://k+'... can be 265 characters; SageMaker allows 256"
+    ):
+        check_arguments(["monitor", "--capture-uri", too_long], "endpoint acme")
+    with pytest.raises(ValueError, match=r"101 job arguments; SageMaker allows at most 100"):
+        check_arguments(["x"] * 101, "endpoint acme")
+    # A bucket-name token counts at its longest.
+    check_arguments(["s3://${Token[TOKEN.1]}/" + "k" * 187], "endpoint acme")
+    with pytest.raises(ValueError, match="can be 257 characters"):
+        check_arguments(["s3://${Token[TOKEN.1]}/" + "k" * 188], "endpoint acme")

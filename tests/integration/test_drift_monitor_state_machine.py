@@ -151,7 +151,7 @@ def test_a_scheduled_event_starts_one_job_named_for_its_endpoint_and_window(
     assert request["role_arn"] == ROLE_ARN
     arguments = request["app_specification"]["ContainerArguments"]
     assert arguments == execution_input["arguments"]
-    assert arguments[arguments.index("--window-end") + 1] == "2026-11-24T23:00:00Z"
+    assert arguments[arguments.index("--scheduled-time") + 1] == "2026-11-24T23:00:00Z"
     assert arguments[arguments.index("--endpoint-name") + 1] == "mlops-dev-example"
     deployed = json.loads(deployed_definition)["States"]["Monitor"]["Parameters"]
     assert request["app_specification"]["ImageUri"] == deployed["AppSpecification"]["ImageUri"]

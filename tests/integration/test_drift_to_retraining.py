@@ -56,6 +56,7 @@ ENDPOINT = "mlops-dev-acme"
 CAPTURE_PREFIX = f"capture/{TENANT}/{TENANT}/"
 REPORT_PREFIX = f"artifacts/monitoring/{TENANT}/{ENDPOINT}/"
 POINTER = f"/mlops/dev/models/{TENANT}/Champion"
+SETTINGS_KEY = "assets/settings.json"
 
 
 def run_monitor(lines: list[str]) -> None:
@@ -64,6 +65,8 @@ def run_monitor(lines: list[str]) -> None:
     for bucket in (LAKE, ARTIFACTS):
         s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
     s3.put_object(Bucket=ARTIFACTS, Key=EXAMPLE_BASELINE_KEY, Body=EXAMPLE_BASELINE.read_bytes())
+    settings = {"schema_version": 1, "thresholds": {"drifted_share": 0.1}}
+    s3.put_object(Bucket=ARTIFACTS, Key=SETTINGS_KEY, Body=json.dumps(settings).encode())
     key = f"{CAPTURE_PREFIX}{ENDPOINT}/Champion/{START:%Y/%m/%d/%H}/part-0.jsonl"
     s3.put_object(Bucket=LAKE, Key=key, Body=("\n".join(lines) + "\n").encode())
     # The sentinel pointer: the variant is compared with the example model's baseline.
@@ -74,11 +77,11 @@ def run_monitor(lines: list[str]) -> None:
         *("--model", MODEL),
         *("--endpoint-name", ENDPOINT),
         *("--capture-uri", f"s3://{LAKE}/{CAPTURE_PREFIX}"),
-        *("--window-end", END.strftime("%Y-%m-%dT%H:%M:%SZ")),
+        *("--scheduled-time", END.strftime("%Y-%m-%dT%H:%M:%SZ")),
         *("--window-minutes", "60"),
         *("--pointer", f"Champion={POINTER}"),
         *("--example-baseline", f"s3://{ARTIFACTS}/{EXAMPLE_BASELINE_KEY}"),
-        *("--thresholds", json.dumps({"drifted_share": 0.1})),
+        *("--settings", f"s3://{ARTIFACTS}/{SETTINGS_KEY}"),
         *("--report-uri", f"s3://{ARTIFACTS}/{REPORT_PREFIX}"),
         *("--metrics-namespace", NAMESPACE),
         *("--event-source", SOURCE),

@@ -1,4 +1,4 @@
-"""Monitoring settings: Model Monitor's schedule forms, drift thresholds, the engine; a bad value is one sentence."""
+"""Monitoring settings: schedule forms, drift thresholds, the lag, the engine; a bad value is one sentence."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-import config.monitoring as monitoring_config
 from config import ConfigError, load_config
 from config.monitoring import MAX_NAMED_FEATURES, Monitoring, interval_hours
 from tests.conftest import ROOT
@@ -37,7 +36,7 @@ def test_every_shipped_environment_runs_the_platform_engine_hourly_on_an_hour_of
         ("cron(0 23 ? * * *)", 24),
     ],
 )
-def test_each_model_monitor_schedule_form_gives_its_window(config_copy, schedule, hours):
+def test_each_schedule_form_gives_its_window(config_copy, schedule, hours):
     edit(config_copy / "environments" / "dev.yaml", SCHEDULE, f'schedule: "{schedule}"')
 
     monitoring = load_config(config_copy, selected_environments="dev").environment("dev").monitoring
@@ -61,7 +60,7 @@ BAD_SCHEDULES = {
 
 
 @pytest.mark.parametrize("schedule", BAD_SCHEDULES.values(), ids=BAD_SCHEDULES.keys())
-def test_a_schedule_model_monitor_rejects_is_one_sentence_naming_the_allowed_forms(config_copy, schedule):
+def test_a_schedule_of_another_form_is_one_sentence_naming_the_allowed_forms(config_copy, schedule):
     path = config_copy / "environments" / "dev.yaml"
     edit(path, SCHEDULE, f'schedule: "{schedule}"')
 
@@ -139,6 +138,18 @@ BAD_SETTINGS = {
         "monitoring.max_runtime_seconds",
         "7200",
     ),
+    "a lag longer than three hours": (
+        "window_lag_minutes: 15",
+        "window_lag_minutes: 181",
+        "monitoring.window_lag_minutes",
+        "181",
+    ),
+    "a negative lag": (
+        "window_lag_minutes: 15",
+        "window_lag_minutes: -1",
+        "monitoring.window_lag_minutes",
+        "-1",
+    ),
     "labels dataset not a dataset name": (
         "max_runtime_seconds: 1800",
         "max_runtime_seconds: 1800\n  labels_dataset: Labels/2026",
@@ -167,6 +178,25 @@ def test_a_bad_monitoring_setting_is_one_sentence_naming_key_value_and_what_is_a
     assert_one_sentence(str(raised.value), path, key, value)
 
 
+def test_each_run_reads_the_window_that_ended_a_quarter_of_an_hour_before_it_by_default():
+    assert Monitoring().window_lag_minutes == 15
+    for environment in load_config(CONFIG).environments:
+        assert environment.monitoring.window_lag_minutes == 15
+
+
+def test_the_settings_document_holds_every_threshold_for_the_job():
+    monitoring = Monitoring.model_validate(
+        {"thresholds": {"features": {"mean_radius": {"psi": 0.1}}, "drifted_share": 0.3}}
+    )
+
+    document = monitoring.settings_document()
+
+    assert document["schema_version"] == 1
+    assert document["thresholds"]["features"] == {"mean_radius": {"psi": 0.1, "ks_statistic": 0.1, "ks_p_value": 0.01}}
+    assert document["thresholds"]["drifted_share"] == 0.3
+    assert json.loads(json.dumps(document)) == document
+
+
 def test_labels_are_off_by_default_and_named_by_a_dataset(config_copy):
     assert Monitoring().labels_dataset is None
     edit(
@@ -193,7 +223,7 @@ def test_a_feature_name_that_is_not_a_column_name_is_refused(config_copy):
     assert "\n" not in message
 
 
-def test_more_named_features_than_a_schedule_rule_can_carry_are_refused(config_copy):
+def test_more_named_features_than_the_schema_allows_are_refused(config_copy):
     path = config_copy / "environments" / "dev.yaml"
     features = {f"feature_{index}": {"psi": 0.1} for index in range(MAX_NAMED_FEATURES + 1)}
     edit(path, FEATURES, f"features: {json.dumps(features)}")
@@ -214,52 +244,17 @@ def test_named_features_take_their_missing_thresholds_from_the_defaults_of_the_j
     assert thresholds.features["mean_radius"].ks_statistic == 0.1
 
 
-# -- engine: model-monitor --------------------------------------------------------------------------
+# -- engine: SageMaker Model Monitor is not offered ----------------------------------------------------
 
 
-def refuse_imports(monkeypatch, error: type[Exception]) -> list[str]:
-    attempted: list[str] = []
-
-    def image_uris() -> object:
-        attempted.append("sagemaker.core.image_uris")
-        raise error("No module named 'sagemaker'")
-
-    monkeypatch.setattr(monitoring_config, "_image_uris", image_uris)
-    return attempted
-
-
-def test_the_platform_engine_needs_no_sagemaker_core(monkeypatch):
-    attempted = refuse_imports(monkeypatch, AssertionError)
-
-    assert Monitoring().problems(region="eu-west-1") == []
-    assert attempted == []
-
-
-def test_model_monitor_without_sagemaker_core_says_how_to_install_it(monkeypatch):
-    attempted = refuse_imports(monkeypatch, ImportError)
-
-    [(key, value, allowed)] = Monitoring(engine="model-monitor").problems(region="eu-west-1")
-
-    assert attempted == ["sagemaker.core.image_uris"]
-    assert (key, value) == ("monitoring.engine", "model-monitor")
-    assert "pip install sagemaker-core==" in allowed
-    assert_one_sentence(ConfigError.bad_value("dev.yaml", key, value, allowed).args[0], "dev.yaml", key, value)
-
-
-def test_model_monitor_in_a_region_without_its_analyzer_image_is_refused():
-    [(key, value, allowed)] = Monitoring(engine="model-monitor").problems(region="ca-west-1")
-
-    assert (key, value) == ("monitoring.engine", "model-monitor")
-    assert "region ca-west-1 has none" in allowed
-    assert Monitoring(engine="model-monitor").problems(region="eu-west-1") == []
-
-
-def test_model_monitor_in_a_region_without_its_analyzer_image_stops_loading(config_copy):
+def test_model_monitor_is_refused_in_one_sentence_that_says_where_to_read_why(config_copy):
     path = config_copy / "environments" / "dev.yaml"
-    edit(path, "region: eu-west-1", "region: ca-west-1")
     edit(path, "engine: platform", "engine: model-monitor")
 
     with pytest.raises(ConfigError) as raised:
         load_config(config_copy)
 
-    assert_one_sentence(str(raised.value), path, "monitoring.engine", "model-monitor")
+    message = str(raised.value)
+    assert_one_sentence(message, path, "monitoring.engine", "'model-monitor'")
+    assert "SageMaker Model Monitor is not offered" in message
+    assert "README.md" in message

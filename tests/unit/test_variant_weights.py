@@ -1,5 +1,7 @@
 """The variant-weights custom resource, with botocore's Stubber: moto's SageMaker lacks endpoint updates.
 
+The weights it publishes go to moto's CloudWatch and are read back from there.
+
 Events are shaped as the CDK Provider framework hands them to ``on_event`` and ``is_complete``: a
 CloudFormation request, with ``PhysicalResourceId`` added for ``is_complete`` from ``on_event``'s answer,
 and every property value a string, as CloudFormation passes numbers.
@@ -12,14 +14,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import boto3
 import pytest
 from botocore.stub import Stubber
+from moto import mock_aws
 
 from tests.conftest import load_handler
 
 ENDPOINT = "mlops-dev-example"
 ARN = f"arn:aws:sagemaker:eu-west-1:111111111111:endpoint/{ENDPOINT}"
 WEIGHTS = {"Champion": "0.9", "Challenger": "0.1"}
+NAMESPACE = "mlops/dev"
 
 
 @dataclass
@@ -91,7 +96,30 @@ def update(weights: dict[str, float]) -> dict[str, Any]:
 @pytest.fixture
 def weights(monkeypatch):
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "variant-weights")
-    return load_handler("variant_weights")
+    monkeypatch.setenv("METRICS_NAMESPACE", NAMESPACE)
+    with mock_aws():
+        yield load_handler("variant_weights")
+
+
+def published() -> dict[tuple[str, str], list[float]]:
+    """(metric, variant) -> the values the resource published for ENDPOINT, from moto's CloudWatch."""
+    cloudwatch = boto3.client("cloudwatch", region_name="eu-west-1")
+    found: dict[tuple[str, str], list[float]] = {}
+    for metric in cloudwatch.list_metrics(Namespace=NAMESPACE)["Metrics"]:
+        dimensions = {d["Name"]: d["Value"] for d in metric["Dimensions"]}
+        assert set(dimensions) == {"EndpointName", "VariantName"}
+        assert dimensions["EndpointName"] == ENDPOINT
+        points = cloudwatch.get_metric_statistics(
+            Namespace=NAMESPACE,
+            MetricName=metric["MetricName"],
+            Dimensions=metric["Dimensions"],
+            StartTime=datetime(2000, 1, 1, tzinfo=UTC),
+            EndTime=datetime(2100, 1, 1, tzinfo=UTC),
+            Period=60,
+            Statistics=["Maximum", "SampleCount"],
+        )["Datapoints"]
+        found[(metric["MetricName"], dimensions["VariantName"])] = [p["Maximum"] for p in points]
+    return found
 
 
 @pytest.fixture
@@ -131,6 +159,47 @@ def test_create_waits_while_the_endpoint_is_creating_then_applies_then_completes
         {"IsComplete": False},
         {"IsComplete": True, "Data": {"Applied": json.dumps({"Challenger": 0.5, "Champion": 0.5})}},
     ]
+
+
+def test_the_weights_in_place_are_published_when_they_are_applied(weights, stub):
+    event = {**cfn_event("Update", {"Champion": "3", "Challenger": "1"}), "PhysicalResourceId": f"{ENDPOINT}-weights"}
+    stub.add_response("describe_endpoint", described(Champion=0.9, Challenger=0.1))
+    stub.add_response(
+        "update_endpoint_weights_and_capacities", {"EndpointArn": ARN}, update({"Champion": 3.0, "Challenger": 1.0})
+    )
+    stub.add_response("describe_endpoint", described("Updating", Champion=0.9, Challenger=0.1))
+
+    assert [poll(weights, event) for _ in range(2)] == [{"IsComplete": False}] * 2
+    assert published() == {}  # nothing while the old weights serve
+
+    stub.add_response("describe_endpoint", described(Champion=3.0, Challenger=1.0))
+    assert poll(weights, event)["IsComplete"] is True
+
+    assert published() == {
+        ("VariantWeight", "Champion"): [3.0],
+        ("VariantWeight", "Challenger"): [1.0],
+        ("VariantTrafficShare", "Champion"): [75.0],
+        ("VariantTrafficShare", "Challenger"): [25.0],
+    }
+
+
+def test_every_variant_is_published_the_unnamed_ones_with_the_weight_they_keep(weights, stub):
+    stub.add_response("describe_endpoint", described(Champion=0.7, Challenger=0.1, Shadow=0.2))
+
+    assert poll(weights, cfn_event("Update", {"Champion": "0.7", "Challenger": "0.1"}))["IsComplete"] is True
+
+    shares = {variant: values for (metric, variant), values in published().items() if metric == "VariantTrafficShare"}
+    assert shares == {"Champion": [70.0], "Challenger": [10.0], "Shadow": [20.0]}
+
+
+def test_a_throttled_publish_waits_and_publishes_on_the_next_poll(weights, stub):
+    stub.add_response("describe_endpoint", described(Champion=0.9, Challenger=0.1))
+    stub.add_response("describe_endpoint", described(Champion=0.9, Challenger=0.1))
+    with Stubber(weights.applier.cloudwatch) as cloudwatch:
+        cloudwatch.add_client_error("put_metric_data", service_error_code="Throttling", http_status_code=400)
+        assert poll(weights, cfn_event("Update")) == {"IsComplete": False}
+    assert poll(weights, cfn_event("Update"))["IsComplete"] is True
+    assert published()[("VariantTrafficShare", "Champion")] == [90.0]
 
 
 def test_weights_already_in_place_complete_without_an_update_call(weights, stub):

@@ -1,7 +1,8 @@
 """The drift monitor's job, run as plain Python against moto: S3 capture and reports, SSM pointers, metrics, events.
 
 Traffic is the shipped dataset scored by the shipped example model, compared with the shipped
-example baseline (models/example/baseline.json), as the ``example`` endpoint would see it.
+example baseline (models/example/baseline.json), as the ``example`` endpoint would see it. Settings are
+the documents config/monitoring.py makes; labels are what the ingest function writes.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ import pytest
 from moto import mock_aws
 
 from config import load_config
-from tests.conftest import ROOT
+from tests.conftest import ROOT, load_handler
 
 # isort: split
 # After tests.unit.training.conftest, which puts the training image's code on the path.
 from mlops_training.algorithms import load_model
-from mlops_training.monitoring import compute_baseline, job
+from mlops_training.monitoring import compute_baseline, job, settings
 
 DATASET = ROOT / "data" / "example" / "breast-cancer.jsonl"
 EXAMPLE_BASELINE = ROOT / "models" / "example" / "baseline.json"
@@ -43,8 +44,8 @@ SOURCE = "mlops.monitoring"
 CAPTURE_PREFIX = "capture/example/example/"
 REPORT_PREFIX = f"artifacts/monitoring/example/{ENDPOINT}/"
 EXAMPLE_BASELINE_KEY = "assets/example/baseline.json"
+SETTINGS_KEY = "assets/settings/{}.json"
 CHALLENGER_MODEL_KEY = "models/example/run-7/output/model.tar.gz"
-LABELS_PREFIX = "labels/example/"
 POINTER = "/mlops/dev/models/example/{}"
 END = datetime(2026, 11, 24, 23, 0, tzinfo=UTC)
 START = END - timedelta(minutes=60)
@@ -79,10 +80,14 @@ def train_split(tmp_path_factory) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def shipped_thresholds() -> str:
-    """dev's monitoring thresholds, as the schedule rule passes them (mlops_constructs/drift_monitor.py)."""
-    thresholds = load_config(ROOT / "config", selected_environments="dev").environment("dev").monitoring.thresholds
-    return json.dumps(thresholds.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+def shipped_settings() -> dict[str, Any]:
+    """dev's settings document, as the Monitoring stack writes it for the job (mlops_constructs/drift_monitor.py)."""
+    return load_config(ROOT / "config", selected_environments="dev").environment("dev").monitoring.settings_document()
+
+
+def settings_document(**thresholds: Any) -> dict[str, Any]:
+    """A settings document with these thresholds, the rest left to the job's defaults."""
+    return {"schema_version": 1, "thresholds": thresholds}
 
 
 @pytest.fixture(scope="module")
@@ -145,11 +150,17 @@ class Harness(SimpleNamespace):
         key = f"{CAPTURE_PREFIX}{ENDPOINT}/{variant}/{hour:%Y/%m/%d/%H}/{name}"
         self.s3.put_object(Bucket=LAKE, Key=key, Body=("\n".join(lines) + "\n").encode())
 
+    def settings(self, document: dict[str, Any], name: str = "settings") -> str:
+        """The URI of ``document``, put where the stack's settings asset would be."""
+        key = SETTINGS_KEY.format(name)
+        self.s3.put_object(Bucket=ARTIFACTS, Key=key, Body=json.dumps(document).encode())
+        return f"s3://{ARTIFACTS}/{key}"
+
     def point(self, variant: str, value: str) -> None:
         self.ssm.put_parameter(Name=POINTER.format(variant), Value=value, Type="String", Overwrite=True)
 
-    def report(self) -> dict[str, Any]:
-        return json.loads(self.s3.get_object(Bucket=ARTIFACTS, Key=REPORT_KEY)["Body"].read())
+    def report(self, key: str = REPORT_KEY) -> dict[str, Any]:
+        return json.loads(self.s3.get_object(Bucket=ARTIFACTS, Key=key)["Body"].read())
 
     def events(self) -> list[dict[str, Any]]:
         messages = self.sqs.receive_message(QueueUrl=self.queue, MaxNumberOfMessages=10).get("Messages", [])
@@ -205,7 +216,7 @@ def arguments(*variants: str, **overrides: str | None) -> list[str]:
         "--model": MODEL,
         "--endpoint-name": ENDPOINT,
         "--capture-uri": f"s3://{LAKE}/{CAPTURE_PREFIX}",
-        "--window-end": "2026-11-24T23:00:00Z",
+        "--scheduled-time": "2026-11-24T23:00:00Z",
         "--window-minutes": "60",
         "--example-baseline": f"s3://{ARTIFACTS}/{EXAMPLE_BASELINE_KEY}",
         "--report-uri": f"s3://{ARTIFACTS}/{REPORT_PREFIX}",
@@ -220,13 +231,13 @@ def arguments(*variants: str, **overrides: str | None) -> list[str]:
 
 
 def test_training_like_traffic_does_not_drift_and_everything_is_published(
-    aws, train_split, features, predict, shipped_thresholds
+    aws, train_split, features, predict, shipped_settings
 ):
     # A bootstrap resample of the train split: traffic like training's, not training's own rows.
     dataset = train_split.sample(frac=1, replace=True, random_state=20261124).reset_index(drop=True)
     aws.put_capture("Champion", START, traffic(dataset, features, predict(dataset)))
 
-    assert job.main(arguments(thresholds=shipped_thresholds)) == 0
+    assert job.main(arguments(settings=aws.settings(shipped_settings))) == 0
 
     report = aws.report()
     assert report["drift"]["drift"] is False
@@ -236,7 +247,12 @@ def test_training_like_traffic_does_not_drift_and_everything_is_published(
     [prediction] = report["drift"]["predictions"]
     assert (prediction["variant"], prediction["rows"], prediction["drifted"]) == ("Champion", len(dataset), False)
     assert report["feature_baseline"] == {"variant": "Champion", "uri": f"s3://{ARTIFACTS}/{EXAMPLE_BASELINE_KEY}"}
-    assert report["window"] == {"start": "2026-11-24T22:00:00Z", "end": "2026-11-24T23:00:00Z", "minutes": 60}
+    assert report["window"] == {
+        "start": "2026-11-24T22:00:00Z",
+        "end": "2026-11-24T23:00:00Z",
+        "minutes": 60,
+        "lag_minutes": 0,
+    }
     assert report["model_quality"] is None
 
     assert aws.metric("DriftDetected") == 0
@@ -279,7 +295,7 @@ def test_shifted_traffic_drifts_and_names_the_shifted_features(aws, dataset, fea
     shifted[SHIFTED] = shifted[SHIFTED] * 1.6
     aws.put_capture("Champion", START, traffic(shifted, features, predict(shifted)))
 
-    assert job.main(arguments(thresholds=json.dumps({"drifted_share": 0.1}))) == 0
+    assert job.main(arguments(settings=aws.settings(settings_document(drifted_share=0.1)))) == 0
 
     report = aws.report()
     drifted = {f["name"] for f in report["drift"]["features"] if f["drifted"]}
@@ -301,11 +317,11 @@ def test_thresholds_decide_drift_default_share_and_a_watched_feature(aws, datase
     # A constant score near the baseline's low mode would drift the predictions: give them a lax threshold.
     lax = {"prediction_psi": 100}
 
-    assert job.main(arguments(thresholds=json.dumps(lax))) == 0
+    assert job.main(arguments(settings=aws.settings(settings_document(**lax)))) == 0
     assert aws.report()["drift"]["drift"] is False  # one feature of 30 is below the default share of 0.5
 
     watched = {**lax, "features": {"mean_radius": {"psi": 0.5}}, "default": {"psi": 50, "ks_statistic": 1}}
-    assert job.main(arguments(thresholds=json.dumps(watched))) == 0
+    assert job.main(arguments(settings=aws.settings(settings_document(**watched), "watched"))) == 0
     report = aws.report()
     assert report["drift"]["drift"] is True  # a feature given its own thresholds drifts alone
     assert [f["name"] for f in report["drift"]["features"] if f["drifted"]] == ["mean_radius"]
@@ -362,6 +378,52 @@ def test_only_the_window_s_hour_folders_are_read_and_lines_are_filtered_by_infer
     assert report["variants"][0]["lines"] == 11
 
 
+def test_a_line_written_after_its_window_closed_is_read_by_the_next_run_once(aws, dataset, features, predict):
+    """Hourly runs with the default lag: SageMaker writes each capture file up to 12 minutes after its requests."""
+    frame = dataset.head(240)
+    scores = predict(frame)
+    rows = frame[features].to_numpy().tolist()
+    # Two hours of requests, one every 30 s from 22:00; each file holds one request, written `delay` later.
+    requests = [(START + timedelta(seconds=30 * i), timedelta(minutes=(i * 7) % 13)) for i in range(240)]
+    # Requests of 22:48 to 22:59 whose files land after 23:00, in the 23 folder: a window ending at 23:00 misses them.
+    assert len([at for at, delay in requests if at < END <= at + delay]) > 5
+    files = [(at + delay, capture_line(rows[i], scores[i], at, f"i-{i}")) for i, (at, delay) in enumerate(requests)]
+
+    def run(scheduled: datetime, lag: int) -> int:
+        """Put the files written by ``scheduled`` (as they would be when the run starts), run, count the rows."""
+        for i, (written, line) in enumerate(files):
+            if written <= scheduled:
+                aws.put_capture("Champion", written, [line], name=f"part-{i:04d}.jsonl")
+        assert job.main(arguments(scheduled_time=f"{scheduled:%Y-%m-%dT%H:%M:%SZ}", lag_minutes=str(lag))) == 0
+        end = scheduled - timedelta(minutes=lag)
+        return aws.report(f"{REPORT_PREFIX}{end:%Y-%m-%dT%H-%M}/report.json")["drift"]["rows"]
+
+    runs = [END, END + timedelta(hours=1), END + timedelta(hours=2)]
+    counted = [run(scheduled, 15) for scheduled in runs]
+
+    # [21:45, 22:45), [22:45, 23:45), [23:45, 00:45): every request once, the late ones by the next run.
+    assert counted == [90, 120, 30]
+    assert sum(counted) == len(requests)
+
+
+def test_without_a_lag_requests_whose_files_land_after_the_window_are_lost(aws, dataset, features, predict):
+    """The reason for the lag: a window that ends at the run's start misses its last minutes for good."""
+    frame = dataset.head(2)
+    scores = predict(frame)
+    rows = frame[features].to_numpy().tolist()
+    on_time = capture_line(rows[0], scores[0], START + timedelta(minutes=30), "i-0")
+    late = capture_line(rows[1], scores[1], END - timedelta(seconds=30), "i-1")  # written at 23:04
+
+    aws.put_capture("Champion", START, [on_time])
+    assert job.main(arguments(lag_minutes="0")) == 0
+    first = aws.report()["drift"]["rows"]
+    aws.put_capture("Champion", END, [late])
+    assert job.main(arguments(scheduled_time="2026-11-25T00:00:00Z", lag_minutes="0")) == 0
+    second = aws.report(f"{REPORT_PREFIX}2026-11-25T00-00/report.json")["drift"]["rows"]
+
+    assert (first, second) == (1, 0)
+
+
 def test_a_window_that_does_not_start_on_the_hour(aws, dataset, features, predict):
     frame = dataset.head(20)
     scores = predict(frame)
@@ -371,10 +433,15 @@ def test_a_window_that_does_not_start_on_the_hour(aws, dataset, features, predic
     ]  # 22:00 to 22:57
     aws.put_capture("Champion", START, lines)
 
-    assert job.main(arguments(window_end="2026-11-24T23:00:00+00:00", window_minutes="30")) == 0
+    assert job.main(arguments(scheduled_time="2026-11-24T23:00:00+00:00", window_minutes="30")) == 0
 
     assert aws.report()["drift"]["rows"] == 10  # 22:30 to 22:57
-    assert aws.report()["window"] == {"start": "2026-11-24T22:30:00Z", "end": "2026-11-24T23:00:00Z", "minutes": 30}
+    assert aws.report()["window"] == {
+        "start": "2026-11-24T22:30:00Z",
+        "end": "2026-11-24T23:00:00Z",
+        "minutes": 30,
+        "lag_minutes": 0,
+    }
 
 
 def test_an_empty_window_still_publishes_drift_detected_and_captured_records(aws):
@@ -477,18 +544,59 @@ def test_no_readable_baseline_for_any_variant_exits_1(aws, dataset, features, pr
     assert aws.events() == []
 
 
-def test_labels_give_model_quality_per_variant(aws, dataset, features, predict):
+# -- labels, as the ingest function lands them ---------------------------------------------------------
+
+LABELS_DATASET = "example-labels"
+LABELS_PREFIX = f"raw/{TENANT}/{LABELS_DATASET}/"
+
+
+def ingest(messages: list[tuple[str, datetime, list[dict[str, Any]]]]) -> None:
+    """Send each (message id, sent at, records) through the real ingest handler into the lake's raw zone."""
+    from tests.unit.test_ingest_handler import LambdaContext, sqs_event, sqs_message
+
+    with pytest.MonkeyPatch.context() as environment:
+        environment.setenv("RAW_BUCKET", LAKE)
+        handler = load_handler("ingest")
+    event = sqs_event(
+        *(
+            sqs_message({"tenant": TENANT, "dataset": LABELS_DATASET, "records": records}, message_id, sent)
+            for message_id, sent, records in messages
+        )
+    )
+    assert handler.handler(event, LambdaContext()) == {"batchItemFailures": []}
+
+
+def test_labels_sent_through_ingestion_give_model_quality_per_variant(aws, dataset, features, predict):
     aws.put_capture("Champion", START, traffic(dataset, features, predict(dataset)))
-    labels = [json.dumps({"inference_id": f"i-{i}", "label": int(t)}) for i, t in enumerate(dataset["target"])]
-    half = len(labels) // 2
-    extra = ['{"inference_id": "unknown", "label": 1}', "not json", '{"inference_id": "i-0", "label": "yes"}']
-    aws.s3.put_object(Bucket=LAKE, Key=f"{LABELS_PREFIX}dt=2026-11-24/a.jsonl", Body="\n".join(labels[:half]))
-    aws.s3.put_object(Bucket=LAKE, Key=f"{LABELS_PREFIX}dt=2026-11-25/b.jsonl", Body="\n".join(labels[half:] + extra))
+    truth = [{"inference_id": f"i-{i}", "label": int(t)} for i, t in enumerate(dataset["target"])]
+    half = len(truth) // 2
+    wrong = [{"inference_id": "i-0", "label": 1 - truth[0]["label"]}, {"inference_id": "i-1", "label": "yes"}]
+    ingest(
+        [
+            # A wrong label first, corrected by the same id's label the next day.
+            ("m-1", START + timedelta(minutes=10), wrong[:1]),
+            ("m-2", END + timedelta(minutes=5), truth[:half]),
+            ("m-3", END + timedelta(hours=1, minutes=30), [*truth[half:], {"inference_id": "unknown", "label": 1}]),
+        ]
+    )
+    # Ingestion lands any JSON object: the job counts a label other than 0 or 1 as malformed, and a line that
+    # is not an envelope.
+    ingest([("m-4", END, wrong[1:])])
+    aws.s3.put_object(Bucket=LAKE, Key=f"{LABELS_PREFIX}dt=2026-11-25/hand-written.jsonl", Body=b"not json\n")
+    listed = aws.s3.list_objects_v2(Bucket=LAKE, Prefix=LABELS_PREFIX)["Contents"]
+    assert {item["Key"].split("/")[3] for item in listed} == {"dt=2026-11-24", "dt=2026-11-25"}
 
-    assert job.main(arguments(labels_uri=f"s3://{LAKE}/{LABELS_PREFIX}")) == 0
+    window = {"scheduled_time": "2026-11-25T01:00:00Z", "window_minutes": "180"}  # 22:00 to 01:00
+    assert job.main(arguments(**window, labels_uri=f"s3://{LAKE}/{LABELS_PREFIX}")) == 0
 
-    quality = aws.report()["model_quality"]
-    assert (quality["label_lines"], quality["malformed_labels"], quality["ambiguous_rows"]) == (len(dataset) + 3, 2, 0)
+    quality = aws.report("artifacts/monitoring/example/mlops-dev-example/2026-11-25T01-00/report.json")["model_quality"]
+    assert quality["days"] == ["2026-11-24", "2026-11-25"]
+    # Every truth label, the wrong one, the unknown id, the string label and the hand-written line.
+    assert (quality["label_lines"], quality["malformed_labels"], quality["ambiguous_rows"]) == (
+        len(dataset) + 4,
+        2,
+        0,
+    )
     [champion] = quality["variants"]
     assert champion["variant"] == "Champion"
     assert champion["labelled"] == len(dataset)
@@ -497,6 +605,32 @@ def test_labels_give_model_quality_per_variant(aws, dataset, features, predict):
     assert aws.metric("LabelledRecords", Variant="Champion") == len(dataset)
     assert aws.metric("ModelAUC", Variant="Champion") == champion["auc"]
     assert aws.metric("ModelAccuracy", Variant="Champion") == champion["accuracy"]
+
+
+def test_only_the_days_a_window_s_labels_can_arrive_on_are_read(aws, dataset, features, predict, monkeypatch):
+    frame = dataset.head(300)
+    aws.put_capture("Champion", START, traffic(frame, features, predict(frame)))
+    labels = [{"inference_id": f"i-{i}", "label": int(t)} for i, t in enumerate(frame["target"])]
+    # Labels of last week's traffic reuse ids (a client counter restarted): they must not be joined.
+    stale = [{"inference_id": label["inference_id"], "label": 1 - label["label"]} for label in labels]
+    ingest([("old", START - timedelta(days=7), stale), ("new", END, labels)])
+    listed: list[str] = []
+    real = job.list_keys
+
+    def recording(s3: Any, bucket: str, prefix: str) -> Iterator[str]:
+        listed.append(prefix)
+        return real(s3, bucket, prefix)
+
+    monkeypatch.setattr(job, "list_keys", recording)
+
+    assert job.main(arguments(labels_uri=f"s3://{LAKE}/{LABELS_PREFIX}")) == 0
+
+    quality = aws.report()["model_quality"]
+    assert [p for p in listed if p.startswith(LABELS_PREFIX)] == [f"{LABELS_PREFIX}dt=2026-11-24/"]
+    assert quality["days"] == ["2026-11-24"]
+    assert quality["label_lines"] == len(labels)
+    assert quality["variants"][0]["labelled"] == len(labels)
+    assert quality["variants"][0]["accuracy"] > 0.9
 
 
 def test_the_report_is_written_as_json_and_html_and_is_deterministic(aws, dataset, features, predict):
@@ -582,15 +716,12 @@ def test_an_aws_failure_exits_1(aws, capsys):
         ({"tenant": None}, "--tenant"),
         ({"window_minutes": "0"}, "--window-minutes"),
         ({"window_minutes": "sixty"}, "--window-minutes"),
-        ({"window_end": "yesterday"}, "--window-end"),
+        ({"scheduled_time": "yesterday"}, "--scheduled-time"),
+        ({"lag_minutes": "-5"}, "--lag-minutes"),
         ({"capture_uri": "https://example.com/capture/"}, "--capture-uri"),
         ({"example_baseline": f"s3://{ARTIFACTS}/assets/"}, "--example-baseline"),
         ({"endpoint_name": "bad name"}, "--endpoint-name"),
-        ({"thresholds": "not json"}, "--thresholds"),
-        ({"thresholds": '{"bogus": 1}'}, "'bogus'"),
-        ({"thresholds": '{"default": {"psi": -1}}'}, "'default.psi'"),
-        ({"thresholds": '{"features": {"mean_radius": {"ks_p_value": 2}}}'}, "'features.mean_radius.ks_p_value'"),
-        ({"thresholds": '{"min_rows": 0}'}, "'min_rows'"),
+        ({"settings": f"s3://{ARTIFACTS}/assets/"}, "--settings"),
         ({"labels_uri": "labels/"}, "--labels-uri"),
     ],
 )
@@ -611,13 +742,71 @@ def test_a_bad_or_repeated_pointer_exits_2(pointer, capsys):
     assert err.count("--pointer") == 2
 
 
+BAD_SETTINGS = {
+    "not JSON": (b"not json", "not JSON"),
+    "an unknown key": (b'{"schema_version": 1, "bogus": 1}', "'bogus'"),
+    "another version": (b'{"schema_version": 2}', "'schema_version'"),
+    "a negative PSI": (b'{"schema_version": 1, "thresholds": {"default": {"psi": -1}}}', "'thresholds.default.psi'"),
+    "a p-value of 2": (
+        b'{"schema_version": 1, "thresholds": {"features": {"mean_radius": {"ks_p_value": 2}}}}',
+        "'thresholds.features.mean_radius.ks_p_value'",
+    ),
+    "no rows": (b'{"schema_version": 1, "thresholds": {"min_rows": 0}}', "'thresholds.min_rows'"),
+}
+
+
+@pytest.mark.parametrize(("body", "named"), BAD_SETTINGS.values(), ids=BAD_SETTINGS.keys())
+def test_a_bad_settings_document_exits_2_with_one_line_naming_its_key(aws, body, named, capsys):
+    aws.s3.put_object(Bucket=ARTIFACTS, Key="assets/bad.json", Body=body)
+
+    assert job.main(arguments(settings=f"s3://{ARTIFACTS}/assets/bad.json")) == 2
+
+    err = capsys.readouterr().err
+    assert named in err
+    assert f"s3://{ARTIFACTS}/assets/bad.json" in err
+    assert err.count("\n") == 1
+    assert aws.events() == []
+
+
+def test_a_missing_settings_document_exits_2(aws, capsys):
+    assert job.main(arguments(settings=f"s3://{ARTIFACTS}/assets/none.json")) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_the_largest_settings_config_allows_reach_the_job_whole(aws):
+    """40 named features (config's maximum) with 64-character names: no argument carries them, the document does."""
+    from config.monitoring import MAX_NAMED_FEATURES, DriftThresholds, Monitoring
+    from config.monitoring import FeatureThresholds as ConfiguredThresholds
+
+    names = [f"f{i:02d}_" + "x" * 60 for i in range(MAX_NAMED_FEATURES)]
+    configured = Monitoring(
+        thresholds=DriftThresholds(
+            features={
+                name: ConfiguredThresholds(psi=0.1 + i / 100, ks_statistic=0.15, ks_p_value=0.001)
+                for i, name in enumerate(names)
+            },
+            drifted_share=0.25,
+            min_rows=500,
+        )
+    )
+    uri = aws.settings(configured.settings_document())
+    parsed = job.parse_arguments(arguments(settings=uri))
+
+    thresholds = job.load_settings(parsed, aws.s3)
+
+    assert all(len(argument) <= 256 for argument in arguments(settings=uri))
+    assert sorted(thresholds.features) == names
+    assert thresholds.of(names[-1]) == settings.FeatureThresholds(psi=0.49, ks_statistic=0.15, ks_p_value=0.001)
+    assert (thresholds.drifted_share, thresholds.min_rows) == (0.25, 500)
+
+
 def test_thresholds_map_onto_drift_thresholds():
-    parsed = job.parse_thresholds(
-        json.dumps({"default": {"psi": 0.3}, "features": {"mean_radius": {"ks_statistic": 0.2}}, "min_rows": 5})
+    parsed = settings.parse_settings(
+        json.dumps(settings_document(default={"psi": 0.3}, features={"mean_radius": {"ks_statistic": 0.2}}, min_rows=5))
     )
 
-    assert parsed.default == job.FeatureThresholds(psi=0.3, ks_statistic=0.1, ks_p_value=0.01)
+    assert parsed.default == settings.FeatureThresholds(psi=0.3, ks_statistic=0.1, ks_p_value=0.01)
     # A feature's missing keys come from the default section.
-    assert parsed.of("mean_radius") == job.FeatureThresholds(psi=0.3, ks_statistic=0.2, ks_p_value=0.01)
+    assert parsed.of("mean_radius") == settings.FeatureThresholds(psi=0.3, ks_statistic=0.2, ks_p_value=0.01)
     assert (parsed.drifted_share, parsed.prediction_psi, parsed.min_rows) == (0.5, 0.2, 5)
-    assert job.parse_thresholds("{}") == job.Thresholds()
+    assert settings.parse_settings('{"schema_version": 1}') == settings.Thresholds()

@@ -5,37 +5,41 @@ passing everything as ContainerArguments (``python -m mlops_training monitor ...
 
     --environment dev --tenant T --model M --endpoint-name mlops-dev-<key>
     --capture-uri s3://<lake bucket>/capture/<tenant>/<key>/
-    --window-end 2026-11-24T23:00:00Z --window-minutes 60
+    --scheduled-time 2026-11-24T23:00:00Z --window-minutes 60 [--lag-minutes 15]
     --pointer Champion=/<project>/dev/models/<key>/Champion [--pointer Challenger=...]
     --example-baseline s3://<bucket>/<key of the example model's baseline.json>
-    [--thresholds '{"default": {"psi": 0.2, "ks_statistic": 0.1, "ks_p_value": 0.01},
-                    "features": {"<name>": {...}}, "drifted_share": 0.5, "prediction_psi": 0.2, "min_rows": 30}']
+    [--settings s3://<bucket>/<key of the environment's settings.json>]
     --report-uri s3://<artifacts bucket>/artifacts/monitoring/<tenant>/<endpoint-name>/
     --metrics-namespace mlops/dev/Drift --event-source mlops.monitoring
     [--labels-uri s3://<lake bucket>/<prefix>/]
 
 Inputs:
 
-- **Window**: ``[window-end - window-minutes, window-end)``. ``--window-end`` is ISO-8601 (the
-  scheduled event's ``time``; without an offset it is read as UTC). SageMaker writes
-  ``<capture-uri><endpoint-name>/<variant>/yyyy/mm/dd/hh/<file>.jsonl``; the job lists (paginated)
-  the hour folders from the window's start to its end, the end's hour included (a capture file is
-  written a little after its requests: on an hourly schedule it can land in the next hour's
-  folder), streams each file and keeps the lines whose ``eventMetadata.inferenceTime`` lies in the
-  window. A line without a readable time belongs to the window whose span holds its folder's hour,
-  so consecutive windows count it once; ``read_capture`` counts it if it is malformed.
+- **Window**: ``[end - window-minutes, end)`` with ``end = scheduled-time - lag-minutes``.
+  ``--scheduled-time`` is ISO-8601 (the scheduled event's ``time``; without an offset it is read as
+  UTC). SageMaker writes a capture file minutes after its requests
+  (``<capture-uri><endpoint-name>/<variant>/yyyy/mm/dd/hh/<file>.jsonl``), so a window that ended at
+  the scheduled time would miss the requests of its last minutes, and the next window would skip
+  them as not its own. The lag (``monitoring.window_lag_minutes``, default 15) lets their files land
+  first; consecutive runs still read consecutive windows. The job lists (paginated) the hour folders
+  from the window's start to the scheduled time's hour (a late file lands in a later hour's folder),
+  streams each file and keeps the lines whose ``eventMetadata.inferenceTime`` lies in the window. A
+  line without a readable time belongs to the window whose span holds its folder's hour, so
+  consecutive windows count it once; ``read_capture`` counts it if it is malformed.
 - **Baselines**: each ``--pointer Variant=<SSM parameter>`` is read with ssm:GetParameter. Its value
   is a ``model.tar.gz`` S3 URI, whose baseline is its sibling (``s3://B/a/output/model.tar.gz`` ->
   ``s3://B/a/output/baseline.json``, see ``baseline_job``), or the sentinel ``example``, whose
   baseline is ``--example-baseline``. A variant whose pointer or baseline is missing or unreadable
   is reported (``variants`` in the report, ``BaselineMissing`` per variant, ``variants_without_baseline``
   in the event); the other variants go on. If no variant has a baseline, the job exits 1.
-- **Thresholds**: ``--thresholds`` maps onto ``drift.Thresholds``; every key is optional, a
-  feature's missing keys come from ``default``, and the rest from ``drift``'s defaults.
-- **Labels** (optional): JSON Lines ``{"inference_id": "...", "label": 0|1}`` under ``--labels-uri``,
-  joined on the capture's ``eventMetadata.inferenceId`` (a request of several rows shares one id
-  and is left out of the join). Model quality per variant: labelled rows, AUC (when both classes
-  occur) and accuracy at a 0.5 score, with scikit-learn.
+- **Settings**: ``--settings`` names the settings document (``monitoring.settings``: the
+  thresholds), read with s3:GetObject; without it, ``drift``'s default thresholds apply. A document
+  that cannot be read as settings exits 2.
+- **Labels** (optional): what the platform's ingestion wrote for the tenant's labels dataset under
+  ``--labels-uri`` (``monitoring.labels``: the ingest envelope, ``dt=`` day folders), only the days
+  from the window's start to the scheduled time; joined on the capture's ``eventMetadata.inferenceId``
+  (a request of several rows shares one id and is left out of the join). Model quality per variant:
+  labelled rows, AUC (when both classes occur) and accuracy at a 0.5 score, with scikit-learn.
 
 Comparison (``drift.compare``): features over every variant's rows together against the feature
 baseline (the Champion's, or else the first variant's by name that has one); predictions of each
@@ -44,11 +48,11 @@ features, or when a variant's predictions drift.
 
 Outputs, in this order (a consumer of the event finds the report already there):
 
-- **Report**: ``<report-uri><window-end as YYYY-MM-DDTHH-MM>/report.json`` and ``report.html``.
+- **Report**: ``<report-uri><the window's end as YYYY-MM-DDTHH-MM>/report.json`` and ``report.html``.
   report.json: ``{"schema_version": 1, "environment", "tenant", "model", "endpoint",
-  "window": {"start", "end", "minutes"}, "feature_baseline": {"variant", "uri"},
+  "window": {"start", "end", "minutes", "lag_minutes"}, "feature_baseline": {"variant", "uri"},
   "variants": [{"variant", "pointer", "model_uri", "baseline_uri", "error", "lines", "rows"}],
-  "drift": <DriftReport.to_json()>, "model_quality": null | {"labels_uri", "label_lines",
+  "drift": <DriftReport.to_json()>, "model_quality": null | {"labels_uri", "days", "label_lines",
   "malformed_labels", "ambiguous_rows", "variants": [{"variant", "labelled", "auc", "accuracy"}]}}``.
 - **Metrics**: PutMetricData to ``--metrics-namespace``, in batches of at most ``METRICS_PER_REQUEST``;
   every metric has the dimensions ``Endpoint``, ``Tenant`` and ``Model``. ``DriftReport.metrics``
@@ -65,7 +69,7 @@ Outputs, in this order (a consumer of the event finds the report already there):
   always a number; ``report_uri`` is report.json's URI). A failed entry fails the job.
 
 Exit status: 0 done, drift or not; 1 an AWS failure, or no variant with a readable baseline; 2 bad
-arguments, in one line naming the argument. The same inputs give the same report, metrics and event.
+arguments or settings, in one line naming the argument or key. The same inputs give the same report, metrics and event.
 """
 
 from __future__ import annotations
@@ -74,26 +78,25 @@ import argparse
 import html
 import json
 import logging
-import math
 import os
 import re
 import sys
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
-import numpy as np
 
 # botocore ships no type hints (pyproject.toml lists no override for it).
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
-from sklearn.metrics import accuracy_score, roc_auc_score
 
 from mlops_training.monitoring.baseline import SCHEMA_VERSION
 from mlops_training.monitoring.capture import CaptureWindow, read_capture
-from mlops_training.monitoring.drift import DriftReport, FeatureThresholds, Metric, Thresholds, compare
+from mlops_training.monitoring.drift import DriftReport, Metric, Thresholds, compare
+from mlops_training.monitoring.labels import ModelQuality, label_days, model_quality
+from mlops_training.monitoring.settings import SettingsError, parse_settings
 
 log = logging.getLogger(__name__)
 
@@ -107,14 +110,12 @@ DETAIL_TYPE = "Drift Summary"
 # PutMetricData takes up to 1,000 metrics and 1 MB a request; ours are ~200 bytes each.
 METRICS_PER_REQUEST = 500
 MAX_WINDOW_MINUTES = 7 * 24 * 60
-DECIMALS = 6
+MAX_LAG_MINUTES = 24 * 60
 # Names as SageMaker (endpoints, variants) and config/tenants.py (tenants, models) allow them.
 ENDPOINT_NAME = re.compile(r"[A-Za-z0-9](-*[A-Za-z0-9]){0,62}")
 VARIANT_NAME = ENDPOINT_NAME
 TENANT_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 S3_URI = re.compile(r"s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>.*)")
-FEATURE_KEYS = ("psi", "ks_statistic", "ks_p_value")
-THRESHOLD_KEYS = ("default", "features", "drifted_share", "prediction_psi", "min_rows")
 
 # Baseline problems of a variant (``variants[].error`` in the report).
 POINTER_MISSING = "pointer-missing"
@@ -144,11 +145,12 @@ class Arguments:
     model: str
     endpoint: str
     capture: S3Location  # a prefix, ending in /
+    scheduled_time: datetime
     window_start: datetime
-    window_end: datetime
+    window_end: datetime  # scheduled_time less the lag
     pointers: tuple[tuple[str, str], ...]  # (variant, SSM parameter name), sorted by variant
     example_baseline: S3Location
-    thresholds: Thresholds
+    settings: S3Location | None
     report: S3Location  # a prefix, ending in /
     metrics_namespace: str
     event_source: str
@@ -157,6 +159,10 @@ class Arguments:
     @property
     def window_minutes(self) -> int:
         return int((self.window_end - self.window_start).total_seconds() // 60)
+
+    @property
+    def lag_minutes(self) -> int:
+        return int((self.scheduled_time - self.window_end).total_seconds() // 60)
 
     @property
     def dimensions(self) -> dict[str, str]:
@@ -188,23 +194,6 @@ class Variant:
             "lines": self.window.lines if self.window else 0,
             "rows": self.window.rows if self.window else 0,
         }
-
-
-@dataclass(frozen=True)
-class VariantQuality:
-    variant: str
-    labelled: int
-    auc: float | None
-    accuracy: float | None
-
-
-@dataclass(frozen=True)
-class ModelQuality:
-    labels_uri: str
-    label_lines: int
-    malformed_labels: int
-    ambiguous_rows: int
-    variants: list[VariantQuality] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -240,7 +229,7 @@ def parse_arguments(argv: Sequence[str]) -> Arguments:
         "--model",
         "--endpoint-name",
         "--capture-uri",
-        "--window-end",
+        "--scheduled-time",
         "--window-minutes",
         "--example-baseline",
         "--report-uri",
@@ -249,7 +238,8 @@ def parse_arguments(argv: Sequence[str]) -> Arguments:
     ):
         parser.add_argument(name, required=True)
     parser.add_argument("--pointer", action="append", required=True, help="Variant=<SSM parameter name>, repeated")
-    parser.add_argument("--thresholds", default="{}")
+    parser.add_argument("--lag-minutes", default="0", help="how long before the scheduled time the window ends")
+    parser.add_argument("--settings", help="the settings document's S3 URI")
     parser.add_argument("--labels-uri")
     parsed = parser.parse_args(list(argv))
 
@@ -267,13 +257,27 @@ def parse_arguments(argv: Sequence[str]) -> Arguments:
     )
     _check(parsed.metrics_namespace.strip(), "--metrics-namespace", parsed.metrics_namespace, "a CloudWatch namespace")
     _check(parsed.event_source.strip(), "--event-source", parsed.event_source, "an event source")
-    end = _time(parsed.window_end, "--window-end")
-    minutes = parsed.window_minutes
+    scheduled = _time(parsed.scheduled_time, "--scheduled-time")
+    minutes, lag = parsed.window_minutes, parsed.lag_minutes
     _check(
         minutes.isdigit() and 1 <= int(minutes) <= MAX_WINDOW_MINUTES,
         "--window-minutes",
         minutes,
         f"a whole number from 1 to {MAX_WINDOW_MINUTES}",
+    )
+    _check(
+        lag.isdigit() and int(lag) <= MAX_LAG_MINUTES,
+        "--lag-minutes",
+        lag,
+        f"a whole number from 0 to {MAX_LAG_MINUTES}",
+    )
+    end = scheduled - timedelta(minutes=int(lag))
+    settings = None if parsed.settings is None else _s3(parsed.settings, "--settings")
+    _check(
+        settings is None or (settings.key and not settings.key.endswith("/")),
+        "--settings",
+        parsed.settings,
+        "the URI of a file",
     )
     example = _s3(parsed.example_baseline, "--example-baseline")
     _check(example.key and not example.key.endswith("/"), "--example-baseline", example.uri, "the URI of a file")
@@ -283,11 +287,12 @@ def parse_arguments(argv: Sequence[str]) -> Arguments:
         model=parsed.model,
         endpoint=parsed.endpoint_name,
         capture=_s3(parsed.capture_uri, "--capture-uri", prefix=True),
+        scheduled_time=scheduled,
         window_start=end - timedelta(minutes=int(minutes)),
         window_end=end,
         pointers=_pointers(parsed.pointer),
         example_baseline=example,
-        thresholds=parse_thresholds(parsed.thresholds),
+        settings=settings,
         report=_s3(parsed.report_uri, "--report-uri", prefix=True),
         metrics_namespace=parsed.metrics_namespace,
         event_source=parsed.event_source,
@@ -335,67 +340,21 @@ def _pointers(values: list[str]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(found.items()))
 
 
-def parse_thresholds(text: str) -> Thresholds:
-    """``--thresholds`` as ``drift.Thresholds``; UsageError names the first bad key."""
+def load_settings(arguments: Arguments, s3: Any) -> Thresholds:
+    """The thresholds of ``--settings`` (``settings.parse_settings``), or the defaults without it."""
+    if arguments.settings is None:
+        return Thresholds()
+    location = arguments.settings
     try:
-        raw = json.loads(text)
-    except ValueError:
-        raise UsageError(f"argument --thresholds: {text[:80]!r} is not JSON") from None
-    _thresholds_check(isinstance(raw, dict), "", raw, "a JSON object")
-    _unknown(raw, THRESHOLD_KEYS, "")
-    default = _feature_thresholds(raw.get("default", {}), FeatureThresholds(), "default")
-    features = raw.get("features", {})
-    _thresholds_check(isinstance(features, dict), "features", features, "an object of feature names to thresholds")
-    fallback = Thresholds()
-    drifted_share = raw.get("drifted_share", fallback.drifted_share)
-    prediction_psi = raw.get("prediction_psi", fallback.prediction_psi)
-    min_rows = raw.get("min_rows", fallback.min_rows)
-    _thresholds_check(_number(drifted_share) and 0 <= drifted_share <= 1, "drifted_share", drifted_share, "0 to 1")
-    _thresholds_check(_number(prediction_psi) and prediction_psi > 0, "prediction_psi", prediction_psi, "above 0")
-    _thresholds_check(
-        isinstance(min_rows, int) and not isinstance(min_rows, bool) and min_rows >= 1,
-        "min_rows",
-        min_rows,
-        "a whole number, at least 1",
-    )
-    return Thresholds(
-        default=default,
-        features={
-            str(name): _feature_thresholds(limits, default, f"features.{name}")
-            for name, limits in sorted(features.items())
-        },
-        drifted_share=float(drifted_share),
-        prediction_psi=float(prediction_psi),
-        min_rows=min_rows,
-    )
-
-
-def _feature_thresholds(raw: Any, fallback: FeatureThresholds, where: str) -> FeatureThresholds:
-    _thresholds_check(isinstance(raw, dict), where, raw, f"an object with {', '.join(FEATURE_KEYS)}")
-    _unknown(raw, FEATURE_KEYS, f"{where}.")
-    psi = raw.get("psi", fallback.psi)
-    ks_statistic = raw.get("ks_statistic", fallback.ks_statistic)
-    ks_p_value = raw.get("ks_p_value", fallback.ks_p_value)
-    _thresholds_check(_number(psi) and psi > 0, f"{where}.psi", psi, "above 0")
-    _thresholds_check(_number(ks_statistic) and 0 < ks_statistic <= 1, f"{where}.ks_statistic", ks_statistic, "(0, 1]")
-    _thresholds_check(_number(ks_p_value) and 0 < ks_p_value < 1, f"{where}.ks_p_value", ks_p_value, "(0, 1)")
-    return FeatureThresholds(psi=float(psi), ks_statistic=float(ks_statistic), ks_p_value=float(ks_p_value))
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _unknown(raw: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
-    unknown = sorted(str(key) for key in raw if key not in allowed)
-    if unknown:
-        raise UsageError(f"argument --thresholds: unknown key {where}{unknown[0]!r}; allowed: {', '.join(allowed)}")
-
-
-def _thresholds_check(condition: Any, key: str, value: Any, allowed: str) -> None:
-    if not condition:
-        where = f"key {key!r} has value {value!r}" if key else f"{value!r} is not allowed"
-        raise UsageError(f"argument --thresholds: {where}; allowed: {allowed}")
+        body = s3.get_object(Bucket=location.bucket, Key=location.key)["Body"].read()
+    except ClientError as error:
+        if _code(error) not in ("NoSuchKey", "404"):
+            raise
+        raise UsageError(f"argument --settings: {location.uri} does not exist") from None
+    try:
+        return parse_settings(body)
+    except SettingsError as error:
+        raise UsageError(f"argument --settings: {location.uri}: {error}") from None
 
 
 # ---------------------------------------------------------------- baselines
@@ -457,10 +416,11 @@ def _code(error: ClientError) -> str:
 
 
 def hour_prefixes(arguments: Arguments, variant: str) -> Iterator[tuple[str, bool]]:
-    """Each hour folder to list, and whether its hour starts inside the window (see ``in_window``)."""
+    """Each hour folder to list, and whether its hour starts inside the window (for lines without a time)."""
     hour = arguments.window_start.replace(minute=0, second=0, microsecond=0)
     base = f"{arguments.capture.key}{arguments.endpoint}/{variant}/"
-    while hour <= arguments.window_end:
+    # Up to the run's own hour: a file written during the lag can land in a later hour's folder.
+    while hour <= arguments.scheduled_time:
         yield f"{base}{hour:%Y/%m/%d/%H}/", arguments.window_start <= hour < arguments.window_end
         hour += timedelta(hours=1)
 
@@ -526,57 +486,16 @@ def compare_window(
     return replace(features, predictions=predictions, drift=features.drift or any(p.drifted for p in predictions))
 
 
-def model_quality(labels: S3Location, window: CaptureWindow, s3: Any) -> ModelQuality:
-    """Labels joined to the window's rows by inference id, and AUC and accuracy per variant."""
-    counts = Counter(i for i in window.inference_ids if i is not None)
-    wanted = {i for i, n in counts.items() if n == 1}
-    found: dict[str, int] = {}
-    lines = malformed = 0
-    for key in list_keys(s3, labels.bucket, labels.key):
-        for line in stream_lines(s3, labels.bucket, key):
-            if not line.strip():
-                continue
-            lines += 1
-            try:
-                record = json.loads(line)
-                inference_id, label = record["inference_id"], record["label"]
-            except (UnicodeDecodeError, ValueError, TypeError, KeyError):
-                malformed += 1
-                continue
-            if not isinstance(inference_id, str) or label not in (0, 1):
-                malformed += 1
-                continue
-            if inference_id in wanted:
-                found[inference_id] = int(label)  # a later label corrects an earlier one
-    qualities = []
-    for variant in sorted({str(v) for v in window.variants}):
-        rows = [
-            (found[i], score)
-            for i, v, score in zip(window.inference_ids, window.variants, window.predictions, strict=True)
-            if v == variant and i in found and math.isfinite(score)
-        ]
-        truth = np.array([label for label, _ in rows], dtype=int)
-        scores = np.array([score for _, score in rows], dtype=float)
-        both_classes = len(set(truth.tolist())) == 2
-        qualities.append(
-            VariantQuality(
-                variant=variant,
-                labelled=len(rows),
-                auc=_round(float(roc_auc_score(truth, scores))) if both_classes else None,
-                accuracy=_round(float(accuracy_score(truth, scores >= 0.5))) if rows else None,
-            )
-        )
-    return ModelQuality(
-        labels_uri=labels.uri,
-        label_lines=lines,
-        malformed_labels=malformed,
-        ambiguous_rows=sum(n for n in counts.values() if n > 1),
-        variants=qualities,
-    )
+def quality_of(arguments: Arguments, labels: S3Location, window: CaptureWindow, s3: Any) -> ModelQuality:
+    """Model quality from the labels ingested on the days a label of this window can have arrived."""
+    days = label_days(arguments.window_start, arguments.scheduled_time)
 
+    def lines() -> Iterator[bytes]:
+        for day in days:
+            for key in list_keys(s3, labels.bucket, f"{labels.key}dt={day:%Y-%m-%d}/"):
+                yield from stream_lines(s3, labels.bucket, key)
 
-def _round(value: float) -> float:
-    return round(value, DECIMALS)
+    return model_quality(labels.uri, days, lines(), window)
 
 
 # ---------------------------------------------------------------- outputs
@@ -599,6 +518,7 @@ def report_document(
             "start": _iso(arguments.window_start),
             "end": _iso(arguments.window_end),
             "minutes": arguments.window_minutes,
+            "lag_minutes": arguments.lag_minutes,
         },
         "feature_baseline": None
         if feature_variant is None
@@ -612,6 +532,7 @@ def report_document(
 def _quality_document(quality: ModelQuality) -> dict[str, Any]:
     return {
         "labels_uri": quality.labels_uri,
+        "days": quality.days,
         "label_lines": quality.label_lines,
         "malformed_labels": quality.malformed_labels,
         "ambiguous_rows": quality.ambiguous_rows,
@@ -625,7 +546,8 @@ def report_html(document: Mapping[str, Any], drift: DriftReport | None) -> str:
     context = (
         f"<h2>Endpoint</h2><p>{_text(document['endpoint'])} (tenant {_text(document['tenant'])}, "
         f"model {_text(document['model'])}, environment {_text(document['environment'])}); "
-        f"window {_text(window['start'])} to {_text(window['end'])} ({window['minutes']} minutes)</p>"
+        f"window {_text(window['start'])} to {_text(window['end'])} ({window['minutes']} minutes, "
+        f"read {window['lag_minutes']} minutes after its end)</p>"
     )
     variant_rows = [
         [v["variant"], v["model_uri"], v["baseline_uri"], v["lines"], v["rows"], v["error"] or "ok"]
@@ -640,7 +562,8 @@ def report_html(document: Mapping[str, Any], drift: DriftReport | None) -> str:
     if quality is not None:
         sections += [
             "<h2>Model quality</h2>",
-            f"<p>labels from {_text(quality['labels_uri'])}: {quality['label_lines']} lines, "
+            f"<p>labels from {_text(quality['labels_uri'])}, days {_text(', '.join(quality['days']))}: "
+            f"{quality['label_lines']} lines, "
             f"{quality['malformed_labels']} malformed; {quality['ambiguous_rows']} rows of multi-row requests "
             "left out of the join</p>",
             _table(
@@ -752,6 +675,7 @@ def _iso(moment: datetime) -> str:
 
 
 def run(arguments: Arguments, aws: Clients) -> int:
+    thresholds = load_settings(arguments, aws.s3)
     variants = [load_variant(name, parameter, arguments, aws) for name, parameter in arguments.pointers]
     for variant in variants:
         if variant.error:
@@ -768,17 +692,17 @@ def run(arguments: Arguments, aws: Clients) -> int:
         return EXIT_FAILED
 
     names = [str(name) for name in feature_variant.baseline["feature_order"]]
-    unknown = sorted(set(arguments.thresholds.features) - set(names))
+    unknown = sorted(set(thresholds.features) - set(names))
     if unknown:
-        log.warning("--thresholds names features the baseline does not have, which nothing checks: %s", unknown)
+        log.warning("the settings name features the baseline does not have, which nothing checks: %s", unknown)
     outside: Counter[str] = Counter()
     for variant in variants:
         variant.window = read_capture(
             window_lines(arguments, variant.name, aws.s3, outside), names, variant=variant.name
         )
     window = CaptureWindow.combine([v.window for v in variants if v.window is not None])
-    drift = compare_window(feature_variant.baseline, variants, window, arguments.thresholds)
-    quality = None if arguments.labels is None else model_quality(arguments.labels, window, aws.s3)
+    drift = compare_window(feature_variant.baseline, variants, window, thresholds)
+    quality = None if arguments.labels is None else quality_of(arguments, arguments.labels, window, aws.s3)
 
     document = report_document(arguments, variants, feature_variant, drift, quality)
     report_uri = write_report(arguments, document, report_html(document, drift), aws.s3)
@@ -801,12 +725,10 @@ def run(arguments: Arguments, aws: Clients) -> int:
 
 def main(argv: list[str]) -> int:
     try:
-        arguments = parse_arguments(argv)
+        return run(parse_arguments(argv), clients())
     except UsageError as error:
         print(f"monitor: {error}", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        return run(arguments, clients())
     except (BotoCoreError, ClientError, EventNotDelivered) as error:
         print(f"monitor: AWS failed: {type(error).__name__}: {error}", file=sys.stderr)
         return EXIT_FAILED
