@@ -395,7 +395,6 @@ def test_the_dashboard_graphs_the_metrics_the_handler_publishes(monkeypatch):
         "PACKAGE_GROUP_PREFIX": "mlops-dev",
     }.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.syspath_prepend(str(ROOT / "lambda" / "retrain_trigger"))
 
     handler = load_handler("retrain_trigger")
 

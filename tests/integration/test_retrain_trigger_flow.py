@@ -19,7 +19,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from tests.conftest import ROOT, create_ledger_table, load_handler
+from tests.conftest import create_ledger_table, load_handler
 from tests.infra.test_training import of_type
 from tests.unit import test_ingest_handler as ingestion
 from tests.unit.test_evaluate import CONFIG  # acme's published config: dataset churn
@@ -222,7 +222,6 @@ def platform(monitoring_template, monkeypatch) -> Iterator[Platform]:
             queues[name] = url
         for name, value in function["Properties"]["Environment"]["Variables"].items():
             monkeypatch.setenv(name, concrete(value, state_machine_arn))
-        monkeypatch.syspath_prepend(str(ROOT / "lambda" / "retrain_trigger"))
         handler = load_handler("retrain_trigger")
         clock = Clock()
         handler.trigger.clock = clock

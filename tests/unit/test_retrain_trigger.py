@@ -24,14 +24,13 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from tests.conftest import ROOT, create_ledger_table, load_handler
+from tests.conftest import create_ledger_table, load_handler
 
 EVENTS = Path(__file__).parent / "events"
 ALARM = json.loads((EVENTS / "cloudwatch_alarm_state_change.json").read_text())
 OBJECT_CREATED = json.loads((EVENTS / "s3_object_created.json").read_text())
 DRIFT = json.loads((EVENTS / "drift_summary.json").read_text())
 PACKAGE_STATE_CHANGE = json.loads((EVENTS / "sagemaker_model_package_state_change.json").read_text())
-FUNCTION = ROOT / "lambda" / "retrain_trigger"
 LEDGER = "ledger-test"
 BUCKET = "mlops-dev-raw"
 CONFIGS = "mlops-dev-artifacts"
@@ -157,7 +156,6 @@ def harness(monkeypatch):
             "PACKAGE_GROUP_PREFIX": "mlops-dev",
         }.items():
             monkeypatch.setenv(name, value)
-        monkeypatch.syspath_prepend(str(FUNCTION))  # the handler imports retraining.py beside it
         module = load_handler("retrain_trigger")
         clock = Clock()
         module.trigger.clock = clock
