@@ -145,7 +145,7 @@ class RetrainTrigger(Construct):
         config_bucket: s3.IBucket,
         labels_dataset: str | None,
         ledger: dynamodb.ITableV2,
-        state_machine: sfn.IStateMachine,
+        state_machine: sfn.StateMachine,  # not an IStateMachine: its name scopes DescribeExecution
         alarm_topic: sns.ITopic,
         log_retention_days: int,
         removal_policy: RemovalPolicy,
@@ -253,7 +253,7 @@ class RetrainTrigger(Construct):
     def _grant_least_privilege(
         self,
         *,
-        state_machine: sfn.IStateMachine,
+        state_machine: sfn.StateMachine,
         ledger: dynamodb.ITableV2,
         config_bucket: s3.IBucket,
         names: Names,
