@@ -133,6 +133,15 @@ class Retraining(StrictModel):
         le=300,
         description="a whole number of seconds from 0 to 300 (how long new-data events are gathered into one batch)",
     )
+    candidate_expiry_seconds: StrictInt = Field(
+        default=604800,
+        ge=3600,
+        le=7776000,
+        description=(
+            "a whole number of seconds from 3600 to 7776000 (how long a model package a triggered run left for "
+            "manual approval holds further drift runs back, unless it is approved or rejected first)"
+        ),
+    )
 
 
 class Monitoring(StrictModel):

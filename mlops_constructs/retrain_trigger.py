@@ -10,15 +10,22 @@
   source mapping waits ``batching_window_seconds`` before it hands one batch to the function: a
   burst of uploads arrives as one batch, and the function groups it per tenant.
 
-The function (lambda/retrain_trigger) derives a deterministic execution name from tenant, model,
-trigger and cooldown window, honours the cooldown and records every decision in the run ledger.
+* Candidates (always): ``SageMaker Model Package State Change`` of this environment's package groups to
+  ``Approved`` or ``Rejected`` reach the function directly; a decided candidate of a triggered run no longer
+  holds drift back.
+* Kept uploads (``retraining.on_new_data``): a scheduled rule every ``SWEEP_INTERVAL`` lets the function start
+  the runs of uploads that arrived while their tenant was busy, once it is free and its cooldown has passed.
+
+The function (lambda/retrain_trigger) keeps one state item per tenant in the run ledger and changes it
+with one conditional write per decision: one run per tenant at a time, the cooldown, uploads kept for the
+next run, drift held while a candidate awaits review. Every decision is recorded in the run ledger.
 Whatever cannot be delivered or processed ends in a dead-letter queue that alarms.
 """
 
 from __future__ import annotations
 
 import jsii
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -37,13 +44,18 @@ from config.naming import Names
 from mlops_constructs.alarms import alarm_above_zero
 from mlops_constructs.functions import platform_function
 from mlops_constructs.ingestion import RAW_PREFIX
-from mlops_constructs.nag import acknowledge
-from mlops_constructs.publishing import EXAMPLE_TENANT
+from mlops_constructs.nag import acknowledge, acknowledge_wildcard_resource
+from mlops_constructs.publishing import CONFIG_PREFIX, EXAMPLE_TENANT
 from mlops_constructs.queues import dead_letter_queue, encrypted_queue
+from mlops_constructs.tables import TENANT_INDEX
 
 ALARM_DETAIL_TYPE = "CloudWatch Alarm State Change"
 DRIFT_DETAIL_TYPE = "Drift Summary"
 OBJECT_CREATED = "Object Created"
+PACKAGE_DETAIL_TYPE = "SageMaker Model Package State Change"
+DECIDED_STATUSES = ("Approved", "Rejected")
+# How often kept uploads are looked at: the next run starts at most this long after the cooldown ends.
+SWEEP_INTERVAL = Duration.minutes(10)
 # Tenants whose data never starts a run: the example tenant's dataset is republished by every deploy.
 IGNORED_TENANTS = (EXAMPLE_TENANT,)
 
@@ -67,7 +79,13 @@ SERVICE = "retrain-trigger"
 DECISION_METRICS = (
     "RetrainingStarted",
     "RetrainingDuplicates",
+    "RetrainingRunningSkips",
     "RetrainingCooldownSkips",
+    "RetrainingAwaitingCandidate",
+    "RetrainingDeferred",
+    "RetrainingRunsEnded",
+    "RetrainingCandidatesDecided",
+    "RetrainingCandidatesExpired",
     "TriggerEventsIgnored",
     "TriggerEventsRejected",
 )
@@ -124,8 +142,10 @@ class RetrainTrigger(Construct):
         settings: Retraining,
         key: kms.IKey,
         raw_bucket: s3.IBucket,
+        config_bucket: s3.IBucket,
+        labels_dataset: str | None,
         ledger: dynamodb.ITableV2,
-        state_machine: sfn.IStateMachine,
+        state_machine: sfn.StateMachine,  # not an IStateMachine: its name scopes DescribeExecution
         alarm_topic: sns.ITopic,
         log_retention_days: int,
         removal_policy: RemovalPolicy,
@@ -144,19 +164,28 @@ class RetrainTrigger(Construct):
             self,
             "Function",
             folder="retrain_trigger",
-            description="Starts at most one training execution per tenant and window on drift or new raw data",
-            role_description="Retrain trigger: starts the training state machine, reads and writes the run ledger",
+            description="Starts at most one training run per tenant at a time on drift or new raw data",
+            role_description=(
+                "Retrain trigger: starts and follows training runs, reads tenant configs and candidates, keeps the "
+                "tenant's state and decisions in the run ledger"
+            ),
             names=names,
             key=key,
             environment={
                 "STATE_MACHINE_ARN": state_machine.state_machine_arn,
                 "LEDGER_TABLE": ledger.table_name,
+                "LEDGER_INDEX": TENANT_INDEX,
                 "COOLDOWN_SECONDS": str(settings.cooldown_seconds),
+                "CANDIDATE_EXPIRY_SECONDS": str(settings.candidate_expiry_seconds),
                 "RAW_BUCKET": raw_bucket.bucket_name,
                 "RAW_PREFIX": RAW_PREFIX,
+                "CONFIG_BUCKET": config_bucket.bucket_name,
+                "CONFIG_PREFIX": CONFIG_PREFIX,
+                "LABELS_DATASET": labels_dataset or "",
                 "IGNORED_TENANTS": ",".join(IGNORED_TENANTS),
                 "ALARM_NAME_PREFIX": names.drift_alarm_prefix,
                 "MONITORING_SOURCE": names.monitoring_source,
+                "PACKAGE_GROUP_PREFIX": names.prefix,
             },
             log_retention_days=log_retention_days,
             removal_policy=removal_policy,
@@ -165,16 +194,46 @@ class RetrainTrigger(Construct):
         )
         self.function = parts.function
         self.role = parts.role
-        self.policy = self._grant_least_privilege(state_machine=state_machine, ledger=ledger)
+        self.policy = self._grant_least_privilege(
+            state_machine=state_machine, ledger=ledger, config_bucket=config_bucket, names=names
+        )
 
         self.drift_rules: list[events.Rule] = []
         self.new_data_rule: events.Rule | None = None
+        self.sweep_rule: events.Rule | None = None
         self.queue: sqs.Queue | None = None
         self.queue_dead_letter_queue: sqs.Queue | None = None
+        target = targets.LambdaFunction(
+            self.function,
+            dead_letter_queue=self.dead_letter_queue,
+            retry_attempts=RULE_RETRY_ATTEMPTS,
+            max_event_age=RULE_MAX_EVENT_AGE,
+        )
         if settings.on_drift:
-            self._drift_rules(names)
+            self._drift_rules(names, target)
         if settings.on_new_data:
             self._new_data(raw_bucket, settings=settings, removal_policy=removal_policy)
+            self.sweep_rule = events.Rule(
+                self,
+                "PendingSweepRule",
+                description="Starts the runs of uploads kept while their tenant was busy, once its cooldown passed",
+                schedule=events.Schedule.rate(SWEEP_INTERVAL),
+                targets=[target],
+            )
+        self.package_rule = events.Rule(
+            self,
+            "CandidateDecisionRule",
+            description=f"Approved and rejected model packages of {names.environment}'s groups (default bus)",
+            event_pattern=events.EventPattern(
+                source=["aws.sagemaker"],
+                detail_type=[PACKAGE_DETAIL_TYPE],
+                detail={
+                    "ModelPackageGroupName": events.Match.prefix(f"{names.prefix}-"),
+                    "ModelApprovalStatus": list(DECIDED_STATUSES),
+                },
+            ),
+            targets=[target],
+        )
         self._alarms(alarm_topic)
 
     def _allow(self, sid: str, actions: list[str], resource: str) -> None:
@@ -191,21 +250,77 @@ class RetrainTrigger(Construct):
             )
         )
 
-    def _grant_least_privilege(self, *, state_machine: sfn.IStateMachine, ledger: dynamodb.ITableV2) -> iam.Policy:
+    def _grant_least_privilege(
+        self,
+        *,
+        state_machine: sfn.StateMachine,
+        ledger: dynamodb.ITableV2,
+        config_bucket: s3.IBucket,
+        names: Names,
+    ) -> iam.Policy:
+        # Actions and resource types from the Service Authorization Reference:
+        # https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsstepfunctions.html
+        # (StartExecution on stateMachine, DescribeExecution on execution),
+        # https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazondynamodb.html
+        # (PutItem, UpdateItem, Query on table; Query on index),
+        # https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonsagemaker.html
+        # (DescribeModelPackage on model-package),
+        # https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazons3.html
+        # (GetObject on object, ListBucket on bucket).
+        stack = Stack.of(self)
         self._allow("StartTraining", ["states:StartExecution"], state_machine.state_machine_arn)
-        # The handler reads a tenant's recent decisions (Query on the table, not an index) and writes
-        # one item per decision: nothing else.
-        self._allow("ReadAndRecordDecisions", ["dynamodb:Query", "dynamodb:PutItem"], ledger.table_arn)
+        executions = stack.format_arn(
+            service="states",
+            resource="execution",
+            resource_name=f"{state_machine.state_machine_name}:*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        # Whether the run holding a tenant's lock has ended.
+        self._allow("FollowTrainingRuns", ["states:DescribeExecution"], executions)
+        # One state item per tenant (conditional UpdateItem), one item per decision (PutItem), a run's PACKAGE#
+        # records (Query on the table) and the tenants with kept uploads (Query on the ByTenant index).
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="KeepStateAndRecordDecisions",
+                actions=["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"],
+                resources=[ledger.table_arn],
+            )
+        )
+        self._allow("FindKeptUploads", ["dynamodb:Query"], f"{ledger.table_arn}/index/{TENANT_INDEX}")
         self._allow_key_through(
             "EncryptLedgerThroughDynamoDb",
             "dynamodb",
             ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
         )
+        # Whether a candidate is still awaiting review.
+        packages = stack.format_arn(service="sagemaker", resource="model-package", resource_name=f"{names.prefix}-*/*")
+        self._allow("DescribeCandidates", ["sagemaker:DescribeModelPackage"], packages)
+        # The dataset each tenant trains on: its published pipeline config, listed before it is read.
+        configs = config_bucket.arn_for_objects(f"{CONFIG_PREFIX}*")
+        self._allow("ReadTenantConfigs", ["s3:GetObject"], configs)
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ListTenantConfigs",
+                actions=["s3:ListBucket"],
+                resources=[config_bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{CONFIG_PREFIX}*"]}},
+            )
+        )
+        self._allow_key_through("DecryptConfigsThroughS3", "s3", ["kms:Decrypt"])
         # Failed asynchronous invocations (drift rules) keep their event in the dead-letter queue.
         self._allow("KeepFailedInvocations", ["sqs:SendMessage"], self.dead_letter_queue.queue_arn)
         self._allow_key_through("EncryptMessagesThroughSqs", "sqs", ["kms:GenerateDataKey", "kms:Decrypt"])
         policy = self.role.node.find_child("DefaultPolicy")
         assert isinstance(policy, iam.Policy)
+        for resource, reason in (
+            (
+                executions,
+                "Runs are named per tenant, cause and window; the grant stops at this state machine.",
+            ),
+            (packages, "Model package groups are data, one per tenant and model; the grant stops at this environment."),
+            (configs, "Tenant configs are published per tenant; reads stop at the config prefix."),
+        ):
+            acknowledge_wildcard_resource(policy, resource, reason)
         self.function.configure_async_invoke(
             on_failure=_QueueDestination(self.dead_letter_queue),
             retry_attempts=ASYNC_RETRY_ATTEMPTS,
@@ -215,13 +330,7 @@ class RetrainTrigger(Construct):
         self.function.node.find_child("EventInvokeConfig").node.add_dependency(policy)
         return policy
 
-    def _drift_rules(self, names: Names) -> None:
-        target = targets.LambdaFunction(
-            self.function,
-            dead_letter_queue=self.dead_letter_queue,
-            retry_attempts=RULE_RETRY_ATTEMPTS,
-            max_event_age=RULE_MAX_EVENT_AGE,
-        )
+    def _drift_rules(self, names: Names, target: events.IRuleTarget) -> None:
         self.drift_rules = [
             events.Rule(
                 self,

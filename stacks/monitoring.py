@@ -94,6 +94,8 @@ class MonitoringStack(Stack):
             settings=retraining,
             key=self.foundation.key,
             raw_bucket=self.foundation.lake.raw,
+            config_bucket=self.foundation.lake.zones["artifacts"],
+            labels_dataset=self.environment_config.monitoring.labels_dataset,
             ledger=self.foundation.ledger_table,
             state_machine=self.training.pipeline.state_machine,
             alarm_topic=self.foundation.topic,

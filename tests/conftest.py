@@ -50,14 +50,23 @@ _module_numbers = itertools.count()
 
 
 def load_handler(function: str, module: str = "handler") -> ModuleType:
-    """Import ``lambda/<function>/<module>.py`` under a unique module name, reading the current environment."""
-    path = ROOT / "lambda" / function / f"{module}.py"
+    """Import ``lambda/<function>/<module>.py`` under a unique module name, reading the current environment.
+
+    The function's folder is on the path while it is imported, as Lambda puts it there: a handler may import
+    the modules beside it.
+    """
+    folder = ROOT / "lambda" / function
+    path = folder / f"{module}.py"
     spec = importlib.util.spec_from_file_location(f"lambda_{function}_{module}_{next(_module_numbers)}", path)
     assert spec is not None, path
     assert spec.loader is not None, path
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses and pickling look modules up by name
-    spec.loader.exec_module(module)
+    sys.path.insert(0, str(folder))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(folder))
     return module
 
 

@@ -1,6 +1,6 @@
-"""Retrain trigger: turn drift and new data into at most one training execution per tenant and window.
+"""Retrain trigger: drift and new data start at most one training run per tenant at a time.
 
-Three kinds of invocation, told apart by their structure:
+Five kinds of invocation, told apart by their structure:
 
 * ``drift-alarm``: an EventBridge ``CloudWatch Alarm State Change`` (source ``aws.cloudwatch``). Only a
   change to ``ALARM`` counts, and only for an alarm whose name starts with ``ALARM_NAME_PREFIX``
@@ -12,27 +12,28 @@ Three kinds of invocation, told apart by their structure:
   carries ``tenant``, ``model``, ``endpoint``, ``drift`` (bool), ``max_psi`` and ``report_uri``.
   A summary without drift changes nothing.
 * ``new-data``: an SQS batch (raw bucket -> EventBridge -> SQS with a batching window) whose bodies
-  are S3 ``Object Created`` events. Only ``raw/<tenant>/<dataset>/...`` keys of ``RAW_BUCKET`` count;
-  the platform's other prefixes and the ignored tenants (the example tenant) never start a run.
-  All objects of one batch for one tenant make one trigger: a burst of uploads starts one run.
+  are S3 ``Object Created`` events. Only ``raw/<tenant>/<dataset>/...`` keys of ``RAW_BUCKET`` count, and
+  of those only the datasets the tenant trains on (its published pipeline config, ``dataset.name``): the
+  labels dataset (``LABELS_DATASET``), other datasets, unknown tenants, the platform's other prefixes and
+  the ignored tenants (the example tenant) never start a run. All objects of one batch for one tenant make
+  one request: a burst of uploads starts one run.
+* ``package-decision``: a ``SageMaker Model Package State Change`` of this environment's groups to
+  ``Approved`` or ``Rejected``: a candidate a triggered run left awaiting review is decided, and drift may
+  start runs again once none awaits.
+* the sweep: an EventBridge ``Scheduled Event`` every few minutes starts the runs of uploads that arrived
+  while their tenant was busy, once it is free and the cooldown has passed.
 
-Each (tenant, trigger) starts the training state machine with ``{"tenant": <tenant>}`` under a
-deterministic name (see ``execution_name``) built from the tenant, the model, the trigger's cause
-(``drift`` for both drift kinds, ``new-data``) and the window ``floor(now / COOLDOWN_SECONDS)``: a
-duplicate alarm, a redelivered message, or the alarm and the summary of one drift monitor run in the
-same window ask for the same name, and Step Functions starts a name once (``ExecutionAlreadyExists``
-dedupes even when two invocations race past the ledger). The ledger still records the trigger kind
-itself (``drift-alarm`` or ``drift-event``). Before starting, the ledger is read: a start of the same
-name is a duplicate; a start of another name for the tenant within ``COOLDOWN_SECONDS`` is a cooldown.
-Both are skipped.
-
-Every decision is written to the run ledger (``started``, ``skipped-duplicate``, ``skipped-cooldown``,
-``ignored``, ``rejected``) with its evidence, under ``TRIGGER#<tenant>`` / ``<decided_at>#<decision>#<id>``
-and, for a known tenant, the ``ByTenant`` index (``TENANT#<tenant>`` / ``TRIGGER#<decided_at>``).
+What a request does is decided on the tenant's state item with one conditional write (retraining.py): one
+run per tenant at a time, the cooldown, uploads kept for the next run, drift held while a candidate awaits
+review. Every decision is written to the run ledger (``started``, ``skipped-duplicate``, ``skipped-running``,
+``skipped-cooldown``, ``skipped-awaiting-candidate``, ``deferred``, ``run-ended``, ``candidate-decided``,
+``candidate-expired``, ``ignored``, ``rejected``) with its evidence, under ``TRIGGER#<tenant>`` /
+``<decided_at>#<decision>#<id>`` and, for a known tenant, the ``ByTenant`` index (``TENANT#<tenant>`` /
+``TRIGGER#<decided_at>``).
 
 A malformed event is logged and recorded as ``rejected``, never raised: no retry can fix it. An AWS
-failure raises: a directly invoked event is retried by Lambda (the name keeps the retry harmless);
-in an SQS batch only the messages of the failed group are reported back (partial batch response).
+failure raises: a directly invoked event is retried by Lambda (names and conditions keep the retry
+harmless); in an SQS batch only the messages of the failed group are reported back (partial batch response).
 """
 
 from __future__ import annotations
@@ -41,51 +42,56 @@ import hashlib
 import json
 import math
 import os
-import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
+from retraining import (
+    ALL_MODELS,
+    CAUSES,
+    DRIFT_ALARM,
+    DRIFT_EVENT,
+    IGNORED,
+    MAX_EVIDENCE_KEYS,
+    MAX_TEXT,
+    METRICS,
+    NAME_PATTERN,
+    NEW_DATA,
+    PACKAGE_DECISION,
+    REJECTED,
+    STARTED,
+    UNROUTED,
+    Decision,
+    Ignored,
+    Malformed,
+    PackageDecision,
+    Request,
+    Trigger,
+    clipped,
+    execution_name,
+    group_tenants,
+    window_of,
+)
+
+__all__ = ["CAUSES", "METRICS", "execution_name", "handler", "window_of"]
 
 ALARM_SOURCE = "aws.cloudwatch"
 ALARM_DETAIL_TYPE = "CloudWatch Alarm State Change"
 DRIFT_DETAIL_TYPE = "Drift Summary"
 S3_SOURCE = "aws.s3"
 OBJECT_CREATED = "Object Created"
-# Tenant, model and dataset names as config/tenants.py allows them.
-NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
-ALL_MODELS = "all"
-UNROUTED = "_unrouted"
-# Evidence stays well under DynamoDB's 400 KB item limit however large the burst.
-MAX_EVIDENCE_KEYS = 20
-MAX_TEXT = 1024
-
-# Trigger kinds: recorded in the ledger.
-DRIFT_ALARM = "drift-alarm"
-DRIFT_EVENT = "drift-event"
-NEW_DATA = "new-data"
-# The cause each kind names in the execution name: one drift monitor run publishes both DriftDetected (the
-# alarm) and a Drift Summary, and the two must ask for the same execution.
-DRIFT = "drift"
-CAUSES = {DRIFT_ALARM: DRIFT, DRIFT_EVENT: DRIFT, NEW_DATA: NEW_DATA}
-
-# Decisions: part of the ledger's sort key.
-STARTED = "started"
-SKIPPED_DUPLICATE = "skipped-duplicate"
-SKIPPED_COOLDOWN = "skipped-cooldown"
-IGNORED = "ignored"
-REJECTED = "rejected"
-# Decisions that mean an execution of the trigger exists: what the cooldown looks for.
-EXECUTION_EXISTS = (STARTED, SKIPPED_DUPLICATE)
+PACKAGE_SOURCE = "aws.sagemaker"
+PACKAGE_DETAIL_TYPE = "SageMaker Model Package State Change"
+DECIDED_STATUSES = ("Approved", "Rejected")
+# A scheduled rule's event (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-create-rule-schedule.html).
+SCHEDULE_SOURCE = "aws.events"
+SCHEDULED_DETAIL_TYPE = "Scheduled Event"
 
 # Reasons of rejected events.
 UNKNOWN_EVENT = "unknown-event"
@@ -99,36 +105,11 @@ FOREIGN_BUCKET = "foreign-bucket"
 OUTSIDE_RAW = "outside-raw"
 IGNORED_TENANT = "ignored-tenant"
 NOT_OBJECT_CREATED = "not-object-created"
-
-
-class Malformed(Exception):
-    """An event that no retry can act on; ``reason`` is one of the rejection reasons above."""
-
-    def __init__(self, reason: str, detail: str):
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-
-
-@dataclass(frozen=True)
-class Request:
-    """One reason to retrain a tenant, with what shows it."""
-
-    tenant: str
-    model: str
-    trigger: str
-    evidence: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Ignored:
-    """An event understood and deliberately left alone; recorded so "why did nothing run" has an answer."""
-
-    trigger: str
-    reason: str
-    detail: str
-    tenant: str | None
-    evidence: dict[str, Any]
+LABELS_DATASET = "labels-dataset"
+NOT_TRAINED_ON = "not-a-training-dataset"
+UNKNOWN_TENANT = "unknown-tenant"
+NOT_DECIDED = "not-decided"
+FOREIGN_GROUP = "foreign-group"
 
 
 @dataclass(frozen=True)
@@ -142,17 +123,10 @@ class Arrival:
 
 
 @dataclass(frozen=True)
-class Decision:
-    tenant: str | None
-    trigger: str
-    decision: str
-    reason: str
-    decided_at: str
-    model: str | None = None
-    execution_name: str | None = None
-    execution_arn: str | None = None
-    window: int | None = None
-    evidence: dict[str, Any] = field(default_factory=dict)
+class Sweep:
+    """The scheduled rule's tick: start the runs of kept uploads."""
+
+    event_id: str | None
 
 
 # Parsing: pure functions of the event. Each returns a Request or an Ignored, or raises Malformed.
@@ -174,10 +148,6 @@ def name(container: Any, key: str, where: str) -> str:
     if not NAME_PATTERN.fullmatch(value):
         raise Malformed(INVALID_FIELD, f"{where}.{key} {value!r} must be 1-63 lowercase letters, digits or hyphens")
     return value
-
-
-def clipped(value: Any) -> Any:
-    return value[:MAX_TEXT] if isinstance(value, str) else None
 
 
 def alarm_dimensions(detail: dict[str, Any]) -> tuple[str, str]:
@@ -258,9 +228,12 @@ def parse_drift(event: dict[str, Any]) -> Request | Ignored:
 
 
 def parse_object_created(
-    body: str, *, bucket: str, raw_prefix: str, ignored_tenants: frozenset[str]
+    body: str, *, bucket: str, raw_prefix: str, ignored_tenants: frozenset[str], labels_dataset: str | None = None
 ) -> Arrival | Ignored:
-    """One SQS body, an S3 event as EventBridge delivers it to its SQS target."""
+    """One SQS body, an S3 event as EventBridge delivers it to its SQS target.
+
+    The labels dataset (``monitoring.labels_dataset``) is the drift monitor's input, never a reason to retrain.
+    """
     try:
         event = json.loads(body)
     except ValueError:
@@ -285,12 +258,45 @@ def parse_object_created(
     tenant, dataset = parts[0], parts[1]
     if tenant in ignored_tenants:
         return Ignored(NEW_DATA, IGNORED_TENANT, f"tenant {tenant!r} never triggers retraining", tenant, evidence)
+    if dataset == labels_dataset:
+        return Ignored(
+            NEW_DATA, LABELS_DATASET, f"dataset {dataset!r} holds labels for the drift monitor", tenant, evidence
+        )
     return Arrival(tenant, dataset, key, event_id)
 
 
+def parse_package(event: dict[str, Any], group_prefix: str) -> PackageDecision | Ignored:
+    """A ``SageMaker Model Package State Change`` (the fields of the example in "Events that Amazon SageMaker AI
+    sends to Amazon EventBridge": https://docs.aws.amazon.com/sagemaker/latest/dg/automating-sagemaker-with-eventbridge.html)."""
+    detail = event.get("detail")
+    arn = text(detail, "ModelPackageArn", "detail")
+    group = text(detail, "ModelPackageGroupName", "detail")
+    status = text(detail, "ModelApprovalStatus", "detail")
+    evidence = {
+        "event_id": clipped(event.get("id")),
+        "event_time": clipped(event.get("time")),
+        "package_arn": arn[:MAX_TEXT],
+        "group": group[:MAX_TEXT],
+        "status": status[:MAX_TEXT],
+    }
+    if status not in DECIDED_STATUSES:
+        return Ignored(PACKAGE_DECISION, NOT_DECIDED, f"{arn} is {status}", None, evidence)
+    tenants = group_tenants(group, group_prefix)
+    if not tenants:
+        return Ignored(
+            PACKAGE_DECISION, FOREIGN_GROUP, f"group {group!r} is not <{group_prefix}>-<tenant>-<model>", None, evidence
+        )
+    return PackageDecision(arn, group, status, tenants, evidence)
+
+
 def parse_event(
-    event: Any, *, alarm_prefix: str, monitoring_source: str, ignored_tenants: frozenset[str] = frozenset()
-) -> Request | Ignored:
+    event: Any,
+    *,
+    alarm_prefix: str,
+    monitoring_source: str,
+    ignored_tenants: frozenset[str] = frozenset(),
+    group_prefix: str = "",
+) -> Request | Ignored | PackageDecision | Sweep:
     """What a directly delivered EventBridge event asks for; raises Malformed for anything else.
 
     Drift of an ignored tenant (the example endpoint is monitored like any other) is recorded, never a run.
@@ -298,6 +304,10 @@ def parse_event(
     if not isinstance(event, dict):
         raise Malformed(INVALID_FIELD, f"the event must be an object, not {type(event).__name__}")
     kind = (event.get("source"), event.get("detail-type"))
+    if kind == (PACKAGE_SOURCE, PACKAGE_DETAIL_TYPE):
+        return parse_package(event, group_prefix)
+    if kind == (SCHEDULE_SOURCE, SCHEDULED_DETAIL_TYPE):
+        return Sweep(event_id=clipped(event.get("id")))
     parsed: Request | Ignored | None = None
     if kind == (ALARM_SOURCE, ALARM_DETAIL_TYPE):
         parsed = parse_alarm(event, alarm_prefix)
@@ -313,7 +323,8 @@ def parse_event(
     raise Malformed(
         UNKNOWN_EVENT,
         f"source {kind[0]!r} with detail-type {kind[1]!r}; expected {ALARM_SOURCE!r} with {ALARM_DETAIL_TYPE!r}, "
-        f"{monitoring_source!r} with {DRIFT_DETAIL_TYPE!r}, or an SQS batch",
+        f"{monitoring_source!r} with {DRIFT_DETAIL_TYPE!r}, {PACKAGE_SOURCE!r} with {PACKAGE_DETAIL_TYPE!r}, "
+        f"{SCHEDULE_SOURCE!r} with {SCHEDULED_DETAIL_TYPE!r}, or an SQS batch",
     )
 
 
@@ -324,31 +335,6 @@ def is_sqs_batch(event: Any) -> bool:
     )
 
 
-def window_of(now: datetime, cooldown_seconds: int) -> int:
-    return math.floor(now.timestamp()) // cooldown_seconds
-
-
-def execution_name(tenant: str, model: str, trigger: str, window: int) -> str:
-    """``<tenant[:24]>-<cause>-<model[:16]>-w<window>-<h>``, ``cause`` the trigger's entry in ``CAUSES`` (both
-    drift kinds give ``drift``), ``h`` the first 8 hex digits of sha256 of the untruncated parts: readable,
-    unique, at most 80 characters of ``[a-z0-9-]`` as Step Functions allows, and a valid ``run_id`` (the
-    execution's name) for the plan."""
-    cause = CAUSES[trigger]
-    digest = hashlib.sha256(f"{tenant}\n{model}\n{cause}\n{window}".encode()).hexdigest()[:8]
-    return f"{tenant[:24].rstrip('-')}-{cause}-{model[:16].rstrip('-')}-w{window}-{digest}"
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-# Effects.
-
-
 @dataclass(frozen=True)
 class Settings:
     raw_bucket: str
@@ -356,196 +342,83 @@ class Settings:
     ignored_tenants: frozenset[str]
     alarm_prefix: str
     monitoring_source: str
+    group_prefix: str
+    labels_dataset: str | None
 
 
-class Trigger:
-    """Decides, starts and records; raises only on AWS failures, so a retry repeats a harmless decision."""
+class Unpublished(Exception):
+    """A tenant without a readable published pipeline config: nothing to train."""
 
-    def __init__(
-        self,
-        dynamodb: Any,
-        stepfunctions: Any,
-        *,
-        ledger_table: str,
-        state_machine_arn: str,
-        cooldown_seconds: int,
-        clock: Callable[[], datetime] = utc_now,
-    ):
-        if cooldown_seconds < 1:
-            raise ValueError(f"COOLDOWN_SECONDS must be a whole number of seconds from 1, not {cooldown_seconds}")
-        self.dynamodb = dynamodb
-        self.stepfunctions = stepfunctions
-        self.ledger_table = ledger_table
-        self.state_machine_arn = state_machine_arn
-        self.cooldown_seconds = cooldown_seconds
-        self.clock = clock
-        self._serializer = TypeSerializer()
 
-    def request(self, request: Request) -> Decision:
-        """Start the tenant's training unless this window's execution or the cooldown already covers it."""
-        now = self.clock()
-        window = window_of(now, self.cooldown_seconds)
-        name = execution_name(request.tenant, request.model, request.trigger, window)
-        common = {
-            "tenant": request.tenant,
-            "trigger": request.trigger,
-            "model": request.model,
-            "execution_name": name,
-            "window": window,
-            "evidence": request.evidence,
-        }
-        recent = self.recent_execution(request.tenant, now)
-        if recent is not None:
-            recent_name = recent.get("execution_name", {}).get("S")
-            if recent_name == name:
-                return self.record(
-                    Decision(
-                        decision=SKIPPED_DUPLICATE,
-                        reason="already started in this window",
-                        decided_at=iso(now),
-                        execution_arn=recent.get("execution_arn", {}).get("S"),
-                        **common,
-                    )
-                )
-            return self.record(
-                Decision(
-                    decision=SKIPPED_COOLDOWN,
-                    reason=f"{recent_name} started at {recent.get('decided_at', {}).get('S')}, "
-                    f"within the cooldown of {self.cooldown_seconds} s",
-                    decided_at=iso(now),
-                    **common,
-                )
-            )
-        try:
-            response = self.stepfunctions.start_execution(
-                stateMachineArn=self.state_machine_arn, name=name, input=json.dumps({"tenant": request.tenant})
-            )
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "ExecutionAlreadyExists":
+class PublishedConfigs:
+    """The datasets each tenant trains on, from the configs synth publishes (``<CONFIG_PREFIX><tenant>.json``, as
+    the plan function reads them), looked up once per invocation: a tenant onboarded since is seen at once."""
+
+    def __init__(self, s3: Any, *, bucket: str, prefix: str):
+        self.s3 = s3
+        self.bucket = bucket
+        self.prefix = prefix
+        self._datasets: dict[str, frozenset[str]] = {}
+
+    def forget(self) -> None:
+        """Read every config again: one published since the last batch counts."""
+        self._datasets.clear()
+
+    def training_datasets(self, tenant: str) -> frozenset[str]:
+        if tenant not in self._datasets:
+            key = f"{self.prefix}{tenant}.json"
+            # Listed first: GetObject answers a missing key with NoSuchKey only to a caller allowed to list the
+            # bucket unconditionally, and AccessDenied otherwise; listing under the prefix needs no more than
+            # ListBucket on it (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html, Permissions).
+            listed = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=key, MaxKeys=1).get("Contents", [])
+            if not any(entry.get("Key") == key for entry in listed):
+                raise Unpublished(f"tenant {tenant!r} has no published pipeline config ({key})")
+            try:
+                body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):  # unpublished since
+                    raise Unpublished(f"tenant {tenant!r} has no published pipeline config ({key})") from None
                 raise
-            # Started by an earlier attempt whose ledger write was lost, and closed since.
-            arn = self.state_machine_arn.replace(":stateMachine:", ":execution:", 1) + f":{name}"
-            return self.record(
-                Decision(
-                    decision=SKIPPED_DUPLICATE,
-                    reason="ExecutionAlreadyExists",
-                    decided_at=iso(now),
-                    execution_arn=arn,
-                    **common,
-                )
-            )
-        return self.record(
-            Decision(
-                decision=STARTED,
-                reason=request.trigger,
-                decided_at=iso(now),
-                execution_arn=response["executionArn"],
-                **common,
-            )
+            try:
+                dataset = json.loads(body)["dataset"]["name"]
+            except (ValueError, KeyError, TypeError):
+                raise Unpublished(f"the published config {key} names no dataset.name") from None
+            if not isinstance(dataset, str):
+                raise Unpublished(f"the published config {key} names no dataset.name")
+            self._datasets[tenant] = frozenset({dataset})
+        return self._datasets[tenant]
+
+
+def handle_event(trigger: Trigger, event: Any, settings: Settings) -> dict[str, Any]:
+    """One directly delivered EventBridge event, decided and recorded."""
+    try:
+        parsed = parse_event(
+            event,
+            alarm_prefix=settings.alarm_prefix,
+            monitoring_source=settings.monitoring_source,
+            ignored_tenants=settings.ignored_tenants,
+            group_prefix=settings.group_prefix,
         )
+    except Malformed as problem:
+        source = event.get("source") if isinstance(event, dict) else None
+        trigger_kind = {ALARM_SOURCE: DRIFT_ALARM, PACKAGE_SOURCE: PACKAGE_DECISION}.get(str(source), DRIFT_EVENT)
+        event_id = event.get("id") if isinstance(event, dict) else None
+        decision = trigger.reject(trigger_kind, problem, {"event_id": clipped(event_id), "source": clipped(source)})
+        return answer(decision)
+    if isinstance(parsed, Sweep):
+        started = trigger.sweep()
+        return {"decision": "sweep", "started": [decision.execution_name for decision in started]}
+    if isinstance(parsed, Ignored):
+        return answer(trigger.ignore(parsed))
+    if isinstance(parsed, PackageDecision):
+        return answer(trigger.package_decided(parsed))
+    decision = trigger.request(parsed)
+    assert decision is not None  # only the sweep's requests may decide nothing
+    return answer(decision)
 
-    def recent_execution(self, tenant: str, now: datetime) -> dict[str, Any] | None:
-        """The newest decision for ``tenant`` within the cooldown that means an execution exists."""
-        since = iso(now - timedelta(seconds=self.cooldown_seconds))
-        paginator = self.dynamodb.get_paginator("query")
-        newest = None
-        for page in paginator.paginate(
-            TableName=self.ledger_table,
-            KeyConditionExpression="pk = :pk AND sk >= :since",
-            FilterExpression="decision IN (:started, :duplicate)",
-            ExpressionAttributeValues={
-                ":pk": {"S": f"TRIGGER#{tenant}"},
-                ":since": {"S": since},
-                ":started": {"S": EXECUTION_EXISTS[0]},
-                ":duplicate": {"S": EXECUTION_EXISTS[1]},
-            },
-            ConsistentRead=True,
-        ):
-            for item in page.get("Items", []):
-                newest = item  # ascending sort key: the last one is the newest
-        return newest
 
-    def ignore(self, ignored: Ignored) -> Decision:
-        return self.record(
-            Decision(
-                tenant=ignored.tenant,
-                trigger=ignored.trigger,
-                decision=IGNORED,
-                reason=f"{ignored.reason}: {ignored.detail}",
-                decided_at=iso(self.clock()),
-                evidence=ignored.evidence,
-            )
-        )
-
-    def reject(self, trigger: str, problem: Malformed, evidence: dict[str, Any]) -> Decision:
-        logger.warning("rejected", extra={"reason": problem.reason, "detail": problem.detail, **evidence})
-        return self.record(
-            Decision(
-                tenant=None,
-                trigger=trigger,
-                decision=REJECTED,
-                reason=f"{problem.reason}: {problem.detail}",
-                decided_at=iso(self.clock()),
-                evidence=evidence,
-            )
-        )
-
-    def record(self, decision: Decision) -> Decision:
-        """One ledger item per decision, written if absent: a retried write of the same decision is a no-op."""
-        evidence = {key: value for key, value in decision.evidence.items() if value is not None}
-        identity = hashlib.sha256(json.dumps(evidence, sort_keys=True, default=str).encode()).hexdigest()[:12]
-        tenant = decision.tenant or UNROUTED
-        item: dict[str, Any] = {
-            "pk": f"TRIGGER#{tenant}",
-            "sk": f"{decision.decided_at}#{decision.decision}#{identity}",
-            "kind": "trigger",
-            "tenant": tenant,
-            "trigger": decision.trigger,
-            "decision": decision.decision,
-            "reason": decision.reason[:MAX_TEXT],
-            "decided_at": decision.decided_at,
-            "evidence": evidence,
-        }
-        if decision.tenant is not None:
-            item["gsi1pk"] = f"TENANT#{decision.tenant}"
-            item["gsi1sk"] = f"TRIGGER#{decision.decided_at}#{decision.decision}"
-        for optional in ("model", "execution_name", "execution_arn", "window"):
-            value = getattr(decision, optional)
-            if value is not None:
-                item[optional] = value
-        try:
-            self.dynamodb.put_item(
-                TableName=self.ledger_table,
-                Item={key: self._serializer.serialize(value) for key, value in item.items()},
-                ConditionExpression="attribute_not_exists(sk)",
-            )
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
-        logger.info(
-            decision.decision,
-            extra={"pk": item["pk"], "sk": item["sk"], "reason": item["reason"], "execution": decision.execution_name},
-        )
-        metrics.add_metric(METRICS[decision.decision], MetricUnit.Count, 1)
-        return decision
-
-    # The two invocation shapes.
-
-    def handle_event(
-        self, event: Any, *, alarm_prefix: str, monitoring_source: str, ignored_tenants: frozenset[str] = frozenset()
-    ) -> Decision:
-        try:
-            parsed = parse_event(
-                event, alarm_prefix=alarm_prefix, monitoring_source=monitoring_source, ignored_tenants=ignored_tenants
-            )
-        except Malformed as problem:
-            source = event.get("source") if isinstance(event, dict) else None
-            trigger = DRIFT_ALARM if source == ALARM_SOURCE else DRIFT_EVENT
-            event_id = event.get("id") if isinstance(event, dict) else None
-            return self.reject(trigger, problem, {"event_id": clipped(event_id), "source": clipped(source)})
-        if isinstance(parsed, Ignored):
-            return self.ignore(parsed)
-        return self.request(parsed)
+def answer(decision: Decision) -> dict[str, Any]:
+    return {"decision": decision.decision, "reason": decision.reason, "execution_name": decision.execution_name}
 
 
 class Batch:
@@ -557,8 +430,11 @@ class Batch:
     error reports only that group's messages back to SQS.
     """
 
-    def __init__(self, trigger: Trigger, records: Iterable[dict[str, Any]], settings: Settings):
+    def __init__(
+        self, trigger: Trigger, records: Iterable[dict[str, Any]], settings: Settings, configs: PublishedConfigs
+    ):
         self.trigger = trigger
+        self.configs = configs
         self.group_of: dict[str, tuple[str, ...]] = {}
         self.members: dict[tuple[str, ...], list[tuple[str, Arrival | Ignored | Malformed]]] = {}
         self.outcomes: dict[tuple[str, ...], Decision | Exception] = {}
@@ -570,6 +446,7 @@ class Batch:
                     bucket=settings.raw_bucket,
                     raw_prefix=settings.raw_prefix,
                     ignored_tenants=settings.ignored_tenants,
+                    labels_dataset=settings.labels_dataset,
                 )
             except Malformed as problem:
                 parsed = problem
@@ -598,15 +475,7 @@ class Batch:
         members = self.members[group]
         message_ids = [message_id for message_id, _ in members][:MAX_EVIDENCE_KEYS]
         if group[0] == STARTED:
-            arrivals = [parsed for _, parsed in members if isinstance(parsed, Arrival)]
-            evidence = {
-                "object_count": len(arrivals),
-                "keys": sorted({arrival.key[:MAX_TEXT] for arrival in arrivals})[:MAX_EVIDENCE_KEYS],
-                "datasets": sorted({arrival.dataset for arrival in arrivals}),
-                "event_ids": sorted({arrival.event_id for arrival in arrivals if arrival.event_id})[:MAX_EVIDENCE_KEYS],
-                "message_ids": message_ids,
-            }
-            return self.trigger.request(Request(arrivals[0].tenant, ALL_MODELS, NEW_DATA, evidence))
+            return self.decide_arrivals([parsed for _, parsed in members if isinstance(parsed, Arrival)], message_ids)
         if group[0] == IGNORED:
             ignored = [parsed for _, parsed in members if isinstance(parsed, Ignored)]
             first = ignored[0]
@@ -621,15 +490,43 @@ class Batch:
         evidence = {"message_count": len(problems), "message_ids": message_ids}
         return self.trigger.reject(NEW_DATA, problems[0], evidence)
 
+    def decide_arrivals(self, arrivals: list[Arrival], message_ids: list[str]) -> Decision:
+        """A tenant's uploads: those of the datasets it trains on make one request, the others are recorded."""
+        tenant = arrivals[0].tenant
+        try:
+            trained = self.configs.training_datasets(tenant)
+        except Unpublished as unpublished:
+            return self.trigger.ignore(
+                Ignored(NEW_DATA, UNKNOWN_TENANT, str(unpublished), tenant, arrivals_evidence(arrivals, message_ids))
+            )
+        others = [arrival for arrival in arrivals if arrival.dataset not in trained]
+        mine = [arrival for arrival in arrivals if arrival.dataset in trained]
+        ignored = None
+        if others:
+            detail = f"tenant {tenant!r} trains on {sorted(trained)} only"
+            ignored = self.trigger.ignore(
+                Ignored(NEW_DATA, NOT_TRAINED_ON, detail, tenant, arrivals_evidence(others, message_ids))
+            )
+        if not mine:
+            assert ignored is not None
+            return ignored
+        decision = self.trigger.request(Request(tenant, ALL_MODELS, NEW_DATA, arrivals_evidence(mine, message_ids)))
+        assert decision is not None  # only the sweep's requests may decide nothing
+        return decision
 
-# One metric per decision.
-METRICS = {
-    STARTED: "RetrainingStarted",
-    SKIPPED_DUPLICATE: "RetrainingDuplicates",
-    SKIPPED_COOLDOWN: "RetrainingCooldownSkips",
-    IGNORED: "TriggerEventsIgnored",
-    REJECTED: "TriggerEventsRejected",
-}
+
+def arrivals_evidence(arrivals: list[Arrival], message_ids: list[str]) -> dict[str, Any]:
+    # What these uploads are, however many: a redelivered batch is the same batch, new uploads are another.
+    identities = sorted(arrival.event_id or arrival.key for arrival in arrivals)
+    return {
+        "batch": hashlib.sha256("\n".join(identities).encode()).hexdigest()[:16],
+        "object_count": len(arrivals),
+        "keys": sorted({arrival.key[:MAX_TEXT] for arrival in arrivals})[:MAX_EVIDENCE_KEYS],
+        "datasets": sorted({arrival.dataset for arrival in arrivals}),
+        "event_ids": sorted({arrival.event_id for arrival in arrivals if arrival.event_id})[:MAX_EVIDENCE_KEYS],
+        "message_ids": message_ids,
+    }
+
 
 logger = Logger()
 metrics = Metrics()
@@ -639,13 +536,23 @@ settings = Settings(
     ignored_tenants=frozenset(t.strip() for t in os.environ.get("IGNORED_TENANTS", "example").split(",") if t.strip()),
     alarm_prefix=os.environ["ALARM_NAME_PREFIX"],
     monitoring_source=os.environ["MONITORING_SOURCE"],
+    group_prefix=os.environ["PACKAGE_GROUP_PREFIX"],
+    labels_dataset=os.environ.get("LABELS_DATASET") or None,
 )
 trigger = Trigger(
     boto3.client("dynamodb"),
     boto3.client("stepfunctions"),
+    boto3.client("sagemaker"),
     ledger_table=os.environ["LEDGER_TABLE"],
     state_machine_arn=os.environ["STATE_MACHINE_ARN"],
     cooldown_seconds=int(os.environ["COOLDOWN_SECONDS"]),
+    candidate_expiry_seconds=int(os.environ["CANDIDATE_EXPIRY_SECONDS"]),
+    pending_index=os.environ.get("LEDGER_INDEX", "ByTenant"),
+)
+configs = PublishedConfigs(
+    boto3.client("s3"),
+    bucket=os.environ["CONFIG_BUCKET"],
+    prefix=os.environ.get("CONFIG_PREFIX", "artifacts/config/pipelines/"),
 )
 
 
@@ -655,14 +562,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if is_sqs_batch(event):
         if not event["Records"]:
             return {"batchItemFailures": []}
-        batch = Batch(trigger, event["Records"], settings)
+        configs.forget()
+        batch = Batch(trigger, event["Records"], settings, configs)
         # A failed group is reported, never raised for the whole batch: the other groups stay done.
         processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
         return process_partial_response(event=event, record_handler=batch, processor=processor, context=context)
-    decision = trigger.handle_event(
-        event,
-        alarm_prefix=settings.alarm_prefix,
-        monitoring_source=settings.monitoring_source,
-        ignored_tenants=settings.ignored_tenants,
-    )
-    return {"decision": decision.decision, "reason": decision.reason, "execution_name": decision.execution_name}
+    return handle_event(trigger, event, settings)

@@ -451,6 +451,9 @@ def test_the_drift_alarm_going_off_starts_the_retrain_trigger_for_its_tenant_and
         "LEDGER_TABLE": "ledger",
         "STATE_MACHINE_ARN": "arn:aws:states:eu-west-1:111111111111:stateMachine:training",
         "COOLDOWN_SECONDS": "3600",
+        "CANDIDATE_EXPIRY_SECONDS": "604800",
+        "CONFIG_BUCKET": "artifacts",
+        "PACKAGE_GROUP_PREFIX": "mlops-dev",
     }.items():
         monkeypatch.setenv(name, value)
 

@@ -289,6 +289,10 @@ EXPECTED_ACKNOWLEDGMENTS["Monitoring/RetrainTrigger/NewDataDeadLetterQueue"] = {
 EXPECTED_ACKNOWLEDGMENTS["Monitoring/RetrainTrigger/FunctionRole/DefaultPolicy"] = {
     "AwsSolutions-IAM5[Resource::*]",
     "AwsSolutions-IAM5[Resource::<RetrainTriggerFunctionLogs072E4EC7.Arn>:*]",
+    # The training runs it follows, the candidates it awaits, the tenant configs it reads.
+    "AwsSolutions-IAM5[Resource::arn:aws:states:eu-west-1:{account}:execution:<PipelineStateMachine1814BD05Name>:*]",
+    "AwsSolutions-IAM5[Resource::arn:aws:sagemaker:eu-west-1:{account}:model-package/mlops-{env}-*/*]",
+    "AwsSolutions-IAM5[Resource::<ArtifactsZoneBucket>/artifacts/config/pipelines/*]",
 }
 
 # The approval path (Monitoring): the approval and deployment functions' log streams, X-Ray calls,
@@ -411,7 +415,7 @@ EXPECTED_PIPELINE_ACKNOWLEDGMENTS = {
 }
 
 STACK_OUTPUT = re.compile(
-    r'\{"Fn::GetStackOutput":\{"StackName":"\w+-Foundation","Region":"[\w-]+",'
+    r'\{"Fn::GetStackOutput":\{"StackName":"\w+-(?:Foundation|Training)","Region":"[\w-]+",'
     r'"OutputName":"PublishOutput(?:FnGetAtt|Ref)(\w+?)(?:Arn)?[0-9A-F]{8}"\}\}'
 )
 

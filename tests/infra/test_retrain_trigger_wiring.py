@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from moto.events.models import EventPattern
 from config.monitoring import Retraining
 from config.naming import Names
 from mlops_constructs.retrain_trigger import BURST_BATCH_SIZE, DECISION_METRICS, RetrainTrigger
-from tests.conftest import load_handler
+from tests.conftest import ROOT, load_handler
 from tests.infra.test_training import function_environment, of_type
 
 STACK = "monitoring"
@@ -32,6 +33,7 @@ EVENTS = Path(__file__).resolve().parent.parent / "unit" / "events"
 ALARM = json.loads((EVENTS / "cloudwatch_alarm_state_change.json").read_text())
 OBJECT_CREATED = json.loads((EVENTS / "s3_object_created.json").read_text())
 DRIFT_SUMMARY = json.loads((EVENTS / "drift_summary.json").read_text())
+PACKAGE_STATE_CHANGE = json.loads((EVENTS / "sagemaker_model_package_state_change.json").read_text())
 RAW_BUCKET = "mlops-test-raw"  # what the raw bucket's token stands for in these tests
 PREFIX = "RetrainTrigger"
 
@@ -57,10 +59,10 @@ def matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
 
 
 def rules(resources: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The trigger's rules by detail-type."""
+    """The trigger's event rules by detail-type (the scheduled rule has none)."""
     found = {}
     for logical_id, rule in of_type(resources, "AWS::Events::Rule").items():
-        if logical_id.startswith(PREFIX):
+        if logical_id.startswith(PREFIX) and "EventPattern" in rule["Properties"]:
             [detail_type] = rule["Properties"]["EventPattern"]["detail-type"]
             found[detail_type] = rule["Properties"]
     return found
@@ -141,6 +143,39 @@ def test_the_new_data_rule_takes_raw_keys_of_the_raw_bucket_only(resources):
     assert not matches(rule, OBJECT_CREATED)
 
 
+def package_event(group: str, status: str) -> dict[str, Any]:
+    event = copy.deepcopy(PACKAGE_STATE_CHANGE)
+    event["detail"].update(ModelPackageGroupName=group, ModelApprovalStatus=status)
+    return event
+
+
+def test_the_candidate_rule_takes_this_environments_approved_and_rejected_packages(resources, environment):
+    rule = pattern(resources, "SageMaker Model Package State Change")
+    group = f"mlops-{environment}-acme-xgboost"
+
+    assert matches(rule, package_event(group, "Approved"))
+    assert matches(rule, package_event(group, "Rejected"))
+    assert not matches(rule, package_event(group, "PendingManualApproval"))
+    assert not matches(rule, package_event(f"mlops-{other(environment)}-acme-xgboost", "Approved"))
+    assert not matches(rule, PACKAGE_STATE_CHANGE)  # the documented sample's group is no group of ours
+    [target] = rules(resources)["SageMaker Model Package State Change"]["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": [logical_id(resources, "AWS::Lambda::Function", f"{PREFIX}Function"), "Arn"]}
+
+
+def test_kept_uploads_are_swept_every_few_minutes(resources):
+    [sweep] = [
+        rule["Properties"]
+        for lid, rule in of_type(resources, "AWS::Events::Rule").items()
+        if lid.startswith(f"{PREFIX}PendingSweepRule")
+    ]
+    function = logical_id(resources, "AWS::Lambda::Function", f"{PREFIX}Function")
+
+    assert sweep["ScheduleExpression"] == "rate(10 minutes)"
+    [target] = sweep["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": [function, "Arn"]}
+    assert "Input" not in target  # the function tells the sweep by EventBridge's own "Scheduled Event"
+
+
 def test_the_raw_bucket_sends_its_events_to_eventbridge(synthesized, environment):
     foundation = synthesized.template_json(environment, "foundation")["Resources"]
     raw = foundation["RawZoneBucket"]["Properties"]
@@ -153,7 +188,7 @@ def test_drift_rules_invoke_the_function_with_retries_and_a_dead_letter_queue(re
     function = logical_id(resources, "AWS::Lambda::Function", f"{PREFIX}Function")
     dead_letters = logical_id(resources, "AWS::SQS::Queue", f"{PREFIX}DeadLetterQueue")
 
-    for detail_type in ("CloudWatch Alarm State Change", "Drift Summary"):
+    for detail_type in ("CloudWatch Alarm State Change", "Drift Summary", "SageMaker Model Package State Change"):
         [target] = found[detail_type]["Targets"]
         assert target["Arn"] == {"Fn::GetAtt": [function, "Arn"]}
         assert target["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": [dead_letters, "Arn"]}
@@ -232,6 +267,12 @@ def test_the_function_is_configured_from_the_environment(resources, settings, en
     variables = function_environment(resources, f"{PREFIX}Function")
 
     assert variables["COOLDOWN_SECONDS"] == str(settings.monitoring.retraining.cooldown_seconds)
+    assert variables["CANDIDATE_EXPIRY_SECONDS"] == str(settings.monitoring.retraining.candidate_expiry_seconds)
+    assert variables["LABELS_DATASET"] == (settings.monitoring.labels_dataset or "")
+    assert variables["PACKAGE_GROUP_PREFIX"] == f"mlops-{environment}"
+    assert variables["LEDGER_INDEX"] == "ByTenant"
+    assert variables["CONFIG_PREFIX"] == "artifacts/config/pipelines/"
+    assert "ArtifactsZone" in json.dumps(variables["CONFIG_BUCKET"])
     assert "example" in variables["IGNORED_TENANTS"].split(",")
     assert variables["ALARM_NAME_PREFIX"] == f"mlops-{environment}-drift-"
     assert variables["MONITORING_SOURCE"] == "mlops.monitoring"
@@ -251,26 +292,79 @@ def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def test_the_function_may_start_training_and_record_decisions_and_nothing_more(resources):
-    granted = statements(resources)
-    by_sid = {statement.get("Sid"): statement for statement in granted}
-    actions = {action for statement in granted for action in as_list(statement["Action"])}
+# What the handler calls, and the IAM action and resource type each needs, from the Service Authorization
+# Reference (https://docs.aws.amazon.com/service-authorization/latest/reference/): list_awsstepfunctions.html
+# (StartExecution: stateMachine; DescribeExecution: execution), list_amazondynamodb.html (PutItem, UpdateItem,
+# Query: table; Query: index), list_amazonsagemaker.html (DescribeModelPackage: model-package),
+# list_amazons3.html (GetObject: object; ListObjectsV2 is authorized by s3:ListBucket: bucket), list_amazonsqs.html
+# (SendMessage: queue, for the asynchronous invocations' on-failure destination).
+GRANTS = {
+    "states:StartExecution": ["PipelineStateMachine"],
+    "states:DescribeExecution": [":execution:", "PipelineStateMachine"],
+    "dynamodb:PutItem": ["RunLedgerTableArn"],
+    "dynamodb:UpdateItem": ["RunLedgerTableArn"],
+    "dynamodb:Query": ["RunLedgerTableArn"],
+    "sagemaker:DescribeModelPackage": [":model-package/mlops-"],
+    "s3:GetObject": ["ArtifactsZone", "/artifacts/config/pipelines/*"],
+    "s3:ListBucket": ["ArtifactsZone"],
+    "sqs:SendMessage": ["DeadLetterQueue"],
+    # The new-data queue, as Lambda's event source mapping polls it with the function's role.
+    "sqs:ReceiveMessage": ["NewDataQueue"],
+    "sqs:DeleteMessage": ["NewDataQueue"],
+    "sqs:ChangeMessageVisibility": ["NewDataQueue"],
+    "sqs:GetQueueAttributes": ["NewDataQueue"],
+}
+# What every platform function's role holds (mlops_constructs/functions.py), tested there.
+FUNCTION_BASICS = {"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+# The calls each action authorizes: the handler's own (boto3 operation names), checked against the code.
+CALLS = {
+    "states:StartExecution": "start_execution",
+    "states:DescribeExecution": "describe_execution",
+    "dynamodb:PutItem": "put_item",
+    "dynamodb:UpdateItem": "update_item",
+    "dynamodb:Query": "query",
+    "sagemaker:DescribeModelPackage": "describe_model_package",
+    "s3:GetObject": "get_object",
+    "s3:ListBucket": "list_objects_v2",
+}
 
-    assert by_sid["StartTraining"]["Action"] == "states:StartExecution"
-    assert "PipelineStateMachine" in json.dumps(by_sid["StartTraining"]["Resource"])
-    assert sorted(as_list(by_sid["ReadAndRecordDecisions"]["Action"])) == ["dynamodb:PutItem", "dynamodb:Query"]
-    assert "RunLedgerTableArn" in json.dumps(by_sid["ReadAndRecordDecisions"]["Resource"])
-    assert not any("*" in action for action in actions)
-    assert {action for action in actions if action.startswith("states:")} == {"states:StartExecution"}
-    assert {action for action in actions if action.startswith("dynamodb:")} == {"dynamodb:PutItem", "dynamodb:Query"}
-    # The platform key only through DynamoDB and SQS; no statement on it without that condition.
+
+def test_the_function_may_do_what_it_calls_and_nothing_more(resources):
+    granted = statements(resources)
+    by_action: dict[str, list[str]] = {}
+    for statement in granted:
+        for action in as_list(statement["Action"]):
+            if not action.startswith("kms:") and action not in FUNCTION_BASICS:
+                by_action.setdefault(action, []).extend(json.dumps(r) for r in as_list(statement["Resource"]))
+
+    assert set(by_action) == set(GRANTS)
+    for action, parts in GRANTS.items():
+        assert any(all(part in resource for part in parts) for resource in by_action[action]), (action, by_action)
+    # Query on the ByTenant index (the sweep) and on the table (a run's packages): both, nothing wider.
+    queries = by_action["dynamodb:Query"]
+    assert any("/index/ByTenant" in resource for resource in queries)
+    assert not any("*" in resource for resource in queries)
+    listing = next(s for s in granted if "s3:ListBucket" in as_list(s["Action"]))
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["artifacts/config/pipelines/*"]}}
+    # The platform key only through DynamoDB, S3 and SQS; no statement on it without that condition.
     for statement in granted:
         if any(action.startswith("kms:") for action in as_list(statement["Action"])):
             assert "PlatformKeyArn" in json.dumps(statement["Resource"])
             service = statement["Condition"]["StringEquals"]["kms:ViaService"]
-            assert service.split(".")[0] in ("dynamodb", "sqs")
+            assert service.split(".")[0] in ("dynamodb", "s3", "sqs")
     [role] = [r for lid, r in of_type(resources, "AWS::IAM::Role").items() if lid.startswith(f"{PREFIX}FunctionRole")]
     assert "ManagedPolicyArns" not in role["Properties"]
+
+
+def test_every_call_of_the_handler_is_granted():
+    source = "\n".join(
+        (ROOT / "lambda" / "retrain_trigger" / name).read_text() for name in ("handler.py", "retraining.py")
+    )
+    called = set(re.findall(r"\.(start_execution|describe_execution|put_item|update_item|query|get_paginator\(\"query"
+                            r"|describe_model_package|get_object|list_objects_v2)\b", source))  # fmt: skip
+    called = {"query" if call.startswith("get_paginator") else call for call in called}
+
+    assert called == set(CALLS.values())
 
 
 def test_dead_letter_queues_and_errors_alarm_the_topic(resources):
@@ -296,6 +390,9 @@ def test_the_dashboard_graphs_the_metrics_the_handler_publishes(monkeypatch):
         "LEDGER_TABLE": "ledger",
         "STATE_MACHINE_ARN": "arn:aws:states:eu-west-1:111111111111:stateMachine:training",
         "COOLDOWN_SECONDS": "3600",
+        "CANDIDATE_EXPIRY_SECONDS": "86400",
+        "CONFIG_BUCKET": "configs",
+        "PACKAGE_GROUP_PREFIX": "mlops-dev",
     }.items():
         monkeypatch.setenv(name, value)
 
@@ -318,6 +415,8 @@ def bare_trigger(settings: Retraining) -> Template:
         settings=settings,
         key=key,
         raw_bucket=s3.Bucket(stack, "Raw"),
+        config_bucket=s3.Bucket(stack, "Artifacts"),
+        labels_dataset=None,
         ledger=dynamodb.TableV2(
             stack, "Ledger", partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING)
         ),
@@ -337,13 +436,19 @@ def test_each_trigger_can_be_switched_off(on_drift, on_new_data):
     detail_types = {
         rule["Properties"]["EventPattern"]["detail-type"][0]
         for rule in template.find_resources("AWS::Events::Rule").values()
+        if "EventPattern" in rule["Properties"]
     }
 
-    expected = ({"CloudWatch Alarm State Change", "Drift Summary"} if on_drift else set()) | (
-        {"Object Created"} if on_new_data else set()
+    expected = (
+        ({"CloudWatch Alarm State Change", "Drift Summary"} if on_drift else set())
+        | ({"Object Created"} if on_new_data else set())
+        | {"SageMaker Model Package State Change"}  # a candidate decided frees drift, whoever started its run
     )
     assert detail_types == expected
     template.resource_count_is("AWS::Lambda::EventSourceMapping", 1 if on_new_data else 0)
+    schedules = [rule for rule in template.find_resources("AWS::Events::Rule").values()
+                 if "ScheduleExpression" in rule["Properties"]]  # fmt: skip
+    assert len(schedules) == (1 if on_new_data else 0)  # kept uploads exist only with new-data triggers
 
 
 def test_without_a_batching_window_the_queue_is_read_in_lambdas_smallest_batches():

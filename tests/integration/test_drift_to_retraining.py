@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import sys
+from datetime import datetime
 from typing import Any
 
 import boto3
@@ -59,25 +60,27 @@ POINTER = f"/mlops/dev/models/{TENANT}/Champion"
 SETTINGS_KEY = "assets/settings.json"
 
 
-def run_monitor(lines: list[str]) -> None:
-    """Lay out the capture, the baseline and the pointer in moto and run the job as the state machine would."""
+def run_monitor(lines: list[str], end: datetime = END) -> None:
+    """Lay out the capture, the baseline and the pointer in moto and run the job as the state machine would, for
+    the hour before ``end`` (again for each later window: the buckets and the pointer are laid out once)."""
     s3 = boto3.client("s3", region_name=REGION)
-    for bucket in (LAKE, ARTIFACTS):
+    existing = {bucket["Name"] for bucket in s3.list_buckets()["Buckets"]}
+    for bucket in {LAKE, ARTIFACTS} - existing:
         s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
     s3.put_object(Bucket=ARTIFACTS, Key=EXAMPLE_BASELINE_KEY, Body=EXAMPLE_BASELINE.read_bytes())
     settings = {"schema_version": 1, "thresholds": {"drifted_share": 0.1}}
     s3.put_object(Bucket=ARTIFACTS, Key=SETTINGS_KEY, Body=json.dumps(settings).encode())
-    key = f"{CAPTURE_PREFIX}{ENDPOINT}/Champion/{START:%Y/%m/%d/%H}/part-0.jsonl"
+    key = f"{CAPTURE_PREFIX}{ENDPOINT}/Champion/{end - (END - START):%Y/%m/%d/%H}/part-0.jsonl"
     s3.put_object(Bucket=LAKE, Key=key, Body=("\n".join(lines) + "\n").encode())
     # The sentinel pointer: the variant is compared with the example model's baseline.
-    boto3.client("ssm", region_name=REGION).put_parameter(Name=POINTER, Value="example", Type="String")
+    boto3.client("ssm", region_name=REGION).put_parameter(Name=POINTER, Value="example", Type="String", Overwrite=True)
     argv = [
         *("--environment", "dev"),
         *("--tenant", TENANT),
         *("--model", MODEL),
         *("--endpoint-name", ENDPOINT),
         *("--capture-uri", f"s3://{LAKE}/{CAPTURE_PREFIX}"),
-        *("--scheduled-time", END.strftime("%Y-%m-%dT%H:%M:%SZ")),
+        *("--scheduled-time", end.strftime("%Y-%m-%dT%H:%M:%SZ")),
         *("--window-minutes", "60"),
         *("--pointer", f"Champion={POINTER}"),
         *("--example-baseline", f"s3://{ARTIFACTS}/{EXAMPLE_BASELINE_KEY}"),

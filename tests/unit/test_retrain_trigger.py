@@ -1,10 +1,12 @@
-"""The retrain trigger against moto DynamoDB and Step Functions, in-process: one execution per burst, duplicate
-and window, every decision in the ledger.
+"""The retrain trigger against moto DynamoDB, Step Functions, S3 and SageMaker, in-process: one run per tenant at
+a time, one execution per burst and duplicate, kept uploads, candidates awaited, every decision in the ledger.
 
 The event samples in ``events/`` follow AWS's documentation: ``cloudwatch_alarm_state_change.json`` is the
 single-metric example of "Alarm events and EventBridge" (CloudWatch user guide) with the drift alarm's name
 and dimensions; ``s3_object_created.json`` is the ``Object Created`` example of "Amazon S3 event notifications
-with EventBridge" with the raw bucket and a raw key; ``drift_summary.json`` is the drift monitor's own event.
+with EventBridge" with the raw bucket and a raw key; ``drift_summary.json`` is the drift monitor's own event;
+``sagemaker_model_package_state_change.json`` is the example of "Events that Amazon SageMaker AI sends to Amazon
+EventBridge" (SageMaker developer guide), given this environment's package and its status.
 """
 
 from __future__ import annotations
@@ -28,9 +30,16 @@ EVENTS = Path(__file__).parent / "events"
 ALARM = json.loads((EVENTS / "cloudwatch_alarm_state_change.json").read_text())
 OBJECT_CREATED = json.loads((EVENTS / "s3_object_created.json").read_text())
 DRIFT = json.loads((EVENTS / "drift_summary.json").read_text())
+PACKAGE_STATE_CHANGE = json.loads((EVENTS / "sagemaker_model_package_state_change.json").read_text())
 LEDGER = "ledger-test"
 BUCKET = "mlops-dev-raw"
+CONFIGS = "mlops-dev-artifacts"
+CONFIG_PREFIX = "artifacts/config/pipelines/"
+LABELS = "labels"
+# The datasets the tenants of these tests train on (dataset.name of their published configs).
+TRAINS_ON = {"acme": "churn", "beta": "sales"}
 COOLDOWN = 3600
+EXPIRY = 7 * 86400
 # 100 s into a window, so a test can move within it or past it.
 START = datetime.fromtimestamp((1_795_000_000 // COOLDOWN) * COOLDOWN + 100, UTC)
 EXECUTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")
@@ -66,18 +75,67 @@ class Harness:
     def executions(self) -> list[dict[str, Any]]:
         return self.sfn.list_executions(stateMachineArn=self.state_machine_arn)["executions"]
 
-    def ledger(self) -> list[dict[str, Any]]:
+    def ledger(self, *, states: bool = False) -> list[dict[str, Any]]:
+        """The decision records (and with ``states`` the tenants' state items), in key order."""
         items = boto3.resource("dynamodb", region_name="eu-west-1").Table(LEDGER).scan()["Items"]
-        return sorted(items, key=lambda item: (item["pk"], item["sk"]))
+        kept = [item for item in items if states or item["sk"] != "STATE"]
+        return sorted(kept, key=lambda item: (item["pk"], item["sk"]))
 
-    def decisions(self) -> list[str]:
-        return [item["decision"] for item in sorted(self.ledger(), key=lambda item: item["decided_at"])]
+    def decisions(self, tenant: str | None = None) -> list[str]:
+        records = [item for item in self.ledger() if tenant is None or item["tenant"] == tenant]
+        return [item["decision"] for item in sorted(records, key=lambda item: item["sk"])]
+
+    def state(self, tenant: str = "acme") -> dict[str, Any]:
+        key = {"pk": f"TRIGGER#{tenant}", "sk": "STATE"}
+        return boto3.resource("dynamodb", region_name="eu-west-1").Table(LEDGER).get_item(Key=key).get("Item", {})
+
+    def finish(self, execution_arn: str, status: str = "SUCCEEDED") -> None:
+        """The run ends (moto runs no training: its execution is set to how a real one ends)."""
+        from moto.stepfunctions.models import stepfunctions_backends
+
+        backend = stepfunctions_backends["123456789012"]["eu-west-1"]
+        execution = backend.describe_execution(execution_arn)
+        execution.status = status
+        execution.stop_date = self.clock.now.isoformat()
+
+    def sweep(self) -> dict[str, Any]:
+        """The scheduled rule's tick (the "Scheduled Event" of EventBridge's user guide)."""
+        return self(
+            {
+                "version": "0",
+                "id": "89d1a02d-5ec7-412e-82f5-13505f849b41",
+                "detail-type": "Scheduled Event",
+                "source": "aws.events",
+                "account": "123456789012",
+                "time": iso(self.clock.now),
+                "region": "eu-west-1",
+                "resources": ["arn:aws:events:eu-west-1:123456789012:rule/mlops-dev-retrain-sweep"],
+                "detail": {},
+            }
+        )
+
+
+def iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def publish(tenant: str, dataset: str) -> None:
+    """A tenant's pipeline config as synth publishes it; the trigger reads only ``dataset.name``."""
+    boto3.client("s3", region_name="eu-west-1").put_object(
+        Bucket=CONFIGS, Key=f"{CONFIG_PREFIX}{tenant}.json", Body=json.dumps({"schema_version": 1, "tenant": tenant,
+        "dataset": {"name": dataset}}).encode()
+    )  # fmt: skip
 
 
 @pytest.fixture
 def harness(monkeypatch):
     with mock_aws(config={"stepfunctions": {"execute_state_machine": False}}):
         create_ledger_table(LEDGER)
+        boto3.client("s3", region_name="eu-west-1").create_bucket(
+            Bucket=CONFIGS, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+        )
+        for tenant, dataset in TRAINS_ON.items():
+            publish(tenant, dataset)
         sfn = boto3.client("stepfunctions", region_name="eu-west-1")
         arn = sfn.create_state_machine(
             name="mlops-dev-training",
@@ -88,9 +146,14 @@ def harness(monkeypatch):
             "LEDGER_TABLE": LEDGER,
             "STATE_MACHINE_ARN": arn,
             "COOLDOWN_SECONDS": str(COOLDOWN),
+            "CANDIDATE_EXPIRY_SECONDS": str(EXPIRY),
             "RAW_BUCKET": BUCKET,
+            "CONFIG_BUCKET": CONFIGS,
+            "CONFIG_PREFIX": CONFIG_PREFIX,
+            "LABELS_DATASET": LABELS,
             "ALARM_NAME_PREFIX": "mlops-dev-drift-",
             "MONITORING_SOURCE": "mlops.monitoring",
+            "PACKAGE_GROUP_PREFIX": "mlops-dev",
         }.items():
             monkeypatch.setenv(name, value)
         module = load_handler("retrain_trigger")
@@ -179,18 +242,20 @@ def test_the_alarm_and_the_summary_of_one_drift_run_start_one_execution(harness)
     assert duplicate["execution_arn"] == execution["executionArn"]
 
 
-def test_the_alarm_and_the_summary_racing_past_the_ledger_start_one_execution(harness):
-    # Both invocations read the ledger before either wrote: the shared name is what dedupes them. Step Functions
-    # answers a second start of a running standard execution with the same name and input with that execution
-    # (ExecutionAlreadyExists once it has closed, see test_an_execution_already_closed_counts_as_a_duplicate).
-    harness.module.trigger.recent_execution = lambda tenant, now: None
+def test_the_alarm_and_the_summary_racing_start_one_execution(harness):
+    # The alarm arrives while the summary's invocation is between taking the lock and starting: both ask for the
+    # same name, Step Functions answers a second start of a running execution with the same name and input with
+    # that execution, and only the first to record the start says "started".
+    arrive_during_start(harness, alarm())
     first = harness(drift())
-    second = harness(alarm())
 
-    assert second["execution_name"] == first["execution_name"]
     [execution] = harness.executions()
+    assert first["execution_name"] == execution["name"]
     records = sorted(harness.ledger(), key=lambda item: item["trigger"])
-    assert [item["trigger"] for item in records] == ["drift-alarm", "drift-event"]
+    assert [(item["trigger"], item["decision"]) for item in records] == [
+        ("drift-alarm", "started"),
+        ("drift-event", "skipped-duplicate"),
+    ]
     assert {item["execution_arn"] for item in records} == {execution["executionArn"]}
 
 
@@ -252,10 +317,12 @@ def test_a_burst_of_uploads_starts_one_run_and_its_redelivery_none(harness):
 def test_cooldown_skips_a_later_trigger_and_records_it(harness):
     harness.clock.now += timedelta(seconds=COOLDOWN - 200)  # near the window's end
     first = harness(alarm())
+    harness.finish(harness.executions()[0]["executionArn"])
     harness.clock.now += timedelta(seconds=300)  # the next window, still within the cooldown
     second = harness(drift())
 
     assert (first["decision"], second["decision"]) == ("started", "skipped-cooldown")
+    assert harness.decisions() == ["started", "run-ended", "skipped-cooldown"]
     assert second["execution_name"] != first["execution_name"]
     assert len(harness.executions()) == 1
     skipped = next(item for item in harness.ledger() if item["decision"] == "skipped-cooldown")
@@ -332,7 +399,7 @@ def test_malformed_messages_are_rejected_without_failing_the_batch(harness):
 def test_an_execution_already_closed_counts_as_a_duplicate(harness):
     started = harness(alarm())
     harness.sfn.stop_execution(executionArn=harness.executions()[0]["executionArn"])
-    for item in harness.ledger():  # the start's ledger write was lost
+    for item in harness.ledger(states=True):  # the start's ledger writes were lost
         harness.dynamodb.delete_item(TableName=LEDGER, Key={"pk": {"S": item["pk"]}, "sk": {"S": item["sk"]}})
 
     again = harness(alarm())
@@ -363,6 +430,16 @@ def test_a_transient_failure_retries_only_its_tenants_messages(harness):
         for e in harness.executions()
     ] == [{"tenant": "beta"}]
 
+    # SQS redelivers acme's messages: the lock its failed start took is its own, and the retry starts the run.
+    harness.module.trigger.stepfunctions = real
+    harness.clock.now += timedelta(minutes=6)
+    assert harness(sqs_event(object_created("raw/acme/churn/a"), object_created("raw/acme/churn/b"))) == {
+        "batchItemFailures": []
+    }
+    assert sorted(json.loads(harness.sfn.describe_execution(executionArn=e["executionArn"])["input"])["tenant"]
+                  for e in harness.executions()) == ["acme", "beta"]  # fmt: skip
+    assert harness.decisions("acme") == ["started"]
+
 
 def test_execution_names_fit_step_functions_and_differ_by_every_part(harness):
     module = harness.module
@@ -380,3 +457,203 @@ def test_execution_names_fit_step_functions_and_differ_by_every_part(harness):
     assert len(names) == 16
     assert module.execution_name("acme", "all", "new-data", 7) == module.execution_name("acme", "all", "new-data", 7)
     assert module.execution_name("acme", "x", "drift-alarm", 7) == module.execution_name("acme", "x", "drift-event", 7)
+
+
+# -- one run per tenant at a time -----------------------------------------------------------------------------------
+
+
+def arrive_during_start(harness: Harness, event: dict[str, Any]) -> list[dict[str, Any]]:
+    """Hand ``event`` to a second invocation while the next invocation is about to call StartExecution, i.e.
+    after it decided to start: the two race as a drift rule and the new-data queue's poller can."""
+    real = harness.module.trigger.stepfunctions
+    answers: list[dict[str, Any]] = []
+
+    class Interleaved:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        def start_execution(self, **request: Any) -> dict[str, Any]:
+            harness.module.trigger.stepfunctions = real  # the second invocation runs undisturbed
+            answers.append(harness(event))
+            return real.start_execution(**request)
+
+    harness.module.trigger.stepfunctions = Interleaved()
+    return answers
+
+
+@pytest.mark.parametrize("first", ["drift", "new-data"])
+def test_a_drift_trigger_and_a_new_data_trigger_racing_start_one_run(harness, first):
+    uploads = sqs_event(object_created("raw/acme/churn/dt=2026-11-24/0000.jsonl"))
+    outer, inner = (drift(), uploads) if first == "drift" else (uploads, drift())
+    answers = arrive_during_start(harness, inner)
+
+    harness(outer)
+
+    assert len(answers) == 1  # the second trigger really arrived mid-start
+    [execution] = harness.executions()
+    assert json.loads(harness.sfn.describe_execution(executionArn=execution["executionArn"])["input"]) == {
+        "tenant": "acme"
+    }
+    state = harness.state()
+    assert state["lock_run"] == state["run_name"] == execution["name"]
+    # The uploads are kept for the next run when they lost; drift is just skipped.
+    lost = "deferred" if first == "drift" else "skipped-running"
+    assert sorted(harness.decisions("acme")) == sorted(["started", lost])
+    [skipped] = [item for item in harness.ledger() if item["decision"] == lost]
+    assert execution["name"] in skipped["reason"]
+
+
+def test_the_labels_dataset_never_triggers_retraining(harness):
+    keys = [f"raw/acme/{LABELS}/dt=2026-11-24/{index:04d}.jsonl" for index in range(3)]
+
+    assert harness(sqs_event(*(object_created(key, index) for index, key in enumerate(keys)))) == {
+        "batchItemFailures": []
+    }
+
+    assert harness.executions() == []
+    [ignored] = harness.ledger()
+    assert (ignored["tenant"], ignored["decision"]) == ("acme", "ignored")
+    assert ignored["reason"].startswith("labels-dataset")
+    assert sorted(ignored["evidence"]["keys"]) == keys
+
+
+def test_new_data_triggers_only_for_the_datasets_the_tenant_trains_on(harness):
+    keys = {
+        "trained": "raw/acme/churn/dt=2026-11-24/0000.jsonl",
+        "other": "raw/acme/clickstream/dt=2026-11-24/0001.jsonl",
+        "labels": f"raw/acme/{LABELS}/dt=2026-11-24/0002.jsonl",
+        "beta's other": "raw/beta/churn/dt=2026-11-24/0003.jsonl",  # acme's dataset name, not beta's
+        "unknown tenant": "raw/gamma/churn/dt=2026-11-24/0004.jsonl",  # no published config
+    }
+    batch = sqs_event(*(object_created(key, index) for index, key in enumerate(keys.values())))
+
+    assert harness(batch) == {"batchItemFailures": []}
+
+    [execution] = harness.executions()
+    assert json.loads(harness.sfn.describe_execution(executionArn=execution["executionArn"])["input"]) == {
+        "tenant": "acme"
+    }
+    by_reason = {(item["tenant"], item["reason"].split(":")[0]): item for item in harness.ledger()}
+    assert sorted(by_reason) == [
+        ("acme", "labels-dataset"),
+        ("acme", "new-data"),
+        ("acme", "not-a-training-dataset"),
+        ("beta", "not-a-training-dataset"),
+        ("gamma", "unknown-tenant"),
+    ]
+    assert by_reason["acme", "new-data"]["decision"] == "started"
+    assert by_reason["acme", "new-data"]["evidence"]["keys"] == [keys["trained"]]
+    assert by_reason["acme", "not-a-training-dataset"]["evidence"]["keys"] == [keys["other"]]
+    assert "['churn']" in by_reason["acme", "not-a-training-dataset"]["reason"]
+    assert by_reason["beta", "not-a-training-dataset"]["evidence"]["keys"] == [keys["beta's other"]]
+
+
+def test_uploads_after_a_run_started_start_the_next_run_once_it_ended_and_the_cooldown_passed(harness):
+    first = harness(sqs_event(object_created("raw/acme/churn/dt=2026-11-24/0000.jsonl")))
+    [running] = harness.executions()
+    harness.clock.now += timedelta(minutes=10)
+    late = [f"raw/acme/churn/dt=2026-11-24/{index:04d}.jsonl" for index in range(1, 4)]
+
+    assert first == {"batchItemFailures": []}
+    assert harness(sqs_event(*(object_created(key, index) for index, key in enumerate(late, 1)))) == {
+        "batchItemFailures": []
+    }
+    deferred = next(item for item in harness.ledger() if item["decision"] == "deferred")
+    assert running["name"] in deferred["reason"]
+    assert harness.state()["pending_objects"] == 3
+
+    # The sweep starts nothing while the run trains, nor once it ended while the cooldown lasts.
+    assert harness.sweep() == {"decision": "sweep", "started": []}
+    harness.clock.now += timedelta(minutes=30)
+    harness.finish(running["executionArn"])
+    assert harness.sweep() == {"decision": "sweep", "started": []}
+    assert harness.state()["pending_objects"] == 3  # still kept
+    assert len(harness.executions()) == 1
+
+    harness.clock.now = START + timedelta(seconds=COOLDOWN)  # the cooldown of the first run has passed
+    swept = harness.sweep()
+
+    [name] = swept["started"]
+    assert {execution["name"] for execution in harness.executions()} == {running["name"], name}
+    started = [item for item in harness.ledger() if item["decision"] == "started"]
+    assert [item["execution_name"] for item in started] == [running["name"], name]
+    assert started[1]["evidence"]["pending_objects"] == 3
+    assert started[1]["evidence"]["pending_datasets"] == ["churn"]
+    state = harness.state()
+    assert "pending_since" not in state
+    assert "gsi1pk" not in state  # no longer listed for the sweep
+    assert harness.sweep() == {"decision": "sweep", "started": []}
+    assert harness.decisions("acme") == ["started", "deferred", "run-ended", "started"]
+
+
+def test_a_lock_whose_start_never_happened_is_released_after_a_grace(harness):
+    # A start that failed after taking the lock and was never retried (its events expired): the tenant is not
+    # locked forever.
+    real = harness.module.trigger.stepfunctions
+
+    class Down:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        def start_execution(self, **request: Any) -> dict[str, Any]:
+            raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "StartExecution")
+
+    harness.module.trigger.stepfunctions = Down()
+    with pytest.raises(ClientError):
+        harness(drift())
+    harness.module.trigger.stepfunctions = real
+    harness.clock.now += timedelta(minutes=5)
+    assert harness(sqs_event(object_created("raw/acme/churn/a.jsonl")))["batchItemFailures"] == []
+    assert harness.decisions("acme") == ["deferred"]  # the lock may still be starting
+
+    harness.clock.now += timedelta(seconds=COOLDOWN)
+    assert harness.sweep()["started"]
+    assert [item["decision"] for item in harness.ledger() if item["tenant"] == "acme"][-2:] == ["run-ended", "started"]
+    ended = next(item for item in harness.ledger() if item["decision"] == "run-ended")
+    assert ended["evidence"]["outcome"] == "NOT_STARTED"
+
+
+# -- candidates --------------------------------------------------------------------------------------------------
+
+
+def package_event(arn: str, status: str, group: str = "mlops-dev-acme-xgboost") -> dict[str, Any]:
+    event = copy.deepcopy(PACKAGE_STATE_CHANGE)
+    event["resources"] = [arn]
+    event["detail"].update(ModelPackageArn=arn, ModelPackageGroupName=group, ModelApprovalStatus=status)
+    return event
+
+
+def test_a_decided_package_no_triggered_run_left_awaiting_is_recorded_and_changes_nothing(harness):
+    arn = "arn:aws:sagemaker:eu-west-1:123456789012:model-package/mlops-dev-acme-xgboost/3"
+
+    decided = harness(package_event(arn, "Approved"))
+    foreign = harness(package_event(arn.replace("mlops-dev", "other"), "Rejected", group="other-acme-xgboost"))
+    pending = harness(package_event(arn, "PendingManualApproval"))
+
+    assert [decided["decision"], foreign["decision"], pending["decision"]] == ["ignored"] * 3
+    reasons = sorted(item["reason"].split(":")[0] for item in harness.ledger())
+    assert reasons == ["foreign-group", "not-decided", "not-held"]
+    assert harness.executions() == []
+
+
+@pytest.mark.parametrize(
+    "detail",
+    [{"ModelPackageArn": None}, {"ModelApprovalStatus": 7}, {"ModelPackageGroupName": ""}],
+    ids=["no-arn", "status-not-text", "empty-group"],
+)
+def test_a_malformed_package_event_is_rejected(harness, detail):
+    event = package_event("arn:aws:sagemaker:eu-west-1:123456789012:model-package/mlops-dev-acme-x/1", "Approved")
+    event["detail"].update(detail)
+
+    assert harness(event)["decision"] == "rejected"
+    [record] = harness.ledger()
+    assert record["trigger"] == "package-decision"
+
+
+def test_group_names_give_every_tenant_they_can_belong_to(harness):
+    tenants = harness.module.group_tenants
+
+    assert tenants("mlops-dev-acme-xgboost", "mlops-dev") == ("acme",)
+    assert tenants("mlops-dev-acme-corp-xgboost-v2", "mlops-dev") == ("acme", "acme-corp", "acme-corp-xgboost")
+    assert tenants("mlops-prod-acme-xgboost", "mlops-dev") == ()
+    assert tenants("mlops-dev-acme", "mlops-dev") == ()
