@@ -119,14 +119,14 @@ def check(target: Target, clients: Clients, record_path: Path) -> tuple[list[str
 
 
 def target_from_config(environment: str) -> Target:
-    """``<env>-Serving`` (stacks/stage.py), the environment's name prefix and region, from config."""
+    """``<env>-Serving``, the environment's name prefix and region, from config."""
     from config.loader import load_config
-    from config.naming import Names
+    from config.naming import Names, serving_stack_name
 
     config = load_config(ROOT / "config", selected_environments=environment)
     settings = config.environment(environment)
     prefix = Names(project=config.project.name, environment=environment).prefix
-    return Target(environment=environment, stack=f"{environment}-Serving", prefix=prefix, region=settings.region)
+    return Target(environment=environment, stack=serving_stack_name(environment), prefix=prefix, region=settings.region)
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -158,6 +158,9 @@ def main(argv: Sequence[str], *, clients: Clients | None = None) -> int:
         problems, stale = check(target, clients, args.record)
     except endpoint_check.StackMissing as missing:
         print(f"check_deploy: {missing}: deploy {environment} first", file=sys.stderr)
+        return 1
+    except endpoint_check.Unsettled as unsettled:
+        print(f"check_deploy: {unsettled}", file=sys.stderr)
         return 1
     except (BotoCoreError, ClientError) as error:
         print(f"check_deploy: AWS failed: {error}", file=sys.stderr)

@@ -61,12 +61,10 @@ from typing import Any, Literal
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
 from config.loader import ConfigError, load_config
-from config.naming import Names
+from config.naming import Names, serving_stack_name
 from config.schema import ENVIRONMENT_NAMES, PlatformConfig
 from config.tenants import PipelineConfig
 from scripts.approval_modules import load
-from scripts.run_report import ledger_table_from_stack
-from scripts.training_progress import NothingToShow
 
 ROOT = Path(__file__).resolve().parent.parent
 Flavour = Literal["cpu", "gpu"]
@@ -339,9 +337,17 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
-def serving_stack_name(environment: str) -> str:
-    """``<env>-Serving`` (stacks/stage.py): its deployment lock is the one the approval path's workflow takes."""
-    return f"{environment}-Serving"
+def ledger_table(named: str | None, cloudformation: Any, environment: str) -> str:
+    """The run ledger: ``--ledger-table``, else the ``RunLedgerTableName`` output of ``<env>-Foundation``."""
+    if named:
+        return named
+    from scripts.run_report import ledger_table_from_stack  # matplotlib comes with it: only when needed
+    from scripts.training_progress import NothingToShow
+
+    try:
+        return ledger_table_from_stack(cloudformation, f"{environment}-Foundation")
+    except NothingToShow as missing:
+        raise PromotionRefused(f"{missing}; name the run ledger with --ledger-table") from None
 
 
 @contextmanager
@@ -458,11 +464,7 @@ def main(argv: Sequence[str], *, config: PlatformConfig | None = None, clients: 
             raise PromotionRefused(
                 f"the AWS credentials are for account {account}; {environment.name} deploys to {environment.account}"
             )
-        table = None
-        if not args.dry_run:
-            table = args.ledger_table or ledger_table_from_stack(
-                clients.cloudformation, f"{environment.name}-Foundation"
-            )
+        table = None if args.dry_run else ledger_table(args.ledger_table, clients.cloudformation, environment.name)
         with deployment_lock(clients.dynamodb, table, environment.name, identity.get("Arn"), pointer, args.endpoint):
             outcome = change(args, clients, names, pointer, tenant, variant.flavour, endpoint.model)
             if table is not None:
@@ -484,7 +486,7 @@ def main(argv: Sequence[str], *, config: PlatformConfig | None = None, clients: 
                     package_arn=outcome.package_arn,
                     by=identity.get("Arn"),
                 )
-    except (PromotionRefused, NothingToShow) as refusal:
+    except PromotionRefused as refusal:
         print(f"promote: refused: {refusal}", file=sys.stderr)
         return 1
     except (BotoCoreError, ClientError) as error:

@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None, *, clients: Clients | None = None) -> in
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except (WrongAccount, BotoCoreError, ClientError) as error:
+    except (WrongAccount, endpoint_check.Unsettled, BotoCoreError, ClientError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     endpoints = updated.of(args.environment)

@@ -63,6 +63,10 @@ class StackMissing(Exception):
     """The stack does not exist (never deployed, or deleted)."""
 
 
+class Unsettled(Exception):
+    """An endpoint in the middle of a change: what it runs is about to change, so it cannot be recorded."""
+
+
 @dataclass(frozen=True)
 class DeployedEndpoint:
     """An endpoint as its stack deployed it: the endpoint config and each variant's model, by name."""
@@ -217,15 +221,28 @@ def variant_resource_id(endpoint_name: str, variant: str) -> str:
 
 
 def live_variants(sagemaker: Any, autoscaling: Any, endpoint_name: str) -> dict[str, dict[str, Any]] | None:
-    """``{variant: {"instance_type", "autoscaling"}}`` of a live endpoint; None when it does not exist."""
+    """``{variant: {"instance_type", "autoscaling"}}`` of a live endpoint; None when it does not exist.
+
+    ``Unsettled`` while a deployment is pending (``PendingDeploymentSummary``), or the endpoint is in a
+    state other than the serving ones: what it runs is about to change.
+    """
     endpoint = _describe_endpoint(sagemaker, endpoint_name)
     if endpoint is None:
         return None
+    status = endpoint.get("EndpointStatus")
+    if status not in SERVING or endpoint.get("PendingDeploymentSummary"):
+        pending = " with a deployment pending" if endpoint.get("PendingDeploymentSummary") else ""
+        raise Unsettled(f"endpoint {endpoint_name} is {status}{pending}; run this again once it is InService")
     names = [str(summary["VariantName"]) for summary in endpoint.get("ProductionVariants", [])]
     types = {
         str(v["VariantName"]): v.get("InstanceType")
         for v in _config_variants(sagemaker, str(endpoint["EndpointConfigName"]))
     }
+    if set(names) - set(types):
+        raise Unsettled(
+            f"endpoint {endpoint_name} serves the variants {', '.join(sorted(names))}, which its endpoint config "
+            f"{endpoint['EndpointConfigName']} does not all declare; run this again once it is InService"
+        )
     ids = {variant_resource_id(endpoint_name, name): name for name in names}
     registered: set[str] = set()
     if ids:

@@ -25,14 +25,13 @@ from moto import mock_aws
 
 from config import load_config
 from config.deployed import keeps_variant_names
-from config.naming import Names
+from config.naming import Names, serving_stack_name
 from mlops_constructs.deploy_check import (
     deploy_check_role_name,
     pipeline_deploy_check_role_name,
 )
 from scripts import check_deploy, record_variants
 from scripts.approval_modules import load
-from scripts.promote import serving_stack_name
 from tests.conftest import ROOT
 from tests.infra.conftest import ENVIRONMENTS
 from tests.infra.test_approval_path import actions_of, resources_of, statements

@@ -365,3 +365,40 @@ def test_the_check_of_a_stack_that_does_not_exist_fails(aws, tmp_path, capsys):
 
     assert run_check(aws, write_record(tmp_path / "record.yaml", {})) == 1
     assert f"stack {STACK} does not exist: deploy dev first" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("status", "pending", "message"),
+    [
+        ("Updating", True, "is Updating with a deployment pending; run this again once it is InService"),
+        ("RollingBack", False, "is RollingBack; run this again once it is InService"),
+    ],
+)
+def test_an_endpoint_in_the_middle_of_a_change_is_not_recorded(status, pending, message):
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    stubbed = Stubber(sagemaker)
+    stubbed.add_response(
+        "describe_endpoint",
+        {
+            "EndpointName": CHURN,
+            "EndpointArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{CHURN}",
+            "EndpointConfigName": f"{CHURN}-config-1",
+            "EndpointStatus": status,
+            "CreationTime": NOW,
+            "LastModifiedTime": NOW,
+            **(
+                {
+                    "PendingDeploymentSummary": {
+                        "EndpointConfigName": f"{CHURN}-config-2",
+                        "StartTime": NOW,
+                    }
+                }
+                if pending
+                else {}
+            ),
+        },
+        {"EndpointName": CHURN},
+    )
+
+    with stubbed, pytest.raises(endpoint_check.Unsettled, match=message):
+        endpoint_check.live_variants(sagemaker, None, CHURN)
