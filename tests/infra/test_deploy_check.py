@@ -355,3 +355,131 @@ def test_the_makefile_s_deploy_runs_the_check_after_cdk_deploy():
 
     assert lines[-2].endswith('deploy "dev/*" -c environments=dev')
     assert lines[-1].endswith("-m scripts.check_deploy --environment dev")
+
+
+# -- the approval path's deployment steps, on the synthesized stack ------------------------------------
+
+
+class Routed:
+    """One SageMaker client for the steps: model packages from a Stubber (moto's lack the approval fields),
+    endpoints and endpoint configs from moto."""
+
+    def __init__(self, moto: Any, stubbed: Any) -> None:
+        self._moto, self._stubbed = moto, stubbed
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stubbed if name == "describe_model_package" else self._moto, name)
+
+
+@pytest.fixture(scope="module")
+def deployment_module() -> Iterator[Any]:
+    from tests.conftest import load_handler
+
+    environment = {
+        "ENVIRONMENT": "dev",
+        "PACKAGE_GROUP_PREFIX": "mlops-dev",
+        "SERVING_STACK_NAME": "dev-Serving",
+        "LEDGER_TABLE": "ledger",
+        "TOPIC_ARN": "arn:aws:sns:eu-west-1:111111111111:notifications",
+        "LOCK_SECONDS": "3600",
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in environment.items():
+            patch.setenv(name, value)
+        patch.syspath_prepend(str(ROOT / "lambda" / "approval"))
+        yield load_handler("approval", "deployment")
+
+
+@pytest.mark.parametrize("served", [True, False], ids=["the endpoint runs the deploy", "a guardrail rolled it back"])
+def test_the_deployment_steps_judge_the_synthesized_stack_by_its_endpoint(dev, deployment_module, served):
+    from tests.conftest import create_ledger_table
+
+    deployed, stack = dev
+    pointer = "/mlops/dev/models/example/Champion"
+    package_arn = f"arn:aws:sagemaker:{deployed.region}:{deployed.account}:model-package/mlops-dev-example-xgboost/2"
+    model_data = "s3://artifacts-zone/artifacts/runs/example/run-2/models/job/output/model.tar.gz"
+    [parameter] = [key for key, value in deployed.template["Parameters"].items() if value.get("Default") == pointer]
+    ssm, dynamodb, sns = (boto3.client(name, region_name=deployed.region) for name in ("ssm", "dynamodb", "sns"))
+    ssm.put_parameter(Name=pointer, Value="example", Type="String", Description="the example model")
+    create_ledger_table("ledger", deployed.region)
+    topic = sns.create_topic(Name="notifications")["TopicArn"]
+    packages = boto3.client("sagemaker", region_name=deployed.region)
+    packages_stub = Stubber(packages)
+    packages_stub.add_response(
+        "describe_model_package",
+        {
+            "ModelPackageName": "mlops-dev-example-xgboost",
+            "ModelPackageArn": package_arn,
+            "CreationTime": NOW,
+            "ModelPackageStatus": "Completed",
+            "ModelPackageStatusDetails": {"ValidationStatuses": []},
+            "ModelApprovalStatus": "Approved",
+        },
+        {"ModelPackageName": package_arn},
+    )
+    steps = deployment_module.Steps(
+        cloudformation=deployed.cloudformation,
+        ssm=ssm,
+        dynamodb=dynamodb,
+        sagemaker=Routed(deployed.sagemaker, packages),
+        sns=sns,
+        settings=deployment_module.Settings.from_environment(
+            {
+                "ENVIRONMENT": "dev",
+                "PACKAGE_GROUP_PREFIX": "mlops-dev",
+                "SERVING_STACK_NAME": stack,
+                "LEDGER_TABLE": "ledger",
+                "TOPIC_ARN": topic,
+                "LOCK_SECONDS": "3600",
+            }
+        ),
+    )
+    request = {
+        "package_arn": package_arn,
+        "endpoint": "example",
+        "variant": "Champion",
+        "pointer": pointer,
+        "model_data": model_data,
+        "tenant": "example",
+        "model": "xgboost",
+        "share": 100.0,
+    }
+
+    def described(resolved: str) -> None:
+        deployed.stub.add_response(
+            "describe_stacks",
+            {
+                "Stacks": [
+                    {
+                        "StackName": stack,
+                        "CreationTime": NOW,
+                        "StackStatus": "UPDATE_COMPLETE",
+                        "Parameters": [
+                            {"ParameterKey": parameter, "ParameterValue": pointer, "ResolvedValue": resolved}
+                        ],
+                    }
+                ]
+            },
+            {"StackName": stack},
+        )
+
+    deployed.apply("1")
+    described("example")
+    with deployed.stub, packages_stub:
+        assert steps.run({"step": "acquire", "execution": "example-v2-0", "request": request})["status"] == "ready"
+    deployed.apply("2", serve=served)  # the build's change set: the stack completes either way
+    described(model_data)
+    deployed.answer(stack)
+
+    with deployed.stub:
+        result = steps.run({"step": "settle", "execution": "example-v2-0", "request": request, "build": {}})
+
+    deployed.stub.assert_no_pending_responses()
+    value = ssm.get_parameter(Name=pointer)["Parameter"]["Value"]
+    if served:
+        assert result["status"] == "deployed"
+        assert value == model_data
+    else:
+        assert result["status"] == "reverted"
+        assert "runs endpoint config" in result["reason"]
+        assert value == "example"  # restored
