@@ -402,3 +402,21 @@ def test_an_endpoint_in_the_middle_of_a_change_is_not_recorded(status, pending, 
 
     with stubbed, pytest.raises(endpoint_check.Unsettled, match=message):
         endpoint_check.live_variants(sagemaker, None, CHURN)
+
+
+def test_the_record_says_what_aws_has_not_what_config_asks_for(aws, tmp_path):
+    config_dir = copied_config(tmp_path)
+    dev = config_dir / "environments" / "dev.yaml"
+    dev_account = str(yaml.safe_load(dev.read_text())["account"])
+    # Config asks for the example endpoint on ml.c5.large, autoscaled; the last deploy left it on
+    # ml.m5.large without a scaling target (a failed update, a person's change: AWS decides).
+    with mock.patch.dict(os.environ, {"MOTO_ACCOUNT_ID": dev_account}):
+        aws.deploy(EXAMPLE, [("Champion", "ml.m5.large", False)])
+        clients = record_variants.Clients(sagemaker=aws.sagemaker, autoscaling=aws.autoscaling, sts=aws.sts)
+
+        updated = record_variants.record(config_dir, "dev", clients)
+
+    [(name, variant)] = updated.dev["example"].items()
+    assert (name, variant.instance_type, variant.autoscaling) == ("Champion", "ml.m5.large", False)
+    assert updated.staging == {}
+    assert "instance_type: ml.m5.large" in (config_dir / "deployed-variants.yaml").read_text()
