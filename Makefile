@@ -94,6 +94,7 @@ bootstrap-tooling: setup
 diff deploy: setup
 	@test -n "$(ENV)" || { echo "usage: make $@ ENV=dev|staging|prod" >&2; exit 2; }
 	$(CDK) $@ "$(ENV)/*" -c environments=$(ENV)
+	$(if $(filter deploy,$@),$(PYTHON) -m scripts.check_deploy --environment $(ENV))
 
 record-variants: setup
 	@test -n "$(ENV)" || { echo "usage: make $@ ENV=dev|staging|prod" >&2; exit 2; }

@@ -22,7 +22,7 @@ from cdk_nag import AwsSolutionsChecks
 
 from config import ENVIRONMENT_NAMES, ConfigError, PlatformConfig, load_config
 from config.schema import SMOKE_TESTED_ENVIRONMENT
-from stacks.pipeline import PipelineStack, add_smoke_test_access
+from stacks.pipeline import PipelineStack, add_deploy_check_access, add_smoke_test_access
 from stacks.stage import PlatformStage
 
 ROOT = Path(__file__).resolve().parent
@@ -60,6 +60,9 @@ def build_platform(app: cdk.App, config: PlatformConfig) -> dict[str, PlatformSt
         # Whichever path deploys staging, its template keeps the role the smoke test assumes.
         if SMOKE_TESTED_ENVIRONMENT in stages:
             add_smoke_test_access(stages[SMOKE_TESTED_ENVIRONMENT], project=config.project, settings=delivery)
+        # And every environment's the role the deploy check after its stage assumes.
+        for stage in stages.values():
+            add_deploy_check_access(stage, project=config.project, settings=delivery)
         # The pipeline deploys these same Stage objects (not copies nested under it), so each
         # environment is synthesized once; it needs them all, so `-c environments=dev` leaves it out.
         if tuple(stages) == ENVIRONMENT_NAMES:

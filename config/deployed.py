@@ -7,11 +7,17 @@ Two SageMaker rules make some serving changes depend on what is live, which synt
   its cleanup phase. So such a change takes two deploys: first ``autoscaling: false`` (which
   deregisters the target), then the removal or the new type. Synth refuses the one-step change.
 * blue/green deployment guardrails (canary traffic shifting, automatic rollback) need the new
-  endpoint config to keep the old variant names. An update that adds or removes a variant deploys
-  all at once instead.
+  endpoint config to keep the old variant names
+  (https://docs.aws.amazon.com/sagemaker/latest/dg/deployment-guardrails-exclusions.html). So synth
+  renders a ``DeploymentConfig`` only for an update that keeps the recorded names (``keeps_variant_names``);
+  one that adds or removes a variant deploys all at once instead. An update that does both, dropping
+  live variants and adding new ones, is refused (``replaced_variants``): it would move traffic from
+  fleets that served it to fleets that never did, at once and without guardrails.
 
-``make record-variants ENV=<env>`` rewrites an environment's entry from config after a successful
-deploy; the commit carries it to the next synth. A missing entry means "never deployed".
+``make record-variants ENV=<env>`` rewrites an environment's entry from AWS (scripts/record_variants.py:
+DescribeEndpoint, DescribeEndpointConfig, DescribeScalableTargets) after a deploy; the commit carries
+it to the next synth, and the delivery pipeline's deploy check fails while it differs from what AWS
+has. A missing entry means "never deployed": before the first deploy every update is all at once.
 """
 
 from __future__ import annotations
@@ -46,17 +52,6 @@ class DeployedVariants(StrictModel):
     def of(self, environment: str) -> EnvironmentRecord:
         record: EnvironmentRecord = getattr(self, environment)
         return record
-
-
-def record_of(environment: EnvironmentConfig) -> EnvironmentRecord:
-    """What deploying ``environment`` makes live: the entry ``make record-variants`` writes."""
-    return {
-        key: {
-            variant.name: DeployedVariant(instance_type=variant.instance_type, autoscaling=variant.autoscaling)
-            for variant in endpoint.variants
-        }
-        for key, endpoint in environment.serving.endpoints.items()
-    }
 
 
 def unsafe_changes(
@@ -97,6 +92,36 @@ def unsafe_changes(
                         f"{first_step}, then change the instance type and turn autoscaling back on",
                     )
                 )
+    return found
+
+
+def replaced_variants(
+    environment: EnvironmentConfig, deployed: Mapping[str, Mapping[str, DeployedVariant]]
+) -> list[tuple[str, object, str]]:
+    """(key, value, what is allowed) for each recorded endpoint whose config both drops live variants and adds new ones.
+
+    SageMaker's guardrails need the live variant names on both sides of an update; no ``DeploymentConfig``
+    can describe one whose new names are not a superset or a subset of the live ones, so it would shift
+    all traffic at once. Adding and removing take a deploy each; each keeps one side's names whole.
+    """
+    found: list[tuple[str, object, str]] = []
+    for key, variants in sorted(deployed.items()):
+        endpoint = environment.serving.endpoints.get(key)
+        if endpoint is None:
+            continue
+        configured = [variant.name for variant in endpoint.variants]
+        dropped = sorted(set(variants) - set(configured))
+        added = [name for name in configured if name not in variants]
+        if dropped and added:
+            found.append(
+                (
+                    f"serving.endpoints.{key}.variants",
+                    ", ".join(configured),
+                    f"the live variants {', '.join(sorted(variants))} (config/{RECORD_FILE}) plus new ones, or "
+                    f"fewer of them, in one deploy: add {', '.join(added)} first (deploy, then "
+                    f"'make record-variants ENV={environment.name}' and commit), then remove {', '.join(dropped)}",
+                )
+            )
     return found
 
 

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from config.deployed import RECORD_FILE, DeployedVariants, unsafe_changes
+from config.deployed import RECORD_FILE, DeployedVariants, replaced_variants, unsafe_changes
 from config.schema import (
     ENVIRONMENT_NAMES,
     SMOKE_TEST_ENDPOINT,
@@ -41,15 +41,16 @@ class ConfigError(Exception):
 
 
 def load_config(
-    config_dir: Path, *, selected_environments: object = None, variant_weights: object = None
+    config_dir: Path, *, selected_environments: object = None, variant_weights: object = None, check_record: bool = True
 ) -> PlatformConfig:
     """Validate ``project.yaml``, ``environments/<name>.yaml``, ``pipelines/``, the deployed-variants record
     and, when present, ``pipeline.yaml`` (the delivery pipeline).
 
     ``selected_environments`` is the ``environments`` context value (``"dev,staging"``); ``None``
     selects all of them. ``variant_weights`` is the ``variantWeights`` context value (JSON text or
-    an already parsed mapping) whose weights override the configured ones. Raises ``ConfigError``
-    on the first bad setting.
+    an already parsed mapping) whose weights override the configured ones. ``check_record=False`` leaves
+    out the checks of config against the deployed-variants record (``make record-variants`` rewrites a
+    stale record). Raises ``ConfigError`` on the first bad setting.
     """
     project = _validate(ProjectConfig, config_dir / "project.yaml")
     environments_dir = config_dir / "environments"
@@ -76,9 +77,11 @@ def load_config(
     deployed = _load_deployed(config_dir / RECORD_FILE)
     for environment in environments:
         path = environments_dir / f"{environment.name}.yaml"
+        record = deployed.of(environment.name) if check_record else {}
         for key, value, allowed in [
             *_unknown_models(environment, pipelines),
-            *unsafe_changes(environment, deployed.of(environment.name)),
+            *unsafe_changes(environment, record),
+            *replaced_variants(environment, record),
         ]:
             raise ConfigError.bad_value(_display(path), key, value, allowed)
     delivery_pipeline = _load_delivery_pipeline(config_dir / PIPELINE_FILE, everyone, pipelines)

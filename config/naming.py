@@ -9,6 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def serving_stack_name(environment: str) -> str:
+    """``<env>-Serving``, the Serving stack's name (stacks/stage.py names every stack so): the deployment
+    lock the approval path and scripts/promote.py share, and the stack the deploy check reads."""
+    return f"{environment}-Serving"
+
+
 @dataclass(frozen=True)
 class Names:
     project: str

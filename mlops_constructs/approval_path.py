@@ -9,9 +9,12 @@ docs/approval-path.md has the design and the runbook. In short:
   ``Challenger``; otherwise it records, prepares pointers nobody reads yet, and notifies.
 * **Deployment workflow** (a Step Functions state machine), one execution per package and endpoint
   (its name is derived from both, so a duplicate event starts nothing): waits while the Serving stack
-  is busy or another promotion holds the lock; writes the pointer (``lambda/approval/deployment.py``,
-  keeping the previous value); runs the **deploy project**; then judges the stack: deployed, or the
-  pointer goes back and people are told.
+  is busy or someone holds the deployment lock (``scripts/promote.py`` takes it too); ends as
+  ``superseded`` when the pointer already names a newer version of the package's group (approvals
+  arrive in any order); writes the pointer (``lambda/approval/deployment.py``, keeping the previous
+  value); runs the **deploy project**; then judges the stack and the endpoint: deployed when the stack
+  is complete with the new pointer *and* the endpoint runs the endpoint config and models the stack
+  deployed (``lambda/approval/endpoint_check.py``), else the pointer goes back and people are told.
 * **Deploy project** (CodeBuild, no source): applies ``<env>-Serving`` with its *previous template* and
   every parameter ``UsePreviousValue``, so CloudFormation re-reads the SSM-typed pointer parameters and
   nothing else changes (no synth, no source checkout, no assets: exactly the deployed stack with the new
@@ -47,6 +50,7 @@ from config.instance_types import is_gpu
 from config.naming import Names
 from config.schema import EnvironmentConfig
 from mlops_constructs.alarms import alarm_above_zero
+from mlops_constructs.deploy_check import grant_endpoint_check
 from mlops_constructs.functions import PlatformFunction, platform_function
 from mlops_constructs.log_retention import retention_days
 from mlops_constructs.model_pointers import EXAMPLE, pointer_name
@@ -307,7 +311,7 @@ class ApprovalPath(Construct):
             memory_size=256,
             **self._common(),  # type: ignore[arg-type]
         )
-        role, stack = parts.role, self._stack
+        role = parts.role
         self._grant_ledger(
             parts, ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
         )
@@ -320,18 +324,13 @@ class ApprovalPath(Construct):
                     resources=pointers,
                 )
             )
-        stack_arn = stack.format_arn(
-            service="cloudformation", resource="stack", resource_name=f"{self.serving_stack_name}/*"
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="ReadServingStack", actions=["cloudformation:DescribeStacks"], resources=[stack_arn]
-            )
-        )
-        acknowledge_wildcard_resource(
-            parts.policy,
-            stack_arn,
-            "A stack's ARN ends in an id CloudFormation assigns; the grant names the Serving stack and only reads it.",
+        # Settling reads the stack (DescribeStacks) and checks that the endpoint runs what it deployed.
+        grant_endpoint_check(
+            role,
+            stack_name=self.serving_stack_name,
+            endpoint_names=[self._names.resource(key) for key in sorted(self._environment.serving.endpoints)],
+            record=False,
+            stack_actions=["cloudformation:DescribeStacks"],
         )
         self._grant_packages(parts)
         self._grant_publish(parts)
@@ -620,6 +619,8 @@ class ApprovalPath(Construct):
             )
             .when(sfn.Condition.string_equals("$.acquire.status", busy), give_up_acquire)
             .when(sfn.Condition.string_equals("$.acquire.status", "withdrawn"), sfn.Succeed(self, "Withdrawn"))
+            # A newer package already serves: recorded and notified, nothing written.
+            .when(sfn.Condition.string_equals("$.acquire.status", "superseded"), sfn.Succeed(self, "Superseded"))
             .otherwise(sfn.Fail(self, "Blocked", error="Blocked", cause="The Serving stack cannot take the promotion"))
         )
         settled = (

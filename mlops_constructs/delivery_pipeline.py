@@ -4,7 +4,11 @@
   the README's own commands) -> self-mutation -> asset publishing (the image assets built with
   Docker) -> dev -> staging and its smoke test -> manual approval -> prod. It deploys the very
   ``PlatformStage`` objects that ``cdk deploy "dev/*"`` deploys, so both paths ship byte-identical
-  templates. Failed runs and approvals waiting notify the pipeline's own topic.
+  templates. After each environment's deploy, its **deploy check** (``scripts/check_deploy.py``, the
+  check ``make deploy`` runs too) fails the stage when an endpoint does not run the endpoint config and
+  models its stack deployed, or when ``config/deployed-variants.yaml`` does not record the live variants
+  (it prints the ``make record-variants`` command to run). Failed runs and approvals waiting notify the
+  pipeline's own topic.
 * ``SmokeTestAccess``: a role in the tested environment that only the pipeline's smoke-test build
   may assume, allowed to score through the scoring API and to run and watch the training state
   machine, nothing else.
@@ -34,6 +38,7 @@ from constructs import Construct, IConstruct
 
 from config.naming import Names
 from config.schema import SMOKE_TEST_ENDPOINT, SMOKE_TEST_TENANT, DeliveryPipelineConfig
+from mlops_constructs.deploy_check import pipeline_deploy_check_role_name
 from mlops_constructs.log_retention import retention_days
 from mlops_constructs.nag import acknowledge, acknowledge_wildcard_resource
 
@@ -43,9 +48,11 @@ BUILD_IMAGE = codebuild.LinuxBuildImage.STANDARD_7_0
 RUNTIME_VERSIONS = {"python": "3.11", "nodejs": "20"}
 SYNTH_COMMANDS = ("make test", "make synth")
 SYNTH_OUTPUT = "cdk.out"
-# What scripts/smoke_test.py imports, pinned as in requirements*.txt (a test keeps them in step).
+# What scripts/smoke_test.py and scripts/check_deploy.py import, pinned as in requirements*.txt (a test
+# keeps them in step).
 SMOKE_TEST_REQUIREMENTS = ("boto3==1.44.5", "PyYAML==6.0.3")
 SMOKE_TEST_COMMAND = "python -m scripts.smoke_test"
+DEPLOY_CHECK_MINUTES = 15
 SCORING_STAGE = "v1"
 LOG_RETENTION_DAYS = 365
 APPROVAL_WAVE = "Approval"
@@ -168,6 +175,24 @@ class _TopicTarget:
 
 
 @dataclass(frozen=True)
+class DeployCheckTarget:
+    """What an environment's deploy check reads: its Serving stack, its endpoints' prefix, the role it assumes."""
+
+    stack_name: str
+    prefix: str
+    role_name: str
+
+    def command(self, environment: str, region: str) -> str:
+        """The check's command line (scripts/check_deploy.py), every value given: the build has no config loader.
+
+        The role's ARN comes from ``DEPLOY_CHECK_ROLE_ARN`` (its partition is a token at synth)."""
+        return (
+            f"python -m scripts.check_deploy --environment {environment} --stack {self.stack_name} "
+            f"--prefix {self.prefix} --region {region}"
+        )
+
+
+@dataclass(frozen=True)
 class SmokeTestTarget:
     """The stage the smoke test runs after, and the outputs it reads (stack outputs of that stage)."""
 
@@ -231,6 +256,7 @@ class DeliveryPipeline(Construct):
         settings: DeliveryPipelineConfig,
         stages: Sequence[Stage],
         smoke_test: SmokeTestTarget,
+        deploy_checks: Mapping[str, DeployCheckTarget],
         cli_version: str,
         key: kms.IKey,
         topic: sns.ITopic,
@@ -334,13 +360,42 @@ class DeliveryPipeline(Construct):
                         )
                     ],
                 )
-            post = [self.smoke_test] if stage is tested else []
+            check = self._deploy_check(project, stage, deploy_checks[stage.stage_name])
+            post: list[pipelines.Step] = [check]
+            if stage is tested:
+                # Scoring a rolled-back endpoint, or one the record does not describe, proves nothing.
+                self.smoke_test.add_step_dependency(check)
+                post.append(self.smoke_test)
             self.pipeline.add_stage(stage, post=post)
         self.pipeline.build_pipeline()
         self._drop_redundant_dependency()
         self.access_logs = self._log_artifact_access()
         self._acknowledge_generated_grants()
         self._notify(topic)
+
+    def _deploy_check(self, project: str, stage: Stage, target: DeployCheckTarget) -> pipelines.CodeBuildStep:
+        """After the stage's deploy: its endpoints run what the stack deployed, and the record is current."""
+        role = iam.Role(
+            self,
+            f"DeployCheckRole{stage.stage_name.capitalize()}",
+            role_name=pipeline_deploy_check_role_name(project, stage.stage_name),
+            description=f"The delivery pipeline's deploy check of {stage.stage_name}: assumes its deploy-check role",
+            assumed_by=iam.ServicePrincipal("codebuild.amazonaws.com"),
+        )
+        stack = Stack.of(self)
+        tested_role_arn = f"arn:{stack.partition}:iam::{stage.account}:role/{target.role_name}"
+        role.add_to_policy(iam.PolicyStatement(actions=["sts:AssumeRole"], resources=[tested_role_arn]))
+        return pipelines.CodeBuildStep(
+            "DeployCheck",
+            input=self.source,
+            install_commands=[
+                "python -m pip install --quiet --disable-pip-version-check " + " ".join(SMOKE_TEST_REQUIREMENTS)
+            ],
+            commands=[target.command(stage.stage_name, str(stage.region))],
+            env={"DEPLOY_CHECK_ROLE_ARN": tested_role_arn},
+            role=role,
+            timeout=Duration.minutes(DEPLOY_CHECK_MINUTES),
+        )
 
     def _drop_redundant_dependency(self) -> None:
         """Keep the pipeline's DependsOn on its role's policy only (cfn-lint W3005).

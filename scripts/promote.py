@@ -5,8 +5,15 @@
     python -m scripts.promote --environment dev --endpoint churn --promote-challenger [--dry-run]
     python -m scripts.promote --environment dev --endpoint churn --variant Challenger --rollback [--dry-run]
 
-Add ``--ledger-table <RunLedgerTableName of <env>-Foundation>`` to record the change in the run ledger too
-(``PROMOTION#<endpoint>``, beside the approval path's records).
+Every change is recorded in the run ledger (``PROMOTION#<endpoint>``, beside the approval path's records):
+``--ledger-table <name>``, else the ``RunLedgerTableName`` output of ``<env>-Foundation``.
+
+**The deployment lock.** A write takes the environment's deployment lock first, the one the approval
+path's deployment workflow holds from before it writes a pointer until its deploy is judged
+(``lambda/approval/deploy_lock.py``: ``LOCK#<env>-Serving`` in the run ledger). While a workflow holds
+it, this command refuses and says who holds it until when; while this command holds it (seconds), a
+workflow waits. So a person's promotion never lands between a workflow's write and its judgement.
+A dry run takes no lock.
 
 Each endpoint variant reads its model at deploy time from its model pointer, the SSM String
 parameter ``/<project>/<env>/models/<endpoint>/<variant>``: the model artifact's S3 URI (or the
@@ -20,7 +27,10 @@ ENV=<env>``, or the delivery pipeline), which never reverts it.
   ``lambda/approval/model_promotion.py`` passes (the approval path runs the same module): Approved,
   the endpoint's tenant, one of the environment's groups and the endpoint's model, an algorithm the
   variant's flavour serves, the feature schema (sha256 and features), the artifact under the tenant's
-  runs, the drift baseline beside it, and the pointer exists.
+  runs, the drift baseline beside it, and the pointer exists. A package older than the one the pointer
+  names (a lower version of the same group) is refused: approvals may arrive in any order, and an
+  older package never overwrites a newer one; ``--allow-older`` says you mean it (``--rollback``
+  returns to the model served before).
 * ``--promote-challenger``: the Champion's pointer takes the Challenger's model, after the same checks
   of the package the Challenger's pointer names, against the Champion's flavour. Prints the weights to
   apply with context or config.
@@ -38,48 +48,35 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import json
 import sys
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
 from config.loader import ConfigError, load_config
-from config.naming import Names
+from config.naming import Names, serving_stack_name
 from config.schema import ENVIRONMENT_NAMES, PlatformConfig
 from config.tenants import PipelineConfig
+from scripts.approval_modules import load
 
 ROOT = Path(__file__).resolve().parent.parent
-PROMOTION_MODULE = ROOT / "lambda" / "approval" / "model_promotion.py"
 Flavour = Literal["cpu", "gpu"]
 CHAMPION, CHALLENGER = "Champion", "Challenger"
+# Longer than a promotion takes (seconds), short enough that a killed command blocks the workflow
+# only briefly: the lock expires, and the workflow waits and asks again meanwhile.
+LOCK_SECONDS = 600
 
-
-def _promotion_module() -> ModuleType:
-    """``lambda/approval/model_promotion.py``, the one module of checks (``lambda`` is no import path).
-
-    Registered as ``model_promotion``, the name the approval Lambda imports it under, so both see one
-    ``PromotionRefused``.
-    """
-    loaded = sys.modules.get("model_promotion")
-    if loaded is not None:
-        return loaded
-    spec = importlib.util.spec_from_file_location("model_promotion", PROMOTION_MODULE)
-    assert spec is not None, PROMOTION_MODULE
-    assert spec.loader is not None, PROMOTION_MODULE
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["model_promotion"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-_checks = _promotion_module()
+# lambda/approval/model_promotion.py, the one module of checks (the approval Lambda's), and the
+# deployment lock the deployment workflow takes (lambda/approval/deploy_lock.py).
+_checks = load("model_promotion")
+deploy_lock = load("deploy_lock")
 PromotionRefused: type[Exception] = _checks.PromotionRefused
 SERVED_BY: dict[str, frozenset[str]] = _checks.SERVED_BY
 EXAMPLE: str = _checks.EXAMPLE
@@ -134,13 +131,15 @@ def promote(
     model: str | None = None,
     dry_run: bool = False,
     expected_model_data: str | None = None,
+    allow_older: bool = False,
 ) -> Promotion:
     """Check the package against the variant, then point the variant at the package's artifact.
 
     ``group_prefix`` (``Names.prefix``, such as ``mlops-dev``) confines the package to the
     environment's own groups; ``model`` (the endpoint's declared model) to that model's group;
-    ``expected_model_data`` to the artifact another pointer already names. Raises ``PromotionRefused``
-    before writing anything.
+    ``expected_model_data`` to the artifact another pointer already names. A package older than the
+    one the pointer names is refused unless ``allow_older``. Raises ``PromotionRefused`` before
+    writing anything.
     """
     checked = _checks.check_package(
         sagemaker=sagemaker,
@@ -156,7 +155,15 @@ def promote(
             f"model package {package_arn} has the artifact {checked.model_data}, not {expected_model_data} "
             "as the pointer that names it holds; promote the package itself with --model-package"
         )
-    previous = _checks.read_pointer(ssm, pointer).value
+    current = _checks.read_pointer(ssm, pointer)
+    newer = _checks.newer_package(current, package_arn)
+    if newer is not None and not allow_older:
+        raise PromotionRefused(
+            f"the model pointer {pointer} names {newer}, a newer version than {package_arn}, and an older "
+            "package never overwrites a newer one; allowed: a newer package, --rollback to return to the model "
+            "served before, or --allow-older to mean it"
+        )
+    previous = current.value
     description = _checks.pointer_description(package_arn)
     if not dry_run:
         ssm.put_parameter(
@@ -284,13 +291,15 @@ class Clients:
     ssm: Any
     sts: Any
     dynamodb: Any = None
+    cloudformation: Any = None
 
     @classmethod
     def in_region(cls, region: str) -> Clients:
         import boto3  # the command's only: promote() takes any clients
 
         session = boto3.Session(region_name=region)
-        return cls(*(session.client(name) for name in ("sagemaker", "s3", "ssm", "sts", "dynamodb")))
+        names = ("sagemaker", "s3", "ssm", "sts", "dynamodb", "cloudformation")
+        return cls(*(session.client(name) for name in names))
 
 
 class UsageError(Exception):
@@ -313,14 +322,97 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--promote-challenger", action="store_true", help="give the Champion the model the Challenger serves"
     )
     action.add_argument("--rollback", action="store_true", help="return the variant's pointer to its previous model")
-    parser.add_argument("--ledger-table", help="the run ledger (RunLedgerTableName of <env>-Foundation): record it")
-    parser.add_argument("--dry-run", action="store_true", help="check everything, write nothing")
+    parser.add_argument(
+        "--ledger-table", help="the run ledger (default: the RunLedgerTableName output of <env>-Foundation)"
+    )
+    parser.add_argument(
+        "--allow-older", action="store_true", help="write a package older than the one the pointer names"
+    )
+    parser.add_argument("--dry-run", action="store_true", help="check everything, write nothing (and take no lock)")
     args = parser.parse_args(argv)
     if args.promote_challenger and args.variant not in (None, CHAMPION):
         parser.error("--promote-challenger writes the Champion's pointer; leave out --variant")
     if not args.promote_challenger and args.variant is None:
         parser.error("--variant is required with --model-package and --rollback")
     return args
+
+
+def ledger_table(named: str | None, cloudformation: Any, environment: str) -> str:
+    """The run ledger: ``--ledger-table``, else the ``RunLedgerTableName`` output of ``<env>-Foundation``."""
+    if named:
+        return named
+    from scripts.run_report import ledger_table_from_stack  # matplotlib comes with it: only when needed
+    from scripts.training_progress import NothingToShow
+
+    try:
+        return ledger_table_from_stack(cloudformation, f"{environment}-Foundation")
+    except NothingToShow as missing:
+        raise PromotionRefused(f"{missing}; name the run ledger with --ledger-table") from None
+
+
+@contextmanager
+def deployment_lock(
+    dynamodb: Any, table: str | None, environment: str, caller: str | None, pointer: str, endpoint: str
+) -> Iterator[None]:
+    """Hold the environment's deployment lock (``deploy_lock.py``) for the block; no table (a dry run): no lock.
+
+    ``PromotionRefused`` when someone holds it: a deployment workflow between its write and its judgement.
+    """
+    if table is None:
+        yield
+        return
+    stack = serving_stack_name(environment)
+    owner = f"scripts/promote.py by {caller or 'an unknown caller'} ({uuid.uuid4().hex[:8]})"
+    holder = deploy_lock.take(
+        dynamodb,
+        table,
+        stack,
+        owner=owner,
+        now=datetime.now(UTC),
+        seconds=LOCK_SECONDS,
+        fields={"pointer": pointer, "endpoint": endpoint},
+    )
+    if holder is not None:
+        raise PromotionRefused(
+            f"the deployment lock of {stack} is held by {deploy_lock.held_by(holder)}: a promotion is being "
+            "deployed; nothing was written. Run this again once it ends (its outcome reaches the environment's "
+            "topic and the run ledger)"
+        )
+    try:
+        yield
+    finally:
+        deploy_lock.release(dynamodb, table, stack, owner)
+
+
+def change(
+    args: argparse.Namespace,
+    clients: Clients,
+    names: Names,
+    pointer: str,
+    tenant: PipelineConfig,
+    flavour: Flavour,
+    model: str,
+) -> Promotion | Rollback:
+    """The command's one change of ``pointer``: a rollback, the Challenger's package, or the named one."""
+    if args.rollback:
+        return rollback(ssm=clients.ssm, pointer=pointer, dry_run=args.dry_run)
+    package_arn, expected = args.model_package, None
+    if args.promote_challenger:
+        package_arn, expected = challenger_package(clients.ssm, names.parameter("models", args.endpoint, CHALLENGER))
+    return promote(
+        sagemaker=clients.sagemaker,
+        s3=clients.s3,
+        ssm=clients.ssm,
+        package_arn=package_arn,
+        pointer=pointer,
+        tenant=tenant,
+        flavour=flavour,
+        group_prefix=names.prefix,
+        model=model,
+        dry_run=args.dry_run,
+        expected_model_data=expected,
+        allow_older=args.allow_older,
+    )
 
 
 def main(argv: Sequence[str], *, config: PlatformConfig | None = None, clients: Clients | None = None) -> int:
@@ -372,48 +464,28 @@ def main(argv: Sequence[str], *, config: PlatformConfig | None = None, clients: 
             raise PromotionRefused(
                 f"the AWS credentials are for account {account}; {environment.name} deploys to {environment.account}"
             )
-        if args.rollback:
-            outcome: Promotion | Rollback = rollback(ssm=clients.ssm, pointer=pointer, dry_run=args.dry_run)
-        else:
-            package_arn, expected = args.model_package, None
-            if args.promote_challenger:
-                package_arn, expected = challenger_package(
-                    clients.ssm, names.parameter("models", args.endpoint, CHALLENGER)
+        table = None if args.dry_run else ledger_table(args.ledger_table, clients.cloudformation, environment.name)
+        with deployment_lock(clients.dynamodb, table, environment.name, identity.get("Arn"), pointer, args.endpoint):
+            outcome = change(args, clients, names, pointer, tenant, variant.flavour, endpoint.model)
+            if table is not None:
+                decision = (
+                    "rolled-back" if args.rollback else "promoted-challenger" if args.promote_challenger else "promoted"
                 )
-            outcome = promote(
-                sagemaker=clients.sagemaker,
-                s3=clients.s3,
-                ssm=clients.ssm,
-                package_arn=package_arn,
-                pointer=pointer,
-                tenant=tenant,
-                flavour=variant.flavour,
-                group_prefix=names.prefix,
-                model=endpoint.model,
-                dry_run=args.dry_run,
-                expected_model_data=expected,
-            )
-        if args.ledger_table and not args.dry_run:
-            if clients.dynamodb is None:
-                raise PromotionRefused("no DynamoDB client to record the change with")
-            decision = (
-                "rolled-back" if args.rollback else "promoted-challenger" if args.promote_challenger else "promoted"
-            )
-            value = outcome.value if isinstance(outcome, Rollback) else outcome.model_data
-            record(
-                clients.dynamodb,
-                args.ledger_table,
-                endpoint=args.endpoint,
-                variant=variant.name,
-                decision=decision,
-                reason=f"{decision} by a person with scripts/promote.py",
-                tenant=endpoint.tenant,
-                pointer=pointer,
-                value=value,
-                previous=outcome.previous,
-                package_arn=outcome.package_arn,
-                by=identity.get("Arn"),
-            )
+                value = outcome.value if isinstance(outcome, Rollback) else outcome.model_data
+                record(
+                    clients.dynamodb,
+                    table,
+                    endpoint=args.endpoint,
+                    variant=variant.name,
+                    decision=decision,
+                    reason=f"{decision} by a person with scripts/promote.py",
+                    tenant=endpoint.tenant,
+                    pointer=pointer,
+                    value=value,
+                    previous=outcome.previous,
+                    package_arn=outcome.package_arn,
+                    by=identity.get("Arn"),
+                )
     except PromotionRefused as refusal:
         print(f"promote: refused: {refusal}", file=sys.stderr)
         return 1
@@ -434,8 +506,8 @@ def main(argv: Sequence[str], *, config: PlatformConfig | None = None, clients: 
         print(f"  pointer:       {outcome.pointer}")
         print(f"  model package: {outcome.package_arn} ({outcome.algorithm}, tenant {outcome.tenant})")
         print(f"  previous:      {outcome.previous}" + (" (unchanged)" if outcome.unchanged else ""))
-    if args.ledger_table and not args.dry_run:
-        print(f"  recorded in:   {args.ledger_table} (PROMOTION#{args.endpoint})")
+    if table is not None:
+        print(f"  recorded in:   {table} (PROMOTION#{args.endpoint})")
     if args.promote_challenger:
         print(
             "weights: both variants now serve this model. The configured split stays right for the next challenger; "

@@ -17,11 +17,13 @@ from config.naming import Names
 from config.schema import SMOKE_TESTED_ENVIRONMENT, DeliveryPipelineConfig, ProjectConfig
 from mlops_constructs.delivery_pipeline import (
     DeliveryPipeline,
+    DeployCheckTarget,
     PipelineKey,
     SmokeTestAccess,
     SmokeTestTarget,
     pipeline_smoke_test_role_name,
 )
+from mlops_constructs.deploy_check import DeployCheckAccess, deploy_check_role_name, pipeline_deploy_check_role_name
 from mlops_constructs.notifications import NotificationTopic
 from stacks.stage import PlatformStage
 
@@ -50,6 +52,33 @@ def add_smoke_test_access(stage: PlatformStage, *, project: ProjectConfig, setti
         tooling_role_name=pipeline_smoke_test_role_name(project.name),
     )
     CfnOutput(stage.serving, "SmokeTestRoleArn", value=access.role.role_arn)
+
+
+def add_deploy_check_access(stage: PlatformStage, *, project: ProjectConfig, settings: DeliveryPipelineConfig) -> None:
+    """The role the pipeline's deploy check assumes, in each environment's Serving stack.
+
+    app.py calls this on every Stage that both deploy paths use, so a direct deploy keeps the role
+    the pipeline needs. Serving holds it: it reads Serving's own stack and endpoints.
+    """
+    names = Names(project=project.name, environment=stage.stage_name)
+    DeployCheckAccess(
+        stage.serving,
+        "DeployCheckAccess",
+        names=names,
+        stack_name=stage.serving.stack_name,
+        endpoint_names=sorted(names.resource(key) for key in stage.serving.endpoints),
+        tooling_account=settings.account,
+        tooling_role_name=pipeline_deploy_check_role_name(project.name, stage.stage_name),
+    )
+
+
+def deploy_check_target(stage: PlatformStage, project: ProjectConfig) -> DeployCheckTarget:
+    names = Names(project=project.name, environment=stage.stage_name)
+    return DeployCheckTarget(
+        stack_name=stage.serving.stack_name,
+        prefix=names.prefix,
+        role_name=deploy_check_role_name(names),
+    )
 
 
 class PipelineStack(Stack):
@@ -85,6 +114,7 @@ class PipelineStack(Stack):
                 scoring_api_url=_output(tested.serving, "ScoringApiUrl"),
                 state_machine_arn=_output(tested.training, "StateMachineArn"),
             ),
+            deploy_checks={stage.stage_name: deploy_check_target(stage, project) for stage in stages},
             cli_version=cli_version,
             key=key,
             topic=topic,

@@ -6,21 +6,25 @@ endpoint, started by ``handler.py``. Its input is the promotion request: ``packa
 ``share`` (the variant's percentage of the traffic). Each state invokes ``handler`` with ``{"step",
 "execution", "request"}`` (and, for ``settle``, ``build``: the build's error, if any):
 
-* ``acquire``: takes the environment's deployment lock (a ledger item ``LOCK#<stack>`` / ``LOCK``, owned
-  by the execution's name, expiring after ``LOCK_SECONDS`` so an abandoned execution cannot block
-  forever), re-reads the package (a package rejected in the meantime is ``withdrawn``), and reads the
-  Serving stack. ``busy`` while another execution holds the lock or the stack is in any ``*_IN_PROGRESS``
+* ``acquire``: takes the environment's deployment lock (``deploy_lock.py``: a ledger item ``LOCK#<stack>`` /
+  ``LOCK``, owned by the execution's name, expiring after ``LOCK_SECONDS`` so an abandoned execution cannot
+  block forever; ``scripts/promote.py`` takes the same lock), re-reads the package (a package rejected in
+  the meantime is ``withdrawn``), reads the pointer (a package older than the one it names is
+  ``superseded``: approvals arrive in any order, and an older one never overwrites a newer one) and reads
+  the Serving stack. ``busy`` while someone else holds the lock or the stack is in any ``*_IN_PROGRESS``
   state (the workflow waits and asks again); ``blocked`` when the stack is missing, in a state no update
   can start from, or does not read the pointer (the variant is not deployed yet); else ``ready``: the
   pointer's current value and description are kept in the lock item, then the pointer is written (value
   the artifact, description ``model package <ARN>``). A retried ``acquire`` of the same execution keeps
   the value it kept first.
 * ``settle``: after the deploy (the CodeBuild build that applies the Serving stack), succeeded or not.
-  ``busy`` while the stack is in progress (whoever updates it); ``deployed`` when the stack is complete
-  and CloudFormation resolved the pointer to the artifact (DescribeStacks' ``ResolvedValue``), whatever
-  the build reported; else ``reverted``: the pointer returns to the kept value and description, unless
-  someone changed it since (then it is left alone, and the notice says so), so a bad model never blocks
-  later deploys. Either way the ledger records it, people are notified and the lock is released.
+  ``busy`` while the stack is in progress (whoever updates it); ``deployed`` when the stack is complete,
+  CloudFormation resolved the pointer to the artifact (DescribeStacks' ``ResolvedValue``), whatever the
+  build reported, and the endpoint runs the endpoint config and models the stack deployed
+  (``endpoint_check.py``: a guardrail's rollback leaves the stack complete and the endpoint on its old
+  config); else ``reverted``: the pointer returns to the kept value and description, unless someone
+  changed it since (then it is left alone, and the notice says so), so a bad model never blocks later
+  deploys. Either way the ledger records it, people are notified and the lock is released.
 * ``give_up``: the workflow waited too long (``phase``: ``acquire`` or ``settle``); records, notifies and
   releases the lock. After ``acquire`` nothing was written; after ``settle`` the stack is still updating
   and the pointer is left as written.
@@ -39,19 +43,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 import boto3
+import deploy_lock
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import ClientError
+from endpoint_check import StackMissing, check_stack
 from model_promotion import (
     PromotionRefused,
     describe_package,
     find_pointer,
     ledger_item,
+    newer_package,
     pointer_description,
     put_once,
 )
 
-READY, BUSY, BLOCKED, WITHDRAWN = "ready", "busy", "blocked", "withdrawn"
+READY, BUSY, BLOCKED, WITHDRAWN, SUPERSEDED = "ready", "busy", "blocked", "withdrawn", "superseded"
 DEPLOYED, REVERTED, ABANDONED, UNSETTLED = "deployed", "reverted", "abandoned", "unsettled"
 # Stack states an update can start from; any *_IN_PROGRESS is busy; the rest need a person.
 UPDATABLE = frozenset(
@@ -68,6 +75,7 @@ METRICS = {
     REVERTED: "PromotionsReverted",
     BLOCKED: "PromotionsBlocked",
     WITHDRAWN: "PromotionsWithdrawn",
+    SUPERSEDED: "PromotionsSuperseded",
     ABANDONED: "PromotionsAbandoned",
     UNSETTLED: "PromotionsUnsettled",
 }
@@ -124,7 +132,11 @@ class Settings:
 
     @property
     def lock_key(self) -> dict[str, dict[str, str]]:
-        return {"pk": {"S": f"LOCK#{self.stack_name}"}, "sk": {"S": "LOCK"}}
+        return deploy_lock.lock_key(self.stack_name)
+
+    def endpoint_name(self, key: str) -> str:
+        """``<project>-<env>-<key>``: the endpoint's contract name (config/naming.py, ``Names.resource``)."""
+        return f"{self.prefix}-{key}"
 
 
 def utc_now() -> datetime:
@@ -138,11 +150,6 @@ def iso(moment: datetime) -> str:
 def change_set_name(execution: str) -> str:
     """The change set the build creates: starts with a letter, at most 128 of ``[A-Za-z0-9-]``."""
     return f"promotion-{execution}"[:128]
-
-
-def plain(item: Mapping[str, Any] | None) -> dict[str, str]:
-    """A DynamoDB item's string and number attributes as Python strings."""
-    return {key: next(iter(value.values())) for key, value in (item or {}).items() if set(value) & {"S", "N"}}
 
 
 class Steps:
@@ -170,7 +177,7 @@ class Steps:
     def acquire(self, request: Request, execution: str) -> dict[str, Any]:
         holder = self.lock(request, execution)
         if holder is not None:
-            return {"status": BUSY, "reason": f"promotion {holder} holds the deployment lock"}
+            return {"status": BUSY, "reason": f"the deployment lock is held by {holder}"}
         try:
             status = describe_package(self.sagemaker, request.package_arn).get("ModelApprovalStatus")
         except PromotionRefused as refusal:
@@ -179,6 +186,15 @@ class Steps:
             reason = f"model package {request.package_arn} is {status} now, no longer Approved"
         if status != "Approved":
             return self.conclude(request, execution, WITHDRAWN, reason, release=True)
+        # Under the lock, so that nothing writes the pointer between this reading and this execution's write.
+        newer = newer_package(find_pointer(self.ssm, request.pointer), request.package_arn)
+        if newer is not None:
+            reason = (
+                f"the pointer {request.pointer} already names {newer}, a newer version than {request.package_arn}; "
+                "an older package never overwrites a newer one (approvals can arrive in any order), so nothing "
+                "was written"
+            )
+            return self.conclude(request, execution, SUPERSEDED, reason, release=True)
 
         stack = self.stack()
         if stack is None:
@@ -233,19 +249,28 @@ class Steps:
             ),
             None,
         )
-        if state in APPLIED and resolved == request.model_data:
+        applied = state in APPLIED and resolved == request.model_data
+        problems = self.endpoint_problems(request) if applied else []
+        if applied and not problems:
             return self.conclude(
                 request,
                 execution,
                 DEPLOYED,
                 f"stack {self.settings.stack_name} is {state} and variant {request.variant} of endpoint "
-                f"{request.endpoint} serves {request.model_data}",
+                f"{request.endpoint} serves {request.model_data}: the endpoint runs the endpoint config and "
+                "models the stack deployed",
                 release=True,
             )
         cause = self.cause(build)
         stack_reason = (stack or {}).get("StackStatusReason")
         why = f"stack {self.settings.stack_name} is {state}" + (f" ({stack_reason})" if stack_reason else "")
-        if state in APPLIED:
+        if problems:
+            why += (
+                f" and resolved the pointer to {request.model_data}, but the endpoint does not run what it "
+                f"deployed: {'; '.join(problems)}; the next deploy of the stack, with the pointer restored, "
+                "brings the two together again"
+            )
+        elif state in APPLIED:
             why += f"; it resolved the pointer to {resolved}, not {request.model_data}"
         if cause:
             why += f"; the deploy failed: {cause}"
@@ -268,42 +293,21 @@ class Steps:
     # -- the lock -------------------------------------------------------------------------------
 
     def lock(self, request: Request, execution: str) -> str | None:
-        """Take (or keep) the deployment lock; the holder's name when another execution has it."""
-        now = int(self.clock().timestamp())
-        try:
-            self.dynamodb.update_item(
-                TableName=self.settings.ledger_table,
-                Key=self.settings.lock_key,
-                UpdateExpression=(
-                    "SET #owner = :me, expires_at = :expires, package_arn = :package, endpoint = :endpoint, "
-                    "pointer = :pointer, acquired_at = if_not_exists(acquired_at, :at)"
-                ),
-                ConditionExpression="attribute_not_exists(pk) OR #owner = :me OR expires_at < :now",
-                ExpressionAttributeNames={"#owner": "owner"},
-                ExpressionAttributeValues={
-                    ":me": {"S": execution},
-                    ":expires": {"N": str(now + self.settings.lock_seconds)},
-                    ":now": {"N": str(now)},
-                    ":package": {"S": request.package_arn},
-                    ":endpoint": {"S": request.endpoint},
-                    ":pointer": {"S": request.pointer},
-                    ":at": {"S": iso(self.clock())},
-                },
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
-            return plain(error.response.get("Item")).get("owner", "another execution")
-        return None
+        """Take (or keep) the deployment lock; who holds it when someone else does."""
+        holder = deploy_lock.take(
+            self.dynamodb,
+            self.settings.ledger_table,
+            self.settings.stack_name,
+            owner=execution,
+            now=self.clock(),
+            seconds=self.settings.lock_seconds,
+            fields={"package_arn": request.package_arn, "endpoint": request.endpoint, "pointer": request.pointer},
+        )
+        return deploy_lock.held_by(holder) if holder is not None else None
 
     def keep_previous(self, request: Request, execution: str) -> dict[str, str]:
         """The lock item, with the pointer's value and description before this execution wrote it (kept once)."""
-        lock = plain(
-            self.dynamodb.get_item(
-                TableName=self.settings.ledger_table, Key=self.settings.lock_key, ConsistentRead=True
-            ).get("Item")
-        )
+        lock = deploy_lock.read(self.dynamodb, self.settings.ledger_table, self.settings.stack_name)
         if lock.get("owner") == execution and "written" in lock:
             return lock  # a retried acquire: the value kept first is the one to restore
         current = find_pointer(self.ssm, request.pointer)
@@ -331,25 +335,11 @@ class Steps:
         }
 
     def release(self, execution: str) -> None:
-        try:
-            self.dynamodb.delete_item(
-                TableName=self.settings.ledger_table,
-                Key=self.settings.lock_key,
-                ConditionExpression="#owner = :me",
-                ExpressionAttributeNames={"#owner": "owner"},
-                ExpressionAttributeValues={":me": {"S": execution}},
-            )
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise  # not ours (any more): nothing to release
+        deploy_lock.release(self.dynamodb, self.settings.ledger_table, self.settings.stack_name, execution)
 
     def revert(self, request: Request, execution: str) -> str:
         """Return the pointer to the value this execution kept, if it wrote it and nobody changed it since."""
-        lock = plain(
-            self.dynamodb.get_item(
-                TableName=self.settings.ledger_table, Key=self.settings.lock_key, ConsistentRead=True
-            ).get("Item")
-        )
+        lock = deploy_lock.read(self.dynamodb, self.settings.ledger_table, self.settings.stack_name)
         if lock.get("owner") != execution or "written" not in lock:
             return "was not written by this promotion"
         current = find_pointer(self.ssm, request.pointer)
@@ -376,6 +366,15 @@ class Steps:
                 return None
             raise
         return stacks[0] if stacks else None
+
+    def endpoint_problems(self, request: Request) -> list[str]:
+        """How the request's endpoint differs from what the Serving stack deployed (endpoint_check.py)."""
+        name = self.settings.endpoint_name(request.endpoint)
+        try:
+            found = check_stack(self.cloudformation, self.sagemaker, self.settings.stack_name, [name])
+        except StackMissing as missing:
+            return [str(missing)]
+        return found.get(name, [])
 
     @staticmethod
     def cause(build: Any) -> str | None:
@@ -428,7 +427,9 @@ class Steps:
             lines.insert(
                 2, f"It serves {request.share:g}% of the endpoint's traffic (the variant's configured weight)."
             )
-        if outcome in (REVERTED, BLOCKED, ABANDONED, UNSETTLED):
+        if outcome == SUPERSEDED:
+            lines += ["", 'Nothing to do: the variant keeps the newer model (docs/approval-path.md, "In order").']
+        elif outcome in (REVERTED, BLOCKED, ABANDONED, UNSETTLED):
             lines += ["", 'What to do: docs/approval-path.md, "When a promotion fails".']
         self.sns.publish(
             TopicArn=self.settings.topic_arn,

@@ -107,6 +107,20 @@ def package_version(package_arn: str) -> tuple[str, int] | None:
     return (match["group"], int(match["version"])) if match else None
 
 
+def newer_package(pointer: Pointer | None, package_arn: str) -> str | None:
+    """The package a pointer names when it is a newer version of ``package_arn``'s group; else None.
+
+    Approvals reach the approval path in any order (EventBridge retries an event for hours), and the
+    deployment lock only serializes them: a package older than the one a pointer already names must
+    never overwrite it. Another group's package, or a pointer that names none, is no reason to stop.
+    """
+    named = pointer.package_arn if pointer is not None else None
+    theirs, ours = (package_version(named) if named else None), package_version(package_arn)
+    if named and theirs and ours and theirs[0] == ours[0] and theirs[1] > ours[1]:
+        return named
+    return None
+
+
 def describe_package(sagemaker: Any, package_arn: str) -> dict[str, Any]:
     """DescribeModelPackage, with "no such package" as a refusal; other AWS failures raise."""
     try:

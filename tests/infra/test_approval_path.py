@@ -155,7 +155,12 @@ def test_the_deployment_function_reads_the_serving_stack_and_writes_only_declare
     names = Names(project="mlops", environment=settings.name)
 
     [describe] = [s for s in found if s.get("Sid") == "ReadServingStack"]
-    assert actions_of(describe) == ["cloudformation:DescribeStacks"]
+    # DescribeStacks to settle; the rest is the endpoint check (lambda/approval/endpoint_check.py).
+    assert sorted(actions_of(describe)) == [
+        "cloudformation:DescribeStacks",
+        "cloudformation:GetTemplate",
+        "cloudformation:ListStackResources",
+    ]
     assert rendered(describe["Resource"]).endswith(f":stack/{settings.name}-Serving/*")
     [pointers] = [s for s in found if s.get("Sid") == "WriteDeclaredPointers"]
     written = sorted(rendered(r).split(":parameter", 1)[1] for r in resources_of(pointers))
@@ -310,6 +315,14 @@ def test_the_workflow_waits_while_the_stack_is_busy_then_deploys(resources):
     assert any(next_ == "Deploy" and "ready" in key for key, next_ in choices.items())
     assert states["Acquired"]["Default"] == "Blocked"
     assert states["GiveUpWaitingForStack"]["Next"] == "StackStayedBusy"
+
+
+def test_a_superseded_promotion_ends_the_workflow_without_deploying(resources):
+    states = workflow(resources)
+
+    [superseded] = [c for c in states["Acquired"]["Choices"] if c.get("StringEquals") == "superseded"]
+    assert superseded["Variable"] == "$.acquire.status"
+    assert states[superseded["Next"]]["Type"] == "Succeed"
 
 
 def test_the_deploy_is_a_codebuild_build_that_the_workflow_waits_for(resources):

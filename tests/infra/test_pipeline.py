@@ -336,7 +336,9 @@ def test_the_smoke_test_runs_last_in_staging_with_the_stacks_outputs(resources, 
     # The smoke test reads the repository (config/pipelines, data/example): its input is the source.
     assert smoke["InputArtifacts"] == action(resources, "Build", "Synth")["InputArtifacts"]
     for dev_or_prod in ("dev", "prod"):
-        assert all(item["ActionTypeId"]["Category"] == "Deploy" for item in stage(resources, dev_or_prod)["Actions"])
+        names = [item["Name"] for item in stage(resources, dev_or_prod)["Actions"]]
+        assert "SmokeTest" not in names
+        assert all(name.endswith(".Prepare") or name.endswith(".Deploy") or name == "DeployCheck" for name in names)
 
 
 def test_the_smoke_test_build_may_assume_only_stagings_smoke_test_role(resources):
@@ -389,11 +391,17 @@ def test_staging_trusts_only_the_smoke_test_build_and_lets_it_score_and_train(sy
 
 
 @pytest.mark.parametrize("environment", ["dev", "prod"])
-def test_other_environments_grant_the_pipeline_nothing(synthesized, environment):
-    text = json.dumps(stack_template(synthesized, environment, "serving"))
+def test_other_environments_grant_the_pipeline_only_their_deploy_check(synthesized, environment):
+    resources = stack_template(synthesized, environment, "serving")["Resources"]
+    trusting = [
+        role["Properties"]["RoleName"]
+        for role in of_type(resources, "AWS::IAM::Role").values()
+        if "000000000000" in json.dumps(role["Properties"]["AssumeRolePolicyDocument"])
+    ]
 
-    assert "smoke-test" not in text
-    assert "000000000000" not in text
+    assert "smoke-test" not in json.dumps(resources)
+    # Read-only access to its own endpoints (tests/infra/test_deploy_check.py checks what it may read).
+    assert trusting == [f"mlops-{environment}-deploy-check"]
 
 
 def test_a_subset_of_environments_builds_no_pipeline_but_staging_keeps_the_smoke_test_role(platform_config):

@@ -317,6 +317,16 @@ EXPECTED_ACKNOWLEDGMENTS["Monitoring/ApprovalPath/DeploymentFunctionRole/Default
     "AwsSolutions-IAM5[Resource::<ApprovalPathDeploymentFunctionLogsF510F2F8.Arn>:*]",
     "AwsSolutions-IAM5[Resource::arn:aws:sagemaker:eu-west-1:{account}:model-package/mlops-{env}-*/*]",
     "AwsSolutions-IAM5[Resource::arn:aws:cloudformation:eu-west-1:{account}:stack/{env}-Serving/*]",
+    # The endpoint check (mlops_constructs/deploy_check.py): CloudFormation names the endpoint configs.
+    "AwsSolutions-IAM5[Resource::arn:aws:sagemaker:eu-west-1:{account}:endpoint-config/*]",
+}
+# The delivery pipeline's deploy check (mlops_constructs/deploy_check.py), in every environment: the
+# Serving stack's ARN ends in an id, CloudFormation names the endpoint configs, and
+# DescribeScalableTargets has no resource-level permissions.
+EXPECTED_ACKNOWLEDGMENTS["Serving/DeployCheckAccess/Role/DefaultPolicy"] = {
+    "AwsSolutions-IAM5[Resource::*]",
+    "AwsSolutions-IAM5[Resource::arn:aws:cloudformation:eu-west-1:{account}:stack/{env}-Serving/*]",
+    "AwsSolutions-IAM5[Resource::arn:aws:sagemaker:eu-west-1:{account}:endpoint-config/*]",
 }
 EXPECTED_ACKNOWLEDGMENTS["Monitoring/ApprovalPath/DeployRole/DefaultPolicy"] = {
     "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
@@ -407,6 +417,16 @@ EXPECTED_PIPELINE_ACKNOWLEDGMENTS = {
         | PIPELINE_ARTIFACT_KEY
         | pipeline_project_grants("DeliveryPipelinestagingSmokeTestC1292500")
     ),
+    **{
+        f"Pipeline/Delivery/DeployCheckRole{environment.capitalize()}/DefaultPolicy": (
+            PIPELINE_ARTIFACT_GRANTS | PIPELINE_ARTIFACT_KEY | pipeline_project_grants(project)
+        )
+        for environment, project in (
+            ("dev", "DeliveryPipelinedevDeployCheck4AC062E5"),
+            ("staging", "DeliveryPipelinestagingDeployCheck38814CB8"),
+            ("prod", "DeliveryPipelineprodDeployCheck81F44835"),
+        )
+    },
     "staging/Serving/SmokeTestAccess/Role/DefaultPolicy": {
         "AwsSolutions-IAM5[Resource::arn:aws:states:eu-west-1:222222222222:execution:"
         '{"Fn::GetStackOutput":{"StackName":"staging-Training","Region":"eu-west-1",'

@@ -11,9 +11,9 @@ from aws_cdk.assertions import Annotations, Match
 
 from config import load_config
 from config.naming import Names
-from scripts import record_variants
 from tests.conftest import ROOT
 from tests.infra.test_training import HASH_TAG, function_environment, of_type, rendered
+from tests.live_endpoints import record_as_deployed
 from tests.synth import synthesize
 from tests.unit.test_serving_config import with_challenger
 
@@ -289,7 +289,7 @@ def scenario(tmp_path_factory):
     config_dir = tmp_path_factory.mktemp("config") / "config"
     shutil.copytree(ROOT / "config", config_dir, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
     with_challenger(config_dir)
-    record_variants.record(config_dir, "dev")
+    record_as_deployed(config_dir, "dev")  # make record-variants' code, on endpoints deployed as config says
     plain = synthesize(load_config(config_dir, selected_environments="dev"), tmp_path_factory.mktemp("plain"))
     shifted = synthesize(
         load_config(config_dir, selected_environments="dev", variant_weights=WEIGHTS),

@@ -1,12 +1,15 @@
 """The deployment workflow's steps (lambda/approval/deployment.py): lock, wait, write, judge, restore.
 
 SSM (the pointer and its history), DynamoDB (the lock and the ledger) and SNS are moto's; CloudFormation
-and SageMaker are botocore Stubbers, so each test says exactly what the stack and the package look like,
-and a step that asks for more than that fails.
+and SageMaker are botocore Stubbers, so each test says exactly what the stack, the package and the live
+endpoint look like, and a step that asks for more than that fails. The template the endpoint check reads
+has the shape mlops_constructs/endpoint.py synthesizes (tests/infra/test_deploy_check.py runs the same
+check on the synthesized template itself).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -50,6 +53,44 @@ REQUEST = {
     "share": 10.0,
 }
 STACK_ID = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{STACK}/0a1b2c3d"
+ENDPOINT_NAME = "mlops-dev-churn"
+SAGEMAKER_ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}"
+# The Serving stack's endpoint as mlops_constructs/endpoint.py declares it: the endpoint names its
+# config, the config names each variant's model (Fn::GetAtt), CloudFormation names config and models.
+TEMPLATE = {
+    "Resources": {
+        "ChurnEndpointChampionModel1A": {"Type": "AWS::SageMaker::Model", "Properties": {}},
+        "ChurnEndpointChallengerModel2B": {"Type": "AWS::SageMaker::Model", "Properties": {}},
+        "ChurnEndpointConfig3C": {
+            "Type": "AWS::SageMaker::EndpointConfig",
+            "Properties": {
+                "ProductionVariants": [
+                    {"VariantName": name, "ModelName": {"Fn::GetAtt": [model, "ModelName"]}}
+                    for name, model in (
+                        ("Champion", "ChurnEndpointChampionModel1A"),
+                        ("Challenger", "ChurnEndpointChallengerModel2B"),
+                    )
+                ]
+            },
+        },
+        "ChurnEndpoint4D": {
+            "Type": "AWS::SageMaker::Endpoint",
+            "Properties": {
+                "EndpointName": ENDPOINT_NAME,
+                "EndpointConfigName": {"Fn::GetAtt": ["ChurnEndpointConfig3C", "EndpointConfigName"]},
+            },
+        },
+    }
+}
+# What the deploy made: a new config and a new Challenger model (the Champion's is unchanged).
+DEPLOYED = {
+    "ChurnEndpointChampionModel1A": f"{SAGEMAKER_ARN}:model/championmodel-old",
+    "ChurnEndpointChallengerModel2B": f"{SAGEMAKER_ARN}:model/challengermodel-new",
+    "ChurnEndpointConfig3C": f"{SAGEMAKER_ARN}:endpoint-config/churnendpointconfig-new",
+    "ChurnEndpoint4D": f"{SAGEMAKER_ARN}:endpoint/{ENDPOINT_NAME}",
+}
+NEW_CONFIG = {"Champion": "ChampionModel-old", "Challenger": "ChallengerModel-new"}
+OLD_CONFIG = {"Champion": "ChampionModel-old", "Challenger": "ChallengerModel-old"}
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +171,57 @@ class World:
         }
         self.cfn_stub.add_response("describe_stacks", {"Stacks": [stack]}, {"StackName": STACK})
 
+    def endpoint(
+        self,
+        config: str = "ChurnEndpointConfig-new",
+        variants: dict[str, str] | None = None,
+        status: str = "InService",
+        reason: str | None = None,
+    ) -> None:
+        """The stack's template and resources, and the live endpoint running ``config`` with ``variants``."""
+        self.cfn_stub.add_response(
+            "get_template",
+            {"TemplateBody": json.dumps(TEMPLATE)},
+            {"StackName": STACK, "TemplateStage": "Original"},
+        )
+        summaries = [
+            {
+                "LogicalResourceId": logical,
+                "PhysicalResourceId": physical,
+                "ResourceType": TEMPLATE["Resources"][logical]["Type"],
+                "LastUpdatedTimestamp": NOW,
+                "ResourceStatus": "UPDATE_COMPLETE",
+            }
+            for logical, physical in DEPLOYED.items()
+        ]
+        self.cfn_stub.add_response("list_stack_resources", {"StackResourceSummaries": summaries}, {"StackName": STACK})
+        self.sagemaker_stub.add_response(
+            "describe_endpoint",
+            {
+                "EndpointName": ENDPOINT_NAME,
+                "EndpointArn": DEPLOYED["ChurnEndpoint4D"],
+                "EndpointConfigName": config,
+                "EndpointStatus": status,
+                **({"FailureReason": reason} if reason else {}),
+                "CreationTime": NOW,
+                "LastModifiedTime": NOW,
+            },
+            {"EndpointName": ENDPOINT_NAME},
+        )
+        self.sagemaker_stub.add_response(
+            "describe_endpoint_config",
+            {
+                "EndpointConfigName": config,
+                "EndpointConfigArn": f"{SAGEMAKER_ARN}:endpoint-config/{config.lower()}",
+                "ProductionVariants": [
+                    {"VariantName": name, "ModelName": model, "InstanceType": "ml.c5.large"}
+                    for name, model in (variants or NEW_CONFIG).items()
+                ],
+                "CreationTime": NOW,
+            },
+            {"EndpointConfigName": config},
+        )
+
     def no_stack(self) -> None:
         self.cfn_stub.add_client_error(
             "describe_stacks",
@@ -207,7 +299,10 @@ def test_another_promotion_holding_the_lock_makes_the_workflow_wait_without_read
 
     result = world.run("acquire")  # no stack or package response stubbed: none may be asked for
 
-    assert result == {"status": "busy", "reason": "promotion other-v1-ffffffffffff holds the deployment lock"}
+    assert result == {
+        "status": "busy",
+        "reason": "the deployment lock is held by other-v1-ffffffffffff (until 2026-11-24T12:10:00.000Z at the latest)",
+    }
     assert world.pointer() == UNTOUCHED
     assert world.lock()["owner"] == "other-v1-ffffffffffff"
 
@@ -306,6 +401,7 @@ def acquired(world: World) -> None:
 def test_a_deploy_that_serves_the_model_is_recorded_and_announced(world):
     acquired(world)
     world.stack("UPDATE_COMPLETE", resolved=MODEL_DATA)
+    world.endpoint()  # the endpoint runs the config and models the stack deployed
 
     result = world.run("settle", build={"id": "build-1", "status": "SUCCEEDED"})
 
@@ -317,6 +413,96 @@ def test_a_deploy_that_serves_the_model_is_recorded_and_announced(world):
     [(subject, message)] = world.notices()
     assert subject == "[mlops-dev] acme/xgboost to churn/Challenger: deployed"
     assert "It serves 10% of the endpoint's traffic" in message
+
+
+NOT_RUNNING = {
+    "a guardrail rolled the endpoint back to its old config": (
+        {"config": "ChurnEndpointConfig-old", "variants": OLD_CONFIG},
+        [
+            "runs endpoint config ChurnEndpointConfig-old, not churnendpointconfig-new that the stack deployed",
+            "variant Challenger of endpoint mlops-dev-churn runs model ChallengerModel-old, not "
+            "challengermodel-new that the stack deployed",
+        ],
+    ),
+    "a variant runs another model": (
+        {"variants": {"Champion": "ChampionModel-old", "Challenger": "SomeoneElsesModel"}},
+        ["variant Challenger of endpoint mlops-dev-churn runs model SomeoneElsesModel, not challengermodel-new"],
+    ),
+    "the variants differ": (
+        {"variants": {"Champion": "ChampionModel-old"}},
+        ["serves the variants Champion, not Challenger, Champion as deployed"],
+    ),
+    "the endpoint failed": (
+        {"status": "Failed", "reason": "The primary container did not pass the ping health check"},
+        ["endpoint mlops-dev-churn is Failed (The primary container did not pass the ping health check)"],
+    ),
+}
+
+
+@pytest.mark.parametrize(("live", "problems"), NOT_RUNNING.values(), ids=NOT_RUNNING.keys())
+def test_a_complete_stack_whose_endpoint_does_not_run_the_deploy_is_a_failure(world, live, problems):
+    # CloudFormation reports UPDATE_COMPLETE and resolved the pointer, but the endpoint is not on the
+    # deployed config (SageMaker's guardrails roll back to the old endpoint and return it to InService).
+    acquired(world)
+    world.stack("UPDATE_COMPLETE", resolved=MODEL_DATA)
+    world.endpoint(**live)
+
+    result = world.run("settle", build={"id": "build-1", "status": "SUCCEEDED"})
+
+    assert result["status"] == "reverted"
+    assert world.pointer() == (OLD_DATA, OLD_DESCRIPTION, 4)  # restored
+    assert world.lock() is None
+    [record] = world.records()
+    assert (record["decision"], record["sk"]) == ("reverted", f"EXECUTION#{EXECUTION}#reverted")
+    [(subject, message)] = world.notices()
+    assert subject.endswith(": reverted")
+    assert "the endpoint does not run what it deployed" in message
+    for problem in problems:
+        assert problem in message
+        assert problem in record["reason"]
+    assert f"the pointer was restored to {OLD_DATA}" in message
+
+
+def test_an_older_package_than_the_pointer_names_is_superseded_and_nothing_is_written(world):
+    newer = f"{PACKAGE_ARN[:-1]}4"
+    world.ssm.put_parameter(
+        Name=POINTER,
+        Value="s3://newer/model.tar.gz",
+        Type="String",
+        Overwrite=True,
+        Description=f"model package {newer}",
+    )
+    world.package()
+
+    result = world.run("acquire")  # no stack response stubbed: superseded before the stack is read
+
+    assert result["status"] == "superseded"
+    assert world.pointer() == ("s3://newer/model.tar.gz", f"model package {newer}", 3)
+    assert world.lock() is None
+    [record] = world.records()
+    assert (record["decision"], record["sk"]) == ("superseded", f"EXECUTION#{EXECUTION}#superseded")
+    assert f"already names {newer}, a newer version than {PACKAGE_ARN}" in record["reason"]
+    [(subject, message)] = world.notices()
+    assert subject == "[mlops-dev] acme/xgboost to churn/Challenger: superseded"
+    assert "Nothing to do: the variant keeps the newer model" in message
+
+
+@pytest.mark.parametrize(
+    "description",
+    [
+        f"model package {PACKAGE_ARN[:-1]}2",
+        "model package arn:aws:sagemaker:eu-west-1:123456789012:model-package/mlops-dev-acme-linear/9",
+        "restored by the approval path after a failed deployment",
+    ],
+    ids=["an older version", "another group's package", "no package"],
+)
+def test_a_pointer_naming_no_newer_version_of_the_group_is_written(world, description):
+    world.ssm.put_parameter(Name=POINTER, Value=OLD_DATA, Type="String", Overwrite=True, Description=description)
+    world.package()
+    world.stack("UPDATE_COMPLETE")
+
+    assert world.run("acquire")["status"] == "ready"
+    assert world.pointer()[0] == MODEL_DATA
 
 
 def test_a_failed_deploy_restores_the_pointer_and_tells_people_why(world):
@@ -341,6 +527,7 @@ def test_a_build_that_failed_while_someone_else_deployed_the_pointer_is_a_succes
     # The change set could not run (a pipeline deploy was under way), but that deploy re-read the pointer.
     acquired(world)
     world.stack("UPDATE_COMPLETE", resolved=MODEL_DATA)
+    world.endpoint()
 
     result = world.run("settle", build={"Error": "States.TaskFailed", "Cause": "stack is in UPDATE_IN_PROGRESS"})
 

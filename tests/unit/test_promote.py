@@ -39,6 +39,7 @@ ARTIFACTS = "artifacts-zone"
 GROUP = "mlops-dev-acme-xgboost"
 PACKAGE_ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{GROUP}/3"
 POINTER = "/mlops/dev/models/churn/Champion"
+LEDGER = "promote-ledger"  # the run ledger; its deployment lock is the workflow's (lambda/approval/deploy_lock.py)
 RUN = "artifacts/runs/acme/run-1"
 SCHEMA_KEY = f"{RUN}/evaluation/feature-schema.json"
 EVALUATION_KEY = f"{RUN}/evaluation/xgboost.json"
@@ -165,8 +166,9 @@ class World:
         self.put(SCHEMA_KEY, self.schema)
         self.put(BASELINE_KEY, BASELINE)
         self.evaluation("xgboost")
-        # Foundation creates each pointer once, with the sentinel.
+        # Foundation creates each pointer once, with the sentinel, and the run ledger.
         self.ssm.put_parameter(Name=POINTER, Value="example", Type="String", Description="the example model")
+        create_ledger_table(LEDGER, REGION)
 
     def put(self, key: str, body: bytes) -> None:
         self.s3.put_object(Bucket=ARTIFACTS, Key=key, Body=body)
@@ -481,6 +483,8 @@ def arguments(endpoint: str = "churn", variant: str = "Champion", *extra: str) -
         variant,
         "--model-package",
         PACKAGE_ARN,
+        "--ledger-table",
+        LEDGER,
         *extra,
     ]
 
@@ -588,7 +592,6 @@ def test_the_checks_are_one_module_shared_with_the_approval_lambda():
 # --promote-challenger, --rollback and the ledger record
 
 CHALLENGER_POINTER = "/mlops/dev/models/churn/Challenger"
-LEDGER = "promote-ledger"
 
 
 def challenger_names(world: World, value: str = MODEL_DATA, arn: str = PACKAGE_ARN) -> None:
@@ -605,7 +608,7 @@ def test_promote_challenger_gives_the_champion_the_challenger_s_model_after_the_
 
     with world.stub:
         code = main(
-            ["--environment", "dev", "--endpoint", "churn", "--promote-challenger"],
+            ["--environment", "dev", "--endpoint", "churn", "--promote-challenger", "--ledger-table", LEDGER],
             config=configuration(),
             clients=world.clients(),
         )
@@ -624,7 +627,7 @@ def test_promote_challenger_refuses_a_challenger_that_serves_the_example_model(w
 
     with world.stub:  # no SageMaker call expected
         code = main(
-            ["--environment", "dev", "--endpoint", "churn", "--promote-challenger"],
+            ["--environment", "dev", "--endpoint", "churn", "--promote-challenger", "--ledger-table", LEDGER],
             config=configuration(),
             clients=world.clients(),
         )
@@ -640,7 +643,7 @@ def test_promote_challenger_refuses_a_pointer_whose_value_is_not_its_package_s_a
 
     with world.stub:
         code = main(
-            ["--environment", "dev", "--endpoint", "churn", "--promote-challenger"],
+            ["--environment", "dev", "--endpoint", "churn", "--promote-challenger", "--ledger-table", LEDGER],
             config=configuration(),
             clients=world.clients(),
         )
@@ -659,7 +662,7 @@ def test_promote_challenger_checks_the_package_against_the_champion_s_flavour(wo
 
     with world.stub:
         code = main(
-            ["--environment", "dev", "--endpoint", "churn", "--promote-challenger"],
+            ["--environment", "dev", "--endpoint", "churn", "--promote-challenger", "--ledger-table", LEDGER],
             config=configuration(),
             clients=world.clients(),
         )
@@ -689,7 +692,9 @@ def test_rollback_returns_the_pointer_to_its_previous_model_with_its_lineage(wor
     with world.stub:
         assert main(arguments(), config=configuration(), clients=world.clients()) == 0
 
-    code = main([*arguments()[:6], "--rollback"], config=configuration(), clients=world.clients())
+    code = main(
+        [*arguments()[:6], "--rollback", "--ledger-table", LEDGER], config=configuration(), clients=world.clients()
+    )
 
     out = capsys.readouterr().out
     assert code == 0, out
@@ -708,7 +713,9 @@ def test_rollback_skips_versions_with_the_same_value(world):
 
 
 def test_rollback_refuses_a_pointer_without_an_earlier_model(world, capsys):
-    code = main([*arguments()[:6], "--rollback"], config=configuration(), clients=world.clients())
+    code = main(
+        [*arguments()[:6], "--rollback", "--ledger-table", LEDGER], config=configuration(), clients=world.clients()
+    )
 
     assert code == 1
     assert "there is nothing to roll back to" in capsys.readouterr().err
@@ -727,7 +734,11 @@ def test_a_dry_run_rollback_writes_nothing(world):
 def test_rolling_back_the_challenger_prints_the_weights_that_take_it_out_of_traffic(world, capsys):
     challenger_names(world)
 
-    code = main([*arguments("churn", "Challenger")[:6], "--rollback"], config=configuration(), clients=world.clients())
+    code = main(
+        [*arguments("churn", "Challenger")[:6], "--rollback", "--ledger-table", LEDGER],
+        config=configuration(),
+        clients=world.clients(),
+    )
 
     out = capsys.readouterr().out
     assert code == 0, out
@@ -735,12 +746,11 @@ def test_rolling_back_the_challenger_prints_the_weights_that_take_it_out_of_traf
     assert """{"dev": {"churn": {"Champion": 90, "Challenger": 0}}}""" in out
 
 
-def test_the_change_is_recorded_in_the_ledger_when_the_table_is_given(world, capsys):
-    create_ledger_table(LEDGER, REGION)
+def test_the_change_is_recorded_in_the_ledger(world, capsys):
     world.describes(package(world.schema))
 
     with world.stub:
-        code = main([*arguments(), "--ledger-table", LEDGER], config=configuration(), clients=world.clients())
+        code = main(arguments(), config=configuration(), clients=world.clients())
 
     assert code == 0, capsys.readouterr().err
     [item] = boto3.resource("dynamodb", region_name=REGION).Table(LEDGER).scan()["Items"]
@@ -750,3 +760,113 @@ def test_the_change_is_recorded_in_the_ledger_when_the_table_is_given(world, cap
     assert item["by"].startswith("arn:aws:")  # who, from STS
     assert (item["gsi1pk"], item["gsi1sk"].split("#")[0]) == ("TENANT#acme", "PROMOTION")
     assert f"recorded in:   {LEDGER} (PROMOTION#churn)" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------------
+# Order and the deployment lock (tests/unit/test_approval_order.py races the command with the workflow)
+
+NEWER_ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{GROUP}/4"
+NEWER_DATA = f"s3://{ARTIFACTS}/artifacts/runs/acme/run-4/models/job/output/model.tar.gz"
+
+
+def newer_promoted(world: World) -> None:
+    world.ssm.put_parameter(
+        Name=POINTER, Value=NEWER_DATA, Type="String", Overwrite=True, Description=f"model package {NEWER_ARN}"
+    )
+
+
+def test_an_older_package_than_the_pointer_names_is_refused(world, capsys):
+    newer_promoted(world)
+    world.describes(package(world.schema))
+
+    with world.stub:
+        code = main(arguments(), config=configuration(), clients=world.clients())
+
+    assert code == 1
+    error = capsys.readouterr().err
+    assert f"names {NEWER_ARN}, a newer version than {PACKAGE_ARN}" in error
+    assert "--allow-older" in error
+    assert world.pointer() == (NEWER_DATA, 2, f"model package {NEWER_ARN}")
+
+
+def test_an_older_package_is_written_when_the_person_means_it(world):
+    newer_promoted(world)
+    world.describes(package(world.schema))
+
+    with world.stub:
+        code = main(arguments("churn", "Champion", "--allow-older"), config=configuration(), clients=world.clients())
+
+    assert code == 0
+    assert world.pointer() == (MODEL_DATA, 3, f"model package {PACKAGE_ARN}")
+
+
+def lock_item(world: World) -> dict[str, Any] | None:
+    key = {"pk": {"S": "LOCK#dev-Serving"}, "sk": {"S": "LOCK"}}
+    return world.dynamodb.get_item(TableName=LEDGER, Key=key).get("Item")
+
+
+def test_the_lock_is_released_whether_the_promotion_is_written_or_refused(world):
+    world.describes(package(world.schema, ModelApprovalStatus="Rejected"))
+    with world.stub:
+        assert main(arguments(), config=configuration(), clients=world.clients()) == 1
+    assert lock_item(world) is None
+
+    world.describes(package(world.schema))
+    with world.stub:
+        assert main(arguments(), config=configuration(), clients=world.clients()) == 0
+    assert lock_item(world) is None
+
+
+def test_a_lock_held_by_another_writer_refuses_the_promotion(world, capsys):
+    world.dynamodb.put_item(
+        TableName=LEDGER,
+        Item={
+            "pk": {"S": "LOCK#dev-Serving"},
+            "sk": {"S": "LOCK"},
+            "owner": {"S": "churn-v4-0123456789ab"},
+            "expires_at": {"N": str(int(datetime.now(UTC).timestamp()) + 600)},
+        },
+    )
+
+    with world.stub:  # refused before any check: no SageMaker call
+        code = main(arguments(), config=configuration(), clients=world.clients())
+
+    assert code == 1
+    assert "the deployment lock of dev-Serving is held by churn-v4-0123456789ab (until " in capsys.readouterr().err
+    assert world.pointer() == UNTOUCHED
+    assert lock_item(world)["owner"] == {"S": "churn-v4-0123456789ab"}
+
+
+def test_without_a_table_the_ledger_is_the_foundation_stack_s(world, capsys):
+    cloudformation = boto3.client("cloudformation", region_name=REGION)
+    stubbed = Stubber(cloudformation)
+    stubbed.add_response(
+        "describe_stacks",
+        {
+            "Stacks": [
+                {
+                    "StackName": "dev-Foundation",
+                    "CreationTime": datetime(2026, 1, 1, tzinfo=UTC),
+                    "StackStatus": "UPDATE_COMPLETE",
+                    "Outputs": [{"OutputKey": "RunLedgerTableName", "OutputValue": LEDGER}],
+                }
+            ]
+        },
+        {"StackName": "dev-Foundation"},
+    )
+    world.describes(package(world.schema))
+    clients = Clients(
+        sagemaker=world.sagemaker,
+        s3=world.s3,
+        ssm=world.ssm,
+        sts=world.sts,
+        dynamodb=world.dynamodb,
+        cloudformation=cloudformation,
+    )
+
+    with world.stub, stubbed:
+        code = main(arguments()[:8], config=configuration(), clients=clients)
+
+    assert code == 0, capsys.readouterr().err
+    assert f"recorded in:   {LEDGER} (PROMOTION#churn)" in capsys.readouterr().out
+    stubbed.assert_no_pending_responses()

@@ -9,7 +9,7 @@ import pytest
 
 from config import ConfigError, load_config
 from config.deployed import RECORD_FILE, keeps_variant_names
-from scripts import record_variants
+from tests.live_endpoints import record_as_deployed
 from tests.unit.conftest import assert_one_sentence, edit
 
 CHAMPION = """        - name: Champion
@@ -227,10 +227,10 @@ def test_context_weights_can_zero_one_variant_but_not_all(config_copy: Path):
 # --- the deployed-variants record --------------------------------------------------------------
 
 
-def test_the_committed_record_is_valid_and_the_script_writes_what_config_deploys(config_copy: Path):
+def test_the_committed_record_is_valid_and_the_script_writes_what_aws_has(config_copy: Path):
     with_challenger(config_copy)
 
-    record_variants.record(config_copy, "dev")
+    record_as_deployed(config_copy, "dev")
 
     deployed = load_config(config_copy).deployed
     assert {name: v.instance_type for name, v in deployed.dev["example"].items()} == {
@@ -243,7 +243,7 @@ def test_the_committed_record_is_valid_and_the_script_writes_what_config_deploys
 
 def test_removing_an_autoscaled_variant_in_one_step_is_refused_with_instructions(config_copy: Path):
     path = with_challenger(config_copy)
-    record_variants.record(config_copy, "dev")
+    record_as_deployed(config_copy, "dev")
     path.write_text(path.read_text().replace(CHALLENGER, ""))
 
     with pytest.raises(ConfigError) as raised:
@@ -257,10 +257,10 @@ def test_removing_an_autoscaled_variant_in_one_step_is_refused_with_instructions
 
 def test_the_two_step_removal_passes(config_copy: Path):
     path = with_challenger(config_copy)
-    record_variants.record(config_copy, "dev")
+    record_as_deployed(config_copy, "dev")
     # Step 1: deregister the scaling target, deploy, record.
     path.write_text(path.read_text().replace(CHALLENGER, CHALLENGER + "          autoscaling: false\n"))
-    record_variants.record(config_copy, "dev")
+    record_as_deployed(config_copy, "dev")
     # Step 2: remove it.
     path.write_text(path.read_text().replace(CHALLENGER + "          autoscaling: false\n", ""))
 
@@ -270,7 +270,7 @@ def test_the_two_step_removal_passes(config_copy: Path):
 
 
 def test_changing_the_instance_type_of_an_autoscaled_variant_is_refused(config_copy: Path):
-    record_variants.record(config_copy, "dev")
+    record_as_deployed(config_copy, "dev")
     edit(config_copy / "environments" / "dev.yaml", "instance_type: ml.c5.large", "instance_type: ml.m5.large")
 
     with pytest.raises(ConfigError) as raised:
@@ -282,12 +282,61 @@ def test_changing_the_instance_type_of_an_autoscaled_variant_is_refused(config_c
 
 
 def test_removing_a_whole_endpoint_needs_no_second_step(config_copy: Path):
-    record_variants.record(config_copy, "dev")
+    record_as_deployed(config_copy, "dev")
     path = config_copy / "environments" / "dev.yaml"
     text = path.read_text()
     path.write_text(text[: text.index("  endpoints:")] + "  endpoints: {}\n" + text[text.index("notifications:") :])
 
     assert load_config(config_copy).environment("dev").serving.endpoints == {}
+
+
+SHADOW = CHALLENGER.replace("Challenger", "Shadow")
+
+
+def test_a_config_that_drops_live_variants_and_adds_new_ones_in_one_deploy_is_refused(config_copy: Path):
+    path = with_challenger(config_copy)
+    record_as_deployed(config_copy, "dev")  # live: Champion and Challenger
+    # Not autoscaled, so removing the Challenger alone would pass; swapping it for a Shadow may not.
+    path.write_text(path.read_text().replace(CHALLENGER, CHALLENGER + "          autoscaling: false\n"))
+    record_as_deployed(config_copy, "dev")
+    path.write_text(path.read_text().replace(CHALLENGER + "          autoscaling: false\n", SHADOW))
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(config_copy)
+
+    message = str(raised.value)
+    assert_one_sentence(message, config_copy / "environments" / "dev.yaml", "serving.endpoints.example.variants", "")
+    assert "has value 'Champion, Shadow'" in message
+    assert "the live variants Challenger, Champion (config/deployed-variants.yaml) plus new ones" in message
+    assert "add Shadow first" in message
+    assert "then remove Challenger" in message
+    assert "make record-variants ENV=dev" in message
+
+
+def test_adding_a_variant_or_removing_one_alone_passes_and_deploys_all_at_once(config_copy: Path):
+    record_as_deployed(config_copy, "dev")  # live: Champion
+    path = with_challenger(config_copy)
+
+    endpoint = load_config(config_copy).environment("dev").serving.endpoints["example"]
+    live = load_config(config_copy).deployed.dev
+
+    assert [v.name for v in endpoint.variants] == ["Champion", "Challenger"]
+    assert not keeps_variant_names("example", [v.name for v in endpoint.variants], live)  # no DeploymentConfig
+    path.write_text(path.read_text().replace(CHALLENGER, ""))
+    assert keeps_variant_names("example", ["Champion"], load_config(config_copy).deployed.dev)
+
+
+def test_the_record_s_checks_are_off_for_the_command_that_repairs_it(config_copy: Path):
+    path = with_challenger(config_copy)
+    record_as_deployed(config_copy, "dev")
+    path.write_text(path.read_text().replace(CHALLENGER, SHADOW))
+    with pytest.raises(ConfigError):
+        load_config(config_copy)
+
+    # Someone deployed the swap by hand; the command records what AWS has, and synth agrees again.
+    record_as_deployed(config_copy, "dev")
+
+    assert sorted(load_config(config_copy).deployed.dev["example"]) == ["Champion", "Shadow"]
 
 
 def test_guardrails_apply_only_when_the_live_variant_names_are_kept():
