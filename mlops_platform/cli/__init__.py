@@ -1,0 +1,1 @@
+"""cli (see mlops_platform/__init__.py)."""

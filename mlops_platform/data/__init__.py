@@ -1,0 +1,1 @@
+"""Data: ingest parsing, prepare and feature encoding."""

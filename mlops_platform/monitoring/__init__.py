@@ -1,0 +1,1 @@
+"""monitoring (see mlops_platform/__init__.py)."""

@@ -1,0 +1,1 @@
+"""registry (see mlops_platform/__init__.py)."""

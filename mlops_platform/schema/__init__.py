@@ -1,0 +1,1 @@
+"""schema (see mlops_platform/__init__.py)."""

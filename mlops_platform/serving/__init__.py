@@ -1,0 +1,1 @@
+"""serving (see mlops_platform/__init__.py)."""

@@ -1,0 +1,1 @@
+"""training (see mlops_platform/__init__.py)."""
