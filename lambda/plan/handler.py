@@ -438,6 +438,14 @@ def build_items(settings: Settings, config: Mapping[str, Any], request: RunReque
     training_job_name(prefix, request.run_id, trial_id(total - 1), 0)  # the longest name, checked once
 
     spot = training["spot"]
+    if spot and training["max_wait_seconds"] < training["max_runtime_seconds"]:
+        # Synth derives or checks the wait (config/tenants.py); a config published otherwise would have
+        # every trial rejected by CreateTrainingJob, so it fails here, once, before any job starts.
+        raise InvalidConfig(
+            f"the published config of tenant {request.tenant!r} has training.max_wait_seconds "
+            f"{training['max_wait_seconds']} below training.max_runtime_seconds {training['max_runtime_seconds']}; "
+            "allowed: a spot wait at least as long as the runtime (redeploy to republish it)"
+        )
     algorithm_specification = {
         "TrainingImage": settings.gpu_training_image_uri if training["gpu"] else settings.training_image_uri,
         "TrainingInputMode": "File",
