@@ -253,7 +253,6 @@ def test_a_trials_longest_waits_and_polls_stay_inside_a_child_executions_history
     worst = every_state_once + capacity * capacity_events + polls * poll_events
 
     assert worst < CHILD_HISTORY_LIMIT, worst
-    print(f"worst {worst}: {capacity} x {capacity_events} + {polls} x {poll_events} + {every_state_once}")
     # Polling every two minutes, as before the back-off, would not fit.
     assert MAX_ATTEMPTS * (longest_job // 120) * poll_events > CHILD_HISTORY_LIMIT
 
