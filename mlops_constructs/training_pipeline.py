@@ -243,6 +243,8 @@ class TrainingPipeline(Construct):
         )
         self._read(self.evaluate_function, zones.artifacts, CONFIG_PREFIX)
         self._read(self.evaluate_function, zones.artifacts, RUNS_PREFIX)
+        # Results of executions started before the Map wrote under the run (a redrive keeps its definition).
+        self._read(self.evaluate_function, zones.artifacts, "artifacts/map-results/")
         self._write(self.evaluate_function, zones.artifacts, RUNS_PREFIX)
         self._ledger(self.evaluate_function, ledger, ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"])
         self._grant_sagemaker(

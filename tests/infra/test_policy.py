@@ -127,6 +127,7 @@ EXPECTED_ACKNOWLEDGMENTS = {
         "AwsSolutions-IAM5[Resource::arn:aws:sagemaker:eu-west-1:{account}:model-package-group/mlops-{env}-*]",
         "AwsSolutions-IAM5[Resource::arn:aws:sagemaker:eu-west-1:{account}:model-package/mlops-{env}-*/*]",
         "AwsSolutions-IAM5[Resource::<ArtifactsZoneBucket>/artifacts/config/pipelines/*]",
+        "AwsSolutions-IAM5[Resource::<ArtifactsZoneBucket>/artifacts/map-results/*]",
         "AwsSolutions-IAM5[Resource::<ArtifactsZoneBucket>/artifacts/runs/*]",
         "AwsSolutions-IAM5[Resource::arn:aws:sagemaker:eu-west-1:{account}:training-job/mlops-{env}-*]",
     },

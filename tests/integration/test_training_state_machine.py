@@ -596,6 +596,8 @@ def test_a_run_plans_trains_every_trial_baselines_and_registers_the_best_and_pre
         ("PipelineEvaluate", "evaluate"),
         ("PipelineEvaluate", "register"),
     ]
+    [run_record] = [row for row in rows if row["sk"] == "RUN"]
+    assert run_record["execution_arn"] == result["executionArn"]  # the plan step records it ($$.Execution.Id)
     report = record_outcome(handlers, result)
     assert (report["run"]["status"], report["run"]["failed_state"]) == ("succeeded", None)
     assert report["run"]["finished_at"].startswith("20")
