@@ -19,9 +19,10 @@ and a late ``RUNNING`` never overwrites the end of its own attempt. A run whose 
 its record (the plan step failed) gets one here, with the tenant from the execution's input; the
 plan step replaces such a record when a redrive plans the run after all.
 
-An event that is not such a status change (a missing field, a child execution of the Distributed
-Map) is quarantined with its reason in the dead-letter queue; AWS failures raise, so EventBridge's
-async retries and the on-failure destination keep the event.
+The Distributed Map's child executions (trials, ``...:execution:<machine>/<label>:<id>``) are not
+runs and are ignored. An event that is not such a status change (a missing or malformed field) is
+quarantined with its reason in the dead-letter queue; AWS failures raise, so EventBridge's async
+retries and the on-failure destination keep the event.
 """
 
 from __future__ import annotations
@@ -100,7 +101,6 @@ def parse_event(event: Any, state_machine_arn: str) -> StatusChange:
         raise Malformed(f"state machine {detail.get('stateMachineArn')!r} is not {state_machine_arn!r}")
     arn, name, status = detail.get("executionArn"), detail.get("name"), detail.get("status")
     if not isinstance(arn, str) or not isinstance(name, str) or not RUN_ID_PATTERN.fullmatch(name):
-        # A Distributed Map's child executions are named <label>:<id>; they are trials, not runs.
         raise Malformed(f"execution {arn!r} named {name!r} is not a training run")
     if status not in FINAL and status != RUNNING:
         raise Malformed(f"status {status!r} is not one of {', '.join([*FINAL, RUNNING])}")
@@ -118,6 +118,14 @@ def parse_event(event: Any, state_machine_arn: str) -> StatusChange:
         error=detail.get("error") if isinstance(detail.get("error"), str) else None,
         cause=detail.get("cause") if isinstance(detail.get("cause"), str) else None,
     )
+
+
+def is_map_child(event: Any, state_machine_arn: str) -> bool:
+    """A Distributed Map's child execution: ``...:execution:<machine>/<map run label>:<id>``."""
+    detail = event.get("detail") if isinstance(event, dict) else None
+    arn = detail.get("executionArn") if isinstance(detail, dict) else None
+    machine = state_machine_arn.rsplit(":", 1)[-1]
+    return isinstance(arn, str) and f":execution:{machine}/" in arn
 
 
 def short_cause(cause: str | None) -> str | None:
@@ -163,6 +171,8 @@ class Recorder:
         self.serializer = TypeSerializer()
 
     def __call__(self, event: Any) -> str:
+        if is_map_child(event, self.machine):
+            return "ignored"  # a trial: the Map and evaluation account for it
         try:
             change = parse_event(event, self.machine)
         except Malformed as problem:
@@ -249,6 +259,7 @@ class Recorder:
 
 
 METRICS = {"recorded": "RunOutcomesRecorded", "stale": "RunOutcomesStale", "quarantined": "EventsQuarantined"}
+# "ignored" (a run's first RUNNING, a trial's events) is logged, not counted.
 
 logger = Logger()
 metrics = Metrics()

@@ -187,6 +187,17 @@ def test_the_first_running_event_is_left_to_the_plan_step(outcome):
     assert record() == {}
 
 
+def test_a_distributed_maps_child_execution_is_a_trial_and_not_recorded(outcome, aws):
+    trial = status_event("FAILED", name="3f1c0e8a-4a8f-4a60-9d3a-8a0d2f9c1b11")
+    trial["detail"]["executionArn"] = (
+        "arn:aws:states:eu-west-1:123456789012:execution:mlops-dev-training/Trials:3f1c0e8a-4a8f-4a60-9d3a-8a0d2f9c1b11"
+    )
+
+    assert handle(outcome, trial) == "ignored"
+    assert record("3f1c0e8a-4a8f-4a60-9d3a-8a0d2f9c1b11") == {}
+    assert "Messages" not in boto3.client("sqs", region_name=REGION).receive_message(QueueUrl=aws)
+
+
 def test_a_run_that_failed_before_its_plan_was_recorded_gets_a_record_the_plan_step_can_replace(outcome, monkeypatch):
     outcome.recorder.stepfunctions.events = failed_in("Plan", "Lambda.ServiceException", "Lambda is unavailable")
     handle(outcome, status_event("FAILED"))
@@ -222,8 +233,7 @@ def test_a_run_that_failed_before_its_plan_was_recorded_gets_a_record_the_plan_s
     [
         ({"source": "aws.sagemaker"}, "not a 'Step Functions Execution Status Change' event"),
         ({"detail": {"stateMachineArn": "arn:aws:states:eu-west-1:123456789012:stateMachine:other"}}, "is not"),
-        # A Distributed Map's child execution: named <label>:<id>, it is a trial, not a run.
-        ({"detail": {"name": "Trials:3f1c0e8a-4a8f-4a60-9d3a-8a0d2f9c1b11"}}, "is not a training run"),
+        ({"detail": {"name": "run 1"}}, "is not a training run"),
         ({"detail": {"status": "PENDING_REDRIVE"}}, "status 'PENDING_REDRIVE'"),
         ({"detail": {"redriveCount": "1"}}, "redriveCount"),
     ],
