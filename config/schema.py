@@ -118,6 +118,11 @@ class Ingestion(StrictModel):
     )
 
 
+# A week: with the state machine's back-off (one wait at most 30 minutes), a trial's waits and polls
+# stay inside a child execution's 25,000 history events (tests/infra/test_training.py computes it).
+MAX_CAPACITY_WAIT_LIMIT_SECONDS = 604_800
+
+
 class Training(StrictModel):
     auto_approve: StrictBool = Field(
         description="true or false (approve a model package that meets its tenant's threshold without a person)"
@@ -127,6 +132,15 @@ class Training(StrictModel):
         ge=0,
         le=100,
         description="a whole number from 0 to 100 (failed trials a run tolerates before it fails)",
+    )
+    capacity_wait_limit_seconds: StrictInt = Field(
+        default=21_600,
+        ge=600,
+        le=MAX_CAPACITY_WAIT_LIMIT_SECONDS,
+        description=(
+            "a whole number of seconds from 600 to 604800 (how long one trial waits out training quota and "
+            "throttling before it gives up and notifies)"
+        ),
     )
     progress_interval_seconds: StrictInt = Field(
         default=10,

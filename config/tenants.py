@@ -13,7 +13,16 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, StrictBool, StrictFloat, StrictInt, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from config.base import StrictModel
 from config.instance_types import check_instance_type, has_local_storage, is_gpu
@@ -104,17 +113,44 @@ class Objective(StrictModel):
     approval_threshold: Number = Field(description="the metric value a model must reach to be approved")
 
 
+# SageMaker's longest MaxRuntimeInSeconds and MaxWaitTimeInSeconds (28 days), CreateTrainingJob StoppingCondition.
+MAX_JOB_SECONDS = 2_419_200
+DEFAULT_MAX_RUNTIME_SECONDS = 3600
+
+
+def default_max_wait_seconds(max_runtime_seconds: int) -> int:
+    """Twice the runtime (as long again to wait for spot capacity), within SageMaker's 28 days."""
+    return min(2 * max_runtime_seconds, MAX_JOB_SECONDS)
+
+
 class TrainingSpec(StrictModel):
     instance_type: Annotated[str, AfterValidator(check_instance_type)] = Field(
         description="an ML instance type, CPU or GPU"
     )
     spot: StrictBool = Field(default=True, description="true or false (managed spot training)")
     max_runtime_seconds: StrictInt = Field(
-        default=3600, ge=60, le=2_419_200, description="a whole number of seconds from 60 to 2419200 (28 days)"
+        default=DEFAULT_MAX_RUNTIME_SECONDS,
+        ge=60,
+        le=MAX_JOB_SECONDS,
+        description="a whole number of seconds from 60 to 2419200 (28 days)",
     )
+    # Without a value it is derived from the runtime (default_max_wait_seconds), never a fixed number:
+    # pydantic does not validate defaults, and a fixed default below a tenant's runtime would make
+    # SageMaker reject every spot trial (MaxWaitTimeInSeconds must be >= MaxRuntimeInSeconds).
     max_wait_seconds: StrictInt = Field(
-        default=7200, ge=60, le=2_419_200, description="a whole number of seconds, at least max_runtime_seconds"
+        ge=60,
+        le=MAX_JOB_SECONDS,
+        description="a whole number of seconds from max_runtime_seconds to 2419200 (default: twice the runtime)",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_max_wait(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "max_wait_seconds" not in data:
+            runtime = data.get("max_runtime_seconds", DEFAULT_MAX_RUNTIME_SECONDS)
+            if isinstance(runtime, int) and not isinstance(runtime, bool) and 0 < runtime <= MAX_JOB_SECONDS:
+                data = {**data, "max_wait_seconds": default_max_wait_seconds(runtime)}
+        return data
 
     @field_validator("max_wait_seconds")
     @classmethod

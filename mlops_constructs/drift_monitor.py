@@ -62,6 +62,7 @@ from mlops_constructs.log_retention import retention_days
 from mlops_constructs.model_pointers import construct_id, pointer_name
 from mlops_constructs.nag import acknowledge, acknowledge_wildcard_resource, ignore_redundant_dependency
 from mlops_constructs.sagemaker_roles import grant_logs_and_metrics
+from mlops_constructs.sagemaker_sync import grant_run_job
 
 # Contracts with the job (containers/training/mlops_training/monitoring/job.py), the dashboard and
 # the retrain trigger.
@@ -450,40 +451,15 @@ class DriftMonitor(Construct):
         return role
 
     def _grant_state_machine(self) -> None:
-        """What the custom ``.sync`` state needs: this environment's drift jobs and the job roles, no more."""
+        """What the hand-written ``.sync`` state needs: AWS's policy for it, on this environment's drift jobs.
+
+        CDK has no Processing job task; mlops_constructs/sagemaker_sync.py holds the documented statements
+        (https://docs.aws.amazon.com/step-functions/latest/dg/sagemaker-iam.html).
+        """
         assert self.state_machine is not None
         role = self.state_machine.role
         jobs = self._sagemaker_arn("processing-job", f"{self._names.resource('drift')}-*")
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="RunDriftJobs",
-                actions=[
-                    "sagemaker:CreateProcessingJob",
-                    "sagemaker:DescribeProcessingJob",
-                    "sagemaker:StopProcessingJob",
-                ],
-                resources=[jobs],
-            )
-        )
-        # .sync waits through a managed EventBridge rule.
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="WaitForProcessingJobs",
-                actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"],
-                resources=[
-                    f"arn:{self._partition}:events:{self._region}:{self._account}:rule/"
-                    "StepFunctionsGetEventsForSageMakerProcessingJobsRule"
-                ],
-            )
-        )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="PassDriftJobRolesToSageMakerOnly",
-                actions=["iam:PassRole"],
-                resources=[job_role.role_arn for job_role in self.job_roles.values()],
-                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
-            )
-        )
+        grant_run_job(self, role, job="ProcessingJob", jobs=[jobs], job_roles=list(self.job_roles.values()))
         policy = role.node.find_child("DefaultPolicy")
         acknowledge_wildcard_resource(
             policy, jobs, "Drift job names are derived per endpoint and window; the grant stops at their prefix."
@@ -491,7 +467,8 @@ class DriftMonitor(Construct):
         acknowledge(
             policy,
             "AwsSolutions-IAM5[Resource::*]",
-            "X-Ray tracing and CloudWatch Logs delivery of the state machine support no resource-level permissions.",
+            "X-Ray tracing and CloudWatch Logs delivery of the state machine support no resource-level permissions; "
+            "sagemaker:ListTags on * is AWS's policy for the SageMaker .sync integration.",
         )
 
     def _drift_alarm(self, key: str, endpoint: EndpointConfig) -> cloudwatch.Alarm:

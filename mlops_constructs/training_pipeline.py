@@ -11,17 +11,22 @@ synthesizes with 1 and with 50 tenants and compares).
     transform with the best approved model)
 
 Registration waits for the baselines: a model package is created with its drift baseline linked,
-or not at all. Any baseline job that fails ends the run in ``BaselineFailed`` before anything is
-registered. A baseline job is named after its trial (``<prefix>-<h>-<trial>-bl``), so a redriven
-run finds the jobs it already ran: a create refused by SageMaker is followed by a describe of the
-job by that name, and a completed one counts (its ``baseline.json`` is in place; register checks).
+or not at all. When more trials fail than the environment tolerates, the Map stops and evaluation
+decides: each model with a usable trial is still chosen (its package then awaits a person), and
+with none the run ends in ``NoUsableTrial`` saying how many failed and why.
+
+How failures end (see ``_definition``): a failure that a redrive can fix fails the execution in
+the state that failed, and a redrive reruns it under a new job name; only failures no redrive can
+fix end in named Fail states. SageMaker's throttling, 5xx and quota refusals are retried; a trial
+waits for capacity (doubling waits) up to ``training.capacity_wait_limit_seconds``, then gives up
+and raises the capacity alarm. The run ledger learns how every execution ended from Step
+Functions' own status events (``RunOutcomes``), whatever path it took, timeouts and aborts included.
 
 The trial loop (``_trial``) is where SageMaker's errors are told apart. Step Functions reports
 every SageMaker error as ``SageMaker.AmazonSageMakerException`` with the code only in the cause,
-so a Choice on the cause sends quota and throttling errors to a back-off loop (trials wait for
-capacity, they never fail the run for it), ``ResourceInUse`` (a retried or redriven execution
-finding its own job) to a Lambda that reuses, waits for or supersedes the job, and anything else
-to a Fail state with the cause.
+so a Choice on the cause sends quota, throttling and 5xx errors to the back-off loop,
+``ResourceInUse`` (a redriven trial finding its own job) to a Lambda that reuses, waits for or
+supersedes the job, and anything else to a Fail state with the cause.
 """
 
 from __future__ import annotations
@@ -29,14 +34,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aws_cdk import Aws, Duration, Fn, RemovalPolicy, Stack
+from aws_cdk import Aws, Duration, Fn, RemovalPolicy, Size, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
@@ -44,23 +52,36 @@ from constructs import Construct
 from config.instance_types import has_local_storage
 from config.naming import Names
 from config.schema import EnvironmentConfig
+from mlops_constructs.alarms import alarm_above_zero
 from mlops_constructs.functions import PlatformFunction, platform_function
 from mlops_constructs.log_retention import retention_days
 from mlops_constructs.nag import acknowledge, acknowledge_wildcard_resource, ignore_redundant_dependency
 from mlops_constructs.progress_tracking import event_source
 from mlops_constructs.publishing import CONFIG_PREFIX
+from mlops_constructs.run_outcomes import RunOutcomes
 from mlops_constructs.sagemaker_roles import grant_logs_and_metrics
+from mlops_constructs.sagemaker_sync import grant_run_job
 
 RUNS_PREFIX = "artifacts/runs/"
-MAP_RESULTS_PREFIX = "artifacts/map-results"
 FEATURES_PREFIX = "features/"
 BATCH_INPUT_PREFIX = "batch-input/"
-# Quota back-off: the first wait, doubled after each ResourceLimitExceeded up to the cap.
+# Capacity back-off: the first wait, doubled after each refusal up to the cap.
 FIRST_CAPACITY_WAIT_SECONDS = 60
 MAX_CAPACITY_WAIT_SECONDS = 1800
-EXISTING_JOB_POLL_SECONDS = 120
-QUOTA_OR_THROTTLING = ("*ResourceLimitExceeded*", "*ThrottlingException*", "*Rate exceeded*")
+# Polls of a job from an earlier attempt that is still running: doubling from the first to the cap.
+FIRST_POLL_SECONDS = 60
+MAX_POLL_SECONDS = 7200
+# Refusals that clear with time, as the cause of SageMaker.AmazonSageMakerException words them: the
+# optimized integration reports the SDK's message, "... (Service: AmazonSageMaker; Status Code: 400;
+# Error Code: ThrottlingException; ...)", so a 5xx is "Status Code: 5..".
+TRANSIENT_CAUSES = ("*ResourceLimitExceeded*", "*ThrottlingException*", "*Rate exceeded*", "*Status Code: 5*")
 SAGEMAKER_ERROR = "SageMaker.AmazonSageMakerException"
+SDK_SAGEMAKER_ERROR = "SageMaker.SageMakerException"
+SAGEMAKER_RETRY_SECONDS = 20
+SAGEMAKER_RETRY_ATTEMPTS = 5
+SAGEMAKER_RETRY_MAX_DELAY_SECONDS = 300
+# A trial that gave up waiting for capacity puts one data point; the capacity alarm watches it.
+CAPACITY_GAVE_UP_METRIC = "TrialsGaveUpOnCapacity"
 # Baselines are next to their model artifact (.../output/baseline.json): a contract with the drift monitor.
 BASELINE_OBJECTS = RUNS_PREFIX + "*/baseline.json"
 # Baseline jobs of one run at a time: a run chooses one model per tenant model, and Processing
@@ -91,6 +112,7 @@ class TrainingPipeline(Construct):
         ledger: dynamodb.ITableV2,
         progress_bus: events.IEventBus,
         images: list[ecr_assets.DockerImageAsset],
+        alarm_topic: sns.ITopic,
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, id)
@@ -140,6 +162,7 @@ class TrainingPipeline(Construct):
             "Training jobs delete their own older checkpoints, keyed by tenant, run and trial under a run's "
             "checkpoints/ folder; no other object of the zone can be deleted.",
         )
+        self._grant_output_encryption(self.train_role, "OutputDataConfig")
         self.transform_role = self._job_role(
             "TransformRole",
             "Batch transform jobs: read model artifacts and the batch input, write predictions",
@@ -148,6 +171,7 @@ class TrainingPipeline(Construct):
             reads=[(zones.artifacts, f"{RUNS_PREFIX}*"), (zones.features, f"{BATCH_INPUT_PREFIX}*")],
             writes=[(zones.predictions, "predictions/*")],
         )
+        self._grant_output_encryption(self.transform_role, "TransformOutput")
         self.baseline_role = self._job_role(
             "BaselineRole",
             "Baseline (Processing) jobs: read training splits, model artifacts and feature schemas, write baselines",
@@ -225,14 +249,16 @@ class TrainingPipeline(Construct):
                 "BASELINE_IMAGE_URI": cpu_image.image_uri,
                 "PROCESSING_INSTANCE_TYPE": instance_types.processing,
                 "PROCESSING_LOCAL_STORAGE": _flag(has_local_storage(instance_types.processing)),
+                "TOLERATED_FAILURE_PERCENTAGE": str(environment.training.tolerated_failure_percentage),
             },
             timeout_seconds=900,
             memory_size=2048,
             **common,  # type: ignore[arg-type]
         )
         self._read(self.evaluate_function, zones.artifacts, CONFIG_PREFIX)
-        self._read(self.evaluate_function, zones.artifacts, MAP_RESULTS_PREFIX + "/")
         self._read(self.evaluate_function, zones.artifacts, RUNS_PREFIX)
+        # Results of executions started before the Map wrote under the run (a redrive keeps its definition).
+        self._read(self.evaluate_function, zones.artifacts, "artifacts/map-results/")
         self._write(self.evaluate_function, zones.artifacts, RUNS_PREFIX)
         self._ledger(self.evaluate_function, ledger, ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"])
         self._grant_sagemaker(
@@ -294,8 +320,31 @@ class TrainingPipeline(Construct):
         )
         ignore_redundant_dependency(self.state_machine)
         self._grant_state_machine()
+        self.outcomes = RunOutcomes(
+            self,
+            "Outcomes",
+            names=names,
+            key=key,
+            ledger=ledger,
+            state_machine=self.state_machine,
+            alarm_topic=alarm_topic,
+            log_retention_days=environment.retention.log_retention_days,
+            removal_policy=removal_policy,
+        )
+        self._capacity_alarm(alarm_topic, environment.training.capacity_wait_limit_seconds)
 
     # -- definition -----------------------------------------------------------------------------
+    #
+    # Failures that a redrive can fix (a job that failed, SageMaker or Lambda errors that outlived
+    # their retries) are not caught: the execution fails in the state that failed, and a redrive
+    # reruns that state. A redrive restarts an execution at the state that was entered and never
+    # left (https://docs.aws.amazon.com/step-functions/latest/dg/redrive-executions.html,
+    # https://docs.aws.amazon.com/step-functions/latest/dg/redrive-map-run.html); for a failure
+    # caught into a Fail state that is the Fail state itself, which fails again at once. So only
+    # failures that no redrive can fix (a request the plan refuses, no usable trial, a missing
+    # baseline) end in named Fail states. Jobs a redrive starts again are named with
+    # $$.Execution.RedriveCount, so they never collide with the failed attempt's job. The ledger
+    # learns how every execution ended from Step Functions' status events (RunOutcomes).
 
     def _definition(self, environment: EnvironmentConfig) -> sfn.IChainable:
         plan = tasks.LambdaInvoke(
@@ -307,6 +356,7 @@ class TrainingPipeline(Construct):
                     "request": sfn.JsonPath.entire_payload,
                     "run_id": sfn.JsonPath.execution_name,
                     "started_at": sfn.JsonPath.execution_start_time,
+                    "execution_arn": sfn.JsonPath.execution_id,
                 }
             ),
             payload_response_only=True,
@@ -316,7 +366,7 @@ class TrainingPipeline(Construct):
             "Prepare",
             "createProcessingJob",
             {
-                "ProcessingJobName.$": "$.plan.prepare.ProcessingJobName",
+                "ProcessingJobName.$": _attempt_name("$.plan.prepare.ProcessingJobName"),
                 "RoleArn": self.prepare_role.role_arn,
                 **_copied("$.plan.prepare", "AppSpecification", "ProcessingInputs", "ProcessingOutputConfig"),
                 **_copied("$.plan.prepare", "ProcessingResources", "StoppingCondition"),
@@ -335,15 +385,20 @@ class TrainingPipeline(Construct):
                     "job_name": sfn.JsonPath.string_at("$$.Map.Item.Value.job_name"),
                     "attempt": sfn.JsonPath.number_at("$$.Map.Item.Value.attempt"),
                 },
-                "wait_seconds": FIRST_CAPACITY_WAIT_SECONDS,
+                # The next wait for capacity and the seconds waited so far; the next poll of a job in use.
+                "wait": {"seconds": FIRST_CAPACITY_WAIT_SECONDS, "waited": 0},
+                "poll": {"seconds": FIRST_POLL_SECONDS},
             },
-            result_writer_v2=sfn.ResultWriterV2(bucket=self._zones.artifacts, prefix=MAP_RESULTS_PREFIX),
+            # Per run (the plan's results prefix), so evaluation finds them even when the Map failed.
+            result_writer_v2=sfn.ResultWriterV2(
+                bucket=self._zones.artifacts, prefix=sfn.JsonPath.string_at("$.plan.results.Prefix")
+            ),
             max_concurrency=environment.capacities.training_max_concurrency,
             tolerated_failure_percentage=environment.training.tolerated_failure_percentage,
             label="Trials",
             result_path="$.training",
         )
-        train.item_processor(self._trial())
+        train.item_processor(self._trial(environment.training.capacity_wait_limit_seconds))
         evaluate = tasks.LambdaInvoke(
             self,
             "Evaluate",
@@ -354,6 +409,7 @@ class TrainingPipeline(Construct):
                     "run_id": sfn.JsonPath.string_at("$.plan.run_id"),
                     "tenant": sfn.JsonPath.string_at("$.plan.tenant"),
                     "plan": sfn.JsonPath.object_at("$.plan"),
+                    # The Map's output, or its error when more trials failed than it tolerates.
                     "results": sfn.JsonPath.object_at("$.training"),
                 }
             ),
@@ -392,27 +448,30 @@ class TrainingPipeline(Construct):
             "CreatePredictionModel",
             service="sagemaker",
             action="createModel",
+            iam_action="sagemaker:CreateModel",
             parameters={
-                "ModelName": sfn.JsonPath.string_at("$.plan.predict.ModelName"),
+                "ModelName": _attempt_name_token("$.plan.predict.ModelName"),
                 "ExecutionRoleArn": self.transform_role.role_arn,
                 "Containers": [
                     {"ModelPackageName": sfn.JsonPath.string_at("$.registration.predict.model_package_arn")}
                 ],
             },
             iam_resources=[self._sagemaker_arn("model")],
-            result_path=sfn.JsonPath.DISCARD,
-        )
-        predict = self._sagemaker_sync(
-            "Predict",
-            "createTransformJob",
-            {
-                "TransformJobName.$": "$.plan.predict.TransformJobName",
-                "ModelName.$": "$.plan.predict.ModelName",
-                **_copied("$.plan.predict", "TransformInput", "TransformOutput", "TransformResources"),
-                **_copied("$.plan.predict", "BatchStrategy", "MaxPayloadInMB"),
+            additional_iam_statements=[
+                # A model made from a package reads the package.
+                iam.PolicyStatement(
+                    actions=["sagemaker:DescribeModelPackage"], resources=[self._sagemaker_arn("model-package", "/*")]
+                )
+            ],
+            # Predict names the model it created, even after a redrive of Predict alone.
+            result_selector={
+                "model_name": sfn.JsonPath.array_get_item(
+                    sfn.JsonPath.string_split(sfn.JsonPath.string_at("$.ModelArn"), "/"), 1
+                )
             },
-            result_path=sfn.JsonPath.DISCARD,
+            result_path="$.prediction",
         )
+        predict = self._predict(environment)
         report = {
             "run_id": sfn.JsonPath.string_at("$.plan.run_id"),
             "tenant": sfn.JsonPath.string_at("$.plan.tenant"),
@@ -435,20 +494,25 @@ class TrainingPipeline(Construct):
         )
         done = sfn.Succeed(self, "Done")
 
-        for state, name in (
-            (plan, "PlanFailed"),
-            (prepare, "PrepareFailed"),
-            (train, "TrainingFailed"),
-            (create_model, "PredictionFailed"),
-            (predict, "PredictionFailed"),
-        ):
-            state.add_catch(self._fail(name), errors=["States.ALL"], result_path="$.error")
+        # Only failures no redrive can fix end in Fail states (see above).
+        plan.add_catch(self._fail("PlanFailed"), errors=list(PLAN_ERRORS), result_path="$.error")
         evaluate.add_catch(self._fail("NoUsableTrial"), errors=["NoUsableTrial"], result_path="$.error")
-        evaluate.add_catch(self._fail("EvaluationFailed"), errors=["States.ALL"], result_path="$.error")
-        # Nothing is registered unless every chosen model has its baseline.
-        baselines.add_catch(self._fail("BaselineFailed"), errors=["States.ALL"], result_path="$.error")
         register.add_catch(self._fail("BaselineFailed"), errors=["BaselineMissing"], result_path="$.error")
-        register.add_catch(self._fail("RegistrationFailed"), errors=["States.ALL"], result_path="$.error")
+        # More failed trials than tolerated stops the Map; evaluation decides whether what succeeded is enough.
+        train.add_catch(evaluate, errors=["States.ExceedToleratedFailureThreshold"], result_path="$.training")
+        for lambda_task in (plan, evaluate, register):
+            _retry_lambda_throttling(lambda_task)
+        for sagemaker_task in (prepare, predict):
+            _retry_sagemaker(sagemaker_task)
+        create_model.add_retry(
+            # AWS SDK integrations name SageMaker's unmodelled errors (throttling, 5xx) SageMaker.SageMakerException.
+            errors=[SDK_SAGEMAKER_ERROR],
+            interval=Duration.seconds(SAGEMAKER_RETRY_SECONDS),
+            max_attempts=SAGEMAKER_RETRY_ATTEMPTS,
+            backoff_rate=2,
+            max_delay=Duration.seconds(SAGEMAKER_RETRY_MAX_DELAY_SECONDS),
+            jitter_strategy=sfn.JitterType.FULL,
+        )
 
         anything_approved = (
             sfn.Choice(self, "AnythingApproved")
@@ -457,45 +521,70 @@ class TrainingPipeline(Construct):
         )
         return plan.next(prepare).next(train).next(evaluate).next(baselines).next(register).next(anything_approved)
 
+    def _predict(self, environment: EnvironmentConfig) -> tasks.SageMakerCreateTransformJob:
+        """Batch transform with CDK's task (it grants what the integration needs); the plan names the job and paths.
+
+        The fixed fields are the plan's (lambda/plan/handler.py ``predict_request``); the integration test
+        compares the job SageMaker receives with the plan's request.
+        """
+        volume_key = None if has_local_storage(environment.instance_types.batch_transform) else self._key
+        return tasks.SageMakerCreateTransformJob(
+            self,
+            "Predict",
+            integration_pattern=sfn.IntegrationPattern.RUN_JOB,
+            transform_job_name=_attempt_name_token("$.plan.predict.TransformJobName"),
+            model_name=sfn.JsonPath.string_at("$.prediction.model_name"),
+            role=self.transform_role,
+            transform_input=tasks.TransformInput(
+                transform_data_source=tasks.TransformDataSource(
+                    s3_data_source=tasks.TransformS3DataSource(
+                        s3_uri=sfn.JsonPath.string_at("$.plan.predict.TransformInput.DataSource.S3DataSource.S3Uri"),
+                        s3_data_type=tasks.S3DataType.S3_PREFIX,
+                    )
+                ),
+                content_type="text/csv",
+                split_type=tasks.SplitType.LINE,
+            ),
+            transform_output=tasks.TransformOutput(
+                s3_output_path=sfn.JsonPath.string_at("$.plan.predict.TransformOutput.S3OutputPath"),
+                encryption_key=self._key,
+                accept="text/csv",
+                assemble_with=tasks.AssembleWith.LINE,
+            ),
+            transform_resources=tasks.TransformResources(
+                instance_count=1,
+                instance_type=ec2.InstanceType(
+                    sfn.JsonPath.string_at("$.plan.predict.TransformResources.InstanceType")
+                ),
+                volume_encryption_key=volume_key,
+            ),
+            batch_strategy=tasks.BatchStrategy.MULTI_RECORD,
+            max_payload=Size.mebibytes(6),
+            result_path=sfn.JsonPath.DISCARD,
+        )
+
     def _baseline(self) -> sfn.IChainable:
-        """One chosen model's baseline job (.sync); a name already in use is a redriven run's own completed job."""
+        """One chosen model's baseline job (.sync); a redrive reruns a failed one under the next name."""
         start = self._sagemaker_sync(
             "StartBaseline",
             "createProcessingJob",
             {
-                "ProcessingJobName.$": "$.job.ProcessingJobName",
+                "ProcessingJobName.$": _attempt_name("$.job.ProcessingJobName"),
                 "RoleArn": self.baseline_role.role_arn,
                 **_copied("$.job", "AppSpecification", "ProcessingInputs", "ProcessingOutputConfig"),
                 **_copied("$.job", "ProcessingResources", "StoppingCondition"),
             },
             result_path=sfn.JsonPath.DISCARD,
         )
-        baseline_done = sfn.Pass(self, "BaselineDone", parameters={"model": sfn.JsonPath.string_at("$.model")})
-        find_existing = tasks.CallAwsService(
-            self,
-            "FindBaselineJob",
-            service="sagemaker",
-            action="describeProcessingJob",
-            iam_action="sagemaker:DescribeProcessingJob",
-            parameters={"ProcessingJobName": sfn.JsonPath.string_at("$.job.ProcessingJobName")},
-            iam_resources=[self._sagemaker_arn("processing-job")],
-            result_selector={"status": sfn.JsonPath.string_at("$.ProcessingJobStatus")},
-            result_path="$.existing",
-        )
-        rejected = self._fail("BaselineRequestRejected")
-        # The lookup's own error is kept apart: the cause reported is the create's.
-        find_existing.add_catch(rejected, errors=["States.ALL"], result_path="$.lookup")
-        earlier_job = (
-            sfn.Choice(self, "EarlierBaselineJob")
-            .when(sfn.Condition.string_equals("$.existing.status", "Completed"), baseline_done)
-            .otherwise(rejected)
-        )
-        start.add_catch(find_existing.next(earlier_job), errors=[SAGEMAKER_ERROR], result_path="$.error")
-        start.add_catch(self._fail("BaselineJobFailed"), errors=["States.ALL"], result_path="$.error")
-        return start.next(baseline_done)
+        _retry_sagemaker(start)
+        return start.next(sfn.Pass(self, "BaselineDone", parameters={"model": sfn.JsonPath.string_at("$.model")}))
 
-    def _trial(self) -> sfn.IChainable:
-        """One trial: start its job (.sync), or wait for capacity, or resolve a name already in use."""
+    def _trial(self, capacity_wait_limit_seconds: int) -> sfn.IChainable:
+        """One trial: start its job (.sync), or wait for capacity, or resolve a name already in use.
+
+        Waits back off (doubling to a cap), so a trial's history stays well inside a child execution's
+        25,000 events for the longest wait and job the configuration allows (tests/infra/test_training.py).
+        """
         start = self._sagemaker_sync(
             "StartTraining",
             "createTrainingJob",
@@ -515,34 +604,70 @@ class TrainingPipeline(Construct):
             "TrialDone",
             parameters={"item": sfn.JsonPath.object_at("$.item"), "job": sfn.JsonPath.object_at("$.job")},
         )
-        wait_for_capacity = sfn.Wait(self, "WaitForCapacity", time=sfn.WaitTime.seconds_path("$.wait_seconds"))
+
+        # Quota, throttling and SageMaker's 5xx: wait (doubling, at most MAX_CAPACITY_WAIT_SECONDS a time),
+        # until the trial has waited capacity_wait_limit_seconds in all; then it gives up and says so.
+        give_up = tasks.CallAwsService(
+            self,
+            "ReportCapacityWait",
+            comment="One data point per trial that gives up; an alarm on the metric notifies once",
+            service="cloudwatch",
+            action="putMetricData",
+            iam_action="cloudwatch:PutMetricData",
+            iam_resources=["*"],
+            parameters={
+                "Namespace": self._names.metrics_namespace,
+                "MetricData": [{"MetricName": CAPACITY_GAVE_UP_METRIC, "Value": 1, "Unit": "Count"}],
+            },
+            result_path=sfn.JsonPath.DISCARD,
+        ).next(
+            sfn.Fail(
+                self,
+                "CapacityUnavailable",
+                error="CapacityUnavailable",
+                cause=(
+                    f"SageMaker refused this trial's job for {capacity_wait_limit_seconds} seconds "
+                    "(quota, throttling or service errors): raise the quota or start a new run later"
+                ),
+            )
+        )
+        wait_for_capacity = sfn.Wait(self, "WaitForCapacity", time=sfn.WaitTime.seconds_path("$.wait.seconds"))
         back_off = sfn.Pass(
             self,
             "BackOff",
             parameters={
                 "seconds": sfn.JsonPath.math_add(
-                    sfn.JsonPath.number_at("$.wait_seconds"), sfn.JsonPath.number_at("$.wait_seconds")
-                )
+                    sfn.JsonPath.number_at("$.wait.seconds"), sfn.JsonPath.number_at("$.wait.seconds")
+                ),
+                "waited": sfn.JsonPath.math_add(
+                    sfn.JsonPath.number_at("$.wait.waited"), sfn.JsonPath.number_at("$.wait.seconds")
+                ),
             },
-            result_path="$.backoff",
+            result_path="$.wait",
         )
-        cap = (
+        cap_back_off = (
             sfn.Choice(self, "CapBackOff")
             .when(
-                sfn.Condition.number_greater_than("$.backoff.seconds", MAX_CAPACITY_WAIT_SECONDS),
+                sfn.Condition.number_greater_than("$.wait.seconds", MAX_CAPACITY_WAIT_SECONDS),
                 sfn.Pass(
                     self,
                     "UseLongestWait",
-                    result=sfn.Result.from_number(MAX_CAPACITY_WAIT_SECONDS),
-                    result_path="$.wait_seconds",
+                    parameters={
+                        "seconds": MAX_CAPACITY_WAIT_SECONDS,
+                        "waited": sfn.JsonPath.number_at("$.wait.waited"),
+                    },
+                    result_path="$.wait",
                 ).next(start),
             )
-            .otherwise(
-                sfn.Pass(self, "UseDoubledWait", input_path="$.backoff.seconds", result_path="$.wait_seconds").next(
-                    start
-                )
-            )
+            .otherwise(start)
         )
+        waited_long_enough = (
+            sfn.Choice(self, "WaitedTooLong")
+            .when(sfn.Condition.number_greater_than_equals("$.wait.waited", capacity_wait_limit_seconds), give_up)
+            .otherwise(wait_for_capacity.next(back_off).next(cap_back_off))
+        )
+
+        # ResourceInUse: this trial's own earlier attempt (a redrive, or a create whose answer was lost).
         find_existing = tasks.LambdaInvoke(
             self,
             "FindExistingJob",
@@ -553,9 +678,31 @@ class TrainingPipeline(Construct):
             payload_response_only=True,
             result_path="$.resolution",
         )
-        wait_for_existing = sfn.Wait(
-            self, "WaitForExistingJob", time=sfn.WaitTime.duration(Duration.seconds(EXISTING_JOB_POLL_SECONDS))
+        _retry_lambda_throttling(find_existing)
+        next_poll = sfn.Pass(
+            self,
+            "NextPoll",
+            parameters={
+                "seconds": sfn.JsonPath.math_add(
+                    sfn.JsonPath.number_at("$.poll.seconds"), sfn.JsonPath.number_at("$.poll.seconds")
+                )
+            },
+            result_path="$.poll",
         )
+        cap_poll = (
+            sfn.Choice(self, "CapPoll")
+            .when(
+                sfn.Condition.number_greater_than("$.poll.seconds", MAX_POLL_SECONDS),
+                sfn.Pass(
+                    self,
+                    "UseLongestPoll",
+                    result=sfn.Result.from_number(MAX_POLL_SECONDS),
+                    result_path="$.poll.seconds",
+                ).next(find_existing),
+            )
+            .otherwise(find_existing)
+        )
+        wait_for_existing = sfn.Wait(self, "WaitForExistingJob", time=sfn.WaitTime.seconds_path("$.poll.seconds"))
         reuse = sfn.Pass(
             self,
             "ReuseJob",
@@ -572,7 +719,10 @@ class TrainingPipeline(Construct):
         )
         existing = (
             sfn.Choice(self, "ExistingJob")
-            .when(sfn.Condition.string_equals("$.resolution.action", "wait"), wait_for_existing.next(find_existing))
+            .when(
+                sfn.Condition.string_equals("$.resolution.action", "wait"),
+                wait_for_existing.next(next_poll).next(cap_poll),
+            )
             .when(sfn.Condition.string_equals("$.resolution.action", "reuse"), reuse)
             .when(sfn.Condition.string_equals("$.resolution.action", "retry"), next_attempt.next(start))
             .otherwise(
@@ -582,19 +732,22 @@ class TrainingPipeline(Construct):
         why_not_started = (
             sfn.Choice(self, "WhyNotStarted")
             .when(
-                sfn.Condition.or_(*(sfn.Condition.string_matches("$.error.Cause", p) for p in QUOTA_OR_THROTTLING)),
-                wait_for_capacity.next(back_off).next(cap),
+                sfn.Condition.or_(*(sfn.Condition.string_matches("$.error.Cause", p) for p in TRANSIENT_CAUSES)),
+                waited_long_enough,
             )
             .when(sfn.Condition.string_matches("$.error.Cause", "*ResourceInUse*"), find_existing.next(existing))
             .otherwise(self._fail("TrainingRequestRejected"))
         )
-        find_existing.add_catch(self._fail("ExistingJobUnresolved"), errors=["States.ALL"], result_path="$.error")
+        find_existing.add_catch(
+            self._fail("ExistingJobUnresolved"), errors=list(RESOLVER_ERRORS), result_path="$.error"
+        )
+        # Only the create call's errors are caught; a job that failed fails the trial in StartTraining,
+        # so a redrive of the Map Run starts it again (ResourceInUse, then the next attempt).
         start.add_catch(why_not_started, errors=[SAGEMAKER_ERROR], result_path="$.error")
-        start.add_catch(self._fail("TrainingJobFailed"), errors=["States.ALL"], result_path="$.error")
         return start.next(trial_done)
 
     def _sagemaker_sync(self, id: str, action: str, parameters: dict[str, Any], result_path: str) -> sfn.CustomState:
-        """A ``.sync`` SageMaker task whose request fields come from the plan (no L2 task has them all)."""
+        """A ``.sync`` SageMaker task whose request fields come from the state (no CDK task takes them all)."""
         return sfn.CustomState(
             self,
             id,
@@ -612,6 +765,25 @@ class TrainingPipeline(Construct):
         if isinstance(existing, sfn.Fail):
             return existing
         return sfn.Fail(self, error, error=error, cause_path="$.error.Cause")
+
+    def _capacity_alarm(self, topic: sns.ITopic, limit_seconds: int) -> None:
+        alarm_above_zero(
+            self,
+            topic,
+            {
+                "CapacityAlarm": (
+                    f"A training trial of {self._names.environment} gave up after waiting {limit_seconds} seconds for "
+                    "SageMaker capacity (ResourceLimitExceeded or throttling): raise the training instance quota "
+                    "(Service Quotas, SageMaker) or lower the Map's concurrency",
+                    cloudwatch.Metric(
+                        namespace=self._names.metrics_namespace,
+                        metric_name=CAPACITY_GAVE_UP_METRIC,
+                        statistic="Sum",
+                        period=Duration.minutes(5),
+                    ),
+                )
+            },
+        )
 
     # -- permissions ----------------------------------------------------------------------------
 
@@ -735,58 +907,46 @@ class TrainingPipeline(Construct):
         for resource in dict.fromkeys(resources):
             acknowledge_wildcard_resource(policy, resource, reason)
 
+    def _grant_output_encryption(self, role: iam.Role, field: str) -> None:
+        """``kms:Encrypt`` on the platform key: required of the job's role when the request's output KMS key is set.
+
+        CreateTrainingJob's OutputDataConfig.KmsKeyId and CreateTransformJob's TransformOutput.KmsKeyId:
+        "If you use a KMS key ID or an alias of your KMS key, the SageMaker execution role must include
+        permissions to call kms:Encrypt" (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_OutputDataConfig.html,
+        https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_TransformOutput.html). ProcessingOutputConfig
+        says no such thing; Processing jobs write through S3 with the role's GenerateDataKey.
+        """
+        role.add_to_policy(
+            iam.PolicyStatement(sid=f"EncryptWith{field}Key", actions=["kms:Encrypt"], resources=[self._key.key_arn])
+        )
+
     def _grant_state_machine(self) -> None:
-        """What the custom ``.sync`` states need (the L2 tasks add their own), and no more."""
+        """What the hand-written ``.sync`` states need (the CDK tasks add their own), and no more."""
         stack = Stack.of(self)
         role = self.state_machine.role
-        for kind, noun in (
-            ("ProcessingJob", "processing-job"),
-            ("TrainingJob", "training-job"),
-            ("TransformJob", "transform-job"),
-        ):
-            role.add_to_principal_policy(
-                iam.PolicyStatement(
-                    actions=[f"sagemaker:Create{kind}", f"sagemaker:Describe{kind}", f"sagemaker:Stop{kind}"],
-                    resources=[self._sagemaker_arn(noun)],
-                )
-            )
-            # .sync waits through a managed EventBridge rule per job type.
-            role.add_to_principal_policy(
-                iam.PolicyStatement(
-                    actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"],
-                    resources=[
-                        f"arn:{stack.partition}:events:{stack.region}:{stack.account}:rule/"
-                        f"StepFunctionsGetEventsForSageMaker{kind}sRule"
-                    ],
-                )
-            )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="PassJobRolesToSageMakerOnly",
-                actions=["iam:PassRole"],
-                resources=[
-                    self.prepare_role.role_arn,
-                    self.train_role.role_arn,
-                    self.transform_role.role_arn,
-                    self.baseline_role.role_arn,
-                ],
-                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
-            )
+        grant_run_job(
+            self,
+            role,
+            job="ProcessingJob",
+            jobs=[self._sagemaker_arn("processing-job")],
+            job_roles=[self.prepare_role, self.baseline_role],
         )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="UseModelPackagesForPredictions",
-                actions=["sagemaker:DescribeModelPackage"],
-                resources=[self._sagemaker_arn("model-package", "/*")],
-            )
+        grant_run_job(
+            self, role, job="TrainingJob", jobs=[self._sagemaker_arn("training-job")], job_roles=[self.train_role]
         )
         self._grant_key_through(role, "s3")
         policy = role.node.find_child("DefaultPolicy")
         self._acknowledge_prefix(
             policy,
-            [self._sagemaker_arn(noun) for noun in ("processing-job", "training-job", "transform-job", "model")]
+            [self._sagemaker_arn(noun) for noun in ("processing-job", "training-job", "model")]
             + [self._sagemaker_arn("model-package", "/*")],
             "Job and model names are derived per run and trial; every grant stops at this environment's prefix.",
+        )
+        acknowledge_wildcard_resource(
+            policy,
+            stack.format_arn(service="sagemaker", resource="transform-job", resource_name="*"),
+            "CDK's SageMakerCreateTransformJob grants the account's transform jobs when the job is named at run "
+            "time; the state machine names its jobs <prefix>-<run hash>-pred-r<redrive>.",
         )
         self._acknowledge_prefix(
             policy,
@@ -803,7 +963,8 @@ class TrainingPipeline(Construct):
         acknowledge(
             policy,
             "AwsSolutions-IAM5[Resource::*]",
-            "X-Ray tracing and CloudWatch Logs delivery of the state machine support no resource-level permissions.",
+            "X-Ray tracing, CloudWatch Logs delivery and cloudwatch:PutMetricData support no resource-level "
+            "permissions; sagemaker:ListTags on * is AWS's policy for the SageMaker .sync integration.",
         )
         distributed_map_policy = self.state_machine.node.find_child("DistributedMapPolicy")
         execution = f"arn:{stack.partition}:states:{stack.region}:{stack.account}:execution:"
@@ -814,6 +975,51 @@ class TrainingPipeline(Construct):
                 resource,
                 "A Distributed Map starts and stops child executions of its own state machine, named at run time.",
             )
+
+
+# The plan's typed errors (lambda/plan/handler.py): the request or the config is wrong; a redrive cannot help.
+PLAN_ERRORS = ("InvalidRunRequest", "UnknownTenant", "UnknownModel", "InvalidConfig", "InvalidName", "PlanConflict")
+# The training-job λ's typed errors (lambda/training_job/handler.py).
+RESOLVER_ERRORS = ("InvalidResolverInput", "TrainingJobNotFound", "JobNameCollision", "InvalidName", "ResolverError")
+REDRIVE_COUNT = "$$.Execution.RedriveCount"
+
+
+def _attempt_name(path: str) -> str:
+    """``<name at path>-r<redrive count>``: a redrive's job never collides with the failed attempt's."""
+    return f"States.Format('{{}}-r{{}}', {path}, {REDRIVE_COUNT})"
+
+
+def _attempt_name_token(path: str) -> str:
+    """The same name, as a token for CDK's tasks."""
+    return sfn.JsonPath.format("{}-r{}", sfn.JsonPath.string_at(path), sfn.JsonPath.string_at(REDRIVE_COUNT))
+
+
+def _retry_sagemaker(task: sfn.TaskStateBase | sfn.CustomState) -> None:
+    """Retry a refused create call: throttling, SageMaker's 5xx and quota clear with time.
+
+    The optimized integration reports every refusal as SageMaker.AmazonSageMakerException with the code
+    only in the cause, so a request SageMaker rejects as invalid is retried too, for about ten minutes,
+    before the execution fails in this state (these requests are the platform's own, not tenants').
+    """
+    task.add_retry(
+        errors=[SAGEMAKER_ERROR],
+        interval=Duration.seconds(SAGEMAKER_RETRY_SECONDS),
+        max_attempts=SAGEMAKER_RETRY_ATTEMPTS,
+        backoff_rate=2,
+        max_delay=Duration.seconds(SAGEMAKER_RETRY_MAX_DELAY_SECONDS),
+        jitter_strategy=sfn.JitterType.FULL,
+    )
+
+
+def _retry_lambda_throttling(task: tasks.LambdaInvoke) -> None:
+    """CDK's LambdaInvoke retries Lambda's service errors; throttling (TooManyRequests) is not among them."""
+    task.add_retry(
+        errors=["Lambda.TooManyRequestsException"],
+        interval=Duration.seconds(2),
+        max_attempts=6,
+        backoff_rate=2,
+        jitter_strategy=sfn.JitterType.FULL,
+    )
 
 
 def _copied(path: str, *fields: str) -> dict[str, str]:

@@ -7,8 +7,11 @@ written by the plan Lambda, updated by evaluate), one ``TRIAL#<trial>`` record p
 one ``PACKAGE#<model>`` record per registered model package (both written by the evaluate Lambda).
 One query gives them all. The report shows:
 
-- the run: tenant, status (``planned``, ``evaluated`` or ``no-usable-trial``), when it started and
-  when it was evaluated (its end: evaluation is the last step that writes the ledger), the tally;
+- the run: tenant, status, when it started and ended, the tally. The plan step records ``planned``,
+  evaluation ``evaluated`` or ``no-usable-trial``; how the execution ended comes last, from Step
+  Functions' own status events (lambda/run_outcome/handler.py): ``succeeded``, ``failed``,
+  ``timed-out`` or ``aborted``, with the state it failed in, the error and the cause, and
+  ``running`` again while a redrive runs. A run whose trials failed beyond the tolerance says so;
 - per model, a table of its trials (job name, hyperparameters, the objective metric's value, status
   and why a trial is not usable), the chosen trial marked ``*``;
 - each registered package with its approval status as SageMaker's ``DescribeModelPackage`` says
@@ -195,7 +198,14 @@ def report(run_id: str, table: str, rows: Iterable[Mapping[str, Any]], sagemaker
             "tenant": run.get("tenant") or (tenants.pop() if len(tenants) == 1 else None),
             "status": run.get("status"),
             "started_at": run.get("started_at"),
-            "finished_at": run.get("evaluated_at"),
+            "finished_at": run.get("finished_at"),
+            "evaluated_at": run.get("evaluated_at"),
+            "failed_state": run.get("failed_state"),
+            "error": run.get("error"),
+            "cause": run.get("cause"),
+            "reason": run.get("reason"),
+            "tolerance_exceeded": bool(run.get("tolerance_exceeded")),
+            "redrive_count": run.get("redrive_count") or 0,
             "day": run.get("day"),
             "models": run.get("models") or [],
             "trial_count": run.get("trial_count"),
@@ -241,7 +251,22 @@ def text(document: Mapping[str, Any]) -> str:
     if not run["recorded"]:
         lines.append("  (the ledger has no RUN record for it: the plan step never recorded this run)")
     lines.append(f"  started    {shown(run['started_at'])}")
-    lines.append(f"  finished   {shown(run['finished_at'])}" + (" (evaluated)" if run["finished_at"] else ""))
+    if run["finished_at"]:
+        lines.append(f"  finished   {run['finished_at']}")
+    elif run["evaluated_at"]:
+        lines.append(f"  evaluated  {run['evaluated_at']} (the execution's end is not recorded yet)")
+    else:
+        lines.append("  finished   -")
+    if run["redrive_count"]:
+        lines.append(f"  redriven   {run['redrive_count']} time(s)")
+    if run["status"] in ("failed", "timed-out", "aborted"):
+        lines.append(
+            f"  failed in  {shown(run['failed_state'])}: {shown(run['error'])}"
+            + (f": {run['cause']}" if run["cause"] else "")
+        )
+    if run["reason"]:
+        label = "more trials failed than tolerated" if run["tolerance_exceeded"] else "reason"
+        lines.append(f"  {label}: {run['reason']}")
     tally = run["trials"]
     if isinstance(tally, dict):
         parts = ", ".join(f"{tally.get(key, 0)} {label}" for key, label in TALLY)

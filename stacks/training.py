@@ -68,6 +68,7 @@ class TrainingStack(Stack):
             ledger=foundation.ledger_table,
             progress_bus=self.progress.bus,
             images=self.images.all,
+            alarm_topic=foundation.topic,
             removal_policy=removal_policy,
         )
         CfnOutput(self, "StateMachineArn", value=self.pipeline.state_machine.state_machine_arn)

@@ -65,6 +65,7 @@ import json
 import math
 import os
 import re
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -112,6 +113,9 @@ BASELINE_VOLUME_SIZE_GB = 30
 BASELINE_MAX_RUNTIME_SECONDS = 3600
 MAX_BASELINE_BYTES = 10 * 1024 * 1024  # a baseline is tens of KB; anything near this is not one
 ACTIONS = ("evaluate", "register")
+NOT_RUN = "no result: refused by SageMaker or never started before the Map stopped (more trials failed than tolerated)"
+CAUSES_SHOWN = 3
+CAUSE_SHOWN_MAX = 200
 
 
 class EvaluationError(Exception):
@@ -161,6 +165,7 @@ class Settings:
     baseline_image_uri: str
     processing_instance_type: str
     processing_local_storage: bool
+    tolerated_failure_percentage: int
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Settings:
@@ -178,6 +183,7 @@ class Settings:
             baseline_image_uri=environ["BASELINE_IMAGE_URI"],
             processing_instance_type=environ["PROCESSING_INSTANCE_TYPE"],
             processing_local_storage=_flag(environ, "PROCESSING_LOCAL_STORAGE"),
+            tolerated_failure_percentage=int(environ["TOLERATED_FAILURE_PERCENTAGE"]),
         )
 
 
@@ -196,6 +202,9 @@ class Request:
     plan_bucket: str
     plan_key: str
     results: Any
+    # The Map's error when it stopped (more trials failed than tolerated), and where its results are.
+    stopped: dict[str, str | None] | None = None
+    results_location: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -297,11 +306,33 @@ def parse_request(event: Any) -> Request:
         )
     results = event.get("results")
     details = results.get("ResultWriterDetails") if isinstance(results, dict) else None
+    if isinstance(results, dict) and details is None and isinstance(results.get("Error"), str):
+        # The Map stopped (States.ExceedToleratedFailureThreshold): its results lie under the plan's prefix.
+        written = plan.get("results")
+        if not (
+            isinstance(written, dict)
+            and isinstance(written.get("Bucket"), str)
+            and isinstance(written.get("Prefix"), str)
+        ):
+            raise InvalidEvaluationRequest(
+                "'plan' must say where the Map writes its results: results: {Bucket, Prefix}"
+            )
+        return Request(
+            run_id,
+            tenant,
+            plan["day"],
+            location["Bucket"],
+            location["Key"],
+            results,
+            stopped={"error": results["Error"], "cause": _text(results.get("Cause"))},
+            results_location=(written["Bucket"], written["Prefix"]),
+        )
     if not isinstance(results, list) and not (
         isinstance(details, dict) and isinstance(details.get("Bucket"), str) and isinstance(details.get("Key"), str)
     ):
         raise InvalidEvaluationRequest(
-            "'results' must be the Map's output: {MapRunArn, ResultWriterDetails: {Bucket, Key}} or a list"
+            "'results' must be the Map's output: {MapRunArn, ResultWriterDetails: {Bucket, Key}}, a list, "
+            "or the Map's error {Error, Cause}"
         )
     return Request(run_id, tenant, plan["day"], location["Bucket"], location["Key"], results)
 
@@ -360,6 +391,7 @@ class Registration:
     objective: Objective
     feature_schema: dict[str, str]
     selected: list[dict[str, Any]]
+    tolerance_exceeded: bool = False
 
 
 def parse_registration(event: dict[str, Any]) -> Registration:
@@ -412,6 +444,7 @@ def parse_registration(event: dict[str, Any]) -> Registration:
         objective=Objective(objective["metric"], objective["direction"], float(objective["threshold"])),
         feature_schema={"uri": schema["uri"], "sha256": schema["sha256"]},
         selected=selected,
+        tolerance_exceeded=evaluation.get("tolerance_exceeded") is True,
     )
 
 
@@ -653,10 +686,13 @@ def identify(trial: Trial, job_name: str, attempt: Any) -> None:
         trial.attempt = attempt
 
 
-def assess(trial: Trial, outcome: Outcome | None, objective: Objective, models_uri: str) -> Trial:
+def assess(
+    trial: Trial, outcome: Outcome | None, objective: Objective, models_uri: str, *, stopped: bool = False
+) -> Trial:
     """Fill in the trial's state from its outcome (pure: the trial object is updated and returned)."""
     if outcome is None:
-        trial.status, trial.reason = NO_RESULT, "the Map's results do not mention this trial"
+        trial.status = NO_RESULT
+        trial.reason = NOT_RUN if stopped else "the Map's results do not mention this trial"
         return trial
     item = outcome.item
     identify(trial, str(item.get("job_name") or trial.job_name), item.get("attempt"))
@@ -714,6 +750,26 @@ def best_trials(trials: list[Trial], objective: Objective) -> dict[str, Trial]:
     for trial in best.values():
         trial.best = True
     return best
+
+
+def failure_causes(trials: list[Trial], limit: int = CAUSES_SHOWN) -> str:
+    """The most frequent reasons trials failed, ``3 trials: reason; 1 trial: reason``, most frequent first."""
+    reasons = Counter(
+        (trial.reason or "failed")[:CAUSE_SHOWN_MAX] for trial in trials if trial.status == FAILED
+    ).most_common()
+    shown = [f"{_trials(count)}: {reason}" for reason, count in reasons[:limit]]
+    if len(reasons) > limit:
+        shown.append(f"{_trials(sum(count for _, count in reasons[limit:]))}: other causes")
+    return "; ".join(shown)
+
+
+def _trials(count: int) -> str:
+    return f"{count} trial" + ("" if count == 1 else "s")
+
+
+def tolerance_exceeded(tally: dict[str, int], tolerated_percentage: int) -> bool:
+    """More trials failed than the environment tolerates (what makes the Map stop, counted here too)."""
+    return tally["total"] > 0 and 100 * tally["failed"] > tolerated_percentage * tally["total"]
 
 
 def counts(trials: list[Trial]) -> dict[str, int]:
@@ -892,13 +948,16 @@ class Evaluator:
         models_uri = f"s3://{self.settings.artifacts_bucket}/{run_prefix}models"
 
         trials = {item["trial"]: planned_trial(item) for item in self.read_plan(request)}
-        outcomes = self.read_outcomes(request.results)
+        outcomes = self.read_outcomes(self.results_of(request))
         for trial_id, outcome in outcomes.items():
             if trial_id not in trials:
                 logger.warning("a result for a trial the plan does not have", extra={"trial": trial_id})
                 trials[trial_id] = planned_trial(outcome.item)
         outcomes.update(self.look_up_open_trials(trials, outcomes))
-        ordered = [assess(trials[key], outcomes.get(key), objective, models_uri) for key in sorted(trials)]
+        stopped = request.stopped is not None
+        ordered = [
+            assess(trials[key], outcomes.get(key), objective, models_uri, stopped=stopped) for key in sorted(trials)
+        ]
         best = best_trials(ordered, objective)
         self.record_trials(request, objective, ordered)
         tally = counts(ordered)
@@ -906,13 +965,34 @@ class Evaluator:
         metrics.add_metric("TrialsFailed", MetricUnit.Count, tally["failed"])
         metrics.add_metric("TrialsMissingMetrics", MetricUnit.Count, tally["missing_metrics"])
         metrics.add_metric("TrialsWithoutResult", MetricUnit.Count, tally["no_result"])
-        if not best:
-            self.update_run(request.run_id, {"status": "no-usable-trial", "evaluated_at": _now(), "trials": tally})
-            raise NoUsableTrial(
-                f"run {request.run_id!r} has no trial with a finite {objective.metric} "
-                f"({tally['failed']} failed, {tally['missing_metrics']} without metrics, "
-                f"{tally['no_result']} without a result, of {tally['total']})"
+        tolerated = self.settings.tolerated_failure_percentage
+        # The Map stops at the tolerance; results read inline (or a Map that tolerated more) are counted here.
+        partial = stopped or tolerance_exceeded(tally, tolerated)
+        causes = failure_causes(ordered)
+        if stopped:
+            failures = (
+                f"more than {tolerated}% of the trials failed and the Map stopped: "
+                f"{tally['failed']} of {tally['total']} failed"
+                + (f" ({causes})" if causes else "")
+                + f", {tally['no_result']} without a result (refused by SageMaker or never started)"
             )
+        else:
+            failures = f"{tally['failed']} of {tally['total']} trials failed (the run tolerates {tolerated}%)" + (
+                f": {causes}" if causes else ""
+            )
+        if not best:
+            reason = (
+                f"run {request.run_id!r} has no trial with a finite {objective.metric}: {failures}; "
+                f"{tally['missing_metrics']} without metrics, {tally['no_result']} without a result"
+            )
+            self.update_run(
+                request.run_id,
+                {"status": "no-usable-trial", "evaluated_at": _now(), "trials": tally, "reason": reason},
+            )
+            raise NoUsableTrial(reason)
+        if partial:
+            # Enough to choose: every model with a usable trial is chosen, and a person approves what it gives.
+            logger.warning("more trials failed than tolerated", extra={"run_id": request.run_id, "failures": failures})
         for model, trial in sorted(best.items()):
             publish_best_objective(request.tenant, model, objective.metric, trial.value)
 
@@ -929,13 +1009,19 @@ class Evaluator:
             {key: entry[key] for key in ("model", "trial", "job_name", "value")} | {"metric": objective.metric}
             for entry in selected
         ]
-        self.update_run(
-            request.run_id, {"status": "evaluated", "evaluated_at": _now(), "trials": tally, "best": chosen}
-        )
+        without = sorted({trial.model for trial in ordered} - set(best))
+        run_values: dict[str, Any] = {"status": "evaluated", "evaluated_at": _now(), "trials": tally, "best": chosen}
+        if partial:
+            run_values |= {"tolerance_exceeded": True, "reason": failures, "models_without_usable_trial": without}
+        self.update_run(request.run_id, run_values)
         return {
             "run_id": request.run_id,
             "tenant": request.tenant,
             "trials": tally,
+            # More trials failed than tolerated: packages of this run wait for a person, whatever their value.
+            "tolerance_exceeded": partial,
+            "failures": failures if partial else None,
+            "models_without_usable_trial": without,
             "objective": {
                 "metric": objective.metric,
                 "direction": objective.direction,
@@ -1120,6 +1206,19 @@ class Evaluator:
             raise ResultsUnreadable(f"the plan s3://{request.plan_bucket}/{request.plan_key} is not a list of items")
         return items
 
+    def results_of(self, request: Request) -> Any:
+        """The Map's results; when it stopped, the newest manifest its ResultWriter left under the run's prefix."""
+        if request.results_location is None:
+            return request.results
+        bucket, prefix = request.results_location
+        listed = self.s3.list_objects_v2(Bucket=bucket, Prefix=prefix.rstrip("/") + "/")
+        manifests = [o for o in listed.get("Contents", []) if o["Key"].endswith("/manifest.json")]
+        if not manifests:
+            logger.warning("the stopped Map left no manifest; trials are looked up", extra={"prefix": prefix})
+            return []
+        newest = max(manifests, key=lambda listed_object: listed_object["LastModified"])
+        return {"ResultWriterDetails": {"Bucket": bucket, "Key": newest["Key"]}}
+
     def read_outcomes(self, results: Any) -> dict[str, Outcome]:
         outcomes: dict[str, Outcome] = {}
         unattributed = 0
@@ -1293,7 +1392,9 @@ class Evaluator:
         model, group, run_id = entry["model"], entry["model_package_group"], registration.run_id
         objective = registration.objective
         self.ensure_group(group, registration.tenant, model)
-        approval = "Approved" if self.settings.auto_approve and entry["meets_threshold"] else "PendingManualApproval"
+        # A run that lost more trials than it tolerates chose among the rest: a person looks before it serves.
+        automatic = self.settings.auto_approve and entry["meets_threshold"] and not registration.tolerance_exceeded
+        approval = "Approved" if automatic else "PendingManualApproval"
         value = float(entry["value"])
         response = self.sagemaker.create_model_package(
             ModelPackageGroupName=group,

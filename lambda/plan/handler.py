@@ -1,10 +1,10 @@
 """Plan: turn a tenant's published pipeline config into one training request per trial, in S3.
 
 Input, as the state machine builds it: ``{"request": <the execution's input: {"tenant", "models"?}>,
-"run_id": <the execution's name>, "started_at": <its start time>}``; the run's day is the start
-time's UTC date. A flat ``{"tenant", "run_id", "day", "models"?, "started_at"?}`` is accepted too.
-``models`` picks a subset of the tenant's models. ``run_id`` is the execution's name, so a retried
-or redriven execution plans the same run again.
+"run_id": <the execution's name>, "started_at": <its start time>, "execution_arn": <its ARN>}``; the
+run's day is the start time's UTC date. A flat ``{"tenant", "run_id", "day", "models"?, "started_at"?}``
+is accepted too. ``models`` picks a subset of the tenant's models. ``run_id`` is the execution's
+name, so a retried or redriven execution plans the same run again.
 
 Why the plan lives in S3 and the output is small: a run may have 10,000 trials (the Distributed
 Map's limit) and a Step Functions state carries at most 256 KB. So the items (each a complete
@@ -52,11 +52,12 @@ TENANT_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 # Execution names allow more, but the run id becomes S3 keys, ledger keys and hyperparameters.
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,80}")
 DAY_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}")
+EXECUTION_ARN = re.compile(r"arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:execution:[A-Za-z0-9_.-]+:[A-Za-z0-9_-]{1,80}")
 # SageMaker's pattern for training, processing and transform job, model and package group names.
 SAGEMAKER_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 SAGEMAKER_NAME_MAX = 63
 REQUEST_KEYS = ("tenant", "run_id", "day", "models", "started_at")
-WRAPPER_KEYS = ("request", "run_id", "started_at")
+WRAPPER_KEYS = ("request", "run_id", "started_at", "execution_arn")
 EXECUTION_INPUT_KEYS = ("tenant", "models")
 EXAMPLE_INPUT = '{"tenant": "example", "models": ["xgboost"]}'
 # A number as the training image prints it ("{value:.6g}"): 0.981, -3, 1e-05; never nan or inf.
@@ -100,6 +101,7 @@ class RunRequest:
     day: str
     started_at: str
     models: tuple[str, ...] | None
+    execution_arn: str | None = None
 
 
 @dataclass(frozen=True)
@@ -183,7 +185,17 @@ def parse_request(event: Any) -> RunRequest:
             raise InvalidRunRequest(
                 f"unexpected keys {unknown} in the execution's input; allowed: {list(EXECUTION_INPUT_KEYS)}"
             )
-        event = {**execution_input, "run_id": event.get("run_id"), "started_at": event.get("started_at")}
+        execution_arn = event.get("execution_arn")
+        if execution_arn is not None and not (
+            isinstance(execution_arn, str) and EXECUTION_ARN.fullmatch(execution_arn)
+        ):
+            raise InvalidRunRequest(f"execution_arn {execution_arn!r} must be a Step Functions execution ARN")
+        event = {
+            **execution_input,
+            "run_id": event.get("run_id"),
+            "started_at": event.get("started_at"),
+            "execution_arn": execution_arn,
+        }
     else:
         unknown = sorted(set(event) - set(REQUEST_KEYS))
         if unknown:
@@ -216,6 +228,7 @@ def parse_request(event: Any) -> RunRequest:
         day=day,
         started_at=started_at if isinstance(started_at, str) else day,
         models=models,
+        execution_arn=event.get("execution_arn"),
     )
 
 
@@ -438,6 +451,14 @@ def build_items(settings: Settings, config: Mapping[str, Any], request: RunReque
     training_job_name(prefix, request.run_id, trial_id(total - 1), 0)  # the longest name, checked once
 
     spot = training["spot"]
+    if spot and training["max_wait_seconds"] < training["max_runtime_seconds"]:
+        # Synth derives or checks the wait (config/tenants.py); a config published otherwise would have
+        # every trial rejected by CreateTrainingJob, so it fails here, once, before any job starts.
+        raise InvalidConfig(
+            f"the published config of tenant {request.tenant!r} has training.max_wait_seconds "
+            f"{training['max_wait_seconds']} below training.max_runtime_seconds {training['max_runtime_seconds']}; "
+            "allowed: a spot wait at least as long as the runtime (redeploy to republish it)"
+        )
     algorithm_specification = {
         "TrainingImage": settings.gpu_training_image_uri if training["gpu"] else settings.training_image_uri,
         "TrainingInputMode": "File",
@@ -712,7 +733,9 @@ class Planner:
         """The ledger's run record, written once: a retry or redrive keeps the first one.
 
         A retry finds the record (returned with the failed condition, so no read permission is
-        needed); a different tenant or plan digest means the run id is not this run's to plan.
+        needed); a different tenant or plan digest means the run id is not this run's to plan. A
+        record without a plan is the run-outcome function's note of an execution that failed before
+        its plan was recorded (lambda/run_outcome/handler.py): a redrive that plans the run replaces it.
         """
         record = {
             "pk": f"RUN#{request.run_id}",
@@ -732,11 +755,13 @@ class Planner:
             "gsi1pk": f"TENANT#{request.tenant}",
             "gsi1sk": f"RUN#{request.started_at}#{request.run_id}",
         }
+        if request.execution_arn:
+            record["execution_arn"] = request.execution_arn
         try:
             self.dynamodb.put_item(
                 TableName=self.settings.ledger_table,
                 Item={name: self.serializer.serialize(value) for name, value in record.items()},
-                ConditionExpression="attribute_not_exists(pk)",
+                ConditionExpression="attribute_not_exists(pk) OR attribute_not_exists(plan_sha256)",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:

@@ -120,7 +120,7 @@ def test_the_state_machine_does_not_change_with_the_number_of_tenants(platform_c
         synthesized = synthesize(config, tmp_path_factory.mktemp(f"tenants-{count}"))
         resources = synthesized.template_json("dev", STACK)["Resources"]
         definitions[count] = of_type(resources, "AWS::StepFunctions::StateMachine")
-        assert len(of_type(resources, "AWS::Lambda::Function")) == 5  # no per-tenant resources
+        assert len(of_type(resources, "AWS::Lambda::Function")) == 6  # no per-tenant resources
 
     assert definitions[1] == definitions[50]
 
@@ -151,10 +151,12 @@ def test_each_trial_is_one_synchronous_training_job_with_the_plans_request(resou
     assert parameters["EnableManagedSpotTraining.$"] == "$.item.request.EnableManagedSpotTraining"
 
 
-def test_quota_errors_wait_and_retry_while_validation_errors_fail_the_trial(resources):
+def test_quota_throttling_and_5xx_wait_while_validation_errors_fail_the_trial(resources, settings):
     states = states_of(definition(resources))
     catches = {tuple(c["ErrorEquals"]): c for c in states["StartTraining"]["Catch"]}
 
+    # Only the create call's refusals are caught: a job that failed fails the trial where it failed.
+    assert set(catches) == {("SageMaker.AmazonSageMakerException",)}
     sagemaker = catches[("SageMaker.AmazonSageMakerException",)]
     assert sagemaker["ResultPath"] == "$.error"
     choice = states[sagemaker["Next"]]
@@ -162,8 +164,20 @@ def test_quota_errors_wait_and_retry_while_validation_errors_fail_the_trial(reso
     for rule in choice["Choices"]:
         conditions = rule.get("Or", [rule])
         routes.update({c["StringMatches"]: rule["Next"] for c in conditions})
-    assert states[routes["*ResourceLimitExceeded*"]]["Type"] == "Wait"
-    assert routes["*ThrottlingException*"] == routes["*ResourceLimitExceeded*"]
+    transient = {"*ResourceLimitExceeded*", "*ThrottlingException*", "*Rate exceeded*", "*Status Code: 5*"}
+    assert {routes[pattern] for pattern in transient} == {"WaitedTooLong"}
+    waited = states["WaitedTooLong"]
+    [limit] = waited["Choices"]
+    assert limit["Variable"] == "$.wait.waited"
+    assert limit["NumericGreaterThanEquals"] == settings.training.capacity_wait_limit_seconds
+    # Giving up puts the data point the capacity alarm watches, then fails the trial with a cause.
+    report = states[limit["Next"]]
+    assert report["Resource"].endswith(":states:::aws-sdk:cloudwatch:putMetricData")
+    assert report["Parameters"]["MetricData"] == [{"MetricName": "TrialsGaveUpOnCapacity", "Value": 1, "Unit": "Count"}]
+    assert report["Parameters"]["Namespace"] == f"mlops/{settings.name}"
+    gave_up = states[report["Next"]]
+    assert (gave_up["Type"], gave_up["Error"]) == ("Fail", "CapacityUnavailable")
+    assert states[waited["Default"]]["Type"] == "Wait"
     resolve = states[routes["*ResourceInUse*"]]
     assert resolve["Type"] == "Task"
     assert resolve["Parameters"] == {"item.$": "$.item", "current.$": "$.current"}  # the function, invoked directly
@@ -172,30 +186,159 @@ def test_quota_errors_wait_and_retry_while_validation_errors_fail_the_trial(reso
         "Error": "TrainingRequestRejected",
         "CausePath": "$.error.Cause",
     }
-    assert states[catches[("States.ALL",)]["Next"]]["Error"] == "TrainingJobFailed"
 
 
-def test_every_failure_path_ends_in_a_named_fail_state_with_its_cause(resources):
+# A state's history events (GetExecutionHistory's HistoryEvent types): a state is entered and exited;
+# a Task adds Scheduled, Started and Succeeded or Failed; a .sync one also Submitted.
+EVENTS_PER_STATE = {"Pass": 2, "Choice": 2, "Wait": 2, "Task": 5, "Fail": 1}
+CHILD_HISTORY_LIMIT = 25_000  # events in one execution's history, child executions of a Distributed Map too
+MAX_ATTEMPTS = 3  # lambda/training_job: attempts a0 … a2
+
+
+def events_of(state: dict[str, Any]) -> int:
+    return EVENTS_PER_STATE[state["Type"]] + (1 if state.get("Resource", "").endswith(".sync") else 0)
+
+
+def loop_through(states: dict[str, Any], wait: str) -> list[str]:
+    """The longest cycle from the Wait state ``wait`` back to it, as state names."""
+    longest: list[str] = []
+
+    def walk(name: str, path: list[str]) -> None:
+        nonlocal longest
+        if name == wait and path:
+            longest = max(longest, path, key=lambda p: sum(events_of(states[n]) for n in p))
+            return
+        if name in path:
+            return
+        state = states[name]
+        catches = [c["Next"] for c in state.get("Catch", [])]
+        targets = [state.get("Next"), state.get("Default"), *(c["Next"] for c in state.get("Choices", [])), *catches]
+        for target in filter(None, targets):
+            walk(target, [*path, name])
+
+    walk(wait, [])
+    return longest
+
+
+def test_a_trials_longest_waits_and_polls_stay_inside_a_child_executions_history(resources):
+    """The configuration's longest wait for capacity and SageMaker's longest job, in events."""
+    from config.schema import MAX_CAPACITY_WAIT_LIMIT_SECONDS
+    from config.tenants import MAX_JOB_SECONDS
+    from mlops_constructs.training_pipeline import (
+        FIRST_CAPACITY_WAIT_SECONDS,
+        FIRST_POLL_SECONDS,
+        MAX_CAPACITY_WAIT_SECONDS,
+        MAX_POLL_SECONDS,
+    )
+
+    states = definition(resources)["States"]["Train"]["ItemProcessor"]["States"]
+
+    def iterations(total_seconds: int, first: int, cap: int) -> int:
+        count, waited, wait = 0, 0, first
+        while waited < total_seconds:
+            waited, wait, count = waited + wait, min(2 * wait, cap), count + 1
+        return count
+
+    capacity_loop = loop_through(states, "WaitForCapacity")
+    poll_loop = loop_through(states, "WaitForExistingJob")
+    assert "StartTraining" in capacity_loop
+    assert "FindExistingJob" in poll_loop
+    capacity_events = sum(events_of(states[name]) for name in capacity_loop)
+    poll_events = sum(events_of(states[name]) for name in poll_loop)
+    # A job SageMaker runs for at most its stopping condition (28 days); a day more for starting and uploading.
+    longest_job = MAX_JOB_SECONDS + 86_400
+    capacity = iterations(MAX_CAPACITY_WAIT_LIMIT_SECONDS, FIRST_CAPACITY_WAIT_SECONDS, MAX_CAPACITY_WAIT_SECONDS)
+    polls = MAX_ATTEMPTS * iterations(longest_job, FIRST_POLL_SECONDS, MAX_POLL_SECONDS)
+    every_state_once = sum(events_of(state) for state in states.values()) + 2  # and the execution's start and end
+    worst = every_state_once + capacity * capacity_events + polls * poll_events
+
+    assert worst < CHILD_HISTORY_LIMIT, worst
+    # Polling every two minutes, as before the back-off, would not fit.
+    assert MAX_ATTEMPTS * (longest_job // 120) * poll_events > CHILD_HISTORY_LIMIT
+
+
+# Failures a redrive can fix are not caught (a redrive restarts the state that failed); those it cannot
+# fix end in these Fail states, with the error's cause.
+TERMINAL = {
+    "PlanFailed",
+    "NoUsableTrial",
+    "BaselineFailed",
+    "TrainingRequestRejected",
+    "CapacityUnavailable",
+    "GaveUp",
+    "ExistingJobUnresolved",
+}
+
+
+def test_only_failures_no_redrive_can_fix_end_in_fail_states(resources):
     states = states_of(definition(resources))
     fails = {name: state for name, state in states.items() if state["Type"] == "Fail"}
 
-    assert set(fails) >= {
-        "PlanFailed",
-        "PrepareFailed",
-        "TrainingFailed",
-        "NoUsableTrial",
-        "EvaluationFailed",
-        "BaselineFailed",
-        "BaselineJobFailed",
-        "BaselineRequestRejected",
-        "RegistrationFailed",
-        "PredictionFailed",
-        "TrainingRequestRejected",
-        "TrainingJobFailed",
-        "GaveUp",
-        "ExistingJobUnresolved",
-    }
+    assert set(fails) == TERMINAL
     assert all(state.get("CausePath") == "$.error.Cause" or state.get("Cause") for state in fails.values())
+    caught = {name: {e for c in state.get("Catch", []) for e in c["ErrorEquals"]} for name, state in states.items()}
+    # The jobs, the Baselines Map and the prediction fail where they failed, so a redrive reruns them.
+    for name in ("Prepare", "Baselines", "StartBaseline", "CreatePredictionModel", "Predict"):
+        assert caught[name] == set(), name
+    assert caught["Plan"] == {
+        "InvalidRunRequest", "UnknownTenant", "UnknownModel", "InvalidConfig", "InvalidName", "PlanConflict"
+    }  # fmt: skip
+    assert caught["Evaluate"] == {"NoUsableTrial"}
+    assert caught["Register"] == {"BaselineMissing"}
+    assert caught["Train"] == {"States.ExceedToleratedFailureThreshold"}
+    assert "States.ALL" not in set().union(*caught.values())
+
+
+def test_jobs_a_redrive_reruns_are_named_after_the_redrive(resources):
+    states = states_of(definition(resources))
+    redrive = "$$.Execution.RedriveCount"
+
+    assert states["Prepare"]["Parameters"]["ProcessingJobName.$"] == (
+        f"States.Format('{{}}-r{{}}', $.plan.prepare.ProcessingJobName, {redrive})"
+    )
+    assert states["StartBaseline"]["Parameters"]["ProcessingJobName.$"] == (
+        f"States.Format('{{}}-r{{}}', $.job.ProcessingJobName, {redrive})"
+    )
+    assert states["CreatePredictionModel"]["Parameters"]["ModelName.$"] == (
+        f"States.Format('{{}}-r{{}}', $.plan.predict.ModelName, {redrive})"
+    )
+    assert states["Predict"]["Parameters"]["TransformJobName.$"] == (
+        f"States.Format('{{}}-r{{}}', $.plan.predict.TransformJobName, {redrive})"
+    )
+    # Predict uses the model its run created, even when a redrive reruns Predict alone.
+    assert states["CreatePredictionModel"]["ResultPath"] == "$.prediction"
+    assert states["Predict"]["Parameters"]["ModelName.$"] == "$.prediction.model_name"
+
+
+def test_sagemaker_and_lambda_throttling_and_service_errors_are_retried(resources):
+    states = states_of(definition(resources))
+
+    def retried(name: str) -> set[str]:
+        return {error for retry in states[name].get("Retry", []) for error in retry["ErrorEquals"]}
+
+    for name in ("Prepare", "StartBaseline", "Predict"):
+        assert retried(name) == {"SageMaker.AmazonSageMakerException"}, name
+        [retry] = states[name]["Retry"]
+        assert retry["MaxAttempts"] >= 3
+        assert retry["BackoffRate"] == 2
+    # AWS SDK integrations name SageMaker's unmodelled errors (throttling, 5xx) so.
+    assert retried("CreatePredictionModel") == {"SageMaker.SageMakerException"}
+    for name in ("Plan", "Evaluate", "Register", "FindExistingJob"):
+        assert {"Lambda.TooManyRequestsException", "Lambda.ServiceException"} <= retried(name), name
+
+
+def test_more_failed_trials_than_tolerated_go_to_evaluation_with_the_maps_error(resources):
+    states = definition(resources)["States"]
+
+    [catch] = states["Train"]["Catch"]
+    assert catch == {
+        "ErrorEquals": ["States.ExceedToleratedFailureThreshold"],
+        "ResultPath": "$.training",
+        "Next": "Evaluate",
+    }
+    assert states["Evaluate"]["Parameters"]["results.$"] == "$.training"
+    # The results of a stopped Map lie under the run's prefix, where evaluation looks for them.
+    assert states["Train"]["ResultWriter"]["Parameters"]["Prefix.$"] == "$.plan.results.Prefix"
 
 
 def test_predictions_run_only_when_a_model_was_approved(resources):
@@ -246,7 +389,7 @@ def test_each_baseline_is_a_synchronous_processing_job_with_the_evaluations_requ
 
     assert start["Resource"].endswith(":states:::sagemaker:createProcessingJob.sync")
     parameters = start["Parameters"]
-    assert parameters["ProcessingJobName.$"] == "$.job.ProcessingJobName"
+    assert "$.job.ProcessingJobName" in parameters["ProcessingJobName.$"]  # and the redrive count
     assert parameters["RoleArn"] == "TOKEN"  # the baseline role, see the role tests
     for field in ("AppSpecification", "ProcessingInputs", "ProcessingOutputConfig", "ProcessingResources"):
         assert parameters[f"{field}.$"] == f"$.job.{field}"
@@ -256,35 +399,17 @@ def test_each_baseline_is_a_synchronous_processing_job_with_the_evaluations_requ
     assert parts[role_at + 1]["Fn::GetAtt"][0].startswith("PipelineBaselineRole")
 
 
-def test_a_failed_baseline_ends_the_run_in_baseline_failed_and_nothing_is_registered(resources):
+def test_a_failed_baseline_fails_the_run_in_its_state_and_nothing_is_registered(resources):
     states = definition(resources)["States"]
     processor = states["Baselines"]["ItemProcessor"]["States"]
 
-    [catch] = states["Baselines"]["Catch"]
-    assert (catch["ErrorEquals"], catch["Next"], catch["ResultPath"]) == (["States.ALL"], "BaselineFailed", "$.error")
-    assert states["BaselineFailed"] == {"Type": "Fail", "Error": "BaselineFailed", "CausePath": "$.error.Cause"}
-    # Register is reached only through the Map's success; a baseline it cannot find fails the same way.
+    assert "Catch" not in states["Baselines"]
+    assert "Catch" not in processor["StartBaseline"]
+    # Register is reached only through the Map's success; a baseline it cannot find ends the run.
     assert [state for state in states.values() if state.get("Next") == "Register"] == [states["Baselines"]]
     register_catches = {tuple(c["ErrorEquals"]): c["Next"] for c in states["Register"]["Catch"]}
-    assert register_catches == {("BaselineMissing",): "BaselineFailed", ("States.ALL",): "RegistrationFailed"}
-    start_catches = {tuple(c["ErrorEquals"]): c["Next"] for c in processor["StartBaseline"]["Catch"]}
-    assert processor[start_catches[("States.ALL",)]]["Type"] == "Fail"  # the job failed: its cause goes up
-
-
-def test_a_baseline_job_name_in_use_counts_only_if_that_job_completed(resources):
-    processor = definition(resources)["States"]["Baselines"]["ItemProcessor"]["States"]
-    catches = {tuple(c["ErrorEquals"]): c["Next"] for c in processor["StartBaseline"]["Catch"]}
-
-    find = processor[catches[("SageMaker.AmazonSageMakerException",)]]
-    assert find["Resource"].endswith(":states:::aws-sdk:sagemaker:describeProcessingJob")
-    assert find["Parameters"] == {"ProcessingJobName.$": "$.job.ProcessingJobName"}
-    [lookup_failed] = find["Catch"]
-    assert lookup_failed["ResultPath"] == "$.lookup"  # the create's error stays the cause
-    choice = processor[find["Next"]]
-    assert choice["Choices"] == [
-        {"Variable": "$.existing.status", "StringEquals": "Completed", "Next": processor["StartBaseline"]["Next"]}
-    ]
-    assert choice["Default"] == lookup_failed["Next"] == "BaselineRequestRejected"
+    assert register_catches == {("BaselineMissing",): "BaselineFailed"}
+    assert states["BaselineFailed"] == {"Type": "Fail", "Error": "BaselineFailed", "CausePath": "$.error.Cause"}
 
 
 # -- least privilege -----------------------------------------------------------------------------
@@ -304,15 +429,31 @@ def test_the_state_machine_passes_exactly_the_four_job_roles_and_only_to_sagemak
     statements = policy_statements(resources, "PipelineStateMachineRole")
     passes = [s for s in statements if "iam:PassRole" in s["Action"]]
 
-    [statement] = passes
-    roles = {r["Fn::GetAtt"][0] for r in statement["Resource"]}
+    roles = set()
+    for statement in passes:
+        assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+        targets = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        roles |= {r["Fn::GetAtt"][0] for r in targets}
     assert {role.split("Role")[0] for role in roles} == {
         "PipelinePrepare",
         "PipelineTrain",
         "PipelineTransform",
         "PipelineBaseline",
     }
-    assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+
+
+@pytest.mark.parametrize(
+    ("role", "encrypts"),
+    [("PipelineTrainRole", True), ("PipelineTransformRole", True), ("PipelinePrepareRole", False),
+     ("PipelineBaselineRole", False)],
+)  # fmt: skip
+def test_roles_of_jobs_whose_output_key_requires_it_may_encrypt_with_the_platform_key(resources, role, encrypts):
+    """OutputDataConfig.KmsKeyId and TransformOutput.KmsKeyId: the execution role must be allowed kms:Encrypt."""
+    statements = [s for s in policy_statements(resources, role) if "kms:Encrypt" in s["Action"]]
+
+    assert bool(statements) is encrypts
+    for statement in statements:
+        assert "PlatformKey" in json.dumps(statement["Resource"])
 
 
 @pytest.mark.parametrize(
@@ -387,12 +528,16 @@ def test_nothing_in_the_platform_uses_sagemaker_full_access(synthesized, environ
 # -- progress events -----------------------------------------------------------------------------
 
 
+def progress_rules(resources: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {lid: r for lid, r in of_type(resources, "AWS::Events::Rule").items() if lid.startswith("Progress")}
+
+
 def rule_patterns(resources: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {lid: r["Properties"]["EventPattern"] for lid, r in of_type(resources, "AWS::Events::Rule").items()}
+    return {lid: r["Properties"]["EventPattern"] for lid, r in progress_rules(resources).items()}
 
 
 def test_both_progress_rules_deliver_to_the_progress_function_with_a_dead_letter_queue(resources):
-    rules = of_type(resources, "AWS::Events::Rule")
+    rules = progress_rules(resources)
 
     assert len(rules) == 2
     for rule in rules.values():
@@ -442,3 +587,51 @@ def test_the_rules_match_real_events_and_only_this_environments_jobs(resources, 
     assert matches(status_pattern, ours)
     assert not matches(status_pattern, theirs)
     assert not matches(status_pattern, state_change)  # the documented sample's job is not the platform's
+
+
+# -- how runs end ---------------------------------------------------------------------------------
+
+
+def test_every_training_executions_status_change_reaches_the_run_outcome_function(resources):
+    sample = json.loads((EVENTS / "stepfunctions_execution_status_change.json").read_text())
+    [(machine_id, _)] = of_type(resources, "AWS::StepFunctions::StateMachine").items()
+    [rule] = [r for lid, r in of_type(resources, "AWS::Events::Rule").items() if lid.startswith("PipelineOutcomes")]
+    pattern = rule["Properties"]["EventPattern"]
+    [target] = rule["Properties"]["Targets"]
+
+    assert "EventBusName" not in rule["Properties"]  # Step Functions sends to the default bus only
+    assert target["Arn"]["Fn::GetAtt"][0].startswith("PipelineOutcomesFunction")
+    assert "DeadLetterConfig" in target
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
+    assert pattern["detail"]["stateMachineArn"] == [{"Ref": machine_id}]
+    machine = "arn:aws:states:eu-west-1:111111111111:stateMachine:training"
+    concrete = json.loads(json.dumps(pattern).replace(json.dumps({"Ref": machine_id}), json.dumps(machine)))
+    for status in ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED", "RUNNING"):
+        event = {**sample, "detail": {**sample["detail"], "stateMachineArn": machine, "status": status}}
+        assert EventPattern.load(json.dumps(concrete)).matches_event(event), status
+    other = {**sample, "detail": {**sample["detail"], "stateMachineArn": machine + "-other", "status": "FAILED"}}
+    assert not EventPattern.load(json.dumps(concrete)).matches_event(other)
+
+
+def test_the_run_outcome_function_may_update_run_records_and_read_only_its_machines_histories(resources):
+    statements = policy_statements(resources, "PipelineOutcomesFunctionRole")
+    actions = {a for s in statements for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
+
+    assert {"dynamodb:UpdateItem", "states:GetExecutionHistory", "sqs:SendMessage"} <= actions
+    assert not {a for a in actions if a.startswith(("dynamodb:Delete", "dynamodb:Put", "states:Start", "sagemaker:"))}
+    [history] = [s for s in statements if s["Action"] == "states:GetExecutionHistory"]
+    assert ":execution:" in json.dumps(history["Resource"])
+
+
+def test_a_trial_that_gives_up_on_capacity_raises_an_alarm_on_the_environments_topic(resources, environment):
+    [alarm] = [
+        r["Properties"]
+        for lid, r in of_type(resources, "AWS::CloudWatch::Alarm").items()
+        if lid.startswith("PipelineCapacityAlarm")
+    ]
+
+    # The namespace and metric the trial's ReportCapacityWait state puts (see the trial loop's test).
+    assert (alarm["MetricName"], alarm["Namespace"]) == ("TrialsGaveUpOnCapacity", f"mlops/{environment}")
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+    [action] = alarm["AlarmActions"]
+    assert "Foundation" in json.dumps(action)

@@ -64,6 +64,7 @@ ENVIRONMENT = {
     "SERVING_IMAGE_URI": SERVING_IMAGE,
     "INFERENCE_INSTANCE_TYPE": "ml.c5.large",
     "BASELINE_IMAGE_URI": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/training:cpu",
+    "TOLERATED_FAILURE_PERCENTAGE": "50",
 }
 CONFIG = {
     "schema_version": 1,
@@ -199,10 +200,10 @@ def execution(item: dict[str, Any], status: str, **fields: Any) -> dict[str, Any
     }
 
 
-def write_results(s3, files: dict[str, list[Any]], *, jsonl: bool = False) -> dict[str, Any]:
+def write_results(s3, files: dict[str, list[Any]], *, jsonl: bool = False, prefix: str = MAP_RESULTS) -> dict[str, Any]:
     """manifest.json and <STATUS>_0.json under <Prefix>/<map run id>/, as AWS writes them; the Map's output."""
     map_run = str(uuid.uuid4())
-    folder = f"{MAP_RESULTS}/{map_run}/"
+    folder = f"{prefix}/{map_run}/"
     listed: dict[str, list[dict[str, Any]]] = {"FAILED": [], "PENDING": [], "SUCCEEDED": []}
     for status, entries in files.items():
         key = f"{folder}{status}_0.json"
@@ -378,7 +379,8 @@ def test_when_no_trial_is_usable_the_trials_are_recorded_then_no_usable_trial_is
     s3, dynamodb, sagemaker = aws
     plan, items = planned()
     results = write_results(s3, {"FAILED": [failed(item, "States.TaskFailed", "boom") for item in items]})
-    with pytest.raises(evaluate.NoUsableTrial, match=r"no trial with a finite validation:auc \(4 failed"):
+    reason = r"no trial with a finite validation:auc: 4 of 4 trials failed \(the run tolerates 50%\): 4 trials: States"
+    with pytest.raises(evaluate.NoUsableTrial, match=reason):
         run(evaluate, plan, results)
 
     assert {t["status"]["S"] for t in ledger(dynamodb, "TRIAL#").values()} == {"failed"}
@@ -386,6 +388,123 @@ def test_when_no_trial_is_usable_the_trials_are_recorded_then_no_usable_trial_is
     assert ledger(dynamodb, "RUN")["RUN"]["status"]["S"] == "no-usable-trial"
     assert ledger(dynamodb, "PACKAGE#") == {}
     assert sagemaker.list_model_package_groups()["ModelPackageGroupSummaryList"] == []
+
+
+# -- more failed trials than tolerated: the Map stops (States.ExceedToleratedFailureThreshold)
+
+# What the Train state's Catch puts in $.training, which the Evaluate state passes as "results".
+MAP_STOPPED = {
+    "Error": "States.ExceedToleratedFailureThreshold",
+    "Cause": "The specified tolerated failure threshold was exceeded",
+}
+
+
+def stopped_results(s3, plan: dict[str, Any], files: dict[str, list[Any]]) -> dict[str, Any]:
+    """The stopped Map's result files, under the run's prefix where its ResultWriter puts them; its error."""
+    write_results(s3, files, prefix=plan["results"]["Prefix"])
+    return MAP_STOPPED
+
+
+def test_when_the_map_stops_the_models_with_a_usable_trial_are_chosen_and_left_for_a_person(evaluate, aws, planned):
+    s3, dynamodb, _ = aws
+    plan, items = planned()
+    quota = "ResourceLimitExceeded: The account-level service limit 'ml.p3.2xlarge for training job usage' is 0"
+    results = stopped_results(
+        s3,
+        plan,
+        {
+            "SUCCEEDED": all_succeeded(items[3:], [0.99]),
+            "FAILED": [failed(item, "TrainingRequestRejected", quota) for item in items[:3]],
+        },
+    )
+    evaluation = evaluate_only(evaluate, plan, results)
+
+    assert evaluation["tolerance_exceeded"] is True
+    assert evaluation["models_without_usable_trial"] == ["xgboost"]
+    assert evaluation["failures"] == (
+        f"more than 50% of the trials failed and the Map stopped: 3 of 4 failed (3 trials: TrainingRequestRejected: "
+        f"{quota}), 0 without a result (refused by SageMaker or never started)"
+    )
+    assert [entry["model"] for entry in evaluation["selected"]] == ["linear"]
+    write_baselines(evaluation)
+    registration = register(evaluate, evaluation)
+    # 0.99 meets the threshold and dev auto-approves, but the run lost more trials than it tolerates.
+    assert [(b["model"], b["approval_status"]) for b in registration["best"]] == [("linear", "PendingManualApproval")]
+    assert registration["predict"] is None
+    run_record = ledger(dynamodb, "RUN")["RUN"]
+    assert run_record["tolerance_exceeded"] == {"BOOL": True}
+    assert run_record["reason"]["S"] == evaluation["failures"]
+
+
+def test_when_the_map_stops_with_nothing_usable_the_reason_says_how_many_failed_and_why(evaluate, aws, planned):
+    s3, dynamodb, _ = aws
+    plan, items = planned()
+    rejected = "ValidationException: Invalid hyperparameter max_depth (Service: AmazonSageMaker; Status Code: 400)"
+    results = stopped_results(
+        s3,
+        plan,
+        {
+            "FAILED": [failed(item, "TrainingRequestRejected", rejected) for item in items[:2]]
+            + [failed(items[2], "States.TaskFailed", json.dumps({"FailureReason": "AlgorithmError: boom"}))]
+        },
+    )
+
+    with pytest.raises(evaluate.NoUsableTrial) as raised:
+        evaluate_only(evaluate, plan, results)
+
+    assert str(raised.value) == (
+        "run 'run-1' has no trial with a finite validation:auc: more than 50% of the trials failed and the Map "
+        f"stopped: 3 of 4 failed (2 trials: TrainingRequestRejected: {rejected}; 1 trial: States.TaskFailed: "
+        "AlgorithmError: boom), 1 without a result (refused by SageMaker or never started); 0 without metrics, "
+        "1 without a result"
+    )
+    trials = ledger(dynamodb, "TRIAL#")
+    assert trials["TRIAL#00003"]["reason"]["S"] == evaluate.NOT_RUN
+    assert ledger(dynamodb, "RUN")["RUN"]["reason"]["S"] == str(raised.value)
+
+
+def test_a_stopped_map_without_result_files_is_evaluated_from_the_jobs_themselves(evaluate, aws, planned, jobs_report):
+    _, _, sagemaker = aws
+    jobs_report(lambda name: ("Failed", None) if "-00000-" in name or "-00001-" in name else ("Completed", 0.97))
+    plan, items = planned()
+    start_jobs(sagemaker, items[:3])  # trial 00003 never started: the Map stopped first
+    evaluation = evaluate_only(evaluate, plan, MAP_STOPPED)
+
+    assert evaluation["trials"] == {"total": 4, "succeeded": 1, "failed": 2, "missing_metrics": 0, "no_result": 1}
+    assert evaluation["tolerance_exceeded"] is True
+    assert "2 trials: training job Failed: AlgorithmError: out of memory" in evaluation["failures"]
+    assert [entry["model"] for entry in evaluation["selected"]] == ["linear"]
+
+
+def test_more_failures_than_tolerated_need_a_person_even_when_the_map_did_not_stop(evaluate, aws, planned):
+    """moto's Distributed Map never stops at its tolerance; evaluation counts for itself."""
+    s3, _, _ = aws
+    plan, items = planned()
+    results = write_results(
+        s3,
+        {
+            "SUCCEEDED": all_succeeded(items[3:], [0.99]),
+            "FAILED": [failed(item, "States.TaskFailed", "boom") for item in items[:3]],
+        },
+    )
+    registration = run(evaluate, plan, results)
+
+    assert [(b["model"], b["approval_status"]) for b in registration["best"]] == [("linear", "PendingManualApproval")]
+
+
+def test_failures_within_tolerance_leave_approval_automatic(evaluate, aws, planned):
+    s3, _, _ = aws
+    plan, items = planned()
+    results = write_results(
+        s3,
+        {
+            "SUCCEEDED": all_succeeded(items[2:], [0.95, 0.99]),
+            "FAILED": [failed(item, "States.TaskFailed", "boom") for item in items[:2]],
+        },
+    )
+    evaluation = evaluate_only(evaluate, plan, results)
+
+    assert (evaluation["tolerance_exceeded"], evaluation["failures"]) == (False, None)  # 2 of 4 is 50%: tolerated
 
 
 # -- approval

@@ -440,6 +440,31 @@ def test_spot_training_waits_and_checkpoints_per_trial(plan, aws):
         }
 
 
+@pytest.mark.parametrize("runtime", [60, 3600, 10_000, 2_419_200])
+def test_a_spot_tenant_that_sets_only_its_runtime_waits_at_least_that_long(plan, aws, platform_config, runtime):
+    """The published config comes from the tenant model itself: pydantic does not validate defaults."""
+    s3, _ = aws
+    [example] = platform_config.pipelines
+    training = example.training.model_dump(exclude={"max_wait_seconds"}) | {"max_runtime_seconds": runtime}
+    tenant = example.model_validate(example.model_dump() | {"training": training})
+    publish(s3, tenant.published() | {"tenant": "acme"}, tenant="acme")
+
+    for item in items_of(s3, run(plan)):
+        stopping = item["request"]["StoppingCondition"]
+        assert item["request"]["EnableManagedSpotTraining"] is True
+        # CreateTrainingJob rejects a spot job whose wait is shorter than its runtime.
+        assert stopping["MaxRuntimeInSeconds"] == runtime
+        assert runtime <= stopping["MaxWaitTimeInSeconds"] <= 2_419_200
+
+
+def test_a_published_spot_wait_shorter_than_the_runtime_is_refused_before_any_trial(plan, aws):
+    s3, _ = aws
+    publish(s3, with_training(spot=True, max_runtime_seconds=10_000, max_wait_seconds=7200))
+
+    with pytest.raises(plan.InvalidConfig, match=r"max_wait_seconds 7200 below training.max_runtime_seconds 10000"):
+        run(plan)
+
+
 def test_on_demand_training_has_no_wait_time_but_still_checkpoints(plan, aws):
     s3, _ = aws
     publish(s3, with_training(spot=False))

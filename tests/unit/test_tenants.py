@@ -8,7 +8,7 @@ import pytest
 from sklearn.datasets import load_breast_cancer
 
 from config import ConfigError, load_config
-from config.tenants import HYPERPARAMETERS_FILE, MAX_TRIALS
+from config.tenants import HYPERPARAMETERS_FILE, MAX_JOB_SECONDS, MAX_TRIALS, TrainingSpec
 from tests.conftest import ROOT
 from tests.unit.conftest import assert_one_sentence, edit
 
@@ -42,6 +42,31 @@ def test_grids_are_checked_against_the_training_images_own_table():
     from mlops_training.settings import SCHEMA_FILE
 
     assert HYPERPARAMETERS_FILE.resolve() == SCHEMA_FILE.resolve()
+
+
+@pytest.mark.parametrize("runtime", [60, 3600, 3601, 10_000, MAX_JOB_SECONDS])
+def test_without_a_spot_wait_the_wait_covers_the_runtime(runtime):
+    training = TrainingSpec(instance_type="ml.m5.large", max_runtime_seconds=runtime)
+
+    assert training.spot is True
+    assert runtime <= training.max_wait_seconds <= MAX_JOB_SECONDS
+
+
+def test_the_defaults_alone_make_a_valid_spot_job():
+    training = TrainingSpec(instance_type="ml.m5.large")
+
+    assert training.max_wait_seconds >= training.max_runtime_seconds
+
+
+def test_a_tenant_file_with_a_long_runtime_and_no_wait_loads_and_publishes_a_wait_that_covers_it(config_copy):
+    path = config_copy / "pipelines" / "example.yaml"
+    edit(path, "  max_runtime_seconds: 1800\n  max_wait_seconds: 3600\n", "  max_runtime_seconds: 10000\n")
+
+    [example] = load_config(config_copy).pipelines
+
+    published = example.published()["training"]
+    assert published["max_runtime_seconds"] == 10_000
+    assert published["max_wait_seconds"] >= 10_000
 
 
 BAD_PIPELINES = {

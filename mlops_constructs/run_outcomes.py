@@ -1,0 +1,159 @@
+"""The run ledger's record of how every training execution ended: Step Functions' status events, recorded.
+
+Step Functions sends a ``Step Functions Execution Status Change`` event to the default bus whenever a
+Standard workflow's execution starts, ends or is redriven
+(https://docs.aws.amazon.com/step-functions/latest/dg/eventbridge-integration.html). A rule passes
+the training state machine's events to the run-outcome function (lambda/run_outcome/handler.py),
+which writes the run's final status, the state it failed in and the cause to the ledger, so
+``scripts/run_report.py`` tells the truth about failed, timed-out, aborted and redriven runs too.
+The rule retries and keeps what it cannot deliver in a dead-letter queue; both that queue and
+the function's errors raise an alarm on the environment's topic.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, Fn, RemovalPolicy, Stack
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from config.naming import Names
+from mlops_constructs.alarms import alarm_above_zero
+from mlops_constructs.functions import platform_function
+from mlops_constructs.nag import acknowledge, acknowledge_wildcard_resource
+from mlops_constructs.queues import dead_letter_queue
+
+DETAIL_TYPE = "Step Functions Execution Status Change"
+STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+
+
+class RunOutcomes(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        names: Names,
+        key: kms.IKey,
+        ledger: dynamodb.ITableV2,
+        state_machine: sfn.StateMachine,
+        alarm_topic: sns.ITopic,
+        log_retention_days: int,
+        removal_policy: RemovalPolicy,
+    ) -> None:
+        super().__init__(scope, id)
+        stack = Stack.of(self)
+        self.dead_letter_queue = dead_letter_queue(self, "DeadLetterQueue", key=key, removal_policy=removal_policy)
+        acknowledge(
+            self.dead_letter_queue,
+            "AwsSolutions-SQS3",
+            "This queue is the dead-letter and quarantine queue of the run-outcome rule and function.",
+        )
+        parts = platform_function(
+            self,
+            "Function",
+            folder="run_outcome",
+            description="Records in the run ledger how each training execution ended (status, state, cause)",
+            role_description="Run-outcome function: updates run records, reads executions' history",
+            names=names,
+            key=key,
+            environment={
+                "LEDGER_TABLE": ledger.table_name,
+                "QUARANTINE_QUEUE_URL": self.dead_letter_queue.queue_url,
+                "STATE_MACHINE_ARN": state_machine.state_machine_arn,
+            },
+            log_retention_days=log_retention_days,
+            removal_policy=removal_policy,
+            timeout_seconds=30,
+            memory_size=256,
+        )
+        self.function = parts.function
+        parts.role.add_to_policy(
+            iam.PolicyStatement(sid="UpdateRunRecords", actions=["dynamodb:UpdateItem"], resources=[ledger.table_arn])
+        )
+        parts.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="EncryptRecordsThroughDynamoDb",
+                actions=["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
+                resources=[key.key_arn],
+                conditions={"StringEquals": {"kms:ViaService": f"dynamodb.{stack.region}.amazonaws.com"}},
+            )
+        )
+        machine_name = Fn.select(6, Fn.split(":", state_machine.state_machine_arn))
+        executions = f"arn:{stack.partition}:states:{stack.region}:{stack.account}:execution:{machine_name}:*"
+        parts.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ReadWhereRunsEnded", actions=["states:GetExecutionHistory"], resources=[executions]
+            )
+        )
+        parts.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="QuarantineMalformedEvents",
+                actions=["sqs:SendMessage"],
+                resources=[self.dead_letter_queue.queue_arn],
+            )
+        )
+        parts.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="EncryptQuarantineThroughSqs",
+                actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                resources=[key.key_arn],
+                conditions={"StringEquals": {"kms:ViaService": f"sqs.{stack.region}.amazonaws.com"}},
+            )
+        )
+        acknowledge_wildcard_resource(
+            parts.policy, executions, "Executions are named per run at start; the grant stops at this state machine's."
+        )
+        self.function.configure_async_invoke(
+            on_failure=destinations.SqsDestination(self.dead_letter_queue),
+            retry_attempts=2,
+            max_event_age=Duration.hours(6),
+        )
+        for action in ("kms:ReEncrypt*", "kms:GenerateDataKey*"):
+            acknowledge(
+                parts.policy,
+                f"AwsSolutions-IAM5[Action::{action}]",
+                "CDK's SQS destination grants the key's encrypt actions for the dead-letter queue; "
+                "the grant covers the platform key only.",
+            )
+        self.rule = events.Rule(
+            self,
+            "Rule",
+            description=f"Status changes of {names.environment}'s training executions (default bus)",
+            event_pattern=events.EventPattern(
+                source=["aws.states"],
+                detail_type=[DETAIL_TYPE],
+                detail={"stateMachineArn": [state_machine.state_machine_arn], "status": list(STATUSES)},
+            ),
+            targets=[
+                targets.LambdaFunction(
+                    self.function,
+                    dead_letter_queue=self.dead_letter_queue,
+                    retry_attempts=8,
+                    max_event_age=Duration.hours(6),
+                )
+            ],
+        )
+        alarm_above_zero(
+            self,
+            alarm_topic,
+            {
+                "DeadLetterAlarm": (
+                    "Training status events were quarantined or could not be recorded in the run ledger "
+                    "(see the run-outcome dead-letter queue)",
+                    self.dead_letter_queue.metric_approximate_number_of_messages_visible(
+                        period=Duration.minutes(5), statistic="Maximum"
+                    ),
+                ),
+                "ErrorsAlarm": (
+                    "The run-outcome function failed invocations",
+                    self.function.metric_errors(period=Duration.minutes(5), statistic="Sum"),
+                ),
+            },
+        )
