@@ -18,12 +18,11 @@ from aws_cdk import ArnFormat, DefaultStackSynthesizer, Duration, RemovalPolicy,
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from config.naming import Names
 from config.schema import EnvironmentConfig
-from mlops_constructs.log_retention import retention_days
+from mlops_constructs.log_retention import encrypted_log_group
 from mlops_constructs.nag import acknowledge, acknowledge_wildcard_resource
 from mlops_constructs.variant_weights import TOTAL_TIMEOUT as WEIGHTS_TIMEOUT
 
@@ -185,12 +184,8 @@ def deploy_project(
     role.add_to_policy(
         iam.PolicyStatement(sid="AssumeCdkDeployRole", actions=["sts:AssumeRole"], resources=[deploy_role_arn(stack)])
     )
-    log_group = logs.LogGroup(
-        scope,
-        "DeployLogs",
-        retention=retention_days(log_retention_days),
-        encryption_key=key,
-        removal_policy=removal_policy,
+    log_group = encrypted_log_group(
+        scope, "DeployLogs", key=key, log_retention_days=log_retention_days, removal_policy=removal_policy
     )
     policy_document = session_policy(
         stack, stack_name=serving_stack_name, pointer_prefix=names.parameter("models") + "/"

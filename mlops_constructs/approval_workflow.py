@@ -15,12 +15,11 @@ from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from mlops_constructs.log_retention import retention_days
+from mlops_constructs.log_retention import encrypted_log_group
 from mlops_constructs.nag import acknowledge, acknowledge_wildcard_resource, ignore_redundant_dependency
 
 # The workflow asks again this often while the stack is busy, and waits for it at most as long as a
@@ -149,12 +148,8 @@ def deployment_workflow(
     settle.next(settled)
     definition = start.next(acquire).next(acquired)
 
-    log_group = logs.LogGroup(
-        scope,
-        "WorkflowLogs",
-        retention=retention_days(log_retention_days),
-        encryption_key=key,
-        removal_policy=removal_policy,
+    log_group = encrypted_log_group(
+        scope, "WorkflowLogs", key=key, log_retention_days=log_retention_days, removal_policy=removal_policy
     )
     state_machine = sfn.StateMachine(
         scope,

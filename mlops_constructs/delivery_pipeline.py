@@ -28,7 +28,6 @@ from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk.interfaces.aws_events import IRuleRef
@@ -38,7 +37,7 @@ from config.naming import Names
 from config.schema import SMOKE_TEST_ENDPOINT, SMOKE_TEST_TENANT, DeliveryPipelineConfig
 from mlops_constructs.access_logs import access_log_bucket
 from mlops_constructs.deploy_check import pipeline_deploy_check_role_name
-from mlops_constructs.log_retention import retention_days
+from mlops_constructs.log_retention import encrypted_log_group
 from mlops_constructs.pipeline_access import pipeline_smoke_test_role_name, smoke_test_role_name
 from mlops_constructs.pipeline_grants import acknowledge_generated_grants
 
@@ -125,12 +124,8 @@ class DeliveryPipeline(Construct):
     ) -> None:
         super().__init__(scope, id)
         self.pipeline_name = pipeline_name(project)
-        self.logs = logs.LogGroup(
-            self,
-            "BuildLogs",
-            encryption_key=key,
-            retention=retention_days(LOG_RETENTION_DAYS),
-            removal_policy=RemovalPolicy.RETAIN,
+        self.logs = encrypted_log_group(
+            self, "BuildLogs", key=key, log_retention_days=LOG_RETENTION_DAYS, removal_policy=RemovalPolicy.RETAIN
         )
         build_defaults = pipelines.CodeBuildOptions(
             build_environment=codebuild.BuildEnvironment(
