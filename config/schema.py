@@ -17,7 +17,7 @@ from pydantic import (
     field_validator,
 )
 
-from config.base import StrictModel
+from config.base import StrictModel, at_least, whole_number
 from config.deployed import DeployedVariants
 from config.instance_types import check_instance_type
 from config.monitoring import Monitoring
@@ -67,15 +67,13 @@ class ProjectConfig(StrictModel):
 
 class Retention(StrictModel):
     log_retention_days: LogRetentionDays = Field(description="one of CloudWatch Logs' retention periods")
-    noncurrent_version_expiration_days: StrictInt = Field(ge=1, description="a whole number of days, at least 1")
-    raw_infrequent_access_after_days: StrictInt = Field(
-        ge=30, description="a whole number of days, at least 30 (S3's minimum before Standard-IA)"
-    )
+    noncurrent_version_expiration_days: StrictInt = at_least(1, unit="days")
+    raw_infrequent_access_after_days: StrictInt = at_least(30, "S3's minimum before Standard-IA", unit="days")
     raw_archive_after_days: StrictInt = Field(
         ge=31, description="a whole number of days after the Standard-IA transition"
     )
-    query_results_expiration_days: StrictInt = Field(ge=1, description="a whole number of days, at least 1")
-    access_logs_expiration_days: StrictInt = Field(ge=1, description="a whole number of days, at least 1")
+    query_results_expiration_days: StrictInt = at_least(1, unit="days")
+    access_logs_expiration_days: StrictInt = at_least(1, unit="days")
 
     @field_validator("raw_archive_after_days")
     @classmethod
@@ -98,41 +96,25 @@ class InstanceTypes(StrictModel):
 
 
 class Capacities(StrictModel):
-    training_max_concurrency: StrictInt = Field(
-        ge=1, le=10000, description="a whole number from 1 to 10000 (parallel trainings of one run)"
-    )
-    ingest_batch_size: StrictInt = Field(
-        ge=1, le=10, description="a whole number from 1 to 10 (SQS messages per invocation)"
-    )
-    ingest_max_concurrency: StrictInt = Field(
-        ge=2, le=1000, description="a whole number from 2 to 1000 (SQS event source maximum concurrency)"
-    )
+    training_max_concurrency: StrictInt = whole_number(1, 10000, "parallel trainings of one run")
+    ingest_batch_size: StrictInt = whole_number(1, 10, "SQS messages per invocation")
+    ingest_max_concurrency: StrictInt = whole_number(2, 1000, "SQS event source maximum concurrency")
 
 
 class Ingestion(StrictModel):
-    max_record_bytes: StrictInt = Field(
-        ge=1, le=262144, description="a whole number of bytes from 1 to 262144 (one record, encoded as JSON)"
-    )
-    max_receive_count: StrictInt = Field(
-        ge=1, le=1000, description="a whole number from 1 to 1000 (deliveries before a message goes to the DLQ)"
-    )
+    max_record_bytes: StrictInt = whole_number(1, 262_144, "one record, encoded as JSON", unit="bytes")
+    max_receive_count: StrictInt = whole_number(1, 1000, "deliveries before a message goes to the DLQ")
 
 
 class Training(StrictModel):
     auto_approve: StrictBool = Field(
         description="true or false (approve a model package that meets its tenant's threshold without a person)"
     )
-    tolerated_failure_percentage: StrictInt = Field(
-        default=50,
-        ge=0,
-        le=100,
-        description="a whole number from 0 to 100 (failed trials a run tolerates before it fails)",
+    tolerated_failure_percentage: StrictInt = whole_number(
+        0, 100, "failed trials a run tolerates before it fails", default=50
     )
-    progress_interval_seconds: StrictInt = Field(
-        default=10,
-        ge=1,
-        le=3600,
-        description="a whole number of seconds from 1 to 3600 (at most one progress event per trial this often)",
+    progress_interval_seconds: StrictInt = whole_number(
+        1, 3600, "at most one progress event per trial this often", unit="seconds", default=10
     )
 
 
@@ -219,11 +201,8 @@ class SmokeTest(StrictModel):
         min_length=1,
         description="a non-empty list of the example tenant's models that the smoke test's training run trains",
     )
-    timeout_minutes: StrictInt = Field(
-        default=120,
-        ge=10,
-        le=480,
-        description="a whole number of minutes from 10 to 480 (the smoke test's scoring and training run together)",
+    timeout_minutes: StrictInt = whole_number(
+        10, 480, "the smoke test's scoring and training run together", unit="minutes", default=120
     )
 
 

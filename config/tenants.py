@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, StrictBool, StrictFloat, StrictInt, ValidationInfo, field_validator
 
-from config.base import StrictModel
+from config.base import StrictModel, whole_number
 from config.instance_types import check_instance_type, has_local_storage, is_gpu
 
 HYPERPARAMETERS_FILE = (
@@ -109,9 +109,7 @@ class TrainingSpec(StrictModel):
         description="an ML instance type, CPU or GPU"
     )
     spot: StrictBool = Field(default=True, description="true or false (managed spot training)")
-    max_runtime_seconds: StrictInt = Field(
-        default=3600, ge=60, le=2_419_200, description="a whole number of seconds from 60 to 2419200 (28 days)"
-    )
+    max_runtime_seconds: StrictInt = whole_number(60, 2_419_200, "28 days", unit="seconds", default=3600)
     max_wait_seconds: StrictInt = Field(
         default=7200, ge=60, le=2_419_200, description="a whole number of seconds, at least max_runtime_seconds"
     )
