@@ -2,14 +2,14 @@
 
 ``whole_number`` and ``at_least`` declare a ``StrictInt`` field and its description from the same bounds,
 so what the loader quotes when a value is wrong ("allowed: a whole number of seconds from 0 to 300 (...)")
-always says what the field accepts.
+always says what the field accepts; ``not_below`` bounds a field by a setting declared before it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticUndefined
 
 
@@ -35,3 +35,18 @@ def whole_number(
 def at_least(low: int, why: str | None = None, *, unit: str | None = None, default: Any = PydanticUndefined) -> Any:
     """A whole number, at least ``low``; ``why`` says what it means, ``unit`` what it counts."""
     return _described(low, None, f", at least {low}", why, unit, default)
+
+
+def not_below(field: str, sibling: str, allowed: str, *, margin: int = 0) -> Any:
+    """A validator of ``field``: at least ``sibling`` (a setting declared before it) plus ``margin``.
+
+    ``allowed`` words the error, which ends with the sibling's value: "a whole number at least min_capacity (2)".
+    """
+
+    def check(cls: type[BaseModel], value: int, info: ValidationInfo) -> int:
+        floor = info.data.get(sibling)
+        if floor is not None and value < floor + margin:
+            raise ValueError(f"{allowed} ({floor})")
+        return value
+
+    return field_validator(field)(classmethod(check))  # type: ignore[arg-type]

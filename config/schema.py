@@ -13,11 +13,9 @@ from pydantic import (
     Field,
     StrictBool,
     StrictInt,
-    ValidationInfo,
-    field_validator,
 )
 
-from config.base import StrictModel, at_least, whole_number
+from config.base import StrictModel, at_least, not_below, whole_number
 from config.deployed import DeployedVariants
 from config.instance_types import check_instance_type
 from config.monitoring import Monitoring
@@ -75,17 +73,14 @@ class Retention(StrictModel):
     query_results_expiration_days: StrictInt = at_least(1, unit="days")
     access_logs_expiration_days: StrictInt = at_least(1, unit="days")
 
-    @field_validator("raw_archive_after_days")
-    @classmethod
-    def _archive_after_infrequent_access(cls, value: int, info: ValidationInfo) -> int:
-        # S3 refuses a Glacier transition less than 30 days after the Standard-IA one (and
-        # Standard-IA bills 30 days whatever happens).
-        infrequent_access = info.data.get("raw_infrequent_access_after_days")
-        if infrequent_access is not None and value < infrequent_access + 30:
-            raise ValueError(
-                f"a whole number of days, at least 30 more than raw_infrequent_access_after_days ({infrequent_access})"
-            )
-        return value
+    # S3 refuses a Glacier transition less than 30 days after the Standard-IA one (and Standard-IA bills
+    # 30 days whatever happens).
+    _archive_after_infrequent_access = not_below(
+        "raw_archive_after_days",
+        "raw_infrequent_access_after_days",
+        "a whole number of days, at least 30 more than raw_infrequent_access_after_days",
+        margin=30,
+    )
 
 
 class InstanceTypes(StrictModel):

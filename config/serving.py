@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, StrictBool, StrictFloat, StrictInt, ValidationInfo, field_validator
 
-from config.base import StrictModel, at_least, whole_number
+from config.base import StrictModel, at_least, not_below, whole_number
 from config.instance_types import GPU_FAMILIES, check_instance_type, family_of, is_gpu
 
 Flavour = Literal["cpu", "gpu"]
@@ -78,13 +78,7 @@ class VariantConfig(StrictModel):
             )
         return value
 
-    @field_validator("max_capacity")
-    @classmethod
-    def _max_not_below_min(cls, value: int, info: ValidationInfo) -> int:
-        minimum = info.data.get("min_capacity")
-        if minimum is not None and value < minimum:
-            raise ValueError(f"a whole number at least min_capacity ({minimum})")
-        return value
+    _max_not_below_min = not_below("max_capacity", "min_capacity", "a whole number at least min_capacity")
 
     @field_validator("initial_instance_count")
     @classmethod

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, StrictBool, StrictFloat, StrictInt, ValidationInfo, field_validator
 
-from config.base import StrictModel, whole_number
+from config.base import StrictModel, not_below, whole_number
 from config.instance_types import check_instance_type, has_local_storage, is_gpu
 
 HYPERPARAMETERS_FILE = (
@@ -114,14 +114,10 @@ class TrainingSpec(StrictModel):
         default=7200, ge=60, le=2_419_200, description="a whole number of seconds, at least max_runtime_seconds"
     )
 
-    @field_validator("max_wait_seconds")
-    @classmethod
-    def _wait_covers_runtime(cls, value: int, info: ValidationInfo) -> int:
-        # SageMaker: MaxWaitTimeInSeconds >= MaxRuntimeInSeconds for managed spot training.
-        runtime = info.data.get("max_runtime_seconds")
-        if runtime is not None and value < runtime:
-            raise ValueError(f"a whole number of seconds, at least max_runtime_seconds ({runtime})")
-        return value
+    # SageMaker: MaxWaitTimeInSeconds >= MaxRuntimeInSeconds for managed spot training.
+    _wait_covers_runtime = not_below(
+        "max_wait_seconds", "max_runtime_seconds", "a whole number of seconds, at least max_runtime_seconds"
+    )
 
 
 class BatchPrediction(StrictModel):
