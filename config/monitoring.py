@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, StrictBool, StrictFloat, StrictInt
 
-from config.base import StrictModel
+from config.base import StrictModel, at_least, whole_number
 from config.instance_types import check_instance_type
 
 # Schedule forms whose runs are evenly spaced, so a run's window is the interval since the previous
@@ -111,9 +111,7 @@ class DriftThresholds(StrictModel):
     prediction_psi: Annotated[StrictFloat, Field(gt=0)] = Field(
         default=0.2, description="a number above 0 (PSI of a variant's predictions above which it drifted)"
     )
-    min_rows: StrictInt = Field(
-        default=30, ge=1, description="a whole number, at least 1 (captured rows below which nothing is judged)"
-    )
+    min_rows: StrictInt = at_least(1, "captured rows below which nothing is judged", default=30)
 
 
 class Retraining(StrictModel):
@@ -121,26 +119,21 @@ class Retraining(StrictModel):
     on_new_data: StrictBool = Field(
         default=True, description="true or false (objects arriving under a tenant's raw/ prefix start a retraining)"
     )
-    cooldown_seconds: StrictInt = Field(
-        default=21600,
-        ge=300,
-        le=604800,
-        description="a whole number of seconds from 300 to 604800 (at most one triggered run per tenant this often)",
+    cooldown_seconds: StrictInt = whole_number(
+        300, 604_800, "at most one triggered run per tenant this often", unit="seconds", default=21600
     )
-    batching_window_seconds: StrictInt = Field(
-        default=300,
-        ge=0,
-        le=300,
-        description="a whole number of seconds from 0 to 300 (how long new-data events are gathered into one batch)",
+    batching_window_seconds: StrictInt = whole_number(
+        0, 300, "how long new-data events are gathered into one batch", unit="seconds", default=300
     )
-    candidate_expiry_seconds: StrictInt = Field(
-        default=604800,
-        ge=3600,
-        le=7776000,
-        description=(
-            "a whole number of seconds from 3600 to 7776000 (how long a model package a triggered run left for "
-            "manual approval holds further drift runs back, unless it is approved or rejected first)"
+    candidate_expiry_seconds: StrictInt = whole_number(
+        3600,
+        7_776_000,
+        (
+            "how long a model package a triggered run left for manual approval holds further drift runs back, "
+            "unless it is approved or rejected first"
         ),
+        unit="seconds",
+        default=604_800,
     )
 
 
@@ -157,20 +150,18 @@ class Monitoring(StrictModel):
         default=None,
         description="an ML instance type for the monitoring job (default: instance_types.processing)",
     )
-    max_runtime_seconds: StrictInt = Field(
-        default=1800,
-        ge=60,
-        le=3600,
-        description="a whole number of seconds from 60 to 3600 (a monitoring run must end before the next one)",
+    max_runtime_seconds: StrictInt = whole_number(
+        60, 3600, "a monitoring run must end before the next one", unit="seconds", default=1800
     )
-    window_lag_minutes: StrictInt = Field(
-        default=15,
-        ge=0,
-        le=180,
-        description=(
-            "a whole number of minutes from 0 to 180 (each run reads the window that ended this long before it "
-            "starts, so capture files SageMaker writes minutes after their requests have landed)"
+    window_lag_minutes: StrictInt = whole_number(
+        0,
+        180,
+        (
+            "each run reads the window that ended this long before it starts, so capture files SageMaker writes "
+            "minutes after their requests have landed"
         ),
+        unit="minutes",
+        default=15,
     )
     thresholds: DriftThresholds = DriftThresholds()
     labels_dataset: DatasetName | None = Field(

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, StrictBool, StrictFloat, StrictInt, ValidationInfo, field_validator
 
-from config.base import StrictModel
+from config.base import StrictModel, at_least, not_below, whole_number
 from config.instance_types import GPU_FAMILIES, check_instance_type, family_of, is_gpu
 
 Flavour = Literal["cpu", "gpu"]
@@ -47,7 +47,7 @@ class VariantConfig(StrictModel):
     name: VariantName = Field(description="a domain name such as Champion or Challenger")
     flavour: Flavour = Field(description="cpu or gpu (the inference image's flavour; the instance family must match)")
     instance_type: str = Field(description="an ML instance type whose family matches the flavour")
-    min_capacity: StrictInt = Field(ge=1, description="a whole number, at least 1 (autoscaling's minimum)")
+    min_capacity: StrictInt = at_least(1, "autoscaling's minimum")
     max_capacity: StrictInt = Field(ge=1, description="a whole number, at least min_capacity (autoscaling's maximum)")
     initial_instance_count: StrictInt = Field(
         ge=1, description="a whole number from min_capacity to max_capacity (instances when the variant is created)"
@@ -78,13 +78,7 @@ class VariantConfig(StrictModel):
             )
         return value
 
-    @field_validator("max_capacity")
-    @classmethod
-    def _max_not_below_min(cls, value: int, info: ValidationInfo) -> int:
-        minimum = info.data.get("min_capacity")
-        if minimum is not None and value < minimum:
-            raise ValueError(f"a whole number at least min_capacity ({minimum})")
-        return value
+    _max_not_below_min = not_below("max_capacity", "min_capacity", "a whole number at least min_capacity")
 
     @field_validator("initial_instance_count")
     @classmethod
@@ -121,44 +115,32 @@ class EndpointConfig(StrictModel):
 
 
 class Scaling(StrictModel):
-    target_invocations_per_instance: StrictInt = Field(
-        ge=1, description="a whole number, at least 1 (InvocationsPerInstance per minute that target tracking holds)"
+    target_invocations_per_instance: StrictInt = at_least(
+        1, "InvocationsPerInstance per minute that target tracking holds"
     )
-    scale_in_cooldown_seconds: StrictInt = Field(ge=0, le=3600, description="a whole number of seconds, 0 to 3600")
-    scale_out_cooldown_seconds: StrictInt = Field(ge=0, le=3600, description="a whole number of seconds, 0 to 3600")
+    scale_in_cooldown_seconds: StrictInt = whole_number(0, 3600, unit="seconds")
+    scale_out_cooldown_seconds: StrictInt = whole_number(0, 3600, unit="seconds")
 
 
 class Rollout(StrictModel):
-    canary_percentage: StrictInt = Field(
-        ge=1, le=50, description="a whole number from 1 to 50 (share of the new fleet's capacity in the canary step)"
-    )
-    canary_wait_seconds: StrictInt = Field(
-        ge=0, le=3600, description="a whole number of seconds, 0 to 3600 (baking time before all traffic shifts)"
-    )
-    termination_wait_seconds: StrictInt = Field(
-        ge=0, le=3600, description="a whole number of seconds, 0 to 3600 (the old fleet stays this long after)"
-    )
-    maximum_execution_timeout_seconds: StrictInt = Field(
-        ge=600, le=14400, description="a whole number of seconds, 600 to 14400 (the whole blue/green deployment)"
+    canary_percentage: StrictInt = whole_number(1, 50, "share of the new fleet's capacity in the canary step")
+    canary_wait_seconds: StrictInt = whole_number(0, 3600, "baking time before all traffic shifts", unit="seconds")
+    termination_wait_seconds: StrictInt = whole_number(0, 3600, "the old fleet stays this long after", unit="seconds")
+    maximum_execution_timeout_seconds: StrictInt = whole_number(
+        600, 14400, "the whole blue/green deployment", unit="seconds"
     )
 
 
 class ServingAlarms(StrictModel):
-    latency_p99_milliseconds: StrictInt = Field(
-        ge=1, description="a whole number of milliseconds, at least 1 (p99 ModelLatency that alarms)"
-    )
-    errors_5xx_per_minute: StrictInt = Field(
-        ge=0, description="a whole number, at least 0 (5XX invocation errors per minute above which it alarms)"
-    )
+    latency_p99_milliseconds: StrictInt = at_least(1, "p99 ModelLatency that alarms", unit="milliseconds")
+    errors_5xx_per_minute: StrictInt = at_least(0, "5XX invocation errors per minute above which it alarms")
 
 
 class ScoringApi(StrictModel):
-    throttle_rate_limit: StrictInt = Field(ge=1, le=10000, description="a whole number of requests per second")
-    throttle_burst_limit: StrictInt = Field(ge=1, le=5000, description="a whole number of requests, 1 to 5000")
-    result_ttl_days: StrictInt = Field(ge=1, le=365, description="a whole number of days, 1 to 365")
-    max_instances: StrictInt = Field(
-        default=1000, ge=1, le=10000, description="a whole number, 1 to 10000 (rows in one scoring request)"
-    )
+    throttle_rate_limit: StrictInt = whole_number(1, 10000, unit="requests per second")
+    throttle_burst_limit: StrictInt = whole_number(1, 5000, unit="requests")
+    result_ttl_days: StrictInt = whole_number(1, 365, unit="days")
+    max_instances: StrictInt = whole_number(1, 10000, "rows in one scoring request", default=1000)
     owns_account_logging_role: StrictBool = Field(
         default=True,
         description=(
@@ -169,9 +151,7 @@ class ScoringApi(StrictModel):
 
 
 class Serving(StrictModel):
-    data_capture_percentage: StrictInt = Field(
-        ge=0, le=100, description="a whole number from 0 to 100 (share of requests captured for drift monitoring)"
-    )
+    data_capture_percentage: StrictInt = whole_number(0, 100, "share of requests captured for drift monitoring")
     scaling: Scaling
     rollout: Rollout
     alarms: ServingAlarms

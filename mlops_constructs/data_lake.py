@@ -16,7 +16,7 @@ from constructs import Construct
 
 from config.naming import Names
 from config.schema import Retention
-from mlops_constructs.nag import acknowledge
+from mlops_constructs.access_logs import access_log_bucket
 from mlops_constructs.pinning import pin_logical_id
 
 # Zone name -> pinned logical ID of its bucket. Renaming one replaces a bucket full of data:
@@ -94,16 +94,9 @@ class DataLake(Construct):
         return self.zones["raw"]
 
     def _access_log_bucket(self) -> s3.Bucket:
-        # S3 server access logging delivers only to buckets encrypted with S3-managed keys (SSE-S3).
-        bucket = s3.Bucket(
+        bucket = access_log_bucket(
             self,
             "AccessLogsBucket",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            minimum_tls_version=1.2,
-            versioned=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="ExpireAccessLogs", expiration=Duration.days(self._retention.access_logs_expiration_days)
@@ -111,13 +104,9 @@ class DataLake(Construct):
                 *self._housekeeping_rules(),
             ],
             removal_policy=self._removal_policy,
+            why_not_logged="This is the access-log destination of every other bucket; logging it to itself would loop.",
         )
         pin_logical_id(bucket, "AccessLogsBucket")
-        acknowledge(
-            bucket,
-            "AwsSolutions-S1",
-            "This is the access-log destination of every other bucket; logging it to itself would loop.",
-        )
         return bucket
 
     def _zone_bucket(self, zone: str, logical_id: str) -> s3.Bucket:

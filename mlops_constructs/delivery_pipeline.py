@@ -1,4 +1,4 @@
-"""The delivery pipeline (CDK Pipelines) and the access its smoke test needs in the tested environment.
+"""The delivery pipeline (CDK Pipelines): from a push to prod, through the same stages a direct deploy uses.
 
 * ``DeliveryPipeline``: source (a CodeConnections connection) -> synth (``make test``, ``make synth``,
   the README's own commands) -> self-mutation -> asset publishing (the image assets built with
@@ -9,9 +9,9 @@
   models its stack deployed, or when ``config/deployed-variants.yaml`` does not record the live variants
   (it prints the ``make record-variants`` command to run). Failed runs and approvals waiting notify the
   pipeline's own topic.
-* ``SmokeTestAccess``: a role in the tested environment that only the pipeline's smoke-test build
-  may assume, allowed to score through the scoring API and to run and watch the training state
-  machine, nothing else.
+* The roles its smoke test and deploy checks assume in an environment are built there
+  (mlops_constructs/pipeline_access.py); the policies CDK Pipelines writes for its own roles are
+  acknowledged in mlops_constructs/pipeline_grants.py.
 
 Models are not promoted here: each environment's endpoints read its own model pointers at deploy
 time (ARCHITECTURE.md, "Where models live").
@@ -23,24 +23,23 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import jsii
-from aws_cdk import ArnFormat, CfnOutput, CfnResource, Duration, RemovalPolicy, Stack, Stage, pipelines
-from aws_cdk import aws_apigateway as apigateway
+from aws_cdk import CfnOutput, CfnResource, Duration, RemovalPolicy, Stack, Stage, pipelines
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
-from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk.interfaces.aws_events import IRuleRef
-from constructs import Construct, IConstruct
+from constructs import Construct
 
 from config.naming import Names
 from config.schema import SMOKE_TEST_ENDPOINT, SMOKE_TEST_TENANT, DeliveryPipelineConfig
+from mlops_constructs.access_logs import access_log_bucket
 from mlops_constructs.deploy_check import pipeline_deploy_check_role_name
-from mlops_constructs.log_retention import retention_days
-from mlops_constructs.nag import acknowledge, acknowledge_wildcard_resource
+from mlops_constructs.log_retention import encrypted_log_group
+from mlops_constructs.pipeline_access import pipeline_smoke_test_role_name, smoke_test_role_name
+from mlops_constructs.pipeline_grants import acknowledge_generated_grants
 
 # CodeBuild's standard:7.0 image has Python 3.11 and Node 20; `make` then runs the Node 22 and CDK
 # CLI pinned in package.json from node_modules, as on a laptop.
@@ -52,8 +51,8 @@ SYNTH_OUTPUT = "cdk.out"
 # keeps them in step).
 SMOKE_TEST_REQUIREMENTS = ("boto3==1.44.5", "PyYAML==6.0.3")
 SMOKE_TEST_COMMAND = "python -m scripts.smoke_test"
+INSTALL_COMMAND = "python -m pip install --quiet --disable-pip-version-check " + " ".join(SMOKE_TEST_REQUIREMENTS)
 DEPLOY_CHECK_MINUTES = 15
-SCORING_STAGE = "v1"
 LOG_RETENTION_DAYS = 365
 APPROVAL_WAVE = "Approval"
 # CDK Pipelines installs cdk-assets from npm to publish assets; pinned so a run is reproducible.
@@ -61,104 +60,9 @@ APPROVAL_WAVE = "Approval"
 CDK_ASSETS_VERSION = "4.7.3"
 ARTIFACT_LOG_PREFIX = "artifacts/"
 
-# Why the wildcards of CDK Pipelines' own grants are acceptable (see _acknowledge_generated_grants).
-ARTIFACT_READ_ACTIONS = ("s3:GetBucket*", "s3:GetObject*", "s3:List*")
-ARTIFACT_WRITE_ACTIONS = ("s3:Abort*", "s3:DeleteObject*")
-ARTIFACT_KEY_ACTIONS = ("kms:GenerateDataKey*", "kms:ReEncrypt*")
-ARTIFACT_GRANT_REASON = (
-    "aws-cdk-lib's grant on the pipeline's own artifact bucket, which holds nothing but this pipeline's "
-    "sources, cloud assemblies and build outputs"
-)
-ARTIFACT_KEY_REASON = "aws-cdk-lib's grant on the artifact bucket's own key, which encrypts nothing else"
-OWN_LOGS_REASON = "CodeBuild's default log group of this one project (its streams are named per build)"
-OWN_REPORTS_REASON = "CodeBuild's report groups of this one project (named after it, per report)"
-SHARED_LOGS_REASON = (
-    "One asset-publishing role serves a CodeBuild project per asset group, whose log groups CDK names after "
-    "each project; the grant stays within CodeBuild's log groups in the tooling account"
-)
-SHARED_REPORTS_REASON = (
-    "One asset-publishing role serves a CodeBuild project per asset group; the grant stays within CodeBuild's "
-    "report groups in the tooling account"
-)
-ASSETS_BUILDS_REASON = (
-    "CDK Pipelines lets the asset-publishing role start and watch its CodeBuild builds, which have no ARN "
-    "before they start"
-)
-SELF_MUTATION_LOOKUP_REASON = (
-    "The CDK CLI reads the bootstrap stack's version (cloudformation:DescribeStacks) and lists buckets before "
-    "it deploys the pipeline stack; neither action can be scoped to a resource known at synth"
-)
-BOOTSTRAP_ROLES_REASON = (
-    "Self-mutation assumes the CDK bootstrap roles of the tooling account only; a condition on their "
-    "aws-cdk:bootstrap-role tag (deploy, file-publishing, image-publishing) narrows the wildcard"
-)
-
-
-def smoke_test_role_name(names: Names) -> str:
-    """The tested environment's role that the smoke test assumes: ``mlops-staging-smoke-test``."""
-    return names.resource("smoke-test")
-
-
-def pipeline_smoke_test_role_name(project: str) -> str:
-    """The smoke-test build's own role in the tooling account; the tested environment trusts it by name."""
-    return f"{project}-delivery-smoke-test"
-
 
 def pipeline_name(project: str) -> str:
     return f"{project}-delivery"
-
-
-class SmokeTestAccess(Construct):
-    """A role the pipeline's smoke-test build assumes in the tested environment (a cross-account hop)."""
-
-    def __init__(
-        self,
-        scope: Construct,
-        id: str,
-        *,
-        names: Names,
-        api: apigateway.RestApi,
-        state_machine: sfn.StateMachine,
-        tooling_account: str,
-        tooling_role_name: str,
-    ) -> None:
-        super().__init__(scope, id)
-        stack = Stack.of(self)
-        # Trust the one build role by ARN as a condition, not as a principal: IAM checks that a role
-        # principal exists, and a direct `cdk deploy` may come before the pipeline stack does.
-        build_role_arn = f"arn:{stack.partition}:iam::{tooling_account}:role/{tooling_role_name}"
-        self.role = iam.Role(
-            self,
-            "Role",
-            role_name=smoke_test_role_name(names),
-            description=f"The delivery pipeline's smoke test in {names.environment}: scores and trains the example",
-            assumed_by=iam.AccountPrincipal(tooling_account).with_conditions(
-                {"ArnEquals": {"aws:PrincipalArn": build_role_arn}}
-            ),
-        )
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["execute-api:Invoke"],
-                resources=[api.arn_for_execute_api("POST", "/score", SCORING_STAGE)],
-            )
-        )
-        state_machine.grant_start_execution(self.role)
-        executions = stack.format_arn(
-            service="states",
-            resource="execution",
-            resource_name=f"{state_machine.state_machine_name}:*",
-            arn_format=ArnFormat.COLON_RESOURCE_NAME,
-        )
-        self.role.add_to_policy(
-            iam.PolicyStatement(actions=["states:DescribeExecution", "states:StopExecution"], resources=[executions])
-        )
-        policy = self.role.node.find_child("DefaultPolicy")
-        acknowledge_wildcard_resource(
-            policy,
-            executions,
-            "Execution ARNs end in the execution's name, chosen when the smoke test starts it; the "
-            "wildcard stays within this one state machine's executions",
-        )
 
 
 @jsii.implements(events.IRuleTarget)
@@ -201,49 +105,6 @@ class SmokeTestTarget:
     state_machine_arn: CfnOutput
 
 
-class PipelineKey(Construct):
-    """The pipeline stack's own key: its build logs and its topic. Only the services that write them may use it."""
-
-    def __init__(self, scope: Construct, id: str, *, alias: str) -> None:
-        super().__init__(scope, id)
-        stack = Stack.of(self)
-        self.key = kms.Key(
-            self,
-            "Key",
-            alias=alias,
-            description=f"Encrypts the delivery pipeline's build logs and notifications ({alias})",
-            enable_key_rotation=True,
-            pending_window=Duration.days(30),
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        # EventBridge delivers the pipeline's events to the encrypted topic; without this grant AWS
-        # drops them silently.
-        self.key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="AllowEventsToUseKey",
-                principals=[iam.ServicePrincipal("events.amazonaws.com")],
-                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
-                resources=["*"],
-                conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
-            )
-        )
-        self.key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="AllowCloudWatchLogsToUseKey",
-                principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
-                actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
-                resources=["*"],
-                conditions={
-                    "ArnLike": {
-                        "kms:EncryptionContext:aws:logs:arn": (
-                            f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:*"
-                        )
-                    }
-                },
-            )
-        )
-
-
 class DeliveryPipeline(Construct):
     """CDK Pipelines over the environments' stages, in order, with the smoke test and the approval."""
 
@@ -262,14 +123,9 @@ class DeliveryPipeline(Construct):
         topic: sns.ITopic,
     ) -> None:
         super().__init__(scope, id)
-        stack = Stack.of(self)
         self.pipeline_name = pipeline_name(project)
-        self.logs = logs.LogGroup(
-            self,
-            "BuildLogs",
-            encryption_key=key,
-            retention=retention_days(LOG_RETENTION_DAYS),
-            removal_policy=RemovalPolicy.RETAIN,
+        self.logs = encrypted_log_group(
+            self, "BuildLogs", key=key, log_retention_days=LOG_RETENTION_DAYS, removal_policy=RemovalPolicy.RETAIN
         )
         build_defaults = pipelines.CodeBuildOptions(
             build_environment=codebuild.BuildEnvironment(
@@ -313,24 +169,19 @@ class DeliveryPipeline(Construct):
                 timeout=Duration.minutes(120),
             ),
         )
-        self.smoke_test_role = iam.Role(
-            self,
+        tested = smoke_test.stage
+        tested_role = smoke_test_role_name(Names(project=project, environment=tested.stage_name))
+        self.smoke_test_role, tested_role_arn = self._build_role(
             "SmokeTestRole",
             role_name=pipeline_smoke_test_role_name(project),
             description="The delivery pipeline's smoke-test build: assumes the tested environment's smoke-test role",
-            assumed_by=iam.ServicePrincipal("codebuild.amazonaws.com"),
+            account=str(tested.account),
+            assumes=tested_role,
         )
-        tested = smoke_test.stage
-        tested_role_arn = f"arn:{stack.partition}:iam::{tested.account}:role/" + smoke_test_role_name(
-            Names(project=project, environment=tested.stage_name)
-        )
-        self.smoke_test_role.add_to_policy(iam.PolicyStatement(actions=["sts:AssumeRole"], resources=[tested_role_arn]))
         self.smoke_test = pipelines.CodeBuildStep(
             "SmokeTest",
             input=self.source,
-            install_commands=[
-                "python -m pip install --quiet --disable-pip-version-check " + " ".join(SMOKE_TEST_REQUIREMENTS)
-            ],
+            install_commands=[INSTALL_COMMAND],
             commands=[SMOKE_TEST_COMMAND],
             env={
                 "SMOKE_TEST_ROLE_ARN": tested_role_arn,
@@ -370,27 +221,37 @@ class DeliveryPipeline(Construct):
         self.pipeline.build_pipeline()
         self._drop_redundant_dependency()
         self.access_logs = self._log_artifact_access()
-        self._acknowledge_generated_grants()
+        acknowledge_generated_grants(self, self.pipeline)
         self._notify(topic)
+
+    def _build_role(
+        self, id: str, *, role_name: str, description: str, account: str, assumes: str
+    ) -> tuple[iam.Role, str]:
+        """A build's role in the tooling account that may assume one role, ``assumes`` of ``account``, and its ARN."""
+        role = iam.Role(
+            self,
+            id,
+            role_name=role_name,
+            description=description,
+            assumed_by=iam.ServicePrincipal("codebuild.amazonaws.com"),
+        )
+        assumed_arn = f"arn:{Stack.of(self).partition}:iam::{account}:role/{assumes}"
+        role.add_to_policy(iam.PolicyStatement(actions=["sts:AssumeRole"], resources=[assumed_arn]))
+        return role, assumed_arn
 
     def _deploy_check(self, project: str, stage: Stage, target: DeployCheckTarget) -> pipelines.CodeBuildStep:
         """After the stage's deploy: its endpoints run what the stack deployed, and the record is current."""
-        role = iam.Role(
-            self,
+        role, tested_role_arn = self._build_role(
             f"DeployCheckRole{stage.stage_name.capitalize()}",
             role_name=pipeline_deploy_check_role_name(project, stage.stage_name),
             description=f"The delivery pipeline's deploy check of {stage.stage_name}: assumes its deploy-check role",
-            assumed_by=iam.ServicePrincipal("codebuild.amazonaws.com"),
+            account=str(stage.account),
+            assumes=target.role_name,
         )
-        stack = Stack.of(self)
-        tested_role_arn = f"arn:{stack.partition}:iam::{stage.account}:role/{target.role_name}"
-        role.add_to_policy(iam.PolicyStatement(actions=["sts:AssumeRole"], resources=[tested_role_arn]))
         return pipelines.CodeBuildStep(
             "DeployCheck",
             input=self.source,
-            install_commands=[
-                "python -m pip install --quiet --disable-pip-version-check " + " ".join(SMOKE_TEST_REQUIREMENTS)
-            ],
+            install_commands=[INSTALL_COMMAND],
             commands=[target.command(stage.stage_name, str(stage.region))],
             env={"DEPLOY_CHECK_ROLE_ARN": tested_role_arn},
             role=role,
@@ -426,16 +287,9 @@ class DeliveryPipeline(Construct):
         """
         stack = Stack.of(self)
         artifacts = self.pipeline.pipeline.artifact_bucket
-        # S3 server access logging delivers only to buckets encrypted with S3-managed keys (SSE-S3).
-        access_logs = s3.Bucket(
+        access_logs = access_log_bucket(
             self,
             "AccessLogsBucket",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            minimum_tls_version=1.2,
-            versioned=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="ExpireAccessLogs",
@@ -445,6 +299,7 @@ class DeliveryPipeline(Construct):
                 )
             ],
             removal_policy=RemovalPolicy.RETAIN,
+            why_not_logged="This bucket receives the artifact bucket's access logs; logging its own access would loop",
         )
         access_logs.add_to_resource_policy(
             iam.PolicyStatement(
@@ -458,11 +313,6 @@ class DeliveryPipeline(Construct):
                 },
             )
         )
-        acknowledge(
-            access_logs,
-            "AwsSolutions-S1",
-            "This bucket receives the artifact bucket's access logs; logging its own access would loop",
-        )
         artifact_resource = artifacts.node.default_child
         if not isinstance(artifact_resource, s3.CfnBucket):
             raise TypeError(f"{artifacts.node.path} has no CfnBucket")
@@ -470,61 +320,6 @@ class DeliveryPipeline(Construct):
             destination_bucket_name=access_logs.bucket_name, log_file_prefix=ARTIFACT_LOG_PREFIX
         )
         return access_logs
-
-    def _acknowledge_generated_grants(self) -> None:
-        """The wildcards in the policies CDK Pipelines writes for its roles, each on the one policy that holds it.
-
-        They come from aws-cdk-lib's grants (``grantReadWrite`` on the artifact bucket and its key,
-        CodeBuild's log and report-group grants), not from this code.
-        """
-        stack = Stack.of(self)
-        artifacts = self.pipeline.pipeline.artifact_bucket
-        artifact_objects = f"{artifacts.bucket_arn}/*"
-        codebuild_arn = f"arn:{stack.partition}:codebuild:{stack.region}:{stack.account}:report-group/"
-        logs_arn = f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:/aws/codebuild/"
-        projects = [construct for construct in self.node.find_all() if isinstance(construct, codebuild.Project)]
-        users: dict[str, list[codebuild.Project]] = {}
-        for project in projects:
-            users.setdefault(project.role.node.path if project.role else "", []).append(project)
-
-        def policy_of(role: iam.IRole | None) -> IConstruct:
-            policy = role.node.try_find_child("DefaultPolicy") if role else None
-            if policy is None:
-                raise TypeError(f"{role.node.path if role else 'a project'} has no default policy")
-            return policy
-
-        def artifacts_grant(policy: IConstruct, *, write: bool, key: bool) -> None:
-            for action in ARTIFACT_READ_ACTIONS + (ARTIFACT_WRITE_ACTIONS if write else ()):
-                acknowledge(policy, f"AwsSolutions-IAM5[Action::{action}]", ARTIFACT_GRANT_REASON)
-            for action in ARTIFACT_KEY_ACTIONS if key else ():
-                acknowledge(policy, f"AwsSolutions-IAM5[Action::{action}]", ARTIFACT_KEY_REASON)
-            acknowledge_wildcard_resource(policy, artifact_objects, ARTIFACT_GRANT_REASON)
-
-        pipeline_role = self.pipeline.pipeline.role
-        artifacts_grant(policy_of(pipeline_role), write=True, key=True)
-        for construct in self.pipeline.pipeline.node.find_child("Source").node.find_all():
-            if isinstance(construct, iam.Role):  # the source action's role
-                artifacts_grant(policy_of(construct), write=True, key=True)
-        for role_path, role_projects in users.items():
-            role = role_projects[0].role
-            policy = policy_of(role)
-            publishing = "/Assets/" in role_path
-            if publishing:
-                # CDK Pipelines grants its asset-publishing roles for any project they may serve.
-                acknowledge_wildcard_resource(policy, f"{logs_arn}*", SHARED_LOGS_REASON)
-                acknowledge_wildcard_resource(policy, f"{codebuild_arn}*", SHARED_REPORTS_REASON)
-                acknowledge(policy, "AwsSolutions-IAM5[Resource::*]", ASSETS_BUILDS_REASON)
-            else:
-                (project,) = role_projects
-                acknowledge_wildcard_resource(policy, f"{logs_arn}{project.project_name}:*", OWN_LOGS_REASON)
-                acknowledge_wildcard_resource(policy, f"{codebuild_arn}{project.project_name}-*", OWN_REPORTS_REASON)
-            synth = role_path.endswith("/Build/Synth/CdkBuildProject/Role")
-            artifacts_grant(policy, write=synth, key=not publishing)
-        self_mutation = policy_of(self.pipeline.self_mutation_project.role)
-        acknowledge(self_mutation, "AwsSolutions-IAM5[Resource::*]", SELF_MUTATION_LOOKUP_REASON)
-        acknowledge(
-            self_mutation, f"AwsSolutions-IAM5[Resource::arn:*:iam::{stack.account}:role/*]", BOOTSTRAP_ROLES_REASON
-        )
 
     def _notify(self, topic: sns.ITopic) -> None:
         """A failed run, and an approval waiting for a person, reach the pipeline's topic."""

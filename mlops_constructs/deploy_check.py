@@ -31,6 +31,7 @@ from constructs import Construct
 from config.naming import Names
 from mlops_constructs.endpoint import endpoint_arn
 from mlops_constructs.nag import acknowledge, acknowledge_wildcard_resource
+from mlops_constructs.pipeline_access import role_for_tooling_build
 
 # lambda/approval/endpoint_check.py: CHECK_ACTIONS and RECORD_ACTIONS (a test keeps them equal).
 STACK_ACTIONS = ("cloudformation:GetTemplate", "cloudformation:ListStackResources")
@@ -120,19 +121,13 @@ class DeployCheckAccess(Construct):
         tooling_role_name: str,
     ) -> None:
         super().__init__(scope, id)
-        stack = Stack.of(self)
-        # Trusted by ARN as a condition, as the smoke test's role is: IAM checks that a role principal
-        # exists, and a direct `cdk deploy` may come before the pipeline stack does.
-        build_role_arn = f"arn:{stack.partition}:iam::{tooling_account}:role/{tooling_role_name}"
-        self.role = iam.Role(
+        self.role = role_for_tooling_build(
             self,
-            "Role",
             role_name=deploy_check_role_name(names),
             description=(
                 f"The delivery pipeline's deploy check in {names.environment}: reads {stack_name}'s endpoints"
             ),
-            assumed_by=iam.AccountPrincipal(tooling_account).with_conditions(
-                {"ArnEquals": {"aws:PrincipalArn": build_role_arn}}
-            ),
+            tooling_account=tooling_account,
+            tooling_role_name=tooling_role_name,
         )
         grant_endpoint_check(self.role, stack_name=stack_name, endpoint_names=endpoint_names, record=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -14,10 +14,11 @@ from constructs import Construct
 
 from config.naming import Names
 from config.schema import Capacities, Ingestion
-from mlops_constructs.alarms import alarm_above_zero
+from mlops_constructs.alarms import alarm_above_zero, errors, messages_waiting
 from mlops_constructs.data_lake import QUARANTINE_PREFIX
+from mlops_constructs.encryption import key_used_through
 from mlops_constructs.functions import platform_function
-from mlops_constructs.nag import acknowledge, acknowledge_wildcard_resource
+from mlops_constructs.nag import acknowledge_wildcard_resource
 from mlops_constructs.pinning import pin_logical_id
 from mlops_constructs.queues import dead_letter_queue, encrypted_queue
 
@@ -44,13 +45,14 @@ class IngestionPipeline(Construct):
     ) -> None:
         super().__init__(scope, id)
 
-        self.dead_letter_queue = dead_letter_queue(self, "DeadLetterQueue", key=key, removal_policy=removal_policy)
-        pin_logical_id(self.dead_letter_queue, "IngestDeadLetterQueue")
-        acknowledge(
-            self.dead_letter_queue,
-            "AwsSolutions-SQS3",
-            "This is the dead-letter queue of the ingest queue; a DLQ of a DLQ would only move the problem.",
+        self.dead_letter_queue = dead_letter_queue(
+            self,
+            "DeadLetterQueue",
+            key=key,
+            removal_policy=removal_policy,
+            last_stop="This is the dead-letter queue of the ingest queue; a DLQ of a DLQ would only move the problem.",
         )
+        pin_logical_id(self.dead_letter_queue, "IngestDeadLetterQueue")
         self.queue = encrypted_queue(
             self,
             "Queue",
@@ -105,7 +107,6 @@ class IngestionPipeline(Construct):
         self._alarms(alarm_topic, names)
 
     def _grant_least_privilege(self, role: iam.Role, *, key: kms.IKey, raw_bucket: s3.IBucket) -> iam.Policy:
-        region = Stack.of(self).region
         role.add_to_policy(
             iam.PolicyStatement(
                 sid="ConsumeIngestQueue",
@@ -118,14 +119,7 @@ class IngestionPipeline(Construct):
                 resources=[self.queue.queue_arn],
             )
         )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="DecryptMessagesThroughSqs",
-                actions=["kms:Decrypt"],
-                resources=[key.key_arn],
-                conditions={"StringEquals": {"kms:ViaService": f"sqs.{region}.amazonaws.com"}},
-            )
-        )
+        role.add_to_policy(key_used_through(self, key, "sqs", ["kms:Decrypt"], sid="DecryptMessagesThroughSqs"))
         role.add_to_policy(
             iam.PolicyStatement(
                 sid="WriteRawAndQuarantine",
@@ -137,14 +131,8 @@ class IngestionPipeline(Construct):
             )
         )
         # SSE-KMS writes: only through S3.
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="EncryptObjectsThroughS3",
-                actions=["kms:GenerateDataKey", "kms:Decrypt"],
-                resources=[key.key_arn],
-                conditions={"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}},
-            )
-        )
+        object_key = ["kms:GenerateDataKey", "kms:Decrypt"]
+        role.add_to_policy(key_used_through(self, key, "s3", object_key, sid="EncryptObjectsThroughS3"))
         policy = role.node.find_child("DefaultPolicy")
         assert isinstance(policy, iam.Policy)
         acknowledge_wildcard_resource(
@@ -167,13 +155,8 @@ class IngestionPipeline(Construct):
             description="Lets a producer send records to the ML platform's ingest queue",
             statements=[
                 iam.PolicyStatement(sid="SendRecords", actions=["sqs:SendMessage"], resources=[self.queue.queue_arn]),
-                iam.PolicyStatement(
-                    sid="EncryptMessages",
-                    actions=["kms:GenerateDataKey", "kms:Decrypt"],
-                    resources=[key.key_arn],
-                    # The key encrypts the whole lake: producers may use it only through SQS.
-                    conditions={"StringEquals": {"kms:ViaService": f"sqs.{Stack.of(self).region}.amazonaws.com"}},
-                ),
+                # The key encrypts the whole lake: producers may use it only through SQS.
+                key_used_through(self, key, "sqs", ["kms:GenerateDataKey", "kms:Decrypt"], sid="EncryptMessages"),
             ],
         )
 
@@ -181,14 +164,9 @@ class IngestionPipeline(Construct):
         alarms = {
             "DeadLetterAlarm": (
                 "Messages reached the ingest dead-letter queue: records are waiting to be redriven",
-                self.dead_letter_queue.metric_approximate_number_of_messages_visible(
-                    period=Duration.minutes(1), statistic="Maximum"
-                ),
+                messages_waiting(self.dead_letter_queue, Duration.minutes(1)),
             ),
-            "ErrorsAlarm": (
-                "The ingest function failed invocations",
-                self.function.metric_errors(period=Duration.minutes(5), statistic="Sum"),
-            ),
+            "ErrorsAlarm": ("The ingest function failed invocations", errors(self.function)),
             "QuarantineAlarm": (
                 "Producers sent records that were quarantined (see quarantine/ in the raw zone)",
                 cloudwatch.Metric(

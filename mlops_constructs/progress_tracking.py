@@ -10,20 +10,19 @@ queue; the function quarantines malformed events in the same queue with a reason
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from config.naming import Names
-from mlops_constructs.alarms import alarm_above_zero
+from mlops_constructs.alarms import alarm_above_zero, errors, messages_waiting
+from mlops_constructs.encryption import key_used_through
+from mlops_constructs.event_delivery import function_target, keep_failed_invocations
 from mlops_constructs.functions import platform_function
-from mlops_constructs.nag import acknowledge
 from mlops_constructs.queues import dead_letter_queue
 
 PROGRESS_DETAIL_TYPE = "Training Progress"
@@ -54,7 +53,6 @@ class ProgressTracking(Construct):
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, id)
-        stack = Stack.of(self)
         self.bus = events.EventBus(
             self,
             "Bus",
@@ -63,11 +61,12 @@ class ProgressTracking(Construct):
             # it; the construct would otherwise edit Foundation's key policy from this stack (a cycle).
             kms_key=kms.Key.from_key_arn(self, "BusKey", key.key_arn),
         )
-        self.dead_letter_queue = dead_letter_queue(self, "DeadLetterQueue", key=key, removal_policy=removal_policy)
-        acknowledge(
-            self.dead_letter_queue,
-            "AwsSolutions-SQS3",
-            "This queue is the dead-letter and quarantine queue of the progress rules and function.",
+        self.dead_letter_queue = dead_letter_queue(
+            self,
+            "DeadLetterQueue",
+            key=key,
+            removal_policy=removal_policy,
+            last_stop="This queue is the dead-letter and quarantine queue of the progress rules and function.",
         )
 
         parts = platform_function(
@@ -93,14 +92,8 @@ class ProgressTracking(Construct):
         parts.role.add_to_policy(
             iam.PolicyStatement(sid="WriteProgressRows", actions=["dynamodb:PutItem"], resources=[table.table_arn])
         )
-        parts.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="EncryptRowsThroughDynamoDb",
-                actions=["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
-                resources=[key.key_arn],
-                conditions={"StringEquals": {"kms:ViaService": f"dynamodb.{stack.region}.amazonaws.com"}},
-            )
-        )
+        rows_key = ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
+        parts.role.add_to_policy(key_used_through(self, key, "dynamodb", rows_key, sid="EncryptRowsThroughDynamoDb"))
         parts.role.add_to_policy(
             iam.PolicyStatement(
                 sid="QuarantineMalformedEvents",
@@ -108,34 +101,11 @@ class ProgressTracking(Construct):
                 resources=[self.dead_letter_queue.queue_arn],
             )
         )
-        parts.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="EncryptQuarantineThroughSqs",
-                actions=["kms:GenerateDataKey", "kms:Decrypt"],
-                resources=[key.key_arn],
-                conditions={"StringEquals": {"kms:ViaService": f"sqs.{stack.region}.amazonaws.com"}},
-            )
-        )
+        quarantine_key = ["kms:GenerateDataKey", "kms:Decrypt"]
+        parts.role.add_to_policy(key_used_through(self, key, "sqs", quarantine_key, sid="EncryptQuarantineThroughSqs"))
         # Failed asynchronous invocations (DynamoDB down after Lambda's retries) keep their event.
-        self.function.configure_async_invoke(
-            on_failure=destinations.SqsDestination(self.dead_letter_queue),
-            retry_attempts=2,
-            max_event_age=Duration.hours(6),
-        )
-
-        for action in ("kms:ReEncrypt*", "kms:GenerateDataKey*"):
-            acknowledge(
-                parts.policy,
-                f"AwsSolutions-IAM5[Action::{action}]",
-                "CDK's SQS destination grants the key's encrypt actions for the dead-letter queue; "
-                "the grant covers the platform key only.",
-            )
-        target = targets.LambdaFunction(
-            self.function,
-            dead_letter_queue=self.dead_letter_queue,
-            retry_attempts=8,
-            max_event_age=Duration.hours(6),
-        )
+        keep_failed_invocations(parts, self.dead_letter_queue)
+        target = function_target(self.function, dead_letter_queue=self.dead_letter_queue)
         self.progress_rule = events.Rule(
             self,
             "ProgressRule",
@@ -161,13 +131,8 @@ class ProgressTracking(Construct):
         alarms = {
             "DeadLetterAlarm": (
                 "Progress events were quarantined or could not be delivered (see the progress dead-letter queue)",
-                self.dead_letter_queue.metric_approximate_number_of_messages_visible(
-                    period=Duration.minutes(5), statistic="Maximum"
-                ),
+                messages_waiting(self.dead_letter_queue),
             ),
-            "ErrorsAlarm": (
-                "The progress function failed invocations",
-                self.function.metric_errors(period=Duration.minutes(5), statistic="Sum"),
-            ),
+            "ErrorsAlarm": ("The progress function failed invocations", errors(self.function)),
         }
         alarm_above_zero(self, topic, alarms)

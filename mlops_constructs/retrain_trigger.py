@@ -4,12 +4,8 @@
   ``CloudWatch Alarm State Change`` to ``ALARM`` of the environment's drift alarms
   (``<project>-<env>-drift-<endpoint key>``), and the drift monitor's ``Drift Summary`` events of this
   environment that report drift.
-* New data (``retraining.on_new_data``): the raw zone sends ``Object Created`` to EventBridge; a rule
-  keeps the ``raw/`` keys of this environment's raw bucket (never curated, features or predictions,
-  which live in other buckets, nor ``quarantine/``) and sends them to an SQS queue, whose event
-  source mapping waits ``batching_window_seconds`` before it hands one batch to the function: a
-  burst of uploads arrives as one batch, and the function groups it per tenant.
-
+* New data (``retraining.on_new_data``): raw-zone uploads reach the function in batches through a queue
+  (mlops_constructs/retrain_new_data.py); the function groups a batch per tenant.
 * Candidates (always): ``SageMaker Model Package State Change`` of this environment's package groups to
   ``Approved`` or ``Rejected`` reach the function directly; a decided candidate of a triggered run no longer
   holds drift back.
@@ -25,10 +21,9 @@ Whatever cannot be delivered or processed ends in a dead-letter queue that alarm
 from __future__ import annotations
 
 import jsii
-from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -36,23 +31,29 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
-from aws_cdk.interfaces.aws_events import IRuleRef
 from constructs import Construct
 
 from config.monitoring import Retraining
 from config.naming import Names
-from mlops_constructs.alarms import alarm_above_zero
+from mlops_constructs.alarms import alarm_above_zero, errors, messages_waiting
+from mlops_constructs.arns import executions_arn, model_packages_arn
+from mlops_constructs.encryption import key_used_through
+from mlops_constructs.event_delivery import (
+    ASYNC_RETRY_ATTEMPTS,
+    RULE_MAX_EVENT_AGE,
+    function_target,
+    package_state_changes,
+)
 from mlops_constructs.functions import platform_function
 from mlops_constructs.ingestion import RAW_PREFIX
-from mlops_constructs.nag import acknowledge, acknowledge_wildcard_resource
+from mlops_constructs.nag import acknowledge_wildcard_resource
 from mlops_constructs.publishing import CONFIG_PREFIX, EXAMPLE_TENANT
-from mlops_constructs.queues import dead_letter_queue, encrypted_queue
+from mlops_constructs.queues import dead_letter_queue
+from mlops_constructs.retrain_new_data import new_data_path
 from mlops_constructs.tables import TENANT_INDEX
 
 ALARM_DETAIL_TYPE = "CloudWatch Alarm State Change"
 DRIFT_DETAIL_TYPE = "Drift Summary"
-OBJECT_CREATED = "Object Created"
-PACKAGE_DETAIL_TYPE = "SageMaker Model Package State Change"
 DECIDED_STATUSES = ("Approved", "Rejected")
 # How often kept uploads are looked at: the next run starts at most this long after the cooldown ends.
 SWEEP_INTERVAL = Duration.minutes(10)
@@ -60,19 +61,6 @@ SWEEP_INTERVAL = Duration.minutes(10)
 IGNORED_TENANTS = (EXAMPLE_TENANT,)
 
 FUNCTION_TIMEOUT_SECONDS = 60
-# A burst of uploads should arrive as one batch. Lambda takes up to 10,000 SQS messages per batch
-# once a batching window is set, within its 6 MB payload; an S3 event is about 1.5 KB as an SQS
-# record, so 1,000 stays well inside it. Without a window Lambda allows at most 10.
-BURST_BATCH_SIZE = 1000
-UNBATCHED_BATCH_SIZE = 10
-# The fewest concurrent batches an SQS event source mapping allows: fewer racing batches, and the
-# deterministic execution name makes the races that remain harmless.
-MAX_CONCURRENT_BATCHES = 2
-MAX_RECEIVE_COUNT = 5
-# EventBridge's and Lambda's asynchronous retries: hours of an outage, then the dead-letter queue.
-RULE_RETRY_ATTEMPTS = 8
-RULE_MAX_EVENT_AGE = Duration.hours(6)
-ASYNC_RETRY_ATTEMPTS = 2
 # The function's Powertools service name (its folder) and the metric it publishes per decision
 # (lambda/retrain_trigger/handler.py, METRICS): the dashboard graphs them.
 SERVICE = "retrain-trigger"
@@ -91,35 +79,10 @@ DECISION_METRICS = (
 )
 
 
-def batch_size(batching_window_seconds: int) -> int:
-    return BURST_BATCH_SIZE if batching_window_seconds > 0 else UNBATCHED_BATCH_SIZE
-
-
-@jsii.implements(events.IRuleTarget)
-class _QueueTarget:
-    """An SQS target that grants nothing by itself (CDK's ``SqsQueue`` lets every rule of the account send
-    to an encrypted queue, and edits the key's policy in another stack); the queue's policy is written
-    beside it, for the one rule."""
-
-    def __init__(self, queue: sqs.IQueue, *, dead_letter_queue: sqs.IQueue) -> None:
-        self._queue = queue
-        self._dead_letter_queue = dead_letter_queue
-
-    def bind(self, rule: IRuleRef, id: str | None = None) -> events.RuleTargetConfig:
-        return events.RuleTargetConfig(
-            arn=self._queue.queue_arn,
-            dead_letter_config=events.CfnRule.DeadLetterConfigProperty(arn=self._dead_letter_queue.queue_arn),
-            retry_policy=events.CfnRule.RetryPolicyProperty(
-                maximum_retry_attempts=RULE_RETRY_ATTEMPTS,
-                maximum_event_age_in_seconds=int(RULE_MAX_EVENT_AGE.to_seconds()),
-            ),
-        )
-
-
 @jsii.implements(lambda_.IDestination)
 class _QueueDestination:
-    """An on-failure destination whose permissions the caller grants (CDK's ``SqsDestination`` grants
-    every encrypt action of the key, wildcards included)."""
+    """An on-failure destination whose permissions the caller grants (CDK's ``SqsDestination``, which
+    mlops_constructs/event_delivery.py uses elsewhere, grants every encrypt action of the key)."""
 
     def __init__(self, queue: sqs.IQueue) -> None:
         self._queue = queue
@@ -152,13 +115,13 @@ class RetrainTrigger(Construct):
     ) -> None:
         super().__init__(scope, id)
         self._key = key
-        self._region = Stack.of(self).region
 
-        self.dead_letter_queue = dead_letter_queue(self, "DeadLetterQueue", key=key, removal_policy=removal_policy)
-        acknowledge(
-            self.dead_letter_queue,
-            "AwsSolutions-SQS3",
-            "This is the dead-letter queue of the drift rules and of the function's failed invocations.",
+        self.dead_letter_queue = dead_letter_queue(
+            self,
+            "DeadLetterQueue",
+            key=key,
+            removal_policy=removal_policy,
+            last_stop="This is the dead-letter queue of the drift rules and of the function's failed invocations.",
         )
         parts = platform_function(
             self,
@@ -203,16 +166,23 @@ class RetrainTrigger(Construct):
         self.sweep_rule: events.Rule | None = None
         self.queue: sqs.Queue | None = None
         self.queue_dead_letter_queue: sqs.Queue | None = None
-        target = targets.LambdaFunction(
-            self.function,
-            dead_letter_queue=self.dead_letter_queue,
-            retry_attempts=RULE_RETRY_ATTEMPTS,
-            max_event_age=RULE_MAX_EVENT_AGE,
-        )
+        target = function_target(self.function, dead_letter_queue=self.dead_letter_queue)
         if settings.on_drift:
             self._drift_rules(names, target)
         if settings.on_new_data:
-            self._new_data(raw_bucket, settings=settings, removal_policy=removal_policy)
+            new_data = new_data_path(
+                self,
+                function=self.function,
+                role=self.role,
+                policy=self.policy,
+                raw_bucket=raw_bucket,
+                key=key,
+                function_timeout_seconds=FUNCTION_TIMEOUT_SECONDS,
+                batching_window_seconds=settings.batching_window_seconds,
+                removal_policy=removal_policy,
+            )
+            self.queue, self.queue_dead_letter_queue = new_data.queue, new_data.dead_letter_queue
+            self.new_data_rule = new_data.rule
             self.sweep_rule = events.Rule(
                 self,
                 "PendingSweepRule",
@@ -224,14 +194,7 @@ class RetrainTrigger(Construct):
             self,
             "CandidateDecisionRule",
             description=f"Approved and rejected model packages of {names.environment}'s groups (default bus)",
-            event_pattern=events.EventPattern(
-                source=["aws.sagemaker"],
-                detail_type=[PACKAGE_DETAIL_TYPE],
-                detail={
-                    "ModelPackageGroupName": events.Match.prefix(f"{names.prefix}-"),
-                    "ModelApprovalStatus": list(DECIDED_STATUSES),
-                },
-            ),
+            event_pattern=package_state_changes(names, DECIDED_STATUSES),
             targets=[target],
         )
         self._alarms(alarm_topic)
@@ -241,14 +204,7 @@ class RetrainTrigger(Construct):
 
     def _allow_key_through(self, sid: str, service: str, actions: list[str]) -> None:
         # The key encrypts the whole platform: the function may use it only through this service.
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                sid=sid,
-                actions=actions,
-                resources=[self._key.key_arn],
-                conditions={"StringEquals": {"kms:ViaService": f"{service}.{self._region}.amazonaws.com"}},
-            )
-        )
+        self.role.add_to_policy(key_used_through(self, self._key, service, actions, sid=sid))
 
     def _grant_least_privilege(
         self,
@@ -267,14 +223,8 @@ class RetrainTrigger(Construct):
         # (DescribeModelPackage on model-package),
         # https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazons3.html
         # (GetObject on object, ListBucket on bucket).
-        stack = Stack.of(self)
         self._allow("StartTraining", ["states:StartExecution"], state_machine.state_machine_arn)
-        executions = stack.format_arn(
-            service="states",
-            resource="execution",
-            resource_name=f"{state_machine.state_machine_name}:*",
-            arn_format=ArnFormat.COLON_RESOURCE_NAME,
-        )
+        executions = executions_arn(self, state_machine)
         # Whether the run holding a tenant's lock has ended.
         self._allow("FollowTrainingRuns", ["states:DescribeExecution"], executions)
         # One state item per tenant (conditional UpdateItem), one item per decision (PutItem), a run's PACKAGE#
@@ -293,7 +243,7 @@ class RetrainTrigger(Construct):
             ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
         )
         # Whether a candidate is still awaiting review.
-        packages = stack.format_arn(service="sagemaker", resource="model-package", resource_name=f"{names.prefix}-*/*")
+        packages = model_packages_arn(self, names)
         self._allow("DescribeCandidates", ["sagemaker:DescribeModelPackage"], packages)
         # The dataset each tenant trains on: its published pipeline config, listed before it is read.
         configs = config_bucket.arn_for_objects(f"{CONFIG_PREFIX}*")
@@ -359,94 +309,18 @@ class RetrainTrigger(Construct):
             ),
         ]
 
-    def _new_data(self, raw_bucket: s3.IBucket, *, settings: Retraining, removal_policy: RemovalPolicy) -> None:
-        window = settings.batching_window_seconds
-        self.queue_dead_letter_queue = dead_letter_queue(
-            self, "NewDataDeadLetterQueue", key=self._key, removal_policy=removal_policy
-        )
-        acknowledge(
-            self.queue_dead_letter_queue,
-            "AwsSolutions-SQS3",
-            "This is the dead-letter queue of the new-data queue and of its rule; a DLQ of a DLQ would only move "
-            "the problem.",
-        )
-        self.queue = encrypted_queue(
-            self,
-            "NewDataQueue",
-            key=self._key,
-            # AWS's advice for SQS event sources: six times the function timeout plus the batching
-            # window, so a batch is not redelivered while it is still being decided.
-            visibility_timeout=Duration.seconds(6 * FUNCTION_TIMEOUT_SECONDS + window),
-            retention_period=Duration.days(4),
-            dead_letter_queue=sqs.DeadLetterQueue(
-                queue=self.queue_dead_letter_queue, max_receive_count=MAX_RECEIVE_COUNT
-            ),
-            removal_policy=removal_policy,
-        )
-        self.new_data_rule = events.Rule(
-            self,
-            "NewDataRule",
-            description="Objects created under raw/ of the raw zone, gathered in the new-data queue",
-            event_pattern=events.EventPattern(
-                source=["aws.s3"],
-                detail_type=[OBJECT_CREATED],
-                detail={
-                    "bucket": {"name": [raw_bucket.bucket_name]},
-                    "object": {"key": events.Match.prefix(RAW_PREFIX)},
-                },
-            ),
-            targets=[_QueueTarget(self.queue, dead_letter_queue=self.queue_dead_letter_queue)],
-        )
-        # Only this rule may send to the queue and, for what it cannot deliver, to its dead-letter queue.
-        for sid, queue in (("NewDataRuleSends", self.queue), ("NewDataRuleDeadLetters", self.queue_dead_letter_queue)):
-            queue.add_to_resource_policy(
-                iam.PolicyStatement(
-                    sid=sid,
-                    principals=[iam.ServicePrincipal("events.amazonaws.com")],
-                    actions=["sqs:SendMessage"],
-                    resources=[queue.queue_arn],
-                    conditions={"ArnEquals": {"aws:SourceArn": self.new_data_rule.rule_arn}},
-                )
-            )
-
-        # Not SqsEventSource: its grant adds kms:Decrypt on the key with no condition. Lambda checks
-        # these grants when it creates the mapping, hence the dependency.
-        self._allow(
-            "ConsumeNewDataQueue",
-            ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"],
-            self.queue.queue_arn,
-        )
-        mapping = lambda_.EventSourceMapping(
-            self,
-            "NewDataMapping",
-            target=self.function,
-            event_source_arn=self.queue.queue_arn,
-            batch_size=batch_size(window),
-            max_batching_window=Duration.seconds(window) if window > 0 else None,
-            max_concurrency=MAX_CONCURRENT_BATCHES,
-            report_batch_item_failures=True,
-        )
-        mapping.node.add_dependency(self.policy)
-
     def _alarms(self, topic: sns.ITopic) -> None:
         alarms = {
             "DeadLetterAlarm": (
                 "Drift events could not be delivered to the retrain trigger, or it failed on them "
                 "(see the retrain trigger's dead-letter queue)",
-                self.dead_letter_queue.metric_approximate_number_of_messages_visible(
-                    period=Duration.minutes(5), statistic="Maximum"
-                ),
+                messages_waiting(self.dead_letter_queue),
             ),
-            "ErrorsAlarm": (
-                "The retrain trigger failed invocations",
-                self.function.metric_errors(period=Duration.minutes(5), statistic="Sum"),
-            ),
+            "ErrorsAlarm": ("The retrain trigger failed invocations", errors(self.function)),
         }
         if self.queue_dead_letter_queue is not None:
             alarms["NewDataDeadLetterAlarm"] = (
                 "New-data events reached the retrain trigger's new-data dead-letter queue: redrive them",
-                self.queue_dead_letter_queue.metric_approximate_number_of_messages_visible(
-                    period=Duration.minutes(5), statistic="Maximum"
-                ),
+                messages_waiting(self.queue_dead_letter_queue),
             )
         alarm_above_zero(self, topic, alarms)

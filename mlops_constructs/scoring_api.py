@@ -17,13 +17,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda_event_sources as event_sources
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
@@ -31,9 +30,10 @@ from constructs import Construct
 from config.naming import Names
 from config.serving import ScoringApi as ScoringApiSettings
 from mlops_constructs.alarms import alarm_above_zero
+from mlops_constructs.encryption import key_used_through
 from mlops_constructs.endpoint import endpoint_arn
 from mlops_constructs.functions import PlatformFunction, platform_function
-from mlops_constructs.log_retention import retention_days
+from mlops_constructs.log_retention import encrypted_log_group
 from mlops_constructs.nag import acknowledge
 from mlops_constructs.queues import dead_letter_queue, encrypted_queue
 
@@ -164,12 +164,8 @@ class ScoringApi(Construct):
             },
         )
 
-        access_logs = logs.LogGroup(
-            self,
-            "AccessLogs",
-            retention=retention_days(log_retention_days),
-            encryption_key=key,
-            removal_policy=removal_policy,
+        access_logs = encrypted_log_group(
+            self, "AccessLogs", key=key, log_retention_days=log_retention_days, removal_policy=removal_policy
         )
         self.api = apigateway.RestApi(
             self,
@@ -231,16 +227,8 @@ class ScoringApi(Construct):
     ) -> None:
         """``actions`` on one resource, and the platform key only through that resource's service."""
         function.role.add_to_policy(iam.PolicyStatement(sid=sid, actions=actions, resources=[resource]))
-        function.role.add_to_policy(
-            iam.PolicyStatement(
-                sid=f"{sid}Key",
-                actions=["kms:Decrypt", "kms:GenerateDataKey"],
-                resources=[key.key_arn],
-                conditions={
-                    "StringEquals": {"kms:ViaService": f"{service}.{Stack.of(function.role).region}.amazonaws.com"}
-                },
-            )
-        )
+        key_actions = ["kms:Decrypt", "kms:GenerateDataKey"]
+        function.role.add_to_policy(key_used_through(function.role, key, service, key_actions, sid=f"{sid}Key"))
 
     def _invoke(self, function: PlatformFunction, endpoint_arns: list[str]) -> None:
         if endpoint_arns:

@@ -24,7 +24,7 @@ from constructs import Construct
 
 from config.naming import Names
 from mlops_constructs.functions import platform_function
-from mlops_constructs.log_retention import retention_days
+from mlops_constructs.log_retention import encrypted_log_group
 from mlops_constructs.nag import acknowledge, acknowledge_wildcard_resource, ignore_redundant_dependency
 
 # Blue/green deployments of GPU fleets can take long; the weights wait for the endpoint this long.
@@ -97,10 +97,9 @@ class VariantWeightsProvider(Construct):
 
         # The framework's own functions get a role and an encrypted log group of ours, not
         # AWSLambdaBasicExecutionRole and an unencrypted default.
-        framework_logs = logs.LogGroup(
-            self, "FrameworkLogs", retention=retention_days(log_retention_days), encryption_key=key,
-            removal_policy=removal_policy,
-        )  # fmt: skip
+        framework_logs = encrypted_log_group(
+            self, "FrameworkLogs", key=key, log_retention_days=log_retention_days, removal_policy=removal_policy
+        )
         # Two roles: one shared role would make a cycle (onEvent starts the waiter, which calls isComplete).
         framework_roles = [
             iam.Role(
@@ -113,10 +112,9 @@ class VariantWeightsProvider(Construct):
         ]
         for role in framework_roles:
             framework_logs.grant_write(role)
-        waiter_logs = logs.LogGroup(
-            self, "WaiterLogs", retention=retention_days(log_retention_days), encryption_key=key,
-            removal_policy=removal_policy,
-        )  # fmt: skip
+        waiter_logs = encrypted_log_group(
+            self, "WaiterLogs", key=key, log_retention_days=log_retention_days, removal_policy=removal_policy
+        )
         self.provider = cr.Provider(
             self,
             "Provider",

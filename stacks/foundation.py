@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
 from config.naming import Names
@@ -16,6 +16,7 @@ from mlops_constructs.model_pointers import ModelPointers
 from mlops_constructs.notifications import NotificationTopic
 from mlops_constructs.pinning import pin_logical_id
 from mlops_constructs.tables import PlatformTables
+from stacks.inputs import removal_policy_of
 
 
 class FoundationStack(Stack):
@@ -23,7 +24,7 @@ class FoundationStack(Stack):
         self, scope: Construct, id: str, *, environment: EnvironmentConfig, names: Names, **kwargs: Any
     ) -> None:
         super().__init__(scope, id, termination_protection=environment.termination_protection, **kwargs)
-        removal_policy = RemovalPolicy.RETAIN if environment.retains_data else RemovalPolicy.DESTROY
+        removal_policy = removal_policy_of(environment)
 
         AccountSingletons(self, "AccountSingletons", owner=environment.owns_account_singletons)
         platform_key = PlatformKey(self, "PlatformKey", alias=names.alias("platform"), removal_policy=removal_policy)

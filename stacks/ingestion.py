@@ -8,38 +8,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
-from config.naming import Names
-from config.schema import EnvironmentConfig
 from mlops_constructs.ingestion import IngestionPipeline
-from stacks.foundation import FoundationStack
+from stacks.inputs import StackInputs
 
 
 class IngestionStack(Stack):
-    def __init__(
-        self,
-        scope: Construct,
-        id: str,
-        *,
-        environment: EnvironmentConfig,
-        names: Names,
-        foundation: FoundationStack,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, scope: Construct, id: str, *, inputs: StackInputs, **kwargs: Any) -> None:
         super().__init__(scope, id, **kwargs)
+        foundation = inputs.foundation
         self.pipeline = IngestionPipeline(
             self,
             "Ingest",
-            names=names,
+            names=inputs.names,
             key=foundation.key,
             raw_bucket=foundation.lake.raw,
             alarm_topic=foundation.topic,
-            settings=environment.ingestion,
-            capacities=environment.capacities,
-            log_retention_days=environment.retention.log_retention_days,
-            removal_policy=RemovalPolicy.RETAIN if environment.retains_data else RemovalPolicy.DESTROY,
+            settings=inputs.environment.ingestion,
+            capacities=inputs.environment.capacities,
+            log_retention_days=inputs.log_retention_days,
+            removal_policy=inputs.removal_policy,
         )
         CfnOutput(self, "IngestQueueUrl", value=self.pipeline.queue.queue_url)
         CfnOutput(self, "ProducerPolicyArn", value=self.pipeline.producer_policy.managed_policy_arn)

@@ -10,21 +10,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
-from config.naming import Names
-from config.schema import EnvironmentConfig
 from config.tenants import PipelineConfig
 from mlops_constructs.approval_path import ApprovalPath
 from mlops_constructs.dashboard import PlatformDashboard, QueueDepth
 from mlops_constructs.drift_monitor import DriftMonitor, DriftMonitorZones
 from mlops_constructs.retrain_trigger import RetrainTrigger
-from stacks.foundation import FoundationStack
 from stacks.ingestion import IngestionStack
+from stacks.inputs import StackInputs
 from stacks.serving import ServingStack
 from stacks.training import TrainingStack
 
@@ -37,9 +35,7 @@ class MonitoringStack(Stack):
         scope: Construct,
         id: str,
         *,
-        environment: EnvironmentConfig,
-        names: Names,
-        foundation: FoundationStack,
+        inputs: StackInputs,
         ingestion: IngestionStack,
         training: TrainingStack,
         serving: ServingStack,
@@ -47,10 +43,10 @@ class MonitoringStack(Stack):
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id, **kwargs)
-        self.removal_policy = RemovalPolicy.RETAIN if environment.retains_data else RemovalPolicy.DESTROY
-        self.environment_config = environment
-        self.names = names
-        self.foundation = foundation
+        self.removal_policy = inputs.removal_policy
+        self.environment_config = inputs.environment
+        self.names = inputs.names
+        self.foundation = inputs.foundation
         self.ingestion = ingestion
         self.training = training
         self.serving = serving

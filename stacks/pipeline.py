@@ -15,16 +15,11 @@ from constructs import Construct
 
 from config.naming import Names
 from config.schema import SMOKE_TESTED_ENVIRONMENT, DeliveryPipelineConfig, ProjectConfig
-from mlops_constructs.delivery_pipeline import (
-    DeliveryPipeline,
-    DeployCheckTarget,
-    PipelineKey,
-    SmokeTestAccess,
-    SmokeTestTarget,
-    pipeline_smoke_test_role_name,
-)
+from mlops_constructs.delivery_pipeline import DeliveryPipeline, DeployCheckTarget, SmokeTestTarget
 from mlops_constructs.deploy_check import DeployCheckAccess, deploy_check_role_name, pipeline_deploy_check_role_name
+from mlops_constructs.encryption import PipelineKey
 from mlops_constructs.notifications import NotificationTopic
+from mlops_constructs.pipeline_access import SmokeTestAccess, pipeline_smoke_test_role_name
 from stacks.stage import PlatformStage
 
 

@@ -10,19 +10,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import CfnOutput, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
 from config.deployed import EnvironmentRecord, keeps_variant_names
-from config.naming import Names
-from config.schema import EnvironmentConfig
 from mlops_constructs.endpoint import EndpointDependencies, ServedEndpoint, endpoint_arn
 from mlops_constructs.model_pointers import construct_id
 from mlops_constructs.scoring_api import ScoringApi
 from mlops_constructs.training_images import InferenceImages
 from mlops_constructs.variant_weights import VariantWeightsProvider
-from stacks.foundation import FoundationStack
+from stacks.inputs import StackInputs
 
 EXAMPLE_MODEL = Path(__file__).resolve().parent.parent / "models" / "example" / "model.tar.gz"
 
@@ -33,15 +31,13 @@ class ServingStack(Stack):
         scope: Construct,
         id: str,
         *,
-        environment: EnvironmentConfig,
-        names: Names,
-        foundation: FoundationStack,
+        inputs: StackInputs,
         deployed: EnvironmentRecord,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id, **kwargs)
-        removal_policy = RemovalPolicy.RETAIN if environment.retains_data else RemovalPolicy.DESTROY
-        serving = environment.serving
+        names, foundation, removal_policy = inputs.names, inputs.foundation, inputs.removal_policy
+        serving = inputs.environment.serving
         endpoint_names = {key: names.resource(key) for key in serving.endpoints}
         endpoint_arns = [endpoint_arn(self, name) for name in endpoint_names.values()]
         self.images = InferenceImages(self, "Images")
@@ -53,7 +49,7 @@ class ServingStack(Stack):
             names=names,
             key=foundation.key,
             endpoint_arns=endpoint_arns,
-            log_retention_days=environment.retention.log_retention_days,
+            log_retention_days=inputs.log_retention_days,
             removal_policy=removal_policy,
         )
 
@@ -88,7 +84,7 @@ class ServingStack(Stack):
             results=foundation.async_results_table,
             key=foundation.key,
             topic=foundation.topic,
-            log_retention_days=environment.retention.log_retention_days,
+            log_retention_days=inputs.log_retention_days,
             removal_policy=removal_policy,
         )
         CfnOutput(self, "ScoringApiUrl", value=self.scoring.api.url)

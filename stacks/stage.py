@@ -13,6 +13,7 @@ from config.schema import EnvironmentConfig, ProjectConfig
 from config.tenants import PipelineConfig
 from stacks.foundation import FoundationStack
 from stacks.ingestion import IngestionStack
+from stacks.inputs import StackInputs
 from stacks.monitoring import MonitoringStack
 from stacks.serving import ServingStack
 from stacks.training import TrainingStack
@@ -38,55 +39,46 @@ class PlatformStage(Stage):
         for key, value in {**project.tags, "Environment": environment.name}.items():
             Tags.of(self).add(key, value)
 
+        def named(id: str, summary: str) -> dict[str, str]:
+            return {
+                "stack_name": f"{environment.name}-{id}",
+                "description": f"ML platform {environment.name}: {summary}",
+            }
+
         self.foundation = FoundationStack(
             self,
             "Foundation",
-            stack_name=f"{environment.name}-Foundation",
             environment=environment,
             names=names,
-            description=f"ML platform {environment.name}: encryption key, notifications, data lake (stateful)",
+            **named("Foundation", "encryption key, notifications, data lake (stateful)"),
         )
+        inputs = StackInputs(environment=environment, names=names, foundation=self.foundation)
         self.ingestion = IngestionStack(
-            self,
-            "Ingestion",
-            stack_name=f"{environment.name}-Ingestion",
-            environment=environment,
-            names=names,
-            foundation=self.foundation,
-            description=f"ML platform {environment.name}: SQS ingestion into the raw zone",
+            self, "Ingestion", inputs=inputs, **named("Ingestion", "SQS ingestion into the raw zone")
         )
         self.training = TrainingStack(
             self,
             "Training",
-            stack_name=f"{environment.name}-Training",
-            environment=environment,
-            names=names,
-            foundation=self.foundation,
+            inputs=inputs,
             pipelines=pipelines,
-            description=f"ML platform {environment.name}: training images, progress events, training state machine",
+            **named("Training", "training images, progress events, training state machine"),
         )
         self.serving = ServingStack(
             self,
             "Serving",
-            stack_name=f"{environment.name}-Serving",
-            environment=environment,
-            names=names,
-            foundation=self.foundation,
+            inputs=inputs,
             deployed=deployed or {},
-            description=f"ML platform {environment.name}: endpoints with A/B variants, autoscaling, scoring API",
+            **named("Serving", "endpoints with A/B variants, autoscaling, scoring API"),
         )
         self.monitoring = MonitoringStack(
             self,
             "Monitoring",
-            stack_name=f"{environment.name}-Monitoring",
-            environment=environment,
-            names=names,
-            foundation=self.foundation,
+            inputs=inputs,
             ingestion=self.ingestion,
             training=self.training,
             serving=self.serving,
             pipelines=tuple(pipelines),
-            description=f"ML platform {environment.name}: drift monitoring, retraining triggers, approvals, dashboard",
+            **named("Monitoring", "drift monitoring, retraining triggers, approvals, dashboard"),
         )
 
     @property

@@ -10,17 +10,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from aws_cdk import CfnOutput, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
-from config.naming import Names
-from config.schema import EnvironmentConfig
 from config.tenants import PipelineConfig
 from mlops_constructs.progress_tracking import ProgressTracking
 from mlops_constructs.publishing import PipelinePublishing
 from mlops_constructs.training_images import TrainingImages
 from mlops_constructs.training_pipeline import TrainingPipeline, Zones
-from stacks.foundation import FoundationStack
+from stacks.inputs import StackInputs
 
 
 class TrainingStack(Stack):
@@ -29,14 +27,13 @@ class TrainingStack(Stack):
         scope: Construct,
         id: str,
         *,
-        environment: EnvironmentConfig,
-        names: Names,
-        foundation: FoundationStack,
+        inputs: StackInputs,
         pipelines: Sequence[PipelineConfig],
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id, **kwargs)
-        removal_policy = RemovalPolicy.RETAIN if environment.retains_data else RemovalPolicy.DESTROY
+        environment, names, foundation = inputs.environment, inputs.names, inputs.foundation
+        removal_policy = inputs.removal_policy
         lake = foundation.lake.zones
         self.images = TrainingImages(self, "Images")
         self.progress = ProgressTracking(
@@ -46,7 +43,7 @@ class TrainingStack(Stack):
             key=foundation.key,
             table=foundation.progress_table,
             alarm_topic=foundation.topic,
-            log_retention_days=environment.retention.log_retention_days,
+            log_retention_days=inputs.log_retention_days,
             removal_policy=removal_policy,
         )
         self.publishing = PipelinePublishing(

@@ -13,14 +13,13 @@ import pytest
 from moto.events.models import EventPattern
 
 from config.naming import Names
-from mlops_constructs.approval_path import (
+from mlops_constructs.approval_deploy import (
     BOOTSTRAP_QUALIFIER,
     CHANGE_SET_PREFIX,
     build_timeout_minutes,
     buildspec_script,
-    endpoints_document,
-    new_variant_document,
 )
+from mlops_constructs.approval_path import endpoints_document, new_variant_document
 from tests.conftest import ROOT
 from tests.infra.test_training import EVENTS, function_environment, of_type, rendered
 

@@ -24,7 +24,7 @@ from tests.infra.conftest import ENVIRONMENTS, STACKS
 TEMPLATE = ROOT / "bootstrap" / bootstrap_template.TEMPLATE_FILE
 POLICY = ROOT / "bootstrap" / execution_policy.POLICY_FILE
 SSM_TYPED = "AWS::SSM::Parameter::Value<"
-QUALIFIER = "hnb659fds"  # the default, as the app's synthesizer and mlops_constructs/approval_path.py use
+QUALIFIER = "hnb659fds"  # the default, as the app's synthesizer and mlops_constructs/approval_deploy.py use
 
 
 @pytest.fixture(scope="module")

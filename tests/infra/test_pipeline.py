@@ -21,11 +21,8 @@ from syrupy.extensions.json import JSONSnapshotExtension
 from app import build_platform, pinned_cdk_cli_version, read_config
 from config import load_config
 from mlops_constructs.account_singletons import AccountSingletons
-from mlops_constructs.delivery_pipeline import (
-    CDK_ASSETS_VERSION,
-    SMOKE_TEST_REQUIREMENTS,
-    pipeline_smoke_test_role_name,
-)
+from mlops_constructs.delivery_pipeline import CDK_ASSETS_VERSION, SMOKE_TEST_REQUIREMENTS
+from mlops_constructs.pipeline_access import pipeline_smoke_test_role_name
 from scripts import policy_gate
 from stacks.pipeline import PipelineStack
 from tests.conftest import ROOT

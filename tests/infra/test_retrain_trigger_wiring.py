@@ -24,7 +24,8 @@ from moto.events.models import EventPattern
 
 from config.monitoring import Retraining
 from config.naming import Names
-from mlops_constructs.retrain_trigger import BURST_BATCH_SIZE, DECISION_METRICS, RetrainTrigger
+from mlops_constructs.retrain_new_data import BURST_BATCH_SIZE
+from mlops_constructs.retrain_trigger import DECISION_METRICS, RetrainTrigger
 from tests.conftest import ROOT, load_handler
 from tests.infra.test_training import function_environment, of_type
 

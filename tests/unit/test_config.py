@@ -456,3 +456,51 @@ def test_an_api_logging_role_setting_that_contradicts_the_owner_is_refused(confi
 
     assert_one_sentence(str(raised.value), path, "serving.api.owns_account_logging_role", "false")
     assert "the same as owns_account_singletons" in str(raised.value)
+
+
+def _settings_models() -> list[type]:
+    """Every settings model of config/, found from PlatformConfig down (tenant pipelines included)."""
+    from pydantic import BaseModel
+
+    from config.schema import PlatformConfig
+
+    found: list[type] = []
+    pending: list[type] = [PlatformConfig]
+    while pending:
+        model = pending.pop()
+        if model in found:
+            continue
+        found.append(model)
+        for field in model.model_fields.values():
+            for candidate in (field.annotation, *getattr(field.annotation, "__args__", ())):
+                for inner in (candidate, *getattr(candidate, "__args__", ())):
+                    if isinstance(inner, type) and issubclass(inner, BaseModel):
+                        pending.append(inner)
+    return found
+
+
+# Bounds set by a sibling setting (a validator checks them); their descriptions name that setting.
+RELATIVE_BOUNDS = {
+    "Retention.raw_archive_after_days",
+    "VariantConfig.max_capacity",
+    "VariantConfig.initial_instance_count",
+    "TrainingSpec.max_wait_seconds",
+}
+
+
+def test_every_whole_number_setting_states_the_bounds_it_accepts():
+    """The loader quotes a field's description as what is allowed: it must say the field's own bounds."""
+    from annotated_types import Ge, Le
+
+    checked = []
+    for model in _settings_models():
+        for name, field in model.model_fields.items():
+            ge = next((m.ge for m in field.metadata if isinstance(m, Ge)), None)
+            le = next((m.le for m in field.metadata if isinstance(m, Le)), None)
+            if ge is None or f"{model.__name__}.{name}" in RELATIVE_BOUNDS:
+                continue
+            expected = f"from {ge} to {le}" if le is not None else f"at least {ge}"
+            assert expected in (field.description or ""), f"{model.__name__}.{name}: {field.description!r}"
+            checked.append(name)
+
+    assert {"throttle_rate_limit", "cooldown_seconds", "min_capacity", "max_record_bytes"} <= set(checked)
