@@ -3,7 +3,7 @@
 A file names the dataset and its feature schema, the candidate models with their hyperparameter
 grids, the objective and approval threshold, the training resources and the batch-prediction
 input. Grids are checked against the training image's own hyperparameter table
-(``containers/training/mlops_training/hyperparameters.json``), so a typo fails synth, not a job.
+(``mlops_platform/training/hyperparameters.json``), so a typo fails synth, not a job.
 """
 
 from __future__ import annotations
@@ -18,9 +18,7 @@ from pydantic import AfterValidator, Field, StrictBool, StrictFloat, StrictInt, 
 from config.base import StrictModel
 from config.instance_types import check_instance_type, has_local_storage, is_gpu
 
-HYPERPARAMETERS_FILE = (
-    Path(__file__).resolve().parent.parent / "containers" / "training" / "mlops_training" / "hyperparameters.json"
-)
+HYPERPARAMETERS_FILE = Path(__file__).resolve().parent.parent / "mlops_platform" / "training" / "hyperparameters.json"
 HYPERPARAMETERS: dict[str, dict[str, dict[str, Any]]] = json.loads(HYPERPARAMETERS_FILE.read_text())
 # One execution's Distributed Map handles up to 10,000 items.
 MAX_TRIALS = 10_000

@@ -1,7 +1,7 @@
 """``baseline``: the Processing job that computes a model's drift baseline before the model is registered.
 
 The training state machine runs it once per model it is about to register (docs/training-pipeline.md),
-on a small CPU instance with the training image: ``python -m mlops_training baseline [--model PATH]
+on a small CPU instance with the training image: ``python -m mlops_platform.training baseline [--model PATH]
 [--training-data PATH] [--holdout-data PATH] [--schema PATH] [--output DIR] [--bins N]``. Each path defaults to its
 Processing folder under ``SM_PROCESSING_ROOT`` (default ``/opt/ml/processing``), so the job runs as
 plain Python on any folder too:
@@ -51,9 +51,9 @@ import pandas as pd
 # pyarrow ships no type hints (pyproject.toml lists no override for it).
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
-from mlops_training.monitoring.baseline import TYPES, compute_baseline
-from mlops_training.paths import ProcessingPaths
-from mlops_training.serve import Model, ServeError
+from mlops_platform.monitoring.baseline import TYPES, compute_baseline
+from mlops_platform.sagemaker_paths import ProcessingPaths
+from mlops_platform.training.serve import Model, ServeError
 
 log = logging.getLogger(__name__)
 

@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops_training import settings as settings_module
-from mlops_training.algorithms import TRAINERS, Dataset, TrainingResult, load_predictor, measure
-from mlops_training.objective import Objective
-from mlops_training.paths import SageMakerPaths
-from mlops_training.progress import Kept, NullReporter, ProgressReporter
+from mlops_platform.sagemaker_paths import SageMakerPaths
+from mlops_platform.training import settings as settings_module
+from mlops_platform.training.algorithms import TRAINERS, Dataset, TrainingResult, load_predictor, measure
+from mlops_platform.training.objective import Objective
+from mlops_platform.training.progress_events import Kept, NullReporter, ProgressReporter
 
 DATA_SUFFIXES = (".csv", ".parquet")
 # Columns that feature files carry to trace rows back (docs/training-pipeline.md); never features.

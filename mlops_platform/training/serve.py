@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from mlops_training.algorithms import load_model
-from mlops_training.paths import SageMakerPaths
+from mlops_platform.sagemaker_paths import SageMakerPaths
+from mlops_platform.training.algorithms import load_model
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The model the training image wrote, loaded once per worker and scored straight from numpy.
 
-The training image (``containers/training``) writes ``metadata.json`` (``algorithm``,
+The training image (``mlops_platform.training``) writes ``metadata.json`` (``algorithm``,
 ``problem_type``, ``features`` in order, ``target``, ...) beside the model itself: ``model.json``,
 an XGBoost Booster, or ``model.joblib``, scikit-learn's standard scaler and SGD estimator. This
 image reads those files on its own: it does not carry the training code.

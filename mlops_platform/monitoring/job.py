@@ -1,7 +1,7 @@
 """``monitor``: the scheduled drift monitor's Processing job, one endpoint and one window per run.
 
 The monitoring schedule's state machine runs it on a small CPU instance with the training image,
-passing everything as ContainerArguments (``python -m mlops_training monitor ...``)::
+passing everything as ContainerArguments (``python -m mlops_platform.training monitor ...``)::
 
     --environment dev --tenant T --model M --endpoint-name mlops-dev-<key>
     --capture-uri s3://<lake bucket>/capture/<tenant>/<key>/
@@ -92,11 +92,11 @@ import boto3
 # botocore ships no type hints (pyproject.toml lists no override for it).
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
-from mlops_training.monitoring.baseline import SCHEMA_VERSION
-from mlops_training.monitoring.capture import CaptureWindow, read_capture
-from mlops_training.monitoring.drift import DriftReport, Metric, Thresholds, compare
-from mlops_training.monitoring.labels import ModelQuality, label_days, model_quality
-from mlops_training.monitoring.settings import SettingsError, parse_settings
+from mlops_platform.monitoring.baseline import SCHEMA_VERSION
+from mlops_platform.monitoring.capture import CaptureWindow, read_capture
+from mlops_platform.monitoring.drift import DriftReport, Metric, Thresholds, compare
+from mlops_platform.monitoring.labels import ModelQuality, label_days, model_quality
+from mlops_platform.monitoring.settings import SettingsError, parse_settings
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from mlops_inference.model import BIAS
+from mlops_platform.serving.model import BIAS
 
 CSV = "text/csv"
 JSON = "application/json"

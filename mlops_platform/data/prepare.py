@@ -2,7 +2,7 @@
 
 It runs as a SageMaker Processing job on a small CPU instance, before any training job, so the
 expensive instances read ready-made Parquet and a schema problem costs minutes of ``ml.t3``, not
-a grid of failed training jobs. ``python -m mlops_training prepare --config <tenant>.json
+a grid of failed training jobs. ``python -m mlops_platform.training prepare --config <tenant>.json
 --run-id <run_id> --day <yyyy-mm-dd>``; the folders are SageMaker Processing's, under
 ``SM_PROCESSING_ROOT`` (default ``/opt/ml/processing``), so it runs as plain Python too:
 
@@ -43,7 +43,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
-from mlops_training.paths import ProcessingPaths
+from mlops_platform.sagemaker_paths import ProcessingPaths
 
 log = logging.getLogger(__name__)
 
