@@ -20,7 +20,7 @@ from tests.conftest import ROOT
 
 # isort: split
 # After scripts.example_model, which puts the training image's code on the path.
-from mlops_platform.data.prepare import split_of
+from mlops_platform.data.raw_records import split_of
 from mlops_platform.monitoring.baseline import SCHEMA_VERSION
 from mlops_platform.monitoring.capture import read_capture
 from mlops_platform.monitoring.drift import compare

@@ -11,7 +11,8 @@ from collections import Counter
 import pandas as pd
 import pytest
 
-from mlops_platform.data.prepare import REASONS, main, split_of
+from mlops_platform.data.prepare import main
+from mlops_platform.data.raw_records import REASONS, split_of
 from mlops_platform.sagemaker_paths import ProcessingPaths
 from tests.conftest import ROOT
 
