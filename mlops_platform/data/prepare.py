@@ -27,7 +27,6 @@ import csv
 import json
 import logging
 import re
-import sys
 import traceback
 from collections import Counter
 from collections.abc import Iterator
@@ -42,7 +41,7 @@ import pyarrow.compute as pc  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from mlops_platform.data.raw_records import SPLITS, Invalid, PrepareError, Row, Schema, load_schema, parse_line
-from mlops_platform.sagemaker_paths import ProcessingPaths
+from mlops_platform.sagemaker_paths import ProcessingPaths, write_exit_reason
 
 log = logging.getLogger(__name__)
 
@@ -295,10 +294,10 @@ def main(argv: list[str], paths: ProcessingPaths | None = None) -> int:
         config, run_id, run_day = parse_arguments(argv)
         report = prepare(paths, config, run_id, run_day)
     except PrepareError as error:
-        return fail(paths, str(error))
+        return write_exit_reason(paths.message, "prepare", str(error))
     except Exception as error:
         traceback.print_exc()
-        return fail(paths, f"{type(error).__name__}: {error}")
+        return write_exit_reason(paths.message, "prepare", f"{type(error).__name__}: {error}")
     log.info(
         "prepared %d valid of %d rows: %s; rejected %s",
         report.valid,
@@ -307,12 +306,3 @@ def main(argv: list[str], paths: ProcessingPaths | None = None) -> int:
         dict(report.rejected) or "none",
     )
     return 0
-
-
-def fail(paths: ProcessingPaths, reason: str) -> int:
-    # DescribeProcessingJob's ExitMessage keeps the first 1 KB of the file.
-    line = " ".join(reason.split())[:1000]
-    paths.message.parent.mkdir(parents=True, exist_ok=True)
-    paths.message.write_text(line + "\n", encoding="utf-8")
-    print(f"prepare failed: {line}", file=sys.stderr, flush=True)
-    return 1

@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import tarfile
 import tempfile
 import traceback
@@ -52,7 +51,7 @@ import pandas as pd
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from mlops_platform.monitoring.baseline import TYPES, compute_baseline
-from mlops_platform.sagemaker_paths import ProcessingPaths
+from mlops_platform.sagemaker_paths import ProcessingPaths, write_exit_reason
 from mlops_platform.training.serve import Model, ServeError
 
 log = logging.getLogger(__name__)
@@ -237,10 +236,10 @@ def main(argv: list[str], paths: ProcessingPaths | None = None) -> int:
             document = baseline(arguments, Path(scratch))
         target = write(arguments.output, encode(document))
     except BaselineError as error:
-        return fail(paths, str(error))
+        return write_exit_reason(paths.message, "baseline", str(error))
     except Exception as error:
         traceback.print_exc()
-        return fail(paths, f"{type(error).__name__}: {error}")
+        return write_exit_reason(paths.message, "baseline", f"{type(error).__name__}: {error}")
     log.info(
         "baseline of %d training rows, %d features and the predictions of %d held-out rows written to %s",
         document["rows"],
@@ -249,12 +248,3 @@ def main(argv: list[str], paths: ProcessingPaths | None = None) -> int:
         target,
     )
     return 0
-
-
-def fail(paths: ProcessingPaths, reason: str) -> int:
-    # DescribeProcessingJob's ExitMessage keeps the first 1 KB of the file.
-    line = " ".join(reason.split())[:1000]
-    paths.message.parent.mkdir(parents=True, exist_ok=True)
-    paths.message.write_text(line + "\n", encoding="utf-8")
-    print(f"baseline failed: {line}", file=sys.stderr, flush=True)
-    return 1
