@@ -32,7 +32,7 @@ HOUR_DIVISORS = (1, 2, 3, 4, 6, 8, 12)
 # Named features with thresholds of their own. The thresholds reach the job as a settings document
 # in S3 (``settings_document``), so no argument or input limit bounds them; this bounds the config.
 MAX_NAMED_FEATURES = 40
-SETTINGS_VERSION = 1  # of the settings document (containers/training/mlops_training/monitoring/settings.py)
+SETTINGS_VERSION = 1  # of the settings document (mlops_platform/monitoring/settings.py)
 
 
 def interval_hours(schedule: str) -> int:

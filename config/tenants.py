@@ -3,14 +3,12 @@
 A file names the dataset and its feature schema, the candidate models with their hyperparameter
 grids, the objective and approval threshold, the training resources and the batch-prediction
 input. Grids are checked against the training image's own hyperparameter table
-(``containers/training/mlops_training/hyperparameters.json``), so a typo fails synth, not a job.
+(``mlops_platform/training/hyperparameters.json``), so a typo fails synth, not a job.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -27,17 +25,14 @@ from pydantic import (
 from config.base import StrictModel
 from config.instance_types import check_instance_type, has_local_storage, is_gpu
 
-HYPERPARAMETERS_FILE = (
-    Path(__file__).resolve().parent.parent / "containers" / "training" / "mlops_training" / "hyperparameters.json"
-)
-HYPERPARAMETERS: dict[str, dict[str, dict[str, Any]]] = json.loads(HYPERPARAMETERS_FILE.read_text())
+# The training image's own tables, read from its pure modules (no libraries, no AWS): its
+# hyperparameters with their bounds, and the metrics it reports with the direction they improve in.
+from mlops_platform.training.objective import OBJECTIVES as METRICS
+from mlops_platform.training.settings import MODEL_HYPERPARAMETERS as HYPERPARAMETERS
+from mlops_platform.training.settings import SCHEMA_FILE as HYPERPARAMETERS_FILE  # noqa: F401 (the file's path, for readers)
+
 # One execution's Distributed Map handles up to 10,000 items.
 MAX_TRIALS = 10_000
-# Metrics the training image reports, per problem type, and the direction in which they improve.
-METRICS = {
-    "binary": {"validation:auc": "maximize", "validation:accuracy": "maximize", "validation:logloss": "minimize"},
-    "regression": {"validation:rmse": "minimize", "validation:mae": "minimize"},
-}
 
 # Version of the JSON that synth publishes for the plan Lambda (docs/training-pipeline.md).
 PUBLISHED_SCHEMA_VERSION = 1

@@ -1,7 +1,7 @@
 """The drift monitor: per endpoint with data capture, a schedule that compares captured traffic with baselines.
 
 Per endpoint, an EventBridge schedule rule starts the environment's one small state machine with the
-endpoint's static arguments and the event's time. The state machine runs ``python -m mlops_training
+endpoint's static arguments and the event's time. The state machine runs ``python -m mlops_platform.training
 monitor`` from the training image as a Processing job (``createProcessingJob.sync``) on a small CPU
 instance. Its settings (the thresholds, however many features they name) are one JSON document per
 environment, an asset of this stack, passed by URI: SageMaker caps each job argument at 256
@@ -64,7 +64,7 @@ from mlops_constructs.nag import acknowledge, acknowledge_wildcard_resource, ign
 from mlops_constructs.sagemaker_roles import grant_logs_and_metrics
 from mlops_constructs.sagemaker_sync import grant_run_job
 
-# Contracts with the job (containers/training/mlops_training/monitoring/job.py), the dashboard and
+# Contracts with the job (mlops_platform/monitoring/job.py), the dashboard and
 # the retrain trigger.
 DRIFT_DETECTED = "DriftDetected"
 SUMMARY_DETAIL_TYPE = "Drift Summary"

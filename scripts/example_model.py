@@ -14,7 +14,7 @@ the archive has no time or owner in it (entries sorted, mtime 0, uid and gid 0, 
 gzip header has mtime 0 and no file name).
 
 ``models/example/baseline.json`` is the model's drift baseline, what the drift monitor compares the
-``example`` endpoint's traffic with (``mlops_training.monitoring.compute_baseline``): the train
+``example`` endpoint's traffic with (``mlops_platform.monitoring.baseline.compute_baseline``): the train
 split's declared features, and the model's scores on the rows it never trained on (the validation
 and test splits, as the baseline job scores them), computed as the serving container scores them
 (float32). It holds no time, and its JSON is written with fixed indentation and
@@ -41,20 +41,18 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+import pandas as pd
+import xgboost as xgb
+
+from config.loader import load_pipelines
+from config.tenants import PipelineConfig
+from mlops_platform.data.prepare import prepare
+from mlops_platform.monitoring.baseline import compute_baseline
+from mlops_platform.sagemaker_paths import ProcessingPaths, SageMakerPaths
+from mlops_platform.training.algorithms import load_model
+from mlops_platform.training.train import metric_line, train
+
 ROOT = Path(__file__).resolve().parent.parent
-# The training image's code runs as plain Python (containers/training); mypy finds it through mypy_path.
-sys.path.insert(0, str(ROOT / "containers" / "training"))
-
-import pandas as pd  # noqa: E402
-import xgboost as xgb  # noqa: E402
-
-from config.loader import load_pipelines  # noqa: E402
-from config.tenants import PipelineConfig  # noqa: E402
-from mlops_training.algorithms import load_model  # noqa: E402
-from mlops_training.monitoring import compute_baseline  # noqa: E402
-from mlops_training.paths import ProcessingPaths, SageMakerPaths  # noqa: E402
-from mlops_training.prepare import prepare  # noqa: E402
-from mlops_training.train import metric_line, train  # noqa: E402
 
 OUTPUT = ROOT / "models" / "example" / "model.tar.gz"
 BASELINE = ROOT / "models" / "example" / "baseline.json"

@@ -8,11 +8,11 @@ on 127.0.0.1 with the same number of worker processes and the same ``OMP_NUM_THR
   examples lay it out (``baseline.py``: pandas ``read_csv`` + DMatrix + predict per request);
 - a control: the same Flask and gunicorn with numpy parsing and ``inplace_predict``, which tells
   what the server costs apart from what pandas and the DMatrix cost;
-- ``python -m mlops_inference serve`` (containers/inference).
+- ``python -m mlops_platform.serving serve``, as the inference image runs it.
 
 Each is driven by wrk (``post.lua`` POSTs the body) with a single-row CSV body and a 100-row CSV
 body, for a warm-up and then a bounded measured time; it prints requests/s and p50/p99 latency per
-case and how mlops_inference compares. The servers' answers to the 100-row body are compared first.
+case and how mlops_platform.serving compares. The servers' answers to the 100-row body are compared first.
 
     apt-get install -y wrk                                  # Debian/Ubuntu (brew install wrk on macOS)
     .venv/bin/pip install -r benchmarks/serving/requirements.txt
@@ -180,7 +180,7 @@ def drive(port: int, body_file: Path, seconds: int, threads: int, connections: i
 
 BASELINE = "baseline: Flask + gunicorn sync, pandas + DMatrix"
 CONTROL = "control: Flask + gunicorn sync, numpy + inplace_predict"
-OURS = "mlops_inference: uvicorn, bare ASGI"
+OURS = "mlops_platform.serving: uvicorn, bare ASGI"
 
 
 def servers(workers: int, port: int) -> dict[str, tuple[list[str], Path, dict[str, str]]]:
@@ -202,10 +202,10 @@ def servers(workers: int, port: int) -> dict[str, tuple[list[str], Path, dict[st
         BASELINE: (gunicorn("baseline:app"), HERE, {}),
         CONTROL: (gunicorn("baseline:control_app"), HERE, {}),
         OURS: (
-            [sys.executable, "-m", "mlops_inference", "serve"],
+            [sys.executable, "-m", "mlops_platform.serving", "serve"],
             ROOT,
             {
-                "PYTHONPATH": str(ROOT / "containers" / "inference"),
+                "PYTHONPATH": str(ROOT),
                 "SAGEMAKER_BIND_TO_PORT": str(port),
                 "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
                 "MLOPS_BIND_HOST": "127.0.0.1",
@@ -295,7 +295,7 @@ def print_table(results: dict[tuple[str, str], Result], cases: list[str]) -> Non
         for name in (BASELINE, CONTROL):
             other = results[(name, case)]
             print(
-                f"| {case} | **mlops_inference vs {name.split(':')[0]}** | "
+                f"| {case} | **mlops_platform.serving vs {name.split(':')[0]}** | "
                 f"**{ours.requests_per_second / other.requests_per_second:.1f} x** | "
                 f"{other.p50_ms / ours.p50_ms:.1f} x lower | {other.p99_ms / ours.p99_ms:.1f} x lower | |"
             )

@@ -7,7 +7,6 @@ as ``<name>`` strings and parses the widgets, so each test reads the metrics as 
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
 import aws_cdk as cdk
@@ -20,13 +19,11 @@ from config.naming import Names
 from config.serving import EndpointConfig
 from mlops_constructs.dashboard import PlatformDashboard, QueueDepth
 from mlops_constructs.retrain_trigger import DECISION_METRICS
-from tests.conftest import ROOT, load_handler
-from tests.infra.test_training import of_type
 
-# The drift job's code, as the integration tests import it: its report names the metrics it publishes.
-sys.path.insert(0, str(ROOT / "containers" / "training"))
-# isort: split
-from mlops_training.monitoring.drift import DriftReport, FeatureDrift, PredictionDrift
+# The drift job's code: its report names the metrics it publishes.
+from mlops_platform.monitoring.drift import DriftReport, FeatureDrift, PredictionDrift
+from tests.conftest import load_handler
+from tests.infra.test_training import of_type
 
 STACK = "monitoring"
 # Distinct values, so each metric the job publishes is found by what it carries, not by its name.
@@ -35,7 +32,7 @@ PSI, KS, PREDICTION_PSI = 0.123, 0.456, 0.789
 
 def published_drift_metrics() -> dict[str, tuple[str, str]]:
     """The drift job's metric names and dimension schemas, from a small report of its own
-    (containers/training/mlops_training/monitoring/drift.py, ``DriftReport.metrics``): a renamed metric or
+    (mlops_platform/monitoring/drift.py, ``DriftReport.metrics``): a renamed metric or
     dimension there fails the dashboard's tests."""
     feature = FeatureDrift(
         name="tenure", type="bigint", rows=40, psi=PSI, ks_statistic=KS, ks_p_value=0.001, missing_rate=0.0,

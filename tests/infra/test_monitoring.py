@@ -1,7 +1,7 @@
 """The drift monitor: schedules from config, one Processing job per endpoint and window, least privilege, alarms.
 
 The monitor is read from each environment's Monitoring template; the rule's input is checked against
-the job's own argument parser (containers/training/mlops_training/monitoring/job.py) and settings
+the job's own argument parser (mlops_platform/monitoring/job.py) and settings
 reader, and the drift alarm against the retrain trigger's rule and handler. Bare stacks try the
 settings config allows at their largest, and labels.
 """
@@ -11,13 +11,11 @@ from __future__ import annotations
 import copy
 import json
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
 import pytest
-from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
@@ -36,7 +34,9 @@ from mlops_constructs.drift_monitor import (
     job_stem,
     settings_file,
 )
-from mlops_constructs.training_images import CONTEXT
+from mlops_constructs.training_images import TrainingImages
+from mlops_platform.monitoring import job as monitor_job
+from mlops_platform.monitoring import settings as monitor_settings
 from stacks.monitoring import EXAMPLE_BASELINE
 from tests.conftest import ROOT, load_handler
 from tests.infra.test_training import of_type
@@ -46,12 +46,6 @@ EVENTS = Path(__file__).resolve().parent.parent / "unit" / "events"
 ALARM_EVENT = json.loads((EVENTS / "cloudwatch_alarm_state_change.json").read_text())
 EVENT_TIME = "2026-11-24T23:00:00Z"
 PREFIX = "DriftMonitor"
-
-# The training image's code, as the integration tests import it.
-sys.path.insert(0, str(ROOT / "containers" / "training"))
-# isort: split
-from mlops_training.monitoring import job as monitor_job  # noqa: E402
-from mlops_training.monitoring import settings as monitor_settings  # noqa: E402
 
 # -- reading the template -------------------------------------------------------------------------
 
@@ -180,7 +174,7 @@ def test_the_rule_gives_the_job_its_contract_arguments_with_the_event_time(resou
 def test_the_jobs_own_parser_accepts_the_arguments_and_reads_the_window_from_the_event(resources):
     [rule] = schedule_rules(resources).values()
 
-    # The job runs `python -m mlops_training monitor <arguments>`.
+    # The job runs `python -m mlops_platform.training monitor <arguments>`.
     parsed = monitor_job.parse_arguments(job_arguments(rule))
 
     # Hourly, 15 minutes late: capture files written after their requests are in place.
@@ -511,7 +505,7 @@ def bare_monitor(
         zones=DriftMonitorZones(
             capture=s3.Bucket(stack, "Capture"), artifacts=s3.Bucket(stack, "Artifacts"), raw=s3.Bucket(stack, "Raw")
         ),
-        image=ecr_assets.DockerImageAsset(stack, "Image", directory=str(CONTEXT)),
+        image=TrainingImages(stack, "Images").cpu,
         example_baseline=s3_assets.Asset(stack, "Baseline", path=str(EXAMPLE_BASELINE)),
         removal_policy=cdk.RemovalPolicy.DESTROY,
     )
@@ -582,7 +576,7 @@ def test_a_labels_dataset_without_the_raw_zone_is_refused_at_synth():
             key=kms.Key(stack, "Key"),
             topic=sns.Topic(stack, "Topic"),
             zones=DriftMonitorZones(capture=s3.Bucket(stack, "Capture"), artifacts=s3.Bucket(stack, "Artifacts")),
-            image=ecr_assets.DockerImageAsset(stack, "Image", directory=str(CONTEXT)),
+            image=TrainingImages(stack, "Images").cpu,
             example_baseline=s3_assets.Asset(stack, "Baseline", path=str(EXAMPLE_BASELINE)),
             removal_policy=cdk.RemovalPolicy.DESTROY,
         )

@@ -1,7 +1,7 @@
 """Persistent drift, end to end in moto: one drift episode trains once, then waits for its candidate.
 
 Drift is measured against the Champion's baseline, which changes only on promotion: a lasting shift keeps
-reporting drift window after window. Here the real drift monitor job (containers/training/mlops_training/
+reporting drift window after window. Here the real drift monitor job (mlops_platform/training/
 monitoring/job.py, run as tests/integration/test_drift_to_retraining.py runs it) sees shifted traffic hour after
 hour; each Drift Summary it puts goes through the synthesized rule to the retrain trigger. The run it starts
 leaves candidates as the training state machine does: the plan handler's plan, the evaluate handler's

@@ -1,7 +1,7 @@
 """Drift, end to end in moto: the real drift monitor job on shifted traffic, its Drift Summary through the
 synthesized rule, the retrain trigger, one training execution.
 
-The job (containers/training/mlops_training/monitoring/job.py) runs as plain Python against moto's S3, SSM,
+The job (mlops_platform/monitoring/job.py) runs as plain Python against moto's S3, SSM,
 CloudWatch and EventBridge, for a tenant other than the example one (the trigger never retrains that one);
 the event it puts is read back from the queue behind the retrain trigger's ``Drift Summary`` rule, created
 with the pattern dev's template synthesizes (tests/integration/test_retrain_trigger_flow.py), and handed to
@@ -13,22 +13,16 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
 from datetime import datetime
 from typing import Any
 
 import boto3
 import pandas as pd
 
-from tests.conftest import ROOT
+from mlops_platform.monitoring import job
 from tests.infra.test_retrain_trigger_wiring import matches, pattern
 from tests.integration import test_retrain_trigger_flow as flow
 from tests.integration.test_retrain_trigger_flow import REGION, Context, Platform
-
-# The training image's code, as tests/infra/test_monitoring.py imports it.
-sys.path.insert(0, str(ROOT / "containers" / "training"))
-# isort: split
-from mlops_training.monitoring import job
 from tests.unit.test_retrain_trigger import ALARM
 from tests.unit.training import test_monitor_job as monitor
 from tests.unit.training.test_monitor_job import (

@@ -79,9 +79,9 @@ from tests.unit.training.conftest import EXAMPLE_ALGORITHMS, prepare_example, tr
 
 # isort: split
 # After tests.unit.training.conftest, which puts the training image's code on the path.
-from mlops_training import prepare
-from mlops_training.monitoring import baseline_job
-from mlops_training.paths import ProcessingPaths
+from mlops_platform.data import prepare
+from mlops_platform.monitoring import baseline_job
+from mlops_platform.sagemaker_paths import ProcessingPaths
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),
@@ -230,7 +230,7 @@ def reports_metrics(monkeypatch, value_of) -> None:
 
 
 PROCESSING_ROOT = "/opt/ml/processing"
-# The training image's Processing entry points (mlops_training/__main__.py), with their folders passed in.
+# The training image's Processing entry points (mlops_platform/training/__main__.py), with their folders passed in.
 PROCESSING_ENTRY_POINTS = {"prepare": prepare.main, "baseline": baseline_job.main}
 
 

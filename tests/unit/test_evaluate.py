@@ -233,7 +233,7 @@ def register(evaluate, evaluation: dict[str, Any]) -> dict[str, Any]:
 
 
 def baseline_document(model: str) -> dict[str, Any]:
-    """A small stand-in for what mlops_training.monitoring.baseline_job writes (tested in tests/unit/training)."""
+    """A small stand-in for what mlops_platform.monitoring.baseline_job writes (tested in tests/unit/training)."""
     return {"schema_version": 1, "bins": 10, "rows": 3, "feature_order": [], "features": {}, "predictions": None,
             "model": {"model": model}}  # fmt: skip
 

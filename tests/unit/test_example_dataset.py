@@ -19,11 +19,11 @@ from tests.unit.training.conftest import job
 
 # isort: split
 # After tests.unit.training.conftest, which puts the training image's code on the path.
-from mlops_training.algorithms import load_model
-from mlops_training.paths import ProcessingPaths, SageMakerPaths
-from mlops_training.prepare import main as prepare
-from mlops_training.serve import Model, handle
-from mlops_training.train import main as train
+from mlops_platform.data.prepare import main as prepare
+from mlops_platform.sagemaker_paths import ProcessingPaths, SageMakerPaths
+from mlops_platform.training.algorithms import load_model
+from mlops_platform.training.serve import Model, handle
+from mlops_platform.training.train import main as train
 
 DATASET = ROOT / "data" / "example" / "breast-cancer.jsonl"
 

@@ -20,10 +20,12 @@ from tests.conftest import ROOT
 
 # isort: split
 # After scripts.example_model, which puts the training image's code on the path.
-from mlops_training.algorithms import load_model
-from mlops_training.monitoring import SCHEMA_VERSION, compare, read_capture
-from mlops_training.prepare import split_of
-from mlops_training.serve import Model, handle
+from mlops_platform.data.raw_records import split_of
+from mlops_platform.monitoring.baseline import SCHEMA_VERSION
+from mlops_platform.monitoring.capture import read_capture
+from mlops_platform.monitoring.drift import compare
+from mlops_platform.training.algorithms import load_model
+from mlops_platform.training.serve import Model, handle
 
 ARTIFACT = ROOT / "models" / "example" / "model.tar.gz"
 BASELINE = ROOT / "models" / "example" / "baseline.json"

@@ -1,11 +1,15 @@
-"""The layout's guard rails: the constructs package is the real one, lambda/ holds self-contained assets."""
+"""The layout's guard rails: the constructs package is the real one, lambda/ holds self-contained assets,
+the runtime package's image code runs in each image with that image's libraries."""
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 
 import constructs
+import pytest
 
 from tests.conftest import ROOT
 
@@ -128,3 +132,63 @@ def test_the_list_of_modules_over_the_limit_only_names_modules_still_over_it():
 def test_a_handler_s_limit_is_the_adapter_s_and_other_modules_the_module_s():
     assert _limit("lambda/plan/handler.py") == _limit("lambda/scoring/worker.py") == HANDLER_LIMIT
     assert _limit("lambda/approval/deployment.py") == _limit("config/loader.py") == MODULE_LIMIT
+# What each image runs (its Dockerfile's ENTRYPOINT and the sub-commands of its __main__), and the
+# libraries only the other image installs: the whole package is in both images, so an import of
+# one of these from an entry point's modules would fail in that image alone, at run time.
+IMAGE_ENTRY_POINTS = {
+    "training": (
+        [
+            "mlops_platform.training.__main__",
+            "mlops_platform.training.train",
+            "mlops_platform.training.serve",
+            "mlops_platform.data.prepare",
+            "mlops_platform.monitoring.baseline_job",
+            "mlops_platform.monitoring.job",
+        ],
+        {"orjson", "uvicorn", "uvloop", "httptools"},
+    ),
+    "inference": (
+        [
+            "mlops_platform.serving.__main__",
+            "mlops_platform.serving.serve",
+            "mlops_platform.serving.app",
+            "mlops_platform.serving.batch",
+        ],
+        {"boto3", "botocore", "pandas", "pyarrow", "scipy"},
+    ),
+}
+NOT_INSTALLED = """
+import importlib, sys
+blocked = set(sys.argv[1].split(","))
+class Absent:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in blocked:
+            raise ModuleNotFoundError(f"No module named {name!r} (not in this image)", name=name)
+sys.meta_path.insert(0, Absent())
+for module in sys.argv[2:]:
+    importlib.import_module(module)
+"""
+
+
+@pytest.mark.parametrize("image", sorted(IMAGE_ENTRY_POINTS))
+def test_each_image_s_entry_points_import_only_that_image_s_libraries(image):
+    modules, other_images_libraries = IMAGE_ENTRY_POINTS[image]
+    installed = {name.replace("-", "_") for name in _pins(ROOT / "containers" / image / "requirements.txt")}
+    assert not other_images_libraries & installed, "the list names a library the image installs"
+
+    done = subprocess.run(
+        [sys.executable, "-c", NOT_INSTALLED, ",".join(sorted(other_images_libraries)), *modules],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+
+
+def test_no_image_module_is_over_about_400_lines():
+    for package in ("training", "data", "monitoring", "serving"):
+        for module in sorted((ROOT / "mlops_platform" / package).rglob("*.py")):
+            lines = len(module.read_text().splitlines())
+            assert lines <= 400, f"{module.relative_to(ROOT)} has {lines} lines; split it by responsibility"

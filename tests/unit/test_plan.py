@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,13 +150,6 @@ def run(plan, **event: Any) -> dict[str, Any]:
 def items_of(s3, result: dict[str, Any]) -> list[dict[str, Any]]:
     body = s3.get_object(Bucket=result["plan"]["Bucket"], Key=result["plan"]["Key"])["Body"].read()
     return json.loads(body)
-
-
-def training_image() -> None:
-    """Make the training image's package importable, as tests/unit/training does."""
-    path = str(ROOT / "containers" / "training")
-    if path not in sys.path:
-        sys.path.insert(0, path)
 
 
 def validation_errors(operation: str, params: dict[str, Any]) -> str:
@@ -314,8 +306,7 @@ def test_a_request_reads_the_runs_splits_and_writes_models_under_the_run(plan, a
 
 
 def test_metric_definitions_parse_the_lines_the_training_image_prints(plan, aws):
-    training_image()
-    from mlops_training.train import metric_line
+    from mlops_platform.training.train import metric_line
 
     s3, _ = aws
     publish(s3, published())
@@ -336,8 +327,7 @@ def test_metric_definitions_parse_the_lines_the_training_image_prints(plan, aws)
 
 
 def test_hyperparameters_are_strings_with_every_platform_setting_the_image_accepts(plan, aws):
-    training_image()
-    from mlops_training.settings import parse
+    from mlops_platform.training.settings import parse
 
     s3, _ = aws
     publish(s3, published())
@@ -379,9 +369,8 @@ def test_hyperparameters_are_strings_with_every_platform_setting_the_image_accep
 
 def test_a_trial_keeps_the_round_its_tenants_objective_chooses(plan, aws, tmp_path, capsys):
     """The plan's hyperparameters, verbatim, run the training image: its kept round is the best by validation:auc."""
-    training_image()
-    from mlops_training.paths import SageMakerPaths
-    from mlops_training.train import main as train
+    from mlops_platform.sagemaker_paths import SageMakerPaths
+    from mlops_platform.training.train import main as train
     from tests.unit.training.conftest import small_dataset
 
     s3, _ = aws

@@ -3,7 +3,7 @@
 ``events/sagemaker_training_job_state_change.json`` is the training-job example from AWS's "Events
 that Amazon SageMaker AI sends to Amazon EventBridge" (SageMaker developer guide), verbatim but for
 the platform's ``mlops_*`` hyperparameters added to its ``HyperParameters``. ``Training Progress``
-events are made by the training container's own emitter (``mlops_training.train.progress_reporter``).
+events are made by the training container's own emitter (``mlops_platform.training.train.progress_reporter``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -23,13 +22,13 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from tests.conftest import ROOT, load_handler
+from tests.conftest import load_handler
 
 TABLE = "progress-test"
 PREFIX = "mlops-dev"
 SOURCE = "mlops.training"
 JOB = f"{PREFIX}-0123456789-00001-a1"
-ATTEMPT = "20261124T235000.000Z"  # the container's start: mlops_training.train.attempt_of
+ATTEMPT = "20261124T235000.000Z"  # the container's start: mlops_platform.training.train.attempt_of
 SAMPLE = json.loads((Path(__file__).parent / "events" / "sagemaker_training_job_state_change.json").read_text())
 DEFAULT_METRICS = {"validation:auc": 0.9731, "validation:logloss": 0.12, "train:auc": math.nan}
 SENT_AT = datetime(2026, 11, 24, 23, 59, 30, 123000, tzinfo=UTC)
@@ -82,11 +81,8 @@ def sent_entry(
     attempt: str = ATTEMPT,
 ) -> dict[str, Any]:
     """The PutEvents entry the training container sends for one round, with this job's identity."""
-    path = str(ROOT / "containers" / "training")
-    if path not in sys.path:
-        sys.path.insert(0, path)
-    from mlops_training.settings import parse
-    from mlops_training.train import progress_reporter
+    from mlops_platform.training.settings import parse
+    from mlops_platform.training.train import progress_reporter
 
     hyperparameters = {
         "mlops_algorithm": "xgboost",

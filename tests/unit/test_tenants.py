@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 from sklearn.datasets import load_breast_cancer
 
@@ -38,8 +36,7 @@ def test_the_example_features_are_the_shipped_datasets_columns():
 
 
 def test_grids_are_checked_against_the_training_images_own_table():
-    sys.path.insert(0, str(ROOT / "containers" / "training"))
-    from mlops_training.settings import SCHEMA_FILE
+    from mlops_platform.training.settings import SCHEMA_FILE
 
     assert HYPERPARAMETERS_FILE.resolve() == SCHEMA_FILE.resolve()
 

@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from sklearn.model_selection import train_test_split
 
-from tests.conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "containers" / "inference"))
-# The training image's trainers write the models served here (tests only: the image does not carry them).
-sys.path.insert(0, str(ROOT / "containers" / "training"))
-
-from mlops_inference.settings import Settings
-from mlops_training.paths import SageMakerPaths
-from mlops_training.train import main as train
+# The training image's trainers write the models served here (the serving code never imports them).
+from mlops_platform.sagemaker_paths import SageMakerPaths
+from mlops_platform.serving.settings import Settings
+from mlops_platform.training.train import main as train
 from tests.unit.training.conftest import job, small_dataset
 
 MODELS = [("xgboost", "binary"), ("xgboost", "regression"), ("linear", "binary"), ("linear", "regression")]

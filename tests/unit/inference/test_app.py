@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import pytest
 
-from mlops_inference import app as app_module
-from mlops_inference.app import create_app
-from mlops_inference.model import load
+from mlops_platform.serving import app as app_module
+from mlops_platform.serving.app import create_app
+from mlops_platform.serving.model import load
 from tests.unit.inference.conftest import SETTINGS, csv_body, features_of
 
 

@@ -1,4 +1,4 @@
-"""``python -m mlops_inference.batch``: JSON Lines in, one answer a line out, in order, in bounded chunks."""
+"""``python -m mlops_platform.serving.batch``: JSON Lines in, one answer a line out, in order, in bounded chunks."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from mlops_inference.batch import main, run
-from mlops_inference.model import load
+from mlops_platform.serving.batch import main, run
+from mlops_platform.serving.model import load
 from tests.conftest import ROOT
 from tests.unit.inference.conftest import feature_names, features_of
 
@@ -94,11 +94,11 @@ def test_input_larger_than_a_read_buffer_streams_through_a_subprocess(xgboost_di
 
     with source.open("rb") as stdin:
         result = subprocess.run(
-            [sys.executable, "-m", "mlops_inference.batch", "--model-dir", str(xgboost_dir)],
+            [sys.executable, "-m", "mlops_platform.serving.batch", "--model-dir", str(xgboost_dir)],
             stdin=stdin,
             capture_output=True,
             cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT / "containers" / "inference")},
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
             timeout=120,
             check=False,
         )

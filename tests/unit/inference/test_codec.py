@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from mlops_inference import codec
+from mlops_platform.serving import codec
 
 WIDTH = 3
 FEATURES = ("a", "b", "c")

@@ -8,8 +8,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from mlops_inference.handler import Request, handle, negotiate, wants_explanation
-from mlops_inference.model import load
+from mlops_platform.serving.handler import Request, handle, negotiate, wants_explanation
+from mlops_platform.serving.model import load
 from tests.unit.inference.conftest import SETTINGS, csv_body, feature_names, features_of
 
 NAMES = feature_names("binary")

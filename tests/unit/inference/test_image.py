@@ -47,6 +47,6 @@ def test_one_dockerfile_builds_cpu_and_gpu_and_runs_serve_unprivileged():
 
     assert "ARG BASE_IMAGE=public.ecr.aws/docker/library/python:" in dockerfile
     assert "FROM --platform=linux/amd64 ${BASE_IMAGE}" in dockerfile
-    assert 'ENTRYPOINT ["python", "-m", "mlops_inference"]' in dockerfile
+    assert 'ENTRYPOINT ["python", "-m", "mlops_platform.serving"]' in dockerfile
     assert "\nUSER model-server\n" in dockerfile
     assert "EXPOSE 8080" in dockerfile

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from mlops_inference.model import DensePrediction, LinearModel, ModelError, XGBoostModel, load
-from mlops_training.algorithms import load_model
+from mlops_platform.serving.model import DensePrediction, LinearModel, ModelError, XGBoostModel, load
+from mlops_platform.training.algorithms import load_model
 from tests.unit.inference.conftest import MODELS, feature_names, features_of
 
 
@@ -145,18 +145,18 @@ def test_the_direct_c_call_gives_way_to_inplace_predict_when_they_differ(xgboost
 
 
 def test_the_gpu_is_used_only_where_an_nvidia_device_is_visible_or_asked_for(monkeypatch):
-    from mlops_inference.model import gpu_wanted
+    from mlops_platform.serving.model import gpu_wanted
 
     assert not gpu_wanted({"MLOPS_DEVICE": "cpu"})
     assert gpu_wanted({"MLOPS_DEVICE": "cuda"})
-    monkeypatch.setattr("mlops_inference.model.Path.exists", lambda self: str(self) == "/dev/nvidiactl")
+    monkeypatch.setattr("mlops_platform.serving.model.Path.exists", lambda self: str(self) == "/dev/nvidiactl")
     assert gpu_wanted({})
-    monkeypatch.setattr("mlops_inference.model.Path.exists", lambda self: False)
+    monkeypatch.setattr("mlops_platform.serving.model.Path.exists", lambda self: False)
     assert not gpu_wanted({})
 
 
 def test_large_batches_and_explanations_take_the_gpu_path_with_the_same_answers(xgboost_dir, monkeypatch):
-    from mlops_inference import model as model_module
+    from mlops_platform.serving import model as model_module
 
     few = features_of("binary")
     rows = np.resize(few, (model_module.GPU_MIN_ROWS, few.shape[1]))

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from config.tenants import PipelineConfig
-from mlops_inference import handler as container
-from mlops_inference.model import load
-from mlops_inference.settings import Settings
+from mlops_platform.serving import handler as container
+from mlops_platform.serving.model import load
+from mlops_platform.serving.settings import Settings
 from tests.conftest import ROOT, load_handler
 
 EXAMPLE_MODEL = ROOT / "models" / "example" / "model.tar.gz"

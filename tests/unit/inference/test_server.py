@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops_inference.serve import main
+from mlops_platform.serving.serve import main
 from tests.conftest import ROOT
 from tests.unit.inference.conftest import csv_body, features_of
 
@@ -63,11 +63,11 @@ def wait_until(condition, timeout=60.0):
 
 @pytest.fixture(scope="module")
 def server(xgboost_dir):
-    """``python -m mlops_inference serve`` with two workers on a free port, as SageMaker starts it."""
+    """``python -m mlops_platform.serving serve`` with two workers on a free port, as SageMaker starts it."""
     port = free_port()
     environment = {
         **os.environ,
-        "PYTHONPATH": str(ROOT / "containers" / "inference"),
+        "PYTHONPATH": str(ROOT),
         "SM_ROOT": str(xgboost_dir.parent),
         "SAGEMAKER_BIND_TO_PORT": str(port),
         "SAGEMAKER_MODEL_SERVER_WORKERS": "2",
@@ -75,7 +75,7 @@ def server(xgboost_dir):
         "MLOPS_MAX_PAYLOAD_BYTES": "100000",
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "mlops_inference", "serve"],
+        [sys.executable, "-m", "mlops_platform.serving", "serve"],
         env=environment,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +17,8 @@ import pytest
 from sklearn.datasets import load_breast_cancer, load_diabetes
 from sklearn.model_selection import train_test_split
 
+from mlops_platform.sagemaker_paths import ProcessingPaths, SageMakerPaths
 from tests.conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "containers" / "training"))
-
-from mlops_training.paths import ProcessingPaths, SageMakerPaths
 
 
 def small_dataset(problem_type: str) -> pd.DataFrame:
@@ -95,7 +91,7 @@ def feature_schema(config: dict) -> dict:
 
 def prepare_example(root: Path, run_id: str = "run-1") -> ProcessingPaths:
     """The shipped dataset, laid out as ingestion writes it, through the real prepare job."""
-    from mlops_training.prepare import main as prepare
+    from mlops_platform.data.prepare import main as prepare
 
     paths = ProcessingPaths(root=root / "processing", message=root / "ml" / "output" / "message")
     raw = paths.raw / f"dt={EXAMPLE_DAY}"
@@ -110,7 +106,7 @@ def prepare_example(root: Path, run_id: str = "run-1") -> ProcessingPaths:
 
 def train_example(features: Path, algorithm: str, root: Path, run_id: str = "run-1") -> Path:
     """A model trained by the real train entry point on the prepared splits, packed as SageMaker packs it."""
-    from mlops_training.train import main as train
+    from mlops_platform.training.train import main as train
 
     paths = SageMakerPaths(root=root / "ml", checkpoints=root / "ml" / "checkpoints")
     for channel in ("train", "validation"):

@@ -13,10 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_training.monitoring import compare, compute_baseline, read_capture
-from mlops_training.monitoring.baseline_job import main
-from mlops_training.paths import ProcessingPaths
-from mlops_training.serve import Model
+from mlops_platform.monitoring.baseline import compute_baseline
+from mlops_platform.monitoring.baseline_job import main
+from mlops_platform.monitoring.capture import read_capture
+from mlops_platform.monitoring.drift import compare
+from mlops_platform.sagemaker_paths import ProcessingPaths
+from mlops_platform.training.serve import Model
 from tests.conftest import ROOT
 from tests.unit.training.conftest import EXAMPLE_ALGORITHMS, ExampleRun, example_config
 
@@ -188,7 +190,7 @@ def test_without_arguments_the_processing_folders_are_read(tmp_path, example_run
 
 
 def test_the_entry_point_runs_as_the_image_runs_it(tmp_path, example_run):
-    """``python -m mlops_training baseline`` with SM_PROCESSING_ROOT and SM_ROOT, as in the container."""
+    """``python -m mlops_platform.training baseline`` with SM_PROCESSING_ROOT and SM_ROOT, as in the container."""
     root = tmp_path / "processing"
     (root / "input" / "model").mkdir(parents=True)
     (root / "input" / "model" / "model.tar.gz").write_bytes(example_run.models["xgboost"].read_bytes())
@@ -196,13 +198,13 @@ def test_the_entry_point_runs_as_the_image_runs_it(tmp_path, example_run):
         **os.environ,
         "SM_PROCESSING_ROOT": str(root),
         "SM_ROOT": str(tmp_path / "ml"),
-        "PYTHONPATH": str(ROOT / "containers" / "training"),
+        "PYTHONPATH": str(ROOT),
     }
     arguments = ["--training-data", str(example_run.training_data()), "--schema", str(example_run.schema)]
     arguments += ["--holdout-data", str(example_run.holdout_data())]
 
     done = subprocess.run(
-        [sys.executable, "-m", "mlops_training", "baseline", *arguments],
+        [sys.executable, "-m", "mlops_platform.training", "baseline", *arguments],
         env=environment,
         capture_output=True,
         text=True,

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from mlops_training.checkpoints import KEEP, Checkpoints
-from mlops_training.train import main
+from mlops_platform.training.checkpoints import KEEP, Checkpoints
+from mlops_platform.training.train import main
 from tests.unit.training.conftest import job
 from tests.unit.training.test_train import metric_lines
 
@@ -44,7 +44,7 @@ def test_a_long_run_checkpointing_every_round_holds_at_most_two_files_and_resume
                 raise SpotInterruption
         return line
 
-    import mlops_training.train as train_module
+    import mlops_platform.training.train as train_module
 
     original = train_module.metric_line
     monkeypatch.setattr(train_module, "metric_line", lambda *a: count_files_then_stop_at_round_100(original(*a)))

@@ -1,6 +1,6 @@
 """Drift on the shapes real features have: integer counts, booleans, zero-heavy amounts, constants, continuous.
 
-The baseline is what ``python -m mlops_training baseline`` writes for a model that the real train entry
+The baseline is what ``python -m mlops_platform.training baseline`` writes for a model that the real train entry
 point fitted on such a table; live traffic is a fresh sample of the same generator, captured as our
 scoring API's JSON. A fresh sample must not drift, whatever the shape; a real shift of one feature must
 drift that feature alone.
@@ -17,12 +17,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_training.__main__ import main as entry_point
-from mlops_training.monitoring import Thresholds, compare, read_capture
-from mlops_training.monitoring.drift import kolmogorov_smirnov
-from mlops_training.paths import SageMakerPaths
-from mlops_training.serve import Model
-from mlops_training.train import main as train
+from mlops_platform.monitoring.capture import read_capture
+from mlops_platform.monitoring.drift import Thresholds, compare, kolmogorov_smirnov
+from mlops_platform.sagemaker_paths import SageMakerPaths
+from mlops_platform.training.__main__ import main as entry_point
+from mlops_platform.training.serve import Model
+from mlops_platform.training.train import main as train
 
 FEATURES = {"visits": "bigint", "is_member": "boolean", "refunds": "double", "version": "bigint", "amount": "double"}
 TRAINING_ROWS = 4000
@@ -74,7 +74,7 @@ def trained_model(root: Path, training: pd.DataFrame) -> Path:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[dict, Callable[[pd.DataFrame], np.ndarray]]:
-    """The baseline ``python -m mlops_training baseline`` writes, and the model's scoring function."""
+    """The baseline ``python -m mlops_platform.training baseline`` writes, and the model's scoring function."""
     root = tmp_path_factory.mktemp("shapes")
     training = draw(TRAINING_ROWS, seed=1)
     archive = trained_model(root, training)

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import xgboost as xgb
 
-from mlops_training.algorithms import TRAINERS, evaluate, load_model
-from mlops_training.objective import OBJECTIVES, Objective
-from mlops_training.settings import parse
-from mlops_training.train import main, read_channel
+from mlops_platform.training.algorithms import TRAINERS, evaluate, load_model
+from mlops_platform.training.objective import OBJECTIVES, Objective
+from mlops_platform.training.settings import parse
+from mlops_platform.training.train import main, read_channel
 from tests.unit.training.conftest import job
 from tests.unit.training.test_train import metric_lines
 

@@ -26,8 +26,9 @@ from tests.conftest import ROOT, load_handler
 
 # isort: split
 # After tests.unit.training.conftest, which puts the training image's code on the path.
-from mlops_training.algorithms import load_model
-from mlops_training.monitoring import compute_baseline, job, settings
+from mlops_platform.monitoring import job, settings
+from mlops_platform.monitoring.baseline import compute_baseline
+from mlops_platform.training.algorithms import load_model
 
 DATASET = ROOT / "data" / "example" / "breast-cancer.jsonl"
 EXAMPLE_BASELINE = ROOT / "models" / "example" / "baseline.json"
@@ -63,8 +64,8 @@ def dataset() -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def train_split(tmp_path_factory) -> pd.DataFrame:
     """The example model's train split, prepared from the shipped dataset as scripts/example_model.py does."""
-    from mlops_training.paths import ProcessingPaths
-    from mlops_training.prepare import prepare
+    from mlops_platform.data.prepare import prepare
+    from mlops_platform.sagemaker_paths import ProcessingPaths
     from scripts import example_model
 
     work = tmp_path_factory.mktemp("example-split")

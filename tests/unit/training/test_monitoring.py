@@ -14,15 +14,9 @@ from tests.conftest import ROOT
 
 # isort: split
 # After tests.unit.training.conftest, which puts the training image's code on the path.
-from mlops_training.monitoring import (
-    MALFORMED_REASONS,
-    CaptureWindow,
-    FeatureThresholds,
-    Thresholds,
-    compare,
-    compute_baseline,
-    read_capture,
-)
+from mlops_platform.monitoring.baseline import compute_baseline
+from mlops_platform.monitoring.capture import MALFORMED_REASONS, CaptureWindow, read_capture
+from mlops_platform.monitoring.drift import FeatureThresholds, Thresholds, compare
 
 DATASET = ROOT / "data" / "example" / "breast-cancer.jsonl"
 SHIFTED = ["mean_radius", "worst_texture", "area_error"]

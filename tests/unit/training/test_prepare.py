@@ -11,8 +11,9 @@ from collections import Counter
 import pandas as pd
 import pytest
 
-from mlops_training.paths import ProcessingPaths
-from mlops_training.prepare import REASONS, main, split_of
+from mlops_platform.data.prepare import main
+from mlops_platform.data.raw_records import REASONS, split_of
+from mlops_platform.sagemaker_paths import ProcessingPaths
 from tests.conftest import ROOT
 
 FEATURES = {"a": "double", "n": "bigint", "flag": "boolean"}
@@ -374,9 +375,9 @@ def test_the_image_entry_point_runs_prepare_with_the_processing_job_s_arguments(
         **os.environ,
         "SM_PROCESSING_ROOT": str(job.paths.root),
         "SM_ROOT": str(tmp_path / "ml"),
-        "PYTHONPATH": str(ROOT / "containers" / "training"),
+        "PYTHONPATH": str(ROOT),
     }
-    command = [sys.executable, "-m", "mlops_training", "prepare", "--config", str(job.config)]
+    command = [sys.executable, "-m", "mlops_platform.training", "prepare", "--config", str(job.config)]
 
     done = subprocess.run(
         [*command, "--run-id", "run-9", "--day", RUN_DAY], env=environment, capture_output=True, text=True, check=False

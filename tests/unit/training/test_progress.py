@@ -11,9 +11,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from mlops_training.progress import DETAIL_TYPE, MAX_ENTRIES_PER_CALL, ProgressReporter
-from mlops_training.train import main
-from mlops_training.train import metric_line as ORIGINAL_METRIC_LINE
+from mlops_platform.training.progress_events import DETAIL_TYPE, MAX_ENTRIES_PER_CALL, ProgressReporter
+from mlops_platform.training.train import main
+from mlops_platform.training.train import metric_line as ORIGINAL_METRIC_LINE
 from tests.unit.training.conftest import job
 
 IDENTITY = {"run_id": "r-1", "tenant": "acme", "model": "churn", "trial": "3", "training_job_name": "job-1"}
@@ -252,7 +252,7 @@ class SpotInterruption(Exception):
 
 def interrupt_at(monkeypatch, round_number: int | None) -> None:
     """The instance goes away when the job prints round ``round_number`` (before that round's checkpoint)."""
-    import mlops_training.train as train_module
+    import mlops_platform.training.train as train_module
 
     def metric_line(label: str, metrics: dict) -> str:
         if label == f"round {round_number}":

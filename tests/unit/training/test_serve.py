@@ -8,8 +8,8 @@ import threading
 import numpy as np
 import pytest
 
-from mlops_training.serve import MAX_BODY_BYTES, Model, Server, handle, main, port_from_environment
-from mlops_training.train import main as train
+from mlops_platform.training.serve import MAX_BODY_BYTES, Model, Server, handle, main, port_from_environment
+from mlops_platform.training.train import main as train
 from tests.unit.training.conftest import job, small_dataset
 
 
@@ -100,7 +100,7 @@ def test_the_port_comes_from_sagemaker_bind_to_port(monkeypatch):
 
 
 def test_serve_without_a_model_exits_with_a_reason(tmp_path, capsys):
-    from mlops_training.paths import SageMakerPaths
+    from mlops_platform.sagemaker_paths import SageMakerPaths
 
     assert main([], SageMakerPaths(root=tmp_path, checkpoints=tmp_path / "checkpoints")) == 1
     assert "no model under" in capsys.readouterr().err

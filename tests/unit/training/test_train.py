@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_training.algorithms import load_model
-from mlops_training.train import main
+from mlops_platform.training.algorithms import load_model
+from mlops_platform.training.train import main
 from tests.unit.training.conftest import job, small_dataset
 
 METRIC_LINE = re.compile(r"^\[(round|kept round) (\d+)\] (.+)$")

@@ -42,8 +42,8 @@ import numpy as np
 # scipy ships no type hints (pyproject.toml lists no override for it).
 from scipy import special, stats  # type: ignore[import-untyped]
 
-from mlops_training.monitoring.baseline import SCHEMA_VERSION, bin_indices
-from mlops_training.monitoring.capture import CaptureWindow
+from mlops_platform.monitoring.baseline import SCHEMA_VERSION, bin_indices
+from mlops_platform.monitoring.capture import CaptureWindow
 
 EPSILON = 1e-4
 DECIMALS = 6

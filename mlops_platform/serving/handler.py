@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import orjson
 
-from mlops_inference import codec
-from mlops_inference.model import Model
-from mlops_inference.settings import Settings
+from mlops_platform.serving import codec
+from mlops_platform.serving.model import Model
+from mlops_platform.serving.settings import Settings
 
 log = logging.getLogger(__name__)
 

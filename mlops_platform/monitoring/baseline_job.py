@@ -1,7 +1,7 @@
 """``baseline``: the Processing job that computes a model's drift baseline before the model is registered.
 
 The training state machine runs it once per model it is about to register (docs/training-pipeline.md),
-on a small CPU instance with the training image: ``python -m mlops_training baseline [--model PATH]
+on a small CPU instance with the training image: ``python -m mlops_platform.training baseline [--model PATH]
 [--training-data PATH] [--holdout-data PATH] [--schema PATH] [--output DIR] [--bins N]``. Each path defaults to its
 Processing folder under ``SM_PROCESSING_ROOT`` (default ``/opt/ml/processing``), so the job runs as
 plain Python on any folder too:
@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import tarfile
 import tempfile
 import traceback
@@ -51,9 +50,9 @@ import pandas as pd
 # pyarrow ships no type hints (pyproject.toml lists no override for it).
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
-from mlops_training.monitoring.baseline import TYPES, compute_baseline
-from mlops_training.paths import ProcessingPaths
-from mlops_training.serve import Model, ServeError
+from mlops_platform.monitoring.baseline import TYPES, compute_baseline
+from mlops_platform.sagemaker_paths import ProcessingPaths, write_exit_reason
+from mlops_platform.training.serve import Model, ServeError
 
 log = logging.getLogger(__name__)
 
@@ -237,10 +236,10 @@ def main(argv: list[str], paths: ProcessingPaths | None = None) -> int:
             document = baseline(arguments, Path(scratch))
         target = write(arguments.output, encode(document))
     except BaselineError as error:
-        return fail(paths, str(error))
+        return write_exit_reason(paths.message, "baseline", str(error))
     except Exception as error:
         traceback.print_exc()
-        return fail(paths, f"{type(error).__name__}: {error}")
+        return write_exit_reason(paths.message, "baseline", f"{type(error).__name__}: {error}")
     log.info(
         "baseline of %d training rows, %d features and the predictions of %d held-out rows written to %s",
         document["rows"],
@@ -249,12 +248,3 @@ def main(argv: list[str], paths: ProcessingPaths | None = None) -> int:
         target,
     )
     return 0
-
-
-def fail(paths: ProcessingPaths, reason: str) -> int:
-    # DescribeProcessingJob's ExitMessage keeps the first 1 KB of the file.
-    line = " ".join(reason.split())[:1000]
-    paths.message.parent.mkdir(parents=True, exist_ok=True)
-    paths.message.write_text(line + "\n", encoding="utf-8")
-    print(f"baseline failed: {line}", file=sys.stderr, flush=True)
-    return 1

@@ -7,6 +7,7 @@ Processing jobs mount their inputs and outputs under ``/opt/ml/processing`` inst
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,3 +75,16 @@ class ProcessingPaths:
     @property
     def report(self) -> Path:
         return self.root / "output" / "report"
+
+
+def write_exit_reason(path: Path, job: str, reason: str) -> int:
+    """``reason`` in one line (its first 1,000 characters) to ``path`` and to standard error; the exit status, 1.
+
+    ``path`` is the file SageMaker reads back: a training job's ``output/failure`` (FailureReason) or a
+    Processing job's ``output/message`` (DescribeProcessingJob's ExitMessage keeps its first 1 KB).
+    """
+    line = " ".join(reason.split())[:1000]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(line + "\n", encoding="utf-8")
+    print(f"{job} failed: {line}", file=sys.stderr, flush=True)
+    return 1

@@ -1,6 +1,6 @@
-"""``python -m mlops_inference.batch``: score JSON Lines from standard input to standard output.
+"""``python -m mlops_platform.serving.batch``: score JSON Lines from standard input to standard output.
 
-    python -m mlops_inference.batch [--model-dir DIR] [--explain] < records.jsonl > scores.jsonl
+    python -m mlops_platform.serving.batch [--model-dir DIR] [--explain] < records.jsonl > scores.jsonl
 
 Each input line is an array of feature values in the model's order, an object of feature names,
 or ``{"id": ..., "features": <array or object>}``. Output line *n* answers input line *n*:
@@ -28,9 +28,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np
 import orjson
 
-from mlops_inference import codec
-from mlops_inference.model import Model, ModelError, load
-from mlops_inference.settings import model_directory
+from mlops_platform.serving import codec
+from mlops_platform.serving.model import Model, ModelError, load
+from mlops_platform.serving.settings import model_directory
 
 CHUNK_LINES = 1000
 CHUNK_BYTES = 1024 * 1024
@@ -131,7 +131,9 @@ def run(source: BinaryIO, sink: BinaryIO, model: Model, *, explain: bool, chunk_
 
 
 def parse_arguments(argv: Iterable[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m mlops_inference.batch", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m mlops_platform.serving.batch", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--model-dir", type=Path, help="the model's folder (default: $SM_ROOT/model, /opt/ml/model)")
     parser.add_argument("--explain", action="store_true", help="add each feature's contribution and the bias")
     parser.add_argument("--chunk-lines", type=_positive, default=CHUNK_LINES, help=argparse.SUPPRESS)

@@ -4,12 +4,11 @@ Parsing is most of a request's cost after the model itself, so each format has a
 hands the whole body to C (orjson, numpy) and a careful path, taken only when the fast one
 declines, that walks the cells one by one, accepts what the fast path is too strict for (``.5``,
 quoted numbers) and otherwise names the first bad cell. A ``BadRequest`` carries that one line.
+CSV's careful path is ``csv_rows``, which the training image's ``serve`` reads its bodies with.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,7 +17,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from mlops_inference.model import BIAS
+from mlops_platform.serving.csv_rows import BadRequest, csv_rows
+from mlops_platform.serving.model import BIAS
 
 CSV = "text/csv"
 JSON = "application/json"
@@ -30,10 +30,6 @@ CONTENT_TYPES = (CSV, JSON, JSON_LINES)
 # never slip through the JSON fast path as numbers.
 _CSV_NUMBER_BYTES = b"0123456789.,eE+- \t\r\n"
 _NO_IDS: tuple[None, ...] = ()
-
-
-class BadRequest(Exception):
-    """Why a body cannot be scored, in one line."""
 
 
 @dataclass(frozen=True)
@@ -86,30 +82,7 @@ def _csv_fast(body: bytes, width: int) -> np.ndarray | None:
 
 
 def _csv_careful(body: bytes, width: int) -> np.ndarray:
-    try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise BadRequest("the body is not UTF-8 text") from None
-    rows: list[list[float]] = []
-    for number, cells in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):
-        if not cells:
-            continue  # a blank line, such as the one after the last row
-        if len(cells) != width:
-            raise BadRequest(f"row {number} has {len(cells)} values; the model expects {width}")
-        rows.append([_csv_number(cell, f"row {number}, column {column}") for column, cell in enumerate(cells, 1)])
-    if not rows:
-        raise BadRequest("the body holds no rows; send CSV rows of features, no header")
-    return _finite_matrix(rows, lambda row, column: f"row {row + 1}, column {column + 1}")
-
-
-def _csv_number(cell: str, where: str) -> float:
-    try:
-        value = float(cell)
-    except ValueError:
-        raise BadRequest(f"{where} is not a number") from None
-    if not math.isfinite(value):
-        raise BadRequest(f"{where} is not a finite number")
-    return value
+    return _finite_matrix(csv_rows(body, width), lambda row, column: f"row {row + 1}, column {column + 1}")
 
 
 def float32(values: Any) -> np.ndarray:

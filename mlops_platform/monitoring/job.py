@@ -1,7 +1,7 @@
 """``monitor``: the scheduled drift monitor's Processing job, one endpoint and one window per run.
 
 The monitoring schedule's state machine runs it on a small CPU instance with the training image,
-passing everything as ContainerArguments (``python -m mlops_training monitor ...``)::
+passing everything as ContainerArguments (``python -m mlops_platform.training monitor ...``)::
 
     --environment dev --tenant T --model M --endpoint-name mlops-dev-<key>
     --capture-uri s3://<lake bucket>/capture/<tenant>/<key>/
@@ -70,16 +70,14 @@ Outputs, in this order (a consumer of the event finds the report already there):
 
 Exit status: 0 done, drift or not; 1 an AWS failure, or no variant with a readable baseline; 2 bad
 arguments or settings, in one line naming the argument or key. The same inputs give the same report, metrics and event.
+``job_arguments`` parses the arguments; ``job_report`` makes the report, the metrics and the event's detail.
 """
 
 from __future__ import annotations
 
-import argparse
-import html
 import json
 import logging
 import os
-import re
 import sys
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -92,16 +90,17 @@ import boto3
 # botocore ships no type hints (pyproject.toml lists no override for it).
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
-from mlops_training.monitoring.baseline import SCHEMA_VERSION
-from mlops_training.monitoring.capture import CaptureWindow, read_capture
-from mlops_training.monitoring.drift import DriftReport, Metric, Thresholds, compare
-from mlops_training.monitoring.labels import ModelQuality, label_days, model_quality
-from mlops_training.monitoring.settings import SettingsError, parse_settings
+from mlops_platform.monitoring.baseline import SCHEMA_VERSION
+from mlops_platform.monitoring.capture import CaptureWindow, read_capture
+from mlops_platform.monitoring.drift import DriftReport, Metric, Thresholds, compare
+from mlops_platform.monitoring.job_arguments import S3_URI, Arguments, S3Location, UsageError, parse_arguments
+from mlops_platform.monitoring.job_report import Variant, job_metrics, report_document, report_html, summary
+from mlops_platform.monitoring.labels import ModelQuality, label_days, model_quality
+from mlops_platform.monitoring.settings import SettingsError, parse_settings
 
 log = logging.getLogger(__name__)
 
 EXIT_DONE, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-REPORT_VERSION = 1
 EXAMPLE = "example"  # a pointer's sentinel for the shipped example model
 CHAMPION = "Champion"
 BASELINE_FILE = "baseline.json"
@@ -109,13 +108,6 @@ MODEL_ARCHIVE = "model.tar.gz"
 DETAIL_TYPE = "Drift Summary"
 # PutMetricData takes up to 1,000 metrics and 1 MB a request; ours are ~200 bytes each.
 METRICS_PER_REQUEST = 500
-MAX_WINDOW_MINUTES = 7 * 24 * 60
-MAX_LAG_MINUTES = 24 * 60
-# Names as SageMaker (endpoints, variants) and config/tenants.py (tenants, models) allow them.
-ENDPOINT_NAME = re.compile(r"[A-Za-z0-9](-*[A-Za-z0-9]){0,62}")
-VARIANT_NAME = ENDPOINT_NAME
-TENANT_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
-S3_URI = re.compile(r"s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>.*)")
 
 # Baseline problems of a variant (``variants[].error`` in the report).
 POINTER_MISSING = "pointer-missing"
@@ -124,76 +116,7 @@ BASELINE_MISSING = "baseline-missing"
 BASELINE_UNREADABLE = "baseline-unreadable"
 
 
-class UsageError(Exception):
-    """A bad argument, in one line that names it."""
-
-
-@dataclass(frozen=True)
-class S3Location:
-    bucket: str
-    key: str
-
-    @property
-    def uri(self) -> str:
-        return f"s3://{self.bucket}/{self.key}"
-
-
-@dataclass(frozen=True)
-class Arguments:
-    environment: str
-    tenant: str
-    model: str
-    endpoint: str
-    capture: S3Location  # a prefix, ending in /
-    scheduled_time: datetime
-    window_start: datetime
-    window_end: datetime  # scheduled_time less the lag
-    pointers: tuple[tuple[str, str], ...]  # (variant, SSM parameter name), sorted by variant
-    example_baseline: S3Location
-    settings: S3Location | None
-    report: S3Location  # a prefix, ending in /
-    metrics_namespace: str
-    event_source: str
-    labels: S3Location | None  # a prefix, ending in /
-
-    @property
-    def window_minutes(self) -> int:
-        return int((self.window_end - self.window_start).total_seconds() // 60)
-
-    @property
-    def lag_minutes(self) -> int:
-        return int((self.scheduled_time - self.window_end).total_seconds() // 60)
-
-    @property
-    def dimensions(self) -> dict[str, str]:
-        return {"Endpoint": self.endpoint, "Tenant": self.tenant, "Model": self.model}
-
-    def report_key(self, name: str) -> S3Location:
-        return S3Location(self.report.bucket, f"{self.report.key}{self.window_end:%Y-%m-%dT%H-%M}/{name}")
-
-
-@dataclass
-class Variant:
-    """One variant: where its model and baseline are, or why it has no baseline, and its captured rows."""
-
-    name: str
-    pointer: str
-    model_uri: str | None = None
-    baseline_uri: str | None = None
-    baseline: dict[str, Any] | None = None
-    error: str | None = None
-    window: CaptureWindow | None = None
-
-    def described(self) -> dict[str, Any]:
-        return {
-            "variant": self.name,
-            "pointer": self.pointer,
-            "model_uri": self.model_uri,
-            "baseline_uri": self.baseline_uri,
-            "error": self.error,
-            "lines": self.window.lines if self.window else 0,
-            "rows": self.window.rows if self.window else 0,
-        }
+# ---------------------------------------------------------------- clients and settings
 
 
 @dataclass(frozen=True)
@@ -209,135 +132,6 @@ def clients() -> Clients:
     # botocore reads AWS_DEFAULT_REGION; SageMaker's containers are given AWS_REGION.
     region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
     return Clients(*(boto3.client(service, region_name=region) for service in ("s3", "ssm", "cloudwatch", "events")))
-
-
-# ---------------------------------------------------------------- arguments
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # argparse would print its usage and exit 2 itself
-        raise UsageError(message)
-
-
-def parse_arguments(argv: Sequence[str]) -> Arguments:
-    parser = _Parser(
-        prog="monitor", description="Compare an endpoint's captured traffic with its baselines.", allow_abbrev=False
-    )
-    for name in (
-        "--environment",
-        "--tenant",
-        "--model",
-        "--endpoint-name",
-        "--capture-uri",
-        "--scheduled-time",
-        "--window-minutes",
-        "--example-baseline",
-        "--report-uri",
-        "--metrics-namespace",
-        "--event-source",
-    ):
-        parser.add_argument(name, required=True)
-    parser.add_argument("--pointer", action="append", required=True, help="Variant=<SSM parameter name>, repeated")
-    parser.add_argument("--lag-minutes", default="0", help="how long before the scheduled time the window ends")
-    parser.add_argument("--settings", help="the settings document's S3 URI")
-    parser.add_argument("--labels-uri")
-    parsed = parser.parse_args(list(argv))
-
-    for argument, value in (
-        ("--environment", parsed.environment),
-        ("--tenant", parsed.tenant),
-        ("--model", parsed.model),
-    ):
-        _check(TENANT_NAME.fullmatch(value), argument, value, "lowercase letters, digits and hyphens")
-    _check(
-        ENDPOINT_NAME.fullmatch(parsed.endpoint_name),
-        "--endpoint-name",
-        parsed.endpoint_name,
-        "a SageMaker endpoint name",
-    )
-    _check(parsed.metrics_namespace.strip(), "--metrics-namespace", parsed.metrics_namespace, "a CloudWatch namespace")
-    _check(parsed.event_source.strip(), "--event-source", parsed.event_source, "an event source")
-    scheduled = _time(parsed.scheduled_time, "--scheduled-time")
-    minutes, lag = parsed.window_minutes, parsed.lag_minutes
-    _check(
-        minutes.isdigit() and 1 <= int(minutes) <= MAX_WINDOW_MINUTES,
-        "--window-minutes",
-        minutes,
-        f"a whole number from 1 to {MAX_WINDOW_MINUTES}",
-    )
-    _check(
-        lag.isdigit() and int(lag) <= MAX_LAG_MINUTES,
-        "--lag-minutes",
-        lag,
-        f"a whole number from 0 to {MAX_LAG_MINUTES}",
-    )
-    end = scheduled - timedelta(minutes=int(lag))
-    settings = None if parsed.settings is None else _s3(parsed.settings, "--settings")
-    _check(
-        settings is None or (settings.key and not settings.key.endswith("/")),
-        "--settings",
-        parsed.settings,
-        "the URI of a file",
-    )
-    example = _s3(parsed.example_baseline, "--example-baseline")
-    _check(example.key and not example.key.endswith("/"), "--example-baseline", example.uri, "the URI of a file")
-    return Arguments(
-        environment=parsed.environment,
-        tenant=parsed.tenant,
-        model=parsed.model,
-        endpoint=parsed.endpoint_name,
-        capture=_s3(parsed.capture_uri, "--capture-uri", prefix=True),
-        scheduled_time=scheduled,
-        window_start=end - timedelta(minutes=int(minutes)),
-        window_end=end,
-        pointers=_pointers(parsed.pointer),
-        example_baseline=example,
-        settings=settings,
-        report=_s3(parsed.report_uri, "--report-uri", prefix=True),
-        metrics_namespace=parsed.metrics_namespace,
-        event_source=parsed.event_source,
-        labels=None if parsed.labels_uri is None else _s3(parsed.labels_uri, "--labels-uri", prefix=True),
-    )
-
-
-def _check(condition: Any, argument: str, value: Any, allowed: str) -> None:
-    if not condition:
-        raise UsageError(f"argument {argument}: {value!r} is not allowed; allowed: {allowed}")
-
-
-def _s3(value: str, argument: str, *, prefix: bool = False) -> S3Location:
-    match = S3_URI.fullmatch(value)
-    _check(match, argument, value, "an s3://bucket/key URI")
-    assert match is not None
-    key = match["key"]
-    if prefix and key and not key.endswith("/"):
-        key += "/"  # a prefix names a folder: capture/acme must not also list capture/acme-two
-    return S3Location(match["bucket"], key)
-
-
-def _time(value: str, argument: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise UsageError(
-            f"argument {argument}: {value!r} is not allowed; allowed: an ISO-8601 time such as 2026-11-24T23:00:00Z"
-        ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _pointers(values: list[str]) -> tuple[tuple[str, str], ...]:
-    found: dict[str, str] = {}
-    for value in values:
-        variant, _, parameter = value.partition("=")
-        _check(
-            VARIANT_NAME.fullmatch(variant) and parameter.strip(),
-            "--pointer",
-            value,
-            "Variant=<SSM parameter name>, such as Champion=/mlops/dev/models/acme/Champion",
-        )
-        _check(variant not in found, "--pointer", value, "each variant once")
-        found[variant] = parameter
-    return tuple(sorted(found.items()))
 
 
 def load_settings(arguments: Arguments, s3: Any) -> Thresholds:
@@ -498,98 +292,7 @@ def quality_of(arguments: Arguments, labels: S3Location, window: CaptureWindow, 
     return model_quality(labels.uri, days, lines(), window)
 
 
-# ---------------------------------------------------------------- outputs
-
-
-def report_document(
-    arguments: Arguments,
-    variants: Sequence[Variant],
-    feature_variant: Variant | None,
-    drift: DriftReport | None,
-    quality: ModelQuality | None,
-) -> dict[str, Any]:
-    return {
-        "schema_version": REPORT_VERSION,
-        "environment": arguments.environment,
-        "tenant": arguments.tenant,
-        "model": arguments.model,
-        "endpoint": arguments.endpoint,
-        "window": {
-            "start": _iso(arguments.window_start),
-            "end": _iso(arguments.window_end),
-            "minutes": arguments.window_minutes,
-            "lag_minutes": arguments.lag_minutes,
-        },
-        "feature_baseline": None
-        if feature_variant is None
-        else {"variant": feature_variant.name, "uri": feature_variant.baseline_uri},
-        "variants": [v.described() for v in variants],
-        "drift": None if drift is None else json.loads(drift.to_json()),
-        "model_quality": None if quality is None else _quality_document(quality),
-    }
-
-
-def _quality_document(quality: ModelQuality) -> dict[str, Any]:
-    return {
-        "labels_uri": quality.labels_uri,
-        "days": quality.days,
-        "label_lines": quality.label_lines,
-        "malformed_labels": quality.malformed_labels,
-        "ambiguous_rows": quality.ambiguous_rows,
-        "variants": [vars(v) for v in quality.variants],
-    }
-
-
-def report_html(document: Mapping[str, Any], drift: DriftReport | None) -> str:
-    """``DriftReport.to_html`` with the run's context, its variants and the model quality added."""
-    window = document["window"]
-    context = (
-        f"<h2>Endpoint</h2><p>{_text(document['endpoint'])} (tenant {_text(document['tenant'])}, "
-        f"model {_text(document['model'])}, environment {_text(document['environment'])}); "
-        f"window {_text(window['start'])} to {_text(window['end'])} ({window['minutes']} minutes, "
-        f"read {window['lag_minutes']} minutes after its end)</p>"
-    )
-    variant_rows = [
-        [v["variant"], v["model_uri"], v["baseline_uri"], v["lines"], v["rows"], v["error"] or "ok"]
-        for v in document["variants"]
-    ]
-    sections = [
-        context,
-        "<h2>Variants</h2>",
-        _table(["variant", "model", "baseline", "lines", "rows", "baseline status"], variant_rows),
-    ]
-    quality = document["model_quality"]
-    if quality is not None:
-        sections += [
-            "<h2>Model quality</h2>",
-            f"<p>labels from {_text(quality['labels_uri'])}, days {_text(', '.join(quality['days']))}: "
-            f"{quality['label_lines']} lines, "
-            f"{quality['malformed_labels']} malformed; {quality['ambiguous_rows']} rows of multi-row requests "
-            "left out of the join</p>",
-            _table(
-                ["variant", "labelled", "AUC", "accuracy"],
-                [[q["variant"], q["labelled"], q["auc"], q["accuracy"]] for q in quality["variants"]],
-            ),
-        ]
-    page = (
-        drift.to_html()
-        if drift is not None
-        else '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Drift report</title></head><body>\n'
-        "<h1>Drift report: no variant has a readable baseline</h1>\n</body></html>"
-    )
-    closing = "</body></html>"
-    assert page.endswith(closing)
-    return page[: -len(closing)] + "\n".join(sections) + "\n" + closing
-
-
-def _text(value: Any) -> str:
-    return "&ndash;" if value is None else html.escape(str(value))
-
-
-def _table(columns: list[str], rows: list[list[Any]]) -> str:
-    head = "".join(f"<th>{_text(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{_text(v)}</td>" for v in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+# ---------------------------------------------------------------- outputs (made by job_report)
 
 
 def write_report(arguments: Arguments, document: Mapping[str, Any], page: str, s3: Any) -> str:
@@ -611,47 +314,10 @@ def write_report(arguments: Arguments, document: Mapping[str, Any], page: str, s
     return target.uri
 
 
-def job_metrics(
-    arguments: Arguments, variants: Sequence[Variant], drift: DriftReport | None, quality: ModelQuality | None
-) -> list[Metric]:
-    base = arguments.dimensions
-    found = [] if drift is None else drift.metrics(base)
-    missing = [v for v in variants if v.baseline is None]
-    found.append(Metric("VariantsWithoutBaseline", base, float(len(missing)), "Count"))
-    found.extend(Metric("BaselineMissing", {**base, "Variant": v.name}, float(v.baseline is None)) for v in variants)
-    for variant in quality.variants if quality else []:
-        where = {**base, "Variant": variant.variant}
-        found.append(Metric("LabelledRecords", where, float(variant.labelled), "Count"))
-        if variant.auc is not None:
-            found.append(Metric("ModelAUC", where, variant.auc))
-        if variant.accuracy is not None:
-            found.append(Metric("ModelAccuracy", where, variant.accuracy))
-    return found
-
-
 def publish_metrics(namespace: str, metrics: Sequence[Metric], cloudwatch: Any) -> None:
     data = [metric.datum() for metric in metrics]
     for start in range(0, len(data), METRICS_PER_REQUEST):
         cloudwatch.put_metric_data(Namespace=namespace, MetricData=data[start : start + METRICS_PER_REQUEST])
-
-
-def summary(arguments: Arguments, variants: Sequence[Variant], drift: DriftReport, report_uri: str) -> dict[str, Any]:
-    return {
-        "environment": arguments.environment,
-        "tenant": arguments.tenant,
-        "model": arguments.model,
-        "endpoint": arguments.endpoint,
-        "drift": drift.drift,
-        "max_psi": drift.max_psi if drift.max_psi is not None else 0.0,
-        "drifted_features": drift.drifted_features,
-        "drifted_variants": [p.variant for p in drift.predictions if p.drifted],
-        "variants_without_baseline": [v.name for v in variants if v.baseline is None],
-        "rows": drift.rows,
-        "malformed": sum(drift.malformed.values()),
-        "window_start": _iso(arguments.window_start),
-        "window_end": _iso(arguments.window_end),
-        "report_uri": report_uri,
-    }
 
 
 class EventNotDelivered(Exception):
@@ -665,10 +331,6 @@ def publish_event(source: str, detail: Mapping[str, Any], events: Any) -> None:
     if answer.get("FailedEntryCount", 0):
         failed: dict[str, Any] = next((e for e in answer.get("Entries", []) if e.get("ErrorCode")), {})
         raise EventNotDelivered(f"{failed.get('ErrorCode')}: {failed.get('ErrorMessage')}")
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # ---------------------------------------------------------------- the job

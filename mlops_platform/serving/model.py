@@ -1,9 +1,10 @@
 """The model the training image wrote, loaded once per worker and scored straight from numpy.
 
-The training image (``containers/training``) writes ``metadata.json`` (``algorithm``,
+The training image (``mlops_platform.training``) writes ``metadata.json`` (``algorithm``,
 ``problem_type``, ``features`` in order, ``target``, ...) beside the model itself: ``model.json``,
 an XGBoost Booster, or ``model.joblib``, scikit-learn's standard scaler and SGD estimator. This
-image reads those files on its own: it does not carry the training code.
+image reads those files itself, not with ``training.algorithms.load_model``: that one measures
+models during training, this one is the hot path of every request.
 
 Scoring is the hot path, so it takes a float32 matrix and makes no frame and no DMatrix:
 XGBoost's ``inplace_predict``, and for the linear model one matrix-vector product with the scaler

@@ -20,9 +20,9 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from mlops_inference.handler import Request, Response, handle, refuse, too_large
-from mlops_inference.model import Model, load
-from mlops_inference.settings import Settings
+from mlops_platform.serving.handler import Request, Response, handle, refuse, too_large
+from mlops_platform.serving.model import Model, load
+from mlops_platform.serving.settings import Settings
 
 log = logging.getLogger(__name__)
 

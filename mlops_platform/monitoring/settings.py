@@ -23,7 +23,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mlops_training.monitoring.drift import FeatureThresholds, Thresholds
+from mlops_platform.monitoring.drift import FeatureThresholds, Thresholds
 
 SCHEMA_VERSION = 1
 DOCUMENT_KEYS = ("schema_version", "thresholds")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import traceback
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,11 +24,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops_training import settings as settings_module
-from mlops_training.algorithms import TRAINERS, Dataset, TrainingResult, load_predictor, measure
-from mlops_training.objective import Objective
-from mlops_training.paths import SageMakerPaths
-from mlops_training.progress import Kept, NullReporter, ProgressReporter
+from mlops_platform.sagemaker_paths import SageMakerPaths, write_exit_reason
+from mlops_platform.training import settings as settings_module
+from mlops_platform.training.algorithms import TRAINERS, Dataset, TrainingResult, load_predictor, measure
+from mlops_platform.training.objective import Objective
+from mlops_platform.training.progress_events import Kept, NullReporter, ProgressReporter
 
 DATA_SUFFIXES = (".csv", ".parquet")
 # Columns that feature files carry to trace rows back (docs/training-pipeline.md); never features.
@@ -175,16 +174,8 @@ def main(paths: SageMakerPaths | None = None) -> int:
     try:
         train(paths)
     except (settings_module.SettingsError, TrainingError) as error:
-        return fail(paths, str(error))
+        return write_exit_reason(paths.failure, "training", str(error))
     except Exception as error:
         traceback.print_exc()
-        return fail(paths, f"{type(error).__name__}: {error}")
+        return write_exit_reason(paths.failure, "training", f"{type(error).__name__}: {error}")
     return 0
-
-
-def fail(paths: SageMakerPaths, reason: str) -> int:
-    line = " ".join(reason.split())[:1000]
-    paths.failure.parent.mkdir(parents=True, exist_ok=True)
-    paths.failure.write_text(line + "\n")
-    print(f"training failed: {line}", file=sys.stderr, flush=True)
-    return 1

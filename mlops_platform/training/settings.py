@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlops_training.objective import OBJECTIVES
+from mlops_platform.training.objective import OBJECTIVES
 
 PREFIX = "mlops_"
 ALGORITHMS = ("xgboost", "linear")  # the keys of hyperparameters.json
@@ -46,7 +46,7 @@ class PlatformSettings:
     event_source: str = "mlops.training"  # <project>.training: the bus rules match on it
     region: str | None = None
     progress_interval_seconds: float = 10.0
-    # A progress event every this many rounds as well (progress.py); 0: about 50 in all (train.py).
+    # A progress event every this many rounds as well (progress_events.py); 0: about 50 in all (train.py).
     progress_every_rounds: int = 0
     device: str = "auto"
     checkpoint_every: int = 10

@@ -6,15 +6,14 @@ framework in a training image): a threaded HTTP server on ``SAGEMAKER_BIND_TO_PO
 ``POST /invocations`` (``text/csv``: rows of features in schema order, no header, as ``prepare``
 writes the batch input) with one prediction a line: the probability of class 1 for a binary model,
 the value for a regression. A bad request gets 4xx with a one-line reason and never stops the
-server. ``handle`` holds the request logic, so tests call it without a socket.
+server. ``handle`` holds the request logic, so tests call it without a socket. A body is read as the
+inference image reads CSV carefully (``serving.csv_rows``: the standard library only, none of that
+image's libraries).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
-import math
 import os
 import sys
 from collections.abc import Callable
@@ -25,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from mlops_training.algorithms import load_model
-from mlops_training.paths import SageMakerPaths
+from mlops_platform.sagemaker_paths import SageMakerPaths
+from mlops_platform.serving.csv_rows import BadRequest, csv_rows
+from mlops_platform.training.algorithms import load_model
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +64,6 @@ class ServeError(Exception):
     """Why the server cannot start, in one line."""
 
 
-class BadRequest(Exception):
-    """Why a request cannot be scored, in one line."""
-
-
 def handle(method: str, path: str, content_type: str | None, body: bytes, model: Model | None) -> Response:
     """The response to one request; never raises."""
     route = path.split("?", 1)[0]
@@ -102,30 +98,7 @@ def invocations(content_type: str | None, body: bytes, model: Model) -> Response
 
 def parse_csv(body: bytes, width: int) -> np.ndarray:
     """Rows of ``width`` finite numbers, no header, as a float32 matrix; BadRequest names the first bad cell."""
-    try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise BadRequest("the body is not UTF-8 text") from None
-    rows: list[list[float]] = []
-    for number, cells in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):
-        if not cells:
-            continue  # a blank line, such as the one after the last row
-        if len(cells) != width:
-            raise BadRequest(f"row {number} has {len(cells)} values; the model expects {width}")
-        rows.append([_number(cell, number, column) for column, cell in enumerate(cells, start=1)])
-    if not rows:
-        raise BadRequest("the body holds no rows; send CSV rows of features, no header")
-    return np.asarray(rows, dtype=np.float32)
-
-
-def _number(cell: str, row: int, column: int) -> float:
-    try:
-        value = float(cell)
-    except ValueError:
-        raise BadRequest(f"row {row}, column {column} is not a number") from None
-    if not math.isfinite(value):
-        raise BadRequest(f"row {row}, column {column} is not a finite number")
-    return value
+    return np.asarray(csv_rows(body, width), dtype=np.float32)
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -30,7 +30,7 @@ from datetime import date, datetime, timedelta
 import numpy as np
 from sklearn.metrics import accuracy_score, roc_auc_score
 
-from mlops_training.monitoring.capture import CaptureWindow
+from mlops_platform.monitoring.capture import CaptureWindow
 
 DECIMALS = 6
 

@@ -24,8 +24,8 @@ from sklearn.linear_model import SGDClassifier, SGDRegressor
 from sklearn.metrics import accuracy_score, log_loss, mean_absolute_error, roc_auc_score, root_mean_squared_error
 from sklearn.preprocessing import StandardScaler
 
-from mlops_training.checkpoints import Checkpoints
-from mlops_training.objective import KeptRound, Objective
+from mlops_platform.training.checkpoints import Checkpoints
+from mlops_platform.training.objective import KeptRound, Objective
 
 # (round, its metrics, (the round the model would keep if training ended now, that round's metrics)).
 RoundCallback = Callable[[int, dict[str, float], tuple[int, dict[str, float]]], None]

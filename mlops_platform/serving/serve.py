@@ -13,9 +13,9 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from mlops_inference.app import create_app, freeze_heap
-from mlops_inference.model import ModelError, load
-from mlops_inference.settings import Settings, SettingsError
+from mlops_platform.serving.app import create_app, freeze_heap
+from mlops_platform.serving.model import ModelError, load
+from mlops_platform.serving.settings import Settings, SettingsError
 
 # Longer than a client's idle connections last (SageMaker's front end keeps its connections
 # open between requests), so the server is never the side that closes a connection a request is
@@ -57,5 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         uvicorn.run(create_app(model, settings), **options)
     else:
         del model  # checked; each worker imports the application and loads its own (spawned, not forked)
-        uvicorn.run("mlops_inference.app:app_from_environment", factory=True, workers=settings.workers, **options)
+        uvicorn.run(
+            "mlops_platform.serving.app:app_from_environment", factory=True, workers=settings.workers, **options
+        )
     return 0
