@@ -11,21 +11,16 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from mlops_platform.registry.deployment import Steps
 from mlops_platform.registry.deployment_settings import Settings
 
+# Alike lambda/approval/handler.py, apart: two functions, each with its own entry point, environment and role.
 logger = Logger()
 metrics = Metrics()
-steps = Steps(
-    cloudformation=boto3.client("cloudformation"),
-    ssm=boto3.client("ssm"),
-    dynamodb=boto3.client("dynamodb"),
-    sagemaker=boto3.client("sagemaker"),
-    sns=boto3.client("sns"),
+steps = Steps.with_clients(
     settings=Settings.from_environment(os.environ),
     log=logger,
     count=lambda name: metrics.add_metric(name=name, unit=MetricUnit.Count, value=1),

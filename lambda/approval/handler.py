@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -20,13 +19,7 @@ from mlops_platform.registry.approval_settings import Settings
 
 logger = Logger()
 metrics = Metrics()
-approvals = Approvals(
-    sagemaker=boto3.client("sagemaker"),
-    s3=boto3.client("s3"),
-    ssm=boto3.client("ssm"),
-    dynamodb=boto3.client("dynamodb"),
-    stepfunctions=boto3.client("stepfunctions"),
-    sns=boto3.client("sns"),
+approvals = Approvals.with_clients(
     settings=Settings.from_environment(os.environ),
     log=logger,
     count=lambda name: metrics.add_metric(name=name, unit=MetricUnit.Count, value=1),

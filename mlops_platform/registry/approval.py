@@ -38,8 +38,8 @@ raises, and Lambda retries the event (the names and records keep retries harmles
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
@@ -64,8 +64,8 @@ from mlops_platform.registry.approval_settings import (
     parse_event,
 )
 from mlops_platform.registry.checks import CheckedPackage, check_package, published_config
-from mlops_platform.registry.ledger import iso, ledger_item, put_once, utc_now
-from mlops_platform.registry.notices import Count, Log, count_nothing, default_log, publish
+from mlops_platform.registry.ledger import iso, ledger_item, put_once
+from mlops_platform.registry.notices import Recorder, publish
 from mlops_platform.registry.packages import PromotionRefused, describe_package, error_code, package_version
 from mlops_platform.registry.pointers import prepare_pointer
 
@@ -89,33 +89,17 @@ METRICS = {
 }
 
 
-class Approvals:
+@dataclass(kw_only=True)
+class Approvals(Recorder):
     """Decides, acts and records; raises only on AWS failures, so a retry repeats a harmless decision."""
 
-    def __init__(
-        self,
-        *,
-        sagemaker: Any,
-        s3: Any,
-        ssm: Any,
-        dynamodb: Any,
-        stepfunctions: Any,
-        sns: Any,
-        settings: Settings,
-        clock: Callable[[], datetime] = utc_now,
-        log: Log | None = None,
-        count: Count = count_nothing,
-    ) -> None:
-        self.sagemaker = sagemaker
-        self.s3 = s3
-        self.ssm = ssm
-        self.dynamodb = dynamodb
-        self.stepfunctions = stepfunctions
-        self.sns = sns
-        self.settings = settings
-        self.clock = clock
-        self.log = log or default_log(__name__)
-        self.count = count
+    CLIENTS = (*Recorder.CLIENTS, "sagemaker", "s3", "ssm", "stepfunctions")
+
+    sagemaker: Any
+    s3: Any
+    ssm: Any
+    stepfunctions: Any
+    settings: Settings
 
     def handle(self, event: Any) -> list[dict[str, Any]]:
         try:

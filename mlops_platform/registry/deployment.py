@@ -37,8 +37,7 @@ bootstrap deploy role.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
@@ -46,8 +45,8 @@ from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 from mlops_platform.registry import deploy_lock
 from mlops_platform.registry.deployment_settings import InvalidRequest, Request, Settings, change_set_name
 from mlops_platform.registry.endpoint_check import StackMissing, check_stack, is_stack_missing
-from mlops_platform.registry.ledger import iso, ledger_item, put_once, utc_now
-from mlops_platform.registry.notices import Count, Log, count_nothing, default_log, publish
+from mlops_platform.registry.ledger import iso, ledger_item, put_once
+from mlops_platform.registry.notices import Recorder, publish
 from mlops_platform.registry.packages import PromotionRefused, describe_package
 from mlops_platform.registry.pointers import find_pointer, newer_package, pointer_description, write_pointer
 
@@ -72,31 +71,16 @@ METRICS = {
 }
 
 
-class Steps:
+@dataclass(kw_only=True)
+class Steps(Recorder):
     """The workflow's steps; ``log`` and ``count`` are the function's logger and metric counter."""
 
-    def __init__(
-        self,
-        *,
-        cloudformation: Any,
-        ssm: Any,
-        dynamodb: Any,
-        sagemaker: Any,
-        sns: Any,
-        settings: Settings,
-        clock: Callable[[], datetime] = utc_now,
-        log: Log | None = None,
-        count: Count = count_nothing,
-    ) -> None:
-        self.cloudformation = cloudformation
-        self.ssm = ssm
-        self.dynamodb = dynamodb
-        self.sagemaker = sagemaker
-        self.sns = sns
-        self.settings = settings
-        self.clock = clock
-        self.log = log or default_log(__name__)
-        self.count = count
+    CLIENTS = (*Recorder.CLIENTS, "cloudformation", "ssm", "sagemaker")
+
+    cloudformation: Any
+    ssm: Any
+    sagemaker: Any
+    settings: Settings
 
     # -- the steps ------------------------------------------------------------------------------
 

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Protocol, Self
+
+from mlops_platform.registry.ledger import utc_now
 
 SUBJECT_MAX = 100  # SNS: at most 100 printable ASCII characters, no line breaks
 
@@ -41,3 +45,26 @@ def subject(prefix: str, text: str) -> str:
 
 def publish(sns: Any, topic_arn: str, prefix: str, title: str, lines: Sequence[str]) -> None:
     sns.publish(TopicArn=topic_arn, Subject=subject(prefix, title), Message="\n".join(lines))
+
+
+@dataclass(kw_only=True)
+class Recorder:
+    """What every maker of decisions holds: the ledger's and the topic's clients, a clock, a log and a counter.
+
+    Subclasses add their clients (``CLIENTS``, boto3 service names as field names) and settings.
+    """
+
+    CLIENTS: ClassVar[tuple[str, ...]] = ("dynamodb", "sns")
+
+    dynamodb: Any
+    sns: Any
+    clock: Callable[[], datetime] = utc_now
+    log: Log = field(default_factory=lambda: default_log("mlops_platform.registry"))
+    count: Count = count_nothing
+
+    @classmethod
+    def with_clients(cls, **fields: Any) -> Self:
+        """One boto3 client per name in ``CLIENTS``, in the region of the environment (a Lambda function's)."""
+        import boto3  # only here: tests and commands pass their own clients
+
+        return cls(**{name: boto3.client(name) for name in cls.CLIENTS}, **fields)
