@@ -1,7 +1,9 @@
 """What the registry tells people (SNS notices) and operators (logs and metrics), without owning either.
 
-The Lambda handlers plug in their Powertools ``Logger`` and a metric counter; the commands use the
-standard library's logging and count nothing. So this package runs wherever boto3 does.
+``Recorder`` is what every maker of decisions (``approval.Approvals``, ``deployment.Steps``) holds: the
+ledger's and the topic's clients, a clock, a log and a metric counter. The Lambda handlers plug in their
+Powertools ``Logger`` and a counter over their ``Metrics``; the commands use the standard library's
+logging and count nothing. So this package runs wherever boto3 does.
 """
 
 from __future__ import annotations
