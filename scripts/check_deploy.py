@@ -8,7 +8,7 @@
    on its old endpoint config: a deployment guardrail's alarm makes SageMaker roll the update back
    (https://docs.aws.amazon.com/sagemaker/latest/dg/deployment-guardrails-configuration.html). Each
    endpoint of the Serving stack must run the endpoint config the stack deployed, each variant on the
-   model the stack deployed (``lambda/approval/endpoint_check.py``, the check the approval path runs).
+   model the stack deployed (``mlops_platform/registry/endpoint_check.py``, the check the approval path runs).
 2. **The record is current.** ``config/deployed-variants.yaml`` must hold, for this environment, the
    variants AWS has (names, instance types, autoscaling registered): synth plans the next update from it.
    When it does not, the check prints the exact command that rewrites it from AWS.
@@ -34,14 +34,13 @@ from typing import Any
 import yaml
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
-from scripts.approval_modules import load
+from mlops_platform.registry import endpoint_check
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORD = ROOT / "config" / "deployed-variants.yaml"  # config/deployed.py: RECORD_FILE
 ROLE_VARIABLE = "DEPLOY_CHECK_ROLE_ARN"
 ENVIRONMENTS = ("dev", "staging", "prod")  # config/schema.py: ENVIRONMENT_NAMES (the build has no pydantic)
 
-endpoint_check = load("endpoint_check")
 Record = dict[str, dict[str, dict[str, Any]]]
 
 

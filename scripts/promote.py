@@ -10,7 +10,7 @@ Every change is recorded in the run ledger (``PROMOTION#<endpoint>``, beside the
 
 **The deployment lock.** A write takes the environment's deployment lock first, the one the approval
 path's deployment workflow holds from before it writes a pointer until its deploy is judged
-(``lambda/approval/deploy_lock.py``: ``LOCK#<env>-Serving`` in the run ledger). While a workflow holds
+(``mlops_platform/registry/deploy_lock.py``: ``LOCK#<env>-Serving`` in the run ledger). While a workflow holds
 it, this command refuses and says who holds it until when; while this command holds it (seconds), a
 workflow waits. So a person's promotion never lands between a workflow's write and its judgement.
 A dry run takes no lock.
@@ -24,7 +24,7 @@ picks the new model up at the next deploy of the environment's Serving stack (``
 ENV=<env>``, or the delivery pipeline), which never reverts it.
 
 * ``--model-package``: points the variant at an approved package after every check of
-  ``lambda/approval/model_promotion.py`` passes (the approval path runs the same module): Approved,
+  ``mlops_platform/registry/checks.py`` passes (the approval path runs the same module): Approved,
   the endpoint's tenant, one of the environment's groups and the endpoint's model, an algorithm the
   variant's flavour serves, the feature schema (sha256 and features), the artifact under the tenant's
   runs, the drift baseline beside it, and the pointer exists. A package older than the one the pointer
@@ -47,16 +47,12 @@ or configuration.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
-import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
@@ -64,204 +60,19 @@ from config.loader import ConfigError, load_config
 from config.naming import Names, serving_stack_name
 from config.schema import ENVIRONMENT_NAMES, PlatformConfig
 from config.tenants import PipelineConfig
-from scripts.approval_modules import load
+from mlops_platform.registry.packages import EXAMPLE, PromotionRefused
+from mlops_platform.registry.promotion import (
+    Promotion,
+    Rollback,
+    challenger_package,
+    deployment_lock,
+    promote,
+    record,
+    rollback,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
-Flavour = Literal["cpu", "gpu"]
 CHAMPION, CHALLENGER = "Champion", "Challenger"
-# Longer than a promotion takes (seconds), short enough that a killed command blocks the workflow
-# only briefly: the lock expires, and the workflow waits and asks again meanwhile.
-LOCK_SECONDS = 600
-
-# lambda/approval/model_promotion.py, the one module of checks (the approval Lambda's), and the
-# deployment lock the deployment workflow takes (lambda/approval/deploy_lock.py).
-_checks = load("model_promotion")
-deploy_lock = load("deploy_lock")
-PromotionRefused: type[Exception] = _checks.PromotionRefused
-SERVED_BY: dict[str, frozenset[str]] = _checks.SERVED_BY
-EXAMPLE: str = _checks.EXAMPLE
-FEATURE_SCHEMA_VERSION: int = _checks.FEATURE_SCHEMA_VERSION
-feature_schema = _checks.feature_schema
-first_difference = _checks.first_difference
-
-
-@dataclass(frozen=True)
-class Promotion:
-    """What ``promote`` wrote (or, on a dry run, would write)."""
-
-    pointer: str
-    package_arn: str
-    model_data: str
-    description: str
-    previous: str
-    tenant: str
-    model: str | None
-    algorithm: str
-    flavour: Flavour
-    written: bool
-
-    @property
-    def unchanged(self) -> bool:
-        return self.previous == self.model_data
-
-
-@dataclass(frozen=True)
-class Rollback:
-    """What ``rollback`` wrote (or would write): the pointer's earlier version."""
-
-    pointer: str
-    value: str
-    description: str | None
-    version: int
-    previous: str
-    package_arn: str | None
-    written: bool
-
-
-def promote(
-    *,
-    sagemaker: Any,
-    s3: Any,
-    ssm: Any,
-    package_arn: str,
-    pointer: str,
-    tenant: PipelineConfig,
-    flavour: Flavour,
-    group_prefix: str | None = None,
-    model: str | None = None,
-    dry_run: bool = False,
-    expected_model_data: str | None = None,
-    allow_older: bool = False,
-) -> Promotion:
-    """Check the package against the variant, then point the variant at the package's artifact.
-
-    ``group_prefix`` (``Names.prefix``, such as ``mlops-dev``) confines the package to the
-    environment's own groups; ``model`` (the endpoint's declared model) to that model's group;
-    ``expected_model_data`` to the artifact another pointer already names. A package older than the
-    one the pointer names is refused unless ``allow_older``. Raises ``PromotionRefused`` before
-    writing anything.
-    """
-    checked = _checks.check_package(
-        sagemaker=sagemaker,
-        s3=s3,
-        package_arn=package_arn,
-        tenant_config=tenant.published(),
-        flavour=flavour,
-        group_prefix=group_prefix,
-        model=model,
-    )
-    if expected_model_data is not None and checked.model_data != expected_model_data:
-        raise PromotionRefused(
-            f"model package {package_arn} has the artifact {checked.model_data}, not {expected_model_data} "
-            "as the pointer that names it holds; promote the package itself with --model-package"
-        )
-    current = _checks.read_pointer(ssm, pointer)
-    newer = _checks.newer_package(current, package_arn)
-    if newer is not None and not allow_older:
-        raise PromotionRefused(
-            f"the model pointer {pointer} names {newer}, a newer version than {package_arn}, and an older "
-            "package never overwrites a newer one; allowed: a newer package, --rollback to return to the model "
-            "served before, or --allow-older to mean it"
-        )
-    previous = current.value
-    description = _checks.pointer_description(package_arn)
-    if not dry_run:
-        ssm.put_parameter(
-            Name=pointer, Value=checked.model_data, Type="String", Overwrite=True, Description=description
-        )
-    return Promotion(
-        pointer=pointer,
-        package_arn=package_arn,
-        model_data=checked.model_data,
-        description=description,
-        previous=previous,
-        tenant=checked.tenant,
-        model=checked.model,
-        algorithm=checked.algorithm,
-        flavour=flavour,
-        written=not dry_run,
-    )
-
-
-def rollback(*, ssm: Any, pointer: str, dry_run: bool = False) -> Rollback:
-    """Return a pointer to its newest earlier version with another value; ``PromotionRefused`` when none."""
-    current = _checks.read_pointer(ssm, pointer)
-    try:
-        earlier = _checks.previous_version(ssm, pointer)
-    except ClientError as error:
-        code = error.response.get("Error", {}).get("Code")
-        raise PromotionRefused(f"cannot read the history of the model pointer {pointer} ({code})") from None
-    if earlier is None:
-        raise PromotionRefused(
-            f"the model pointer {pointer} has no earlier version with another value than {current.value} "
-            "(SSM keeps the last 100 versions): there is nothing to roll back to"
-        )
-    if not dry_run:
-        ssm.put_parameter(
-            Name=pointer,
-            Value=earlier.value,
-            Type="String",
-            Overwrite=True,
-            Description=earlier.description or f"rolled back to version {earlier.version}",
-        )
-    return Rollback(
-        pointer=pointer,
-        value=earlier.value,
-        description=earlier.description,
-        version=earlier.version,
-        previous=current.value,
-        package_arn=earlier.package_arn,
-        written=not dry_run,
-    )
-
-
-def challenger_package(ssm: Any, pointer: str) -> tuple[str, str]:
-    """(package ARN, artifact) the Challenger's pointer names; ``PromotionRefused`` when it names no package."""
-    current = _checks.read_pointer(ssm, pointer)
-    if current.value == EXAMPLE or current.package_arn is None:
-        raise PromotionRefused(
-            f"the Challenger's pointer {pointer} holds {current.value!r} and names no model package "
-            f"(description {current.description!r}): there is no challenger model to promote"
-        )
-    return current.package_arn, current.value
-
-
-def record(
-    dynamodb: Any,
-    table: str,
-    *,
-    endpoint: str,
-    variant: str,
-    decision: str,
-    reason: str,
-    tenant: str | None,
-    pointer: str,
-    value: str,
-    previous: str,
-    package_arn: str | None,
-    by: str | None,
-    now: datetime | None = None,
-) -> dict[str, Any]:
-    """The pointer change as a run-ledger record ``PROMOTION#<endpoint>`` / ``<decided_at>#<decision>#<id>``."""
-    decided_at = (now or datetime.now(UTC)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    identity = hashlib.sha256(f"{pointer}\n{value}\n{decided_at}".encode()).hexdigest()[:12]
-    item: dict[str, Any] = _checks.ledger_item(
-        endpoint=endpoint,
-        decision=decision,
-        decided_at=decided_at,
-        reason=reason,
-        sort_key=f"{decided_at}#{decision}#{identity}",
-        tenant=tenant,
-        variant=variant,
-        pointer=pointer,
-        model_data=value,
-        previous=previous,
-        package_arn=package_arn,
-        by=by,
-        source="scripts/promote.py",
-    )
-    _checks.put_once(dynamodb, table, item)
-    return item
 
 
 def weights_lines(environment: str, endpoint: str, weights: Mapping[str, float]) -> list[str]:
@@ -350,47 +161,13 @@ def ledger_table(named: str | None, cloudformation: Any, environment: str) -> st
         raise PromotionRefused(f"{missing}; name the run ledger with --ledger-table") from None
 
 
-@contextmanager
-def deployment_lock(
-    dynamodb: Any, table: str | None, environment: str, caller: str | None, pointer: str, endpoint: str
-) -> Iterator[None]:
-    """Hold the environment's deployment lock (``deploy_lock.py``) for the block; no table (a dry run): no lock.
-
-    ``PromotionRefused`` when someone holds it: a deployment workflow between its write and its judgement.
-    """
-    if table is None:
-        yield
-        return
-    stack = serving_stack_name(environment)
-    owner = f"scripts/promote.py by {caller or 'an unknown caller'} ({uuid.uuid4().hex[:8]})"
-    holder = deploy_lock.take(
-        dynamodb,
-        table,
-        stack,
-        owner=owner,
-        now=datetime.now(UTC),
-        seconds=LOCK_SECONDS,
-        fields={"pointer": pointer, "endpoint": endpoint},
-    )
-    if holder is not None:
-        raise PromotionRefused(
-            f"the deployment lock of {stack} is held by {deploy_lock.held_by(holder)}: a promotion is being "
-            "deployed; nothing was written. Run this again once it ends (its outcome reaches the environment's "
-            "topic and the run ledger)"
-        )
-    try:
-        yield
-    finally:
-        deploy_lock.release(dynamodb, table, stack, owner)
-
-
 def change(
     args: argparse.Namespace,
     clients: Clients,
     names: Names,
     pointer: str,
     tenant: PipelineConfig,
-    flavour: Flavour,
+    flavour: str,
     model: str,
 ) -> Promotion | Rollback:
     """The command's one change of ``pointer``: a rollback, the Challenger's package, or the named one."""
@@ -405,7 +182,7 @@ def change(
         ssm=clients.ssm,
         package_arn=package_arn,
         pointer=pointer,
-        tenant=tenant,
+        tenant_config=tenant.published(),
         flavour=flavour,
         group_prefix=names.prefix,
         model=model,
@@ -465,7 +242,8 @@ def main(argv: Sequence[str], *, config: PlatformConfig | None = None, clients: 
                 f"the AWS credentials are for account {account}; {environment.name} deploys to {environment.account}"
             )
         table = None if args.dry_run else ledger_table(args.ledger_table, clients.cloudformation, environment.name)
-        with deployment_lock(clients.dynamodb, table, environment.name, identity.get("Arn"), pointer, args.endpoint):
+        stack = serving_stack_name(environment.name)
+        with deployment_lock(clients.dynamodb, table, stack, identity.get("Arn"), pointer, args.endpoint):
             outcome = change(args, clients, names, pointer, tenant, variant.flavour, endpoint.model)
             if table is not None:
                 decision = (

@@ -7,8 +7,8 @@ record must say what AWS has, not what config asked for: a deploy may have faile
 have rolled an update back. For each endpoint the environment's config declares, it reads the live
 variant names (``DescribeEndpoint``), their instance types (``DescribeEndpointConfig`` of the live
 config: ``DescribeEndpoint`` has none) and whether each is a registered Application Auto Scaling
-target (``DescribeScalableTargets``), with ``lambda/approval/endpoint_check.py``: the code the delivery
-pipeline's deploy check compares the committed record with. An endpoint not deployed yet is left out.
+target (``DescribeScalableTargets``), with ``mlops_platform/registry/endpoint_check.py``: the code the
+delivery pipeline's deploy check compares the committed record with. An endpoint not deployed yet is left out.
 
     python -m scripts.record_variants --environment prod     (or: make record-variants ENV=prod)
 
@@ -32,7 +32,7 @@ from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[impor
 from config import ConfigError, load_config
 from config.deployed import RECORD_FILE, DeployedVariant, DeployedVariants, EnvironmentRecord
 from config.naming import Names
-from scripts.approval_modules import load
+from mlops_platform.registry import endpoint_check
 
 ROOT = Path(__file__).resolve().parent.parent
 HEADER = """\
@@ -43,8 +43,6 @@ HEADER = """\
 # live variant names. The delivery pipeline's deploy check fails while it is stale. An empty entry:
 # nothing deployed yet.
 """
-
-endpoint_check = load("endpoint_check")
 
 
 class WrongAccount(Exception):

@@ -154,7 +154,7 @@ def test_the_deployment_function_reads_the_serving_stack_and_writes_only_declare
     names = Names(project="mlops", environment=settings.name)
 
     [describe] = [s for s in found if s.get("Sid") == "ReadServingStack"]
-    # DescribeStacks to settle; the rest is the endpoint check (lambda/approval/endpoint_check.py).
+    # DescribeStacks to settle; the rest is the endpoint check (mlops_platform/registry/endpoint_check.py).
     assert sorted(actions_of(describe)) == [
         "cloudformation:DescribeStacks",
         "cloudformation:GetTemplate",
@@ -289,7 +289,7 @@ def test_the_deploy_role_is_assumed_with_a_session_policy_naming_only_the_servin
 
 
 def test_the_session_policy_covers_the_change_sets_the_workflow_names():
-    source = (ROOT / "lambda" / "approval" / "deployment.py").read_text()
+    source = (ROOT / "mlops_platform" / "registry" / "deployment_settings.py").read_text()
 
     assert f'f"{CHANGE_SET_PREFIX}{{execution}}"' in source
 

@@ -22,7 +22,6 @@ from mlops_constructs.retrain_trigger import DECISION_METRICS
 
 # The drift job's code: its report names the metrics it publishes.
 from mlops_platform.monitoring.drift import DriftReport, FeatureDrift, PredictionDrift
-from tests.conftest import load_handler
 from tests.infra.test_training import of_type
 
 STACK = "monitoring"
@@ -63,13 +62,12 @@ def published_drift_metrics() -> dict[str, tuple[str, str]]:
     }
 
 
-def published_weight_metric(namespace: str = "mlops/test") -> tuple[str, list[str]]:
-    """The weights resource's share-of-traffic metric and its dimension names, from the handler's own data
-    (lambda/variant_weights, ``weight_metrics``): a renamed metric or dimension there fails these tests."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("METRICS_NAMESPACE", namespace)
-        handler = load_handler("variant_weights")
-    [share] = [d for d in handler.weight_metrics("e", {"v": 1.0}) if d["Unit"] == "Percent"]
+def published_weight_metric() -> tuple[str, list[str]]:
+    """The weights resource's share-of-traffic metric and its dimension names, from the resource's own data
+    (mlops_platform/serving/weights.py, ``weight_metrics``): a renamed metric or dimension there fails these tests."""
+    from mlops_platform.serving.weights import weight_metrics
+
+    [share] = [d for d in weight_metrics("e", {"v": 1.0}) if d["Unit"] == "Percent"]
     return share["MetricName"], [d["Name"] for d in share["Dimensions"]]
 
 

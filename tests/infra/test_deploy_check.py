@@ -30,8 +30,10 @@ from mlops_constructs.deploy_check import (
     deploy_check_role_name,
     pipeline_deploy_check_role_name,
 )
+from mlops_platform.registry import endpoint_check
+from mlops_platform.registry.deployment import Steps
+from mlops_platform.registry.deployment_settings import Settings
 from scripts import check_deploy, record_variants
-from scripts.approval_modules import load
 from tests.conftest import ROOT
 from tests.infra.conftest import ENVIRONMENTS
 from tests.infra.test_approval_path import actions_of, resources_of, statements
@@ -39,7 +41,6 @@ from tests.infra.test_pipeline import action, project_of, stage
 from tests.infra.test_training import function_environment, of_type, rendered
 from tests.live_endpoints import IMAGE, ROLE, current_instance_types
 
-endpoint_check = load("endpoint_check")
 TOOLING = "000000000000"
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -371,27 +372,8 @@ class Routed:
         return getattr(self._stubbed if name == "describe_model_package" else self._moto, name)
 
 
-@pytest.fixture(scope="module")
-def deployment_module() -> Iterator[Any]:
-    from tests.conftest import load_handler
-
-    environment = {
-        "ENVIRONMENT": "dev",
-        "PACKAGE_GROUP_PREFIX": "mlops-dev",
-        "SERVING_STACK_NAME": "dev-Serving",
-        "LEDGER_TABLE": "ledger",
-        "TOPIC_ARN": "arn:aws:sns:eu-west-1:111111111111:notifications",
-        "LOCK_SECONDS": "3600",
-    }
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in environment.items():
-            patch.setenv(name, value)
-        patch.syspath_prepend(str(ROOT / "lambda" / "approval"))
-        yield load_handler("approval", "deployment")
-
-
 @pytest.mark.parametrize("served", [True, False], ids=["the endpoint runs the deploy", "a guardrail rolled it back"])
-def test_the_deployment_steps_judge_the_synthesized_stack_by_its_endpoint(dev, deployment_module, served):
+def test_the_deployment_steps_judge_the_synthesized_stack_by_its_endpoint(dev, served):
     from tests.conftest import create_ledger_table
 
     deployed, stack = dev
@@ -417,13 +399,13 @@ def test_the_deployment_steps_judge_the_synthesized_stack_by_its_endpoint(dev, d
         },
         {"ModelPackageName": package_arn},
     )
-    steps = deployment_module.Steps(
+    steps = Steps(
         cloudformation=deployed.cloudformation,
         ssm=ssm,
         dynamodb=dynamodb,
         sagemaker=Routed(deployed.sagemaker, packages),
         sns=sns,
-        settings=deployment_module.Settings.from_environment(
+        settings=Settings.from_environment(
             {
                 "ENVIRONMENT": "dev",
                 "PACKAGE_GROUP_PREFIX": "mlops-dev",

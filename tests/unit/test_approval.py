@@ -1,5 +1,8 @@
 """The approval function: what an approved or pending model package becomes, against moto and botocore's Stubber.
 
+The decisions are mlops_platform/registry/approval.py's ``Approvals``; the last tests run the Lambda
+handler (lambda/approval/handler.py), the adapter that builds them from the environment.
+
 S3 (tenant config, schema, baseline, evaluation), SSM (pointers), DynamoDB (the ledger) and SNS (the
 notices) are moto's. SageMaker is a Stubber, since moto's model packages lack the fields the checks read,
 and so is Step Functions, so that a duplicate start can answer ``ExecutionAlreadyExists`` exactly as
@@ -13,6 +16,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,8 +27,11 @@ from botocore.stub import Stubber
 from moto import mock_aws
 from moto.sns.models import sns_backends
 
-from scripts.promote import feature_schema
-from tests.conftest import ROOT, create_ledger_table, load_handler
+from mlops_platform.registry.approval import Approvals
+from mlops_platform.registry.approval_messages import with_challenger
+from mlops_platform.registry.approval_settings import Endpoint, Settings, Variant, execution_name
+from mlops_platform.registry.checks import feature_schema
+from tests.conftest import create_ledger_table, load_handler
 from tests.unit.test_promote import (
     ACCOUNT,
     ARTIFACTS,
@@ -77,19 +84,8 @@ def schema_body() -> bytes:
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=True).encode("ascii")
 
 
-@pytest.fixture(scope="module")
-def approval() -> Iterator[Any]:
-    """lambda/approval/handler.py, imported once with the environment above (it imports model_promotion beside it)."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in ENVIRONMENT.items():
-            patch.setenv(name, value)
-        patch.syspath_prepend(str(ROOT / "lambda" / "approval"))
-        yield load_handler("approval")
-
-
 class World:
-    def __init__(self, module: Any, endpoints: dict[str, Any] | None = None) -> None:
-        self.module = module
+    def __init__(self, endpoints: dict[str, Any] | None = None) -> None:
         names = ("s3", "ssm", "dynamodb", "sns", "sagemaker", "stepfunctions")
         self.s3, self.ssm, self.dynamodb, self.sns, self.sagemaker, self.sfn = (
             boto3.client(name, region_name=REGION) for name in names
@@ -104,14 +100,14 @@ class World:
         create_ledger_table(LEDGER, REGION)
         self.topic = self.sns.create_topic(Name="notifications")["TopicArn"]
         environment = {**ENVIRONMENT, "ENDPOINTS": json.dumps(endpoints if endpoints is not None else {"churn": CHURN})}
-        self.approvals = module.Approvals(
+        self.approvals = Approvals(
             sagemaker=self.sagemaker,
             s3=self.s3,
             ssm=self.ssm,
             dynamodb=self.dynamodb,
             stepfunctions=self.sfn,
             sns=self.sns,
-            settings=module.Settings.from_environment(environment),
+            settings=Settings.from_environment(environment),
             clock=lambda: NOW,
         )
 
@@ -157,9 +153,9 @@ class World:
 
 
 @pytest.fixture
-def world(approval) -> Iterator[World]:
+def world() -> Iterator[World]:
     with mock_aws():
-        yield World(approval)
+        yield World()
 
 
 def event(status: str = "Approved", arn: str = PACKAGE_ARN, group: str = GROUP) -> dict[str, Any]:
@@ -186,8 +182,8 @@ def request(world: World, model_data: str = MODEL_DATA) -> dict[str, Any]:
 # -- approved, with a Challenger ------------------------------------------------------------------
 
 
-def test_an_approved_package_starts_one_deployment_of_the_challenger(world, approval):
-    name = approval.execution_name("churn", PACKAGE_ARN)
+def test_an_approved_package_starts_one_deployment_of_the_challenger(world):
+    name = execution_name("churn", PACKAGE_ARN)
     world.describes(package(world.schema))
     world.starts(name, request(world))
 
@@ -202,8 +198,8 @@ def test_an_approved_package_starts_one_deployment_of_the_challenger(world, appr
     assert world.notices() == []
 
 
-def test_a_duplicate_event_is_one_deployment_and_recorded_as_a_duplicate(world, approval):
-    name = approval.execution_name("churn", PACKAGE_ARN)
+def test_a_duplicate_event_is_one_deployment_and_recorded_as_a_duplicate(world):
+    name = execution_name("churn", PACKAGE_ARN)
     world.describes(package(world.schema))
     world.starts(name, request(world))
     world.handle(event())
@@ -225,9 +221,9 @@ def test_a_duplicate_event_is_one_deployment_and_recorded_as_a_duplicate(world, 
     assert world.decisions() == [("PROMOTION#churn", "deploying"), ("PROMOTION#churn", "skipped-duplicate")]
 
 
-def test_a_repeated_start_of_a_running_execution_is_recorded_as_a_duplicate(world, approval):
+def test_a_repeated_start_of_a_running_execution_is_recorded_as_a_duplicate(world):
     # Step Functions answers a start with the name and input of a running execution with that execution.
-    name = approval.execution_name("churn", PACKAGE_ARN)
+    name = execution_name("churn", PACKAGE_ARN)
     decisions = []
     for _ in range(2):
         world.describes(package(world.schema))
@@ -238,9 +234,9 @@ def test_a_repeated_start_of_a_running_execution_is_recorded_as_a_duplicate(worl
     assert [first[0]["decision"], second[0]["decision"]] == ["deploying", "skipped-duplicate"]
 
 
-def test_execution_names_are_unique_per_endpoint_and_package_and_fit_step_functions(approval):
+def test_execution_names_are_unique_per_endpoint_and_package_and_fit_step_functions():
     names = {
-        approval.execution_name(endpoint, f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{GROUP}/{version}")
+        execution_name(endpoint, f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{GROUP}/{version}")
         for endpoint in ("churn", "a" * 32)
         for version in (1, 2, 123456)
     }
@@ -250,7 +246,7 @@ def test_execution_names_are_unique_per_endpoint_and_package_and_fit_step_functi
         len(name) <= 80 and name[0].isalpha() and set(name) <= set("abcdefghijklmnopqrstuvwxyz0123456789-")
         for name in names
     )
-    assert approval.execution_name("churn", PACKAGE_ARN) == approval.execution_name("churn", PACKAGE_ARN)
+    assert execution_name("churn", PACKAGE_ARN) == execution_name("churn", PACKAGE_ARN)
 
 
 # -- refused --------------------------------------------------------------------------------------
@@ -286,14 +282,14 @@ def test_a_refused_package_is_notified_once_and_nothing_is_written(world, change
     assert world.parameter("/mlops/dev/models/churn/Challenger") is None  # no pointer written, no execution
 
 
-def test_a_linear_model_is_refused_for_a_gpu_challenger(approval):
+def test_a_linear_model_is_refused_for_a_gpu_challenger():
     gpu = [
         "acme",
         "xgboost",
         [["Champion", "cpu", "ml.c5.large", 1, 2, 1, 90], ["Challenger", "gpu", "ml.g5.xlarge", 1, 2, 1, 10]],
     ]
     with mock_aws():
-        world = World(approval, {"churn": gpu})
+        world = World({"churn": gpu})
         world.describes(package(world.schema, CustomerMetadataProperties__algorithm="linear"))
 
         [decision] = world.handle(event())
@@ -306,10 +302,10 @@ def test_a_linear_model_is_refused_for_a_gpu_challenger(approval):
 # -- no Challenger, no endpoint, the example tenant -------------------------------------------------
 
 
-def test_an_endpoint_without_a_challenger_is_not_changed_and_people_get_the_config_that_serves_it(approval):
+def test_an_endpoint_without_a_challenger_is_not_changed_and_people_get_the_config_that_serves_it():
     champion_only = ["acme", "xgboost", [["Champion", "cpu", "ml.c5.xlarge", 2, 4, 2, 100]]]
     with mock_aws():
-        world = World(approval, {"churn": champion_only})
+        world = World({"churn": champion_only})
         world.describes(package(world.schema))
 
         [decision] = world.handle(event())
@@ -328,11 +324,11 @@ def test_an_endpoint_without_a_challenger_is_not_changed_and_people_get_the_conf
         assert world.parameter("/mlops/dev/models/churn/Challenger") == (MODEL_DATA, f"model package {PACKAGE_ARN}")
 
 
-def test_an_undeclared_endpoint_gets_its_pointers_with_the_approved_model(approval):
+def test_an_undeclared_endpoint_gets_its_pointers_with_the_approved_model():
     linear = "mlops-dev-acme-linear"
     arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{linear}/1"
     with mock_aws():
-        world = World(approval)  # declares churn for acme/xgboost only
+        world = World()  # declares churn for acme/xgboost only
         world.describes(
             package(
                 world.schema,
@@ -358,11 +354,11 @@ def test_an_undeclared_endpoint_gets_its_pointers_with_the_approved_model(approv
         assert "    acme-linear:\n      tenant: acme\n      model: linear\n" in message
 
 
-def test_a_prepared_pointer_takes_newer_versions_only(approval):
+def test_a_prepared_pointer_takes_newer_versions_only():
     newer, older = (f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/mlops-dev-acme-linear/{v}" for v in (5, 4))
     later = MODEL_DATA.replace("run-1", "run-2")
     with mock_aws():
-        world = World(approval, {})
+        world = World({})
         world.put(BASELINE_KEY.replace("run-1", "run-2"), BASELINE)
 
         def describes(arn: str, data: str) -> None:
@@ -465,20 +461,20 @@ def test_another_environment_s_group_is_ignored_without_a_call(world):
 # -- the suggested config -------------------------------------------------------------------------
 
 
-def test_a_suggested_challenger_gets_a_tenth_of_the_traffic(approval):
-    variant = approval.Variant("Champion", "cpu", "ml.c5.large", 1, 2, 1, 100.0)
-    shadow = approval.Variant("Shadow", "cpu", "ml.c5.large", 1, 2, 1, 80.0)
+def test_a_suggested_challenger_gets_a_tenth_of_the_traffic():
+    variant = Variant("Champion", "cpu", "ml.c5.large", 1, 2, 1, 100.0)
+    shadow = Variant("Shadow", "cpu", "ml.c5.large", 1, 2, 1, 80.0)
 
-    alone = approval.with_challenger((variant,), variant)
-    beside = approval.with_challenger((replace_weight(approval, variant, 100.0), shadow), variant)
+    alone = with_challenger((variant,), variant)
+    beside = with_challenger((replace_weight(variant, 100.0), shadow), variant)
 
     assert [(v.name, v.weight) for v in alone] == [("Champion", 90.0), ("Challenger", 10.0)]
-    shares = approval.Endpoint("e", "t", "m", tuple(beside))
+    shares = Endpoint("e", "t", "m", tuple(beside))
     assert shares.share("Challenger") == 10.0
 
 
-def replace_weight(approval: Any, variant: Any, weight: float) -> Any:
-    return approval.Variant(variant.name, variant.flavour, variant.instance_type, 1, 2, 1, weight)
+def replace_weight(variant: Any, weight: float) -> Any:
+    return Variant(variant.name, variant.flavour, variant.instance_type, 1, 2, 1, weight)
 
 
 # -- the shipped config's endpoint template ---------------------------------------------------------
@@ -502,3 +498,37 @@ def test_the_commented_endpoint_template_is_valid_config_with_a_challenger_at_te
     assert [v.name for v in endpoint.variants] == ["Champion", "Challenger"]
     total = sum(v.weight for v in endpoint.variants)
     assert endpoint.variant("Challenger").weight / total == pytest.approx(0.10)
+
+
+# -- the Lambda handler ---------------------------------------------------------------------------
+
+
+@dataclass
+class LambdaContext:
+    function_name: str = "approval"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:approval"
+    aws_request_id: str = "request-1"
+
+
+def test_the_handler_decides_with_its_environment_and_counts_each_written_decision(capsys):
+    with mock_aws(), pytest.MonkeyPatch.context() as patch:
+        for name, value in {**ENVIRONMENT, "POWERTOOLS_SERVICE_NAME": "approval"}.items():
+            patch.setenv(name, value)
+        create_ledger_table(LEDGER, REGION)
+        handler = load_handler("approval")
+
+        answer = handler.handler({"id": "event-1", "Records": []}, LambdaContext())
+
+        [record] = boto3.resource("dynamodb", region_name=REGION).Table(LEDGER).scan()["Items"]
+    [decision] = answer["decisions"]
+    assert (decision["endpoint"], decision["decision"], decision["written"]) == ("_unrouted", "ignored", True)
+    assert record["pk"] == "PROMOTION#_unrouted"
+    assert record["sk"].endswith("#ignored#event-1")  # <decided_at>#<decision>#<event id>
+    [emf] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    [metrics] = emf["_aws"]["CloudWatchMetrics"]
+    assert (metrics["Namespace"], metrics["Metrics"]) == (
+        "mlops/test",
+        [{"Name": "ApprovalEventsIgnored", "Unit": "Count"}],
+    )
+    assert emf["ApprovalEventsIgnored"] == [1.0]

@@ -1,4 +1,4 @@
-"""The deployment workflow's steps (lambda/approval/deployment.py): lock, wait, write, judge, restore.
+"""The deployment workflow's steps (mlops_platform/registry/deployment.py): lock, wait, write, judge, restore.
 
 SSM (the pointer and its history), DynamoDB (the lock and the ledger) and SNS are moto's; CloudFormation
 and SageMaker are botocore Stubbers, so each test says exactly what the stack, the package and the live
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,7 +21,9 @@ from botocore.stub import Stubber
 from moto import mock_aws
 from moto.sns.models import sns_backends
 
-from tests.conftest import ROOT, create_ledger_table, load_handler
+from mlops_platform.registry.deployment import Steps
+from mlops_platform.registry.deployment_settings import InvalidRequest, Settings
+from tests.conftest import create_ledger_table, load_handler
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
@@ -93,15 +96,6 @@ NEW_CONFIG = {"Champion": "ChampionModel-old", "Challenger": "ChallengerModel-ne
 OLD_CONFIG = {"Champion": "ChampionModel-old", "Challenger": "ChallengerModel-old"}
 
 
-@pytest.fixture(scope="module")
-def deployment() -> Iterator[Any]:
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in ENVIRONMENT.items():
-            patch.setenv(name, value)
-        patch.syspath_prepend(str(ROOT / "lambda" / "approval"))
-        yield load_handler("approval", "deployment")
-
-
 class Clock:
     def __init__(self) -> None:
         self.now = NOW
@@ -111,8 +105,7 @@ class Clock:
 
 
 class World:
-    def __init__(self, module: Any) -> None:
-        self.module = module
+    def __init__(self) -> None:
         self.ssm, self.dynamodb, self.sns, self.cloudformation, self.sagemaker = (
             boto3.client(name, region_name=REGION) for name in ("ssm", "dynamodb", "sns", "cloudformation", "sagemaker")
         )
@@ -123,13 +116,13 @@ class World:
         self.ssm.put_parameter(Name=POINTER, Value="example", Type="String", Description="the example model")
         self.ssm.put_parameter(Name=POINTER, Value=OLD_DATA, Type="String", Overwrite=True, Description=OLD_DESCRIPTION)
         self.clock = Clock()
-        self.steps = module.Steps(
+        self.steps = Steps(
             cloudformation=self.cloudformation,
             ssm=self.ssm,
             dynamodb=self.dynamodb,
             sagemaker=self.sagemaker,
             sns=self.sns,
-            settings=module.Settings.from_environment(ENVIRONMENT),
+            settings=Settings.from_environment(ENVIRONMENT),
             clock=self.clock,
         )
 
@@ -270,9 +263,9 @@ class World:
 
 
 @pytest.fixture
-def world(deployment) -> Iterator[World]:
+def world() -> Iterator[World]:
     with mock_aws():
-        yield World(deployment)
+        yield World()
 
 
 UNTOUCHED = (OLD_DATA, OLD_DESCRIPTION, 2)
@@ -607,6 +600,47 @@ def test_giving_up_on_a_busy_stack_releases_the_lock_and_writes_nothing(world):
         ({"step": "deploy", "execution": EXECUTION, "request": REQUEST}, "unknown step 'deploy'"),
     ],
 )
-def test_a_malformed_step_input_is_an_error_step_functions_can_name(world, deployment, event, message):
-    with pytest.raises(deployment.InvalidRequest, match=message):
+def test_a_malformed_step_input_is_an_error_step_functions_can_name(world, event, message):
+    with pytest.raises(InvalidRequest, match=message):
         world.steps.run(event)
+
+
+# -- the Lambda handler ---------------------------------------------------------------------------------
+
+
+@dataclass
+class LambdaContext:
+    function_name: str = "deployment"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:deployment"
+    aws_request_id: str = "request-1"
+
+
+def test_the_handler_runs_the_step_with_its_environment_and_counts_the_outcome(capsys):
+    with mock_aws(), pytest.MonkeyPatch.context() as patch:
+        for name, value in {**ENVIRONMENT, "POWERTOOLS_SERVICE_NAME": "approval"}.items():
+            patch.setenv(name, value)
+        World()  # the ledger, the topic and the pointer
+        handler = load_handler("approval", "deployment")
+
+        result = handler.handler(
+            {"step": "give_up", "phase": "acquire", "execution": EXECUTION, "request": REQUEST}, LambdaContext()
+        )
+
+    assert result["status"] == "abandoned"
+    [emf] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    [metrics] = emf["_aws"]["CloudWatchMetrics"]
+    assert metrics["Metrics"] == [{"Name": "PromotionsAbandoned", "Unit": "Count"}]
+    assert emf["PromotionsAbandoned"] == [1.0]
+
+
+def test_the_handler_raises_a_malformed_input_under_a_name_step_functions_shows():
+    with mock_aws(), pytest.MonkeyPatch.context() as patch:
+        for name, value in ENVIRONMENT.items():
+            patch.setenv(name, value)
+        handler = load_handler("approval", "deployment")
+
+        with pytest.raises(Exception) as raised:  # noqa: PT011 - the class's name is the contract
+            handler.handler({"step": "deploy", "execution": EXECUTION, "request": REQUEST}, LambdaContext())
+
+    assert type(raised.value).__name__ == "InvalidRequest"

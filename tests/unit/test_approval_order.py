@@ -5,7 +5,7 @@ hours); the deployment lock only serializes them, so the workflow itself must ne
 over a newer one. And a person's ``scripts/promote.py`` takes the same lock: it never writes between a
 workflow's write and its judgement, and a workflow waits while it writes.
 
-The workflow's steps are lambda/approval/deployment.py's ``Steps`` and the command is scripts/promote.py's
+The workflow's steps are mlops_platform/registry/deployment.py's ``Steps`` and the command is scripts/promote.py's
 ``main``, both on one moto (SSM pointers, the DynamoDB ledger and its lock); CloudFormation and SageMaker
 are Stubbers, as in test_approval_deployment.py and test_promote.py, whose worlds these tests combine.
 """
@@ -29,19 +29,10 @@ OLDER = (f"{GROUP_ARN}/3", "s3://artifacts-zone/artifacts/runs/acme/run-3/models
 NEWER = (f"{GROUP_ARN}/4", "s3://artifacts-zone/artifacts/runs/acme/run-4/models/job/output/model.tar.gz")
 
 
-@pytest.fixture(scope="module")
-def deployment() -> Iterator[Any]:
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in workflow.ENVIRONMENT.items():
-            patch.setenv(name, value)
-        patch.syspath_prepend(str(workflow.ROOT / "lambda" / "approval"))
-        yield workflow.load_handler("approval", "deployment")
-
-
 @pytest.fixture
-def world(deployment) -> Iterator[workflow.World]:
+def world() -> Iterator[workflow.World]:
     with mock_aws():
-        yield workflow.World(deployment)
+        yield workflow.World()
 
 
 def request(package: tuple[str, str]) -> dict[str, Any]:
@@ -136,10 +127,10 @@ def test_an_older_approval_waiting_for_the_lock_of_a_newer_one_is_superseded_onc
 
 
 @pytest.fixture
-def both(deployment, person_evaluate) -> Iterator[tuple[workflow.World, person.World]]:
+def both(person_evaluate) -> Iterator[tuple[workflow.World, person.World]]:
     """The workflow's world and the person's, on one moto: the lock lives in the workflow's ledger."""
     with mock_aws():
-        steps = workflow.World(deployment)
+        steps = workflow.World()
         steps.clock.now = datetime.now(UTC)  # the command's clock is the real one: the lock's expiry compares them
         clients = {
             name: boto3.client(name, region_name=workflow.REGION)

@@ -1,4 +1,4 @@
-"""Is a deploy done? lambda/approval/endpoint_check.py, scripts/check_deploy.py and scripts/record_variants.py.
+"""Is a deploy done? mlops_platform/registry/endpoint_check.py, scripts/check_deploy.py and scripts/record_variants.py.
 
 SageMaker and Application Auto Scaling are moto's (endpoints, endpoint configs, models, scaling targets),
 set up by tests/live_endpoints.py as a deploy leaves them; a guardrail's rollback is an endpoint left on
@@ -26,8 +26,8 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from mlops_constructs import deploy_check
+from mlops_platform.registry import endpoint_check
 from scripts import check_deploy, record_variants
-from scripts.approval_modules import load
 from tests.conftest import ROOT
 from tests.live_endpoints import current_instance_types, deploy_endpoint
 
@@ -40,8 +40,6 @@ EXAMPLE = "mlops-dev-example"
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 CHURN_VARIANTS = [("Champion", "ml.c5.large", True), ("Challenger", "ml.m5.large", False)]
 EXAMPLE_VARIANTS = [("Champion", "ml.c5.large", True)]
-
-endpoint_check = load("endpoint_check")
 
 
 def template_of(deployed: dict[str, tuple[str, dict[str, str]]], arns: bool = True) -> tuple[dict, dict[str, str]]:

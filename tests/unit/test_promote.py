@@ -1,5 +1,8 @@
 """The promote command: every check runs before the pointer is written, and a refusal writes nothing.
 
+``promote`` and ``rollback`` are mlops_platform/registry/promotion.py's, the checks registry/checks.py's;
+``main`` is scripts/promote.py's command line around them.
+
 S3 and SSM are moto's; SageMaker is botocore's Stubber, since moto's model packages lack the fields
 promote reads (approval status, metadata, inference specification). The feature schema document a
 package points to is built by the evaluate Lambda's own code, so both ends of that contract meet here.
@@ -21,16 +24,11 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from config.tenants import PipelineConfig
-from scripts import promote as promote_module
-from scripts.promote import (
-    Clients,
-    PromotionRefused,
-    feature_schema,
-    first_difference,
-    main,
-    parse_args,
-    promote,
-)
+from mlops_platform.registry import checks
+from mlops_platform.registry.checks import FEATURE_SCHEMA_VERSION, feature_schema, first_difference
+from mlops_platform.registry.packages import PromotionRefused
+from mlops_platform.registry.promotion import promote, rollback
+from scripts.promote import Clients, main, parse_args
 from tests.conftest import create_ledger_table, load_handler
 
 REGION = "eu-west-1"
@@ -39,7 +37,7 @@ ARTIFACTS = "artifacts-zone"
 GROUP = "mlops-dev-acme-xgboost"
 PACKAGE_ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{GROUP}/3"
 POINTER = "/mlops/dev/models/churn/Champion"
-LEDGER = "promote-ledger"  # the run ledger; its deployment lock is the workflow's (lambda/approval/deploy_lock.py)
+LEDGER = "promote-ledger"  # the run ledger; its deployment lock is the workflow's (registry/deploy_lock.py)
 RUN = "artifacts/runs/acme/run-1"
 SCHEMA_KEY = f"{RUN}/evaluation/feature-schema.json"
 EVALUATION_KEY = f"{RUN}/evaluation/xgboost.json"
@@ -187,7 +185,7 @@ class World:
                 ssm=self.ssm,
                 package_arn=arn,
                 pointer=POINTER,
-                tenant=TENANT,
+                tenant_config=TENANT.published(),
                 flavour=flavour,
                 group_prefix="mlops-dev",
                 dry_run=dry_run,
@@ -431,7 +429,7 @@ def test_the_schema_promote_expects_is_the_one_evaluate_registers(evaluate):
     published = TENANT.published()
 
     assert feature_schema(published) == evaluate.feature_schema(published)
-    assert promote_module.FEATURE_SCHEMA_VERSION == evaluate.SCHEMA_VERSION
+    assert FEATURE_SCHEMA_VERSION == evaluate.SCHEMA_VERSION
 
 
 def test_the_first_difference_is_none_for_equal_schemas():
@@ -577,15 +575,20 @@ def test_the_command_names_what_the_configuration_allows(capsys, endpoint, varia
 def test_the_checks_are_one_module_shared_with_the_approval_lambda():
     from tests.conftest import ROOT
 
-    module = sys.modules["model_promotion"]
+    module = sys.modules["mlops_platform.registry.checks"]
 
-    assert module.__file__ == str(ROOT / "lambda" / "approval" / "model_promotion.py")
+    assert module.__file__ == str(ROOT / "mlops_platform" / "registry" / "checks.py")
+    assert module is checks
     assert PromotionRefused is module.PromotionRefused
     assert feature_schema is module.feature_schema
-    # No second copy of a check anywhere the command or the Lambdas could pick one up.
-    sources = [ROOT / "scripts" / "promote.py", *(ROOT / "lambda" / "approval").glob("*.py")]
-    defining = [path.name for path in sources if "def check_package(" in path.read_text()]
-    assert defining == ["model_promotion.py"]
+    # No second copy of a check anywhere the command, the Lambdas or the package could pick one up.
+    sources = [
+        ROOT / "scripts" / "promote.py",
+        *(ROOT / "lambda").rglob("*.py"),
+        *(ROOT / "mlops_platform").rglob("*.py"),
+    ]
+    defining = [path.relative_to(ROOT).as_posix() for path in sources if "def check_package(" in path.read_text()]
+    assert defining == ["mlops_platform/registry/checks.py"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -707,7 +710,7 @@ def test_rollback_skips_versions_with_the_same_value(world):
     for _ in range(2):
         world.ssm.put_parameter(Name=POINTER, Value=MODEL_DATA, Type="String", Overwrite=True, Description="v")
 
-    rolled = promote_module.rollback(ssm=world.ssm, pointer=POINTER)
+    rolled = rollback(ssm=world.ssm, pointer=POINTER)
 
     assert (rolled.value, rolled.version, rolled.previous) == ("example", 1, MODEL_DATA)
 
@@ -725,7 +728,7 @@ def test_rollback_refuses_a_pointer_without_an_earlier_model(world, capsys):
 def test_a_dry_run_rollback_writes_nothing(world):
     world.ssm.put_parameter(Name=POINTER, Value=MODEL_DATA, Type="String", Overwrite=True, Description="promoted")
 
-    rolled = promote_module.rollback(ssm=world.ssm, pointer=POINTER, dry_run=True)
+    rolled = rollback(ssm=world.ssm, pointer=POINTER, dry_run=True)
 
     assert (rolled.value, rolled.written) == ("example", False)
     assert world.pointer() == (MODEL_DATA, 2, "promoted")

@@ -1,5 +1,8 @@
 """The variant-weights custom resource, with botocore's Stubber: moto's SageMaker lacks endpoint updates.
 
+The logic is mlops_platform/serving/weights.py's; the tests call it through the Lambda handler
+(lambda/variant_weights/handler.py), as the Provider framework does.
+
 The weights it publishes go to moto's CloudWatch and are read back from there.
 
 Events are shaped as the CDK Provider framework hands them to ``on_event`` and ``is_complete``: a
@@ -16,9 +19,11 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from moto import mock_aws
 
+from mlops_platform.serving.weights import WeightsError
 from tests.conftest import load_handler
 
 ENDPOINT = "mlops-dev-example"
@@ -243,7 +248,7 @@ def test_only_the_named_variants_are_updated_the_others_keep_their_weights(weigh
 def test_an_endpoint_that_cannot_take_weights_fails_the_resource_with_its_reason(weights, stub, status, failure):
     stub.add_response("describe_endpoint", described(status, failure))
 
-    with pytest.raises(weights.WeightsError, match=f"is {status} and cannot take weights") as raised:
+    with pytest.raises(WeightsError, match=f"is {status} and cannot take weights") as raised:
         poll(weights, cfn_event("Update"))
     if failure:
         assert failure in str(raised.value)
@@ -252,7 +257,7 @@ def test_an_endpoint_that_cannot_take_weights_fails_the_resource_with_its_reason
 def test_a_variant_the_endpoint_does_not_have_fails_the_resource_naming_it(weights, stub):
     stub.add_response("describe_endpoint", described(Champion=1.0))
 
-    with pytest.raises(weights.WeightsError, match=r"has no variant \['Challenger'\]; its variants are \['Champion'\]"):
+    with pytest.raises(WeightsError, match=r"has no variant \['Challenger'\]; its variants are \['Champion'\]"):
         poll(weights, cfn_event("Create"))
 
 
@@ -275,7 +280,7 @@ def test_any_other_validation_error_fails_the_resource(weights, stub):
         service_message="The variant name(s) [Challenger] is/are not present.",
     )
 
-    with pytest.raises(weights.ClientError):
+    with pytest.raises(ClientError):
         poll(weights, cfn_event("Update"))
 
 
@@ -302,17 +307,17 @@ def test_delete_undoes_nothing_and_calls_nothing(weights, stub):
     ],
 )
 def test_bad_weights_fail_the_deploy_at_once_without_calling_sagemaker(weights, stub, value, message):
-    with pytest.raises(weights.WeightsError, match=message):
+    with pytest.raises(WeightsError, match=message):
         weights.on_event(cfn_event("Create", value), LambdaContext())
 
 
 def test_a_missing_endpoint_name_fails_the_deploy_at_once(weights, stub):
-    with pytest.raises(weights.WeightsError, match="EndpointName must be the endpoint's name"):
+    with pytest.raises(WeightsError, match="EndpointName must be the endpoint's name"):
         weights.on_event(cfn_event("Update", EndpointName=""), LambdaContext())
 
 
 def test_weights_that_would_leave_no_variant_serving_fail_the_resource(weights, stub):
     stub.add_response("describe_endpoint", described(Champion=1.0, Challenger=0.0))
 
-    with pytest.raises(weights.WeightsError, match="no variant to serve traffic"):
+    with pytest.raises(WeightsError, match="no variant to serve traffic"):
         poll(weights, cfn_event("Update", {"Champion": "0", "Challenger": "0"}))

@@ -19,7 +19,7 @@ as AWS has it: each endpoint the stack deploys, its live variant names (``Descri
 instance types (the live endpoint config's: ``DescribeEndpoint`` has none) and whether each is an
 Application Auto Scaling target (``DescribeScalableTargets``).
 
-The same module runs in the approval path's deployment function (beside it), after the delivery
+The same module runs in the approval path's deployment function (``deployment``), after the delivery
 pipeline's deploy stages and after ``make deploy`` (scripts/check_deploy.py), and in
 ``make record-variants`` (scripts/record_variants.py): one comparison for every deploy path. It needs
 boto3 only and takes its clients as arguments. The IAM actions it calls are ``CHECK_ACTIONS`` and
@@ -33,7 +33,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError  # type: ignore[import-untyped]
+
+from mlops_platform.registry.packages import error_code
 
 ENDPOINT = "AWS::SageMaker::Endpoint"
 ENDPOINT_CONFIG = "AWS::SageMaker::EndpointConfig"
@@ -99,12 +101,18 @@ def _referenced(value: Any) -> str | None:
     return None
 
 
+def is_stack_missing(error: ClientError) -> bool:
+    """CloudFormation's answer for a stack that does not exist: ``ValidationError``, "... does not exist"."""
+    return error_code(error) == "ValidationError" and "does not exist" in error.response.get("Error", {}).get(
+        "Message", ""
+    )
+
+
 def _template(cloudformation: Any, stack_name: str) -> dict[str, Any]:
     try:
         body = cloudformation.get_template(StackName=stack_name, TemplateStage="Original")["TemplateBody"]
     except ClientError as error:
-        message = error.response.get("Error", {}).get("Message", "")
-        if error.response.get("Error", {}).get("Code") == "ValidationError" and "does not exist" in message:
+        if is_stack_missing(error):
             raise StackMissing(f"stack {stack_name} does not exist") from None
         raise
     # botocore decodes a JSON template into a mapping; a string is the body as uploaded.
@@ -149,7 +157,7 @@ def _describe_endpoint(sagemaker: Any, name: str) -> dict[str, Any] | None:
     try:
         endpoint: dict[str, Any] = sagemaker.describe_endpoint(EndpointName=name)
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") == NOT_FOUND:
+        if error_code(error) == NOT_FOUND:
             return None
         raise
     return endpoint

@@ -1,9 +1,8 @@
-"""Model promotion: what a model package must pass before a model pointer may name it, and how a promotion is recorded.
+"""Promotion checks: what a model package must pass before a model pointer may name it.
 
 One module for both writers of model pointers (ARCHITECTURE.md, "Where models live"): the approval path
-(``handler.py`` and ``deployment.py`` beside this file) and people (``scripts/promote.py``, which imports this
-file by its path). It needs boto3 only, takes its clients as arguments and reads no environment, so
-both load it the same way and no second copy of a check can drift.
+(``approval`` and ``deployment``) and people (``scripts/promote.py``, through ``promotion``). It needs
+boto3 only, takes its clients as arguments and reads no environment, so no second copy of a check can drift.
 
 ``check_package`` runs every check, in this order, and raises ``PromotionRefused`` (one sentence) at
 the first that fails:
@@ -21,9 +20,6 @@ the first that fails:
 6. its drift baseline (``baseline`` / ``baseline_sha256`` metadata) is the artifact's sibling
    ``baseline.json``, has the recorded sha256, and lists the schema's features in the schema's order:
    the drift monitor finds a served model's baseline by that sibling rule alone.
-
-A pointer (``/<project>/<env>/models/<endpoint>/<variant>``) holds the artifact's S3 URI, or the sentinel
-``example``; its description ``model package <ARN>`` names the package for lineage.
 """
 
 from __future__ import annotations
@@ -33,32 +29,22 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeSerializer
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
-# The algorithms each flavour of variant serves. A GPU instance serves XGBoost only: a linear
-# model on it pays for a GPU it never uses.
-SERVED_BY: dict[str, frozenset[str]] = {
-    "cpu": frozenset({"xgboost", "linear"}),
-    "gpu": frozenset({"xgboost"}),
-}
-EXAMPLE = "example"  # the smoke-test tenant, its endpoint, and the pointer's sentinel for the shipped model
+from mlops_platform.registry.packages import (
+    PACKAGE_ARN,
+    SERVED_BY,
+    PromotionRefused,
+    describe_package,
+    error_code,
+)
+
 FEATURE_SCHEMA_VERSION = 1  # lambda/evaluate/handler.py: SCHEMA_VERSION of the documents it writes
 BASELINE_FILE = "baseline.json"
-PACKAGE_ARN = re.compile(
-    r"^arn:aws[a-z-]*:sagemaker:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):model-package/(?P<group>[^/]+)/(?P<version>\d+)$"
-)
 S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>.+)$")
 MODEL_ARTIFACT = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/(?:.+/)?model\.tar\.gz$")
-PACKAGE_NOT_FOUND_CODES = frozenset({"ValidationException", "ResourceNotFound"})
-DESCRIPTION_PREFIX = "model package "
-
-
-class PromotionRefused(Exception):
-    """Why a package may not be promoted to a variant, in one sentence; nothing was written."""
 
 
 @dataclass(frozen=True)
@@ -74,63 +60,6 @@ class CheckedPackage:
     model_data: str
     baseline: str
     metadata: dict[str, str]
-
-
-@dataclass(frozen=True)
-class Pointer:
-    name: str
-    value: str
-    description: str | None
-    version: int
-
-    @property
-    def package_arn(self) -> str | None:
-        """The package its description names (``model package <ARN>``), if any."""
-        return package_of(self.description)
-
-
-def pointer_description(package_arn: str) -> str:
-    return f"{DESCRIPTION_PREFIX}{package_arn}"
-
-
-def package_of(description: str | None) -> str | None:
-    if description and description.startswith(DESCRIPTION_PREFIX):
-        candidate = description[len(DESCRIPTION_PREFIX) :].strip()
-        if PACKAGE_ARN.match(candidate):
-            return candidate
-    return None
-
-
-def package_version(package_arn: str) -> tuple[str, int] | None:
-    """(group, version) of a package version's ARN; None for anything else."""
-    match = PACKAGE_ARN.match(package_arn)
-    return (match["group"], int(match["version"])) if match else None
-
-
-def newer_package(pointer: Pointer | None, package_arn: str) -> str | None:
-    """The package a pointer names when it is a newer version of ``package_arn``'s group; else None.
-
-    Approvals reach the approval path in any order (EventBridge retries an event for hours), and the
-    deployment lock only serializes them: a package older than the one a pointer already names must
-    never overwrite it. Another group's package, or a pointer that names none, is no reason to stop.
-    """
-    named = pointer.package_arn if pointer is not None else None
-    theirs, ours = (package_version(named) if named else None), package_version(package_arn)
-    if named and theirs and ours and theirs[0] == ours[0] and theirs[1] > ours[1]:
-        return named
-    return None
-
-
-def describe_package(sagemaker: Any, package_arn: str) -> dict[str, Any]:
-    """DescribeModelPackage, with "no such package" as a refusal; other AWS failures raise."""
-    try:
-        package: dict[str, Any] = sagemaker.describe_model_package(ModelPackageName=package_arn)
-    except ClientError as error:
-        code = error.response.get("Error", {}).get("Code")
-        if code in PACKAGE_NOT_FOUND_CODES:
-            raise PromotionRefused(f"model package {package_arn} does not exist ({code})") from None
-        raise
-    return package
 
 
 def check_package(
@@ -161,8 +90,7 @@ def check_package(
         try:
             package = describe_package(sagemaker, package_arn)
         except ClientError as error:
-            code = error.response.get("Error", {}).get("Code")
-            raise PromotionRefused(f"cannot describe model package {package_arn} ({code})") from None
+            raise PromotionRefused(f"cannot describe model package {package_arn} ({error_code(error)})") from None
 
     status = package.get("ModelApprovalStatus")
     if status != "Approved":
@@ -276,8 +204,21 @@ def read_s3(s3: Any, uri: str, what: str, package_arn: str) -> bytes:
     try:
         body: bytes = s3.get_object(Bucket=location["bucket"], Key=location["key"])["Body"].read()
     except ClientError as error:
-        code = error.response.get("Error", {}).get("Code")
-        raise PromotionRefused(f"cannot read {what} {uri} of model package {package_arn} ({code})") from None
+        raise PromotionRefused(
+            f"cannot read {what} {uri} of model package {package_arn} ({error_code(error)})"
+        ) from None
+    return body
+
+
+def read_recorded(s3: Any, uri: str, recorded: str, what: str, package_arn: str) -> bytes:
+    """The document at ``uri``, once its sha256 is the one the package recorded at registration."""
+    body = read_s3(s3, uri, what, package_arn)
+    actual = hashlib.sha256(body).hexdigest()
+    if actual != recorded:
+        raise PromotionRefused(
+            f"{what} {uri} of model package {package_arn} has sha256 {actual}, "
+            f"not {recorded} as the package records: it changed after registration"
+        )
     return body
 
 
@@ -319,13 +260,7 @@ def _check_schema(
             f"model package {package_arn} has no feature_schema and feature_schema_sha256 metadata, "
             "so its fit to the endpoint's schema cannot be checked"
         )
-    body = read_s3(s3, uri, "the feature schema", package_arn)
-    actual = hashlib.sha256(body).hexdigest()
-    if actual != recorded:
-        raise PromotionRefused(
-            f"the feature schema {uri} of model package {package_arn} has sha256 {actual}, "
-            f"not {recorded} as the package records: it changed after registration"
-        )
+    body = read_recorded(s3, uri, recorded, "the feature schema", package_arn)
     try:
         document = json.loads(body)
         features = [(str(f["name"]), str(f["type"])) for f in document["features"]]
@@ -366,13 +301,7 @@ def _check_baseline(
             f"model package {package_arn} names the baseline {uri}, not {sibling} beside its artifact, "
             "where the drift monitor looks for a served model's baseline"
         )
-    body = read_s3(s3, uri, "the baseline", package_arn)
-    actual = hashlib.sha256(body).hexdigest()
-    if actual != recorded:
-        raise PromotionRefused(
-            f"the baseline {uri} of model package {package_arn} has sha256 {actual}, "
-            f"not {recorded} as the package records: it changed after registration"
-        )
+    body = read_recorded(s3, uri, recorded, "the baseline", package_arn)
     try:
         order = json.loads(body)["feature_order"]
         if not isinstance(order, list):
@@ -387,116 +316,17 @@ def _check_baseline(
     return uri
 
 
-def pointer_history(ssm: Any, name: str) -> list[Pointer]:
-    """Every kept version of a pointer, oldest first (GetParameterHistory: values and descriptions, one grant).
+def published_config(s3: Any, bucket: str, key: str, tenant: str) -> dict[str, Any]:
+    """The tenant's config as synth publishes it (``PipelineConfig.published()``), at ``s3://bucket/key``.
 
-    Raises ClientError ``ParameterNotFound`` for a pointer that does not exist.
+    A tenant without a published config gets ``{"tenant": tenant}``: ``check_package`` then refuses its
+    packages, having no dataset to compare them with.
     """
-    history: list[Pointer] = []
-    paginator = ssm.get_paginator("get_parameter_history")
-    for page in paginator.paginate(Name=name, MaxResults=50):
-        history.extend(
-            Pointer(
-                name=name,
-                value=entry["Value"],
-                description=entry.get("Description"),
-                version=int(entry.get("Version", 0)),
-            )
-            for entry in page.get("Parameters", [])
-        )
-    return sorted(history, key=lambda pointer: pointer.version)
-
-
-def find_pointer(ssm: Any, name: str) -> Pointer | None:
-    """A pointer's current value, description and version; None when it does not exist."""
     try:
-        history = pointer_history(ssm, name)
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") == "ParameterNotFound":
-            return None
+        if error_code(error) in ("NoSuchKey", "404"):
+            return {"tenant": tenant}
         raise
-    return history[-1] if history else None
-
-
-def read_pointer(ssm: Any, name: str) -> Pointer:
-    """A pointer's current value, description and version; ``PromotionRefused`` when it does not exist."""
-    try:
-        pointer = find_pointer(ssm, name)
-    except ClientError as error:
-        code = error.response.get("Error", {}).get("Code")
-        raise PromotionRefused(f"cannot read the model pointer {name} ({code})") from None
-    if pointer is None:
-        raise PromotionRefused(
-            f"the model pointer {name} does not exist; the environment's Foundation stack creates it: "
-            "deploy the environment first"
-        )
-    return pointer
-
-
-def previous_version(ssm: Any, name: str) -> Pointer | None:
-    """The newest earlier version of a pointer whose value differs from the current one (rollback's target)."""
-    history = pointer_history(ssm, name)
-    if not history:
-        return None
-    current = history[-1].value
-    return next((pointer for pointer in reversed(history[:-1]) if pointer.value != current), None)
-
-
-def ledger_item(
-    *,
-    endpoint: str,
-    decision: str,
-    decided_at: str,
-    reason: str,
-    sort_key: str,
-    tenant: str | None = None,
-    **fields: Any,
-) -> dict[str, Any]:
-    """One promotion record of the run ledger: ``PROMOTION#<endpoint>`` / ``sort_key``, and for a known
-    tenant the ``ByTenant`` index (``TENANT#<tenant>`` / ``PROMOTION#<decided_at>#<decision>``).
-
-    Plain Python values (strings, numbers, lists, maps); None fields are left out.
-    """
-    item: dict[str, Any] = {
-        "pk": f"PROMOTION#{endpoint}",
-        "sk": sort_key,
-        "kind": "promotion",
-        "endpoint": endpoint,
-        "decision": decision,
-        "reason": reason[:1024],
-        "decided_at": decided_at,
-        **{key: value for key, value in fields.items() if value is not None},
-    }
-    if tenant:
-        item["tenant"] = tenant
-        item["gsi1pk"] = f"TENANT#{tenant}"
-        item["gsi1sk"] = f"PROMOTION#{decided_at}#{decision}"
-    return item
-
-
-def put_once(dynamodb: Any, table: str, item: Mapping[str, Any]) -> bool:
-    """Write a ledger item unless its key exists; True when written (False: a duplicate, or a retried write)."""
-    serializer = TypeSerializer()
-    try:
-        dynamodb.put_item(
-            TableName=table,
-            Item={key: serializer.serialize(_dynamodb_value(value)) for key, value in item.items()},
-            ConditionExpression="attribute_not_exists(sk)",
-        )
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-            raise
-        return False
-    return True
-
-
-def _dynamodb_value(value: Any) -> Any:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, float):
-        return Decimal(repr(value))
-    if isinstance(value, dict):
-        return {key: _dynamodb_value(inner) for key, inner in value.items() if inner is not None}
-    if isinstance(value, list | tuple):
-        return [_dynamodb_value(inner) for inner in value]
-    return value
+    config: dict[str, Any] = json.loads(body)
+    return config

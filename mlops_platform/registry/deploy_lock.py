@@ -1,15 +1,15 @@
 """The deployment lock of an environment's Serving stack: one writer of its model pointers at a time.
 
 A ledger item ``LOCK#<stack>`` / ``LOCK`` taken with a conditional write by its owner's name. The approval
-path's deployment workflow (``deployment.py``) holds it from before it writes a pointer until its deploy is
-judged; ``scripts/promote.py`` (which imports this file by its path) holds it while it checks and writes one.
+path's deployment workflow (``deployment``) holds it from before it writes a pointer until its deploy is
+judged; ``scripts/promote.py`` (``promotion.deployment_lock``) holds it while it checks and writes one.
 So a person's promotion never lands between a workflow's write and its judgement, and two promotions
 never interleave. The lock expires (``expires_at``, epoch seconds), so an owner that died cannot block
 the others forever; whoever finds it expired takes it over.
 
 Ordering is not the lock's job: the lock serializes writers, whatever order they come in. Each writer
 checks, under the lock, that it does not put an older package over a newer one
-(``model_promotion.newer_package``).
+(``pointers.newer_package``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError  # type: ignore[import-untyped]
+
+from mlops_platform.registry.ledger import iso
+from mlops_platform.registry.packages import error_code
 
 
 def lock_key(stack_name: str) -> dict[str, dict[str, str]]:
@@ -28,10 +31,6 @@ def lock_key(stack_name: str) -> dict[str, dict[str, str]]:
 def plain(item: Mapping[str, Any] | None) -> dict[str, str]:
     """A DynamoDB item's string and number attributes as Python strings."""
     return {key: next(iter(value.values())) for key, value in (item or {}).items() if set(value) & {"S", "N"}}
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def take(
@@ -72,7 +71,7 @@ def take(
             ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+        if error_code(error) != "ConditionalCheckFailedException":
             raise
         return plain(error.response.get("Item")) or {"owner": "another writer"}
     return None
@@ -81,6 +80,26 @@ def take(
 def read(dynamodb: Any, table: str, stack_name: str) -> dict[str, str]:
     """The lock item as it is now (empty when nobody holds it)."""
     return plain(dynamodb.get_item(TableName=table, Key=lock_key(stack_name), ConsistentRead=True).get("Item"))
+
+
+def keep_previous(
+    dynamodb: Any, table: str, stack_name: str, owner: str, *, value: str, description: str, written: str
+) -> None:
+    """Record on the lock, while ``owner`` holds it, the pointer's value and description before the owner
+    wrote ``written``: what a failed deploy restores."""
+    dynamodb.update_item(
+        TableName=table,
+        Key=lock_key(stack_name),
+        UpdateExpression="SET previous_value = :value, previous_description = :description, written = :written",
+        ConditionExpression="#owner = :me",
+        ExpressionAttributeNames={"#owner": "owner"},
+        ExpressionAttributeValues={
+            ":me": {"S": owner},
+            ":value": {"S": value},
+            ":description": {"S": description},
+            ":written": {"S": written},
+        },
+    )
 
 
 def release(dynamodb: Any, table: str, stack_name: str, owner: str) -> None:
@@ -94,7 +113,7 @@ def release(dynamodb: Any, table: str, stack_name: str, owner: str) -> None:
             ExpressionAttributeValues={":me": {"S": owner}},
         )
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+        if error_code(error) != "ConditionalCheckFailedException":
             raise
 
 
