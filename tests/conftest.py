@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import json
 import os
 import subprocess
 import sys
@@ -68,6 +69,32 @@ def load_handler(function: str, module: str = "handler") -> ModuleType:
     finally:
         sys.path.remove(str(folder))
     return module
+
+
+# Run in a fresh interpreter: imports ``lambda/<function>/<module>.py`` as Lambda does (the function's folder and,
+# beside it in the asset, mlops_platform on the path) and prints the modules that the import loaded.
+_IMPORT_PROBE = """
+import importlib.util, json, sys
+root, function, module = sys.argv[1:4]
+folder = f"{root}/lambda/{function}"
+sys.path[:0] = [folder, root]
+before = set(sys.modules)
+spec = importlib.util.spec_from_file_location(module, f"{folder}/{module}.py")
+loaded = importlib.util.module_from_spec(spec)
+sys.modules[module] = loaded
+spec.loader.exec_module(loaded)
+added = sorted(set(sys.modules) - before)
+print(json.dumps({name: getattr(sys.modules.get(name), "__file__", None) for name in added}))
+"""
+
+
+def imported_modules(function: str, module: str = "handler", **environment: str) -> dict[str, str | None]:
+    """The modules (name: file, None for a built-in) that importing ``lambda/<function>/<module>.py`` loads in a
+    fresh interpreter, with ``environment`` added to this one's: what the function imports at its cold start."""
+    probe = [sys.executable, "-I", "-B", "-c", _IMPORT_PROBE, str(ROOT), function, module]
+    result = subprocess.run(probe, capture_output=True, text=True, env={**os.environ, **environment}, check=False)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.splitlines()[-1])
 
 
 def make_synth(*variables: str, **environment: str) -> subprocess.CompletedProcess[str]:

@@ -1,29 +1,15 @@
 """Scoring API: real-time and asynchronous scoring on the environment's SageMaker endpoints.
 
 API Gateway (REST, IAM-authenticated, Lambda proxy integration) routes three resources here:
-
-* ``POST /score``: ``{"endpoint": <key>, "instances": [[number, ...], ...], "explain": bool}`` is scored
-  at once. 200 ``{"endpoint", "variant", "predictions"}``; 400 for a request the checks or the model
-  refuse (the model's own reason), 404 for an unknown endpoint key, 429 when throttled, 503 when the
-  endpoint is missing or not InService, 504 when it does not answer in time, 502 for anything else.
-* ``POST /score/async``: the same body is recorded as ``pending`` under a new tracking id, then
-  queued for the worker (``worker.py``). 202 ``{"id", "status": "pending", "location": "/score/<id>"}``.
-  The record is written before the message is sent, so the worker always finds it; if sending fails
-  the record is marked failed with the reason and the caller gets 503: nothing is lost silently.
-  413 for a request larger than a queue message can carry (``MAX_MESSAGE_BYTES``), refused before
-  anything is recorded; 503 when the record cannot be written (nothing is queued then).
-* ``GET /score/{id}``: the record, with ``predictions`` once succeeded or ``reason`` once failed;
-  404 for an id that is unknown, malformed (answered without reading the table) or past its TTL
-  (DynamoDB deletes expired items only eventually).
-
-Every error body is ``{"message": <one line>}``, the shape API Gateway's own errors have, and never
-carries SageMaker's internals (account ids, ARNs, log links): those go to the logs.
+``POST /score`` (scored at once), ``POST /score/async`` (recorded as ``pending`` under a tracking id, then
+queued for the worker, ``worker.py``) and ``GET /score/{id}`` (the record, with its predictions or reason).
+What each answers, and when, is in mlops_platform/serving/api/service.py: every error body is
+``{"message": <one line>}`` and never carries SageMaker's internals (those go to the logs).
 """
 
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -31,44 +17,11 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
-from scoring_common import (
-    BROKEN,
-    FAILED,
-    REFUSED,
-    THROTTLED,
-    TIMED_OUT,
-    UNAVAILABLE,
-    UNREADABLE,
-    InvalidRequest,
-    Results,
-    ScoringFailure,
-    ScoringRequest,
-    UnknownEndpoint,
-    invoke_endpoint,
-    is_tracking_id,
-    load_endpoints,
-    new_tracking_id,
-    one_line,
-    parse_request,
-    public_view,
-    strict_json,
-)
 
-# What each scoring failure answers, and the metric it counts under.
-FAILURE_STATUS = {
-    REFUSED: (400, "ScoreRefused"),
-    THROTTLED: (429, "ScoreThrottled"),
-    UNAVAILABLE: (503, "ScoreUnavailable"),
-    TIMED_OUT: (504, "ScoreTimedOut"),
-    BROKEN: (502, "ScoreFailed"),
-    UNREADABLE: (502, "ScoreFailed"),
-}
-NOT_FOUND = "no scoring request has this id (ids expire after their retention period)"
-# SQS's largest message is the queue's MaximumMessageSize (256 KiB unless raised): a larger request is
-# refused before anything is recorded, rather than recorded and then failed. 2 KiB below it, so that
-# the worker's dead-letter copy (the same body plus its reason attributes) fits too.
-DEFAULT_MAX_MESSAGE_BYTES = 262_144 - 2_048
+from mlops_platform.serving.api.request import load_endpoints
+from mlops_platform.serving.api.results import Results
+from mlops_platform.serving.api.service import DEFAULT_MAX_MESSAGE_BYTES, Answer, ScoringApi, refusal
+
 # API Gateway gives up on the integration after 29 seconds: two attempts (one retry for a throttled
 # or dropped call) of at most 12 seconds each answer before it does. A model that needs longer per
 # request is for POST /score/async, whose worker waits the container's full 60 seconds.
@@ -81,140 +34,63 @@ tracer = Tracer()
 metrics = Metrics()
 app = APIGatewayRestResolver()
 
-ENDPOINTS = load_endpoints(os.environ["ENDPOINTS"])
-MAX_INSTANCES = int(os.environ.get("MAX_INSTANCES", "1000"))
-RESULT_TTL_DAYS = int(os.environ.get("RESULT_TTL_DAYS", "7"))
-MAX_MESSAGE_BYTES = int(os.environ.get("MAX_MESSAGE_BYTES", str(DEFAULT_MAX_MESSAGE_BYTES)))
-REQUESTS_QUEUE_URL = os.environ["REQUESTS_QUEUE_URL"]
-
-runtime = boto3.client("sagemaker-runtime", config=RUNTIME_CONFIG)
-sqs = boto3.client("sqs")
-results = Results(boto3.client("dynamodb"), os.environ["RESULTS_TABLE"])
-
-
-def answer(status: int, body: dict[str, Any], metric: str, headers: dict[str, str] | None = None) -> Response:
-    metrics.add_metric(metric, MetricUnit.Count, 1)
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body, headers=headers)
+scoring = ScoringApi(
+    boto3.client("sagemaker-runtime", config=RUNTIME_CONFIG),
+    boto3.client("sqs"),
+    Results(boto3.client("dynamodb"), os.environ["RESULTS_TABLE"]),
+    endpoints=load_endpoints(os.environ["ENDPOINTS"]),
+    requests_queue_url=os.environ["REQUESTS_QUEUE_URL"],
+    max_instances=int(os.environ.get("MAX_INSTANCES", "1000")),
+    result_ttl_days=int(os.environ.get("RESULT_TTL_DAYS", "7")),
+    max_message_bytes=int(os.environ.get("MAX_MESSAGE_BYTES", str(DEFAULT_MAX_MESSAGE_BYTES))),
+    logger=logger,
+)
 
 
-def refuse(status: int, reason: str, metric: str) -> Response:
-    return answer(status, {"message": one_line(reason)}, metric)
-
-
-def read_request() -> ScoringRequest | Response:
-    """The request body as a ScoringRequest, or the 400/404 answer that refuses it."""
-    try:
-        payload = strict_json(app.current_event.decoded_body)
-    except (ValueError, UnicodeDecodeError) as error:
-        return refuse(400, f"the body is not valid JSON: {error}", "ScoreInvalid")
-    try:
-        return parse_request(payload, ENDPOINTS, MAX_INSTANCES)
-    except UnknownEndpoint as error:
-        return refuse(404, error.reason, "ScoreUnknownEndpoint")
-    except InvalidRequest as error:
-        return refuse(400, error.reason, "ScoreInvalid")
+def respond(answer: Answer) -> Response:
+    metrics.add_metric(answer.metric, MetricUnit.Count, 1)
+    return Response(
+        status_code=answer.status,
+        content_type=content_types.APPLICATION_JSON,
+        body=answer.body,
+        headers=answer.headers,
+    )
 
 
 @app.post("/score")
 @tracer.capture_method(capture_response=False)
 def score() -> Response:
-    request = read_request()
-    if isinstance(request, Response):
-        return request
+    request = scoring.read(app.current_event.decoded_body)
+    if isinstance(request, Answer):
+        return respond(request)
     tracer.put_annotation("endpoint", request.endpoint)
-    try:
-        scored = invoke_endpoint(
-            runtime,
-            endpoint_name=ENDPOINTS[request.endpoint],
-            request=request,
-            inference_id=app.current_event.request_context.request_id,
-        )
-    except ScoringFailure as failure:
-        status, metric = FAILURE_STATUS[failure.kind]
-        logger.warning(
-            "scoring failed",
-            extra={
-                "endpoint": request.endpoint,
-                "kind": failure.kind,
-                "reason": failure.reason,
-                "detail": failure.detail,
-            },
-        )
-        return refuse(status, failure.reason, metric)
-    logger.info(
-        "scored", extra={"endpoint": request.endpoint, "variant": scored.variant, "instances": len(request.instances)}
-    )
-    return answer(
-        200,
-        {"endpoint": request.endpoint, "variant": scored.variant, "predictions": scored.predictions},
-        "ScoreSucceeded",
-    )
+    return respond(scoring.score(request, inference_id=app.current_event.request_context.request_id))
 
 
 @app.post("/score/async")
 @tracer.capture_method(capture_response=False)
 def submit() -> Response:
-    request = read_request()
-    if isinstance(request, Response):
-        return request
-    tracking_id = new_tracking_id()
-    message = request.message(tracking_id)
-    size = len(message.encode("utf-8"))
-    if size > MAX_MESSAGE_BYTES:
-        return refuse(
-            413,
-            f"the request is {size} bytes as a queue message; asynchronous scoring takes at most "
-            f"{MAX_MESSAGE_BYTES}: send fewer instances per request",
-            "AsyncTooLarge",
-        )
-    try:
-        results.create(tracking_id, request.endpoint, RESULT_TTL_DAYS)
-    except (ClientError, BotoCoreError):
-        logger.exception("could not record the request", extra={"id": tracking_id})
-        return refuse(503, "the request could not be recorded; nothing was queued, try again", "AsyncStoreFailed")
-    try:
-        sqs.send_message(QueueUrl=REQUESTS_QUEUE_URL, MessageBody=message)
-    except (ClientError, BotoCoreError) as error:
-        logger.exception("could not queue the request", extra={"id": tracking_id})
-        reason = f"the request could not be queued ({type(error).__name__}); submit it again"
-        try:
-            results.finish(tracking_id, FAILED, reason=reason)
-        except (ClientError, BotoCoreError):
-            # The record stays pending until its TTL; the caller was told below and holds no id.
-            logger.exception("could not mark the unqueued request failed", extra={"id": tracking_id})
-        return refuse(503, reason, "AsyncQueueFailed")
-    logger.info("queued", extra={"id": tracking_id, "endpoint": request.endpoint, "instances": len(request.instances)})
-    location = f"/score/{tracking_id}"
-    return answer(
-        202,
-        {"id": tracking_id, "status": "pending", "location": location},
-        "AsyncAccepted",
-        headers={"Location": location},
-    )
+    request = scoring.read(app.current_event.decoded_body)
+    return respond(request if isinstance(request, Answer) else scoring.submit(request))
 
 
 @app.get("/score/<tracking_id>")
 @tracer.capture_method(capture_response=False)
 def result(tracking_id: str) -> Response:
-    if not is_tracking_id(tracking_id):
-        return refuse(404, NOT_FOUND, "ResultNotFound")
-    item = results.get(tracking_id)
-    if item is None or int(item.get("expires_at", 0)) <= int(datetime.now(UTC).timestamp()):
-        return refuse(404, NOT_FOUND, "ResultNotFound")
-    return answer(200, public_view(item), "ResultFound", headers={"Cache-Control": "no-store"})
+    return respond(scoring.result(tracking_id))
 
 
 @app.not_found
 def no_route(error: Exception) -> Response:
     # Registered, or the catch-all below would answer an unknown route with a 500.
-    return refuse(404, "no such resource: POST /score, POST /score/async or GET /score/{id}", "RouteNotFound")
+    return respond(refusal(404, "no such resource: POST /score, POST /score/async or GET /score/{id}", "RouteNotFound"))
 
 
 @app.exception_handler(Exception)
 def internal_error(error: Exception) -> Response:
     """Anything unforeseen: logged with its traceback, answered without it."""
     logger.exception("unhandled error")
-    return refuse(500, "internal error; try again later", "InternalError")
+    return respond(refusal(500, "internal error; try again later", "InternalError"))
 
 
 @metrics.log_metrics

@@ -37,8 +37,9 @@ from mlops_constructs.drift_monitor import (
 from mlops_constructs.training_images import TrainingImages
 from mlops_platform.monitoring import job as monitor_job
 from mlops_platform.monitoring import settings as monitor_settings
+from mlops_platform.monitoring.retraining import alarm_dimensions
 from stacks.monitoring import EXAMPLE_BASELINE
-from tests.conftest import ROOT, load_handler
+from tests.conftest import ROOT
 from tests.infra.test_training import of_type
 
 STACK = "monitoring"
@@ -422,9 +423,7 @@ def test_the_alarm_has_the_dimensions_the_job_publishes(resources):
     assert {d["Name"]: d["Value"] for d in alarm["Dimensions"]} == published
 
 
-def test_the_drift_alarm_going_off_starts_the_retrain_trigger_for_its_tenant_and_model(
-    resources, settings, monkeypatch
-):
+def test_the_drift_alarm_going_off_starts_the_retrain_trigger_for_its_tenant_and_model(resources, settings):
     if not settings.monitoring.retraining.on_drift:
         pytest.skip("retraining on drift is off in this environment")
     alarm = drift_alarm(resources)
@@ -440,21 +439,9 @@ def test_the_drift_alarm_going_off_starts_the_retrain_trigger_for_its_tenant_and
         for r in of_type(resources, "AWS::Events::Rule").values()
         if r["Properties"].get("EventPattern", {}).get("detail-type") == ["CloudWatch Alarm State Change"]
     ]
-    for name, value in {
-        "RAW_BUCKET": "raw",
-        "ALARM_NAME_PREFIX": "mlops-dev-drift-",
-        "MONITORING_SOURCE": "mlops.monitoring",
-        "LEDGER_TABLE": "ledger",
-        "STATE_MACHINE_ARN": "arn:aws:states:eu-west-1:111111111111:stateMachine:training",
-        "COOLDOWN_SECONDS": "3600",
-        "CANDIDATE_EXPIRY_SECONDS": "604800",
-        "CONFIG_BUCKET": "artifacts",
-        "PACKAGE_GROUP_PREFIX": "mlops-dev",
-    }.items():
-        monkeypatch.setenv(name, value)
 
     assert EventPattern.load(json.dumps(pattern)).matches_event(event)
-    assert load_handler("retrain_trigger").alarm_dimensions(event["detail"]) == ("example", "xgboost")
+    assert alarm_dimensions(event["detail"]) == ("example", "xgboost")
 
 
 def test_failed_timed_out_aborted_or_unstarted_runs_notify_the_topic(resources):

@@ -26,8 +26,9 @@ from config.monitoring import Retraining
 from config.naming import Names
 from mlops_constructs.retrain_new_data import BURST_BATCH_SIZE
 from mlops_constructs.retrain_trigger import DECISION_METRICS, RetrainTrigger
-from tests.conftest import ROOT, load_handler
+from tests.conftest import ROOT, imported_modules, load_handler
 from tests.infra.test_training import function_environment, of_type
+from tests.unit.test_handler_imports import ENVIRONMENTS
 
 STACK = "monitoring"
 EVENTS = Path(__file__).resolve().parent.parent / "unit" / "events"
@@ -358,9 +359,12 @@ def test_the_function_may_do_what_it_calls_and_nothing_more(resources):
 
 
 def test_every_call_of_the_handler_is_granted():
-    source = "\n".join(
-        (ROOT / "lambda" / "retrain_trigger" / name).read_text() for name in ("handler.py", "retraining.py")
-    )
+    # The handler and every module of ours it imports (mlops_platform), wherever a call has moved to.
+    loaded = imported_modules("retrain_trigger", **ENVIRONMENTS["retrain_trigger", "handler"])
+    files = sorted({Path(file) for file in loaded.values() if file and Path(file).is_relative_to(ROOT)})
+    assert ROOT / "lambda" / "retrain_trigger" / "handler.py" in files
+    assert ROOT / "mlops_platform" / "monitoring" / "retraining" / "trigger.py" in files
+    source = "\n".join(file.read_text() for file in files)
     called = set(re.findall(r"\.(start_execution|describe_execution|put_item|update_item|query|get_paginator\(\"query"
                             r"|describe_model_package|get_object|list_objects_v2)\b", source))  # fmt: skip
     called = {"query" if call.startswith("get_paginator") else call for call in called}

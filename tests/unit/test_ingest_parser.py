@@ -8,16 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import load_handler
+from mlops_platform.data import ingest
 
 MAX_RECORD_BYTES = 120
 
 
 @pytest.fixture(scope="module")
 def parser():
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("RAW_BUCKET", "unused")
-        return load_handler("ingest")
+    return ingest
 
 
 json_values = st.recursive(

@@ -24,6 +24,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
+from mlops_platform.monitoring.retraining import execution_name, group_tenants
 from tests.conftest import create_ledger_table, load_handler
 
 EVENTS = Path(__file__).parent / "events"
@@ -224,6 +225,30 @@ def test_a_duplicate_alarm_starts_one_execution(harness):
     assert started["evidence"]["alarm_name"] == "mlops-dev-drift-acme-xgboost"
     assert started["evidence"]["state_reason"].startswith("Threshold Crossed")
     assert started["evidence"]["event_id"] == ALARM["id"]
+
+
+def emitted(capsys) -> list[dict[str, list[float]]]:
+    """The metrics each invocation since the last call published (CloudWatch embedded metric format)."""
+    blobs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    return [
+        {metric["Name"]: blob[metric["Name"]] for directive in blob["_aws"]["CloudWatchMetrics"]
+         for metric in directive["Metrics"]}
+        for blob in blobs
+    ]  # fmt: skip
+
+
+def test_every_decision_an_invocation_records_is_counted_in_its_metric(harness, capsys):
+    capsys.readouterr()
+    harness(alarm())
+    assert emitted(capsys) == [{"RetrainingStarted": [1.0]}]
+
+    [execution] = harness.executions()
+    harness.finish(execution["executionArn"])
+    harness.clock.now += timedelta(seconds=COOLDOWN)
+    harness(alarm())  # the ended run's lock is released, then the next run starts: two decisions, one invocation
+
+    assert harness.decisions("acme") == ["started", "run-ended", "started"]
+    assert emitted(capsys) == [{"RetrainingRunsEnded": [1.0], "RetrainingStarted": [1.0]}]
 
 
 def test_the_alarm_and_the_summary_of_one_drift_run_start_one_execution(harness):
@@ -441,22 +466,21 @@ def test_a_transient_failure_retries_only_its_tenants_messages(harness):
     assert harness.decisions("acme") == ["started"]
 
 
-def test_execution_names_fit_step_functions_and_differ_by_every_part(harness):
-    module = harness.module
+def test_execution_names_fit_step_functions_and_differ_by_every_part():
     longest = "a" * 63
-    name = module.execution_name(longest, longest, "drift-alarm", 10**10)
+    name = execution_name(longest, longest, "drift-alarm", 10**10)
     assert len(name) <= 80
     assert EXECUTION_NAME.fullmatch(name)
     names = {
-        module.execution_name(tenant, model, trigger, window)
+        execution_name(tenant, model, trigger, window)
         for tenant in ("acme", "acme-x")
         for model in ("all", "x-all")
         for trigger in ("drift-alarm", "new-data")
         for window in (1, 2)
     }
     assert len(names) == 16
-    assert module.execution_name("acme", "all", "new-data", 7) == module.execution_name("acme", "all", "new-data", 7)
-    assert module.execution_name("acme", "x", "drift-alarm", 7) == module.execution_name("acme", "x", "drift-event", 7)
+    assert execution_name("acme", "all", "new-data", 7) == execution_name("acme", "all", "new-data", 7)
+    assert execution_name("acme", "x", "drift-alarm", 7) == execution_name("acme", "x", "drift-event", 7)
 
 
 # -- one run per tenant at a time -----------------------------------------------------------------------------------
@@ -650,8 +674,8 @@ def test_a_malformed_package_event_is_rejected(harness, detail):
     assert record["trigger"] == "package-decision"
 
 
-def test_group_names_give_every_tenant_they_can_belong_to(harness):
-    tenants = harness.module.group_tenants
+def test_group_names_give_every_tenant_they_can_belong_to():
+    tenants = group_tenants
 
     assert tenants("mlops-dev-acme-xgboost", "mlops-dev") == ("acme",)
     assert tenants("mlops-dev-acme-corp-xgboost-v2", "mlops-dev") == ("acme", "acme-corp", "acme-corp-xgboost")

@@ -29,10 +29,9 @@ from botocore.response import StreamingBody
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from tests.conftest import ROOT, load_handler
+from tests.conftest import load_handler
 
 REGION = "eu-west-1"
-SCORING = ROOT / "lambda" / "scoring"
 TABLE = "scoring-results-test"
 ENDPOINTS = {"example": "mlops-dev-example", "churn": "mlops-dev-churn"}
 ACCOUNT = "111111111111"
@@ -92,7 +91,6 @@ def create_resources(max_receive_count: int = 3) -> Resources:
 
 
 def scoring_environment(monkeypatch: pytest.MonkeyPatch, resources: Resources, **overrides: str) -> None:
-    monkeypatch.syspath_prepend(str(SCORING))  # handler.py and worker.py import scoring_common beside them
     values = {
         "ENDPOINTS": json.dumps(ENDPOINTS),
         "RESULTS_TABLE": TABLE,
@@ -225,7 +223,7 @@ def api(resources, monkeypatch):
 
 @pytest.fixture
 def stub(api):
-    with Stubber(api.runtime) as stubber:
+    with Stubber(api.scoring.runtime) as stubber:
         yield stubber
         stubber.assert_no_pending_responses()
 
@@ -403,7 +401,7 @@ def test_an_endpoint_that_does_not_answer_in_time_is_a_504(api, monkeypatch, cap
         def invoke_endpoint(self, **_: Any) -> dict[str, Any]:
             raise ReadTimeoutError(endpoint_url="https://runtime.sagemaker.eu-west-1.amazonaws.com/endpoints/x")
 
-    monkeypatch.setattr(api, "runtime", SlowRuntime())
+    monkeypatch.setattr(api.scoring, "runtime", SlowRuntime())
 
     status, body, _ = call(api, api_event("POST", "/score", request()))
 
@@ -416,7 +414,7 @@ def test_an_unforeseen_error_is_a_500_without_its_traceback(api, monkeypatch):
         def invoke_endpoint(self, **_: Any) -> dict[str, Any]:
             raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(api, "runtime", BrokenRuntime())
+    monkeypatch.setattr(api.scoring, "runtime", BrokenRuntime())
 
     assert call(api, api_event("POST", "/score", request()))[:2] == (
         500,
@@ -531,7 +529,7 @@ def test_a_malformed_id_is_not_found_without_reading_the_table(api, monkeypatch,
         def get_item(self, **_: Any) -> dict[str, Any]:
             raise AssertionError("the table was read")
 
-    monkeypatch.setattr(api.results, "dynamodb", NoTable())
+    monkeypatch.setattr(api.scoring.results, "dynamodb", NoTable())
 
     status, body, _ = call(api, api_event("GET", f"/score/{tracking_id}"))
 

@@ -301,7 +301,7 @@ def test_one_message_failing_does_not_fail_the_others_in_its_batch(api, worker, 
 
 def test_a_result_too_large_for_a_record_is_stored_failed_with_the_reason(api, worker, stub, resources, monkeypatch):
     tracking_id = submit(api)
-    monkeypatch.setattr(worker, "MAX_RESULT_BYTES", 10)
+    monkeypatch.setattr(worker.worker, "max_result_bytes", 10)
     stub.add_response("invoke_endpoint", invoked(PREDICTIONS))
 
     assert work(worker, resources, receive(resources)) == []

@@ -15,15 +15,13 @@ import pytest
 
 from config.tenants import PipelineConfig
 from mlops_platform.serving import handler as container
+from mlops_platform.serving.api.endpoint import invoke_endpoint
+from mlops_platform.serving.api.request import parse_request
 from mlops_platform.serving.model import load
 from mlops_platform.serving.settings import Settings
-from tests.conftest import ROOT, load_handler
+from tests.conftest import ROOT
 
 EXAMPLE_MODEL = ROOT / "models" / "example" / "model.tar.gz"
-
-
-def scoring_common() -> Any:
-    return load_handler("scoring", "scoring_common")
 
 
 class SageMakerRuntime:
@@ -59,14 +57,13 @@ def example_model(tmp_path_factory) -> Any:
 
 @pytest.mark.parametrize("explain", [False, True])
 def test_the_scoring_lambda_reads_what_the_container_answers(example_model, explain):
-    common = scoring_common()
     features = list(PipelineConfig.model_validate(_example_tenant()).dataset.features)
     rows = [[float(i + j) for j in range(len(features))] for i in range(3)]
-    request = common.parse_request(
+    request = parse_request(
         {"endpoint": "example", "instances": rows, "explain": explain}, {"example": "mlops-dev-example"}, 1000
     )
 
-    scored = common.invoke_endpoint(SageMakerRuntime(example_model), endpoint_name="mlops-dev-example", request=request)
+    scored = invoke_endpoint(SageMakerRuntime(example_model), endpoint_name="mlops-dev-example", request=request)
 
     assert scored.variant == "Champion"
     assert len(scored.predictions) == 3
@@ -84,7 +81,6 @@ def _example_tenant() -> dict[str, Any]:
 
 
 def test_the_contract_uses_json_both_ways():
-    common = scoring_common()
     calls: list[dict[str, Any]] = []
 
     class Recorder:
@@ -92,8 +88,8 @@ def test_the_contract_uses_json_both_ways():
             calls.append(call)
             return {"Body": io.BytesIO(json.dumps({"predictions": [{"score": 0.5}]}).encode())}
 
-    request = common.parse_request({"endpoint": "e", "instances": [[1.0]], "explain": True}, {"e": "ep"}, 10)
-    common.invoke_endpoint(Recorder(), endpoint_name="ep", request=request)
+    request = parse_request({"endpoint": "e", "instances": [[1.0]], "explain": True}, {"e": "ep"}, 10)
+    invoke_endpoint(Recorder(), endpoint_name="ep", request=request)
 
     assert (calls[0]["ContentType"], calls[0]["Accept"], calls[0]["CustomAttributes"]) == (
         "application/json",

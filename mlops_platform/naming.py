@@ -1,0 +1,14 @@
+"""Names the runtime reads from outside input and writes into keys, as synth allows them.
+
+A tenant, model or dataset name is 1 to 63 lowercase letters, digits or hyphens, starting with a letter or a
+digit (config/tenants.py, ``NAME``): safe in an S3 key, a DynamoDB key and a SageMaker name. Handlers check
+names against it before a name becomes part of a key.
+"""
+
+from __future__ import annotations
+
+import re
+
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+# Where what names no valid tenant (or dataset) is kept: never a name NAME_PATTERN allows.
+UNROUTED = "_unrouted"

@@ -1,0 +1,128 @@
+"""A scoring request as the API and its queue carry it: ``{"endpoint", "instances", "explain"}``, checked.
+
+API Gateway validates the body against a JSON schema first; this repeats it because the worker reads the
+same shape from a queue that anything with SendMessage can write to, and because a schema cannot say
+"all rows have the same length" or "finite".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mlops_platform import strict_json
+
+REQUEST_KEYS = frozenset({"endpoint", "instances", "explain"})
+# A tracking id is what str(uuid.uuid4()) gives; anything else is unknown without asking the table.
+TRACKING_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+# Reasons are shown to callers and stored in the table: one line, bounded.
+REASON_LIMIT = 500
+
+
+class InvalidRequest(Exception):
+    """A request that cannot be scored as sent; ``reason`` is one line for the caller."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class UnknownEndpoint(InvalidRequest):
+    """The request names an endpoint key that this environment does not serve."""
+
+
+@dataclass(frozen=True)
+class ScoringRequest:
+    endpoint: str
+    instances: list[list[int | float]]
+    explain: bool = False
+
+    def message(self, tracking_id: str) -> str:
+        """The queue message of an asynchronous request."""
+        return compact(
+            {"id": tracking_id, "endpoint": self.endpoint, "instances": self.instances, "explain": self.explain}
+        )
+
+
+def one_line(text: str, limit: int = REASON_LIMIT) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def compact(value: Any) -> str:
+    """Strict, compact JSON: a NaN or an infinity has no JSON form and fails here instead of downstream."""
+    return strict_json.encode(value)
+
+
+def load_endpoints(text: str | None) -> dict[str, str]:
+    """``ENDPOINTS``: endpoint key → SageMaker endpoint name. Read at import, so a bad value fails the
+    first invocation loudly rather than every request quietly."""
+    endpoints = json.loads(text or "{}")
+    if not isinstance(endpoints, dict) or not all(
+        isinstance(key, str) and key and isinstance(name, str) and name for key, name in endpoints.items()
+    ):
+        raise ValueError(f"ENDPOINTS must be a JSON object of endpoint key to endpoint name, not {text!r}")
+    return endpoints
+
+
+def _describe(value: Any) -> str:
+    return one_line(repr(value), 40)
+
+
+def is_finite_number(value: Any) -> bool:
+    # bool is an int in Python, not a number in JSON; a huge int overflows float like 1e400 does.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def parse_request(payload: Any, endpoints: Mapping[str, str], max_instances: int) -> ScoringRequest:
+    """A decoded request body as a ScoringRequest; raises InvalidRequest (400) or UnknownEndpoint (404)."""
+    if not isinstance(payload, dict):
+        raise InvalidRequest(f"the body must be a JSON object, not a JSON {type(payload).__name__}")
+    unknown = sorted(set(payload) - REQUEST_KEYS)
+    if unknown:
+        raise InvalidRequest(f"unexpected keys {unknown}; allowed: {sorted(REQUEST_KEYS)}")
+    endpoint = payload.get("endpoint")
+    if not isinstance(endpoint, str):
+        raise InvalidRequest("'endpoint' must be a string naming an endpoint")
+    if endpoint not in endpoints:
+        raise UnknownEndpoint(f"unknown endpoint {_describe(endpoint)}; known: {sorted(endpoints)}")
+    explain = payload.get("explain", False)
+    if not isinstance(explain, bool):
+        raise InvalidRequest(f"'explain' must be true or false, not {_describe(explain)}")
+    instances = payload.get("instances")
+    if not isinstance(instances, list) or not instances:
+        raise InvalidRequest("'instances' must be a non-empty array of rows")
+    if len(instances) > max_instances:
+        raise InvalidRequest(f"'instances' has {len(instances)} rows; at most {max_instances} are allowed")
+    width = None
+    for row_number, row in enumerate(instances):
+        if not isinstance(row, list) or not row:
+            raise InvalidRequest(f"instances[{row_number}] must be a non-empty array of numbers")
+        for column, value in enumerate(row):
+            if not is_finite_number(value):
+                raise InvalidRequest(
+                    f"instances[{row_number}][{column}] must be a finite number, not {_describe(value)}"
+                )
+        if width is None:
+            width = len(row)
+        elif len(row) != width:
+            raise InvalidRequest(f"instances[{row_number}] has {len(row)} values; instances[0] has {width}")
+    return ScoringRequest(endpoint=endpoint, instances=instances, explain=explain)
+
+
+def is_tracking_id(value: Any) -> bool:
+    return isinstance(value, str) and TRACKING_ID.fullmatch(value) is not None
+
+
+def new_tracking_id() -> str:
+    return str(uuid.uuid4())
