@@ -4,18 +4,38 @@
 ``validation-report.json``. ``make synth`` runs this gate after synth, and the tests run it too.
 
     python -m scripts.policy_gate cdk.out
+
+cfn-lint is most of the gate's time (about a second a template, and the rules load once per
+process), so the gate lints only what it has not seen lint clean, and spreads that over the CPUs:
+
+* a template's verdict is a function of its bytes, its region, the cfn-lint version and the settings
+  below; a clean one is recorded as an empty file named by the hash of those, in ``<outdir>/.policy-gate/``
+  (``make synth`` keeps that folder when it empties ``cdk.out``) or in ``$POLICY_GATE_CACHE``.
+  Only clean verdicts are recorded: a template with findings is linted again every time;
+* the templates left are linted in up to one process per CPU, each loading the rules once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from importlib.metadata import version
+from multiprocessing import get_context
 from pathlib import Path
 
-from cfnlint.api import ManualArgs, lint_file
-
 REPORT = "validation-report.json"
+CACHE_DIR = ".policy-gate"
+CACHE_ENVIRONMENT_VARIABLE = "POLICY_GATE_CACHE"
+# What the gate asks of cfn-lint beyond the region: bump it when the call in _lint_chunk changes,
+# so verdicts recorded under other settings no longer count.
+LINT_SETTINGS = "cfn-lint defaults, one region per template"
+# Below this many templates, starting worker processes (each imports cfn-lint and loads its rules)
+# costs more than it saves.
+PARALLEL_FROM = 3
 
 
 def nag_findings(outdir: Path) -> list[str]:
@@ -49,12 +69,71 @@ def stack_templates(outdir: Path) -> Iterator[tuple[Path, str]]:
             yield from stack_templates(outdir / properties["directoryName"])
 
 
-def lint_findings(outdir: Path) -> list[str]:
-    findings = []
-    for template, region in stack_templates(outdir):
-        for match in lint_file(template, config=ManualArgs(regions=[region])):
-            findings.append(f"cfn-lint: {match.rule.id} {template.name}:{match.linenumber}: {match.message}")
+def cache_dir(outdir: Path) -> Path:
+    """Where clean verdicts are recorded: ``$POLICY_GATE_CACHE`` (the tests share one), else beside the assembly."""
+    configured = os.environ.get(CACHE_ENVIRONMENT_VARIABLE)
+    return Path(configured) if configured else outdir / CACHE_DIR
+
+
+def verdict_key(template: Path, region: str) -> str:
+    """The hash a clean verdict is recorded under: everything the verdict depends on, and nothing else."""
+    digest = hashlib.sha256()
+    for part in (version("cfn-lint"), LINT_SETTINGS, region):
+        digest.update(part.encode() + b"\0")
+    digest.update(template.read_bytes())
+    return digest.hexdigest()
+
+
+def _lint_chunk(templates: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+    """Findings per template path, with cfn-lint's rules loaded once per region (run in a worker process)."""
+    from cfnlint.config import ConfigMixIn
+    from cfnlint.runner import Runner
+
+    findings: dict[str, list[str]] = {path: [] for path, _ in templates}
+    for region in sorted({region for _, region in templates}):
+        paths = [path for path, template_region in templates if template_region == region]
+        for match in Runner(ConfigMixIn(["--template", *paths], regions=[region])).run():
+            path = str(match.filename)
+            finding = f"cfn-lint: {match.rule.id} {Path(path).name}:{match.linenumber}: {match.message}"
+            findings.setdefault(path, []).append(finding)
     return findings
+
+
+def _workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _lint(templates: list[tuple[Path, str]]) -> dict[str, list[str]]:
+    """Lint in one process per CPU, the largest templates first so the processes finish together."""
+    items = sorted(((str(path), region) for path, region in templates), key=lambda item: -Path(item[0]).stat().st_size)
+    workers = min(_workers(), len(items))
+    if workers < 2 or len(items) < PARALLEL_FROM:
+        return _lint_chunk(items)
+    chunks = [items[index::workers] for index in range(workers)]
+    # spawn, not fork: the tests call the gate from processes that hold jsii's threads and pipes.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        return {path: found for chunk in pool.map(_lint_chunk, chunks) for path, found in chunk.items()}
+
+
+def lint_report(outdir: Path) -> tuple[list[str], int]:
+    """cfn-lint findings over every template, and how many templates were linted (the rest were known clean)."""
+    cache = cache_dir(outdir)
+    templates = list(stack_templates(outdir))
+    keys = {template: verdict_key(template, region) for template, region in templates}
+    pending = [(template, region) for template, region in templates if not (cache / keys[template]).is_file()]
+    found = _lint(pending) if pending else {}
+    findings = [finding for template_findings in found.values() for finding in template_findings]
+    # A finding cfn-lint did not tie to one of these templates may concern them all: record nothing then.
+    if set(found) <= {str(template) for template, _ in pending}:
+        for template, _ in pending:
+            if not found[str(template)]:
+                cache.mkdir(parents=True, exist_ok=True)
+                (cache / keys[template]).touch()
+    return findings, len(pending)
+
+
+def lint_findings(outdir: Path) -> list[str]:
+    return lint_report(outdir)[0]
 
 
 def main(argv: list[str]) -> int:
@@ -63,13 +142,17 @@ def main(argv: list[str]) -> int:
         print(f"policy gate: {outdir} holds no cloud assembly; run `make synth` first", file=sys.stderr)
         return 2
     templates = list(stack_templates(outdir))
-    findings = nag_findings(outdir) + lint_findings(outdir)
+    lint, linted = lint_report(outdir)
+    findings = nag_findings(outdir) + lint
     for finding in findings:
         print(finding, file=sys.stderr)
     if findings:
         print(f"policy gate: {len(findings)} unacknowledged finding(s) in {outdir}", file=sys.stderr)
         return 1
-    print(f"policy gate: cdk-nag and cfn-lint clean on {len(templates)} templates in {outdir}")
+    print(
+        f"policy gate: cdk-nag and cfn-lint clean on {len(templates)} templates in {outdir} "
+        f"(cfn-lint ran on {linted}; {len(templates) - linted} unchanged since they last linted clean)"
+    )
     return 0
 
 
