@@ -132,6 +132,8 @@ def test_the_list_of_modules_over_the_limit_only_names_modules_still_over_it():
 def test_a_handler_s_limit_is_the_adapter_s_and_other_modules_the_module_s():
     assert _limit("lambda/plan/handler.py") == _limit("lambda/scoring/worker.py") == HANDLER_LIMIT
     assert _limit("lambda/approval/deployment.py") == _limit("config/loader.py") == MODULE_LIMIT
+
+
 # What each image runs (its Dockerfile's ENTRYPOINT and the sub-commands of its __main__), and the
 # libraries only the other image installs: the whole package is in both images, so an import of
 # one of these from an entry point's modules would fail in that image alone, at run time.
