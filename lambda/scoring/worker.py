@@ -18,10 +18,18 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from botocore.config import Config
 
-from mlops_platform.serving.api.endpoint import ScoringFailure
+from mlops_platform.serving.api.endpoint import REFUSED, UNREADABLE, ScoringFailure
 from mlops_platform.serving.api.request import load_endpoints
 from mlops_platform.serving.api.results import Results
-from mlops_platform.serving.api.worker import QueuedMessage, Worker
+from mlops_platform.serving.api.worker import (
+    DUPLICATE,
+    GAVE_UP,
+    QUARANTINED,
+    RESULT_TOO_LARGE,
+    SCORED,
+    QueuedMessage,
+    Worker,
+)
 
 # One message's InvokeEndpoint may take the container's full 60 seconds, so one message takes at most
 # about 70 seconds: the function's timeout must cover that times the batch size. Retries belong to
@@ -29,13 +37,13 @@ from mlops_platform.serving.api.worker import QueuedMessage, Worker
 RUNTIME_CONFIG = Config(connect_timeout=5, read_timeout=65, retries={"mode": "standard", "max_attempts": 1})
 # One metric per outcome.
 METRICS = {
-    "scored": "Scored",
-    "refused": "ScoringRefused",
-    "unreadable": "ScoringUnreadable",
-    "result-too-large": "ResultsTooLarge",
-    "duplicate": "Duplicates",
-    "quarantined": "Quarantined",
-    "gave-up": "GaveUp",
+    SCORED: "Scored",
+    REFUSED: "ScoringRefused",
+    UNREADABLE: "ScoringUnreadable",
+    RESULT_TOO_LARGE: "ResultsTooLarge",
+    DUPLICATE: "Duplicates",
+    QUARANTINED: "Quarantined",
+    GAVE_UP: "GaveUp",
 }
 
 logger = Logger()

@@ -24,7 +24,7 @@ import json
 import logging
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -215,25 +215,17 @@ def quarantine_lines(parsed: ParsedMessage, message_id: str, received_at: str, b
     return b"".join(encoded(line) + b"\n" for line in lines)
 
 
+@dataclass
 class Ingestor:
     """Writes one SQS message's records; raising marks only that message as failed."""
 
-    def __init__(
-        self,
-        s3_client: Any,
-        *,
-        bucket: str,
-        raw_prefix: str,
-        quarantine_prefix: str,
-        max_record_bytes: int,
-        logger: Log | None = None,
-    ):
-        self.s3 = s3_client
-        self.bucket = bucket
-        self.raw_prefix = raw_prefix
-        self.quarantine_prefix = quarantine_prefix
-        self.max_record_bytes = max_record_bytes
-        self.logger: Log = logger or logging.getLogger(__name__)
+    s3: Any
+    _: KW_ONLY
+    bucket: str
+    raw_prefix: str
+    quarantine_prefix: str
+    max_record_bytes: int
+    logger: Log = field(default_factory=lambda: logging.getLogger(__name__))
 
     def __call__(self, *, message_id: str, body: str, sent: datetime) -> dict[str, int]:
         """Land the message ``message_id`` sent at ``sent``; the counts of records landed and quarantined."""

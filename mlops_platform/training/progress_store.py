@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
@@ -18,27 +19,18 @@ from mlops_platform.aws import Log, condition_failed, string_attributes, to_item
 from mlops_platform.training.progress_rows import Malformed, Write, parse_event
 
 
+@dataclass
 class Recorder:
     """Writes one event's row, or quarantines the event; returns the outcome, raises on AWS failures."""
 
-    def __init__(
-        self,
-        dynamodb: Any,
-        sqs: Any,
-        *,
-        table_name: str,
-        quarantine_queue_url: str,
-        event_source: str,
-        job_prefix: str,
-        logger: Log | None = None,
-    ):
-        self.dynamodb = dynamodb
-        self.sqs = sqs
-        self.table_name = table_name
-        self.quarantine_queue_url = quarantine_queue_url
-        self.event_source = event_source
-        self.job_prefix = job_prefix
-        self.logger: Log = logger or logging.getLogger(__name__)
+    dynamodb: Any
+    sqs: Any
+    _: KW_ONLY
+    table_name: str
+    quarantine_queue_url: str
+    event_source: str
+    job_prefix: str
+    logger: Log = field(default_factory=lambda: logging.getLogger(__name__))
 
     def __call__(self, event: Any) -> str:
         try:

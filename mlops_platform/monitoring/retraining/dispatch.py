@@ -9,23 +9,19 @@ from typing import Any
 
 from mlops_platform.monitoring.retraining.configs import PublishedConfigs, Unpublished
 from mlops_platform.monitoring.retraining.events import (
-    ALARM_SOURCE,
     NOT_TRAINED_ON,
-    PACKAGE_SOURCE,
     UNKNOWN_TENANT,
     Settings,
     parse_event,
     parse_object_created,
+    rejection_of,
 )
 from mlops_platform.monitoring.retraining.model import (
     ALL_MODELS,
-    DRIFT_ALARM,
-    DRIFT_EVENT,
     IGNORED,
     MAX_EVIDENCE_KEYS,
     MAX_TEXT,
     NEW_DATA,
-    PACKAGE_DECISION,
     REJECTED,
     STARTED,
     Arrival,
@@ -35,7 +31,6 @@ from mlops_platform.monitoring.retraining.model import (
     PackageDecision,
     Request,
     Sweep,
-    clipped,
 )
 from mlops_platform.monitoring.retraining.trigger import Trigger
 from mlops_platform.naming import UNROUTED
@@ -52,11 +47,8 @@ def handle_event(trigger: Trigger, event: Any, settings: Settings) -> dict[str, 
             group_prefix=settings.group_prefix,
         )
     except Malformed as problem:
-        source = event.get("source") if isinstance(event, dict) else None
-        trigger_kind = {ALARM_SOURCE: DRIFT_ALARM, PACKAGE_SOURCE: PACKAGE_DECISION}.get(str(source), DRIFT_EVENT)
-        event_id = event.get("id") if isinstance(event, dict) else None
-        decision = trigger.reject(trigger_kind, problem, {"event_id": clipped(event_id), "source": clipped(source)})
-        return answer(decision)
+        kind, evidence = rejection_of(event)
+        return answer(trigger.reject(kind, problem, evidence))
     if isinstance(parsed, Sweep):
         started = trigger.sweep()
         return {"decision": "sweep", "started": [decision.execution_name for decision in started]}

@@ -260,6 +260,14 @@ def parse_event(
     )
 
 
+def rejection_of(event: Any) -> tuple[str, dict[str, Any]]:
+    """The trigger kind and the evidence a malformed, directly delivered event is recorded under."""
+    source = event.get("source") if isinstance(event, dict) else None
+    kind = {ALARM_SOURCE: DRIFT_ALARM, PACKAGE_SOURCE: PACKAGE_DECISION}.get(str(source), DRIFT_EVENT)
+    event_id = event.get("id") if isinstance(event, dict) else None
+    return kind, {"event_id": clipped(event_id), "source": clipped(source)}
+
+
 def is_sqs_batch(event: Any) -> bool:
     records = event.get("Records") if isinstance(event, dict) else None
     return isinstance(records, list) and all(

@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 from mlops_platform.aws import Log, from_item, to_item
@@ -20,21 +21,15 @@ from mlops_platform.naming import UNROUTED
 PENDING_APPROVAL = "PendingManualApproval"
 
 
+@dataclass
 class DecisionLedger:
     """Writes each decision once; ``on_record`` sees every decision recorded (the handler counts it)."""
 
-    def __init__(
-        self,
-        dynamodb: Any,
-        *,
-        table: str,
-        logger: Log | None = None,
-        on_record: Callable[[Decision], None] | None = None,
-    ):
-        self.dynamodb = dynamodb
-        self.table = table
-        self.logger: Log = logger or logging.getLogger(__name__)
-        self.on_record = on_record
+    dynamodb: Any
+    _: KW_ONLY
+    table: str
+    logger: Log = field(default_factory=lambda: logging.getLogger(__name__))
+    on_record: Callable[[Decision], None] | None = None
 
     def record(self, decision: Decision) -> Decision:
         """One ledger item per decision, written if absent: a retried write of the same decision is a no-op."""

@@ -28,7 +28,7 @@ The lock is released when the run is seen ended, under the condition ``lock_run 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -70,13 +70,14 @@ def blocker(before: dict[str, Any], request: Request, name: str, now: datetime) 
     return None
 
 
+@dataclass
 class TenantState:
     """The state items of one ledger table; every method is one conditional write (or the sweep's query)."""
 
-    def __init__(self, dynamodb: Any, *, table: str, pending_index: str = "ByTenant"):
-        self.dynamodb = dynamodb
-        self.table = table
-        self.pending_index = pending_index
+    dynamodb: Any
+    _: KW_ONLY
+    table: str
+    pending_index: str = "ByTenant"
 
     def acquire(
         self, request: Request, name: str, now: datetime, *, cooldown_seconds: int, pending: bool

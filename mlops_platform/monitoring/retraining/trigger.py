@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -73,6 +74,7 @@ MAX_ATTEMPTS = 4
 SWEEP_LIMIT = 100  # tenants a sweep starts at most; the next sweep takes the rest
 
 
+@dataclass
 class Trigger:
     """Decides, starts and records; raises only on AWS failures, so a retry repeats a harmless decision.
 
@@ -80,36 +82,33 @@ class Trigger:
     (the handler counts its metric).
     """
 
-    def __init__(
-        self,
-        dynamodb: Any,
-        stepfunctions: Any,
-        sagemaker: Any,
-        *,
-        ledger_table: str,
-        state_machine_arn: str,
-        cooldown_seconds: int,
-        candidate_expiry_seconds: int,
-        pending_index: str = "ByTenant",
-        clock: Callable[[], datetime] = utc_now,
-        logger: Log | None = None,
-        on_record: Callable[[Decision], None] | None = None,
-    ):
-        if cooldown_seconds < 1:
-            raise ValueError(f"COOLDOWN_SECONDS must be a whole number of seconds from 1, not {cooldown_seconds}")
-        if candidate_expiry_seconds < 1:
+    dynamodb: Any
+    stepfunctions: Any
+    sagemaker: Any
+    _: KW_ONLY
+    ledger_table: str
+    state_machine_arn: str
+    cooldown_seconds: int
+    candidate_expiry_seconds: int
+    pending_index: str = "ByTenant"
+    clock: Callable[[], datetime] = utc_now
+    logger: Log = field(default_factory=lambda: logging.getLogger(__name__))
+    on_record: Callable[[Decision], None] | None = None
+    state: TenantState = field(init=False)
+    ledger: DecisionLedger = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.cooldown_seconds < 1:
+            raise ValueError(f"COOLDOWN_SECONDS must be a whole number of seconds from 1, not {self.cooldown_seconds}")
+        if self.candidate_expiry_seconds < 1:
             raise ValueError(
-                f"CANDIDATE_EXPIRY_SECONDS must be a whole number of seconds from 1, not {candidate_expiry_seconds}"
+                "CANDIDATE_EXPIRY_SECONDS must be a whole number of seconds from 1, "
+                f"not {self.candidate_expiry_seconds}"
             )
-        self.stepfunctions = stepfunctions
-        self.sagemaker = sagemaker
-        self.state_machine_arn = state_machine_arn
-        self.cooldown_seconds = cooldown_seconds
-        self.candidate_expiry_seconds = candidate_expiry_seconds
-        self.clock = clock
-        self.logger: Log = logger or logging.getLogger(__name__)
-        self.state = TenantState(dynamodb, table=ledger_table, pending_index=pending_index)
-        self.ledger = DecisionLedger(dynamodb, table=ledger_table, logger=self.logger, on_record=on_record)
+        self.state = TenantState(self.dynamodb, table=self.ledger_table, pending_index=self.pending_index)
+        self.ledger = DecisionLedger(
+            self.dynamodb, table=self.ledger_table, logger=self.logger, on_record=self.on_record
+        )
 
     # Requests: drift, new data, uploads pending.
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -78,33 +78,21 @@ def refusal(status: int, reason: str, metric: str) -> Answer:
     return Answer(status, {"message": one_line(reason)}, metric)
 
 
+@dataclass
 class ScoringApi:
     """The operations over one environment's endpoints, results table and requests queue."""
 
-    def __init__(
-        self,
-        runtime: Any,
-        sqs: Any,
-        results: Results,
-        *,
-        endpoints: Mapping[str, str],
-        requests_queue_url: str,
-        max_instances: int = 1000,
-        result_ttl_days: int = 7,
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-        logger: Log | None = None,
-        clock: Callable[[], datetime] = utc_now,
-    ):
-        self.runtime = runtime
-        self.sqs = sqs
-        self.results = results
-        self.endpoints = endpoints
-        self.requests_queue_url = requests_queue_url
-        self.max_instances = max_instances
-        self.result_ttl_days = result_ttl_days
-        self.max_message_bytes = max_message_bytes
-        self.logger: Log = logger or logging.getLogger(__name__)
-        self.clock = clock
+    runtime: Any
+    sqs: Any
+    results: Results
+    _: KW_ONLY
+    endpoints: Mapping[str, str]
+    requests_queue_url: str
+    max_instances: int = 1000
+    result_ttl_days: int = 7
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    clock: Callable[[], datetime] = utc_now
+    logger: Log = field(default_factory=lambda: logging.getLogger(__name__))
 
     def read(self, body: str | None) -> ScoringRequest | Answer:
         """The request body as a ScoringRequest, or the 400/404 answer that refuses it."""

@@ -36,12 +36,12 @@ queue's depth show it.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 from mlops_platform import strict_json
 from mlops_platform.aws import Log, string_attributes
-from mlops_platform.serving.api.endpoint import REFUSED, ScoringFailure, invoke_endpoint
+from mlops_platform.serving.api.endpoint import REFUSED, UNREADABLE, ScoringFailure, invoke_endpoint
 from mlops_platform.serving.api.request import (
     InvalidRequest,
     ScoringRequest,
@@ -60,6 +60,11 @@ UNKNOWN_ENDPOINT = "unknown-endpoint"
 INVALID_REQUEST = "invalid-request"
 UNKNOWN_ID = "unknown-id"
 GAVE_UP = "gave-up"
+# What became of a message (besides REFUSED, UNREADABLE and GAVE_UP): the handler counts each in its metric.
+SCORED = "scored"
+DUPLICATE = "duplicate"
+QUARANTINED = "quarantined"
+RESULT_TOO_LARGE = "result-too-large"
 # DynamoDB's item limit is 400 KB; leave room for the other attributes.
 MAX_RESULT_BYTES = 350_000
 
@@ -109,46 +114,35 @@ def parse_message(body: str, endpoints: dict[str, str], max_instances: int) -> J
     return Job(tracking_id=tracking_id, request=request)
 
 
+@dataclass
 class Worker:
     """Handles one message and returns its outcome; raises to have SQS deliver it again."""
 
-    def __init__(
-        self,
-        runtime: Any,
-        results: Results,
-        sqs: Any,
-        *,
-        endpoints: dict[str, str],
-        dead_letter_queue_url: str,
-        max_receive_count: int,
-        max_instances: int,
-        max_result_bytes: int = MAX_RESULT_BYTES,
-        logger: Log | None = None,
-    ):
-        self.runtime = runtime
-        self.results = results
-        self.sqs = sqs
-        self.endpoints = endpoints
-        self.dead_letter_queue_url = dead_letter_queue_url
-        self.max_receive_count = max_receive_count
-        self.max_instances = max_instances
-        self.max_result_bytes = max_result_bytes
-        self.logger: Log = logger or logging.getLogger(__name__)
+    runtime: Any
+    results: Results
+    sqs: Any
+    _: KW_ONLY
+    endpoints: dict[str, str]
+    dead_letter_queue_url: str
+    max_receive_count: int
+    max_instances: int
+    max_result_bytes: int = MAX_RESULT_BYTES
+    logger: Log = field(default_factory=lambda: logging.getLogger(__name__))
 
     def __call__(self, record: QueuedMessage) -> str:
         try:
             job = parse_message(record.body, self.endpoints, self.max_instances)
         except Malformed as problem:
             self.quarantine(record, problem)
-            return "quarantined"
+            return QUARANTINED
         stored = self.results.get(job.tracking_id)
         if stored is None:
             # Its record expired, or the message did not come from the API: nowhere to put a result.
             self.quarantine(record, Malformed(UNKNOWN_ID, f"no pending record has the id {job.tracking_id}"))
-            return "quarantined"
+            return QUARANTINED
         if stored.get("status") in TERMINAL:
             self.logger.info("already finished", extra={"id": job.tracking_id, "status": stored.get("status")})
-            return "duplicate"
+            return DUPLICATE
         return self.score(record, job)
 
     def score(self, record: QueuedMessage, job: Job) -> str:
@@ -167,19 +161,19 @@ class Worker:
                 job,
                 f"the result is {len(result.encode('utf-8'))} bytes, more than the {self.max_result_bytes} a record "
                 "holds: send fewer instances per request, or ask without explanations",
-                "result-too-large",
+                RESULT_TOO_LARGE,
             )
         if not self.results.finish(job.tracking_id, SUCCEEDED, variant=scored.variant, result=result):
             self.logger.info("finished meanwhile by another delivery", extra={"id": job.tracking_id})
-            return "duplicate"
+            return DUPLICATE
         self.logger.info("scored", extra={"id": job.tracking_id, "variant": scored.variant})
-        return "scored"
+        return SCORED
 
     def failed(self, record: QueuedMessage, job: Job, failure: ScoringFailure) -> str:
         extra = {"id": job.tracking_id, "kind": failure.kind, "reason": failure.reason, "detail": failure.detail}
         if not failure.retryable:
             self.logger.warning("scoring refused", extra=extra)
-            return self.finish_failed(job, failure.reason, "refused" if failure.kind == REFUSED else "unreadable")
+            return self.finish_failed(job, failure.reason, REFUSED if failure.kind == REFUSED else UNREADABLE)
         attempt = record.receive_count
         if attempt < self.max_receive_count:
             self.logger.warning("scoring failed; SQS will retry", extra={**extra, "attempt": attempt})
@@ -187,13 +181,13 @@ class Worker:
         reason = f"gave up after {attempt} attempts: {failure.reason}"
         self.logger.error("scoring gave up", extra={**extra, "attempt": attempt})
         if not self.results.finish(job.tracking_id, FAILED, reason=reason):
-            return "duplicate"
+            return DUPLICATE
         self.send_to_dead_letter_queue(record, GAVE_UP, reason)
-        return "gave-up"
+        return GAVE_UP
 
     def finish_failed(self, job: Job, reason: str, outcome: str) -> str:
         if not self.results.finish(job.tracking_id, FAILED, reason=reason):
-            return "duplicate"
+            return DUPLICATE
         return outcome
 
     def quarantine(self, record: QueuedMessage, problem: Malformed) -> None:
