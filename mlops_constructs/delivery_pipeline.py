@@ -219,6 +219,7 @@ class DeliveryPipeline(Construct):
                 post.append(self.smoke_test)
             self.pipeline.add_stage(stage, post=post)
         self.pipeline.build_pipeline()
+        self._grant_connection(settings.source.connection_arn)
         self._drop_redundant_dependency()
         self.access_logs = self._log_artifact_access()
         acknowledge_generated_grants(self, self.pipeline)
@@ -256,6 +257,26 @@ class DeliveryPipeline(Construct):
             env={"DEPLOY_CHECK_ROLE_ARN": tested_role_arn},
             role=role,
             timeout=Duration.minutes(DEPLOY_CHECK_MINUTES),
+        )
+
+    def _grant_connection(self, connection_arn: str) -> None:
+        """CDK grants ``codestar-connections:UseConnection``; a connection made since the rename has a
+        ``codeconnections`` ARN, and IAM matches an action's prefix with the resource's, so the source
+        action's role needs the new prefix too. https://docs.aws.amazon.com/dtconsole/latest/userguide/rename.html
+        """
+        prefix = connection_arn.split(":")[2]
+        if prefix == "codestar-connections":
+            return
+        roles = [
+            child
+            for child in self.pipeline.pipeline.node.find_all()
+            if isinstance(child, iam.Role)
+            and child.node.path.endswith("/CodePipelineActionRole")
+            and "/Source/" in child.node.path
+        ]
+        assert len(roles) == 1, [role.node.path for role in roles]
+        roles[0].add_to_principal_policy(
+            iam.PolicyStatement(actions=[f"{prefix}:UseConnection"], resources=[connection_arn])
         )
 
     def _drop_redundant_dependency(self) -> None:

@@ -8,13 +8,16 @@ overwrite the other's):
 
 * ``PlatformServices``: ``<service>:*`` for each service whose resources the stacks declare. Resource-level
   limits there would need every generated name and every action's resource type, and would break on the
-  next property a stack sets; none of these services grants identity permissions.
+  next property a stack sets. These services grant no IAM identity permissions, but several take resource
+  policies (S3 bucket, KMS key, Lambda, SQS, SNS, ECR, DynamoDB), so whoever may deploy through the deploy
+  role may still open a resource of those services to another principal: the deploy role is an
+  administrator's tool, and who may assume it is the boundary.
 * ``ResourceHandlerDependencies``: the exact actions on other services that CloudFormation's resource
   handlers of those types declare (their registry schemas, as cfn-lint ships them).
 * IAM, the way to account admin, only on the platform's own roles and managed policies: names CloudFormation
   generates (``<stack name>-<logical id>-<suffix>``, https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-properties-name.html)
   or the names the templates set. Managed policies attach only when they are the ones the stacks attach.
-  Service-linked roles may be created: their permissions are AWS's, not the caller's.
+  Service-linked roles may be created only for the services whose resources the stacks declare.
 * ``ReadStackOutputs``: ``cloudformation:DescribeStacks`` on the platform's stacks, for ``Fn::GetStackOutput``.
 
 What stays wider, and why: a role the stacks create may carry any inline policy a template gives it, so
@@ -169,6 +172,22 @@ class _Inventory:
     policies: set[str] = field(default_factory=set)
     attached: set[str] = field(default_factory=set)
     stacks: set[str] = field(default_factory=set)
+    service_linked: set[str] = field(default_factory=set)
+
+
+# The service-linked roles a resource type makes its service create, by the service name IAM's
+# ``iam:AWSServiceName`` condition key compares (https://docs.aws.amazon.com/IAM/latest/UserGuide/using-service-linked-roles.html).
+SERVICE_LINKED_ROLES = {
+    "AWS::DynamoDB::GlobalTable": "replication.dynamodb.amazonaws.com",
+    "AWS::ECR::RegistryScanningConfiguration": "inspector2.amazonaws.com",
+}
+
+
+def _service_linked_role(resource_type: str, properties: dict[str, Any]) -> str | None:
+    if resource_type == "AWS::ApplicationAutoScaling::ScalableTarget":
+        # https://docs.aws.amazon.com/autoscaling/application/userguide/application-auto-scaling-service-linked-roles.html
+        return f"{properties.get('ServiceNamespace', 'sagemaker')}.application-autoscaling.amazonaws.com"
+    return SERVICE_LINKED_ROLES.get(resource_type)
 
 
 def _inventory(outdir: Path) -> _Inventory:
@@ -180,6 +199,8 @@ def _inventory(outdir: Path) -> _Inventory:
             resource_type = resource["Type"]
             properties = resource.get("Properties", {})
             where = f"{stack.name}/{logical_id}"
+            if linked := _service_linked_role(resource_type, properties):
+                found.service_linked.add(linked)
             if resource_type in NO_PERMISSIONS:
                 continue
             if resource_type.startswith("Custom::") or resource_type == "AWS::CloudFormation::CustomResource":
@@ -206,6 +227,10 @@ def _inventory(outdir: Path) -> _Inventory:
             else:
                 found.services.add(service_prefix(resource_type, where))
     found.dependencies = {action for action in found.dependencies if action.split(":")[0] not in found.services}
+    # The handlers' schemas predate the CodeConnections rename; a connection made since has a codeconnections
+    # ARN, and IAM matches the action's prefix with the resource's (https://docs.aws.amazon.com/dtconsole/latest/userguide/rename.html).
+    if "codestar-connections:PassConnection" in found.dependencies:
+        found.dependencies.add("codeconnections:PassConnection")
     return found
 
 
@@ -285,6 +310,7 @@ def derive(outdir: Path, project: str) -> dict[str, Any]:
             "Effect": "Allow",
             "Action": list(SERVICE_LINKED_ROLE_ACTIONS),
             "Resource": f"{IAM}:role/aws-service-role/*",
+            "Condition": {"StringEquals": {"iam:AWSServiceName": sorted(found.service_linked)}},
         }
     )
     statements.append(

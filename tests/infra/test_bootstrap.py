@@ -216,7 +216,9 @@ def test_the_execution_policy_covers_every_resource_the_stacks_declare(stacks, p
     statements = policy["Statement"]
     role = "arn:aws:iam::111111111111:role/dev-Serving-AnyRole-1A2B3C4D5E6F"
     managed_policy = "arn:aws:iam::111111111111:policy/dev-Ingestion-AnyPolicy-1A2B3C4D5E6F"
-    service_linked_role = "arn:aws:iam::111111111111:role/aws-service-role/sagemaker.amazonaws.com/AnyRole"
+    service_linked_role = (
+        "arn:aws:iam::111111111111:role/aws-service-role/sagemaker.application-autoscaling.amazonaws.com/AnyRole"
+    )
     uncovered = set()
     for stack in stacks:
         for resource in stack.template["Resources"].values():
@@ -237,9 +239,25 @@ def test_the_execution_policy_covers_every_resource_the_stacks_declare(stacks, p
                     target = managed_policy if resource_type == "AWS::IAM::ManagedPolicy" else role
                 else:
                     target = "arn:aws:anyservice:eu-west-1:111111111111:any/resource"
-                if not allows(statements, action, target):
+                context = {"iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}
+                if not allows(statements, action, target, context):
                     uncovered.add((resource_type, action))
     assert uncovered == set()
+
+
+def test_service_linked_roles_only_for_the_services_the_stacks_use_and_connections_under_both_prefixes(policy):
+    statements = policy["Statement"]
+    role = "arn:aws:iam::111111111111:role/aws-service-role/{service}/AnyRole"
+    for service in ("sagemaker.application-autoscaling.amazonaws.com", "inspector2.amazonaws.com"):
+        assert allows(
+            statements, "iam:CreateServiceLinkedRole", role.format(service=service), {"iam:AWSServiceName": service}
+        )
+    other = "elasticmapreduce.amazonaws.com"
+    assert not allows(
+        statements, "iam:CreateServiceLinkedRole", role.format(service=other), {"iam:AWSServiceName": other}
+    )
+    connection = "arn:aws:codeconnections:eu-west-1:111111111111:connection/abc"
+    assert allows(statements, "codeconnections:PassConnection", connection)
 
 
 def _generated_name(stack: str, logical_id: str) -> str:

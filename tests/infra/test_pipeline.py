@@ -159,6 +159,23 @@ def test_the_source_is_the_configured_connection(resources, delivery):
     assert source["Configuration"]["DetectChanges"] is True
 
 
+def test_the_source_role_may_use_the_connection_under_its_own_arns_prefix(resources, delivery):
+    """IAM matches an action's service prefix with the resource's: a codeconnections ARN needs
+    codeconnections:UseConnection (https://docs.aws.amazon.com/dtconsole/latest/userguide/rename.html)."""
+    arn = delivery.source.connection_arn
+    prefix = arn.split(":")[2]
+    [source] = stage(resources, "Source")["Actions"]
+    role = source["RoleArn"]["Fn::GetAtt"][0]
+    granted = {
+        (action_name, statement["Resource"])
+        for policy in of_type(resources, "AWS::IAM::Policy").values()
+        if {"Ref": role} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        for action_name in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
+    }
+    assert (f"{prefix}:UseConnection", arn) in granted
+
+
 def test_the_synth_step_runs_make_test_then_make_synth_without_docker(resources):
     synth = action(resources, "Build", "Synth")
     spec = buildspec(resources, synth)
