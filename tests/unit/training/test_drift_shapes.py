@@ -94,9 +94,13 @@ def trained(tmp_path_factory) -> tuple[dict, Callable[[pd.DataFrame], np.ndarray
             }
         )
     )
+    # The predictions' baseline scores rows the model never trained on: its validation rows.
+    holdout = root / "holdout" / "run-1-validation.parquet"
+    holdout.parent.mkdir()
+    training.iloc[3000:].to_parquet(holdout, index=False)
     output = root / "output"
     argv = ["baseline", "--model", str(archive), "--training-data", str(data), "--schema", str(schema)]
-    assert entry_point([*argv, "--output", str(output)]) == 0
+    assert entry_point([*argv, "--holdout-data", str(holdout), "--output", str(output)]) == 0
     model_dir = root / "model"
     with tarfile.open(archive, "r:gz") as bundle:
         bundle.extractall(model_dir, filter="data")
