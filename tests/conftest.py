@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -46,6 +47,30 @@ sys.dont_write_bytecode = True
 # The X-Ray SDK (Powertools' tracer, lambda/scoring) opens a UDP socket when first imported: same reason.
 import aws_xray_sdk.core  # noqa: E402, F401
 import urllib3  # noqa: E402, F401
+
+
+def _parse_each_service_model_once() -> None:
+    """Parse each of botocore's JSON files once per process, not once per boto3 session.
+
+    moto gives every ``mock_aws()`` block a new default boto3 session, and a new session parses the
+    service models again (megabytes of JSON for SageMaker): a third of a moto test's time. botocore
+    already hands one parsed model to every client of a session and never changes it, apart from
+    merging its own extras files, which gives the same model each time.
+    """
+    from botocore.loaders import JSONFileLoader
+
+    load_file = JSONFileLoader.load_file
+    parsed: dict[str, object] = {}
+
+    def load_file_once(self: JSONFileLoader, file_path: str) -> object:
+        if file_path not in parsed:
+            parsed[file_path] = load_file(self, file_path)
+        return parsed[file_path]
+
+    JSONFileLoader.load_file = load_file_once  # type: ignore[method-assign]
+
+
+_parse_each_service_model_once()
 
 _module_numbers = itertools.count()
 
@@ -109,6 +134,28 @@ def make_synth(*variables: str, **environment: str) -> subprocess.CompletedProce
     )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def policy_gate_cache(request, tmp_path_factory) -> Iterator[Path]:
+    """Where every policy gate the suite runs records the templates that linted clean (scripts/policy_gate.py).
+
+    The gate runs over several assemblies (`make synth` twice, the planted violation, the in-process
+    synths) whose templates are mostly the same bytes, and over the same bytes again next run. A
+    verdict is keyed by the template's bytes, its region and the cfn-lint version, so the suite keeps
+    them in pytest's cache folder as `make synth` keeps them in cdk.out: a changed template is linted,
+    an unchanged one is not linted twice. A fresh clone (CI) lints every template. Without pytest's
+    cache (-p no:cacheprovider) the record lasts one run, shared by xdist's workers.
+    """
+    cache_provider = getattr(request.config, "cache", None)
+    if cache_provider is not None:
+        cache = cache_provider.mkdir("policy-gate")
+    else:
+        base = tmp_path_factory.getbasetemp()
+        cache = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "policy-gate"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("POLICY_GATE_CACHE", str(cache))
+        yield cache
+
+
 @pytest.fixture(scope="session")
 def platform_config():
     from config import load_config
@@ -144,3 +191,23 @@ def create_ledger_table(name: str, region: str = "eu-west-1") -> None:
             }
         ],
     )
+
+
+# -- pytest-xdist: `make test` runs the suite in one worker per CPU, a module at a time -----------
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist, start the modules that hold `slow` tests first, the slowest first.
+
+    pyproject.toml hands xdist whole modules (--dist=loadscope), so a module's fixtures (a synth of
+    its own, `make synth` run twice) are built once, in the order collected (--no-loadscope-reorder):
+    a long module left to the end would finish alone while the other workers idle. Each module's
+    tests keep their order; every worker collects the same order, as xdist requires.
+    """
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    slow_tests: dict[Path, int] = {}
+    for item in items:
+        if item.get_closest_marker("slow"):
+            slow_tests[item.path] = slow_tests.get(item.path, 0) + 1
+    items.sort(key=lambda item: -slow_tests.get(item.path, 0))  # stable

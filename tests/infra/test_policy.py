@@ -30,6 +30,7 @@ def test_cfn_lint_reports_nothing_on_any_template(synthesized):
     assert policy_gate.lint_findings(synthesized.outdir) == []
 
 
+@pytest.mark.slow
 def test_a_planted_violation_makes_make_synth_fail(tmp_path):
     outdir = tmp_path / "cdk.out"
     result = make_synth(f"CDK_OUT={outdir}", f"CDK_APP={sys.executable} tests/infra/planted_violation_app.py")

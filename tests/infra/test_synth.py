@@ -115,6 +115,7 @@ def make_synth_twice(tmp_path_factory) -> tuple[Path, Path, subprocess.Completed
     return base / "first", base / "second", results[0]
 
 
+@pytest.mark.slow
 def test_make_synth_writes_every_environment_and_passes_the_policy_gate(make_synth_twice):
     first, _, result = make_synth_twice
 
@@ -128,6 +129,7 @@ def test_make_synth_writes_every_environment_and_passes_the_policy_gate(make_syn
     assert (first / "Pipeline.template.json").is_file()
 
 
+@pytest.mark.slow
 def test_make_synth_twice_gives_byte_identical_assemblies(make_synth_twice):
     first, second, _ = make_synth_twice
 
@@ -139,6 +141,7 @@ def test_make_synth_twice_gives_byte_identical_assemblies(make_synth_twice):
     assert sorted(p.name for p in first.glob("asset.*")) == sorted(p.name for p in second.glob("asset.*"))
 
 
+@pytest.mark.slow
 def test_make_synth_makes_no_aws_call_even_with_credentials_in_the_environment(make_synth_twice):
     _, _, verbose = make_synth_twice
     output = verbose.stdout + verbose.stderr

@@ -208,6 +208,7 @@ SYNTH_FAILURES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("edit_spec", "context", "expected"), SYNTH_FAILURES.values(), ids=SYNTH_FAILURES.keys())
 def test_synth_with_a_bad_setting_exits_non_zero_with_one_line_and_no_traceback(
     config_copy, tmp_path, edit_spec, context, expected
@@ -240,6 +241,7 @@ def test_every_environment_name_has_a_file():
     assert sorted(path.stem for path in (CONFIG / "environments").glob("*.yaml")) == sorted(ENVIRONMENT_NAMES)
 
 
+@pytest.mark.slow
 def test_make_synth_stops_on_a_bad_setting_with_its_sentence(config_copy, tmp_path):
     """The whole path a user runs: make -> cdk CLI -> app.py; the CLI adds one line of its own."""
     edit(config_copy / "environments" / "staging.yaml", "training: ml.m5.xlarge", "training: ml.q9.xlarge")
@@ -344,6 +346,7 @@ def test_the_pipeline_needs_the_example_endpoint_in_staging_to_smoke_test(config
     assert_one_sentence(str(raised.value), config_copy / "pipeline.yaml", "smoke_test", "'example'")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
