@@ -49,4 +49,4 @@ def not_below(field: str, sibling: str, allowed: str, *, margin: int = 0) -> Any
             raise ValueError(f"{allowed} ({floor})")
         return value
 
-    return field_validator(field)(classmethod(check))  # type: ignore[arg-type]
+    return field_validator(field)(classmethod(check))
