@@ -33,6 +33,26 @@ ZONES: dict[str, str] = {
 QUARANTINE_PREFIX = "quarantine/"
 PARTITION_KEYS = ("tenant", "dataset", "dt")
 ABORT_INCOMPLETE_UPLOADS_AFTER = Duration.days(7)
+# Zone name -> (logical ID, description, columns (name, type, comment)) of its Glue table, besides the partitions.
+TABLES: dict[str, tuple[str, str, tuple[tuple[str, str, str], ...]]] = {
+    "curated": (
+        "CuratedTable",
+        "Validated records in Parquet, one folder per tenant, dataset and day",
+        (
+            ("record_id", "string", "Stable id of the record: <SQS message id>-<index in message>"),
+            ("received_at", "timestamp", "When SQS accepted the record's message (raw zone's received_at)"),
+        ),
+    ),
+    "features": (
+        "FeaturesTable",
+        "Model-ready features in Parquet, split into train, validation and test",
+        (
+            ("record_id", "string", "Id of the curated record the features come from"),
+            ("split", "string", "train, validation or test"),
+            ("label", "double", "Target value; null where unknown"),
+        ),
+    ),
+}
 
 
 class DataLake(Construct):
@@ -67,25 +87,8 @@ class DataLake(Construct):
         )
         self.database = self._database(names)
         self.tables = {
-            "curated": self._table(
-                "CuratedTable",
-                zone="curated",
-                description="Validated records in Parquet, one folder per tenant, dataset and day",
-                columns=[
-                    ("record_id", "string", "Stable id of the record: <SQS message id>-<index in message>"),
-                    ("received_at", "timestamp", "When SQS accepted the record's message (raw zone's received_at)"),
-                ],
-            ),
-            "features": self._table(
-                "FeaturesTable",
-                zone="features",
-                description="Model-ready features in Parquet, split into train, validation and test",
-                columns=[
-                    ("record_id", "string", "Id of the curated record the features come from"),
-                    ("split", "string", "train, validation or test"),
-                    ("label", "double", "Target value; null where unknown"),
-                ],
-            ),
+            zone: self._table(logical_id, zone=zone, description=description, columns=list(columns))
+            for zone, (logical_id, description, columns) in TABLES.items()
         }
         self.workgroup = self._workgroup(names)
 

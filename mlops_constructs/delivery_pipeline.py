@@ -9,8 +9,9 @@
   models its stack deployed, or when ``config/deployed-variants.yaml`` does not record the live variants
   (it prints the ``make record-variants`` command to run). Failed runs and approvals waiting notify the
   pipeline's own topic.
-* The roles its smoke test and deploy checks assume in an environment are built there
-  (mlops_constructs/pipeline_access.py); the policies CDK Pipelines writes for its own roles are
+* The roles its smoke test and deploy checks assume in an environment are built in that environment
+  (``SmokeTestAccess`` in mlops_constructs/pipeline_access.py, ``DeployCheckAccess`` in
+  mlops_constructs/deploy_check.py); the policies CDK Pipelines writes for its own roles are
   acknowledged in mlops_constructs/pipeline_grants.py.
 
 Models are not promoted here: each environment's endpoints read its own model pointers at deploy

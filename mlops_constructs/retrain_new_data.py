@@ -22,7 +22,9 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk.interfaces.aws_events import IRuleRef
 from constructs import Construct
 
+from config.monitoring import Retraining
 from mlops_constructs.event_delivery import RULE_MAX_EVENT_AGE, RULE_RETRY_ATTEMPTS
+from mlops_constructs.functions import PlatformFunction
 from mlops_constructs.ingestion import RAW_PREFIX
 from mlops_constructs.queues import dead_letter_queue, encrypted_queue
 
@@ -72,18 +74,18 @@ class NewDataPath:
 
 def new_data_path(
     scope: Construct,
+    parts: PlatformFunction,
     *,
-    function: lambda_.IFunction,
-    role: iam.Role,
-    policy: iam.Policy,
     raw_bucket: s3.IBucket,
     key: kms.IKey,
-    function_timeout_seconds: int,
-    batching_window_seconds: int,
+    settings: Retraining,
     removal_policy: RemovalPolicy,
 ) -> NewDataPath:
-    """``NewDataDeadLetterQueue``, ``NewDataQueue``, ``NewDataRule`` and ``NewDataMapping`` in ``scope`` (flat)."""
-    window = batching_window_seconds
+    """``NewDataDeadLetterQueue``, ``NewDataQueue``, ``NewDataRule`` and ``NewDataMapping`` in ``scope`` (flat),
+    delivering to ``parts``' function, whose role's policy the mapping waits for."""
+    window = settings.batching_window_seconds
+    timeout = parts.function.timeout
+    assert timeout is not None, "every platform function sets its timeout"
     dead_letters = dead_letter_queue(
         scope,
         "NewDataDeadLetterQueue",
@@ -100,7 +102,7 @@ def new_data_path(
         key=key,
         # AWS's advice for SQS event sources: six times the function timeout plus the batching
         # window, so a batch is not redelivered while it is still being decided.
-        visibility_timeout=Duration.seconds(6 * function_timeout_seconds + window),
+        visibility_timeout=Duration.seconds(6 * int(timeout.to_seconds()) + window),
         retention_period=Duration.days(4),
         dead_letter_queue=sqs.DeadLetterQueue(queue=dead_letters, max_receive_count=MAX_RECEIVE_COUNT),
         removal_policy=removal_policy,
@@ -133,7 +135,7 @@ def new_data_path(
 
     # Not SqsEventSource: its grant adds kms:Decrypt on the key with no condition. Lambda checks
     # these grants when it creates the mapping, hence the dependency.
-    role.add_to_policy(
+    parts.role.add_to_policy(
         iam.PolicyStatement(
             sid="ConsumeNewDataQueue",
             actions=[
@@ -148,12 +150,12 @@ def new_data_path(
     mapping = lambda_.EventSourceMapping(
         scope,
         "NewDataMapping",
-        target=function,
+        target=parts.function,
         event_source_arn=queue.queue_arn,
         batch_size=batch_size(window),
         max_batching_window=Duration.seconds(window) if window > 0 else None,
         max_concurrency=MAX_CONCURRENT_BATCHES,
         report_batch_item_failures=True,
     )
-    mapping.node.add_dependency(policy)
+    mapping.node.add_dependency(parts.policy)
     return NewDataPath(queue=queue, dead_letter_queue=dead_letters, rule=rule)

@@ -171,15 +171,7 @@ class RetrainTrigger(Construct):
             self._drift_rules(names, target)
         if settings.on_new_data:
             new_data = new_data_path(
-                self,
-                function=self.function,
-                role=self.role,
-                policy=self.policy,
-                raw_bucket=raw_bucket,
-                key=key,
-                function_timeout_seconds=FUNCTION_TIMEOUT_SECONDS,
-                batching_window_seconds=settings.batching_window_seconds,
-                removal_policy=removal_policy,
+                self, parts, raw_bucket=raw_bucket, key=key, settings=settings, removal_policy=removal_policy
             )
             self.queue, self.queue_dead_letter_queue = new_data.queue, new_data.dead_letter_queue
             self.new_data_rule = new_data.rule
