@@ -13,13 +13,12 @@ from typing import Any
 
 import pytest
 
+from config.example_models import EXAMPLE_MODEL_NAMES, archive_path
 from config.tenants import PipelineConfig
 from mlops_inference import handler as container
 from mlops_inference.model import load
 from mlops_inference.settings import Settings
 from tests.conftest import ROOT, load_handler
-
-EXAMPLE_MODEL = ROOT / "models" / "example" / "model.tar.gz"
 
 
 def scoring_common() -> Any:
@@ -49,10 +48,11 @@ class SageMakerRuntime:
         return {"Body": io.BytesIO(response.body), "InvokedProductionVariant": "Champion"}
 
 
-@pytest.fixture(scope="module")
-def example_model(tmp_path_factory) -> Any:
-    directory = tmp_path_factory.mktemp("model")
-    with tarfile.open(EXAMPLE_MODEL) as archive:
+@pytest.fixture(scope="module", params=EXAMPLE_MODEL_NAMES)
+def example_model(tmp_path_factory, request) -> Any:
+    """Each shipped example model: the example endpoint's Champion and Challenger serve one each."""
+    directory = tmp_path_factory.mktemp(request.param)
+    with tarfile.open(archive_path(request.param)) as archive:
         archive.extractall(directory, filter="data")
     return load(directory)
 
