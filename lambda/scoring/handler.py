@@ -2,9 +2,10 @@
 
 API Gateway (REST, IAM-authenticated, Lambda proxy integration) routes three resources here:
 
-* ``POST /score``: ``{"endpoint": <key>, "instances": [[number, ...], ...], "explain": bool}`` is scored
-  at once. 200 ``{"endpoint", "variant", "predictions"}``; 400 for a request the checks or the model
-  refuse (the model's own reason), 404 for an unknown endpoint key, 429 when throttled, 503 when the
+* ``POST /score``: ``{"endpoint": <key>, "instances": [[number, ...], ...], "explain": bool, "variant": name}``
+  is scored at once, by the named variant only when ``variant`` is given (else the weights choose).
+  200 ``{"endpoint", "variant", "predictions"}``; 400 for a request the checks or the model refuse
+  (the model's own reason), 404 for an unknown endpoint key, 429 when throttled, 503 when the
   endpoint is missing or not InService, 504 when it does not answer in time, 502 for anything else.
 * ``POST /score/async``: the same body is recorded as ``pending`` under a new tracking id, then
   queued for the worker (``worker.py``). 202 ``{"id", "status": "pending", "location": "/score/<id>"}``.
@@ -48,6 +49,7 @@ from scoring_common import (
     invoke_endpoint,
     is_tracking_id,
     load_endpoints,
+    load_variants,
     new_tracking_id,
     one_line,
     parse_request,
@@ -82,6 +84,7 @@ metrics = Metrics()
 app = APIGatewayRestResolver()
 
 ENDPOINTS = load_endpoints(os.environ["ENDPOINTS"])
+VARIANTS = load_variants(os.environ.get("VARIANTS"))
 MAX_INSTANCES = int(os.environ.get("MAX_INSTANCES", "1000"))
 RESULT_TTL_DAYS = int(os.environ.get("RESULT_TTL_DAYS", "7"))
 MAX_MESSAGE_BYTES = int(os.environ.get("MAX_MESSAGE_BYTES", str(DEFAULT_MAX_MESSAGE_BYTES)))
@@ -108,7 +111,7 @@ def read_request() -> ScoringRequest | Response:
     except (ValueError, UnicodeDecodeError) as error:
         return refuse(400, f"the body is not valid JSON: {error}", "ScoreInvalid")
     try:
-        return parse_request(payload, ENDPOINTS, MAX_INSTANCES)
+        return parse_request(payload, ENDPOINTS, MAX_INSTANCES, VARIANTS)
     except UnknownEndpoint as error:
         return refuse(404, error.reason, "ScoreUnknownEndpoint")
     except InvalidRequest as error:

@@ -36,6 +36,7 @@ queue's depth show it.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +60,7 @@ from scoring_common import (
     invoke_endpoint,
     is_tracking_id,
     load_endpoints,
+    load_variants,
     one_line,
     parse_request,
     strict_json,
@@ -95,7 +97,9 @@ class Job:
     request: ScoringRequest
 
 
-def parse_message(body: str, endpoints: dict[str, str], max_instances: int) -> Job:
+def parse_message(
+    body: str, endpoints: dict[str, str], max_instances: int, variants: Mapping[str, Sequence[str]] | None = None
+) -> Job:
     """A queued request as a Job; raises Malformed with the reason it cannot be scored."""
     try:
         payload = strict_json(body)
@@ -107,7 +111,9 @@ def parse_message(body: str, endpoints: dict[str, str], max_instances: int) -> J
     if not isinstance(tracking_id, str) or not is_tracking_id(tracking_id):
         raise Malformed(INVALID_ID, f"'id' must be a tracking id (a UUID4), not {one_line(repr(tracking_id), 60)}")
     try:
-        request = parse_request({key: value for key, value in payload.items() if key != "id"}, endpoints, max_instances)
+        request = parse_request(
+            {key: value for key, value in payload.items() if key != "id"}, endpoints, max_instances, variants
+        )
     except UnknownEndpoint as error:
         raise Malformed(UNKNOWN_ENDPOINT, error.reason, tracking_id) from None
     except InvalidRequest as error:
@@ -128,8 +134,10 @@ class Worker:
         dead_letter_queue_url: str,
         max_receive_count: int,
         max_instances: int,
+        variants: Mapping[str, Sequence[str]] | None = None,
     ):
         self.runtime = runtime
+        self.variants = variants
         self.results = results
         self.sqs = sqs
         self.endpoints = endpoints
@@ -139,7 +147,7 @@ class Worker:
 
     def __call__(self, record: SQSRecord) -> str:
         try:
-            job = parse_message(record.body, self.endpoints, self.max_instances)
+            job = parse_message(record.body, self.endpoints, self.max_instances, self.variants)
         except Malformed as problem:
             self.quarantine(record, problem)
             return "quarantined"
@@ -249,6 +257,7 @@ worker = Worker(
     dead_letter_queue_url=os.environ["DEAD_LETTER_QUEUE_URL"],
     max_receive_count=int(os.environ["MAX_RECEIVE_COUNT"]),
     max_instances=int(os.environ.get("MAX_INSTANCES", "1000")),
+    variants=load_variants(os.environ.get("VARIANTS")),
 )
 
 
