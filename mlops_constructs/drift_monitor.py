@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,7 +133,7 @@ class DriftMonitor(Construct):
         topic: sns.ITopic,
         zones: DriftMonitorZones,
         image: ecr_assets.DockerImageAsset,
-        example_baseline: s3_assets.Asset,
+        example_baselines: Mapping[str, s3_assets.Asset],
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, id)
@@ -164,15 +165,18 @@ class DriftMonitor(Construct):
         if self._monitoring.engine == "model-monitor":
             self._model_monitor()
         else:
-            self._platform(image, example_baseline, removal_policy)
+            self._platform(image, example_baselines, removal_policy)
 
     # -- platform engine ----------------------------------------------------------------------------
 
     def _platform(
-        self, image: ecr_assets.DockerImageAsset, example_baseline: s3_assets.Asset, removal_policy: RemovalPolicy
+        self,
+        image: ecr_assets.DockerImageAsset,
+        example_baselines: Mapping[str, s3_assets.Asset],
+        removal_policy: RemovalPolicy,
     ) -> None:
         for endpoint_key, endpoint in self.endpoints.items():
-            self.job_roles[endpoint_key] = self._job_role(endpoint_key, endpoint, image, example_baseline)
+            self.job_roles[endpoint_key] = self._job_role(endpoint_key, endpoint, image, example_baselines)
         log_group = logs.LogGroup(
             self,
             "StateMachineLogs",
@@ -195,7 +199,7 @@ class DriftMonitor(Construct):
         ignore_redundant_dependency(self.state_machine)
         self._grant_state_machine()
         for endpoint_key, endpoint in self.endpoints.items():
-            self.rules[endpoint_key] = self._schedule_rule(endpoint_key, endpoint, example_baseline)
+            self.rules[endpoint_key] = self._schedule_rule(endpoint_key, endpoint, example_baselines)
             self.drift_alarms[endpoint_key] = self._drift_alarm(endpoint_key, endpoint)
         self._failure_alarm()
 
@@ -261,7 +265,9 @@ class DriftMonitor(Construct):
         )
         return window.next(name).next(monitor).next(done)
 
-    def _schedule_rule(self, key: str, endpoint: EndpointConfig, example_baseline: s3_assets.Asset) -> events.Rule:
+    def _schedule_rule(
+        self, key: str, endpoint: EndpointConfig, example_baselines: Mapping[str, s3_assets.Asset]
+    ) -> events.Rule:
         names, monitoring, zones = self._names, self._monitoring, self._zones
         endpoint_name = names.resource(key)
         time = events.EventField.time
@@ -277,8 +283,11 @@ class DriftMonitor(Construct):
         ]
         for variant in endpoint.variants:
             arguments += ["--pointer", f"{variant.name}={pointer_name(names, key, variant.name)}"]
+        # Each variant's own example model: while its pointer holds the sentinel, its traffic is that model's.
+        for variant in endpoint.variants:
+            baseline = example_baselines[variant.example_model]
+            arguments += ["--example-baseline", f"{variant.name}={baseline.s3_object_url}"]
         arguments += [
-            *("--example-baseline", example_baseline.s3_object_url),
             *("--thresholds", thresholds_argument(monitoring)),
             *("--report-uri", zones.artifacts.s3_url_for_object(report_prefix(endpoint, endpoint_name))),
             *("--metrics-namespace", names.drift_namespace),
@@ -308,7 +317,11 @@ class DriftMonitor(Construct):
         )
 
     def _job_role(
-        self, key: str, endpoint: EndpointConfig, image: ecr_assets.DockerImageAsset, example_baseline: s3_assets.Asset
+        self,
+        key: str,
+        endpoint: EndpointConfig,
+        image: ecr_assets.DockerImageAsset,
+        example_baselines: Mapping[str, s3_assets.Asset],
     ) -> iam.Role:
         """The job of one endpoint: its capture, its pointers and baselines, its reports, its metrics and events."""
         names, zones = self._names, self._zones
@@ -331,7 +344,10 @@ class DriftMonitor(Construct):
             iam.PolicyStatement(
                 sid="ReadExampleBaseline",
                 actions=["s3:GetObject"],
-                resources=[example_baseline.bucket.arn_for_objects(example_baseline.s3_object_key)],
+                resources=[
+                    example_baselines[name].bucket.arn_for_objects(example_baselines[name].s3_object_key)
+                    for name in sorted({variant.example_model for variant in endpoint.variants})
+                ],
             )
         )
         role.add_to_policy(

@@ -13,6 +13,7 @@ from typing import Any
 from aws_cdk import CfnOutput, RemovalPolicy, Stack
 from constructs import Construct
 
+from config.instance_types import is_gpu
 from config.naming import Names
 from config.schema import EnvironmentConfig
 from config.tenants import PipelineConfig
@@ -38,7 +39,9 @@ class TrainingStack(Stack):
         super().__init__(scope, id, **kwargs)
         removal_policy = RemovalPolicy.RETAIN if environment.retains_data else RemovalPolicy.DESTROY
         lake = foundation.lake.zones
-        self.images = TrainingImages(self, "Images")
+        self.images = TrainingImages(
+            self, "Images", gpu=any(is_gpu(pipeline.training.instance_type) for pipeline in pipelines)
+        )
         self.progress = ProgressTracking(
             self,
             "Progress",
@@ -67,10 +70,12 @@ class TrainingStack(Stack):
             ),
             ledger=foundation.ledger_table,
             progress_bus=self.progress.bus,
-            images=self.images.all,
+            cpu_image=self.images.cpu,
+            gpu_image=self.images.gpu,
             removal_policy=removal_policy,
         )
         CfnOutput(self, "StateMachineArn", value=self.pipeline.state_machine.state_machine_arn)
         CfnOutput(self, "ProgressBusName", value=self.progress.bus.event_bus_name)
         CfnOutput(self, "TrainingImageUri", value=self.images.cpu.image_uri)
-        CfnOutput(self, "GpuTrainingImageUri", value=self.images.gpu.image_uri)
+        if self.images.gpu is not None:
+            CfnOutput(self, "GpuTrainingImageUri", value=self.images.gpu.image_uri)

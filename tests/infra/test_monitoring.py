@@ -27,6 +27,7 @@ from moto.events.models import EventPattern
 
 import config.monitoring as monitoring_config
 from config import load_config
+from config.example_models import EXAMPLE_MODEL_NAMES, baseline_path
 from config.naming import Names
 from mlops_constructs.drift_monitor import (
     TIME_SUFFIX_LENGTH,
@@ -37,7 +38,6 @@ from mlops_constructs.drift_monitor import (
 )
 from mlops_constructs.training_images import CONTEXT
 from scripts import policy_gate
-from stacks.monitoring import EXAMPLE_BASELINE
 from tests.conftest import ROOT, load_handler
 from tests.infra.test_training import of_type
 from tests.synth import synthesize
@@ -157,7 +157,10 @@ def test_the_rule_gives_the_job_its_contract_arguments_with_the_event_time(resou
     execution_input = rule_input(rule)
     name = endpoint_name(environment)
     thresholds = settings.monitoring.thresholds
-    example_baseline = execution_input["arguments"][execution_input["arguments"].index("--example-baseline") + 1]
+    variants = [v.name for v in settings.serving.endpoints["example"].variants]
+    arguments = execution_input["arguments"]
+    # The assets' URIs: see test_each_variant_s_example_baseline_is_this_stacks_asset_of_its_example_model.
+    example_baselines = [arguments[i + 1] for i, a in enumerate(arguments) if a == "--example-baseline"]
 
     assert execution_input["time"] == EVENT_TIME
     assert execution_input["arguments"] == [
@@ -169,14 +172,16 @@ def test_the_rule_gives_the_job_its_contract_arguments_with_the_event_time(resou
         *("--capture-uri", "s3://<CaptureZoneBucket>/capture/example/example/"),
         *("--window-end", EVENT_TIME),
         *("--window-minutes", str(settings.monitoring.window_minutes)),
-        *("--pointer", f"Champion=/mlops/{environment}/models/example/Champion"),
-        *("--example-baseline", example_baseline),  # the asset's URI: see test_the_example_baseline_is_…
+        *(item for v in variants for item in ("--pointer", f"{v}=/mlops/{environment}/models/example/{v}")),
+        *(item for uri in example_baselines for item in ("--example-baseline", uri)),
         *("--thresholds", json.dumps(thresholds.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))),
         *("--report-uri", f"s3://<ArtifactsZoneBucket>/artifacts/monitoring/example/{name}/"),
         *("--metrics-namespace", f"mlops/{environment}/Drift"),
         *("--event-source", "mlops.monitoring"),
     ]
-    assert json.loads(execution_input["arguments"][20])["default"]["psi"] == thresholds.default.psi
+    assert [uri.split("=", 1)[0] for uri in example_baselines] == variants
+    thresholds_argument = arguments[arguments.index("--thresholds") + 1]
+    assert json.loads(thresholds_argument)["default"]["psi"] == thresholds.default.psi
 
 
 def test_the_jobs_own_parser_accepts_the_arguments_and_reads_the_window_from_the_event(resources):
@@ -201,20 +206,31 @@ def test_the_capture_uri_is_where_the_endpoint_captures(synthesized, environment
     assert arguments[arguments.index("--capture-uri") + 1] == destination + "/"
 
 
-def test_the_example_baseline_is_this_stacks_asset_of_the_shipped_file(synthesized, environment, resources):
+def test_each_variant_s_example_baseline_is_this_stacks_asset_of_its_example_model(
+    synthesized, environment, resources, settings
+):
+    """While a pointer holds the sentinel, its variant's traffic is compared with the baseline of the example
+    model that variant serves (the A/B pair: XGBoost's for the Champion, the linear model's for the Challenger)."""
     stage = synthesized.stages[environment]
     manifest = synthesized.outdir / f"assembly-{environment}" / f"{stage.monitoring.artifact_id}.assets.json"
-    [(asset_hash, asset)] = [
-        (h, a) for h, a in json.loads(manifest.read_text())["files"].items() if a["displayName"] == "ExampleBaseline"
-    ]
-    staged = (manifest.parent / asset["source"]["path"]).resolve()
+    files = json.loads(manifest.read_text())["files"]
+    hashes = {a["displayName"]: h for h, a in files.items() if a["displayName"].startswith("ExampleBaselines/")}
     found = by_sid(statements(resources, f"{PREFIX}ExampleJobRole"))
     [rule] = schedule_rules(resources).values()
     arguments = rule_input(rule)["arguments"]
+    given = dict(arguments[i + 1].split("=", 1) for i, a in enumerate(arguments) if a == "--example-baseline")
+    variants = settings.serving.endpoints["example"].variants
 
-    assert staged.read_bytes() == EXAMPLE_BASELINE.read_bytes()
-    assert arguments[arguments.index("--example-baseline") + 1].endswith(f"/{asset_hash}.json")
-    assert render(found["ReadExampleBaseline"]["Resource"]).endswith(f"/{asset_hash}.json")
+    assert sorted(hashes) == sorted(f"ExampleBaselines/{m.capitalize()}" for m in {v.example_model for v in variants})
+    for variant in variants:
+        asset_hash = hashes[f"ExampleBaselines/{variant.example_model.capitalize()}"]
+        staged = (manifest.parent / files[asset_hash]["source"]["path"]).resolve()
+        assert staged.read_bytes() == baseline_path(variant.example_model).read_bytes()
+        assert given[variant.name].endswith(f"/{asset_hash}.json")
+    readable = found["ReadExampleBaseline"]["Resource"]
+    assert sorted(
+        render(r).rsplit("/", 1)[1] for r in (readable if isinstance(readable, list) else [readable])
+    ) == sorted(f"{hashes[name]}.json" for name in hashes)
 
 
 def test_job_names_fit_sagemakers_limit_and_are_the_same_for_the_same_endpoint():
@@ -314,7 +330,7 @@ def test_the_state_machine_runs_only_drift_jobs_and_passes_only_the_job_roles_to
 # -- the job's role --------------------------------------------------------------------------------
 
 
-def test_the_job_reads_only_its_endpoints_capture_baselines_and_pointers(resources, environment):
+def test_the_job_reads_only_its_endpoints_capture_baselines_and_pointers(resources, environment, settings):
     found = by_sid(statements(resources, f"{PREFIX}ExampleJobRole"))
     name = endpoint_name(environment)
 
@@ -324,15 +340,16 @@ def test_the_job_reads_only_its_endpoints_capture_baselines_and_pointers(resourc
         render(found["ReadBaselines"]["Resource"]) == "<ArtifactsZoneBucketArn>/artifacts/runs/example/*/baseline.json"
     )
     assert found["ListBaselines"]["Condition"] == {"StringLike": {"s3:prefix": ["artifacts/runs/example/*"]}}
-    assert render(found["ReadExampleBaseline"]["Resource"]).endswith(".json")
+    examples = found["ReadExampleBaseline"]["Resource"]
+    assert all(render(r).endswith(".json") for r in (examples if isinstance(examples, list) else [examples]))
     assert found["WriteReports"]["Action"] == "s3:PutObject"
     assert (
         render(found["WriteReports"]["Resource"]) == f"<ArtifactsZoneBucketArn>/artifacts/monitoring/example/{name}/*"
     )
     assert found["ReadModelPointers"]["Action"] == "ssm:GetParameter"
-    assert [render(r).split(":", 5)[5] for r in as_list(found["ReadModelPointers"]["Resource"])] == [
-        f"parameter/mlops/{environment}/models/example/Champion"
-    ]
+    assert sorted(render(r).split(":", 5)[5] for r in as_list(found["ReadModelPointers"]["Resource"])) == sorted(
+        f"parameter/mlops/{environment}/models/example/{v.name}" for v in settings.serving.endpoints["example"].variants
+    )
 
 
 def test_the_job_puts_only_drift_metrics_and_drift_summaries_on_the_default_bus(resources, environment):
@@ -586,7 +603,10 @@ def bare_monitor(region: str, engine: str, labels_dataset: str | None = None) ->
             capture=s3.Bucket(stack, "Capture"), artifacts=s3.Bucket(stack, "Artifacts"), raw=s3.Bucket(stack, "Raw")
         ),
         image=ecr_assets.DockerImageAsset(stack, "Image", directory=str(CONTEXT)),
-        example_baseline=s3_assets.Asset(stack, "Baseline", path=str(EXAMPLE_BASELINE)),
+        example_baselines={
+            name: s3_assets.Asset(stack, f"Baseline{name}", path=str(baseline_path(name)))
+            for name in EXAMPLE_MODEL_NAMES
+        },
         removal_policy=cdk.RemovalPolicy.DESTROY,
     )
     return app.synth().get_stack_by_name("Bare").template["Resources"]
@@ -667,6 +687,9 @@ def test_a_labels_dataset_without_the_raw_zone_is_refused_at_synth():
             topic=sns.Topic(stack, "Topic"),
             zones=DriftMonitorZones(capture=s3.Bucket(stack, "Capture"), artifacts=s3.Bucket(stack, "Artifacts")),
             image=ecr_assets.DockerImageAsset(stack, "Image", directory=str(CONTEXT)),
-            example_baseline=s3_assets.Asset(stack, "Baseline", path=str(EXAMPLE_BASELINE)),
+            example_baselines={
+                name: s3_assets.Asset(stack, f"Baseline{name}", path=str(baseline_path(name)))
+                for name in EXAMPLE_MODEL_NAMES
+            },
             removal_policy=cdk.RemovalPolicy.DESTROY,
         )

@@ -7,7 +7,7 @@ passing everything as ContainerArguments (``python -m mlops_training monitor ...
     --capture-uri s3://<lake bucket>/capture/<tenant>/<key>/
     --window-end 2026-11-24T23:00:00Z --window-minutes 60
     --pointer Champion=/<project>/dev/models/<key>/Champion [--pointer Challenger=...]
-    --example-baseline s3://<bucket>/<key of the example model's baseline.json>
+    --example-baseline [Variant=]s3://<bucket>/<key of an example model's baseline.json> [--example-baseline ...]
     [--thresholds '{"default": {"psi": 0.2, "ks_statistic": 0.1, "ks_p_value": 0.01},
                     "features": {"<name>": {...}}, "drifted_share": 0.5, "prediction_psi": 0.2, "min_rows": 30}']
     --report-uri s3://<artifacts bucket>/artifacts/monitoring/<tenant>/<endpoint-name>/
@@ -27,7 +27,9 @@ Inputs:
 - **Baselines**: each ``--pointer Variant=<SSM parameter>`` is read with ssm:GetParameter. Its value
   is a ``model.tar.gz`` S3 URI, whose baseline is its sibling (``s3://B/a/output/model.tar.gz`` ->
   ``s3://B/a/output/baseline.json``, see ``baseline_job``), or the sentinel ``example``, whose
-  baseline is ``--example-baseline``. A variant whose pointer or baseline is missing or unreadable
+  baseline is the ``--example-baseline`` given for that variant (``Champion=s3://...``: variants
+  serve different example models), else the one given without a variant. A variant whose pointer
+  or baseline is missing or unreadable
   is reported (``variants`` in the report, ``BaselineMissing`` per variant, ``variants_without_baseline``
   in the event); the other variants go on. If no variant has a baseline, the job exits 1.
 - **Thresholds**: ``--thresholds`` maps onto ``drift.Thresholds``; every key is optional, a
@@ -147,7 +149,7 @@ class Arguments:
     window_start: datetime
     window_end: datetime
     pointers: tuple[tuple[str, str], ...]  # (variant, SSM parameter name), sorted by variant
-    example_baseline: S3Location
+    example_baselines: tuple[tuple[str, S3Location], ...]  # (variant, or "" for every other variant; location)
     thresholds: Thresholds
     report: S3Location  # a prefix, ending in /
     metrics_namespace: str
@@ -161,6 +163,11 @@ class Arguments:
     @property
     def dimensions(self) -> dict[str, str]:
         return {"Endpoint": self.endpoint, "Tenant": self.tenant, "Model": self.model}
+
+    def example_baseline(self, variant: str) -> S3Location | None:
+        """The baseline of the example model the variant serves while its pointer holds the sentinel."""
+        baselines = dict(self.example_baselines)
+        return baselines.get(variant) or baselines.get("")
 
     def report_key(self, name: str) -> S3Location:
         return S3Location(self.report.bucket, f"{self.report.key}{self.window_end:%Y-%m-%dT%H-%M}/{name}")
@@ -242,13 +249,18 @@ def parse_arguments(argv: Sequence[str]) -> Arguments:
         "--capture-uri",
         "--window-end",
         "--window-minutes",
-        "--example-baseline",
         "--report-uri",
         "--metrics-namespace",
         "--event-source",
     ):
         parser.add_argument(name, required=True)
     parser.add_argument("--pointer", action="append", required=True, help="Variant=<SSM parameter name>, repeated")
+    parser.add_argument(
+        "--example-baseline",
+        action="append",
+        required=True,
+        help="[Variant=]<S3 URI of an example model's baseline.json>, repeated; without a variant: every other one",
+    )
     parser.add_argument("--thresholds", default="{}")
     parser.add_argument("--labels-uri")
     parsed = parser.parse_args(list(argv))
@@ -275,8 +287,6 @@ def parse_arguments(argv: Sequence[str]) -> Arguments:
         minutes,
         f"a whole number from 1 to {MAX_WINDOW_MINUTES}",
     )
-    example = _s3(parsed.example_baseline, "--example-baseline")
-    _check(example.key and not example.key.endswith("/"), "--example-baseline", example.uri, "the URI of a file")
     return Arguments(
         environment=parsed.environment,
         tenant=parsed.tenant,
@@ -286,7 +296,7 @@ def parse_arguments(argv: Sequence[str]) -> Arguments:
         window_start=end - timedelta(minutes=int(minutes)),
         window_end=end,
         pointers=_pointers(parsed.pointer),
-        example_baseline=example,
+        example_baselines=_example_baselines(parsed.example_baseline),
         thresholds=parse_thresholds(parsed.thresholds),
         report=_s3(parsed.report_uri, "--report-uri", prefix=True),
         metrics_namespace=parsed.metrics_namespace,
@@ -332,6 +342,20 @@ def _pointers(values: list[str]) -> tuple[tuple[str, str], ...]:
         )
         _check(variant not in found, "--pointer", value, "each variant once")
         found[variant] = parameter
+    return tuple(sorted(found.items()))
+
+
+def _example_baselines(values: list[str]) -> tuple[tuple[str, S3Location], ...]:
+    """``Variant=s3://...`` or a bare ``s3://...`` (every variant not named), each at most once."""
+    found: dict[str, S3Location] = {}
+    for value in values:
+        head, _, tail = value.partition("=")
+        # An S3 key may hold "=" (dt=...): only a variant name before the first "=" makes it the named form.
+        variant, uri = (head, tail) if VARIANT_NAME.fullmatch(head) else ("", value)
+        location = _s3(uri, "--example-baseline")
+        _check(location.key and not location.key.endswith("/"), "--example-baseline", value, "the URI of a file")
+        _check(variant not in found, "--example-baseline", value, "each variant once, and one without a variant")
+        found[variant] = location
     return tuple(sorted(found.items()))
 
 
@@ -413,7 +437,11 @@ def load_variant(name: str, parameter: str, arguments: Arguments, aws: Clients) 
         return variant
     variant.model_uri = value
     if value == EXAMPLE:
-        location = arguments.example_baseline
+        example = arguments.example_baseline(name)
+        if example is None:
+            variant.error = BASELINE_MISSING
+            return variant
+        location = example
     else:
         match = S3_URI.fullmatch(value)
         if match is None or not match["key"].endswith(f"/{MODEL_ARCHIVE}"):
