@@ -20,8 +20,8 @@ from config.instance_types import GPU_FAMILIES, check_instance_type, family_of, 
 
 Flavour = Literal["cpu", "gpu"]
 TrafficRouting = Literal["canary", "all_at_once"]
-# SageMaker's canary is at most 50% of a variant's instances, and at least one instance: a variant
-# needs two to have one (CanarySize, https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/
+# SageMaker's canary is at most 50% of a variant's instances, and one instance cannot be halved: a
+# variant needs two to have one (CanarySize, https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/
 # aws-properties-sagemaker-endpoint-trafficroutingconfig.html).
 CANARY_MINIMUM_INSTANCES = 2
 ENDPOINT_KEY = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$"
@@ -171,12 +171,6 @@ class Rollout(StrictModel):
         ge=600, le=14400, description="a whole number of seconds, 600 to 14400 (the whole blue/green deployment)"
     )
 
-    @property
-    def baking_seconds(self) -> int:
-        """How long the alarms watch the new fleet before the old one goes (the canary step, then the final bake)."""
-        canary = self.canary_wait_seconds if self.traffic_routing == "canary" else 0
-        return canary + self.termination_wait_seconds
-
 
 class ServingAlarms(StrictModel):
     latency_p99_milliseconds: StrictInt = Field(
@@ -250,7 +244,7 @@ class Serving(StrictModel):
                             "canary",
                             f"all_at_once while a variant runs fewer than {CANARY_MINIMUM_INSTANCES} instances "
                             f"(endpoint {key}, variant {variant.name} has {field} {variant.fewest_instances}, and "
-                            "SageMaker's canary is at least one instance and at most half of a variant's)",
+                            "SageMaker's canary is at most half of a variant's instances, and one cannot be halved)",
                         )
                     ]
         return []

@@ -454,7 +454,8 @@ def test_a_gpu_tenant_where_no_gpu_image_was_built_is_refused_in_one_sentence(aw
     s3, _ = aws
     publish(s3, with_training(instance_type="ml.g4dn.xlarge", gpu=True, local_storage=True))
 
-    with pytest.raises(plan.InvalidConfig, match=r"trains on ml\.g4dn\.xlarge, a GPU instance, .* no GPU training image"):
+    refusal = r"trains on ml\.g4dn\.xlarge, a GPU instance, .* no GPU training image"
+    with pytest.raises(plan.InvalidConfig, match=refusal):
         run(plan)
 
 

@@ -77,9 +77,7 @@ def test_the_example_model_of_a_variant_is_one_the_repository_ships(config_copy:
     with pytest.raises(ConfigError) as raised:
         load_config(config_copy)
 
-    assert_one_sentence(
-        str(raised.value), path, "serving.endpoints.example.variants.1.example_model", "'forest'"
-    )
+    assert_one_sentence(str(raised.value), path, "serving.endpoints.example.variants.1.example_model", "'forest'")
     assert "'xgboost' or 'linear'" in str(raised.value)
 
 
