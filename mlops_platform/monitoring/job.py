@@ -29,11 +29,10 @@ Inputs:
 - **Baselines**: each ``--pointer Variant=<SSM parameter>`` is read with ssm:GetParameter. Its value
   is a ``model.tar.gz`` S3 URI, whose baseline is its sibling (``s3://B/a/output/model.tar.gz`` ->
   ``s3://B/a/output/baseline.json``, see ``baseline_job``), or the sentinel ``example``, whose
-  baseline is the ``--example-baseline`` given for that variant (``Champion=s3://...``: variants
-  serve different example models), else the one given without a variant. A variant whose pointer
-  or baseline is missing or unreadable
-  is reported (``variants`` in the report, ``BaselineMissing`` per variant, ``variants_without_baseline``
-  in the event); the other variants go on. If no variant has a baseline, the job exits 1.
+  baseline is the ``--example-baseline`` given for that variant (``Champion=s3://...``), else the
+  one given without a variant. A variant whose pointer or baseline is missing or unreadable is reported
+  (``variants`` in the report, ``BaselineMissing`` per variant, ``variants_without_baseline`` in the
+  event); the other variants go on. If no variant has a baseline, the job exits 1.
 - **Settings**: ``--settings`` names the settings document (``monitoring.settings``: the
   thresholds), read with s3:GetObject; without it, ``drift``'s default thresholds apply. A document
   that cannot be read as settings exits 2.
@@ -168,11 +167,10 @@ def load_variant(name: str, parameter: str, arguments: Arguments, aws: Clients) 
         return variant
     variant.model_uri = value
     if value == EXAMPLE:
-        example = arguments.example_baseline(name)
-        if example is None:
+        location = arguments.example_baseline(name)
+        if location is None:
             variant.error = BASELINE_MISSING
             return variant
-        location = example
     else:
         match = S3_URI.fullmatch(value)
         if match is None or not match["key"].endswith(f"/{MODEL_ARCHIVE}"):

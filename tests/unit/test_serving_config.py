@@ -406,8 +406,11 @@ def test_a_config_that_drops_live_variants_and_adds_new_ones_in_one_deploy_is_re
 
 
 def test_adding_a_variant_or_removing_one_alone_passes_and_deploys_all_at_once(config_copy: Path):
-    record_as_deployed(config_copy, "dev")  # live: Champion
     path = with_challenger(config_copy)
+    with_both = path.read_text()
+    path.write_text(with_both.replace(CHALLENGER, ""))
+    record_as_deployed(config_copy, "dev")  # live: Champion
+    path.write_text(with_both)  # then the Challenger is added
 
     endpoint = load_config(config_copy).environment("dev").serving.endpoints["example"]
     live = load_config(config_copy).deployed.dev
