@@ -15,9 +15,15 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, StrictBool, StrictFloat, StrictInt, ValidationInfo, field_validator
 
 from config.base import StrictModel, at_least, not_below, whole_number
+from config.example_models import DEFAULT_EXAMPLE_MODEL, EXAMPLE_MODEL_NAMES, ExampleModelName
 from config.instance_types import GPU_FAMILIES, check_instance_type, family_of, is_gpu
 
 Flavour = Literal["cpu", "gpu"]
+TrafficRouting = Literal["canary", "all_at_once"]
+# SageMaker's canary is at most 50% of a variant's instances, and one instance cannot be halved: a
+# variant needs two to have one (CanarySize, https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/
+# aws-properties-sagemaker-endpoint-trafficroutingconfig.html).
+CANARY_MINIMUM_INSTANCES = 2
 ENDPOINT_KEY = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$"
 VARIANT_NAME = re.compile(r"^[A-Z][A-Za-z0-9]{1,30}$")
 GENERIC_VARIANT_NAME = re.compile(r"^(Variant|AllTraffic)\d*$", re.IGNORECASE)
@@ -60,6 +66,18 @@ class VariantConfig(StrictModel):
             "variant or changing its instance type)"
         ),
     )
+    example_model: ExampleModelName = Field(
+        default=DEFAULT_EXAMPLE_MODEL,
+        description=(
+            f"one of {', '.join(EXAMPLE_MODEL_NAMES)} (the shipped example model, models/example/<name>/, that the "
+            "variant serves while its model pointer holds the sentinel 'example')"
+        ),
+    )
+
+    @property
+    def fewest_instances(self) -> int:
+        """The fewest instances the variant runs: autoscaling's minimum, or its fixed count."""
+        return self.min_capacity if self.autoscaling else self.initial_instance_count
 
     @field_validator("instance_type")
     @classmethod
@@ -123,17 +141,35 @@ class Scaling(StrictModel):
 
 
 class Rollout(StrictModel):
+    traffic_routing: TrafficRouting = Field(
+        description=(
+            "canary or all_at_once (canary needs every variant at 2 instances or more: SageMaker's canary is at most "
+            "half a variant's instances)"
+        ),
+    )
     canary_percentage: StrictInt = whole_number(1, 50, "share of the new fleet's capacity in the canary step")
-    canary_wait_seconds: StrictInt = whole_number(0, 3600, "baking time before all traffic shifts", unit="seconds")
-    termination_wait_seconds: StrictInt = whole_number(0, 3600, "the old fleet stays this long after", unit="seconds")
+    canary_wait_seconds: StrictInt = whole_number(
+        0, 3600, "canary baking time before all traffic shifts", unit="seconds"
+    )
+    termination_wait_seconds: StrictInt = whole_number(
+        0,
+        3600,
+        "the final baking period: the old fleet stays this long after all traffic shifted, and the rollback alarms "
+        "still roll back",
+        unit="seconds",
+    )
     maximum_execution_timeout_seconds: StrictInt = whole_number(
         600, 14400, "the whole blue/green deployment", unit="seconds"
     )
 
 
 class ServingAlarms(StrictModel):
-    latency_p99_milliseconds: StrictInt = at_least(1, "p99 ModelLatency that alarms", unit="milliseconds")
-    errors_5xx_per_minute: StrictInt = at_least(0, "5XX invocation errors per minute above which it alarms")
+    latency_p99_milliseconds: StrictInt = at_least(1, "p99 ModelLatency of a variant that alarms", unit="milliseconds")
+    errors_5xx_per_minute: StrictInt = at_least(
+        2,
+        "the endpoint's 5XX invocation errors in one minute, every variant and both fleets together, at which it "
+        "alarms and a deployment rolls back: a single error never does",
+    )
 
 
 class ScoringApi(StrictModel):
@@ -163,9 +199,7 @@ class Serving(StrictModel):
     def problems(self, *, production: bool) -> list[tuple[str, object, str]]:
         """(key, value, what is allowed) for the rules that depend on the environment."""
         found: list[tuple[str, object, str]] = []
-        if not production:
-            return found
-        for key, endpoint in self.endpoints.items():
+        for key, endpoint in list(self.endpoints.items()) if production else []:
             for index, variant in enumerate(endpoint.variants):
                 for field in ("min_capacity", "initial_instance_count"):
                     value = getattr(variant, field)
@@ -177,4 +211,23 @@ class Serving(StrictModel):
                                 "at least 2 in production (instances in two availability zones)",
                             )
                         )
-        return found
+        return [*found, *self._canary_problems()]
+
+    def _canary_problems(self) -> list[tuple[str, object, str]]:
+        """A canary on a variant of one instance cannot work: SageMaker's canary is at most half its instances."""
+        if self.rollout.traffic_routing != "canary":
+            return []
+        for key, endpoint in self.endpoints.items():
+            for variant in endpoint.variants:
+                if variant.fewest_instances < CANARY_MINIMUM_INSTANCES:
+                    field = "min_capacity" if variant.autoscaling else "initial_instance_count"
+                    return [
+                        (
+                            "serving.rollout.traffic_routing",
+                            "canary",
+                            f"all_at_once while a variant runs fewer than {CANARY_MINIMUM_INSTANCES} instances "
+                            f"(endpoint {key}, variant {variant.name} has {field} {variant.fewest_instances}, and "
+                            "SageMaker's canary is at most half of a variant's instances, and one cannot be halved)",
+                        )
+                    ]
+        return []

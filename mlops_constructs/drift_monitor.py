@@ -32,6 +32,7 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -156,7 +157,7 @@ class DriftMonitor(Construct):
         topic: sns.ITopic,
         zones: DriftMonitorZones,
         image: ecr_assets.DockerImageAsset,
-        example_baseline: s3_assets.Asset,
+        example_baselines: Mapping[str, s3_assets.Asset],
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, id)
@@ -184,17 +185,20 @@ class DriftMonitor(Construct):
                 f"monitoring.labels_dataset {self._monitoring.labels_dataset!r} needs the raw zone: "
                 "pass DriftMonitorZones(raw=...)"
             )
-        self._platform(image, example_baseline, removal_policy)
+        self._platform(image, example_baselines, removal_policy)
 
     # -- schedules, state machine and jobs ----------------------------------------------------------
 
     def _platform(
-        self, image: ecr_assets.DockerImageAsset, example_baseline: s3_assets.Asset, removal_policy: RemovalPolicy
+        self,
+        image: ecr_assets.DockerImageAsset,
+        example_baselines: Mapping[str, s3_assets.Asset],
+        removal_policy: RemovalPolicy,
     ) -> None:
         # One document per environment: the thresholds are the environment's.
         self.settings = s3_assets.Asset(self, "Settings", path=str(settings_file(self._monitoring)))
         for endpoint_key, endpoint in self.endpoints.items():
-            self.job_roles[endpoint_key] = self._job_role(endpoint_key, endpoint, image, example_baseline)
+            self.job_roles[endpoint_key] = self._job_role(endpoint_key, endpoint, image, example_baselines)
         log_group = logs.LogGroup(
             self,
             "StateMachineLogs",
@@ -217,7 +221,7 @@ class DriftMonitor(Construct):
         ignore_redundant_dependency(self.state_machine)
         self._grant_state_machine()
         for endpoint_key, endpoint in self.endpoints.items():
-            self.rules[endpoint_key] = self._schedule_rule(endpoint_key, endpoint, example_baseline)
+            self.rules[endpoint_key] = self._schedule_rule(endpoint_key, endpoint, example_baselines)
             self.drift_alarms[endpoint_key] = self._drift_alarm(endpoint_key, endpoint)
         self._failure_alarm()
 
@@ -283,7 +287,9 @@ class DriftMonitor(Construct):
         )
         return window.next(name).next(monitor).next(done)
 
-    def _schedule_rule(self, key: str, endpoint: EndpointConfig, example_baseline: s3_assets.Asset) -> events.Rule:
+    def _schedule_rule(
+        self, key: str, endpoint: EndpointConfig, example_baselines: Mapping[str, s3_assets.Asset]
+    ) -> events.Rule:
         names, monitoring, zones = self._names, self._monitoring, self._zones
         endpoint_name = names.resource(key)
         time = events.EventField.time
@@ -300,8 +306,11 @@ class DriftMonitor(Construct):
         ]
         for variant in endpoint.variants:
             arguments += ["--pointer", f"{variant.name}={pointer_name(names, key, variant.name)}"]
+        # Each variant's own example model: while its pointer holds the sentinel, its traffic is that model's.
+        for variant in endpoint.variants:
+            baseline = example_baselines[variant.example_model]
+            arguments += ["--example-baseline", f"{variant.name}={baseline.s3_object_url}"]
         arguments += [
-            *("--example-baseline", example_baseline.s3_object_url),
             *("--settings", self._settings.s3_object_url),
             *("--report-uri", zones.artifacts.s3_url_for_object(report_prefix(endpoint, endpoint_name))),
             *("--metrics-namespace", names.drift_namespace),
@@ -332,7 +341,11 @@ class DriftMonitor(Construct):
         )
 
     def _job_role(
-        self, key: str, endpoint: EndpointConfig, image: ecr_assets.DockerImageAsset, example_baseline: s3_assets.Asset
+        self,
+        key: str,
+        endpoint: EndpointConfig,
+        image: ecr_assets.DockerImageAsset,
+        example_baselines: Mapping[str, s3_assets.Asset],
     ) -> iam.Role:
         """The job of one endpoint: its capture, its pointers and baselines, its reports, its metrics and events."""
         names, zones = self._names, self._zones
@@ -355,7 +368,10 @@ class DriftMonitor(Construct):
             iam.PolicyStatement(
                 sid="ReadExampleBaseline",
                 actions=["s3:GetObject"],
-                resources=[example_baseline.bucket.arn_for_objects(example_baseline.s3_object_key)],
+                resources=[
+                    example_baselines[name].bucket.arn_for_objects(example_baselines[name].s3_object_key)
+                    for name in sorted({variant.example_model for variant in endpoint.variants})
+                ],
             )
         )
         role.add_to_policy(

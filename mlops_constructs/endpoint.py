@@ -4,8 +4,9 @@ Why each piece is the way it is (../shared/AWS-FACTS.md, "SageMaker hosting"):
 
 * **Models from pointers.** Each variant's artifact is its model pointer's value, read by
   CloudFormation at deploy time (an SSM-typed parameter); the sentinel ``example`` selects the
-  example model's asset. Synth never reads the value, so templates stay deterministic, and a
-  promotion reaches the endpoint at the next deploy as a new model and endpoint config.
+  asset of the shipped example model that the variant's ``example_model`` names. Synth never reads
+  the value, so templates stay deterministic, and a promotion reaches the endpoint at the next
+  deploy as a new model and endpoint config.
 * **Weights in place.** The endpoint config carries fixed initial weights, so a weight change never
   replaces it (every ``UpdateEndpoint`` provisions a whole new fleet, GPU quota included). A
   ``Custom::VariantWeights`` resource applies the effective weights with
@@ -13,22 +14,36 @@ Why each piece is the way it is (../shared/AWS-FACTS.md, "SageMaker hosting"):
   re-applies them after every replacement.
 * **Retained properties.** ``RetainAllVariantProperties`` keeps the live ``DesiredWeight`` and the
   ``DesiredInstanceCount`` that autoscaling chose (aws/aws-cdk#23151); ``DataCaptureConfig`` is
-  excluded, so capture changes from config apply.
-* **Safe rollout.** An update that keeps the live variant names deploys blue/green with a canary
-  step and rolls back automatically on the variants' alarms; one that adds or removes a variant
-  cannot use guardrails and deploys all at once (config/deployed.py decides from the record).
+  excluded, so capture changes from config apply. The exclusion list belongs to the whole endpoint,
+  so the instance count is excluded too, and config's ``initial_instance_count`` applies at every
+  update, only where no variant is autoscaled: with a scaling target, autoscaling owns the count.
+* **Safe rollout.** An update that keeps the live variant names deploys blue/green (a canary, or
+  all at once, then a baking period) and rolls back automatically on the endpoint's two rollback
+  alarms; one that adds or removes a variant cannot use guardrails and deploys all at once
+  (config/deployed.py decides from the record). Two alarms per endpoint, whatever its variant count,
+  stay within ``AutoRollbackConfiguration``'s 10: each is metric math over every variant (at most
+  10 metrics, the limit of a math alarm; config allows 10 variants).
 * **Stable name.** The endpoint is named ``<project>-<env>-<endpoint>``: the alarms, scaling targets
   and rollback configuration refer to it, and a generated name would make a cycle with the alarms.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from aws_cdk import Annotations, CfnCondition, CfnOutput, CfnParameter, CustomResource, Duration, Fn, Stack
+from aws_cdk import (
+    Annotations,
+    CfnCondition,
+    CfnOutput,
+    CfnParameter,
+    CustomResource,
+    Duration,
+    Fn,
+    Stack,
+)
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
@@ -40,6 +55,12 @@ from constructs import Construct
 from config.instance_types import has_local_storage
 from config.naming import Names
 from config.serving import EndpointConfig, Serving, VariantConfig
+from mlops_constructs.endpoint_rollout import (
+    deployment_config,
+    grant_describe_alarms,
+    rollback_alarm_names,
+    rollback_alarms,
+)
 from mlops_constructs.model_pointers import EXAMPLE, construct_id, pointer_name
 from mlops_constructs.nag import acknowledge, acknowledge_wildcard_resource
 from mlops_constructs.sagemaker_roles import grant_logs_and_metrics
@@ -74,7 +95,7 @@ class EndpointDependencies:
     names: Names
     serving: Serving
     images: FlavouredImages
-    example_model: s3_assets.Asset
+    example_models: Mapping[str, s3_assets.Asset]  # example model name -> its model.tar.gz asset
     artifacts_bucket: s3.IBucket
     capture_bucket: s3.IBucket
     key: kms.IKey
@@ -131,7 +152,8 @@ class ServedEndpoint(Construct):
             )
             acknowledge(self.config, "AwsSolutions-SM2", f"Endpoint {key}: {reason}.")
 
-        alarms = {variant.name: self._alarms(variant) for variant in endpoint.variants}
+        self.rollback_alarms = self._rollback_alarms()
+        self._grant_rollback_alarms()
         self.endpoint = sagemaker.CfnEndpoint(
             self,
             "Endpoint",
@@ -139,12 +161,24 @@ class ServedEndpoint(Construct):
             endpoint_config_name=self.config.attr_endpoint_config_name,
             retain_all_variant_properties=True,
             exclude_retained_variant_properties=[
-                sagemaker.CfnEndpoint.VariantPropertyProperty(variant_property_type="DataCaptureConfig")
+                sagemaker.CfnEndpoint.VariantPropertyProperty(variant_property_type=kind)
+                for kind in self.excluded_variant_properties
             ],
-            deployment_config=self._deployment_config([a for pair in alarms.values() for a in pair])
-            if guardrails
-            else None,
+            deployment_config=self._deployment_config(self.rollback_alarms) if guardrails else None,
         )
+        if "DesiredInstanceCount" in self.excluded_variant_properties:
+            Annotations.of(self).add_info(
+                f"Endpoint {key}: no variant is autoscaled, so every update deploys each variant's "
+                "initial_instance_count (DesiredInstanceCount is not retained): resize by changing it and deploying "
+                "(a blue/green update to a fleet of that size)."
+            )
+        else:
+            Annotations.of(self).add_info(
+                f"Endpoint {key}: autoscaling owns the live instance counts, which every update keeps "
+                "(RetainAllVariantProperties), so initial_instance_count applies only when it is created; changing "
+                "it later replaces the endpoint config (a new fleet) at the same counts: resize with min_capacity "
+                "and max_capacity instead (in place)."
+            )
         if not guardrails:
             Annotations.of(self).add_info(
                 f"Endpoint {key}: its variant names differ from config/deployed-variants.yaml (or it is new), "
@@ -181,6 +215,20 @@ class ServedEndpoint(Construct):
             )
         CfnOutput(stack, f"{construct_id(key, '')}EndpointName", value=self.endpoint_name)
 
+    @property
+    def excluded_variant_properties(self) -> list[str]:
+        """What an update takes from the new endpoint config rather than from the live endpoint.
+
+        ``DataCaptureConfig`` always: capture follows config. ``DesiredInstanceCount`` only where no
+        variant is autoscaled: the list is per endpoint, not per variant
+        (https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-properties-sagemaker-endpoint-variantproperty.html),
+        and a retained count would keep a fixed-size endpoint at its old size while its config says
+        otherwise. Where a variant is autoscaled, the live counts are kept: autoscaling owns them.
+        """
+        if any(variant.autoscaling for variant in self._endpoint.variants):
+            return ["DataCaptureConfig"]
+        return ["DataCaptureConfig", "DesiredInstanceCount"]
+
     def _model_role(self) -> iam.Role:
         """The models' execution role: their artifacts, images, capture zone, logs and metrics only."""
         shared, stack = self._shared, Stack.of(self)
@@ -192,13 +240,17 @@ class ServedEndpoint(Construct):
         )
         artifacts = shared.artifacts_bucket.arn_for_objects(f"artifacts/runs/{self._endpoint.tenant}/*")
         capture = shared.capture_bucket.arn_for_objects(f"{self._capture_prefix()}*")
+        examples = sorted({variant.example_model for variant in self._endpoint.variants})
         role.add_to_policy(
             iam.PolicyStatement(
                 sid="ReadModelArtifacts",
                 actions=["s3:GetObject"],
                 resources=[
                     artifacts,
-                    shared.example_model.bucket.arn_for_objects(shared.example_model.s3_object_key),
+                    *(
+                        shared.example_models[name].bucket.arn_for_objects(shared.example_models[name].s3_object_key)
+                        for name in examples
+                    ),
                 ],
             )
         )
@@ -250,12 +302,14 @@ class ServedEndpoint(Construct):
             default=pointer_name(shared.names, self._key, variant.name),
             description=(
                 f"Model pointer of endpoint {self._key}, variant {variant.name}: the model artifact's S3 URI, "
-                f"or '{EXAMPLE}' for the example model (written by scripts/promote.py, read at deploy time)"
+                f"or '{EXAMPLE}' for the {variant.example_model} example model (written by scripts/promote.py, read at "
+                "deploy time)"
             ),
         )
         serves_example = CfnCondition(
             self, f"{variant.name}ServesExample", expression=Fn.condition_equals(pointer.value_as_string, EXAMPLE)
         )
+        example = shared.example_models[variant.example_model]
         model = sagemaker.CfnModel(
             self,
             f"{variant.name}Model",
@@ -263,7 +317,7 @@ class ServedEndpoint(Construct):
             primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
                 image=shared.images.of(variant.flavour).image_uri,
                 model_data_url=Fn.condition_if(
-                    serves_example.logical_id, shared.example_model.s3_object_url, pointer.value_as_string
+                    serves_example.logical_id, example.s3_object_url, pointer.value_as_string
                 ).to_string(),
             ),
             # The container needs no network: SageMaker downloads the artifact and captures data itself.
@@ -307,74 +361,20 @@ class ServedEndpoint(Construct):
             ),
         )
 
-    def _alarms(self, variant: VariantConfig) -> tuple[str, str]:
-        """The variant's 5XX and p99-latency alarms (stable names: the rollback configuration lists them)."""
-        settings = self._shared.serving.alarms
-        dimensions = {"EndpointName": self.endpoint_name, "VariantName": variant.name}
-        action = cloudwatch_actions.SnsAction(self._shared.topic)
-        errors = cloudwatch.Alarm(
-            self,
-            f"{variant.name}Errors",
-            alarm_name=f"{self.endpoint_name}-{variant.name}-5xx",
-            alarm_description=(
-                f"Variant {variant.name} of {self.endpoint_name} answered more than "
-                f"{settings.errors_5xx_per_minute} 5XX errors in a minute; rolls back a deployment in progress."
-            ),
-            metric=cloudwatch.Metric(
-                namespace="AWS/SageMaker",
-                metric_name="Invocation5XXErrors",
-                dimensions_map=dimensions,
-                statistic="Sum",
-                period=Duration.minutes(1),
-            ),
-            threshold=settings.errors_5xx_per_minute,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            evaluation_periods=1,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+    def _rollback_alarms(self) -> list[cloudwatch.Alarm]:
+        return rollback_alarms(
+            self, self._key, self.endpoint_name, self._endpoint, self._shared.serving.alarms, self._shared.topic
         )
-        latency = cloudwatch.Alarm(
-            self,
-            f"{variant.name}Latency",
-            alarm_name=f"{self.endpoint_name}-{variant.name}-p99-latency",
-            alarm_description=(
-                f"Variant {variant.name} of {self.endpoint_name}: p99 model latency above "
-                f"{settings.latency_p99_milliseconds} ms for 2 of 3 minutes; rolls back a deployment in progress."
-            ),
-            metric=cloudwatch.Metric(
-                namespace="AWS/SageMaker",
-                metric_name="ModelLatency",  # in microseconds
-                dimensions_map=dimensions,
-                statistic="p99",
-                period=Duration.minutes(1),
-            ),
-            threshold=settings.latency_p99_milliseconds * 1000,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            evaluation_periods=3,
-            datapoints_to_alarm=2,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        )
-        for alarm in (errors, latency):
-            alarm.add_alarm_action(action)
-        return errors.alarm_name, latency.alarm_name
 
-    def _deployment_config(self, alarm_names: list[str]) -> sagemaker.CfnEndpoint.DeploymentConfigProperty:
-        rollout = self._shared.serving.rollout
-        return sagemaker.CfnEndpoint.DeploymentConfigProperty(
-            blue_green_update_policy=sagemaker.CfnEndpoint.BlueGreenUpdatePolicyProperty(
-                traffic_routing_configuration=sagemaker.CfnEndpoint.TrafficRoutingConfigProperty(
-                    type="CANARY",
-                    canary_size=sagemaker.CfnEndpoint.CapacitySizeProperty(
-                        type="CAPACITY_PERCENT", value=rollout.canary_percentage
-                    ),
-                    wait_interval_in_seconds=rollout.canary_wait_seconds,
-                ),
-                termination_wait_in_seconds=rollout.termination_wait_seconds,
-                maximum_execution_timeout_in_seconds=rollout.maximum_execution_timeout_seconds,
-            ),
-            auto_rollback_configuration=sagemaker.CfnEndpoint.AutoRollbackConfigProperty(
-                alarms=[sagemaker.CfnEndpoint.AlarmProperty(alarm_name=name) for name in alarm_names]
-            ),
-        )
+    def _grant_rollback_alarms(self) -> None:
+        grant_describe_alarms(self.role, Stack.of(self), rollback_alarm_names(self.endpoint_name))
+
+    @property
+    def rollback_alarm_names(self) -> tuple[str, str]:
+        return rollback_alarm_names(self.endpoint_name)
+
+    def _deployment_config(self, alarms: list[cloudwatch.Alarm]) -> sagemaker.CfnEndpoint.DeploymentConfigProperty:
+        return deployment_config(self._key, self._shared.serving.rollout, alarms)
 
     def _autoscaling(self, variant: VariantConfig) -> None:
         scaling = self._shared.serving.scaling

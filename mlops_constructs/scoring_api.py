@@ -15,7 +15,7 @@ authentication, so none are issued here.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_apigateway as apigateway
@@ -42,7 +42,7 @@ WORKER_TIMEOUT_SECONDS = 90
 MAX_RECEIVE_COUNT = 3
 
 
-def request_schema(endpoints: list[str], max_instances: int) -> apigateway.JsonSchema:
+def request_schema(endpoints: list[str], max_instances: int, variants: list[str]) -> apigateway.JsonSchema:
     """The body of both scoring methods; API Gateway refuses anything else with 400 before a Lambda runs."""
     return apigateway.JsonSchema(
         schema=apigateway.JsonSchemaVersion.DRAFT4,
@@ -63,6 +63,8 @@ def request_schema(endpoints: list[str], max_instances: int) -> apigateway.JsonS
                 ),
             ),
             "explain": apigateway.JsonSchema(type=apigateway.JsonSchemaType.BOOLEAN),
+            # One variant only, whatever the weights (TargetVariant); the handler checks it is the endpoint's.
+            "variant": apigateway.JsonSchema(type=apigateway.JsonSchemaType.STRING, enum=list(variants)),
         },
     )
 
@@ -76,6 +78,7 @@ class ScoringApi(Construct):
         names: Names,
         settings: ScoringApiSettings,
         endpoint_names: Mapping[str, str],
+        variant_names: Mapping[str, Sequence[str]],
         results: dynamodb.ITableV2,
         key: kms.IKey,
         topic: sns.ITopic,
@@ -100,6 +103,9 @@ class ScoringApi(Construct):
             "removal_policy": removal_policy,
         }
         endpoints_json = json.dumps(dict(endpoint_names), sort_keys=True, separators=(",", ":"))
+        variants_json = json.dumps(
+            {key: list(names) for key, names in variant_names.items()}, sort_keys=True, separators=(",", ":")
+        )
         self.api_function = platform_function(
             self,
             "Api",
@@ -108,6 +114,7 @@ class ScoringApi(Construct):
             role_description="Scoring API: invoke the environment's endpoints, queue requests, read results",
             environment={
                 "ENDPOINTS": endpoints_json,
+                "VARIANTS": variants_json,
                 "RESULTS_TABLE": results.table_name,
                 "REQUESTS_QUEUE_URL": self.queue.queue_url,
                 "RESULT_TTL_DAYS": str(settings.result_ttl_days),
@@ -125,6 +132,7 @@ class ScoringApi(Construct):
             role_description="Scoring worker: invoke the environment's endpoints, store results, quarantine",
             environment={
                 "ENDPOINTS": endpoints_json,
+                "VARIANTS": variants_json,
                 "RESULTS_TABLE": results.table_name,
                 "MAX_RECEIVE_COUNT": str(MAX_RECEIVE_COUNT),
                 "MAX_INSTANCES": str(settings.max_instances),
@@ -203,7 +211,11 @@ class ScoringApi(Construct):
         body = self.api.add_model(
             "ScoreRequest",
             content_type="application/json",
-            schema=request_schema(sorted(endpoint_names), settings.max_instances),
+            schema=request_schema(
+                sorted(endpoint_names),
+                settings.max_instances,
+                sorted({name for names in variant_names.values() for name in names}),
+            ),
         )
         validator = self.api.add_request_validator(
             "Validate", validate_request_body=True, validate_request_parameters=True

@@ -9,10 +9,17 @@ Each image's build context is the repository root, so its Dockerfile can copy th
 (``mlops_platform/``). The ``Dockerfile.dockerignore`` beside each Dockerfile, which ``docker build``
 reads too, lists what the context leaves out: everything but the image's Dockerfile, its
 requirements and the package. So only those count toward the asset's hash.
+
+Only the flavours a stack uses are assets, so nothing is built or pushed that nothing runs: the
+GPU flavour is a CUDA image of several GB, pulled from Docker Hub and built in privileged mode.
+The GPU inference image exists where an environment declares a GPU variant, the GPU training image
+where a tenant trains on a GPU instance type (config/pipelines/); the CPU training image always
+(prepare, baseline, batch transform and drift monitor jobs run it).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from aws_cdk import IgnoreMode
@@ -32,14 +39,21 @@ def context_exclude(root: Path, image: str) -> list[str]:
     return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
+FLAVOURS = ("cpu", "gpu")
+
+
 class FlavouredImages(Construct):
-    """``Cpu`` and ``Gpu`` image assets of one Dockerfile (the GPU one on the CUDA base image).
+    """``Cpu`` and ``Gpu`` image assets of one Dockerfile (the GPU one on the CUDA base image), each if used.
 
     ``image`` is the Dockerfile's folder relative to ``root``, the build context (the repository root).
     """
 
-    def __init__(self, scope: Construct, id: str, *, image: str, root: Path = ROOT) -> None:
+    def __init__(self, scope: Construct, id: str, *, image: str, flavours: Iterable[str], root: Path = ROOT) -> None:
         super().__init__(scope, id)
+        wanted = set(flavours)
+        unknown = wanted - set(FLAVOURS)
+        if unknown:
+            raise ValueError(f"unknown image flavours {sorted(unknown)}; allowed: {', '.join(FLAVOURS)}")
         common = {
             "directory": str(root),
             "file": f"{image}/Dockerfile",
@@ -47,31 +61,49 @@ class FlavouredImages(Construct):
             "exclude": context_exclude(root, image),
             "ignore_mode": IgnoreMode.DOCKER,
         }
-        self.cpu = ecr_assets.DockerImageAsset(self, "Cpu", **common)  # type: ignore[arg-type]
-        self.gpu = ecr_assets.DockerImageAsset(
-            self,
-            "Gpu",
-            build_args={"BASE_IMAGE": GPU_BASE_IMAGE},
-            **common,  # type: ignore[arg-type]
-        )
+        self.images: dict[str, ecr_assets.DockerImageAsset] = {}
+        if "cpu" in wanted:
+            self.images["cpu"] = ecr_assets.DockerImageAsset(self, "Cpu", **common)  # type: ignore[arg-type]
+        if "gpu" in wanted:
+            self.images["gpu"] = ecr_assets.DockerImageAsset(
+                self,
+                "Gpu",
+                build_args={"BASE_IMAGE": GPU_BASE_IMAGE},
+                **common,  # type: ignore[arg-type]
+            )
 
     @property
     def all(self) -> list[ecr_assets.DockerImageAsset]:
-        return [self.cpu, self.gpu]
+        return [self.images[flavour] for flavour in FLAVOURS if flavour in self.images]
+
+    @property
+    def gpu(self) -> ecr_assets.DockerImageAsset | None:
+        return self.images.get("gpu")
 
     def of(self, flavour: str) -> ecr_assets.DockerImageAsset:
-        return {"cpu": self.cpu, "gpu": self.gpu}[flavour]
+        image = self.images.get(flavour)
+        if image is None:
+            raise KeyError(f"no {flavour} image in {self.node.path}: nothing declared it")
+        return image
 
 
 class TrainingImages(FlavouredImages):
-    """The training image (containers/training): training, Processing jobs and the drift monitor."""
+    """The training image (containers/training): CPU always, GPU where a tenant trains on a GPU instance type."""
 
-    def __init__(self, scope: Construct, id: str, *, root: Path = ROOT) -> None:
-        super().__init__(scope, id, image=TRAINING_IMAGE, root=root)
+    def __init__(self, scope: Construct, id: str, *, gpu: bool, root: Path = ROOT) -> None:
+        super().__init__(scope, id, image=TRAINING_IMAGE, flavours=["cpu", "gpu"] if gpu else ["cpu"], root=root)
+
+    @property
+    def cpu(self) -> ecr_assets.DockerImageAsset:
+        return self.images["cpu"]
 
 
 class InferenceImages(FlavouredImages):
-    """The inference image (containers/inference): the SageMaker hosting contract, built for speed."""
+    """The inference image (containers/inference): the SageMaker hosting contract, built for speed.
 
-    def __init__(self, scope: Construct, id: str, *, root: Path = ROOT) -> None:
-        super().__init__(scope, id, image=INFERENCE_IMAGE, root=root)
+
+    One flavour per flavour of the environment's variants (config/serving.py).
+    """
+
+    def __init__(self, scope: Construct, id: str, *, flavours: Iterable[str], root: Path = ROOT) -> None:
+        super().__init__(scope, id, image=INFERENCE_IMAGE, flavours=flavours, root=root)

@@ -111,7 +111,8 @@ class TrainingPipeline(Construct):
         zones: Zones,
         ledger: dynamodb.ITableV2,
         progress_bus: events.IEventBus,
-        images: list[ecr_assets.DockerImageAsset],
+        cpu_image: ecr_assets.DockerImageAsset,
+        gpu_image: ecr_assets.DockerImageAsset | None,
         alarm_topic: sns.ITopic,
         removal_policy: RemovalPolicy,
     ) -> None:
@@ -120,7 +121,8 @@ class TrainingPipeline(Construct):
         self._key = key
         self._zones = zones
         self._region = Stack.of(self).region
-        cpu_image, gpu_image = images
+        # The GPU image exists only where a tenant trains on a GPU instance type (training_images.py).
+        images = [cpu_image] if gpu_image is None else [cpu_image, gpu_image]
         self.prepare_role = self._job_role(
             "PrepareRole",
             "Prepare (Processing) jobs: read raw records and tenant configs, write curated, features, reports",
@@ -212,7 +214,7 @@ class TrainingPipeline(Construct):
                 "PROGRESS_BUS_NAME": progress_bus.event_bus_name,
                 "EVENT_SOURCE": event_source(names),
                 "TRAINING_IMAGE_URI": cpu_image.image_uri,
-                "GPU_TRAINING_IMAGE_URI": gpu_image.image_uri,
+                "GPU_TRAINING_IMAGE_URI": gpu_image.image_uri if gpu_image else "",
                 "KMS_KEY_ARN": key.key_arn,
                 "PROCESSING_INSTANCE_TYPE": instance_types.processing,
                 "PROCESSING_LOCAL_STORAGE": _flag(has_local_storage(instance_types.processing)),

@@ -1,17 +1,22 @@
 """The delivery pipeline's smoke test of an environment: score through its API, then train and wait.
 
     python -m scripts.smoke_test [--api-url URL] [--state-machine-arn ARN] [--role-arn ARN]
-        [--endpoint example] [--tenant example] [--models xgboost] [--timeout-seconds 6900]
+        [--environment staging] [--endpoint example] [--variants Champion,Challenger]
+        [--tenant example] [--models xgboost] [--timeout-seconds 6900]
 
 The pipeline runs it after staging deploys (stacks/pipeline.py), with every setting in the
 environment (``SCORING_API_URL`` and ``STATE_MACHINE_ARN`` from the stacks' outputs,
 ``SMOKE_TEST_ROLE_ARN``, ``SMOKE_TEST_ENDPOINT``, ``SMOKE_TEST_TENANT``, ``SMOKE_TEST_MODELS``,
-``SMOKE_TEST_TIMEOUT_SECONDS``); a flag on the command line wins. Two checks, in order:
+``SMOKE_TEST_TIMEOUT_SECONDS``, and optionally ``SMOKE_TEST_ENVIRONMENT`` and
+``SMOKE_TEST_VARIANTS``); a flag on the command line wins. Two checks, in order:
 
 1. **Scoring**: one sample of the example dataset (``data/example/``, its features in the order of
-   ``config/pipelines/<tenant>.yaml``) is sent to ``POST /score`` of the scoring API, signed with
-   SigV4 (the API is IAM-authenticated). It passes with a 200 that names the endpoint and the
-   variant that served and holds one prediction with a finite score.
+   ``config/pipelines/<tenant>.yaml``) is sent to ``POST /score`` of the scoring API once per
+   variant of the endpoint, naming the variant (the API passes it on as InvokeEndpoint's
+   ``TargetVariant``), signed with SigV4 (the API is IAM-authenticated). Each passes with a 200
+   that names the endpoint and that very variant and holds one prediction with a finite score:
+   every arm of the A/B test answers, not only the one the weights favour. The variants are the
+   endpoint's in ``config/environments/<environment>.yaml`` unless ``--variants`` names them.
 2. **Training**: a run of the tenant's chosen models starts on the training state machine and is
    watched until it ends. It passes when the execution succeeds; a run still going at the timeout
    is stopped, so a smoke test never leaves work behind.
@@ -57,6 +62,9 @@ DEFAULT_TIMEOUT_SECONDS = 6900
 DEFAULT_POLL_SECONDS = 30
 HTTP_TIMEOUT_SECONDS = 30
 MAX_DETAIL = 300
+# The environment the pipeline smoke-tests (config/schema.py's SMOKE_TESTED_ENVIRONMENT; this script
+# needs only boto3 and PyYAML, so it does not import the config package).
+DEFAULT_ENVIRONMENT = "staging"
 # Role chaining (the build's role assuming another) allows sessions of at most an hour.
 ROLE_SESSION_SECONDS = 3600
 
@@ -75,6 +83,7 @@ class Settings:
     state_machine_arn: str
     role_arn: str | None
     endpoint: str
+    variants: tuple[str, ...]
     tenant: str
     models: tuple[str, ...]
     timeout_seconds: int
@@ -97,7 +106,9 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
     parser.add_argument("--api-url", default=environ.get("SCORING_API_URL"))
     parser.add_argument("--state-machine-arn", default=environ.get("STATE_MACHINE_ARN"))
     parser.add_argument("--role-arn", default=environ.get("SMOKE_TEST_ROLE_ARN") or None)
+    parser.add_argument("--environment", default=environ.get("SMOKE_TEST_ENVIRONMENT", DEFAULT_ENVIRONMENT))
     parser.add_argument("--endpoint", default=environ.get("SMOKE_TEST_ENDPOINT", "example"))
+    parser.add_argument("--variants", default=environ.get("SMOKE_TEST_VARIANTS") or None)
     parser.add_argument("--tenant", default=environ.get("SMOKE_TEST_TENANT", "example"))
     parser.add_argument("--models", default=environ.get("SMOKE_TEST_MODELS", "xgboost"))
     parser.add_argument(
@@ -127,11 +138,18 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         ) from None
     if timeout < 1 or poll < 1:
         raise SettingError(f"the timeout ({timeout}) and poll interval ({poll}) are at least 1 second")
+    if args.variants is None:
+        variants = endpoint_variants(args.environment, args.endpoint)
+    else:
+        variants = tuple(dict.fromkeys(name.strip() for name in args.variants.split(",") if name.strip()))
+    if not variants:
+        raise SettingError("no variant to score (--variants or SMOKE_TEST_VARIANTS): name at least one")
     return Settings(
         api_url=args.api_url,
         state_machine_arn=args.state_machine_arn,
         role_arn=args.role_arn,
         endpoint=args.endpoint,
+        variants=variants,
         tenant=args.tenant,
         models=models,
         timeout_seconds=timeout,
@@ -145,6 +163,18 @@ def execution_name(environ: Mapping[str, str]) -> str:
     build = environ.get("CODEBUILD_BUILD_ID", "").rsplit(":", 1)[-1]
     suffix = build if re.fullmatch(r"[A-Za-z0-9-]{1,60}", build) else uuid.uuid4().hex
     return f"smoke-{suffix}"
+
+
+def endpoint_variants(environment: str, endpoint: str, root: Path = ROOT) -> tuple[str, ...]:
+    """The endpoint's variant names as ``config/environments/<environment>.yaml`` declares them."""
+    path = root / "config" / "environments" / f"{environment}.yaml"
+    if not path.is_file():
+        raise SettingError(f"the environment (--environment or SMOKE_TEST_ENVIRONMENT) {environment!r} has no {path}")
+    config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    declared = (config.get("serving") or {}).get("endpoints") or {}
+    if endpoint not in declared:
+        raise SettingError(f"{environment} declares no endpoint {endpoint!r}; it has {sorted(declared)}")
+    return tuple(str(variant["name"]) for variant in declared[endpoint]["variants"])
 
 
 def sample_instance(tenant: str, root: Path = ROOT) -> list[float]:
@@ -210,9 +240,15 @@ def signed_headers(session: boto3.Session, url: str, body: bytes, region: str) -
     return dict(request.headers.items())
 
 
-def check_scoring(session: boto3.Session, settings: Settings, instance: list[float], send: Send) -> str:
-    """Score one instance through the API; the line that says it passed, or SmokeTestFailure."""
-    body = json.dumps({"endpoint": settings.endpoint, "instances": [instance]}).encode("utf-8")
+def check_scoring(
+    session: boto3.Session, settings: Settings, instance: list[float], send: Send, variant: str | None = None
+) -> str:
+    """Score one instance through the API, on ``variant`` only if given; the line that says it passed, or
+    SmokeTestFailure."""
+    request: dict[str, Any] = {"endpoint": settings.endpoint, "instances": [instance]}
+    if variant is not None:
+        request["variant"] = variant
+    body = json.dumps(request).encode("utf-8")
     url = settings.score_url
     api_region = API_URL.match(settings.api_url).group(1)  # type: ignore[union-attr]
     try:
@@ -237,6 +273,10 @@ def check_scoring(session: boto3.Session, settings: Settings, instance: list[flo
     if result.get("endpoint") != settings.endpoint or not result.get("variant"):
         raise SmokeTestFailure(
             f"scoring: the answer names no variant of endpoint {settings.endpoint}: {_one_line(text)}"
+        )
+    if variant is not None and result["variant"] != variant:
+        raise SmokeTestFailure(
+            f"scoring: asked variant {variant} of endpoint {settings.endpoint}, {result['variant']} answered"
         )
     return (
         f"scoring passed: endpoint {settings.endpoint}, variant {result['variant']}, "
@@ -304,12 +344,15 @@ def run(
     clock: Callable[[], float] = time.monotonic,
     root: Path = ROOT,
 ) -> list[str]:
-    """Both checks, scoring first; the lines that say they passed."""
-    scoring = check_scoring(session, settings, sample_instance(settings.tenant, root), send)
-    print(scoring, flush=True)
-    training = check_training(session.client("stepfunctions"), settings, sleep=sleep, clock=clock)
-    print(training, flush=True)
-    return [scoring, training]
+    """Both checks, scoring (each variant) first; the lines that say they passed."""
+    instance = sample_instance(settings.tenant, root)
+    lines = []
+    for variant in settings.variants:
+        lines.append(check_scoring(session, settings, instance, send, variant))
+        print(lines[-1], flush=True)
+    lines.append(check_training(session.client("stepfunctions"), settings, sleep=sleep, clock=clock))
+    print(lines[-1], flush=True)
+    return lines
 
 
 def main(

@@ -7,26 +7,23 @@ endpoints and example model.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
-from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
 from config.tenants import PipelineConfig
 from mlops_constructs.approval_path import ApprovalPath
 from mlops_constructs.dashboard import PlatformDashboard, QueueDepth
 from mlops_constructs.drift_monitor import DriftMonitor, DriftMonitorZones
+from mlops_constructs.example_models import ExampleModelFiles, example_models_of
 from mlops_constructs.retrain_trigger import RetrainTrigger
 from stacks.ingestion import IngestionStack
 from stacks.inputs import StackInputs
 from stacks.serving import ServingStack
 from stacks.training import TrainingStack
-
-EXAMPLE_BASELINE = Path(__file__).resolve().parent.parent / "models" / "example" / "baseline.json"
 
 
 class MonitoringStack(Stack):
@@ -60,9 +57,14 @@ class MonitoringStack(Stack):
         self._dashboard()
 
     def _drift_monitoring(self) -> None:
-        """The drift monitor: a schedule and a job per endpoint with data capture."""
-        # The example model's baseline: the job reads it for variants whose pointer is the sentinel.
-        self.example_baseline = s3_assets.Asset(self, "ExampleBaseline", path=str(EXAMPLE_BASELINE))
+        """The drift monitor (platform engine) or Model Monitor schedules, per endpoint with data capture."""
+        # The example models' baselines: the job reads a variant's while its pointer is the sentinel.
+        self.example_baselines = ExampleModelFiles(
+            self,
+            "ExampleBaselines",
+            models=example_models_of(self.environment_config.serving.endpoints.values()),
+            kind="baselines",
+        )
         lake = self.foundation.lake.zones
         self.drift_monitor = DriftMonitor(
             self,
@@ -73,7 +75,7 @@ class MonitoringStack(Stack):
             topic=self.foundation.topic,
             zones=DriftMonitorZones(capture=lake["capture"], artifacts=lake["artifacts"], raw=lake["raw"]),
             image=self.training.images.cpu,
-            example_baseline=self.example_baseline,
+            example_baselines=self.example_baselines.assets,
             removal_policy=self.removal_policy,
         )
 

@@ -7,22 +7,19 @@ changes a parameter value, not this stack's template.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from aws_cdk import CfnOutput, Stack
-from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
 from config.deployed import EnvironmentRecord, keeps_variant_names
 from mlops_constructs.endpoint import EndpointDependencies, ServedEndpoint, endpoint_arn
+from mlops_constructs.example_models import ExampleModelFiles, example_models_of
 from mlops_constructs.model_pointers import construct_id
 from mlops_constructs.scoring_api import ScoringApi
 from mlops_constructs.training_images import InferenceImages
 from mlops_constructs.variant_weights import VariantWeightsProvider
 from stacks.inputs import StackInputs
-
-EXAMPLE_MODEL = Path(__file__).resolve().parent.parent / "models" / "example" / "model.tar.gz"
 
 
 class ServingStack(Stack):
@@ -40,8 +37,12 @@ class ServingStack(Stack):
         serving = inputs.environment.serving
         endpoint_names = {key: names.resource(key) for key in serving.endpoints}
         endpoint_arns = [endpoint_arn(self, name) for name in endpoint_names.values()]
-        self.images = InferenceImages(self, "Images")
-        self.example_model = s3_assets.Asset(self, "ExampleModel", path=str(EXAMPLE_MODEL))
+        # Only the images and example models that some variant uses: nothing is built or uploaded in vain.
+        flavours = {variant.flavour for endpoint in serving.endpoints.values() for variant in endpoint.variants}
+        self.images = InferenceImages(self, "Images", flavours=flavours)
+        self.example_models = ExampleModelFiles(
+            self, "ExampleModels", models=example_models_of(serving.endpoints.values()), kind="archives"
+        )
 
         self.weights = VariantWeightsProvider(
             self,
@@ -57,7 +58,7 @@ class ServingStack(Stack):
             names=names,
             serving=serving,
             images=self.images,
-            example_model=self.example_model,
+            example_models=self.example_models.assets,
             artifacts_bucket=foundation.lake.zones["artifacts"],
             capture_bucket=foundation.lake.zones["capture"],
             key=foundation.key,
@@ -81,6 +82,7 @@ class ServingStack(Stack):
             names=names,
             settings=serving.api,
             endpoint_names=endpoint_names,
+            variant_names={key: [v.name for v in endpoint.variants] for key, endpoint in serving.endpoints.items()},
             results=foundation.async_results_table,
             key=foundation.key,
             topic=foundation.topic,
@@ -88,5 +90,6 @@ class ServingStack(Stack):
             removal_policy=removal_policy,
         )
         CfnOutput(self, "ScoringApiUrl", value=self.scoring.api.url)
-        CfnOutput(self, "InferenceImageUri", value=self.images.cpu.image_uri)
-        CfnOutput(self, "GpuInferenceImageUri", value=self.images.gpu.image_uri)
+        for flavour, output in (("cpu", "InferenceImageUri"), ("gpu", "GpuInferenceImageUri")):
+            if flavour in self.images.images:
+                CfnOutput(self, output, value=self.images.of(flavour).image_uri)

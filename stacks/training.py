@@ -13,6 +13,7 @@ from typing import Any
 from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
+from config.instance_types import is_gpu
 from config.tenants import PipelineConfig
 from mlops_constructs.progress_tracking import ProgressTracking
 from mlops_constructs.publishing import PipelinePublishing
@@ -35,7 +36,9 @@ class TrainingStack(Stack):
         environment, names, foundation = inputs.environment, inputs.names, inputs.foundation
         removal_policy = inputs.removal_policy
         lake = foundation.lake.zones
-        self.images = TrainingImages(self, "Images")
+        self.images = TrainingImages(
+            self, "Images", gpu=any(is_gpu(pipeline.training.instance_type) for pipeline in pipelines)
+        )
         self.progress = ProgressTracking(
             self,
             "Progress",
@@ -64,11 +67,13 @@ class TrainingStack(Stack):
             ),
             ledger=foundation.ledger_table,
             progress_bus=self.progress.bus,
-            images=self.images.all,
+            cpu_image=self.images.cpu,
+            gpu_image=self.images.gpu,
             alarm_topic=foundation.topic,
             removal_policy=removal_policy,
         )
         CfnOutput(self, "StateMachineArn", value=self.pipeline.state_machine.state_machine_arn)
         CfnOutput(self, "ProgressBusName", value=self.progress.bus.event_bus_name)
         CfnOutput(self, "TrainingImageUri", value=self.images.cpu.image_uri)
-        CfnOutput(self, "GpuTrainingImageUri", value=self.images.gpu.image_uri)
+        if self.images.gpu is not None:
+            CfnOutput(self, "GpuTrainingImageUri", value=self.images.gpu.image_uri)

@@ -119,7 +119,7 @@ class Settings:
     progress_bus_name: str
     event_source: str
     training_image_uri: str
-    gpu_training_image_uri: str
+    gpu_training_image_uri: str  # empty where no tenant asks for a GPU instance: the image is not built there
     kms_key_arn: str
     processing_instance_type: str
     processing_local_storage: bool
@@ -142,7 +142,7 @@ class Settings:
             progress_bus_name=environ["PROGRESS_BUS_NAME"],
             event_source=environ["EVENT_SOURCE"],
             training_image_uri=environ["TRAINING_IMAGE_URI"],
-            gpu_training_image_uri=environ["GPU_TRAINING_IMAGE_URI"],
+            gpu_training_image_uri=environ.get("GPU_TRAINING_IMAGE_URI", ""),
             kms_key_arn=environ["KMS_KEY_ARN"],
             processing_instance_type=environ["PROCESSING_INSTANCE_TYPE"],
             processing_local_storage=_flag(environ, "PROCESSING_LOCAL_STORAGE"),
@@ -450,6 +450,12 @@ def build_items(settings: Settings, config: Mapping[str, Any], request: RunReque
         raise InvalidConfig(f"tenant {request.tenant!r} would train {total} trials; allowed: at most {MAX_TRIALS}")
     training_job_name(prefix, request.run_id, trial_id(total - 1), 0)  # the longest name, checked once
 
+    if training["gpu"] and not settings.gpu_training_image_uri:
+        raise InvalidConfig(
+            f"tenant {request.tenant!r} trains on {training['instance_type']}, a GPU instance, and this environment "
+            "has no GPU training image; allowed: a CPU instance type, or deploy the config that asks for the GPU "
+            "(synth builds the GPU image only where a tenant's training.instance_type is a GPU type)"
+        )
     spot = training["spot"]
     if spot and training["max_wait_seconds"] < training["max_runtime_seconds"]:
         # Synth derives or checks the wait (config/tenants.py); a config published otherwise would have

@@ -1,7 +1,8 @@
 """Scoring API: real-time and asynchronous scoring on the environment's SageMaker endpoints.
 
 API Gateway (REST, IAM-authenticated, Lambda proxy integration) routes three resources here:
-``POST /score`` (scored at once), ``POST /score/async`` (recorded as ``pending`` under a tracking id, then
+``POST /score`` (scored at once; by the named variant only when the body names ``variant``, else the
+weights choose), ``POST /score/async`` (recorded as ``pending`` under a tracking id, then
 queued for the worker, ``worker.py``) and ``GET /score/{id}`` (the record, with its predictions or reason).
 What each answers, and when, is in mlops_platform/serving/api/service.py: every error body is
 ``{"message": <one line>}`` and never carries SageMaker's internals (those go to the logs).
@@ -18,7 +19,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.config import Config
 
-from mlops_platform.serving.api.request import load_endpoints
+from mlops_platform.serving.api.request import load_endpoints, load_variants
 from mlops_platform.serving.api.results import Results
 from mlops_platform.serving.api.service import DEFAULT_MAX_MESSAGE_BYTES, Answer, ScoringApi, refusal
 
@@ -39,6 +40,7 @@ scoring = ScoringApi(
     boto3.client("sqs"),
     Results(boto3.client("dynamodb"), os.environ["RESULTS_TABLE"]),
     endpoints=load_endpoints(os.environ["ENDPOINTS"]),
+    variants=load_variants(os.environ.get("VARIANTS")),
     requests_queue_url=os.environ["REQUESTS_QUEUE_URL"],
     max_instances=int(os.environ.get("MAX_INSTANCES", "1000")),
     result_ttl_days=int(os.environ.get("RESULT_TTL_DAYS", "7")),

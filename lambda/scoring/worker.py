@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from botocore.config import Config
 
 from mlops_platform.serving.api.endpoint import REFUSED, UNREADABLE, ScoringFailure
-from mlops_platform.serving.api.request import load_endpoints
+from mlops_platform.serving.api.request import load_endpoints, load_variants
 from mlops_platform.serving.api.results import Results
 from mlops_platform.serving.api.worker import (
     DUPLICATE,
@@ -59,6 +59,7 @@ worker = Worker(
     dead_letter_queue_url=os.environ["DEAD_LETTER_QUEUE_URL"],
     max_receive_count=int(os.environ["MAX_RECEIVE_COUNT"]),
     max_instances=int(os.environ.get("MAX_INSTANCES", "1000")),
+    variants=load_variants(os.environ.get("VARIANTS")),
     logger=logger,
 )
 

@@ -7,7 +7,7 @@ passing everything as ContainerArguments (``python -m mlops_platform.training mo
     --capture-uri s3://<lake bucket>/capture/<tenant>/<key>/
     --scheduled-time 2026-11-24T23:00:00Z --window-minutes 60 [--lag-minutes 15]
     --pointer Champion=/<project>/dev/models/<key>/Champion [--pointer Challenger=...]
-    --example-baseline s3://<bucket>/<key of the example model's baseline.json>
+    --example-baseline [Variant=]s3://<bucket>/<key of an example model's baseline.json> [--example-baseline ...]
     [--settings s3://<bucket>/<key of the environment's settings.json>]
     --report-uri s3://<artifacts bucket>/artifacts/monitoring/<tenant>/<endpoint-name>/
     --metrics-namespace mlops/dev/Drift --event-source mlops.monitoring
@@ -29,9 +29,10 @@ Inputs:
 - **Baselines**: each ``--pointer Variant=<SSM parameter>`` is read with ssm:GetParameter. Its value
   is a ``model.tar.gz`` S3 URI, whose baseline is its sibling (``s3://B/a/output/model.tar.gz`` ->
   ``s3://B/a/output/baseline.json``, see ``baseline_job``), or the sentinel ``example``, whose
-  baseline is ``--example-baseline``. A variant whose pointer or baseline is missing or unreadable
-  is reported (``variants`` in the report, ``BaselineMissing`` per variant, ``variants_without_baseline``
-  in the event); the other variants go on. If no variant has a baseline, the job exits 1.
+  baseline is the ``--example-baseline`` given for that variant (``Champion=s3://...``), else the
+  one given without a variant. A variant whose pointer or baseline is missing or unreadable is reported
+  (``variants`` in the report, ``BaselineMissing`` per variant, ``variants_without_baseline`` in the
+  event); the other variants go on. If no variant has a baseline, the job exits 1.
 - **Settings**: ``--settings`` names the settings document (``monitoring.settings``: the
   thresholds), read with s3:GetObject; without it, ``drift``'s default thresholds apply. A document
   that cannot be read as settings exits 2.
@@ -166,7 +167,10 @@ def load_variant(name: str, parameter: str, arguments: Arguments, aws: Clients) 
         return variant
     variant.model_uri = value
     if value == EXAMPLE:
-        location = arguments.example_baseline
+        location = arguments.example_baseline(name)
+        if location is None:
+            variant.error = BASELINE_MISSING
+            return variant
     else:
         match = S3_URI.fullmatch(value)
         if match is None or not match["key"].endswith(f"/{MODEL_ARCHIVE}"):

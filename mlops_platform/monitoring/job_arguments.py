@@ -47,7 +47,7 @@ class Arguments:
     window_start: datetime
     window_end: datetime  # scheduled_time less the lag
     pointers: tuple[tuple[str, str], ...]  # (variant, SSM parameter name), sorted by variant
-    example_baseline: S3Location
+    example_baselines: tuple[tuple[str, S3Location], ...]  # (variant, or "" for every other variant; location)
     settings: S3Location | None
     report: S3Location  # a prefix, ending in /
     metrics_namespace: str
@@ -65,6 +65,11 @@ class Arguments:
     @property
     def dimensions(self) -> dict[str, str]:
         return {"Endpoint": self.endpoint, "Tenant": self.tenant, "Model": self.model}
+
+    def example_baseline(self, variant: str) -> S3Location | None:
+        """The baseline of the example model the variant serves while its pointer holds the sentinel."""
+        baselines = dict(self.example_baselines)
+        return baselines.get(variant) or baselines.get("")
 
     def report_key(self, name: str) -> S3Location:
         return S3Location(self.report.bucket, f"{self.report.key}{self.window_end:%Y-%m-%dT%H-%M}/{name}")
@@ -87,13 +92,18 @@ def parse_arguments(argv: Sequence[str]) -> Arguments:
         "--capture-uri",
         "--scheduled-time",
         "--window-minutes",
-        "--example-baseline",
         "--report-uri",
         "--metrics-namespace",
         "--event-source",
     ):
         parser.add_argument(name, required=True)
     parser.add_argument("--pointer", action="append", required=True, help="Variant=<SSM parameter name>, repeated")
+    parser.add_argument(
+        "--example-baseline",
+        action="append",
+        required=True,
+        help="[Variant=]<S3 URI of an example model's baseline.json>, repeated; without a variant: every other one",
+    )
     parser.add_argument("--lag-minutes", default="0", help="how long before the scheduled time the window ends")
     parser.add_argument("--settings", help="the settings document's S3 URI")
     parser.add_argument("--labels-uri")
@@ -135,8 +145,6 @@ def parse_arguments(argv: Sequence[str]) -> Arguments:
         parsed.settings,
         "the URI of a file",
     )
-    example = _s3(parsed.example_baseline, "--example-baseline")
-    _check(example.key and not example.key.endswith("/"), "--example-baseline", example.uri, "the URI of a file")
     return Arguments(
         environment=parsed.environment,
         tenant=parsed.tenant,
@@ -147,7 +155,7 @@ def parse_arguments(argv: Sequence[str]) -> Arguments:
         window_start=end - timedelta(minutes=int(minutes)),
         window_end=end,
         pointers=_pointers(parsed.pointer),
-        example_baseline=example,
+        example_baselines=_example_baselines(parsed.example_baseline),
         settings=settings,
         report=_s3(parsed.report_uri, "--report-uri", prefix=True),
         metrics_namespace=parsed.metrics_namespace,
@@ -193,4 +201,18 @@ def _pointers(values: list[str]) -> tuple[tuple[str, str], ...]:
         )
         _check(variant not in found, "--pointer", value, "each variant once")
         found[variant] = parameter
+    return tuple(sorted(found.items()))
+
+
+def _example_baselines(values: list[str]) -> tuple[tuple[str, S3Location], ...]:
+    """``Variant=s3://...`` or a bare ``s3://...`` (every variant not named), each at most once."""
+    found: dict[str, S3Location] = {}
+    for value in values:
+        head, _, tail = value.partition("=")
+        # An S3 key may hold "=" (dt=...): only a variant name before the first "=" makes it the named form.
+        variant, uri = (head, tail) if VARIANT_NAME.fullmatch(head) else ("", value)
+        location = _s3(uri, "--example-baseline")
+        _check(location.key and not location.key.endswith("/"), "--example-baseline", value, "the URI of a file")
+        _check(variant not in found, "--example-baseline", value, "each variant once, and one without a variant")
+        found[variant] = location
     return tuple(sorted(found.items()))

@@ -34,12 +34,15 @@ def repository(tmp_path) -> Path:
 
 def hashes(root: Path) -> dict[str, str]:
     stack = cdk.Stack(cdk.App(), "Images")
-    training, inference = TrainingImages(stack, "Training", root=root), InferenceImages(stack, "Inference", root=root)
+    training, inference = (
+        TrainingImages(stack, "Training", gpu=True, root=root),
+        InferenceImages(stack, "Inference", flavours=["cpu", "gpu"], root=root),
+    )
     return {
         "training-cpu": training.cpu.asset_hash,
-        "training-gpu": training.gpu.asset_hash,
-        "inference-cpu": inference.cpu.asset_hash,
-        "inference-gpu": inference.gpu.asset_hash,
+        "training-gpu": training.of("gpu").asset_hash,
+        "inference-cpu": inference.of("cpu").asset_hash,
+        "inference-gpu": inference.of("gpu").asset_hash,
     }
 
 

@@ -23,6 +23,7 @@ from aws_cdk import aws_sns as sns
 from moto.events.models import EventPattern
 
 from config import load_config
+from config.example_models import EXAMPLE_MODEL_NAMES, baseline_path
 from config.monitoring import MAX_NAMED_FEATURES, DriftThresholds, FeatureThresholds
 from config.naming import Names
 from mlops_constructs.drift_monitor import (
@@ -38,7 +39,6 @@ from mlops_constructs.training_images import TrainingImages
 from mlops_platform.monitoring import job as monitor_job
 from mlops_platform.monitoring import settings as monitor_settings
 from mlops_platform.monitoring.retraining import alarm_dimensions
-from stacks.monitoring import EXAMPLE_BASELINE
 from tests.conftest import ROOT
 from tests.infra.test_training import of_type
 
@@ -148,8 +148,10 @@ def test_the_rule_gives_the_job_its_contract_arguments_with_the_event_time(resou
     [rule] = schedule_rules(resources).values()
     execution_input = rule_input(rule)
     name = endpoint_name(environment)
+    variants = [v.name for v in settings.serving.endpoints["example"].variants]
     arguments = execution_input["arguments"]
-    example_baseline = arguments[arguments.index("--example-baseline") + 1]
+    # The assets' URIs: see test_each_variant_s_example_baseline_is_this_stacks_asset_of_its_example_model.
+    example_baselines = [arguments[i + 1] for i, a in enumerate(arguments) if a == "--example-baseline"]
     settings_uri = arguments[arguments.index("--settings") + 1]
 
     assert execution_input["time"] == EVENT_TIME
@@ -163,13 +165,14 @@ def test_the_rule_gives_the_job_its_contract_arguments_with_the_event_time(resou
         *("--scheduled-time", EVENT_TIME),
         *("--window-minutes", str(settings.monitoring.window_minutes)),
         *("--lag-minutes", str(settings.monitoring.window_lag_minutes)),
-        *("--pointer", f"Champion=/mlops/{environment}/models/example/Champion"),
-        *("--example-baseline", example_baseline),  # the asset's URI: see test_the_example_baseline_is_…
+        *(item for v in variants for item in ("--pointer", f"{v}=/mlops/{environment}/models/example/{v}")),
+        *(item for uri in example_baselines for item in ("--example-baseline", uri)),
         *("--settings", settings_uri),  # the asset's URI: see test_the_settings_are_this_stacks_asset_…
         *("--report-uri", f"s3://<ArtifactsZoneBucket>/artifacts/monitoring/example/{name}/"),
         *("--metrics-namespace", f"mlops/{environment}/Drift"),
         *("--event-source", "mlops.monitoring"),
     ]
+    assert [uri.split("=", 1)[0] for uri in example_baselines] == variants
 
 
 def test_the_jobs_own_parser_accepts_the_arguments_and_reads_the_window_from_the_event(resources):
@@ -206,15 +209,31 @@ def staged_asset(synthesized, environment: str, display_name: str) -> tuple[str,
     return asset_hash, (manifest.parent / asset["source"]["path"]).resolve()
 
 
-def test_the_example_baseline_is_this_stacks_asset_of_the_shipped_file(synthesized, environment, resources):
-    asset_hash, staged = staged_asset(synthesized, environment, "ExampleBaseline")
+def test_each_variant_s_example_baseline_is_this_stacks_asset_of_its_example_model(
+    synthesized, environment, resources, settings
+):
+    """While a pointer holds the sentinel, its variant's traffic is compared with the baseline of the example
+    model that variant serves (the A/B pair: XGBoost's for the Champion, the linear model's for the Challenger)."""
+    stage = synthesized.stages[environment]
+    manifest = synthesized.outdir / f"assembly-{environment}" / f"{stage.monitoring.artifact_id}.assets.json"
+    files = json.loads(manifest.read_text())["files"]
+    hashes = {a["displayName"]: h for h, a in files.items() if a["displayName"].startswith("ExampleBaselines/")}
     found = by_sid(statements(resources, f"{PREFIX}ExampleJobRole"))
     [rule] = schedule_rules(resources).values()
     arguments = rule_input(rule)["arguments"]
+    given = dict(arguments[i + 1].split("=", 1) for i, a in enumerate(arguments) if a == "--example-baseline")
+    variants = settings.serving.endpoints["example"].variants
 
-    assert staged.read_bytes() == EXAMPLE_BASELINE.read_bytes()
-    assert arguments[arguments.index("--example-baseline") + 1].endswith(f"/{asset_hash}.json")
-    assert render(found["ReadExampleBaseline"]["Resource"]).endswith(f"/{asset_hash}.json")
+    assert sorted(hashes) == sorted(f"ExampleBaselines/{m.capitalize()}" for m in {v.example_model for v in variants})
+    for variant in variants:
+        asset_hash = hashes[f"ExampleBaselines/{variant.example_model.capitalize()}"]
+        staged = (manifest.parent / files[asset_hash]["source"]["path"]).resolve()
+        assert staged.read_bytes() == baseline_path(variant.example_model).read_bytes()
+        assert given[variant.name].endswith(f"/{asset_hash}.json")
+    readable = found["ReadExampleBaseline"]["Resource"]
+    assert sorted(
+        render(r).rsplit("/", 1)[1] for r in (readable if isinstance(readable, list) else [readable])
+    ) == sorted(f"{hashes[name]}.json" for name in hashes)
 
 
 def test_the_settings_are_this_stacks_asset_the_job_reads_as_the_configured_thresholds(
@@ -334,7 +353,7 @@ def test_the_state_machine_runs_only_drift_jobs_and_passes_only_the_job_roles_to
 # -- the job's role --------------------------------------------------------------------------------
 
 
-def test_the_job_reads_only_its_endpoints_capture_baselines_and_pointers(resources, environment):
+def test_the_job_reads_only_its_endpoints_capture_baselines_and_pointers(resources, environment, settings):
     found = by_sid(statements(resources, f"{PREFIX}ExampleJobRole"))
     name = endpoint_name(environment)
 
@@ -344,15 +363,16 @@ def test_the_job_reads_only_its_endpoints_capture_baselines_and_pointers(resourc
         render(found["ReadBaselines"]["Resource"]) == "<ArtifactsZoneBucketArn>/artifacts/runs/example/*/baseline.json"
     )
     assert found["ListBaselines"]["Condition"] == {"StringLike": {"s3:prefix": ["artifacts/runs/example/*"]}}
-    assert render(found["ReadExampleBaseline"]["Resource"]).endswith(".json")
+    examples = found["ReadExampleBaseline"]["Resource"]
+    assert all(render(r).endswith(".json") for r in (examples if isinstance(examples, list) else [examples]))
     assert found["WriteReports"]["Action"] == "s3:PutObject"
     assert (
         render(found["WriteReports"]["Resource"]) == f"<ArtifactsZoneBucketArn>/artifacts/monitoring/example/{name}/*"
     )
     assert found["ReadModelPointers"]["Action"] == "ssm:GetParameter"
-    assert [render(r).split(":", 5)[5] for r in as_list(found["ReadModelPointers"]["Resource"])] == [
-        f"parameter/mlops/{environment}/models/example/Champion"
-    ]
+    assert sorted(render(r).split(":", 5)[5] for r in as_list(found["ReadModelPointers"]["Resource"])) == sorted(
+        f"parameter/mlops/{environment}/models/example/{v.name}" for v in settings.serving.endpoints["example"].variants
+    )
 
 
 def test_the_job_puts_only_drift_metrics_and_drift_summaries_on_the_default_bus(resources, environment):
@@ -492,8 +512,11 @@ def bare_monitor(
         zones=DriftMonitorZones(
             capture=s3.Bucket(stack, "Capture"), artifacts=s3.Bucket(stack, "Artifacts"), raw=s3.Bucket(stack, "Raw")
         ),
-        image=TrainingImages(stack, "Images").cpu,
-        example_baseline=s3_assets.Asset(stack, "Baseline", path=str(EXAMPLE_BASELINE)),
+        image=TrainingImages(stack, "Images", gpu=False).cpu,
+        example_baselines={
+            name: s3_assets.Asset(stack, f"Baseline{name}", path=str(baseline_path(name)))
+            for name in EXAMPLE_MODEL_NAMES
+        },
         removal_policy=cdk.RemovalPolicy.DESTROY,
     )
     return app.synth().get_stack_by_name("Bare").template["Resources"]
@@ -563,8 +586,11 @@ def test_a_labels_dataset_without_the_raw_zone_is_refused_at_synth():
             key=kms.Key(stack, "Key"),
             topic=sns.Topic(stack, "Topic"),
             zones=DriftMonitorZones(capture=s3.Bucket(stack, "Capture"), artifacts=s3.Bucket(stack, "Artifacts")),
-            image=TrainingImages(stack, "Images").cpu,
-            example_baseline=s3_assets.Asset(stack, "Baseline", path=str(EXAMPLE_BASELINE)),
+            image=TrainingImages(stack, "Images", gpu=False).cpu,
+            example_baselines={
+                name: s3_assets.Asset(stack, f"Baseline{name}", path=str(baseline_path(name)))
+                for name in EXAMPLE_MODEL_NAMES
+            },
             removal_policy=cdk.RemovalPolicy.DESTROY,
         )
 

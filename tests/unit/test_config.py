@@ -82,7 +82,7 @@ BAD_SETTINGS = {
     ),
     "maximum below minimum": (
         "prod",
-        "max_capacity: 10",
+        "max_capacity: 4",
         "max_capacity: 1",
         "serving.endpoints.example.variants.0.max_capacity",
         "1",

@@ -494,6 +494,22 @@ def test_a_gpu_instance_trains_with_the_gpu_image(plan, aws):
     assert "VolumeKmsKeyId" not in request["ResourceConfig"]
 
 
+@pytest.mark.parametrize("image", ["", None])
+def test_a_gpu_tenant_where_no_gpu_image_was_built_is_refused_in_one_sentence(aws, environment, image):
+    """Synth builds the GPU training image only where a tenant asks for a GPU instance (training_images.py)."""
+    if image is None:
+        environment.delenv("GPU_TRAINING_IMAGE_URI")
+    else:
+        environment.setenv("GPU_TRAINING_IMAGE_URI", image)
+    plan = load_handler("plan")
+    s3, _ = aws
+    publish(s3, with_training(instance_type="ml.g4dn.xlarge", gpu=True, local_storage=True))
+
+    refusal = r"trains on ml\.g4dn\.xlarge, a GPU instance, .* no GPU training image"
+    with pytest.raises(plan.InvalidConfig, match=refusal):
+        run(plan)
+
+
 # -- names
 
 

@@ -34,6 +34,7 @@ from tests.conftest import load_handler
 REGION = "eu-west-1"
 TABLE = "scoring-results-test"
 ENDPOINTS = {"example": "mlops-dev-example", "churn": "mlops-dev-churn"}
+VARIANTS = {"example": ["Champion", "Challenger"], "churn": ["Champion"]}
 ACCOUNT = "111111111111"
 SAMPLE = json.loads((Path(__file__).parent / "events" / "apigateway_rest_iam_request.json").read_text())
 REQUEST_ID = SAMPLE["requestContext"]["requestId"]
@@ -93,6 +94,7 @@ def create_resources(max_receive_count: int = 3) -> Resources:
 def scoring_environment(monkeypatch: pytest.MonkeyPatch, resources: Resources, **overrides: str) -> None:
     values = {
         "ENDPOINTS": json.dumps(ENDPOINTS),
+        "VARIANTS": json.dumps(VARIANTS),
         "RESULTS_TABLE": TABLE,
         "REQUESTS_QUEUE_URL": resources.queue_url,
         "DEAD_LETTER_QUEUE_URL": resources.dead_letter_queue_url,
@@ -271,6 +273,37 @@ def test_each_endpoint_key_scores_on_its_own_endpoint(api, stub):
     status, body, _ = call(api, api_event("POST", "/score", request(endpoint="churn", explain=False)))
 
     assert (status, body["endpoint"]) == (200, "churn")
+
+
+@pytest.mark.parametrize("variant", ["Champion", "Challenger"])
+def test_a_named_variant_scores_the_request_alone_whatever_the_weights(api, stub, variant):
+    stub.add_response(
+        "invoke_endpoint",
+        invoked([{"score": 0.4}], variant=variant),
+        invocation([ROW], InferenceId=REQUEST_ID, TargetVariant=variant),
+    )
+
+    status, body, _ = call(api, api_event("POST", "/score", request(variant=variant)))
+
+    assert (status, body["variant"]) == (200, variant)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "variant"), [("example", "Variant1"), ("churn", "Challenger"), ("example", 7), ("example", "")]
+)
+def test_a_variant_the_endpoint_lacks_is_refused_before_any_endpoint_call(api, stub, endpoint, variant):
+    status, body, _ = call(api, api_event("POST", "/score", request(endpoint=endpoint, variant=variant)))
+
+    assert status == 400
+    assert f"variant {variant!r} of endpoint {endpoint!r}; known: {VARIANTS[endpoint]}" in body["message"]
+
+
+def test_an_async_request_keeps_its_variant_in_the_queued_message(api, resources, stub):
+    status, _, _ = call(api, api_event("POST", "/score/async", request(variant="Challenger")))
+
+    [message] = queued(resources)
+    assert status == 202
+    assert json.loads(message["Body"])["variant"] == "Challenger"
 
 
 def test_a_base64_encoded_body_is_decoded(api, stub):

@@ -172,6 +172,27 @@ def test_an_async_request_is_scored_by_the_worker_and_read_back_with_its_predict
     assert dead_letters(resources) == []
 
 
+def test_an_async_request_for_a_variant_is_scored_by_that_variant_alone(api, worker, stub, resources):
+    tracking_id = submit(api, variant="Challenger")
+    stub.add_response(
+        "invoke_endpoint",
+        invoked([{"score": 0.2}], variant="Challenger"),
+        invocation([ROW], InferenceId=tracking_id, TargetVariant="Challenger"),
+    )
+
+    assert work(worker, resources, receive(resources)) == []
+    assert result(api, tracking_id)[1]["variant"] == "Challenger"
+
+
+def test_a_queued_message_naming_a_variant_the_endpoint_lacks_is_quarantined(worker, stub, resources):
+    body = json.dumps({"id": str(uuid.uuid4()), "endpoint": "churn", "instances": [ROW], "variant": "Challenger"})
+
+    assert work(worker, resources, send(resources, body)) == []
+    [(reason, code, _)] = dead_letters(resources)
+    assert code == "invalid-request"
+    assert "unknown variant 'Challenger' of endpoint 'churn'" in reason
+
+
 def test_a_scoring_the_model_refuses_is_stored_failed_with_the_container_s_reason(api, worker, stub, resources, capsys):
     tracking_id = submit(api)
     add_model_error(stub, 400, '{"message": "expected 30 features, got 3"}')

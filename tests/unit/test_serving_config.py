@@ -12,13 +12,14 @@ from config.deployed import RECORD_FILE, keeps_variant_names
 from tests.live_endpoints import record_as_deployed
 from tests.unit.conftest import assert_one_sentence, edit
 
-CHAMPION = """        - name: Champion
+SHIPPED_CHALLENGER = """        - name: Challenger
           flavour: cpu
           instance_type: ml.c5.large
           min_capacity: 1
           max_capacity: 2
           initial_instance_count: 1
-          weight: 100
+          weight: 10
+          example_model: linear
 """
 CHALLENGER = """        - name: Challenger
           flavour: gpu
@@ -31,11 +32,9 @@ CHALLENGER = """        - name: Challenger
 
 
 def with_challenger(config_dir: Path, environment: str = "dev") -> Path:
+    """The environment's example endpoint with a GPU Challenger in place of the shipped CPU one."""
     path = config_dir / "environments" / f"{environment}.yaml"
-    text = path.read_text()
-    champion = text[text.index("        - name: Champion") :]
-    champion = champion[: champion.index("weight: 100\n") + len("weight: 100\n")]
-    path.write_text(text.replace(champion, champion + CHALLENGER, 1))
+    edit(path, SHIPPED_CHALLENGER, CHALLENGER)
     return path
 
 
@@ -48,7 +47,38 @@ def test_every_environment_serves_the_example_tenant_out_of_the_box():
     for environment in config.environments:
         endpoint = environment.serving.endpoints["example"]
         assert endpoint.tenant == "example"
-        assert [variant.name for variant in endpoint.variants] == ["Champion"]
+        assert endpoint.variants[0].name == "Champion"
+
+
+@pytest.mark.parametrize("name", ["dev", "staging"])
+def test_dev_and_staging_ship_an_a_b_endpoint_of_two_different_models_at_90_10(name):
+    endpoint = load_config(Path("config")).environment(name).serving.endpoints["example"]
+
+    assert [(v.name, v.example_model, v.weight) for v in endpoint.variants] == [
+        ("Champion", "xgboost", 90.0),
+        ("Challenger", "linear", 10.0),
+    ]
+    assert {v.flavour for v in endpoint.variants} == {"cpu"}
+
+
+def test_prod_ships_the_cheapest_endpoint_its_rules_allow():
+    prod = load_config(Path("config")).environment("prod")
+    [variant] = prod.serving.endpoints["example"].variants
+
+    # One variant (an A/B pair would double it), at prod's minimum of two instances, on the smallest c5.
+    assert (variant.min_capacity, variant.initial_instance_count, variant.instance_type) == (2, 2, "ml.c5.large")
+    assert prod.problems() == []
+
+
+def test_the_example_model_of_a_variant_is_one_the_repository_ships(config_copy: Path):
+    path = config_copy / "environments" / "dev.yaml"
+    edit(path, "example_model: linear", "example_model: forest")
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(config_copy)
+
+    assert_one_sentence(str(raised.value), path, "serving.endpoints.example.variants.1.example_model", "'forest'")
+    assert "'xgboost' or 'linear'" in str(raised.value)
 
 
 # (text to replace in dev.yaml's Champion, replacement, key named in the error, value named in the error)
@@ -83,9 +113,14 @@ BAD_VARIANTS = {
         "serving.endpoints.example.variants.0.name",
         "'Variant1'",
     ),
-    "negative weight": ("weight: 100", "weight: -1", "serving.endpoints.example.variants.0.weight", "-1"),
-    "infinite weight": ("weight: 100", "weight: .inf", "serving.endpoints.example.variants.0.weight", "Infinity"),
-    "all weights zero": ("weight: 100", "weight: 0", "serving.endpoints.example.variants", "Champion"),
+    "negative weight": ("weight: 90", "weight: -1", "serving.endpoints.example.variants.0.weight", "-1"),
+    "infinite weight": ("weight: 90", "weight: .inf", "serving.endpoints.example.variants.0.weight", "Infinity"),
+    "all weights zero": (
+        "weight: 90\n          example_model: xgboost\n" + SHIPPED_CHALLENGER,
+        "weight: 0\n          example_model: xgboost\n" + SHIPPED_CHALLENGER.replace("weight: 10", "weight: 0"),
+        "serving.endpoints.example.variants",
+        "Champion",
+    ),
 }
 
 
@@ -127,6 +162,59 @@ def test_production_needs_two_instances_per_variant(config_copy: Path):
     assert "at least 2 in production" in message
 
 
+# --- rollout and rollback alarms -----------------------------------------------------------------
+
+
+def test_a_canary_on_a_variant_of_one_instance_is_refused_in_one_sentence(config_copy: Path):
+    """SageMaker's canary is at most half a variant's instances: with one, no canary can exist."""
+    path = config_copy / "environments" / "dev.yaml"
+    edit(path, "traffic_routing: all_at_once", "traffic_routing: canary")
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(config_copy)
+
+    assert_one_sentence(str(raised.value), path, "serving.rollout.traffic_routing", "'canary'")
+    assert "all_at_once while a variant runs fewer than 2 instances" in str(raised.value)
+    assert "variant Champion has min_capacity 1" in str(raised.value)
+
+
+def test_a_canary_counts_the_fixed_instances_of_a_variant_without_autoscaling(config_copy: Path):
+    path = config_copy / "environments" / "dev.yaml"
+    edit(path, "traffic_routing: all_at_once", "traffic_routing: canary")
+    for _ in range(2):
+        edit(path, "          min_capacity: 1\n          max_capacity: 2\n          initial_instance_count: 1\n", "X\n")
+    text = path.read_text().replace(
+        "X\n",
+        "          min_capacity: 1\n          max_capacity: 2\n          initial_instance_count: 2\n"
+        "          autoscaling: false\n",
+    )
+    path.write_text(text)
+
+    assert load_config(config_copy).environment("dev").serving.rollout.traffic_routing == "canary"
+
+
+def test_prod_rolls_out_a_canary_and_dev_and_staging_all_at_once():
+    config = load_config(Path("config"))
+
+    assert {e.name: e.serving.rollout.traffic_routing for e in config.environments} == {
+        "dev": "all_at_once",
+        "staging": "all_at_once",
+        "prod": "canary",
+    }
+
+
+@pytest.mark.parametrize("value", ["0", "1"])
+def test_a_5xx_threshold_a_single_error_would_reach_is_refused(config_copy: Path, value: str):
+    path = config_copy / "environments" / "staging.yaml"
+    edit(path, "errors_5xx_per_minute: 5", f"errors_5xx_per_minute: {value}")
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(config_copy)
+
+    assert_one_sentence(str(raised.value), path, "serving.alarms.errors_5xx_per_minute", value)
+    assert "a single error never does" in str(raised.value)
+
+
 def test_an_endpoint_names_a_configured_tenant_and_model(config_copy: Path):
     edit(config_copy / "environments" / "dev.yaml", "model: xgboost", "model: forest")
 
@@ -140,7 +228,7 @@ def test_a_gpu_challenger_beside_a_cpu_champion_is_valid(config_copy: Path):
     endpoint = load_config(config_copy).environment("dev").serving.endpoints["example"]
 
     assert [(v.name, v.flavour, v.weight) for v in endpoint.variants] == [
-        ("Champion", "cpu", 100.0),
+        ("Champion", "cpu", 90.0),
         ("Challenger", "gpu", 10.0),
     ]
 
@@ -154,9 +242,9 @@ def test_context_weights_override_only_the_named_variants(config_copy: Path):
     config = weights(config_copy, json.dumps({"dev": {"example": {"Challenger": 50}}}))
 
     dev = {v.name: v.weight for v in config.environment("dev").serving.endpoints["example"].variants}
-    assert dev == {"Champion": 100.0, "Challenger": 50.0}
+    assert dev == {"Champion": 90.0, "Challenger": 50.0}
     staging = config.environment("staging").serving.endpoints["example"].variants
-    assert [v.weight for v in staging] == [100.0]
+    assert [v.weight for v in staging] == [90.0, 10.0]
 
 
 def test_context_weights_may_arrive_parsed(config_copy: Path):
@@ -176,9 +264,9 @@ BAD_WEIGHTS = {
     "environment not synthesized": ('{"prod": {"example": {"Champion": 1}}}', "variantWeights.prod", "dev"),
     "unknown endpoint": ('{"dev": {"churn": {"Champion": 1}}}', "variantWeights.dev.churn", "example"),
     "unknown variant": (
-        '{"dev": {"example": {"Challenger": 1}}}',
-        "variantWeights.dev.example.Challenger",
-        "a variant of example: Champion",
+        '{"dev": {"example": {"Candidate": 1}}}',
+        "variantWeights.dev.example.Candidate",
+        "a variant of example: Champion, Challenger",
     ),
     "negative weight": ('{"dev": {"example": {"Champion": -5}}}', "variantWeights.dev.example.Champion", "at least 0"),
     "NaN weight": ('{"dev": {"example": {"Champion": NaN}}}', "variantWeights.dev.example.Champion", "finite"),
@@ -189,7 +277,11 @@ BAD_WEIGHTS = {
     ),
     "string weight": ('{"dev": {"example": {"Champion": "90"}}}', "variantWeights.dev.example.Champion", "finite"),
     "boolean weight": ('{"dev": {"example": {"Champion": true}}}', "variantWeights.dev.example.Champion", "finite"),
-    "all weights zero": ('{"dev": {"example": {"Champion": 0}}}', "variantWeights.dev.example", "at least one variant"),
+    "all weights zero": (
+        '{"dev": {"example": {"Champion": 0, "Challenger": 0}}}',
+        "variantWeights.dev.example",
+        "at least one variant",
+    ),
     "repeated variant": (
         '{"dev": {"example": {"Champion": 1, "Champion": 2}}}',
         "variantWeights",
@@ -314,8 +406,11 @@ def test_a_config_that_drops_live_variants_and_adds_new_ones_in_one_deploy_is_re
 
 
 def test_adding_a_variant_or_removing_one_alone_passes_and_deploys_all_at_once(config_copy: Path):
-    record_as_deployed(config_copy, "dev")  # live: Champion
     path = with_challenger(config_copy)
+    with_both = path.read_text()
+    path.write_text(with_both.replace(CHALLENGER, ""))
+    record_as_deployed(config_copy, "dev")  # live: Champion
+    path.write_text(with_both)  # then the Challenger is added
 
     endpoint = load_config(config_copy).environment("dev").serving.endpoints["example"]
     live = load_config(config_copy).deployed.dev

@@ -33,16 +33,23 @@ SCORED = {"endpoint": "example", "variant": "Champion", "predictions": [{"score"
 
 
 class FakeApi:
-    """POST /score as API Gateway answers it; records what was sent."""
+    """POST /score as API Gateway answers it; records what was sent. By default the scoring API's own way:
+    the variant a request names answers it (TargetVariant), else the Champion."""
 
-    def __init__(self, status: int = 200, body: Any = SCORED) -> None:
+    def __init__(self, status: int = 200, body: Any = None) -> None:
         self.status = status
-        self.body = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.body = body if body is None or isinstance(body, bytes) else json.dumps(body).encode()
         self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
 
     def __call__(self, method: str, url: str, headers: Mapping[str, str], body: bytes) -> tuple[int, bytes]:
         self.requests.append((method, url, dict(headers), body))
-        return self.status, self.body
+        if self.body is not None:
+            return self.status, self.body
+        return self.status, json.dumps({**SCORED, "variant": json.loads(body).get("variant", "Champion")}).encode()
+
+    @property
+    def variants_asked(self) -> list[str | None]:
+        return [json.loads(body).get("variant") for *_, body in self.requests]
 
 
 class Clock:
@@ -118,6 +125,19 @@ def test_settings_come_from_the_environment_the_pipeline_sets():
     assert parsed.role_arn is None
 
 
+def test_the_variants_are_the_tested_environments_for_its_endpoint():
+    from config import load_config
+    from config.schema import SMOKE_TESTED_ENVIRONMENT
+
+    staging = load_config(ROOT / "config", selected_environments=SMOKE_TESTED_ENVIRONMENT).environment("staging")
+
+    assert smoke_test.DEFAULT_ENVIRONMENT == SMOKE_TESTED_ENVIRONMENT
+    assert settings().variants == tuple(v.name for v in staging.serving.endpoints["example"].variants)
+    assert settings().variants == ("Champion", "Challenger")  # the shipped A/B pair
+    assert settings(SMOKE_TEST_ENVIRONMENT="prod").variants == ("Champion",)
+    assert parse_settings(["--variants", "Challenger, Challenger"], ENVIRONMENT).variants == ("Challenger",)
+
+
 def test_a_flag_wins_over_the_environment():
     parsed = parse_settings(["--models", "xgboost,linear", "--role-arn", ROLE], ENVIRONMENT)
 
@@ -133,6 +153,9 @@ def test_a_flag_wins_over_the_environment():
         ("STATE_MACHINE_ARN", "arn:aws:states:eu-west-1:1:stateMachine:x", "state machine ARN"),
         ("SMOKE_TEST_MODELS", " , ", "no model"),
         ("SMOKE_TEST_TIMEOUT_SECONDS", "soon", "whole seconds"),
+        ("SMOKE_TEST_VARIANTS", " , ", "no variant"),
+        ("SMOKE_TEST_ENVIRONMENT", "qa", "'qa' has no"),
+        ("SMOKE_TEST_ENDPOINT", "churn", "declares no endpoint 'churn'"),
     ],
 )
 def test_a_missing_or_malformed_setting_exits_2_with_one_line(capsys, key, value, message):
@@ -165,7 +188,7 @@ def test_scoring_passes_on_one_finite_score_and_signs_the_request_for_api_gatewa
 
     [(method, url, headers, body)] = api.requests
     assert (method, url) == ("POST", "https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com/v1/score")
-    assert json.loads(body) == {"endpoint": "example", "instances": [[1.0, 2.5]]}
+    assert json.loads(body) == {"endpoint": "example", "instances": [[1.0, 2.5]]}  # the weights choose
     assert headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
     assert "/eu-west-1/execute-api/aws4_request" in headers["Authorization"]
     assert headers["X-Amz-Security-Token"] == "token"
@@ -190,6 +213,17 @@ def test_scoring_fails_on_anything_but_a_scored_answer(status, body, message):
         check_scoring(session(), settings(), [1.0], FakeApi(status, body))
 
     assert "\n" not in str(raised.value)
+
+
+def test_scoring_a_variant_asks_for_it_and_fails_when_another_answers():
+    api = FakeApi()
+
+    line = check_scoring(session(), settings(), [1.0], api, "Challenger")
+
+    assert json.loads(api.requests[0][3]) == {"endpoint": "example", "instances": [[1.0]], "variant": "Challenger"}
+    assert "variant Challenger" in line
+    with pytest.raises(SmokeTestFailure, match="asked variant Challenger of endpoint example, Champion answered"):
+        check_scoring(session(), settings(), [1.0], FakeApi(200, SCORED), "Challenger")
 
 
 def test_scoring_fails_when_the_api_does_not_answer():
@@ -319,10 +353,27 @@ def test_the_script_passes_as_the_staging_role_when_both_checks_pass(capsys, ste
     assert status == 0
     assert made == [("stepfunctions", "ASIASTAGINGEXAMPLE0")]  # trains as the assumed role
     assert "Credential=ASIASTAGINGEXAMPLE0/" in api.requests[0][2]["Authorization"]  # scores as it too
+    assert api.variants_asked == ["Champion", "Challenger"]  # both arms of staging's A/B endpoint
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("scoring passed")
-    assert out[1].startswith("training passed")
+    assert out[0].startswith("scoring passed: endpoint example, variant Champion")
+    assert out[1].startswith("scoring passed: endpoint example, variant Challenger")
+    assert out[2].startswith("training passed")
     assert out[-1] == "smoke test passed"
+
+
+def test_the_script_fails_and_trains_nothing_when_a_variant_does_not_answer(capsys, stepfunctions_clients):
+    _clients, made = stepfunctions_clients
+
+    def challenger_down(method: str, url: str, headers: Mapping[str, str], body: bytes) -> tuple[int, bytes]:
+        if json.loads(body)["variant"] == "Challenger":
+            return 503, b'{"message": "the endpoint \'example\' is not available; try again later"}'
+        return FakeApi()(method, url, headers, body)
+
+    status = main([], ENVIRONMENT, send=challenger_down)
+
+    assert status == 1
+    assert made == []
+    assert "answered 503" in capsys.readouterr().err
 
 
 def test_the_script_fails_and_trains_nothing_when_scoring_fails(capsys, stepfunctions_clients):

@@ -135,6 +135,10 @@ def invoke_endpoint(
         parameters["CustomAttributes"] = EXPLAIN_ATTRIBUTE
     if inference_id:
         parameters["InferenceId"] = inference_id
+    if request.variant is not None:
+        # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_runtime_InvokeEndpoint.html: TargetVariant
+        # "overrides the default behavior" of routing by weight.
+        parameters["TargetVariant"] = request.variant
     try:
         response = runtime.invoke_endpoint(**parameters)
         body = response["Body"].read()

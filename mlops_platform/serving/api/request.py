@@ -1,4 +1,8 @@
-"""A scoring request as the API and its queue carry it: ``{"endpoint", "instances", "explain"}``, checked.
+"""A scoring request as the API and its queue carry it: ``{"endpoint", "instances", "explain", "variant"}``, checked.
+
+A request may name a ``variant`` of its endpoint: it is scored by that variant only (InvokeEndpoint's
+``TargetVariant``, which overrides the weights), so each arm of an A/B test can be checked on its
+own; the smoke test scores every variant this way.
 
 API Gateway validates the body against a JSON schema first; this repeats it because the worker reads the
 same shape from a queue that anything with SendMessage can write to, and because a schema cannot say
@@ -11,13 +15,13 @@ import json
 import math
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from mlops_platform import strict_json
 
-REQUEST_KEYS = frozenset({"endpoint", "instances", "explain"})
+REQUEST_KEYS = frozenset({"endpoint", "instances", "explain", "variant"})
 # A tracking id is what str(uuid.uuid4()) gives; anything else is unknown without asking the table.
 TRACKING_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 # Reasons are shown to callers and stored in the table: one line, bounded.
@@ -41,12 +45,19 @@ class ScoringRequest:
     endpoint: str
     instances: list[list[int | float]]
     explain: bool = False
+    variant: str | None = None  # score on this variant only (TargetVariant); None: the weights choose
 
     def message(self, tracking_id: str) -> str:
         """The queue message of an asynchronous request."""
-        return compact(
-            {"id": tracking_id, "endpoint": self.endpoint, "instances": self.instances, "explain": self.explain}
-        )
+        body: dict[str, Any] = {
+            "id": tracking_id,
+            "endpoint": self.endpoint,
+            "instances": self.instances,
+            "explain": self.explain,
+        }
+        if self.variant is not None:
+            body["variant"] = self.variant
+        return compact(body)
 
 
 def one_line(text: str, limit: int = REASON_LIMIT) -> str:
@@ -70,6 +81,17 @@ def load_endpoints(text: str | None) -> dict[str, str]:
     return endpoints
 
 
+def load_variants(text: str | None) -> dict[str, tuple[str, ...]]:
+    """``VARIANTS``: endpoint key → its variant names, the ones a request may target."""
+    variants = json.loads(text or "{}")
+    if not isinstance(variants, dict) or not all(
+        isinstance(key, str) and isinstance(names, list) and all(isinstance(n, str) and n for n in names)
+        for key, names in variants.items()
+    ):
+        raise ValueError(f"VARIANTS must be a JSON object of endpoint key to a list of variant names, not {text!r}")
+    return {key: tuple(names) for key, names in variants.items()}
+
+
 def _describe(value: Any) -> str:
     return one_line(repr(value), 40)
 
@@ -84,8 +106,17 @@ def is_finite_number(value: Any) -> bool:
         return False
 
 
-def parse_request(payload: Any, endpoints: Mapping[str, str], max_instances: int) -> ScoringRequest:
-    """A decoded request body as a ScoringRequest; raises InvalidRequest (400) or UnknownEndpoint (404)."""
+def parse_request(
+    payload: Any,
+    endpoints: Mapping[str, str],
+    max_instances: int,
+    variants: Mapping[str, Sequence[str]] | None = None,
+) -> ScoringRequest:
+    """A decoded request body as a ScoringRequest; raises InvalidRequest (400) or UnknownEndpoint (404).
+
+    ``variants`` (endpoint key → variant names) are the variants a request may name; without it,
+    naming one is refused.
+    """
     if not isinstance(payload, dict):
         raise InvalidRequest(f"the body must be a JSON object, not a JSON {type(payload).__name__}")
     unknown = sorted(set(payload) - REQUEST_KEYS)
@@ -99,6 +130,13 @@ def parse_request(payload: Any, endpoints: Mapping[str, str], max_instances: int
     explain = payload.get("explain", False)
     if not isinstance(explain, bool):
         raise InvalidRequest(f"'explain' must be true or false, not {_describe(explain)}")
+    variant = payload.get("variant")
+    if variant is not None:
+        known = list((variants or {}).get(endpoint, ()))
+        if not isinstance(variant, str) or variant not in known:
+            raise InvalidRequest(
+                f"unknown variant {_describe(variant)} of endpoint {endpoint!r}; known: {known} (or leave it out)"
+            )
     instances = payload.get("instances")
     if not isinstance(instances, list) or not instances:
         raise InvalidRequest("'instances' must be a non-empty array of rows")
@@ -117,7 +155,7 @@ def parse_request(payload: Any, endpoints: Mapping[str, str], max_instances: int
             width = len(row)
         elif len(row) != width:
             raise InvalidRequest(f"instances[{row_number}] has {len(row)} values; instances[0] has {width}")
-    return ScoringRequest(endpoint=endpoint, instances=instances, explain=explain)
+    return ScoringRequest(endpoint=endpoint, instances=instances, explain=explain, variant=variant)
 
 
 def is_tracking_id(value: Any) -> bool:

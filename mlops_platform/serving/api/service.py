@@ -20,7 +20,7 @@ SageMaker's internals (account ids, ARNs, log links): those go to the logs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -87,6 +87,7 @@ class ScoringApi:
     results: Results
     _: KW_ONLY
     endpoints: Mapping[str, str]
+    variants: Mapping[str, Sequence[str]] = field(default_factory=dict)
     requests_queue_url: str
     max_instances: int = 1000
     result_ttl_days: int = 7
@@ -101,7 +102,7 @@ class ScoringApi:
         except (ValueError, UnicodeDecodeError) as error:
             return refusal(400, f"the body is not valid JSON: {error}", "ScoreInvalid")
         try:
-            return parse_request(payload, self.endpoints, self.max_instances)
+            return parse_request(payload, self.endpoints, self.max_instances, self.variants)
         except UnknownEndpoint as error:
             return refusal(404, error.reason, "ScoreUnknownEndpoint")
         except InvalidRequest as error:

@@ -36,6 +36,7 @@ queue's depth show it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
@@ -94,7 +95,9 @@ class Job:
     request: ScoringRequest
 
 
-def parse_message(body: str, endpoints: dict[str, str], max_instances: int) -> Job:
+def parse_message(
+    body: str, endpoints: dict[str, str], max_instances: int, variants: Mapping[str, Sequence[str]] | None = None
+) -> Job:
     """A queued request as a Job; raises Malformed with the reason it cannot be scored."""
     try:
         payload = strict_json.decode(body)
@@ -106,7 +109,9 @@ def parse_message(body: str, endpoints: dict[str, str], max_instances: int) -> J
     if not isinstance(tracking_id, str) or not is_tracking_id(tracking_id):
         raise Malformed(INVALID_ID, f"'id' must be a tracking id (a UUID4), not {one_line(repr(tracking_id), 60)}")
     try:
-        request = parse_request({key: value for key, value in payload.items() if key != "id"}, endpoints, max_instances)
+        request = parse_request(
+            {key: value for key, value in payload.items() if key != "id"}, endpoints, max_instances, variants
+        )
     except UnknownEndpoint as error:
         raise Malformed(UNKNOWN_ENDPOINT, error.reason, tracking_id) from None
     except InvalidRequest as error:
@@ -126,12 +131,13 @@ class Worker:
     dead_letter_queue_url: str
     max_receive_count: int
     max_instances: int
+    variants: Mapping[str, Sequence[str]] | None = None
     max_result_bytes: int = MAX_RESULT_BYTES
     logger: Log = field(default_factory=lambda: logging.getLogger(__name__))
 
     def __call__(self, record: QueuedMessage) -> str:
         try:
-            job = parse_message(record.body, self.endpoints, self.max_instances)
+            job = parse_message(record.body, self.endpoints, self.max_instances, self.variants)
         except Malformed as problem:
             self.quarantine(record, problem)
             return QUARANTINED

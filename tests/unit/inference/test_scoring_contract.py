@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from config.example_models import EXAMPLE_MODEL_NAMES, archive_path
 from config.tenants import PipelineConfig
 from mlops_platform.serving import handler as container
 from mlops_platform.serving.api.endpoint import invoke_endpoint
@@ -20,8 +21,6 @@ from mlops_platform.serving.api.request import parse_request
 from mlops_platform.serving.model import load
 from mlops_platform.serving.settings import Settings
 from tests.conftest import ROOT
-
-EXAMPLE_MODEL = ROOT / "models" / "example" / "model.tar.gz"
 
 
 class SageMakerRuntime:
@@ -47,10 +46,11 @@ class SageMakerRuntime:
         return {"Body": io.BytesIO(response.body), "InvokedProductionVariant": "Champion"}
 
 
-@pytest.fixture(scope="module")
-def example_model(tmp_path_factory) -> Any:
-    directory = tmp_path_factory.mktemp("model")
-    with tarfile.open(EXAMPLE_MODEL) as archive:
+@pytest.fixture(scope="module", params=EXAMPLE_MODEL_NAMES)
+def example_model(tmp_path_factory, request) -> Any:
+    """Each shipped example model: the example endpoint's Champion and Challenger serve one each."""
+    directory = tmp_path_factory.mktemp(request.param)
+    with tarfile.open(archive_path(request.param)) as archive:
         archive.extractall(directory, filter="data")
     return load(directory)
 

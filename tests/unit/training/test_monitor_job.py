@@ -1,8 +1,8 @@
 """The drift monitor's job, run as plain Python against moto: S3 capture and reports, SSM pointers, metrics, events.
 
 Traffic is the shipped dataset scored by the shipped example model, compared with the shipped
-example baseline (models/example/baseline.json), as the ``example`` endpoint would see it. Settings are
-the documents config/monitoring.py makes; labels are what the ingest function writes.
+example baseline (models/example/xgboost/baseline.json), as the ``example`` endpoint would see it. Settings
+are the documents config/monitoring.py makes; labels are what the ingest function writes.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import pytest
 from moto import mock_aws
 
 from config import load_config
+from config.example_models import archive_path, baseline_path
 from tests.conftest import ROOT, load_handler
 
 # isort: split
@@ -31,8 +32,8 @@ from mlops_platform.monitoring.baseline import compute_baseline
 from mlops_platform.training.algorithms import load_model
 
 DATASET = ROOT / "data" / "example" / "breast-cancer.jsonl"
-EXAMPLE_BASELINE = ROOT / "models" / "example" / "baseline.json"
-EXAMPLE_MODEL = ROOT / "models" / "example" / "model.tar.gz"
+EXAMPLE_BASELINE = baseline_path("xgboost")
+EXAMPLE_MODEL = archive_path("xgboost")
 SAMPLE_EVENT = json.loads((ROOT / "tests" / "unit" / "events" / "drift_summary.json").read_text())
 
 LAKE = "mlops-dev-lake"
@@ -526,6 +527,67 @@ def test_a_challenger_is_judged_by_its_own_baseline_not_the_champion_s(aws, data
     }
     assert report["drift"]["drift"] is False
     assert aws.metric("PredictionPSI", Variant="Challenger") < 0.2
+
+
+LINEAR_BASELINE_KEY = "assets/example/linear/baseline.json"
+
+
+def test_the_shipped_a_b_pair_is_judged_by_each_example_model_s_own_baseline(
+    aws, dataset, features, predict, tmp_path_factory
+):
+    """The example endpoint's Champion (XGBoost) and Challenger (linear) both hold the sentinel pointer: each
+    variant's traffic is compared with the baseline of the example model it serves, named per variant."""
+    directory = tmp_path_factory.mktemp("linear-example")
+    with tarfile.open(archive_path("linear"), "r:gz") as archive:
+        archive.extractall(directory, filter="data")
+    _, linear = load_model(directory)
+    aws.s3.put_object(Bucket=ARTIFACTS, Key=LINEAR_BASELINE_KEY, Body=baseline_path("linear").read_bytes())
+    aws.point("Challenger", "example")
+    champion, challenger = dataset.iloc[:300], dataset.iloc[300:]
+    aws.put_capture("Champion", START, traffic(champion, features, predict(champion), prefix="a"))
+    challenger_scores = np.asarray(linear(challenger[features].to_numpy(dtype=np.float32)), dtype=float)
+    aws.put_capture("Challenger", START, traffic(challenger, features, challenger_scores, prefix="b"))
+    xgboost_uri, linear_uri = f"s3://{ARTIFACTS}/{EXAMPLE_BASELINE_KEY}", f"s3://{ARTIFACTS}/{LINEAR_BASELINE_KEY}"
+    per_variant = [
+        *arguments("Champion", "Challenger", example_baseline=None),
+        *("--example-baseline", f"Champion={xgboost_uri}"),
+        *("--example-baseline", f"Challenger={linear_uri}"),
+    ]
+
+    assert job.main(per_variant) == 0
+
+    report = aws.report()
+    assert {v["variant"]: v["baseline_uri"] for v in report["variants"]} == {
+        "Champion": xgboost_uri,
+        "Challenger": linear_uri,
+    }
+    assert {p["variant"]: p["drifted"] for p in report["drift"]["predictions"]} == {
+        "Challenger": False,
+        "Champion": False,
+    }
+
+
+def test_an_example_baseline_without_a_variant_serves_every_variant_not_named():
+    parsed = job.parse_arguments(
+        [
+            *arguments("Champion", "Challenger", example_baseline=None),
+            *("--example-baseline", f"s3://{ARTIFACTS}/dt=2026-01-01/baseline.json"),  # "=" in a key is no variant
+            *("--example-baseline", f"Challenger=s3://{ARTIFACTS}/linear/baseline.json"),
+        ]
+    )
+
+    assert parsed.example_baseline("Champion").uri == f"s3://{ARTIFACTS}/dt=2026-01-01/baseline.json"
+    assert parsed.example_baseline("Challenger").uri == f"s3://{ARTIFACTS}/linear/baseline.json"
+
+
+@pytest.mark.parametrize(
+    "extra", [f"Champion=s3://{ARTIFACTS}/a.json", f"Champion=s3://{ARTIFACTS}/", "Champion=https://x/a.json"]
+)
+def test_a_bad_or_repeated_example_baseline_exits_2(extra, capsys):
+    named = [*arguments(example_baseline=None), "--example-baseline", f"Champion=s3://{ARTIFACTS}/b.json"]
+
+    assert job.main([*named, "--example-baseline", extra]) == 2
+    assert "--example-baseline" in capsys.readouterr().err
 
 
 def test_no_readable_baseline_for_any_variant_exits_1(aws, dataset, features, predict):
