@@ -368,6 +368,8 @@ ASSUMABLE_ELSEWHERE = {
     "*:role/cdk-hnb659fds-*-role-*": "CDK Pipelines publishes assets and deploys through the bootstrap roles; the "
     "approval path's deploy project assumes the deploy role with a session policy naming only the Serving stack",
     "arn:aws:iam::*:role/mlops-*-smoke-test": "the pipeline's smoke test assumes the staging role made for it",
+    "arn:aws:iam::*:role/mlops-*-deploy-check": "the pipeline's deploy check assumes the read-only role each "
+    "environment's Serving stack makes for it (DescribeEndpoint, GetTemplate; mlops_constructs/deploy_check.py)",
 }
 
 
