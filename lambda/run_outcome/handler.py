@@ -6,7 +6,7 @@ only). The execution's name is the run id, so the record is the run's ``RUN#<run
 
 * ``SUCCEEDED``, ``FAILED``, ``TIMED_OUT``, ``ABORTED``: ``status`` becomes ``succeeded``, ``failed``,
   ``timed-out`` or ``aborted``, with ``finished_at`` (the execution's stop time) and, unless it
-  succeeded, ``failed_state`` (the last state the execution entered, read from its history),
+  succeeded, ``failed_state`` (the state whose failure ended it, else the last state entered, from its history),
   ``error`` and ``cause`` (SageMaker's ``FailureReason`` when the cause is a job description);
 * ``RUNNING`` after a redrive (``redriveCount`` > 0): ``status`` is ``running`` again and the last
   attempt's end is removed. The first ``RUNNING`` is left to the plan step, which writes the record.
@@ -141,10 +141,35 @@ def short_cause(cause: str | None) -> str | None:
     return " ".join(cause.split())[:CAUSE_MAX]
 
 
+# Events that mark where a state failed; in a Map, other iterations go on entering states after it.
+FAILURE_EVENTS = frozenset(
+    f"{kind}{outcome}"
+    for kind in ("Task", "LambdaFunction", "Activity")
+    for outcome in ("Failed", "TimedOut", "StartFailed", "SubmitFailed", "ScheduleFailed")
+)
+
+
+def _failed_state(newest_first: list[dict[str, Any]]) -> str | None:
+    """The state of the oldest failure: the StateEntered its previousEventId chain leads back to."""
+    by_id = {event.get("id"): event for event in newest_first}
+    for event in reversed(newest_first):
+        kind = str(event.get("type", ""))
+        if kind == "FailStateEntered":
+            return event.get("stateEnteredEventDetails", {}).get("name")
+        if kind in FAILURE_EVENTS:
+            previous = by_id.get(event.get("previousEventId"))
+            while previous is not None:
+                if str(previous.get("type", "")).endswith("StateEntered"):
+                    return previous.get("stateEnteredEventDetails", {}).get("name")
+                previous = by_id.get(previous.get("previousEventId"))
+    return None
+
+
 def where_it_ended(events: list[dict[str, Any]]) -> tuple[str | None, str | None, str | None]:
-    """(the last state entered, the execution's error, its cause) from history events in any order."""
+    """(the state that failed, else the last state entered; the execution's error; its cause) from history
+    events in any order."""
     newest_first = sorted(events, key=lambda event: event.get("id", 0), reverse=True)
-    state = next(
+    state = _failed_state(newest_first) or next(
         (
             event.get("stateEnteredEventDetails", {}).get("name")
             for event in newest_first

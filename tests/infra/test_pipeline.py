@@ -167,13 +167,16 @@ def test_the_source_role_may_use_the_connection_under_its_own_arns_prefix(resour
     [source] = stage(resources, "Source")["Actions"]
     role = source["RoleArn"]["Fn::GetAtt"][0]
     granted = {
-        (action_name, statement["Resource"])
+        (action_name, json.dumps(resource))
         for policy in of_type(resources, "AWS::IAM::Policy").values()
         if {"Ref": role} in policy["Properties"]["Roles"]
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]
         for action_name in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
+        for resource in (
+            [statement["Resource"]] if not isinstance(statement["Resource"], list) else statement["Resource"]
+        )
     }
-    assert (f"{prefix}:UseConnection", arn) in granted
+    assert (f"{prefix}:UseConnection", json.dumps(arn)) in granted
 
 
 def test_the_synth_step_runs_make_test_then_make_synth_without_docker(resources):

@@ -79,6 +79,7 @@ EVALUATE_ENVIRONMENT = {
     "BASELINE_IMAGE_URI": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/training:cpu",
     "PROCESSING_INSTANCE_TYPE": "ml.m5.large",
     "PROCESSING_LOCAL_STORAGE": "false",
+    "TOLERATED_FAILURE_PERCENTAGE": "50",
 }
 
 

@@ -257,3 +257,59 @@ def test_the_documented_sample_event_is_read_as_aws_sends_it(outcome):
     assert (change.started_at, change.stopped_at) == ("2019-02-26T23:50:14.968Z", "2019-02-26T23:50:17.576Z")
     assert (change.error, change.cause) == ("States.TaskFailed", "An error occurred")
     assert change.tenant is None  # its input is {}
+
+
+def test_in_a_map_the_failed_state_is_the_one_that_failed_not_the_last_one_another_iteration_entered(outcome):
+    """Two baseline iterations: one fails in StartBaseline, the other then enters BaselineDone."""
+    events = [
+        {"id": 1, "type": "ExecutionStarted"},
+        {"id": 2, "type": "MapStateEntered", "previousEventId": 1, "stateEnteredEventDetails": {"name": "Baseline"}},
+        {
+            "id": 3,
+            "type": "TaskStateEntered",
+            "previousEventId": 2,
+            "stateEnteredEventDetails": {"name": "StartBaseline"},
+        },
+        {
+            "id": 4,
+            "type": "TaskStateEntered",
+            "previousEventId": 2,
+            "stateEnteredEventDetails": {"name": "StartBaseline"},
+        },
+        {"id": 5, "type": "TaskFailed", "previousEventId": 3, "taskFailedEventDetails": {"error": "States.TaskFailed"}},
+        {
+            "id": 6,
+            "type": "PassStateEntered",
+            "previousEventId": 4,
+            "stateEnteredEventDetails": {"name": "BaselineDone"},
+        },
+        {"id": 7, "type": "MapStateFailed", "previousEventId": 6},
+        {
+            "id": 8,
+            "type": "ExecutionFailed",
+            "previousEventId": 7,
+            "executionFailedEventDetails": {"error": "States.TaskFailed", "cause": "bad model"},
+        },
+    ]
+
+    assert outcome.where_it_ended(events) == ("StartBaseline", "States.TaskFailed", "bad model")
+
+
+def test_a_fail_state_is_where_the_execution_failed(outcome):
+    events = [
+        {"id": 1, "type": "ExecutionStarted"},
+        {
+            "id": 2,
+            "type": "FailStateEntered",
+            "previousEventId": 1,
+            "stateEnteredEventDetails": {"name": "NoUsableTrial"},
+        },
+        {
+            "id": 3,
+            "type": "ExecutionFailed",
+            "previousEventId": 2,
+            "executionFailedEventDetails": {"error": "NoUsableTrial", "cause": "6 of 6 failed"},
+        },
+    ]
+
+    assert outcome.where_it_ended(events) == ("NoUsableTrial", "NoUsableTrial", "6 of 6 failed")
