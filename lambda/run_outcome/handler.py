@@ -150,13 +150,14 @@ FAILURE_EVENTS = frozenset(
 
 
 def _failed_state(newest_first: list[dict[str, Any]]) -> str | None:
-    """The state of the oldest failure: the StateEntered its previousEventId chain leads back to."""
-    by_id = {event.get("id"): event for event in newest_first}
-    for event in reversed(newest_first):
-        kind = str(event.get("type", ""))
-        if kind == "FailStateEntered":
+    """The Fail state the execution entered last; else the state of the newest failure event (the
+    StateEntered its previousEventId chain leads back to). Caught failures lead to a Fail state."""
+    for event in newest_first:
+        if event.get("type") == "FailStateEntered":
             return event.get("stateEnteredEventDetails", {}).get("name")
-        if kind in FAILURE_EVENTS:
+    by_id = {event.get("id"): event for event in newest_first}
+    for event in newest_first:
+        if str(event.get("type", "")) in FAILURE_EVENTS:
             previous = by_id.get(event.get("previousEventId"))
             while previous is not None:
                 if str(previous.get("type", "")).endswith("StateEntered"):
