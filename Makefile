@@ -47,11 +47,16 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt $(wildcard lambda/*/re
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+# The operator command `mlops` (pyproject.toml's entry point), over the working tree (editable).
+$(VENV)/.cli: pyproject.toml $(VENV)/.installed
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-deps --editable .
+	touch $@
+
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-setup: $(VENV)/.installed node_modules/.installed
+setup: $(VENV)/.installed $(VENV)/.cli node_modules/.installed
 
 # Start from an empty assembly, but keep the policy gate's record of templates that linted clean
 # (scripts/policy_gate.py): an unchanged template is not linted again.
