@@ -28,6 +28,17 @@ from botocore.stub import Stubber
 from moto import mock_aws
 from moto.sagemaker.models import FakeTrainingJob
 
+from mlops_platform.evaluation.baselines import baseline_uri
+from mlops_platform.evaluation.errors import (
+    BaselineMissing,
+    InvalidEvaluationRequest,
+    InvalidName,
+    NoUsableTrial,
+    ResultsUnreadable,
+)
+from mlops_platform.evaluation.names import baseline_job_name
+from mlops_platform.evaluation.registration import client_token, metadata_value
+from mlops_platform.evaluation.trials import NOT_RUN
 from tests.conftest import create_ledger_table, load_handler
 
 REGION = "eu-west-1"
@@ -380,7 +391,7 @@ def test_when_no_trial_is_usable_the_trials_are_recorded_then_no_usable_trial_is
     plan, items = planned()
     results = write_results(s3, {"FAILED": [failed(item, "States.TaskFailed", "boom") for item in items]})
     reason = r"no trial with a finite validation:auc: 4 of 4 trials failed \(the run tolerates 50%\): 4 trials: States"
-    with pytest.raises(evaluate.NoUsableTrial, match=reason):
+    with pytest.raises(NoUsableTrial, match=reason):
         run(evaluate, plan, results)
 
     assert {t["status"]["S"] for t in ledger(dynamodb, "TRIAL#").values()} == {"failed"}
@@ -449,7 +460,7 @@ def test_when_the_map_stops_with_nothing_usable_the_reason_says_how_many_failed_
         },
     )
 
-    with pytest.raises(evaluate.NoUsableTrial) as raised:
+    with pytest.raises(NoUsableTrial) as raised:
         evaluate_only(evaluate, plan, results)
 
     assert str(raised.value) == (
@@ -459,7 +470,7 @@ def test_when_the_map_stops_with_nothing_usable_the_reason_says_how_many_failed_
         "1 without a result"
     )
     trials = ledger(dynamodb, "TRIAL#")
-    assert trials["TRIAL#00003"]["reason"]["S"] == evaluate.NOT_RUN
+    assert trials["TRIAL#00003"]["reason"]["S"] == NOT_RUN
     assert ledger(dynamodb, "RUN")["RUN"]["reason"]["S"] == str(raised.value)
 
 
@@ -837,19 +848,19 @@ def test_evaluation_registers_nothing_and_describes_one_baseline_job_per_chosen_
 def test_baseline_job_names_are_the_trials_within_sagemakers_limit_whatever_the_attempt(evaluate):
     name = "mlops-dev-0a1b2c3d4e-00003"
 
-    assert evaluate.baseline_job_name(f"{name}-a0") == evaluate.baseline_job_name(f"{name}-a7") == f"{name}-bl"
+    assert baseline_job_name(f"{name}-a0") == baseline_job_name(f"{name}-a7") == f"{name}-bl"
     longest_training_job = "p" * 43 + "-0a1b2c3d4e-00003-a0"  # 63 characters: the plan accepts it
-    assert len(evaluate.baseline_job_name(longest_training_job)) == 63
-    with pytest.raises(evaluate.InvalidName, match="baseline job name"):
-        evaluate.baseline_job_name("p" * 44 + "-0a1b2c3d4e-00003-a0")
+    assert len(baseline_job_name(longest_training_job)) == 63
+    with pytest.raises(InvalidName, match="baseline job name"):
+        baseline_job_name("p" * 44 + "-0a1b2c3d4e-00003-a0")
 
 
 def test_a_baseline_lies_next_to_its_model_artifact_or_nowhere(evaluate):
-    assert evaluate.baseline_uri("s3://b/artifacts/runs/t/r/models/j/output/model.tar.gz") == (
+    assert baseline_uri("s3://b/artifacts/runs/t/r/models/j/output/model.tar.gz") == (
         "s3://b/artifacts/runs/t/r/models/j/output/baseline.json"
     )
-    with pytest.raises(evaluate.ResultsUnreadable, match="its baseline has no place"):
-        evaluate.baseline_uri("s3://b/artifacts/runs/t/r/models/j/output/model.joblib")
+    with pytest.raises(ResultsUnreadable, match="its baseline has no place"):
+        baseline_uri("s3://b/artifacts/runs/t/r/models/j/output/model.joblib")
 
 
 def test_without_every_baseline_nothing_is_registered(evaluate, aws, planned):
@@ -860,7 +871,7 @@ def test_without_every_baseline_nothing_is_registered(evaluate, aws, planned):
     )
     write_baselines(evaluation, models=["xgboost"])  # the linear model's job wrote nothing
 
-    with pytest.raises(evaluate.BaselineMissing, match=r"the baseline of model 'linear' does not exist at s3://"):
+    with pytest.raises(BaselineMissing, match=r"the baseline of model 'linear' does not exist at s3://"):
         register(evaluate, evaluation)
 
     assert sagemaker.list_model_package_groups()["ModelPackageGroupSummaryList"] == []
@@ -875,7 +886,7 @@ def test_a_baseline_object_that_is_not_a_baseline_is_refused(evaluate, aws, plan
     bucket, _, key = linear["baseline"].removeprefix("s3://").partition("/")
     s3.put_object(Bucket=bucket, Key=key, Body=b"<html>not a baseline</html>")
 
-    with pytest.raises(evaluate.BaselineMissing, match="is not a schema_version 1 baseline"):
+    with pytest.raises(BaselineMissing, match="is not a schema_version 1 baseline"):
         register(evaluate, evaluation)
     assert ledger(dynamodb, "PACKAGE#") == {}
 
@@ -910,7 +921,7 @@ def test_a_malformed_registration_is_an_invalid_request(evaluate, aws, planned, 
     evaluation = evaluate_only(evaluate, plan, write_results(s3, {"SUCCEEDED": all_succeeded(items[2:], [0.97, 0.93])}))
     event = {"action": "register", "run_id": "run-1", "tenant": "acme", "evaluation": evaluation, **change}
 
-    with pytest.raises(evaluate.InvalidEvaluationRequest) as raised:
+    with pytest.raises(InvalidEvaluationRequest) as raised:
         evaluate.handler(event, LambdaContext())
     assert fragment in str(raised.value)
 
@@ -921,7 +932,7 @@ def test_a_baseline_anywhere_but_next_to_its_model_is_an_invalid_request(evaluat
     evaluation = evaluate_only(evaluate, plan, write_results(s3, {"SUCCEEDED": all_succeeded(items[2:], [0.97, 0.93])}))
     evaluation["selected"][0]["baseline"] = f"s3://{ARTIFACTS}/artifacts/runs/acme/run-1/baseline.json"
 
-    with pytest.raises(evaluate.InvalidEvaluationRequest, match="is not next to its artifact"):
+    with pytest.raises(InvalidEvaluationRequest, match="is not next to its artifact"):
         register(evaluate, evaluation)
 
 
@@ -931,7 +942,7 @@ def test_a_selected_model_without_its_fields_is_an_invalid_request(evaluate, aws
     evaluation = evaluate_only(evaluate, plan, write_results(s3, {"SUCCEEDED": all_succeeded(items[2:], [0.97, 0.93])}))
     del evaluation["selected"][0]["baseline"]
 
-    with pytest.raises(evaluate.InvalidEvaluationRequest, match="a selected model lacks one of"):
+    with pytest.raises(InvalidEvaluationRequest, match="a selected model lacks one of"):
         register(evaluate, evaluation)
 
 
@@ -947,7 +958,7 @@ def test_what_moto_writes_for_a_distributed_map_with_a_result_writer_is_read(eva
     assert manifest["ResultFiles"] == {"FAILED": [], "PENDING": [], "SUCCEEDED": []}
     assert output["ResultWriterDetails"]["Key"].startswith("artifacts/runs/acme/run-1/results/")
 
-    with pytest.raises(evaluate.NoUsableTrial, match="4 without a result"):
+    with pytest.raises(NoUsableTrial, match="4 without a result"):
         run(evaluate, plan, output)
     assert {t["status"]["S"] for t in ledger(dynamodb, "TRIAL#").values()} == {"no-result"}
 
@@ -959,7 +970,7 @@ def test_a_map_without_a_result_writer_returns_its_outputs_inline_and_they_are_r
     output = run_moto_map(plan, result_writer=False)
     assert output == [{"item": item, "job": {"TrainingJobArn": f"arn:{item['job_name']}"}} for item in items]
 
-    with pytest.raises(evaluate.NoUsableTrial, match="4 without metrics"):
+    with pytest.raises(NoUsableTrial, match="4 without metrics"):
         run(evaluate, plan, output)
     assert {t["status"]["S"] for t in ledger(dynamodb, "TRIAL#").values()} == {"missing-metrics"}
 
@@ -1114,7 +1125,7 @@ def test_without_permission_to_describe_jobs_open_trials_stay_without_a_result(e
     with Stubber(client) as stub:
         for _ in range(4):  # lookups run in parallel: up to one denial per open trial before they stop
             stub.add_client_error("describe_training_job", "AccessDeniedException", http_status_code=400)
-        with pytest.raises(evaluate.NoUsableTrial, match="4 without a result"):
+        with pytest.raises(NoUsableTrial, match="4 without a result"):
             run(evaluate, plan, write_results(s3, {}))
 
 
@@ -1130,7 +1141,7 @@ def test_without_permission_to_describe_jobs_open_trials_stay_without_a_result(e
 def test_a_malformed_input_is_an_invalid_evaluation_request(evaluate, aws, planned, change, fragment):
     plan, _ = planned()
     event = {"run_id": "run-1", "tenant": "acme", "plan": plan, "results": [], **change}
-    with pytest.raises(evaluate.InvalidEvaluationRequest) as raised:
+    with pytest.raises(InvalidEvaluationRequest) as raised:
         evaluate.handler(event, LambdaContext())
     assert fragment in str(raised.value)
 
@@ -1138,21 +1149,18 @@ def test_a_malformed_input_is_an_invalid_evaluation_request(evaluate, aws, plann
 def test_a_missing_manifest_is_unreadable_results(evaluate, aws, planned):
     plan, _ = planned()
     results = {"MapRunArn": "arn", "ResultWriterDetails": {"Bucket": ARTIFACTS, "Key": "nowhere/manifest.json"}}
-    with pytest.raises(evaluate.ResultsUnreadable, match=r"nowhere/manifest\.json does not exist"):
+    with pytest.raises(ResultsUnreadable, match=r"nowhere/manifest\.json does not exist"):
         run(evaluate, plan, results)
 
 
 def test_metadata_values_keep_to_the_apis_characters_and_length(evaluate):
-    assert (
-        evaluate.metadata_value("s3://bucket/key dt=2026-11-24/a_b.parquet")
-        == "s3://bucket/key dt=2026-11-24/a_b.parquet"
-    )
-    assert evaluate.metadata_value("a,b;c") == "a-b-c"
-    long = evaluate.metadata_value("s3://bucket/" + "k" * 300)
+    assert metadata_value("s3://bucket/key dt=2026-11-24/a_b.parquet") == "s3://bucket/key dt=2026-11-24/a_b.parquet"
+    assert metadata_value("a,b;c") == "a-b-c"
+    long = metadata_value("s3://bucket/" + "k" * 300)
     assert len(long) == 256
     assert long.startswith("s3://bucket/kkk")
-    assert evaluate.metadata_value("") == "-"
-    assert len(evaluate.client_token("mlops-dev-acme-linear", "run-1")) <= 36
+    assert metadata_value("") == "-"
+    assert len(client_token("mlops-dev-acme-linear", "run-1")) <= 36
 
 
 # -- a tiny Distributed Map in moto, to capture what it writes
