@@ -33,6 +33,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
+# What evaluate registers with each package is what promote compares with: one definition.
+from mlops_platform.evaluation.documents import feature_schema
 from mlops_platform.registry.packages import (
     PACKAGE_ARN,
     SERVED_BY,
@@ -41,7 +43,6 @@ from mlops_platform.registry.packages import (
     error_code,
 )
 
-FEATURE_SCHEMA_VERSION = 1  # lambda/evaluate/handler.py: SCHEMA_VERSION of the documents it writes
 BASELINE_FILE = "baseline.json"
 S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>.+)$")
 MODEL_ARTIFACT = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/(?:.+/)?model\.tar\.gz$")
@@ -156,23 +157,6 @@ def check_package(
         baseline=baseline,
         metadata=metadata,
     )
-
-
-def feature_schema(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The feature schema document evaluate registers with a package, from a published tenant config.
-
-    The same function as ``feature_schema`` in lambda/evaluate/handler.py (a test keeps them equal):
-    that module builds its clients and reads its environment at import, so it is no library.
-    """
-    dataset = config["dataset"]
-    return {
-        "schema_version": FEATURE_SCHEMA_VERSION,
-        "tenant": config.get("tenant"),
-        "dataset": dataset["name"],
-        "features": [{"name": name, "type": kind} for name, kind in dataset["features"].items()],
-        "target": dataset["target"],
-        "problem_type": dataset["problem_type"],
-    }
 
 
 def first_difference(model: Sequence[tuple[str, str]], endpoint: Sequence[tuple[str, str]]) -> str | None:
