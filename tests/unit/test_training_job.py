@@ -9,8 +9,16 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
+from mlops_platform.runs.attempts import (
+    InvalidName,
+    InvalidResolverInput,
+    JobNameCollision,
+    TrainingJobNotFound,
+    next_job_name,
+)
 from tests.conftest import load_handler
 
 JOB = "mlops-dev-0123456789-00004-a0"
@@ -175,13 +183,13 @@ def test_a_job_that_cannot_be_described_is_a_typed_error(resolver, stub, code, m
     stub.add_client_error(
         "describe_training_job", service_error_code=code, service_message=message, http_status_code=400
     )
-    with pytest.raises(resolver.TrainingJobNotFound, match=f"cannot be described.*{message}"):
+    with pytest.raises(TrainingJobNotFound, match=f"cannot be described.*{message}"):
         resolve(resolver, {"item": plan_item(), "error": ERROR})
 
 
 def test_other_describe_errors_propagate_for_the_state_machine_to_retry(resolver, stub):
     stub.add_client_error("describe_training_job", service_error_code="ThrottlingException", http_status_code=400)
-    with pytest.raises(resolver.ClientError, match="ThrottlingException"):
+    with pytest.raises(ClientError, match="ThrottlingException"):
         resolve(resolver, {"item": plan_item(), "error": ERROR})
 
 
@@ -189,7 +197,7 @@ def test_a_job_of_another_run_under_the_name_is_a_collision_not_a_reuse(resolver
     job = described("Completed")
     job["HyperParameters"] = {**job["HyperParameters"], "mlops_run_id": "someone-else"}
     stub.add_response("describe_training_job", job)
-    with pytest.raises(resolver.JobNameCollision, match="mlops_run_id='someone-else', not 'run-1'"):
+    with pytest.raises(JobNameCollision, match="mlops_run_id='someone-else', not 'run-1'"):
         resolve(resolver, {"item": plan_item(), "error": ERROR})
 
 
@@ -204,12 +212,12 @@ def test_a_job_of_another_run_under_the_name_is_a_collision_not_a_reuse(resolver
     ],
 )
 def test_an_input_without_a_usable_item_is_invalid(resolver, event):
-    with pytest.raises(resolver.InvalidResolverInput):
+    with pytest.raises(InvalidResolverInput):
         resolve(resolver, event)
 
 
 def test_a_next_name_over_63_characters_is_a_clear_error(resolver):
     name = "x" * 43 + "-0123456789-00004-a9"  # 63 characters; a10 would make 64
-    with pytest.raises(resolver.InvalidName, match="would exceed 63"):
-        resolver.next_job_name(name)
-    assert resolver.next_job_name(name.replace("x" * 43, "x" * 42)).endswith("-a10")
+    with pytest.raises(InvalidName, match="would exceed 63"):
+        next_job_name(name)
+    assert next_job_name(name.replace("x" * 43, "x" * 42)).endswith("-a10")
