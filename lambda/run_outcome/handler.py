@@ -16,7 +16,7 @@ import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from mlops_platform.runs.recorder import Recorder
+from mlops_platform.runs.recorder import Recorder, Settings
 
 METRICS = {"recorded": "RunOutcomesRecorded", "stale": "RunOutcomesStale", "quarantined": "EventsQuarantined"}
 # "ignored" (a run's first RUNNING, a trial's events) is logged, not counted.
@@ -27,9 +27,7 @@ recorder = Recorder(
     boto3.client("dynamodb"),
     boto3.client("sqs"),
     boto3.client("stepfunctions"),
-    table=os.environ["LEDGER_TABLE"],
-    queue_url=os.environ["QUARANTINE_QUEUE_URL"],
-    machine=os.environ["STATE_MACHINE_ARN"],
+    Settings.from_environment(os.environ),
     log=logger,
 )
 

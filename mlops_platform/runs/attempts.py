@@ -37,16 +37,11 @@ from mlops_platform.runs.names import SAGEMAKER_NAME_MAX, is_sagemaker_name
 ATTEMPT_SUFFIX = re.compile(r"^(?P<stem>.+)-a(?P<attempt>\d+)$")
 WAIT_STATUSES = frozenset({"InProgress", "Stopping"})
 RETRY_STATUSES = frozenset({"Failed", "Stopped"})
-# What the .sync task's output holds that evaluation reads (DescribeTrainingJob field names).
-REUSED_FIELDS = (
-    "TrainingJobName",
-    "TrainingJobArn",
-    "TrainingJobStatus",
-    "FinalMetricDataList",
-    "ModelArtifacts",
-    "HyperParameters",
-)
-FAILED_FIELDS = ("TrainingJobName", "TrainingJobArn", "TrainingJobStatus", "SecondaryStatus", "FailureReason")
+# DescribeTrainingJob's fields a decision returns: the job's identity, and what the .sync task's output holds that
+# evaluation reads (reuse) or what says why it failed (retry, give-up).
+JOB_FIELDS = ("TrainingJobName", "TrainingJobArn", "TrainingJobStatus")
+REUSED_FIELDS = (*JOB_FIELDS, "FinalMetricDataList", "ModelArtifacts", "HyperParameters")
+FAILED_FIELDS = (*JOB_FIELDS, "SecondaryStatus", "FailureReason")
 NOT_FOUND_CODES = frozenset({"ValidationException", "ResourceNotFound"})
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -25,6 +24,7 @@ from mlops_platform.training.plan import (
 )
 from mlops_platform.training.plan.config import expand
 from tests.conftest import ROOT, create_ledger_table, load_handler
+from tests.lambda_context import LambdaContext
 
 REGION = "eu-west-1"
 ARTIFACTS = "artifacts-zone"
@@ -74,12 +74,7 @@ PLATFORM_HYPERPARAMETERS = {
 }
 
 
-@dataclass
-class LambdaContext:
-    function_name: str = "plan"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:111111111111:function:plan"
-    aws_request_id: str = "request-1"
+CONTEXT = LambdaContext("plan", memory_limit_in_mb=1024)
 
 
 def published(**changes: Any) -> dict[str, Any]:
@@ -154,7 +149,7 @@ def publish(s3, config: dict[str, Any], tenant: str = "acme") -> None:
 
 
 def run(plan, **event: Any) -> dict[str, Any]:
-    return plan.handler({"tenant": "acme", "run_id": "run-1", "day": "2026-11-24", **event}, LambdaContext())
+    return plan.handler({"tenant": "acme", "run_id": "run-1", "day": "2026-11-24", **event}, CONTEXT)
 
 
 def items_of(s3, result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -253,7 +248,7 @@ def test_a_malformed_request_is_an_invalid_run_request_in_one_sentence(plan, aws
     s3, _ = aws
     publish(s3, published())
     with pytest.raises(InvalidRunRequest) as raised:
-        plan.handler(event, LambdaContext())
+        plan.handler(event, CONTEXT)
     assert fragment in str(raised.value)
     assert "\n" not in str(raised.value)
 
@@ -637,7 +632,7 @@ def test_the_state_machines_payload_plans_the_executions_day(plan, aws):
         "run_id": "exec-1",
         "started_at": "2026-11-24T23:59:59.5Z",
     }
-    result = plan.handler(event, LambdaContext())
+    result = plan.handler(event, CONTEXT)
 
     assert (result["run_id"], result["day"], result["models"], result["trial_count"]) == (
         "exec-1",
@@ -666,7 +661,7 @@ def test_the_state_machines_payload_plans_the_executions_day(plan, aws):
 )
 def test_a_malformed_execution_input_is_an_invalid_run_request(plan, aws, event, fragment):
     with pytest.raises(InvalidRunRequest) as raised:
-        plan.handler(event, LambdaContext())
+        plan.handler(event, CONTEXT)
     assert fragment in str(raised.value)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from moto import mock_aws
 from mlops_platform.runs.history import where_it_ended
 from mlops_platform.runs.outcome import parse_event
 from tests.conftest import create_ledger_table, load_handler
+from tests.lambda_context import LambdaContext
 
 REGION = "eu-west-1"
 LEDGER = "ledger-test"
@@ -29,12 +29,7 @@ SAMPLE = json.loads((Path(__file__).parent / "events" / "stepfunctions_execution
 STARTED_MS = 1795521600000  # 2026-11-24T12:00:00Z
 
 
-@dataclass
-class LambdaContext:
-    function_name: str = "run-outcome"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:123456789012:function:run-outcome"
-    aws_request_id: str = "request-1"
+CONTEXT = LambdaContext("run-outcome")
 
 
 class History:
@@ -118,7 +113,7 @@ def plan_record() -> None:
 
 
 def handle(outcome, event: dict[str, Any]) -> str:
-    return str(outcome.handler(event, LambdaContext())["outcome"])
+    return str(outcome.handler(event, CONTEXT)["outcome"])
 
 
 def test_a_failed_execution_records_the_state_it_failed_in_its_error_and_cause(outcome):

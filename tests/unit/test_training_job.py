@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +19,7 @@ from mlops_platform.runs.attempts import (
     next_job_name,
 )
 from tests.conftest import load_handler
+from tests.lambda_context import LambdaContext
 
 JOB = "mlops-dev-0123456789-00004-a0"
 ARN = f"arn:aws:sagemaker:eu-west-1:111111111111:training-job/{JOB}"
@@ -30,12 +30,7 @@ ERROR = {
 }
 
 
-@dataclass
-class LambdaContext:
-    function_name: str = "training-job"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:111111111111:function:training-job"
-    aws_request_id: str = "request-1"
+CONTEXT = LambdaContext("training-job")
 
 
 def plan_item(job_name: str = JOB, attempt: int = 0) -> dict[str, Any]:
@@ -86,7 +81,7 @@ def stub(resolver):
 
 
 def resolve(resolver, event: dict[str, Any]) -> dict[str, Any]:
-    result = resolver.handler(event, LambdaContext())
+    result = resolver.handler(event, CONTEXT)
     json.dumps(result, allow_nan=False)  # Step Functions must be able to carry it
     return result
 

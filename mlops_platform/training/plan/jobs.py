@@ -10,7 +10,7 @@ from typing import Any
 
 from mlops_platform.runs.names import run_hash
 from mlops_platform.training.plan.config import config_key
-from mlops_platform.training.plan.layout import VOLUME_SIZE_GB, Layout, checked_name
+from mlops_platform.training.plan.layout import VOLUME_SIZE_GB, Layout, checked_name, volume_encrypted
 from mlops_platform.training.plan.request import RunRequest
 from mlops_platform.training.plan.settings import Settings
 
@@ -29,13 +29,11 @@ def prepare_request(settings: Settings, config: Mapping[str, Any], request: RunR
             "S3Output": {"S3Uri": uri, "LocalPath": f"{PROCESSING_ROOT}/output/{name}", "S3UploadMode": "EndOfJob"},
         }
 
-    cluster: dict[str, Any] = {
-        "InstanceCount": 1,
-        "InstanceType": settings.processing_instance_type,
-        "VolumeSizeInGB": VOLUME_SIZE_GB,
-    }
-    if not settings.processing_local_storage:
-        cluster["VolumeKmsKeyId"] = settings.kms_key_arn
+    cluster = volume_encrypted(
+        {"InstanceCount": 1, "InstanceType": settings.processing_instance_type, "VolumeSizeInGB": VOLUME_SIZE_GB},
+        local_storage=settings.processing_local_storage,
+        kms_key_arn=settings.kms_key_arn,
+    )
     return {
         "ProcessingJobName": checked_name(f"{settings.job_prefix}-{run_hash(run_id)}-prep", "processing job name"),
         "AppSpecification": {
@@ -92,9 +90,11 @@ def predict_request(settings: Settings, config: Mapping[str, Any], request: RunR
     tenant, dataset, run_id = request.tenant, layout.batch_dataset, request.run_id
     batch_input = f"batch-input/{tenant}/{dataset}/{run_id}/{config['batch_prediction']['split']}.csv"
     name = checked_name(f"{settings.job_prefix}-{run_hash(run_id)}-pred", "transform job name")
-    resources: dict[str, Any] = {"InstanceType": settings.batch_transform_instance_type, "InstanceCount": 1}
-    if not settings.batch_transform_local_storage:
-        resources["VolumeKmsKeyId"] = settings.kms_key_arn
+    resources = volume_encrypted(
+        {"InstanceType": settings.batch_transform_instance_type, "InstanceCount": 1},
+        local_storage=settings.batch_transform_local_storage,
+        kms_key_arn=settings.kms_key_arn,
+    )
     return {
         "ModelName": name,
         "TransformJobName": name,

@@ -22,6 +22,12 @@ def checked_name(name: str, what: str) -> str:
     return name
 
 
+def volume_encrypted(resources: dict[str, Any], *, local_storage: bool, kms_key_arn: str) -> dict[str, Any]:
+    """A job's instance resources with their volume encrypted by the key, unless the instance type has local NVMe
+    storage: those reject a volume key (their disks are hardware-encrypted)."""
+    return resources if local_storage else {**resources, "VolumeKmsKeyId": kms_key_arn}
+
+
 def training_job_name(prefix: str, run_id: str, trial: str, attempt: int) -> str:
     """``<prefix>-<h>-<trial>-a<attempt>``: unique per run, trial and attempt, at most 63 characters."""
     return checked_name(f"{prefix}-{run_hash(run_id)}-{trial}-a{attempt}", "training job name")

@@ -15,7 +15,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
-from mlops_platform.aws import Log, condition_failed, error_code, put_object_once, to_item
+from mlops_platform.aws import Log, condition_failed, error_code, kms_encrypted, put_object_once, to_item
 from mlops_platform.training.plan.config import check_config, config_key, selected_models
 from mlops_platform.training.plan.errors import InvalidConfig, PlanConflict, UnknownTenant
 from mlops_platform.training.plan.jobs import predict_request, prepare_request
@@ -82,8 +82,7 @@ class Planner:
             key=key,
             body=body,
             content_type="application/json",
-            ServerSideEncryption="aws:kms",
-            SSEKMSKeyId=self.settings.kms_key_arn,
+            **kms_encrypted(self.settings.kms_key_arn),
         )
         if not written:
             self.log.info("plan already written", extra={"key": key})

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from mlops_platform.environment import read_settings
+
 
 @dataclass(frozen=True)
 class Settings:
-    """The function's environment, read once."""
+    """The function's environment, read once: each field from the variable of its name in capitals."""
 
     config_bucket: str
     artifacts_bucket: str
@@ -32,31 +34,4 @@ class Settings:
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Settings:
-        return cls(
-            config_bucket=environ["CONFIG_BUCKET"],
-            artifacts_bucket=environ["ARTIFACTS_BUCKET"],
-            raw_bucket=environ["RAW_BUCKET"],
-            curated_bucket=environ["CURATED_BUCKET"],
-            features_bucket=environ["FEATURES_BUCKET"],
-            predictions_bucket=environ["PREDICTIONS_BUCKET"],
-            ledger_table=environ["LEDGER_TABLE"],
-            job_prefix=environ["JOB_PREFIX"],
-            progress_bus_name=environ["PROGRESS_BUS_NAME"],
-            event_source=environ["EVENT_SOURCE"],
-            training_image_uri=environ["TRAINING_IMAGE_URI"],
-            gpu_training_image_uri=environ.get("GPU_TRAINING_IMAGE_URI", ""),
-            kms_key_arn=environ["KMS_KEY_ARN"],
-            processing_instance_type=environ["PROCESSING_INSTANCE_TYPE"],
-            processing_local_storage=_flag(environ, "PROCESSING_LOCAL_STORAGE"),
-            batch_transform_instance_type=environ["BATCH_TRANSFORM_INSTANCE_TYPE"],
-            batch_transform_local_storage=_flag(environ, "BATCH_TRANSFORM_LOCAL_STORAGE"),
-            progress_interval_seconds=environ["PROGRESS_INTERVAL_SECONDS"],
-            region=environ["AWS_REGION"],
-        )
-
-
-def _flag(environ: Mapping[str, str], name: str) -> bool:
-    value = environ[name]
-    if value not in ("true", "false"):
-        raise ValueError(f"environment variable {name} is {value!r}; allowed: true or false")
-    return value == "true"
+        return read_settings(cls, environ, names={"region": "AWS_REGION"}, defaults={"gpu_training_image_uri": ""})

@@ -10,7 +10,13 @@ from typing import Any
 from mlops_platform.runs.names import run_hash, trial_id
 from mlops_platform.training.plan.config import expand, selected_models
 from mlops_platform.training.plan.errors import InvalidConfig
-from mlops_platform.training.plan.layout import VOLUME_SIZE_GB, Layout, checked_name, training_job_name
+from mlops_platform.training.plan.layout import (
+    VOLUME_SIZE_GB,
+    Layout,
+    checked_name,
+    training_job_name,
+    volume_encrypted,
+)
 from mlops_platform.training.plan.request import RunRequest
 from mlops_platform.training.plan.settings import Settings
 
@@ -87,14 +93,11 @@ def build_items(settings: Settings, config: Mapping[str, Any], request: RunReque
         _channel("validation", layout.split("validation")),
     ]
     output_data_config = {"S3OutputPath": layout.models_uri, "KmsKeyId": settings.kms_key_arn}
-    resource_config: dict[str, Any] = {
-        "InstanceType": training["instance_type"],
-        "InstanceCount": 1,
-        "VolumeSizeInGB": VOLUME_SIZE_GB,
-    }
-    if not training["local_storage"]:
-        # Instance types with local NVMe storage reject a volume key (their disks are hardware-encrypted).
-        resource_config["VolumeKmsKeyId"] = settings.kms_key_arn
+    resource_config = volume_encrypted(
+        {"InstanceType": training["instance_type"], "InstanceCount": 1, "VolumeSizeInGB": VOLUME_SIZE_GB},
+        local_storage=training["local_storage"],
+        kms_key_arn=settings.kms_key_arn,
+    )
     stopping_condition = {"MaxRuntimeInSeconds": training["max_runtime_seconds"]}
     if spot:
         stopping_condition["MaxWaitTimeInSeconds"] = training["max_wait_seconds"]
