@@ -13,7 +13,7 @@ of plan.json and of the object the handler returns (Step Functions carries at mo
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import itertools
 import json
 import os
@@ -97,16 +97,9 @@ def config() -> dict[str, Any]:
 
 
 def load_plan() -> ModuleType:
-    """The handler as Lambda imports it: ``mlops_platform`` (beside it in the asset) importable."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    spec = importlib.util.spec_from_file_location("plan_handler", ROOT / "lambda" / "plan" / "handler.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    """The handler as Lambda imports it: its folder and, beside it in the asset, ``mlops_platform`` on the path."""
+    sys.path[:0] = [str(ROOT / "lambda" / "plan"), str(ROOT)]
+    return importlib.import_module("handler")
 
 
 def median_seconds(runs: int, action: Callable[[int], Any]) -> float:

@@ -10,11 +10,10 @@ from __future__ import annotations
 import hashlib
 import re
 
+from mlops_platform.naming import SAGEMAKER_NAME_MAX, SAGEMAKER_NAME_PATTERN
+
 # Execution names allow more, but the run id becomes S3 keys, ledger keys and hyperparameters.
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,80}")
-# SageMaker's pattern for training, processing and transform job, model and package group names.
-SAGEMAKER_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
-SAGEMAKER_NAME_MAX = 63
 HASH_DIGITS = 10
 TRIAL_DIGITS = 5
 
