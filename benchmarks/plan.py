@@ -1,11 +1,11 @@
 """How long the plan λ takes for the largest run (10,000 trials), and what it writes and returns.
 
-Runs ``lambda/plan/handler.py`` in-process against moto S3 and DynamoDB (no network, no AWS
-account), with a published config whose one model has a 10 x 10 x 100 grid. It prints the median of
-a few runs of the whole handler, of its pure parts (building the items, encoding plan.json), and, as
-the baseline measured in the same process, of the bare grid expansion (``itertools.product``), so
-the overhead of building full training requests is visible. Also the size of plan.json and of the
-object the handler returns (Step Functions carries at most 256 KB between states).
+Runs ``lambda/plan/handler.py`` (over ``mlops_platform.training.plan``) in-process against moto S3 and
+DynamoDB (no network, no AWS account), with a published config whose one model has a 10 x 10 x 100
+grid. It prints the median of a few runs of the whole handler, of its pure parts (building the items,
+encoding plan.json), and, as the baseline measured in the same process, of the bare grid expansion
+(``itertools.product``), so the overhead of building full training requests is visible. Also the size
+of plan.json and of the object the handler returns (Step Functions carries at most 256 KB between states).
 
     .venv/bin/python benchmarks/plan.py [--runs 5]
 """
@@ -13,7 +13,7 @@ object the handler returns (Step Functions carries at most 256 KB between states
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import itertools
 import json
 import os
@@ -97,13 +97,9 @@ def config() -> dict[str, Any]:
 
 
 def load_plan() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("plan_handler", ROOT / "lambda" / "plan" / "handler.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    """The handler as Lambda imports it: its folder and, beside it in the asset, ``mlops_platform`` on the path."""
+    sys.path[:0] = [str(ROOT / "lambda" / "plan"), str(ROOT)]
+    return importlib.import_module("handler")
 
 
 def median_seconds(runs: int, action: Callable[[int], Any]) -> float:
@@ -151,15 +147,19 @@ def main() -> None:
             Bucket="artifacts-zone", Key="artifacts/config/pipelines/bench.json", Body=json.dumps(published).encode()
         )
         plan = load_plan()
-        request = plan.parse_request({"tenant": "bench", "run_id": "bench-pure", "day": "2026-11-24"})
+        from mlops_platform.training.plan.config import expand
+        from mlops_platform.training.plan.request import parse_request
+        from mlops_platform.training.plan.trials import build_items, encode_plan
+
+        request = parse_request({"tenant": "bench", "run_id": "bench-pure", "day": "2026-11-24"})
         settings = plan.planner.settings
 
         names = sorted(GRID)
         product = median_seconds(runs, lambda _: list(itertools.product(*(GRID[name] for name in names))))
-        expanded = median_seconds(runs, lambda _: plan.expand(published["models"][0]))
-        items = plan.build_items(settings, published, request)
-        built = median_seconds(runs, lambda _: plan.build_items(settings, published, request))
-        encoded = median_seconds(runs, lambda _: plan.encode_plan(items))
+        expanded = median_seconds(runs, lambda _: expand(published["models"][0]))
+        items = build_items(settings, published, request)
+        built = median_seconds(runs, lambda _: build_items(settings, published, request))
+        encoded = median_seconds(runs, lambda _: encode_plan(items))
         results: list[dict[str, Any]] = []
         handler = median_seconds(
             runs,

@@ -66,6 +66,11 @@ def put_object_once(s3: Any, *, bucket: str, key: str, body: bytes, content_type
     return True
 
 
+def kms_encrypted(key_arn: str) -> dict[str, str]:
+    """``PutObject``'s parameters that encrypt the object with the customer-managed key ``key_arn``."""
+    return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": key_arn}
+
+
 def string_attributes(**values: str) -> dict[str, dict[str, str]]:
     """SQS message attributes of type String, one per keyword."""
     return {name: {"DataType": "String", "StringValue": value} for name, value in values.items()}

@@ -12,3 +12,6 @@ import re
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 # Where what names no valid tenant (or dataset) is kept: never a name NAME_PATTERN allows.
 UNROUTED = "_unrouted"
+# SageMaker's rule for training, processing and transform job, model, endpoint, variant and package group names.
+SAGEMAKER_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
+SAGEMAKER_NAME_MAX = 63

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from mlops_platform.naming import NAME_PATTERN, SAGEMAKER_NAME_PATTERN
+
 MAX_WINDOW_MINUTES = 7 * 24 * 60
 MAX_LAG_MINUTES = 24 * 60
 # Names as SageMaker (endpoints, variants) and config/tenants.py (tenants, models) allow them.
-ENDPOINT_NAME = re.compile(r"[A-Za-z0-9](-*[A-Za-z0-9]){0,62}")
-VARIANT_NAME = ENDPOINT_NAME
-TENANT_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+ENDPOINT_NAME = VARIANT_NAME = SAGEMAKER_NAME_PATTERN
+TENANT_NAME = NAME_PATTERN
 S3_URI = re.compile(r"s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>.*)")
 
 

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mlops_platform.environment import read_settings
+
 REQUEST_FIELDS = ("package_arn", "endpoint", "variant", "pointer", "model_data", "tenant", "model")
 
 
@@ -54,14 +56,7 @@ class Settings:
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Settings:
-        return cls(
-            environment=environ["ENVIRONMENT"],
-            prefix=environ["PACKAGE_GROUP_PREFIX"],
-            stack_name=environ["SERVING_STACK_NAME"],
-            ledger_table=environ["LEDGER_TABLE"],
-            topic_arn=environ["TOPIC_ARN"],
-            lock_seconds=int(environ["LOCK_SECONDS"]),
-        )
+        return read_settings(cls, environ, names={"prefix": "PACKAGE_GROUP_PREFIX", "stack_name": "SERVING_STACK_NAME"})
 
     def endpoint_name(self, key: str) -> str:
         """``<project>-<env>-<key>``: the endpoint's contract name (config/naming.py, ``Names.resource``)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -14,7 +13,18 @@ import pytest
 from botocore.validate import ParamValidator
 from moto import mock_aws
 
+from mlops_platform.runs.names import run_hash
+from mlops_platform.training.plan import (
+    InvalidConfig,
+    InvalidName,
+    InvalidRunRequest,
+    PlanConflict,
+    UnknownModel,
+    UnknownTenant,
+)
+from mlops_platform.training.plan.config import expand
 from tests.conftest import ROOT, create_ledger_table, load_handler
+from tests.lambda_context import LambdaContext
 
 REGION = "eu-west-1"
 ARTIFACTS = "artifacts-zone"
@@ -64,12 +74,7 @@ PLATFORM_HYPERPARAMETERS = {
 }
 
 
-@dataclass
-class LambdaContext:
-    function_name: str = "plan"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:111111111111:function:plan"
-    aws_request_id: str = "request-1"
+CONTEXT = LambdaContext("plan", memory_limit_in_mb=1024)
 
 
 def published(**changes: Any) -> dict[str, Any]:
@@ -144,7 +149,7 @@ def publish(s3, config: dict[str, Any], tenant: str = "acme") -> None:
 
 
 def run(plan, **event: Any) -> dict[str, Any]:
-    return plan.handler({"tenant": "acme", "run_id": "run-1", "day": "2026-11-24", **event}, LambdaContext())
+    return plan.handler({"tenant": "acme", "run_id": "run-1", "day": "2026-11-24", **event}, CONTEXT)
 
 
 def items_of(s3, result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -217,12 +222,12 @@ def test_a_subset_of_models_trains_only_those_in_config_order_numbered_from_zero
 def test_an_unknown_model_is_an_error_naming_it_and_the_allowed_ones(plan, aws):
     s3, _ = aws
     publish(s3, published())
-    with pytest.raises(plan.UnknownModel, match=r"no model 'forest'; allowed: a subset of xgboost, linear, plain"):
+    with pytest.raises(UnknownModel, match=r"no model 'forest'; allowed: a subset of xgboost, linear, plain"):
         run(plan, models=["xgboost", "forest"])
 
 
 def test_an_unknown_tenant_is_an_error_naming_the_tenant(plan):
-    with pytest.raises(plan.UnknownTenant, match=r"tenant 'nobody' has no published pipeline config"):
+    with pytest.raises(UnknownTenant, match=r"tenant 'nobody' has no published pipeline config"):
         run(plan, tenant="nobody")
 
 
@@ -242,8 +247,8 @@ def test_an_unknown_tenant_is_an_error_naming_the_tenant(plan):
 def test_a_malformed_request_is_an_invalid_run_request_in_one_sentence(plan, aws, event, fragment):
     s3, _ = aws
     publish(s3, published())
-    with pytest.raises(plan.InvalidRunRequest) as raised:
-        plan.handler(event, LambdaContext())
+    with pytest.raises(InvalidRunRequest) as raised:
+        plan.handler(event, CONTEXT)
     assert fragment in str(raised.value)
     assert "\n" not in str(raised.value)
 
@@ -251,7 +256,7 @@ def test_a_malformed_request_is_an_invalid_run_request_in_one_sentence(plan, aws
 def test_a_config_of_another_schema_version_is_invalid(plan, aws):
     s3, _ = aws
     publish(s3, published(schema_version=2))
-    with pytest.raises(plan.InvalidConfig, match="schema_version 2"):
+    with pytest.raises(InvalidConfig, match="schema_version 2"):
         run(plan)
 
 
@@ -259,7 +264,7 @@ def test_more_than_10000_trials_is_invalid(plan, aws):
     s3, _ = aws
     grid = {"max_depth": list(range(1, 11)), "eta": [i / 1000 for i in range(1001)]}
     publish(s3, published(models=[{"name": "xgboost", "algorithm": "xgboost", "grid": grid, "combinations": None}]))
-    with pytest.raises(plan.InvalidConfig, match="10010 trials; allowed: at most 10000"):
+    with pytest.raises(InvalidConfig, match="10010 trials; allowed: at most 10000"):
         run(plan)
 
 
@@ -450,7 +455,7 @@ def test_a_published_spot_wait_shorter_than_the_runtime_is_refused_before_any_tr
     s3, _ = aws
     publish(s3, with_training(spot=True, max_runtime_seconds=10_000, max_wait_seconds=7200))
 
-    with pytest.raises(plan.InvalidConfig, match=r"max_wait_seconds 7200 below training.max_runtime_seconds 10000"):
+    with pytest.raises(InvalidConfig, match=r"max_wait_seconds 7200 below training.max_runtime_seconds 10000"):
         run(plan)
 
 
@@ -506,7 +511,7 @@ def test_a_gpu_tenant_where_no_gpu_image_was_built_is_refused_in_one_sentence(aw
     publish(s3, with_training(instance_type="ml.g4dn.xlarge", gpu=True, local_storage=True))
 
     refusal = r"trains on ml\.g4dn\.xlarge, a GPU instance, .* no GPU training image"
-    with pytest.raises(plan.InvalidConfig, match=refusal):
+    with pytest.raises(InvalidConfig, match=refusal):
         run(plan)
 
 
@@ -519,7 +524,7 @@ def test_job_names_follow_the_contract_and_are_deterministic(plan, aws, environm
     first = [item["job_name"] for item in items_of(s3, run(plan, run_id="run-1"))]
     again = [item["job_name"] for item in items_of(s3, run(load_handler("plan"), run_id="run-1"))]
 
-    digest = plan.run_hash("run-1")
+    digest = run_hash("run-1")
     assert re.fullmatch(r"[0-9a-f]{10}", digest)
     assert first == again == [f"mlops-dev-{digest}-{trial:05d}-a0" for trial in range(7)]
     assert all(len(name) <= 63 and re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", name) for name in first)
@@ -530,7 +535,7 @@ def test_a_prefix_too_long_for_sagemaker_names_is_a_clear_error(plan, aws, envir
     publish(s3, published())
     environment.setenv("JOB_PREFIX", "x" * 44)  # 44 + len("-<10 hex>-00000-a0") = 64
     handler = load_handler("plan")
-    with pytest.raises(handler.InvalidName, match=r"has 64 characters; SageMaker allows at most 63"):
+    with pytest.raises(InvalidName, match=r"has 64 characters; SageMaker allows at most 63"):
         run(handler)
 
 
@@ -560,7 +565,7 @@ def test_a_run_whose_config_changed_since_it_was_planned_is_a_conflict(plan, aws
     changed = published()
     changed["models"] = changed["models"][:1]
     publish(s3, changed)
-    with pytest.raises(plan.PlanConflict, match="already planned differently"):
+    with pytest.raises(PlanConflict, match="already planned differently"):
         run(plan)
     assert len(items_of(s3, first)) == 7  # the plan the run started with stays
 
@@ -627,7 +632,7 @@ def test_the_state_machines_payload_plans_the_executions_day(plan, aws):
         "run_id": "exec-1",
         "started_at": "2026-11-24T23:59:59.5Z",
     }
-    result = plan.handler(event, LambdaContext())
+    result = plan.handler(event, CONTEXT)
 
     assert (result["run_id"], result["day"], result["models"], result["trial_count"]) == (
         "exec-1",
@@ -655,8 +660,8 @@ def test_the_state_machines_payload_plans_the_executions_day(plan, aws):
     ],
 )
 def test_a_malformed_execution_input_is_an_invalid_run_request(plan, aws, event, fragment):
-    with pytest.raises(plan.InvalidRunRequest) as raised:
-        plan.handler(event, LambdaContext())
+    with pytest.raises(InvalidRunRequest) as raised:
+        plan.handler(event, CONTEXT)
     assert fragment in str(raised.value)
 
 
@@ -674,7 +679,7 @@ def test_a_run_id_recorded_for_another_tenant_is_a_conflict(plan, aws):
     publish(s3, published())
     publish(s3, {**published(), "tenant": "other"}, tenant="other")
     run(plan)
-    with pytest.raises(plan.PlanConflict, match="already recorded for tenant 'acme'"):
+    with pytest.raises(PlanConflict, match="already recorded for tenant 'acme'"):
         run(plan, tenant="other")
 
 
@@ -712,7 +717,7 @@ def test_prepare_is_a_valid_processing_job_over_the_contracts_keys(plan, aws):
     s3, _ = aws
     publish(s3, published())
     prepare = run(plan)["prepare"]
-    digest = plan.run_hash("run-1")
+    digest = run_hash("run-1")
 
     assert validation_errors("CreateProcessingJob", {**prepare, "RoleArn": ROLE}) == ""
     assert prepare["ProcessingJobName"] == f"mlops-dev-{digest}-prep"
@@ -767,7 +772,7 @@ def test_predict_is_a_valid_transform_job_and_model_name_over_the_batch_input(pl
     s3, _ = aws
     publish(s3, published())
     predict = run(plan)["predict"]
-    digest = plan.run_hash("run-1")
+    digest = run_hash("run-1")
 
     assert validation_errors("CreateTransformJob", predict) == ""
     model = {
@@ -821,4 +826,4 @@ def test_expansion_matches_the_synth_side_reference_for_odd_grids(plan):
         {"name": "m", "algorithm": "linear", "combinations": []},
         {"name": "m", "algorithm": "linear", "combinations": [{"alpha": 1}, {}]},
     ):
-        assert plan.expand(copy.deepcopy(spec)) == ModelSpec.model_validate(spec).trials()
+        assert expand(copy.deepcopy(spec)) == ModelSpec.model_validate(spec).trials()

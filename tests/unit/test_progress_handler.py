@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -23,6 +22,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from tests.conftest import load_handler
+from tests.lambda_context import LambdaContext
 
 TABLE = "progress-test"
 PREFIX = "mlops-dev"
@@ -34,12 +34,7 @@ DEFAULT_METRICS = {"validation:auc": 0.9731, "validation:logloss": 0.12, "train:
 SENT_AT = datetime(2026, 11, 24, 23, 59, 30, 123000, tzinfo=UTC)
 
 
-@dataclass
-class LambdaContext:
-    function_name: str = "progress"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:111111111111:function:progress"
-    aws_request_id: str = "request-1"
+CONTEXT = LambdaContext("progress")
 
 
 class RecordingEventBridge:
@@ -221,7 +216,7 @@ def quarantined(aws) -> list[tuple[str, dict[str, Any]]]:
 
 
 def run(progress, event: Any) -> str:
-    return progress.handler(event, LambdaContext())["outcome"]
+    return progress.handler(event, CONTEXT)["outcome"]
 
 
 # Rounds.

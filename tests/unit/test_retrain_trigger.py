@@ -26,6 +26,7 @@ from moto import mock_aws
 
 from mlops_platform.monitoring.retraining import execution_name, group_tenants
 from tests.conftest import create_ledger_table, load_handler
+from tests.lambda_context import LambdaContext
 
 EVENTS = Path(__file__).parent / "events"
 ALARM = json.loads((EVENTS / "cloudwatch_alarm_state_change.json").read_text())
@@ -46,12 +47,7 @@ START = datetime.fromtimestamp((1_795_000_000 // COOLDOWN) * COOLDOWN + 100, UTC
 EXECUTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")
 
 
-@dataclass
-class LambdaContext:
-    function_name: str = "retrain-trigger"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:111111111111:function:retrain-trigger"
-    aws_request_id: str = "request-1"
+CONTEXT = LambdaContext("retrain-trigger")
 
 
 class Clock:
@@ -71,7 +67,7 @@ class Harness:
     state_machine_arn: str
 
     def __call__(self, event: dict[str, Any]) -> dict[str, Any]:
-        return self.module.handler(event, LambdaContext())
+        return self.module.handler(event, CONTEXT)
 
     def executions(self) -> list[dict[str, Any]]:
         return self.sfn.list_executions(stateMachineArn=self.state_machine_arn)["executions"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from mlops_platform.runs.history import where_it_ended
+from mlops_platform.runs.outcome import parse_event
 from tests.conftest import create_ledger_table, load_handler
+from tests.lambda_context import LambdaContext
 
 REGION = "eu-west-1"
 LEDGER = "ledger-test"
@@ -27,12 +29,7 @@ SAMPLE = json.loads((Path(__file__).parent / "events" / "stepfunctions_execution
 STARTED_MS = 1795521600000  # 2026-11-24T12:00:00Z
 
 
-@dataclass
-class LambdaContext:
-    function_name: str = "run-outcome"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:123456789012:function:run-outcome"
-    aws_request_id: str = "request-1"
+CONTEXT = LambdaContext("run-outcome")
 
 
 class History:
@@ -100,7 +97,7 @@ def record(run_id: str = "run-1") -> dict[str, Any]:
 
 
 def plan_record() -> None:
-    """The record the plan step writes when it starts the run (lambda/plan/handler.py record_run)."""
+    """The record the plan step writes when it starts the run (mlops_platform/training/plan/planner.py record_run)."""
     boto3.resource("dynamodb", region_name=REGION).Table(LEDGER).put_item(
         Item={
             "pk": "RUN#run-1",
@@ -116,7 +113,7 @@ def plan_record() -> None:
 
 
 def handle(outcome, event: dict[str, Any]) -> str:
-    return str(outcome.handler(event, LambdaContext())["outcome"])
+    return str(outcome.handler(event, CONTEXT)["outcome"])
 
 
 def test_a_failed_execution_records_the_state_it_failed_in_its_error_and_cause(outcome):
@@ -251,7 +248,7 @@ def test_an_event_that_is_not_a_runs_status_change_is_quarantined_with_its_reaso
 
 
 def test_the_documented_sample_event_is_read_as_aws_sends_it(outcome):
-    change = outcome.parse_event(SAMPLE, SAMPLE["detail"]["stateMachineArn"])
+    change = parse_event(SAMPLE, SAMPLE["detail"]["stateMachineArn"])
 
     assert (change.run_id, change.status, change.redrive_count) == ("execution-name", "FAILED", 0)
     assert (change.started_at, change.stopped_at) == ("2019-02-26T23:50:14.968Z", "2019-02-26T23:50:17.576Z")
@@ -292,7 +289,7 @@ def test_in_a_map_the_failed_state_is_the_one_that_failed_not_the_last_one_anoth
         },
     ]
 
-    assert outcome.where_it_ended(events) == ("StartBaseline", "States.TaskFailed", "bad model")
+    assert where_it_ended(events) == ("StartBaseline", "States.TaskFailed", "bad model")
 
 
 def test_a_fail_state_is_where_the_execution_failed(outcome):
@@ -312,4 +309,4 @@ def test_a_fail_state_is_where_the_execution_failed(outcome):
         },
     ]
 
-    assert outcome.where_it_ended(events) == ("NoUsableTrial", "NoUsableTrial", "6 of 6 failed")
+    assert where_it_ended(events) == ("NoUsableTrial", "NoUsableTrial", "6 of 6 failed")

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
+from mlops_platform.runs.attempts import (
+    InvalidName,
+    InvalidResolverInput,
+    JobNameCollision,
+    TrainingJobNotFound,
+    next_job_name,
+)
 from tests.conftest import load_handler
+from tests.lambda_context import LambdaContext
 
 JOB = "mlops-dev-0123456789-00004-a0"
 ARN = f"arn:aws:sagemaker:eu-west-1:111111111111:training-job/{JOB}"
@@ -22,12 +30,7 @@ ERROR = {
 }
 
 
-@dataclass
-class LambdaContext:
-    function_name: str = "training-job"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:111111111111:function:training-job"
-    aws_request_id: str = "request-1"
+CONTEXT = LambdaContext("training-job")
 
 
 def plan_item(job_name: str = JOB, attempt: int = 0) -> dict[str, Any]:
@@ -78,7 +81,7 @@ def stub(resolver):
 
 
 def resolve(resolver, event: dict[str, Any]) -> dict[str, Any]:
-    result = resolver.handler(event, LambdaContext())
+    result = resolver.handler(event, CONTEXT)
     json.dumps(result, allow_nan=False)  # Step Functions must be able to carry it
     return result
 
@@ -175,13 +178,13 @@ def test_a_job_that_cannot_be_described_is_a_typed_error(resolver, stub, code, m
     stub.add_client_error(
         "describe_training_job", service_error_code=code, service_message=message, http_status_code=400
     )
-    with pytest.raises(resolver.TrainingJobNotFound, match=f"cannot be described.*{message}"):
+    with pytest.raises(TrainingJobNotFound, match=f"cannot be described.*{message}"):
         resolve(resolver, {"item": plan_item(), "error": ERROR})
 
 
 def test_other_describe_errors_propagate_for_the_state_machine_to_retry(resolver, stub):
     stub.add_client_error("describe_training_job", service_error_code="ThrottlingException", http_status_code=400)
-    with pytest.raises(resolver.ClientError, match="ThrottlingException"):
+    with pytest.raises(ClientError, match="ThrottlingException"):
         resolve(resolver, {"item": plan_item(), "error": ERROR})
 
 
@@ -189,7 +192,7 @@ def test_a_job_of_another_run_under_the_name_is_a_collision_not_a_reuse(resolver
     job = described("Completed")
     job["HyperParameters"] = {**job["HyperParameters"], "mlops_run_id": "someone-else"}
     stub.add_response("describe_training_job", job)
-    with pytest.raises(resolver.JobNameCollision, match="mlops_run_id='someone-else', not 'run-1'"):
+    with pytest.raises(JobNameCollision, match="mlops_run_id='someone-else', not 'run-1'"):
         resolve(resolver, {"item": plan_item(), "error": ERROR})
 
 
@@ -204,12 +207,12 @@ def test_a_job_of_another_run_under_the_name_is_a_collision_not_a_reuse(resolver
     ],
 )
 def test_an_input_without_a_usable_item_is_invalid(resolver, event):
-    with pytest.raises(resolver.InvalidResolverInput):
+    with pytest.raises(InvalidResolverInput):
         resolve(resolver, event)
 
 
 def test_a_next_name_over_63_characters_is_a_clear_error(resolver):
     name = "x" * 43 + "-0123456789-00004-a9"  # 63 characters; a10 would make 64
-    with pytest.raises(resolver.InvalidName, match="would exceed 63"):
-        resolver.next_job_name(name)
-    assert resolver.next_job_name(name.replace("x" * 43, "x" * 42)).endswith("-a10")
+    with pytest.raises(InvalidName, match="would exceed 63"):
+        next_job_name(name)
+    assert next_job_name(name.replace("x" * 43, "x" * 42)).endswith("-a10")

@@ -13,7 +13,6 @@ and every property value a string, as CloudFormation passes numbers.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +24,7 @@ from moto import mock_aws
 
 from mlops_platform.serving.weights import WeightsError
 from tests.conftest import load_handler
+from tests.lambda_context import LambdaContext
 
 ENDPOINT = "mlops-dev-example"
 ARN = f"arn:aws:sagemaker:eu-west-1:111111111111:endpoint/{ENDPOINT}"
@@ -32,12 +32,7 @@ WEIGHTS = {"Champion": "0.9", "Challenger": "0.1"}
 NAMESPACE = "mlops/dev"
 
 
-@dataclass
-class LambdaContext:
-    function_name: str = "variant-weights"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:111111111111:function:variant-weights"
-    aws_request_id: str = "request-1"
+CONTEXT = LambdaContext("variant-weights")
 
 
 def cfn_event(request_type: str = "Create", weights: Any = None, **properties: Any) -> dict[str, Any]:
@@ -135,12 +130,12 @@ def stub(weights):
 
 
 def poll(weights, event: dict[str, Any]) -> dict[str, Any]:
-    return weights.is_complete(event, LambdaContext())
+    return weights.is_complete(event, CONTEXT)
 
 
 def test_create_answers_a_stable_physical_id_without_calling_sagemaker(weights, stub):
-    assert weights.on_event(cfn_event("Create"), LambdaContext()) == {"PhysicalResourceId": f"{ENDPOINT}-weights"}
-    assert weights.on_event(cfn_event("Update"), LambdaContext()) == {"PhysicalResourceId": f"{ENDPOINT}-weights"}
+    assert weights.on_event(cfn_event("Create"), CONTEXT) == {"PhysicalResourceId": f"{ENDPOINT}-weights"}
+    assert weights.on_event(cfn_event("Update"), CONTEXT) == {"PhysicalResourceId": f"{ENDPOINT}-weights"}
 
 
 def test_create_waits_while_the_endpoint_is_creating_then_applies_then_completes(weights, stub):
@@ -291,7 +286,7 @@ def test_a_throttled_describe_waits(weights, stub):
 
 
 def test_delete_undoes_nothing_and_calls_nothing(weights, stub):
-    assert weights.on_event(cfn_event("Delete"), LambdaContext()) is None
+    assert weights.on_event(cfn_event("Delete"), CONTEXT) is None
     assert poll(weights, cfn_event("Delete")) == {"IsComplete": True}
 
 
@@ -308,12 +303,12 @@ def test_delete_undoes_nothing_and_calls_nothing(weights, stub):
 )
 def test_bad_weights_fail_the_deploy_at_once_without_calling_sagemaker(weights, stub, value, message):
     with pytest.raises(WeightsError, match=message):
-        weights.on_event(cfn_event("Create", value), LambdaContext())
+        weights.on_event(cfn_event("Create", value), CONTEXT)
 
 
 def test_a_missing_endpoint_name_fails_the_deploy_at_once(weights, stub):
     with pytest.raises(WeightsError, match="EndpointName must be the endpoint's name"):
-        weights.on_event(cfn_event("Update", EndpointName=""), LambdaContext())
+        weights.on_event(cfn_event("Update", EndpointName=""), CONTEXT)
 
 
 def test_weights_that_would_leave_no_variant_serving_fail_the_resource(weights, stub):
