@@ -2,10 +2,14 @@
 
 Key layout, the same in every zone: ``<zone>/<tenant>/<dataset>/dt=YYYY-MM-DD/<object>``. Glue tables
 project the ``tenant``, ``dataset`` and ``dt`` partitions from that layout, so no crawler runs and a
-new tenant's data is queryable the moment it lands.
+new tenant's data is queryable the moment it lands. Besides the zone-wide tables (envelope columns
+only), each tenant dataset has a table of its own over ``curated/<tenant>/<dataset>/`` with its typed
+columns (mlops_constructs/lake_datasets.py), so Athena reads the tenant's features and target.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_athena as athena
@@ -17,6 +21,7 @@ from constructs import Construct
 from config.naming import Names
 from config.schema import Retention
 from mlops_constructs.access_logs import access_log_bucket
+from mlops_constructs.lake_datasets import DatasetColumns
 from mlops_constructs.pinning import pin_logical_id
 
 # Zone name -> pinned logical ID of its bucket. Renaming one replaces a bucket full of data:
@@ -65,6 +70,7 @@ class DataLake(Construct):
         key: kms.IKey,
         retention: Retention,
         removal_policy: RemovalPolicy,
+        datasets: Sequence[DatasetColumns] = (),
     ) -> None:
         super().__init__(scope, id)
         self._key = key
@@ -89,6 +95,17 @@ class DataLake(Construct):
         self.tables = {
             zone: self._table(logical_id, zone=zone, description=description, columns=list(columns))
             for zone, (logical_id, description, columns) in TABLES.items()
+        }
+        self.dataset_tables = {
+            (table.tenant, table.dataset): self._table(
+                table.logical_id,
+                zone="curated",
+                description=f"Curated rows of {table.tenant}'s dataset {table.dataset}, typed by its tenant file",
+                columns=list(table.columns),
+                name=table.table_name,
+                prefix=table.location,
+            )
+            for table in datasets
         }
         self.workgroup = self._workgroup(names)
 
@@ -195,17 +212,32 @@ class DataLake(Construct):
         return database
 
     def _table(
-        self, logical_id: str, *, zone: str, description: str, columns: list[tuple[str, str, str]]
+        self,
+        logical_id: str,
+        *,
+        zone: str,
+        description: str,
+        columns: list[tuple[str, str, str]],
+        name: str | None = None,
+        prefix: str | None = None,
     ) -> glue.CfnTable:
+        """A zone-wide table (``tenant``, ``dataset`` and ``dt`` partitions), or with ``prefix`` one dataset's (``dt``).
+
+        Glue TableInput: https://docs.aws.amazon.com/glue/latest/webapi/API_TableInput.html; partition
+        projection: https://docs.aws.amazon.com/athena/latest/ug/partition-projection-setting-up.html.
+        """
         bucket = self.zones[zone]
-        location = f"s3://{bucket.bucket_name}/{zone}/"
+        location = f"s3://{bucket.bucket_name}/{prefix or zone + '/'}"
+        partitions = ("dt",) if prefix else PARTITION_KEYS
+        template = "dt=${dt}/" if prefix else "${tenant}/${dataset}/dt=${dt}/"
+        injected = {f"projection.{key}.type": "injected" for key in partitions if key != "dt"}
         table = glue.CfnTable(
             self,
             logical_id,
             catalog_id=Stack.of(self).account,
             database_name=self.database.ref,
             table_input=glue.CfnTable.TableInputProperty(
-                name=zone,
+                name=name or zone,
                 description=description,
                 table_type="EXTERNAL_TABLE",
                 parameters={
@@ -214,16 +246,15 @@ class DataLake(Construct):
                     # Partition projection: Athena computes partitions from the key layout, so no
                     # crawler and no MSCK REPAIR. Queries name the tenant and dataset they read.
                     "projection.enabled": "true",
-                    "projection.tenant.type": "injected",
-                    "projection.dataset.type": "injected",
+                    **injected,
                     "projection.dt.type": "date",
                     "projection.dt.format": "yyyy-MM-dd",
                     "projection.dt.range": "2020-01-01,NOW",
                     "projection.dt.interval": "1",
                     "projection.dt.interval.unit": "DAYS",
-                    "storage.location.template": location + "${tenant}/${dataset}/dt=${dt}/",
+                    "storage.location.template": location + template,
                 },
-                partition_keys=[glue.CfnTable.ColumnProperty(name=key, type="string") for key in PARTITION_KEYS],
+                partition_keys=[glue.CfnTable.ColumnProperty(name=key, type="string") for key in partitions],
                 storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
                     location=location,
                     input_format="org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",

@@ -1,6 +1,7 @@
 """The retrain trigger's new-data path: raw-zone uploads gathered in a queue, handed to the function in batches.
 
-The raw zone sends ``Object Created`` to EventBridge; a rule keeps the ``raw/`` keys of this environment's
+The raw zone sends ``Object Created`` to EventBridge; a rule keeps the ``raw/`` keys of data files
+(ingested ``.jsonl`` records, tenants' ``.csv``, ``.parquet`` and ``.jsonl`` files) of this environment's
 raw bucket (never curated, features or predictions, which live in other buckets, nor ``quarantine/``)
 and sends them to an SQS queue, whose event source mapping waits ``batching_window_seconds`` before it
 hands one batch to the function: a burst of uploads arrives as one batch, and the function groups it per
@@ -29,6 +30,9 @@ from mlops_constructs.ingestion import RAW_PREFIX
 from mlops_constructs.queues import dead_letter_queue, encrypted_queue
 
 OBJECT_CREATED = "Object Created"
+# The raw files prepare reads: ingested records and tenants' files (mlops_platform/data/readers.py SUFFIXES;
+# the trigger checks the same list, mlops_platform/monitoring/retraining/events.py DATA_SUFFIXES).
+DATA_SUFFIXES = (".jsonl", ".csv", ".parquet")
 # A burst of uploads should arrive as one batch. Lambda takes up to 10,000 SQS messages per batch
 # once a batching window is set, within its 6 MB payload; an S3 event is about 1.5 KB as an SQS
 # record, so 1,000 stays well inside it. Without a window Lambda allows at most 10.
@@ -116,7 +120,15 @@ def new_data_path(
             detail_type=[OBJECT_CREATED],
             detail={
                 "bucket": {"name": [raw_bucket.bucket_name]},
-                "object": {"key": events.Match.prefix(RAW_PREFIX)},
+                # Keys under raw/ that end as a data file does: ingested records and tenants' files (CSV,
+                # Parquet, JSON Lines). Wildcard filters (https://docs.aws.amazon.com/eventbridge/latest/userguide/
+                # eb-create-pattern-operators.html#eb-filtering-wildcard-matching): "*" matches any characters,
+                # slashes included; the values of one field are alternatives.
+                "object": {
+                    "key": events.Match.any_of(
+                        *(events.Match.wildcard(f"{RAW_PREFIX}*{suffix}") for suffix in DATA_SUFFIXES)
+                    )
+                },
             },
         ),
         targets=[_QueueTarget(queue, dead_letter_queue=dead_letters)],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from aws_cdk import CfnOutput, Stack
@@ -9,9 +10,11 @@ from constructs import Construct
 
 from config.naming import Names
 from config.schema import EnvironmentConfig
+from config.tenants import PipelineConfig
 from mlops_constructs.account_singletons import AccountSingletons
 from mlops_constructs.data_lake import DataLake
 from mlops_constructs.encryption import PlatformKey
+from mlops_constructs.lake_datasets import dataset_columns
 from mlops_constructs.model_pointers import ModelPointers
 from mlops_constructs.notifications import NotificationTopic
 from mlops_constructs.pinning import pin_logical_id
@@ -21,7 +24,14 @@ from stacks.inputs import removal_policy_of
 
 class FoundationStack(Stack):
     def __init__(
-        self, scope: Construct, id: str, *, environment: EnvironmentConfig, names: Names, **kwargs: Any
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        environment: EnvironmentConfig,
+        names: Names,
+        pipelines: Sequence[PipelineConfig] = (),
+        **kwargs: Any,
     ) -> None:
         super().__init__(scope, id, termination_protection=environment.termination_protection, **kwargs)
         removal_policy = removal_policy_of(environment)
@@ -48,6 +58,7 @@ class FoundationStack(Stack):
             key=self.key,
             retention=environment.retention,
             removal_policy=removal_policy,
+            datasets=dataset_columns(pipelines),
         )
 
         tables = PlatformTables(self, "Tables", key=self.key, removal_policy=removal_policy)

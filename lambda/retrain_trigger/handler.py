@@ -12,7 +12,8 @@ Five kinds of invocation, told apart by their structure:
   carries ``tenant``, ``model``, ``endpoint``, ``drift`` (bool), ``max_psi`` and ``report_uri``.
   A summary without drift changes nothing.
 * ``new-data``: an SQS batch (raw bucket -> EventBridge -> SQS with a batching window) whose bodies
-  are S3 ``Object Created`` events. Only ``raw/<tenant>/<dataset>/...`` keys of ``RAW_BUCKET`` count, and
+  are S3 ``Object Created`` events. Only ``raw/<tenant>/<dataset>/...`` keys of ``RAW_BUCKET`` count, those of
+  data prepare reads (records and tenants' files: ``.jsonl``, ``.csv``, ``.parquet``), and
   of those only the datasets the tenant trains on (its published pipeline config, ``dataset.name``): the
   labels dataset (``LABELS_DATASET``), other datasets, unknown tenants, the platform's other prefixes and
   the ignored tenants (the example tenant) never start a run. All objects of one batch for one tenant make

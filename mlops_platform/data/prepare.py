@@ -7,7 +7,8 @@ a grid of failed training jobs. ``python -m mlops_platform.training prepare --co
 ``SM_PROCESSING_ROOT`` (default ``/opt/ml/processing``), so it runs as plain Python too:
 
 - ``input/config/<tenant>.json``: the published tenant config (docs/training-pipeline.md);
-- ``input/raw/dt=<day>/<id>.jsonl``: the tenant dataset's raw prefix, as ingestion wrote it;
+- ``input/raw/dt=<day>/<id>.jsonl``: the tenant dataset's raw prefix, as ingestion wrote it, and the
+  tenant's own files there (``.csv``, ``.parquet``, ``.jsonl``; ``readers``);
 - ``output/curated/dt=<day>/records.parquet``: each raw day's valid records, rewritten whole;
 - ``output/features/<run_id>-<split>.parquet``: every valid record, in its split;
 - ``output/batch/<split>.csv``: the batch-prediction split's features, in the order of its Parquet file;
@@ -16,8 +17,9 @@ a grid of failed training jobs. ``python -m mlops_platform.training prepare --co
 Every raw line is checked against the declared schema (``raw_records``); a bad one is written to
 ``rejected.jsonl`` with its file, line number and reason, never dropped silently. A record's split
 comes from a hash of its ``record_id``, so reruns and new data never move a record between train
-and test. Files are read line by line and written one day at a time: memory holds one raw day, not
-the whole prefix. On failure the reason goes, in one line, to ``/opt/ml/output/message`` (the job's ExitMessage).
+and test. Files are read a row at a time and written in chunks of ``readers.ROWS_PER_BATCH`` rows:
+memory holds one chunk and the ids of ingested records (to refuse duplicates), never a whole file.
+On failure the reason goes, in one line, to ``/opt/ml/output/message`` (the job's ExitMessage).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import logging
 import re
 import traceback
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -40,7 +42,8 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
-from mlops_platform.data.raw_records import SPLITS, Invalid, PrepareError, Row, Schema, load_schema, parse_line
+from mlops_platform.data import readers
+from mlops_platform.data.raw_records import SPLITS, Invalid, PrepareError, Row, Schema, load_schema
 from mlops_platform.sagemaker_paths import ProcessingPaths, write_exit_reason
 
 log = logging.getLogger(__name__)
@@ -51,15 +54,15 @@ USAGE = "prepare --config PATH --run-id ID --day YYYY-MM-DD"
 
 
 def raw_days(raw: Path, run_day: date) -> tuple[dict[str, list[Path]], list[dict[str, str]]]:
-    """The raw files by day (``dt=<day>/<id>.jsonl``), in order, and the files that do not fit that layout."""
+    """The raw files by day (``dt=<day>/<id>.<jsonl|csv|parquet>``), in order, and the files that do not fit."""
     days: dict[str, list[Path]] = {}
     skipped: list[dict[str, str]] = []
     for path in sorted(p for p in raw.rglob("*") if p.is_file()) if raw.is_dir() else []:
         relative = path.relative_to(raw)
         match = DAY_FOLDER.match(relative.parts[0]) if len(relative.parts) == 2 else None
         day = _day(match.group(1)) if match else None
-        if day is None or path.suffix != ".jsonl":
-            skipped.append({"file": relative.as_posix(), "reason": "not dt=<yyyy-mm-dd>/<id>.jsonl"})
+        if day is None or path.suffix not in readers.SUFFIXES:
+            skipped.append({"file": relative.as_posix(), "reason": "not dt=<yyyy-mm-dd>/<id>.<jsonl|csv|parquet>"})
         elif day > run_day:
             skipped.append({"file": relative.as_posix(), "reason": f"a day after the run's day {run_day}"})
         else:
@@ -72,12 +75,6 @@ def _day(text: str) -> date | None:
         return date.fromisoformat(text)
     except ValueError:
         return None
-
-
-def read_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """(line number, bytes) of a file, one line at a time; only ``\\n`` ends a line, as ingestion writes."""
-    with path.open("rb") as stream:
-        yield from enumerate(stream, start=1)
 
 
 @dataclass
@@ -154,18 +151,28 @@ class Outputs:
         self.batch: IO[str] = self.batch_file.open("w", newline="", encoding="utf-8")
         self.batch_csv = csv.writer(self.batch, lineterminator="\n")
 
-    def write_day(self, day: str, rows: list[Row]) -> None:
+    def write_day(self, day: str, rows: Iterable[Row]) -> int:
+        """Write the day's rows ``readers.ROWS_PER_BATCH`` at a time (a curated row group each); how many there were."""
+        folder = self.paths.curated / f"dt={day}"
+        folder.mkdir(parents=True, exist_ok=True)
+        count = 0
+        curated = self.schema.curated_schema()
+        with pq.ParquetWriter(folder / "records.parquet", curated, compression="snappy") as day_file:
+            for chunk in readers.chunks(rows, readers.ROWS_PER_BATCH):
+                self._write_chunk(day_file, chunk)
+                count += len(chunk)
+        return count
+
+    def _write_chunk(self, day_file: Any, rows: list[Row]) -> None:
         schema = self.schema
-        columns = list(zip(*(row.values for row in rows), strict=True)) if rows else [() for _ in schema.arrow_fields()]
+        columns = list(zip(*(row.values for row in rows), strict=True))
         received = pa.array([row.received_at_ms for row in rows], pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
         curated = pa.Table.from_arrays(
             [pa.array([row.record_id for row in rows], pa.string()), received]
             + [pa.array(list(values), f.type) for values, f in zip(columns, schema.arrow_fields(), strict=True)],
             schema=schema.curated_schema(),
         )
-        folder = self.paths.curated / f"dt={day}"
-        folder.mkdir(parents=True, exist_ok=True)
-        pq.write_table(curated, folder / "records.parquet", compression="snappy")
+        day_file.write_table(curated)
 
         splits = pa.array([row.split for row in rows], pa.string())
         features = curated.drop_columns(["received_at"]).add_column(1, "split", splits)
@@ -215,16 +222,15 @@ def prepare(paths: ProcessingPaths, config: Path, run_id: str, run_day: date) ->
         with (paths.report / "rejected.jsonl").open("w", encoding="utf-8") as rejected:
             for day, files in days.items():
                 read_before = report.rows_read
-                rows = _read_day(files, paths.raw, schema, kept, report, rejected)
-                outputs.write_day(day, rows)
+                valid = outputs.write_day(day, _read_day(files, paths.raw, schema, kept, report, rejected))
                 read = report.rows_read - read_before
                 report.days[day] = {
                     "files": len(files),
                     "rows_read": read,
-                    "valid": len(rows),
-                    "rejected": read - len(rows),
+                    "valid": valid,
+                    "rejected": read - valid,
                 }
-                log.info("day %s: %d rows read, %d valid", day, read, len(rows))
+                log.info("day %s: %d rows read, %d valid", day, read, valid)
     finally:
         outputs.close()
     problem = report.problem()
@@ -239,14 +245,14 @@ def prepare(paths: ProcessingPaths, config: Path, run_id: str, run_day: date) ->
 
 def _read_day(
     files: list[Path], raw: Path, schema: Schema, kept: set[str], report: Report, rejected: IO[str]
-) -> list[Row]:
-    rows: list[Row] = []
+) -> Iterator[Row]:
     for path in files:
         source = path.relative_to(raw).as_posix()
-        for number, line in read_lines(path):
+        records = readers.holds_records(path)  # ids of a tenant file's rows are unique by construction
+        for number, line in readers.read_rows(path, source, schema):
             report.rows_read += 1
             try:
-                row = parse_line(line, schema)
+                row = readers.parsed(line, schema)
                 if row.record_id in kept:
                     raise Invalid("duplicate-record", "a record with this record_id was kept earlier", row.record_id)
             except Invalid as problem:
@@ -260,11 +266,11 @@ def _read_day(
                 }
                 rejected.write(json.dumps(entry) + "\n")
                 continue
-            kept.add(row.record_id)
-            rows.append(row)
+            if records:
+                kept.add(row.record_id)
             report.valid += 1
             report.splits[row.split] += 1
-    return rows
+            yield row
 
 
 class _Parser(argparse.ArgumentParser):

@@ -25,6 +25,8 @@ PINNED_LOGICAL_IDS = {
     "LakeDatabase": "AWS::Glue::Database",
     "CuratedTable": "AWS::Glue::Table",
     "FeaturesTable": "AWS::Glue::Table",
+    # The example tenant's dataset (config/pipelines/example.yaml): one typed table per tenant dataset.
+    "CuratedTableExampleOfBreastCancer": "AWS::Glue::Table",
     "AthenaWorkGroup": "AWS::Athena::WorkGroup",
     "ProgressTable": "AWS::DynamoDB::GlobalTable",
     "RunLedgerTable": "AWS::DynamoDB::GlobalTable",

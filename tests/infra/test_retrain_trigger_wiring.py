@@ -145,6 +145,16 @@ def test_the_new_data_rule_takes_raw_keys_of_the_raw_bucket_only(resources):
     assert not matches(rule, OBJECT_CREATED)
 
 
+def test_the_new_data_rule_takes_tenants_files_as_well_as_records_and_nothing_else_under_raw(resources):
+    rule = pattern(resources, "Object Created")
+
+    for name in ("0123.jsonl", "delivery.csv", "delivery.parquet", "rows.jsonl"):
+        assert matches(rule, object_event(f"raw/acme/churn/dt=2026-11-24/{name}")), name
+    for name in ("_SUCCESS", "delivery.csv.tmp", "notes.txt", "delivery.CSV"):
+        assert not matches(rule, object_event(f"raw/acme/churn/dt=2026-11-24/{name}")), name
+    assert not matches(rule, object_event("curated/acme/churn/dt=2026-11-24/delivery.csv"))
+
+
 def package_event(group: str, status: str) -> dict[str, Any]:
     event = copy.deepcopy(PACKAGE_STATE_CHANGE)
     event["detail"].update(ModelPackageGroupName=group, ModelApprovalStatus=status)

@@ -408,7 +408,9 @@ def test_a_malformed_event_is_recorded_as_rejected(harness, event):
 
 
 def test_malformed_messages_are_rejected_without_failing_the_batch(harness):
-    batch = sqs_event("not json", json.dumps({"source": "aws.s3", "detail": {}}), object_created("raw/acme/churn/a"))
+    batch = sqs_event(
+        "not json", json.dumps({"source": "aws.s3", "detail": {}}), object_created("raw/acme/churn/a.jsonl")
+    )
 
     assert harness(batch) == {"batchItemFailures": []}
     assert len(harness.executions()) == 1
@@ -442,7 +444,9 @@ def test_a_transient_failure_retries_only_its_tenants_messages(harness):
 
     harness.module.trigger.stepfunctions = Throttled()
     batch = sqs_event(
-        object_created("raw/acme/churn/a"), object_created("raw/beta/sales/a"), object_created("raw/acme/churn/b")
+        object_created("raw/acme/churn/a.jsonl"),
+        object_created("raw/beta/sales/a.csv"),
+        object_created("raw/acme/churn/b.parquet"),
     )
 
     assert harness(batch) == {"batchItemFailures": [{"itemIdentifier": "m-0"}, {"itemIdentifier": "m-2"}]}
@@ -454,7 +458,7 @@ def test_a_transient_failure_retries_only_its_tenants_messages(harness):
     # SQS redelivers acme's messages: the lock its failed start took is its own, and the retry starts the run.
     harness.module.trigger.stepfunctions = real
     harness.clock.now += timedelta(minutes=6)
-    assert harness(sqs_event(object_created("raw/acme/churn/a"), object_created("raw/acme/churn/b"))) == {
+    assert harness(sqs_event(object_created("raw/acme/churn/a.jsonl"), object_created("raw/acme/churn/b.parquet"))) == {
         "batchItemFailures": []
     }
     assert sorted(json.loads(harness.sfn.describe_execution(executionArn=e["executionArn"])["input"])["tenant"]
@@ -566,6 +570,37 @@ def test_new_data_triggers_only_for_the_datasets_the_tenant_trains_on(harness):
     assert by_reason["acme", "not-a-training-dataset"]["evidence"]["keys"] == [keys["other"]]
     assert "['churn']" in by_reason["acme", "not-a-training-dataset"]["reason"]
     assert by_reason["beta", "not-a-training-dataset"]["evidence"]["keys"] == [keys["beta's other"]]
+
+
+@pytest.mark.parametrize("name", ["delivery.csv", "delivery.parquet", "delivery.jsonl"])
+def test_a_tenant_s_file_starts_a_run_like_records_and_other_objects_under_raw_do_not(harness, name):
+    others = ["raw/acme/churn/dt=2026-11-24/_SUCCESS", "raw/acme/churn/dt=2026-11-24/delivery.csv.tmp"]
+
+    assert harness(sqs_event(*(object_created(key, index) for index, key in enumerate(others)))) == {
+        "batchItemFailures": []
+    }
+    assert harness.executions() == []
+    [ignored] = harness.ledger()
+    assert ignored["reason"].startswith("not-a-data-file")
+    assert sorted(ignored["evidence"]["keys"]) == sorted(others)
+
+    key = f"raw/acme/churn/dt=2026-11-24/{name}"
+    assert harness(sqs_event(object_created(key, 9), prefix="f")) == {"batchItemFailures": []}
+
+    [execution] = harness.executions()
+    assert json.loads(harness.sfn.describe_execution(executionArn=execution["executionArn"])["input"]) == {
+        "tenant": "acme"
+    }
+    [started] = [item for item in harness.ledger() if item["decision"] == "started"]
+    assert started["evidence"]["keys"] == [key]
+
+
+def test_the_trigger_the_rule_and_prepare_agree_on_what_a_data_file_is():
+    from mlops_constructs.retrain_new_data import DATA_SUFFIXES as RULE_SUFFIXES
+    from mlops_platform.data.readers import SUFFIXES
+    from mlops_platform.monitoring.retraining.events import DATA_SUFFIXES
+
+    assert set(DATA_SUFFIXES) == set(RULE_SUFFIXES) == set(SUFFIXES) == {".jsonl", ".csv", ".parquet"}
 
 
 def test_uploads_after_a_run_started_start_the_next_run_once_it_ended_and_the_cooldown_passed(harness):

@@ -41,6 +41,9 @@ OBJECT_CREATED = "Object Created"
 PACKAGE_SOURCE = "aws.sagemaker"
 PACKAGE_DETAIL_TYPE = "SageMaker Model Package State Change"
 DECIDED_STATUSES = ("Approved", "Rejected")
+# What prepare reads from the raw zone (mlops_platform/data/readers.py SUFFIXES): ingested records and
+# tenants' files. Anything else there (a marker, a partial upload) never starts a run.
+DATA_SUFFIXES = (".jsonl", ".csv", ".parquet")
 # A scheduled rule's event (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-create-rule-schedule.html).
 SCHEDULE_SOURCE = "aws.events"
 SCHEDULED_DETAIL_TYPE = "Scheduled Event"
@@ -55,6 +58,7 @@ FOREIGN_ALARM = "foreign-alarm"
 NO_DRIFT = "no-drift"
 FOREIGN_BUCKET = "foreign-bucket"
 OUTSIDE_RAW = "outside-raw"
+NOT_A_DATA_FILE = "not-a-data-file"
 IGNORED_TENANT = "ignored-tenant"
 NOT_OBJECT_CREATED = "not-object-created"
 LABELS_DATASET = "labels-dataset"
@@ -188,6 +192,9 @@ def parse_object_created(
     if len(parts) < 3 or not parts[2] or not all(NAME_PATTERN.fullmatch(part) for part in parts[:2]):
         return Ignored(NEW_DATA, OUTSIDE_RAW, f"key is not under {raw_prefix}<tenant>/<dataset>/", None, evidence)
     tenant, dataset = parts[0], parts[1]
+    if not key.endswith(DATA_SUFFIXES):
+        suffixes = ", ".join(DATA_SUFFIXES)
+        return Ignored(NEW_DATA, NOT_A_DATA_FILE, f"key does not end with {suffixes}", tenant, evidence)
     if tenant in ignored_tenants:
         return Ignored(NEW_DATA, IGNORED_TENANT, f"tenant {tenant!r} never triggers retraining", tenant, evidence)
     if dataset == labels_dataset:
