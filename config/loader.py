@@ -13,6 +13,7 @@ from pathlib import Path
 
 from config.deployed import RECORD_FILE, DeployedVariants, replaced_variants, unsafe_changes
 from config.files import CONTEXT_SOURCE, ConfigError, display, validate_file
+from config.naming import ambiguous_pair, joined
 from config.schema import (
     ENVIRONMENT_NAMES,
     SMOKE_TEST_ENDPOINT,
@@ -239,7 +240,7 @@ def _unknown_models(
 
 def load_pipelines(directory: Path) -> tuple[PipelineConfig, ...]:
     """Every tenant's pipeline file, in tenant order; the file name is the tenant's name."""
-    pipelines = []
+    pipelines, paths = [], []
     for path in sorted(directory.glob("*.y*ml")):
         pipeline = validate_file(PipelineConfig, path)
         if pipeline.tenant != path.stem:
@@ -247,6 +248,20 @@ def load_pipelines(directory: Path) -> tuple[PipelineConfig, ...]:
         for key, value, allowed in pipeline.problems():
             raise ConfigError.bad_value(display(path), key, value, allowed)
         pipelines.append(pipeline)
+        paths.append(path)
+    pairs = [(pipeline.tenant, model.name) for pipeline in pipelines for model in pipeline.models]
+    ambiguous = ambiguous_pair(pairs)
+    if ambiguous is not None:
+        (tenant, model), (other_tenant, other_model) = ambiguous
+        path = paths[[pipeline.tenant for pipeline in pipelines].index(other_tenant)]
+        raise ConfigError.bad_value(
+            display(path),
+            "models",
+            other_model,
+            f"a model name that does not spell, after tenant {other_tenant!r}, the same {joined(tenant, model)!r} "
+            f"as tenant {tenant!r}'s model {model!r} (package groups, endpoints and pointers are named "
+            "<tenant>-<model>)",
+        )
     return tuple(pipelines)
 
 

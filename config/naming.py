@@ -6,7 +6,26 @@ collide (or, worse, let staging read prod's parameters). Everything else is left
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+
+def joined(tenant: str, model: str) -> str:
+    """``<tenant>-<model>``, the part of every name built from both: model package groups
+    (``<project>-<env>-<tenant>-<model>``), endpoint keys, model pointers, new endpoints' names. Names may hold
+    hyphens and SageMaker's names allow no other separator, so two pairs can spell the same join:
+    ``ambiguous_pair`` finds them and config refuses them."""
+    return f"{tenant}-{model}"
+
+
+def ambiguous_pair(pairs: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], tuple[str, str]] | None:
+    """The first two distinct (tenant, model) pairs whose ``joined`` names are the same, in the order given."""
+    seen: dict[str, tuple[str, str]] = {}
+    for pair in pairs:
+        earlier = seen.setdefault(joined(*pair), pair)
+        if earlier != pair:
+            return earlier, pair
+    return None
 
 
 def serving_stack_name(environment: str) -> str:

@@ -76,6 +76,23 @@ class Retention(StrictModel):
     )
     query_results_expiration_days: StrictInt = Field(ge=1, description="a whole number of days, at least 1")
     access_logs_expiration_days: StrictInt = Field(ge=1, description="a whole number of days, at least 1")
+    # Captured requests, quarantined records, raw data and predictions may hold personal data: each expires.
+    capture_expiration_days: StrictInt = Field(ge=1, description="a whole number of days, at least 1")
+    quarantine_expiration_days: StrictInt = Field(ge=1, description="a whole number of days, at least 1")
+    predictions_expiration_days: StrictInt = Field(ge=1, description="a whole number of days, at least 1")
+    raw_expiration_days: StrictInt = Field(
+        ge=1, description="a whole number of days, at least 1 and more than raw_archive_after_days"
+    )
+
+    @field_validator("raw_expiration_days")
+    @classmethod
+    def _expire_after_archive(cls, value: int, info: ValidationInfo) -> int:
+        # S3 expires an object only after its last transition ("Lifecycle configuration elements":
+        # https://docs.aws.amazon.com/AmazonS3/latest/userguide/intro-lifecycle-rules.html).
+        archive = info.data.get("raw_archive_after_days")
+        if archive is not None and value <= archive:
+            raise ValueError(f"a whole number of days, more than raw_archive_after_days ({archive})")
+        return value
 
     @field_validator("raw_archive_after_days")
     @classmethod

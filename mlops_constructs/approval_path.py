@@ -11,8 +11,8 @@ docs/approval-path.md has the design and the runbook. In short:
   deployment lock, writes the pointer, runs the deploy project, judges the stack and the endpoint, and
   restores the pointer when the deploy fails.
 * **Deploy project** (mlops_constructs/approval_deploy.py): applies ``<env>-Serving`` with its previous
-  template, so CloudFormation re-reads the pointers, through the CDK bootstrap deploy role narrowed by a
-  session policy. No Lambda function holds a CloudFormation write permission.
+  template, so CloudFormation re-reads the pointers, through a role and an execution role of its own that
+  reach only the Serving stack. No Lambda function holds a CloudFormation write permission.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from config.instance_types import is_gpu
 from config.naming import Names
 from config.schema import EnvironmentConfig
 from mlops_constructs.alarms import alarm_above_zero, errors, messages_waiting
-from mlops_constructs.approval_deploy import build_timeout_minutes, deploy_project
+from mlops_constructs.approval_deploy import build_timeout_minutes, deploy_project, guard_policy
 from mlops_constructs.approval_workflow import deployment_workflow, lock_seconds
 from mlops_constructs.arns import model_packages_arn
 from mlops_constructs.deploy_check import grant_endpoint_check
@@ -96,6 +96,7 @@ class ApprovalPath(Construct):
         ledger: dynamodb.ITableV2,
         artifacts_bucket: s3.IBucket,
         serving_stack_name: str,
+        foundation_stack_name: str,
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, id)
@@ -118,11 +119,13 @@ class ApprovalPath(Construct):
             self,
             names=names,
             serving_stack_name=serving_stack_name,
+            foundation_stack_name=foundation_stack_name,
             key=key,
             timeout_minutes=self.build_timeout_minutes,
             log_retention_days=log_retention_days,
             removal_policy=removal_policy,
         )
+        self.deploy_guard = guard_policy(self, self.project)
         self.state_machine = deployment_workflow(
             self,
             function=self.deployment_function.function,

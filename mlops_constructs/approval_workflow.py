@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_codebuild as codebuild
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from mlops_constructs.approval_deploy import BUILDSPEC_OVERRIDE
 from mlops_constructs.log_retention import encrypted_log_group
 from mlops_constructs.nag import acknowledge, acknowledge_wildcard_resource, ignore_redundant_dependency
 
@@ -163,6 +165,16 @@ def deployment_workflow(
         logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
     )
     ignore_redundant_dependency(state_machine)
+    # The workflow starts the project as it is; even a changed definition may not start it with another buildspec.
+    state_machine.add_to_role_policy(
+        iam.PolicyStatement(
+            sid="NoBuildspecOverride",
+            effect=iam.Effect.DENY,
+            actions=["codebuild:StartBuild"],
+            resources=[project.project_arn],
+            conditions=BUILDSPEC_OVERRIDE,
+        )
+    )
     policy = state_machine.role.node.find_child("DefaultPolicy")
     acknowledge_wildcard_resource(
         policy,

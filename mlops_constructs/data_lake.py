@@ -129,8 +129,28 @@ class DataLake(Construct):
         pin_logical_id(bucket, "AccessLogsBucket")
         return bucket
 
+    def _expiry_rules(self, zone: str) -> list[s3.LifecycleRule]:
+        """Zones that may hold personal data (captured requests, raw and quarantined records, predictions)
+        expire their objects; curated, features and artifacts stay as long as the models built from them."""
+        retention = self._retention
+        if zone == "raw":
+            return [
+                s3.LifecycleRule(
+                    id="ExpireRawData", prefix="raw/", expiration=Duration.days(retention.raw_expiration_days)
+                ),
+                s3.LifecycleRule(
+                    id="ExpireQuarantine",
+                    prefix=QUARANTINE_PREFIX,
+                    expiration=Duration.days(retention.quarantine_expiration_days),
+                ),
+            ]
+        days = {"capture": retention.capture_expiration_days, "predictions": retention.predictions_expiration_days}
+        if zone in days:
+            return [s3.LifecycleRule(id=f"Expire{zone.capitalize()}", expiration=Duration.days(days[zone]))]
+        return []
+
     def _zone_bucket(self, zone: str, logical_id: str) -> s3.Bucket:
-        rules = list(self._housekeeping_rules())
+        rules = [*self._housekeeping_rules(), *self._expiry_rules(zone)]
         if zone == "raw":
             rules.insert(
                 0,

@@ -113,11 +113,14 @@ class MonitoringStack(Stack):
             ledger=self.foundation.ledger_table,
             artifacts_bucket=self.foundation.lake.zones["artifacts"],
             serving_stack_name=self.serving.stack_name,
+            foundation_stack_name=self.foundation.stack_name,
             removal_policy=self.removal_policy,
         )
         # docs/approval-path.md's runbook starts and inspects promotions with these.
         CfnOutput(self, "PromotionWorkflowArn", value=self.approval_path.state_machine.state_machine_arn)
         CfnOutput(self, "PromotionDeployProjectName", value=self.approval_path.project.project_name)
+        # Operators attach it to people's roles: it refuses overridden buildspecs of the deploy project.
+        CfnOutput(self, "PromotionDeployGuardArn", value=self.approval_path.deploy_guard.managed_policy_arn)
 
     def _training_alarms(self) -> None:
         """A training execution that failed, timed out or was stopped notifies the environment's topic."""

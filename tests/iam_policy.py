@@ -31,6 +31,11 @@ def matches(glob: str, value: str, *, ignore_case: bool = False) -> bool:
 def _condition_holds(condition: Mapping[str, Mapping[str, Any]], context: Mapping[str, str]) -> bool:
     for operator, tests in condition.items():
         for key, expected in tests.items():
+            if operator == "Null":
+                # "false": the request carries the key; "true": it does not.
+                if (key in context) != (expected == "false"):
+                    return False
+                continue
             if key not in context:
                 return False
             actual = context[key]

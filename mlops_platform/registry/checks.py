@@ -107,16 +107,20 @@ def check_package(
         raise PromotionRefused(
             f"model package {package_arn} belongs to tenant {owner!r}, not {tenant!r}, the endpoint's tenant"
         )
-    group = package.get("ModelPackageGroupName") or arn["group"]
-    if group_prefix is not None and not group.startswith(f"{group_prefix}-{tenant}-"):
-        raise PromotionRefused(
-            f"model package {package_arn} is in group {group!r}, not one of this environment's groups "
-            f"for tenant {tenant!r} ({group_prefix}-{tenant}-<model>); models never cross environments"
-        )
     if model is not None and metadata.get("model") != model:
         raise PromotionRefused(
             f"model package {package_arn} holds model {metadata.get('model')!r}, not {model!r}, the endpoint's "
             "declared model; allowed: a package of the endpoint's model (declare another endpoint for another model)"
+        )
+    # The group must be exactly the one its tenant and model metadata name: with hyphens in both names, a
+    # prefix match would let tenant a's check pass a package of tenant a-b's groups (issue 17, point 5).
+    group = package.get("ModelPackageGroupName") or arn["group"]
+    expected = f"{group_prefix}-{tenant}-{metadata.get('model')}"
+    if group_prefix is not None and group != expected:
+        raise PromotionRefused(
+            f"model package {package_arn} is in group {group!r}, not one of this environment's groups "
+            f"for tenant {tenant!r} and its model {metadata.get('model')!r} ({expected}); models never cross "
+            "environments or tenants"
         )
 
     algorithm = _algorithm(s3, package, metadata, package_arn)

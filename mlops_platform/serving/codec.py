@@ -30,6 +30,7 @@ CONTENT_TYPES = (CSV, JSON, JSON_LINES)
 # never slip through the JSON fast path as numbers.
 _CSV_NUMBER_BYTES = b"0123456789.,eE+- \t\r\n"
 _NO_IDS: tuple[None, ...] = ()
+MAX_ID_DEPTH = 32  # levels of arrays and objects in one record's id (``_checked_id``)
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,7 @@ def record_row(record: Any, features: Sequence[str], label: str) -> tuple[list[f
     or ``{"id": ..., "features": <array or object>}``."""
     record_id = None
     if isinstance(record, dict) and "features" in record and set(record) <= {"id", "features"}:
-        record_id, record = record.get("id"), record["features"]
+        record_id, record = _checked_id(record.get("id"), label), record["features"]
     if isinstance(record, list):
         if len(record) != len(features):
             raise BadRequest(f"{label} has {len(record)} values; the model expects {len(features)}")
@@ -197,6 +198,23 @@ def record_row(record: Any, features: Sequence[str], label: str) -> tuple[list[f
             raise BadRequest(f"{label} lacks feature {missing[0]!r}")
         return [_json_number(record[name], f"{label}, feature {name!r}") for name in features], record_id
     raise BadRequest(f"{label} is neither an array of values nor an object of feature names")
+
+
+def _checked_id(record_id: Any, label: str) -> Any:
+    """An id the answer can echo: orjson reads 1,024 levels of nesting but writes 254, so a deeper id parsed
+    and then failed the response (a 500); ids stay far below (the answer wraps them in three more levels)."""
+    level, items = 0, [record_id]
+    while items:
+        level += 1
+        if level > MAX_ID_DEPTH:
+            raise BadRequest(f"{label}'s id is nested deeper than {MAX_ID_DEPTH} levels")
+        items = [
+            item
+            for value in items
+            if isinstance(value, list | dict)
+            for item in (value.values() if isinstance(value, dict) else value)
+        ]
+    return record_id
 
 
 def _json_number(value: Any, where: str) -> float:

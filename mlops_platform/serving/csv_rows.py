@@ -23,12 +23,16 @@ def csv_rows(body: bytes, width: int) -> list[list[float]]:
     except UnicodeDecodeError:
         raise BadRequest("the body is not UTF-8 text") from None
     rows: list[list[float]] = []
-    for number, cells in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):
-        if not cells:
-            continue  # a blank line, such as the one after the last row
-        if len(cells) != width:
-            raise BadRequest(f"row {number} has {len(cells)} values; the model expects {width}")
-        rows.append([_number(cell, f"row {number}, column {column}") for column, cell in enumerate(cells, 1)])
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        for number, cells in enumerate(reader, start=1):
+            if not cells:
+                continue  # a blank line, such as the one after the last row
+            if len(cells) != width:
+                raise BadRequest(f"row {number} has {len(cells)} values; the model expects {width}")
+            rows.append([_number(cell, f"row {number}, column {column}") for column, cell in enumerate(cells, 1)])
+    except csv.Error as error:  # a cell over the reader's 131,072 characters (was a 500)
+        raise BadRequest(f"row {reader.line_num} cannot be read as CSV: {error}") from None
     if not rows:
         raise BadRequest("the body holds no rows; send CSV rows of features, no header")
     return rows

@@ -15,12 +15,13 @@ from moto.events.models import EventPattern
 from config.naming import Names
 from mlops_constructs.approval_deploy import (
     BOOTSTRAP_QUALIFIER,
+    BUILD_SCRIPT,
     CHANGE_SET_PREFIX,
     build_timeout_minutes,
-    buildspec_script,
 )
 from mlops_constructs.approval_path import endpoints_document, new_variant_document
 from tests.conftest import ROOT
+from tests.iam_policy import allows
 from tests.infra.test_training import EVENTS, function_environment, of_type, rendered
 
 STACK = "monitoring"
@@ -187,21 +188,205 @@ def test_the_approval_function_may_not_write_a_pointer_the_serving_stack_reads(r
     assert not any("cloudformation" in json.dumps(s) for s in found)
 
 
-# -- the deploy project ---------------------------------------------------------------------------
+# -- the deploy project (issue 17, point 3: no path to account admin) -------------------------------
 
 
-def test_the_deploy_project_may_only_assume_the_cdk_deploy_role(resources, settings):
-    found = statements(resources, "ApprovalPathDeployRole")
+def resolved(value: Any, resources: dict[str, Any]) -> Any:
+    """A policy value with the partition resolved and references to the template's roles as ``role:<logical id>``."""
+    if isinstance(value, list):
+        return [resolved(item, resources) for item in value]
+    if isinstance(value, str):
+        return value
+    if value == {"Ref": "AWS::Partition"}:
+        return "aws"
+    if "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return separator.join(resolved(part, resources) for part in parts)
+    if "Fn::GetAtt" in value:
+        return f"role:{value['Fn::GetAtt'][0]}"
+    if "Fn::GetStackOutput" in value:
+        return f"output:{value['Fn::GetStackOutput']['OutputName']}"
+    if "Ref" in value:
+        return f"ref:{value['Ref']}"
+    raise ValueError(f"cannot resolve {value!r}")
+
+
+def role_statements(resources: dict[str, Any], role_prefix: str) -> list[dict[str, Any]]:
+    return [
+        {**statement, "Resource": resolved(statement["Resource"], resources)}
+        for statement in statements(resources, role_prefix)
+    ]
+
+
+def role_id(resources: dict[str, Any], prefix: str) -> str:
+    [found] = [lid for lid in of_type(resources, "AWS::IAM::Role") if lid.startswith(prefix)]
+    return found
+
+
+def test_the_deploy_project_deploys_through_roles_of_its_own_never_the_bootstrap_roles(resources, settings):
+    found = role_statements(resources, "ApprovalPathDeployRole")
     account, region = settings.account, settings.region
+    execution = f"role:{role_id(resources, 'ApprovalPathServingExecutionRole')}"
+    serving = f"arn:aws:cloudformation:{region}:{account}:stack/{settings.name}-Serving/x"
+    bootstrap = [
+        f"arn:aws:iam::{account}:role/cdk-{BOOTSTRAP_QUALIFIER}-{kind}-role-{account}-{region}"
+        for kind in (
+            "deploy",
+            "cfn-exec",
+        )
+    ]
 
-    assume = [s for s in found if "sts:AssumeRole" in actions_of(s)]
-    assert len(assume) == 1
-    assert assume[0]["Resource"] == (
-        f"arn:aws:iam::{account}:role/cdk-{BOOTSTRAP_QUALIFIER}-deploy-role-{account}-{region}"
+    assert not any(action.startswith("sts:") for s in found for action in actions_of(s))
+    assert allows(found, "cloudformation:CreateChangeSet", serving)
+    assert allows(
+        found,
+        "cloudformation:ExecuteChangeSet",
+        f"arn:aws:cloudformation:{region}:{account}:changeSet/{CHANGE_SET_PREFIX}x/y",
     )
-    others = {action for s in found if s is not assume[0] for action in actions_of(s)}
-    # Its own logs and the platform key for its build output; nothing that deploys or passes a role.
-    assert {action.split(":")[0] for action in others} <= {"logs", "kms"}
+    for action in ("cloudformation:UpdateStack", "cloudformation:DeleteStack", "cloudformation:CreateStack"):
+        assert not allows(found, action, serving), action
+    other = f"arn:aws:cloudformation:{region}:{account}:stack/{settings.name}-Training/x"
+    assert not allows(found, "cloudformation:CreateChangeSet", other)
+    passing = {"iam:PassedToService": "cloudformation.amazonaws.com"}
+    assert allows(found, "iam:PassRole", execution, passing)
+    assert not any(allows(found, "iam:PassRole", role, passing) for role in bootstrap)
+    the_role = resources[role_id(resources, "ApprovalPathDeployRole")]["Properties"]
+    [trust] = the_role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "codebuild.amazonaws.com"}
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": account}}
+
+
+def pointer_dependents(serving: dict[str, Any]) -> dict[str, str]:
+    """The Serving stack's resources a pointer change reaches (through Ref and GetAtt): logical id -> type."""
+
+    def referenced(value: Any) -> set[str]:
+        if isinstance(value, dict):
+            found = set()
+            for key, item in value.items():
+                if key == "Ref" and isinstance(item, str):
+                    found.add(item)
+                elif key == "Fn::GetAtt":
+                    found.add(item[0])
+                else:
+                    found |= referenced(item)
+            return found
+        if isinstance(value, list):
+            return set().union(*(referenced(item) for item in value))
+        return set()
+
+    reached = {name for name in serving["Parameters"] if "Pointer" in name}
+    growing = True
+    while growing:
+        growing = False
+        for logical_id, resource in serving["Resources"].items():
+            if logical_id not in reached and referenced(resource.get("Properties", {})) & reached:
+                reached.add(logical_id)
+                growing = True
+    return {lid: serving["Resources"][lid]["Type"] for lid in reached if lid in serving["Resources"]}
+
+
+# A pointer change replaces models and endpoint configs (create the new, delete the old) and updates the named
+# endpoints in place (AWS::SageMaker::Endpoint's EndpointConfigName: "Update requires: No interruption").
+UPDATED_IN_PLACE = {"AWS::SageMaker::Endpoint"}
+
+
+def handler_permissions(resource_type: str, region: str) -> set[str]:
+    """The actions CloudFormation's handlers of ``resource_type`` declare for what a pointer change does to it."""
+    from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
+
+    handlers = PROVIDER_SCHEMA_MANAGER.get_resource_schema(region, resource_type).schema["handlers"]
+    used = ("update", "read") if resource_type in UPDATED_IN_PLACE else ("create", "read", "update", "delete")
+    return {action for name in used for action in handlers.get(name, {}).get("permissions", [])}
+
+
+def test_the_execution_role_may_do_what_a_pointer_change_needs(synthesized, resources, settings, environment):
+    serving = synthesized.template_json(environment, "serving")
+    found = role_statements(resources, "ApprovalPathServingExecutionRole")
+    account, region, prefix = settings.account, settings.region, f"{settings.name}-Serving"
+    dependents = pointer_dependents(serving)
+    endpoint_names = [
+        r["Properties"]["EndpointName"] for r in of_type(serving["Resources"], "AWS::SageMaker::Endpoint").values()
+    ]
+    assert {"AWS::SageMaker::Model", "AWS::SageMaker::EndpointConfig", "AWS::SageMaker::Endpoint"} <= set(
+        dependents.values()
+    )
+
+    sagemaker = f"arn:aws:sagemaker:{region}:{account}"
+    where = {
+        "AWS::SageMaker::Model": [f"{sagemaker}:model/exampleendpointchallengermodel-abc"],
+        "AWS::SageMaker::EndpointConfig": [f"{sagemaker}:endpoint-config/exampleendpointconfig-abc"],
+        "AWS::SageMaker::Endpoint": [f"{sagemaker}:endpoint/{name}" for name in endpoint_names],
+    }
+    missing = []
+    for resource_type in sorted(set(dependents.values())):
+        if resource_type.startswith("Custom::"):
+            function = f"arn:aws:lambda:{region}:{account}:function:{prefix}-WeightsProviderframeworkonEv-abc"
+            if not allows(found, "lambda:InvokeFunction", function):
+                missing.append((resource_type, "lambda:InvokeFunction"))
+            continue
+        for action in sorted(handler_permissions(resource_type, region)):
+            if action == "iam:PassRole":
+                target = f"arn:aws:iam::{account}:role/{prefix}-ExampleEndpointModelRoleA98-abc"
+                granted = allows(found, action, target, {"iam:PassedToService": "sagemaker.amazonaws.com"})
+            elif action.startswith("kms:"):
+                granted = allows(
+                    found,
+                    action,
+                    "output:PublishOutputFnGetAttPlatformKeyArnEA8A1853",
+                    {"kms:ViaService": f"sagemaker.{region}.amazonaws.com"},
+                )
+            else:
+                granted = all(allows(found, action, arn) for arn in where[resource_type])
+            if not granted:
+                missing.append((resource_type, action))
+    assert missing == []
+
+
+def test_the_execution_role_reaches_nothing_beyond_the_serving_stack(resources, settings):
+    found = role_statements(resources, "ApprovalPathServingExecutionRole")
+    account, region = settings.account, settings.region
+    iam = f"arn:aws:iam::{account}"
+    probes = [
+        ("iam:CreateRole", f"{iam}:role/{settings.name}-Serving-admin"),
+        ("iam:PutRolePolicy", f"{iam}:role/{settings.name}-Serving-ModelRole-abc"),
+        ("iam:AttachRolePolicy", f"{iam}:role/{settings.name}-Serving-ModelRole-abc"),
+        ("iam:PassRole", f"{iam}:role/cdk-{BOOTSTRAP_QUALIFIER}-cfn-exec-role-{account}-{region}"),
+        ("iam:PassRole", f"{iam}:role/{settings.name}-Training-JobRole-abc"),
+        ("sts:AssumeRole", f"{iam}:role/cdk-{BOOTSTRAP_QUALIFIER}-deploy-role-{account}-{region}"),
+        ("cloudformation:UpdateStack", f"arn:aws:cloudformation:{region}:{account}:stack/{settings.name}-Serving/x"),
+        ("sagemaker:UpdateEndpoint", f"arn:aws:sagemaker:{region}:{account}:endpoint/someone-elses"),
+        ("sagemaker:CreateTrainingJob", f"arn:aws:sagemaker:{region}:{account}:training-job/x"),
+        ("lambda:InvokeFunction", f"arn:aws:lambda:{region}:{account}:function:{settings.name}-Training-x"),
+        ("lambda:UpdateFunctionCode", f"arn:aws:lambda:{region}:{account}:function:{settings.name}-Serving-x"),
+        ("s3:GetObject", "arn:aws:s3:::anything/x"),
+    ]
+    context = {"iam:PassedToService": "sagemaker.amazonaws.com"}
+    assert [(action, arn) for action, arn in probes if allows(found, action, arn, context)] == []
+    the_role = resources[role_id(resources, "ApprovalPathServingExecutionRole")]["Properties"]
+    [trust] = the_role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "cloudformation.amazonaws.com"}
+
+
+def test_starting_the_deploy_project_with_another_buildspec_is_refused(resources):
+    project_arn = "arn:aws:codebuild:eu-west-1:111111111111:project/deploy"
+    override = {"codebuild:source.buildspec": "version: 0.2"}
+    workflow_role = [lid for lid in of_type(resources, "AWS::IAM::Role") if lid.startswith("ApprovalPathWorkflowRole")]
+    assert len(workflow_role) == 1
+    workflow_statements = [
+        {**s, "Resource": project_arn if "DeployProject" in json.dumps(s["Resource"]) else s["Resource"]}
+        for s in statements(resources, "ApprovalPathWorkflowRole")
+    ]
+    assert allows(workflow_statements, "codebuild:StartBuild", project_arn)
+    assert not allows(workflow_statements, "codebuild:StartBuild", project_arn, override)
+
+    [guard] = [r for lid, r in of_type(resources, "AWS::IAM::ManagedPolicy").items() if "DeployGuard" in lid]
+    people = [{"Effect": "Allow", "Action": "codebuild:*", "Resource": "*"}] + [
+        {**s, "Resource": project_arn} for s in guard["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    assert allows(people, "codebuild:StartBuild", project_arn)
+    for action in ("codebuild:StartBuild", "codebuild:StartBuildBatch"):
+        assert not allows(people, action, project_arn, override), action
+    assert not allows(people, "codebuild:UpdateProject", project_arn)
 
 
 def test_the_deploy_project_applies_the_previous_template_with_re_read_parameters(resources, settings):
@@ -211,18 +396,18 @@ def test_the_deploy_project_applies_the_previous_template_with_re_read_parameter
 
     assert project["Source"]["Type"] == "NO_SOURCE"
     assert variables["STACK_NAME"] == f"{settings.name}-Serving"
-    assert variables["EXECUTION_ROLE_ARN"].endswith(
-        f":role/cdk-{BOOTSTRAP_QUALIFIER}-cfn-exec-role-{settings.account}-{settings.region}"
-    )
+    assert variables["EXECUTION_ROLE_ARN"] == {
+        "Fn::GetAtt": [role_id(resources, "ApprovalPathServingExecutionRole"), "Arn"]
+    }
     for fragment in (
         "--use-previous-template",
         "UsePreviousValue=true",
         '--role-arn \\"${EXECUTION_ROLE_ARN}\\"',
         "CAPABILITY_NAMED_IAM",
-        "aws sts assume-role",
         "execute-change-set",
     ):
         assert fragment in buildspec, fragment
+    assert "assume-role" not in buildspec
     assert project["TimeoutInMinutes"] == build_timeout_minutes(settings)
     assert project["ConcurrentBuildLimit"] == 1  # one deploy at a time, whoever starts it
     assert "PlatformKey" in json.dumps(project["EncryptionKey"])
@@ -231,64 +416,12 @@ def test_the_deploy_project_applies_the_previous_template_with_re_read_parameter
 def test_the_build_script_is_valid_bash():
     bash = shutil.which("bash")
     assert bash is not None
-    script = buildspec_script('{"Version":"2012-10-17","Statement":[]}')
-    result = subprocess.run([bash, "-n"], input=script, capture_output=True, text=True, check=False)
+    result = subprocess.run([bash, "-n"], input=BUILD_SCRIPT, capture_output=True, text=True, check=False)
 
     assert result.returncode == 0, result.stderr
 
 
-def test_the_build_script_refuses_a_policy_that_would_break_its_quotes():
-    with pytest.raises(ValueError, match="single quotes"):
-        buildspec_script('{"Sid":"it\'s"}')
-
-
-def build_session_policy(project: dict[str, Any]) -> dict[str, Any]:
-    """The session policy the build script assumes the deploy role with, parsed from the template's buildspec."""
-    buildspec = project["Source"]["BuildSpec"]
-    assert isinstance(buildspec, str)  # account, region and partition are known at synth
-    [script] = json.loads(buildspec)["phases"]["build"]["commands"]
-    [policy] = re.findall(r"^session_policy='([^']*)'$", script, re.MULTILINE)
-    # Every assumption, the first and the renewals, goes through the one function that passes it.
-    assert script.count("aws sts assume-role") == 1
-    assert '--policy "${session_policy}"' in script
-    return json.loads(policy)
-
-
-def test_the_deploy_role_is_assumed_with_a_session_policy_naming_only_the_serving_stack(resources, settings):
-    account, region = settings.account, settings.region
-    document = build_session_policy(the_project(resources))
-    statements_by_sid = {s["Sid"]: s for s in document["Statement"]}
-
-    assert len(json.dumps(document, separators=(",", ":"))) < 2048  # STS's limit for an inline session policy
-    assert all(s["Effect"] == "Allow" for s in document["Statement"])
-    assert set(statements_by_sid) == {"ServingStackChangeSets", "PassExecutionRole", "ReadStackParameters"}
-
-    cloudformation = statements_by_sid["ServingStackChangeSets"]
-    assert all(action.startswith("cloudformation:") for action in actions_of(cloudformation))
-    assert "cloudformation:*" not in actions_of(cloudformation)
-    assert {"cloudformation:CreateChangeSet", "cloudformation:ExecuteChangeSet"} <= set(actions_of(cloudformation))
-    assert not {"cloudformation:UpdateStack", "cloudformation:DeleteStack"} & set(actions_of(cloudformation))
-    assert resources_of(cloudformation) == [
-        f"arn:aws:cloudformation:{region}:{account}:stack/{settings.name}-Serving/*",
-        f"arn:aws:cloudformation:{region}:{account}:changeSet/{CHANGE_SET_PREFIX}*/*",
-    ]
-
-    passing = statements_by_sid["PassExecutionRole"]
-    assert actions_of(passing) == ["iam:PassRole"]
-    assert resources_of(passing) == [
-        f"arn:aws:iam::{account}:role/cdk-{BOOTSTRAP_QUALIFIER}-cfn-exec-role-{account}-{region}"
-    ]
-    assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}}
-
-    parameters = statements_by_sid["ReadStackParameters"]
-    assert actions_of(parameters) == ["ssm:GetParameters"]
-    assert resources_of(parameters) == [
-        f"arn:aws:ssm:{region}:{account}:parameter/mlops/{settings.name}/models/*",
-        f"arn:aws:ssm:{region}:{account}:parameter/cdk-bootstrap/{BOOTSTRAP_QUALIFIER}/version",
-    ]
-
-
-def test_the_session_policy_covers_the_change_sets_the_workflow_names():
+def test_the_deploy_role_covers_the_change_sets_the_workflow_names():
     source = (ROOT / "mlops_platform" / "registry" / "deployment_settings.py").read_text()
 
     assert f'f"{CHANGE_SET_PREFIX}{{execution}}"' in source
@@ -409,3 +542,4 @@ def test_the_runbook_s_outputs_name_the_workflow_and_the_deploy_project(synthesi
 
     assert "ApprovalPathWorkflow" in json.dumps(outputs["PromotionWorkflowArn"]["Value"])
     assert "ApprovalPathDeployProject" in json.dumps(outputs["PromotionDeployProjectName"]["Value"])
+    assert "ApprovalPathDeployGuard" in json.dumps(outputs["PromotionDeployGuardArn"]["Value"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import re
 from typing import Any
 
 import pytest
@@ -365,16 +366,54 @@ READ_ONLY_CLOUDFORMATION = ("cloudformation:Describe", "cloudformation:Get", "cl
 # Roles outside their own stack that the platform's roles may assume, and why. Their reach is the bootstrap's:
 # the deploy role changes stacks only through the execution role, bounded by bootstrap/execution-policy.json.
 ASSUMABLE_ELSEWHERE = {
-    "*:role/cdk-hnb659fds-*-role-*": "CDK Pipelines publishes assets and deploys through the bootstrap roles; the "
-    "approval path's deploy project assumes the deploy role with a session policy naming only the Serving stack",
+    "*:role/cdk-hnb659fds-*-role-*": "CDK Pipelines publishes assets and deploys through the bootstrap roles",
     "arn:aws:iam::*:role/mlops-*-smoke-test": "the pipeline's smoke test assumes the staging role made for it",
     "arn:aws:iam::*:role/mlops-*-deploy-check": "the pipeline's deploy check assumes the read-only role each "
     "environment's Serving stack makes for it (DescribeEndpoint, GetTemplate; mlops_constructs/deploy_check.py)",
 }
 
 
+# Roles that change another stack of their environment, and only that one: the approval path deploys
+# <env>-Serving from <env>-Monitoring through roles of its own (mlops_constructs/approval_deploy.py).
+# (stack suffix, role logical id prefix) -> the stack suffix it may change, and the one service it passes
+# that stack's roles to.
+DEPLOYS_ANOTHER_STACK = {
+    ("-Monitoring", "ApprovalPathDeployRole"): ("-Serving", None),
+    ("-Monitoring", "ApprovalPathServingExecutionRole"): ("-Serving", "sagemaker.amazonaws.com"),
+}
+
+
 def _listed(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
+
+
+def _text(value: Any) -> str:
+    """An ARN as a template writes it, the partition resolved (anything else stays a token)."""
+    if isinstance(value, dict) and "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return separator.join("aws" if part == {"Ref": "AWS::Partition"} else _text(part) for part in parts)
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _deploy_target(stack: str, resource: dict[str, Any]) -> tuple[str, str | None] | None:
+    """The stack a policy's role may change, and the service it may pass that stack's roles to, if it is one
+    of DEPLOYS_ANOTHER_STACK."""
+    roles = [role.get("Ref", "") for role in resource.get("Properties", {}).get("Roles", [])]
+    for (suffix, prefix), (target, service) in DEPLOYS_ANOTHER_STACK.items():
+        if stack.endswith(suffix) and roles and all(role.startswith(prefix) for role in roles):
+            return stack.removesuffix(suffix) + target, service
+    return None
+
+
+def _only_the_target(targets: list[Any], target: str, kind: str) -> bool:
+    patterns = {
+        "stack": [
+            rf"arn:aws:cloudformation:[^:]+:\d+:stack/{target}/\*",
+            r"arn:aws:cloudformation:[^:]+:\d+:changeSet/promotion-\*/\*",
+        ],
+        "role": [rf"arn:aws:iam::\d+:role/{target}-\*"],
+    }[kind]
+    return all(any(re.fullmatch(pattern, _text(value)) for pattern in patterns) for value in targets)
 
 
 def _policy_documents(resource: dict[str, Any]) -> list[dict[str, Any]]:
@@ -407,9 +446,11 @@ def reach_beyond_own_stack(stacks: list[execution_policy.StackTemplate]) -> list
     for stack in stacks:
         resources = stack.template["Resources"]
         for logical_id, resource in resources.items():
+            deploys = _deploy_target(stack.name, resource)
             for document in _policy_documents(resource):
                 for statement in document["Statement"]:
                     targets = _listed(statement["Resource"])
+                    condition = json.dumps(statement.get("Condition", {}))
                     for action in _listed(statement["Action"]):
                         where = f"{stack.name}/{logical_id}: {action}"
                         service = action.split(":")[0]
@@ -417,12 +458,25 @@ def reach_beyond_own_stack(stacks: list[execution_policy.StackTemplate]) -> list
                             service in ("iam", "sts", "cloudformation") and action.endswith("*")
                         )
                         writes_stacks = service == "cloudformation" and not action.startswith(READ_ONLY_CLOUDFORMATION)
+                        if (
+                            writes_stacks
+                            and not wildcard
+                            and deploys
+                            and _only_the_target(targets, deploys[0], "stack")
+                        ):
+                            continue
                         if wildcard or writes_stacks:
                             findings.append(where)
                         elif action == "iam:PassRole":
-                            if not all(_own_role(target, resources) for target in targets):
+                            passed_to_target = (
+                                deploys is not None
+                                and deploys[1] is not None
+                                and _only_the_target(targets, deploys[0], "role")
+                                and f'"iam:PassedToService": "{deploys[1]}"' in condition
+                            )
+                            if not passed_to_target and not all(_own_role(target, resources) for target in targets):
                                 findings.append(f"{where} on a role of another stack")
-                            if "iam:PassedToService" not in json.dumps(statement.get("Condition", {})):
+                            if "iam:PassedToService" not in condition:
                                 findings.append(f"{where} to any service")
                         elif service == "iam":
                             findings.append(where)
@@ -450,3 +504,26 @@ def test_the_reach_check_reports_a_role_that_manages_iam(stacks):
 
     assert len(findings) == 2
     assert findings[0].endswith("iam:PutRolePolicy")
+
+
+def test_the_reach_check_reports_a_deploy_role_that_changes_a_stack_it_does_not_deploy(stacks):
+    stack = copy.deepcopy(next(s for s in stacks if s.name == "dev-Monitoring"))
+    resources = stack.template["Resources"]
+    [policy] = [
+        r
+        for r in resources.values()
+        if r["Type"] == "AWS::IAM::Policy" and r["Properties"]["Roles"][0]["Ref"].startswith("ApprovalPathDeployRole")
+    ]
+    policy["Properties"]["PolicyDocument"]["Statement"].append(
+        {
+            "Effect": "Allow",
+            "Action": "cloudformation:CreateChangeSet",
+            "Resource": "arn:aws:cloudformation:eu-west-1:111111111111:stack/dev-Training/*",
+        }
+    )
+
+    assert reach_beyond_own_stack([stack]) == [
+        "dev-Monitoring/"
+        + next(lid for lid, r in resources.items() if r is policy)
+        + ": cloudformation:CreateChangeSet"
+    ]

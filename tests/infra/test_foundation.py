@@ -7,6 +7,8 @@ import json
 import pytest
 from aws_cdk.assertions import Match
 
+from mlops_constructs.data_lake import QUARANTINE_PREFIX
+
 ZONE_BUCKETS = [
     "RawZoneBucket",
     "CuratedZoneBucket",
@@ -183,6 +185,36 @@ def test_query_results_and_access_logs_expire(resources, settings):
 
     assert expiration("QueryResultsBucket", "ExpireQueryResults") == settings.retention.query_results_expiration_days
     assert expiration("AccessLogsBucket", "ExpireAccessLogs") == settings.retention.access_logs_expiration_days
+
+
+def test_zones_that_may_hold_personal_data_expire_as_configured(resources, settings):
+    def rules(bucket: str) -> dict[str, dict]:
+        found = resources[bucket]["Properties"]["LifecycleConfiguration"]["Rules"]
+        return {rule["Id"]: rule for rule in found if "ExpirationInDays" in rule}
+
+    retention = settings.retention
+    assert rules("CaptureZoneBucket") == {
+        "ExpireCapture": {
+            "Id": "ExpireCapture",
+            "ExpirationInDays": retention.capture_expiration_days,
+            "Status": "Enabled",
+        }
+    }
+    assert rules("PredictionsZoneBucket") == {
+        "ExpirePredictions": {
+            "Id": "ExpirePredictions",
+            "ExpirationInDays": retention.predictions_expiration_days,
+            "Status": "Enabled",
+        }
+    }
+    raw = rules("RawZoneBucket")
+    assert raw["ExpireRawData"]["ExpirationInDays"] == retention.raw_expiration_days
+    assert raw["ExpireRawData"]["Prefix"] == "raw/"
+    assert raw["ExpireQuarantine"]["ExpirationInDays"] == retention.quarantine_expiration_days
+    assert raw["ExpireQuarantine"]["Prefix"] == QUARANTINE_PREFIX
+    # Training data and models stay: curated, features and artifacts have no expiry.
+    for bucket in ("CuratedZoneBucket", "FeaturesZoneBucket", "ArtifactsZoneBucket"):
+        assert rules(bucket) == {}, bucket
 
 
 @pytest.mark.parametrize("bucket", ZONE_BUCKETS)

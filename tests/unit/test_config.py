@@ -123,6 +123,20 @@ BAD_SETTINGS = {
         "retention.raw_archive_after_days",
         "31",
     ),
+    "raw data expiring before it is archived": (
+        "dev",
+        "raw_expiration_days: 180",
+        "raw_expiration_days: 90",
+        "retention.raw_expiration_days",
+        "90",
+    ),
+    "captured requests kept for ever": (
+        "dev",
+        "capture_expiration_days: 30",
+        "capture_expiration_days: 0",
+        "retention.capture_expiration_days",
+        "0",
+    ),
     "environment name unlike its file": ("dev", "name: dev", "name: prod", "name", "'prod'"),
     "environment name that is not one": ("dev", "name: dev", "name: qa", "name", "'qa'"),
     "malformed e-mail": (

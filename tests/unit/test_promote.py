@@ -338,6 +338,13 @@ REFUSALS = {
         ModelPackageArn=STAGING_ARN,
         ModelPackageGroupName="mlops-staging-acme-xgboost",
     ),
+    # Metadata and group disagree: a package of tenant acme's model xgboost in another group that starts
+    # with mlops-dev-acme- (tenant acme-x's, say) is not acme's xgboost package.
+    "group of another tenant with the same prefix": _refusal(
+        "is in group 'mlops-dev-acme-x-xgboost', not one of this environment's groups for tenant 'acme' and its "
+        "model 'xgboost' (mlops-dev-acme-xgboost)",
+        ModelPackageGroupName="mlops-dev-acme-x-xgboost",
+    ),
     "linear on a GPU": _with(
         lambda world: world.evaluation("linear"), "holds a linear model, which a gpu variant does not serve", "gpu"
     ),

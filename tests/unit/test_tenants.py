@@ -126,3 +126,29 @@ def test_a_new_tenant_is_one_more_file(config_copy):
     (config_copy / "pipelines" / "acme.yaml").write_text(example.replace("tenant: example", "tenant: acme"))
 
     assert [pipeline.tenant for pipeline in load_config(config_copy).pipelines] == ["acme", "example"]
+
+
+def test_two_tenants_whose_tenant_and_model_spell_the_same_names_are_refused(config_copy):
+    example = (config_copy / "pipelines" / "example.yaml").read_text()
+    for tenant, model in (("a", "b-c"), ("a-b", "c")):
+        text = example.replace("tenant: example", f"tenant: {tenant}").replace("- name: xgboost", f"- name: {model}")
+        (config_copy / "pipelines" / f"{tenant}.yaml").write_text(text)
+
+    with pytest.raises(ConfigError) as refused:
+        load_config(config_copy)
+
+    # Files load in name order: a-b.yaml, then a.yaml, whose model repeats the name.
+    message = str(refused.value)
+    assert "a.yaml: key 'models' has value 'b-c'" in message
+    assert "the same 'a-b-c' as tenant 'a-b''s model 'c'" in message
+    assert "\n" not in message
+
+
+def test_tenants_whose_names_share_a_prefix_load_when_no_joined_name_repeats(config_copy):
+    example = (config_copy / "pipelines" / "example.yaml").read_text()
+    for tenant in ("a", "a-b"):
+        (config_copy / "pipelines" / f"{tenant}.yaml").write_text(
+            example.replace("tenant: example", f"tenant: {tenant}")
+        )
+
+    assert [pipeline.tenant for pipeline in load_config(config_copy).pipelines] == ["a-b", "a", "example"]

@@ -262,3 +262,36 @@ def test_batch_transform_learns_its_parameters_from_the_container(model):
         "BatchStrategy": "MULTI_RECORD",
         "MaxPayloadInMB": 6,
     }
+
+
+ROW = b"1," * 29 + b"1"
+HOSTILE = {
+    # orjson reads 1024 levels but writes only 254: a deep id parsed, then broke the answer (a 500).
+    "an id nested 300 deep": (
+        "application/json",
+        b'{"instances": [{"id": ' + b"[" * 300 + b"]" * 300 + b', "features": [' + ROW + b"]}]}",
+        "instance 1's id is nested deeper than",
+    ),
+    "a JSON Lines id nested 300 deep": (
+        "application/jsonlines",
+        b'{"id": ' + b"[" * 300 + b"]" * 300 + b', "features": [' + ROW + b"]}\n",
+        "line 1's id is nested deeper than",
+    ),
+    # Python's csv reader stops at 131,072 characters a cell with csv.Error (a 500).
+    "a CSV cell over the csv module's limit": (
+        "text/csv",
+        b"1" * 200_000 + b"," + b"1," * 28 + b"1\n",
+        "row 1 cannot be read as CSV: field larger than field limit",
+    ),
+    "a quoted CSV cell over the limit": ("text/csv", b'"' + b"1" * 200_000 + b'",' + b"1," * 28 + b"1\n", "row 1"),
+}
+
+
+@pytest.mark.parametrize(("content_type", "body", "reason"), HOSTILE.values(), ids=HOSTILE.keys())
+def test_hostile_bodies_get_a_400_with_a_reason_not_a_500(model, content_type, body, reason):
+    settings = replace(SETTINGS, max_payload_bytes=10_000_000)
+    response = handle(Request("POST", "/invocations", content_type=content_type, body=body), model, settings)
+
+    assert response.status == 400, response.body[:200]
+    assert reason in response.body.decode()
+    assert b"\n" not in response.body
