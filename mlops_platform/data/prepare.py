@@ -29,7 +29,7 @@ import logging
 import re
 import traceback
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 RUN_ID = re.compile(r"^[^\s/\\.][^\s/\\]{0,79}$")
 DAY_FOLDER = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")
 USAGE = "prepare --config PATH --run-id ID --day YYYY-MM-DD"
+SCORING_FILE = "score.csv"  # the batch input when the tenant names a dataset for scoring
+SCORING_IDS_FILE = "score-ids.csv"  # the record_id of each line of score.csv, in the report folder
 
 
 def raw_days(raw: Path, run_day: date) -> tuple[dict[str, list[Path]], list[dict[str, str]]]:
@@ -90,6 +92,11 @@ class Report:
     rows_read: int = 0
     valid: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
+    # (reason, column) of each rejection that names columns: what the failure sentence quotes.
+    rejected_columns: Counter[tuple[str, str]] = field(default_factory=Counter)
+    unknown_columns: Counter[str] = field(default_factory=Counter)
+    max_rejected_share: float = 0.01
+    scoring: dict[str, Any] | None = None
     splits: Counter[str] = field(default_factory=Counter)
     days: dict[str, dict[str, int]] = field(default_factory=dict)
     skipped_files: list[dict[str, str]] = field(default_factory=list)
@@ -108,6 +115,11 @@ class Report:
             "valid": self.valid,
             "rejected": sum(self.rejected.values()),
             "rejected_by_reason": dict(sorted(self.rejected.items())),
+            "rejected_share": self.rejected_share,
+            "max_rejected_share": self.max_rejected_share,
+            "top_rejections": self.top_rejections(),
+            "unknown_columns": dict(sorted(self.unknown_columns.items())),
+            "scoring": self.scoring,
             "splits": {split: self.splits[split] for split in SPLITS},
             "batch_split": self.batch_split,
             "days": self.days,
@@ -115,20 +127,67 @@ class Report:
             "warnings": self.warnings(),
         }
 
+    @property
+    def lost(self) -> int:
+        """Rejected rows whose record is not kept: every rejection but a duplicate (its first copy is kept)."""
+        return sum(count for reason, count in self.rejected.items() if reason != "duplicate-record")
+
+    @property
+    def rejected_share(self) -> float:
+        """The share of rows read that ``max_rejected_share`` bounds: rows lost, duplicates not counted."""
+        return round(self.lost / self.rows_read, 6) if self.rows_read else 0.0
+
+    def top_rejections(self, limit: int = 3) -> list[dict[str, Any]]:
+        """The most common reasons, each with its count and the columns it named most often."""
+        return [
+            {
+                "reason": reason,
+                "rows": count,
+                "columns": [
+                    column
+                    for (why, column), _ in sorted(self.rejected_columns.items(), key=lambda item: -item[1])
+                    if why == reason
+                ][:5],
+            }
+            for reason, count in self.rejected.most_common(limit)
+        ]
+
+    def rejections_sentence(self) -> str:
+        """``wrong-type 40 rows (mean radius, carrier), invalid-target 3 rows (class)``."""
+        parts = []
+        for entry in self.top_rejections():
+            columns = f" ({', '.join(entry['columns'])})" if entry["columns"] else ""
+            parts.append(f"{entry['reason']} {entry['rows']} row{'' if entry['rows'] == 1 else 's'}{columns}")
+        return ", ".join(parts)
+
     def warnings(self) -> list[str]:
         """What does not stop training but a later step will notice."""
-        if self.valid and not self.splits[self.batch_split]:
-            return [f"the batch-prediction split {self.batch_split!r} is empty: batch transform has nothing to score"]
-        return []
+        warnings = []
+        if self.scoring is None and self.valid and not self.splits[self.batch_split]:
+            warnings.append(
+                f"the batch-prediction split {self.batch_split!r} is empty: batch transform has nothing to score"
+            )
+        if self.unknown_columns:
+            names = ", ".join(sorted(self.unknown_columns)[:5])
+            warnings.append(f"records carry columns the schema does not declare, ignored: {names}")
+        if self.rejected:
+            warnings.append(
+                f"{sum(self.rejected.values())} of {self.rows_read} rows rejected ({self.rejected_share:.2%}, "
+                f"within max_rejected_share {self.max_rejected_share:g}): {self.rejections_sentence()}"
+            )
+        return warnings
 
     def problem(self) -> str | None:
         """Why the run cannot train, in one line, or None."""
         if not self.days:
             return "no raw files under input/raw (expected dt=<yyyy-mm-dd>/<id>.jsonl up to the run's day)"
         if not self.valid:
-            reason, count = self.rejected.most_common(1)[0] if self.rejected else ("none", 0)
+            reasons = self.rejections_sentence() or "none read"
+            return f"none of the {self.rows_read} raw rows is valid: {reasons}; see rejected.jsonl"
+        if self.rejected_share > self.max_rejected_share:
             return (
-                f"none of the {self.rows_read} raw rows is valid (most common reason: {reason}, {count} rows); "
+                f"{self.lost} of {self.rows_read} raw rows were rejected ({self.rejected_share:.2%}), "
+                f"above the tenant's max_rejected_share of {self.max_rejected_share:g}: {self.rejections_sentence()}; "
                 "see rejected.jsonl"
             )
         for split in ("train", "validation"):
@@ -150,7 +209,7 @@ class Outputs:
             split: pq.ParquetWriter(path, schema.features_schema(), compression="snappy")
             for split, path in self.split_files.items()
         }
-        self.batch_file = paths.batch / f"{schema.batch_split}.csv"
+        self.batch_file = paths.batch / (SCORING_FILE if schema.scoring_dataset else f"{schema.batch_split}.csv")
         self.batch: IO[str] = self.batch_file.open("w", newline="", encoding="utf-8")
         self.batch_csv = csv.writer(self.batch, lineterminator="\n")
 
@@ -173,10 +232,12 @@ class Outputs:
             part = features.filter(pc.equal(splits, split))
             if part.num_rows:
                 writer.write_table(part)
-        width = len(schema.features)
-        self.batch_csv.writerows(
-            [_csv_value(value) for value in row.values[:width]] for row in rows if row.split == schema.batch_split
-        )
+        if not schema.scoring_dataset:
+            self.write_batch(row for row in rows if row.split == schema.batch_split)
+
+    def write_batch(self, rows: Iterable[Row]) -> None:
+        width = len(self.schema.features)
+        self.batch_csv.writerows([_csv_value(value) for value in row.values[:width]] for row in rows)
 
     def close(self) -> None:
         for writer in self.writers.values():
@@ -190,7 +251,10 @@ class Outputs:
 
 
 def _csv_value(value: Any) -> str:
-    """What ``serve`` and the model read: booleans as 1 and 0, doubles with every digit (repr round-trips)."""
+    """What ``serve`` and the model read: booleans as 1 and 0, doubles with every digit (repr round-trips),
+    a missing value as an empty cell."""
+    if value is None:
+        return ""
     if isinstance(value, bool):
         return "1" if value else "0"
     return repr(value) if isinstance(value, float) else str(value)
@@ -207,6 +271,7 @@ def prepare(paths: ProcessingPaths, config: Path, run_id: str, run_day: date) ->
         day=run_day.isoformat(),
         batch_split=schema.batch_split,
         skipped_files=skipped,
+        max_rejected_share=schema.max_rejected_share,
     )
     paths.report.mkdir(parents=True, exist_ok=True)
     outputs = Outputs(paths, schema, run_id)
@@ -225,6 +290,8 @@ def prepare(paths: ProcessingPaths, config: Path, run_id: str, run_day: date) ->
                     "rejected": read - len(rows),
                 }
                 log.info("day %s: %d rows read, %d valid", day, read, len(rows))
+            if schema.scoring_dataset:
+                report.scoring = _score_rows(paths, schema, outputs, run_day, rejected)
     finally:
         outputs.close()
     problem = report.problem()
@@ -245,26 +312,76 @@ def _read_day(
         source = path.relative_to(raw).as_posix()
         for number, line in read_lines(path):
             report.rows_read += 1
-            try:
-                row = parse_line(line, schema)
-                if row.record_id in kept:
-                    raise Invalid("duplicate-record", "a record with this record_id was kept earlier", row.record_id)
-            except Invalid as problem:
-                report.rejected[problem.reason] += 1
-                entry = {
-                    "file": source,
-                    "line": number,
-                    "record_id": problem.record_id,
-                    "reason": problem.reason,
-                    "detail": problem.detail,
-                }
-                rejected.write(json.dumps(entry) + "\n")
+            row = _checked(line, schema, kept, rejected, source, number)
+            if isinstance(row, Invalid):
+                report.rejected[row.reason] += 1
+                report.rejected_columns.update((row.reason, column) for column in row.columns)
                 continue
-            kept.add(row.record_id)
+            report.unknown_columns.update(row.unknown)
             rows.append(row)
             report.valid += 1
             report.splits[row.split] += 1
     return rows
+
+
+def _checked(
+    line: bytes,
+    schema: Schema,
+    kept: set[str],
+    rejected: IO[str],
+    source: str,
+    number: int,
+    *,
+    with_target: bool = True,
+) -> Row | Invalid:
+    """The line's row, or its problem (written to ``rejected.jsonl`` with the file and line)."""
+    try:
+        row = parse_line(line, schema, with_target=with_target)
+        if row.record_id in kept:
+            raise Invalid("duplicate-record", "a record with this record_id was kept earlier", row.record_id)
+    except Invalid as problem:
+        entry = {
+            "file": source,
+            "line": number,
+            "record_id": problem.record_id,
+            "reason": problem.reason,
+            "detail": problem.detail,
+        }
+        rejected.write(json.dumps(entry) + "\n")
+        return problem
+    kept.add(row.record_id)
+    return row
+
+
+def _score_rows(
+    paths: ProcessingPaths, schema: Schema, outputs: Outputs, run_day: date, rejected: IO[str]
+) -> dict[str, Any]:
+    """The scoring dataset's rows (features, no target) into the batch input, with their record ids in order.
+
+    Batch transform answers line n of ``score.csv`` with line n of its output; ``score-ids.csv`` in the
+    report folder names the record of each line. Its bad rows are rejected like training rows.
+    """
+    days, _ = raw_days(paths.score, run_day)
+    counts: Counter[str] = Counter()
+    kept: set[str] = set()
+    with (paths.report / SCORING_IDS_FILE).open("w", encoding="utf-8", newline="") as ids:
+        for files in days.values():
+            for path in files:
+                source = f"score/{path.relative_to(paths.score).as_posix()}"
+                for number, line in read_lines(path):
+                    row = _checked(line, schema, kept, rejected, source, number, with_target=False)
+                    if isinstance(row, Invalid):
+                        counts[row.reason] += 1
+                        continue
+                    outputs.write_batch([row])
+                    ids.write(row.record_id + "\n")
+                    counts["scored"] += 1
+    return {
+        "dataset": schema.scoring_dataset,
+        "rows": counts.pop("scored", 0),
+        "rejected": sum(counts.values()),
+        "rejected_by_reason": dict(sorted(counts.items())),
+    }
 
 
 class _Parser(argparse.ArgumentParser):
