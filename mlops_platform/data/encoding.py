@@ -31,7 +31,7 @@ _FALSE = frozenset({"0", "false", "False", "FALSE"})
 
 
 class ValueProblem(ValueError):
-    """Why a value cannot be a feature's, in words that name the feature and no value."""
+    """Why a value cannot be a feature's: the end of a sentence the caller begins with where it is ("is not a number")."""
 
 
 @dataclass(frozen=True)
@@ -145,15 +145,15 @@ class Encoding:
         feature = self.features[i]
         if feature.type == "categorical":
             if isinstance(value, bool) or not isinstance(value, str | int):
-                raise ValueProblem(f"feature {feature.name!r} is categorical: send a string")
+                raise ValueProblem("is not a string (a categorical feature)")
             return (self._codes[i] or {}).get(str(value), MISSING)
         if isinstance(value, bool):
             return 1.0 if value else 0.0
         if not isinstance(value, int | float):
-            raise ValueProblem(f"feature {feature.name!r} is not a number")
+            raise ValueProblem("is not a number")
         number = float(value)
         if not math.isfinite(number):
-            raise ValueProblem(f"feature {feature.name!r} is not a finite number")
+            raise ValueProblem("is not a finite number")
         return number
 
     def text(self, i: int, cell: str) -> float:
@@ -168,9 +168,9 @@ class Encoding:
         try:
             number = float(cell)
         except ValueError:
-            raise ValueProblem(f"feature {feature.name!r} is not a number") from None
+            raise ValueProblem("is not a number") from None
         if not math.isfinite(number):
-            raise ValueProblem(f"feature {feature.name!r} is not a finite number")
+            raise ValueProblem("is not a finite number")
         return number
 
 
