@@ -31,7 +31,7 @@ _FALSE = frozenset({"0", "false", "False", "FALSE"})
 
 
 class ValueProblem(ValueError):
-    """Why a value cannot be a feature's: the end of a sentence the caller begins with where it is ("is not a number")."""
+    """Why a value cannot be a feature's: a sentence's end, after the caller's where ("is not a number")."""
 
 
 @dataclass(frozen=True)

@@ -192,7 +192,7 @@ def _records(records: list[Any], features: Encoding, noun: str, numbers: Sequenc
 
 def record_row(record: Any, features: Encoding, label: str) -> tuple[list[float], Any]:
     """One record's feature values in model order (NaN where missing), and its id: an array, an object of
-    feature names (source or restricted; an absent key is missing), or ``{"id": ..., "features": <array or object>}``."""
+    feature names (source or restricted; an absent key is missing), or ``{"id": ..., "features": ...}``."""
     record_id = None
     if isinstance(record, dict) and "features" in record and set(record) <= {"id", "features"}:
         record_id, record = record.get("id"), record["features"]

@@ -111,13 +111,13 @@ def trained(request, tmp_path_factory):
 
 
 def test_prepare_keeps_every_row_of_the_public_datasets(trained):
-    name, frame, *_, report = trained
+    _, frame, *_, report = trained
     assert (report["rows_read"], report["valid"], report["rejected"]) == (len(frame), len(frame), 0)
 
 
 @pytest.mark.parametrize("algorithm", ["xgboost", "linear"])
 def test_the_artifact_records_every_feature_s_type_categories_and_the_classes(trained, algorithm):
-    name, frame, target, problem_type, features, models, _ = trained
+    name, _, _, problem_type, features, models, _ = trained
     metadata = json.loads((models[algorithm] / "metadata.json").read_text())
 
     assert metadata["features"] == list(features)
@@ -139,11 +139,11 @@ def test_the_artifact_records_every_feature_s_type_categories_and_the_classes(tr
 def awkward_rows(features: dict) -> list[dict]:
     """A row with a missing cell and an unseen category, and a row with an absent key."""
     names = list(features)
-    first = {name: 1.0 for name in names}
+    first: dict = dict.fromkeys(names, 1.0)
     first[names[0]] = None
     if "carrier" in features:
         first["carrier"] = "never-seen"
-    second = {name: 0.5 for name in names[1:]}
+    second: dict = dict.fromkeys(names[1:], 0.5)
     if "carrier" in features:
         second["carrier"] = "north"
     return [first, second]
@@ -159,7 +159,7 @@ def csv_body(features: dict, rows: list[dict]) -> bytes:
 def test_a_row_with_a_missing_cell_and_an_unseen_category_scores_in_every_content_type(
     trained, algorithm, content_type
 ):
-    name, frame, target, problem_type, features, models, _ = trained
+    _, _, _, problem_type, features, models, _ = trained
     model = load(models[algorithm])
     rows = awkward_rows(features)
     body = {
@@ -184,13 +184,14 @@ def test_a_row_with_a_missing_cell_and_an_unseen_category_scores_in_every_conten
                 assert set(first["contributions"]) == {"0", "1", "2"}
                 assert set(first["contributions"]["0"]) == {*features, "bias"}
         else:
-            assert np.isfinite(first["score"]) and np.isfinite(second["score"])
+            assert np.isfinite(first["score"])
+            assert np.isfinite(second["score"])
             if explain:
                 assert set(first["contributions"]) == {*features, "bias"}
 
 
 def test_csv_answers_of_a_multiclass_model_carry_the_label_and_each_probability(trained):
-    name, frame, target, problem_type, features, models, _ = trained
+    _, _, _, problem_type, features, models, _ = trained
     if problem_type != "multiclass":
         pytest.skip("multiclass only")
     model = load(models["xgboost"])
@@ -201,4 +202,5 @@ def test_csv_answers_of_a_multiclass_model_carry_the_label_and_each_probability(
     response = handler.handle(request, model, Settings())
 
     label, *probabilities = response.body.decode().splitlines()[0].split(",")
-    assert label in {"0", "1", "2"} and len(probabilities) == 3
+    assert label in {"0", "1", "2"}
+    assert len(probabilities) == 3

@@ -101,7 +101,12 @@ BAD_PIPELINES = {
         "dataset.features",
         "'Mean Radius'",
     ),
-    "a type the schema lacks": ("    mean_radius: double", "    mean_radius: string", "dataset.features.mean_radius", "'string'"),
+    "a type the schema lacks": (
+        "    mean_radius: double",
+        "    mean_radius: string",
+        "dataset.features.mean_radius",
+        "'string'",
+    ),
     "a control character in a column name": (
         "    mean_radius: double",
         '    "mean\\tradius": double',
@@ -115,7 +120,12 @@ BAD_PIPELINES = {
         "dataset.classes",
         "exactly 2 labels",
     ),
-    "a threshold the metric never reaches": ("approval_threshold: 0.95", "approval_threshold: 1.5", "objective.approval_threshold", "1.5"),
+    "a threshold the metric never reaches": (
+        "approval_threshold: 0.95",
+        "approval_threshold: 1.5",
+        "objective.approval_threshold",
+        "1.5",
+    ),
     "a rejected share above 1": (
         "  problem_type: binary\n",
         "  problem_type: binary\n  max_rejected_share: 2\n",

@@ -41,7 +41,9 @@ def saved_metrics(paths, problem_type: str) -> dict[str, float]:
     _, predict = load_model(paths.model)
     measured = {}
     splits = datasets(
-        read_channel(paths.channel("train"), "target"), read_channel(paths.channel("validation"), "target"), problem_type
+        read_channel(paths.channel("train"), "target"),
+        read_channel(paths.channel("validation"), "target"),
+        problem_type,
     )
     for split, data in zip(("train", "validation"), splits, strict=True):
         for name, value in evaluate(problem_type, data.target, predict(data.features)).items():

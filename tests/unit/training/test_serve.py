@@ -85,7 +85,9 @@ def test_a_failing_prediction_is_a_500_not_a_dead_server(model):
     def broken(features):
         raise RuntimeError("out of memory\nsomewhere")
 
-    response = handle("POST", "/invocations", "text/csv", features_csv(1)[0], Model(model.metadata, broken, model.served))
+    response = handle(
+        "POST", "/invocations", "text/csv", features_csv(1)[0], Model(model.metadata, broken, model.served)
+    )
 
     assert response.status == 500
     assert response.body == "prediction failed: RuntimeError: out of memory somewhere"
