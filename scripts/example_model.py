@@ -93,7 +93,7 @@ RECIPES: dict[str, Recipe] = {
     "linear": Recipe(
         algorithm="linear",
         hyperparameters={"epochs": "50", "alpha": "0.0001", "eta0": "0.01", "early_stopping_rounds": "0"},
-        members=("metadata.json", "model.joblib"),
+        members=("metadata.json", "linear.json"),
     ),
 }
 
