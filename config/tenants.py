@@ -9,10 +9,12 @@ input. Grids are checked against the training image's own hyperparameter table
 from __future__ import annotations
 
 import itertools
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
+    BeforeValidator,
     Field,
     StrictBool,
     StrictFloat,
@@ -27,6 +29,8 @@ from config.instance_types import check_instance_type, has_local_storage, is_gpu
 
 # The training image's own tables, read from its pure modules (no libraries, no AWS): its
 # hyperparameters with their bounds, and the metrics it reports with the direction they improve in.
+from mlops_platform.schema.columns import restricted_name, restricted_names, source_name_problem
+from mlops_platform.training.objective import METRIC_RANGES
 from mlops_platform.training.objective import OBJECTIVES as METRICS
 from mlops_platform.training.settings import MODEL_HYPERPARAMETERS as HYPERPARAMETERS
 from mlops_platform.training.settings import SCHEMA_FILE as HYPERPARAMETERS_FILE  # noqa: F401 (the file's path, for readers)
@@ -38,28 +42,121 @@ MAX_TRIALS = 10_000
 PUBLISHED_SCHEMA_VERSION = 1
 
 NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
-COLUMN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+NAME_RULE = "1 to 63 lowercase letters, digits or hyphens, starting with a letter or digit"
 Number = StrictInt | StrictFloat
+
+# The schema's types (README, Tenants): what prepare, training and serving read each feature as.
+FEATURE_TYPES = ("double", "bigint", "boolean", "categorical")
+PROBLEM_TYPES = ("binary", "multiclass", "regression")
+# Prepare fails a run whose rejected rows pass this share of the rows read (max_rejected_share).
+DEFAULT_MAX_REJECTED_SHARE = 0.01
+# Columns prepare adds to a tenant's own (mlops_platform/data/raw_records.py METADATA_COLUMNS).
+RESERVED_COLUMNS = ("record_id", "received_at", "split")
+MAX_CLASSES = 1000
+
+
+def _name(value: str, what: str) -> str:
+    if not re.fullmatch(NAME, value):
+        raise ValueError(f"{what}: {NAME_RULE} (not {value!r})")
+    return value
+
+
+class FeatureSpec(StrictModel):
+    """A feature's long form: ``{type: double, required: true}``; the short form is the type alone."""
+
+    type: Literal["double", "bigint", "boolean", "categorical"] = Field(
+        description="double, bigint, boolean or categorical"
+    )
+    required: StrictBool = Field(
+        default=False, description="true or false: whether a row without a value is rejected (default false)"
+    )
+
+
+def _long_form(value: Any) -> Any:
+    kind = value if isinstance(value, str) else value.get("type") if isinstance(value, dict) else None
+    if kind is not None and kind not in FEATURE_TYPES:
+        raise ValueError(f"a type of {', '.join(FEATURE_TYPES[:-1])} or {FEATURE_TYPES[-1]}, or {{type, required}}")
+    return {"type": value} if isinstance(value, str) else value
 
 
 class DatasetSpec(StrictModel):
-    name: str = Field(pattern=NAME, description="1 to 63 lowercase letters, digits or hyphens (as sent to ingestion)")
-    target: str = Field(pattern=COLUMN, description="the target column: letters, digits and underscores")
-    problem_type: Literal["binary", "regression"] = Field(description="binary or regression")
-    features: dict[Annotated[str, Field(pattern=COLUMN)], Literal["double", "bigint", "boolean"]] = Field(
-        min_length=1, description="a mapping of feature column to double, bigint or boolean"
+    name: str = Field(description=f"the dataset's name as sent to ingestion: {NAME_RULE}")
+    target: str = Field(description="the target's column name, exactly as in the data")
+    problem_type: Literal["binary", "multiclass", "regression"] = Field(description="binary, multiclass or regression")
+    classes: list[str] | None = Field(
+        default=None,
+        description="for binary or multiclass, the labels as text in the order the model reports them "
+        "(default: the sorted distinct values of the training data)",
     )
+    max_rejected_share: Number = Field(
+        default=DEFAULT_MAX_REJECTED_SHARE,
+        ge=0,
+        le=1,
+        description="a share of the rows read from 0 to 1 above which prepare fails the run (default 0.01)",
+    )
+    unknown_columns: Literal["ignore", "reject"] = Field(
+        default="ignore", description="ignore (recorded, then ignored) or reject (the row is rejected)"
+    )
+    features: dict[str, Annotated[FeatureSpec, BeforeValidator(_long_form)]] = Field(
+        min_length=1,
+        description="a mapping of each feature's column name, exactly as in the data, to its type "
+        "(double, bigint, boolean or categorical) or to {type, required}",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _dataset_name(cls, value: str) -> str:
+        return _name(value, "the dataset's name")
+
+    @field_validator("target")
+    @classmethod
+    def _target_name(cls, value: str) -> str:
+        problem = source_name_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("classes")
+    @classmethod
+    def _distinct_classes(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        if value is None:
+            return value
+        problem_type = info.data.get("problem_type")
+        if problem_type == "regression":
+            raise ValueError("no classes for a regression problem (remove the key)")
+        if len(set(value)) != len(value) or any(not label.strip() for label in value):
+            raise ValueError("distinct, non-empty labels")
+        low, high = (2, 2) if problem_type == "binary" else (3, MAX_CLASSES)
+        if not low <= len(value) <= high:
+            wanted = "exactly 2 labels" if problem_type == "binary" else f"3 to {MAX_CLASSES} labels"
+            raise ValueError(f"{wanted} for a {problem_type} problem (not {len(value)})")
+        return value
 
     @field_validator("features")
     @classmethod
-    def _target_is_not_a_feature(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
-        if info.data.get("target") in value:
-            raise ValueError(f"feature columns other than the target {info.data['target']!r}")
+    def _columns(cls, value: dict[str, FeatureSpec], info: ValidationInfo) -> dict[str, FeatureSpec]:
+        target = info.data.get("target")
+        if target in value:
+            raise ValueError(f"feature columns other than the target {target!r}")
+        sources = [*value, *([target] if target else [])]
+        reserved = [name for name in sources if restricted_name(name) in RESERVED_COLUMNS]
+        if reserved:
+            raise ValueError(
+                f"column names other than {reserved[0]!r}: {', '.join(RESERVED_COLUMNS)} are the columns prepare adds"
+            )
+        restricted_names(sources)  # one sentence naming both columns when two would share a restricted name
         return value
+
+    def columns(self) -> list[dict[str, Any]]:
+        """Each feature's source name, restricted name, type and whether it is required, in declared order."""
+        return [
+            {"name": name, "column": restricted_name(name), "type": spec.type, "required": spec.required}
+            for name, spec in self.features.items()
+        ]
 
 
 class ModelSpec(StrictModel):
-    name: str = Field(pattern=NAME, description="1 to 63 lowercase letters, digits or hyphens")
+    name: str = Field(description=NAME_RULE)
     algorithm: Literal["xgboost", "linear"] = Field(description="xgboost or linear")
     grid: dict[str, list[Number]] | None = Field(
         default=None, description="a mapping of hyperparameter to a list of values; every combination is trained"
@@ -67,6 +164,11 @@ class ModelSpec(StrictModel):
     combinations: list[dict[str, Number]] | None = Field(
         default=None, description="a list of hyperparameter mappings, each trained as given"
     )
+
+    @field_validator("name")
+    @classmethod
+    def _model_name(cls, value: str) -> str:
+        return _name(value, "a model's name")
 
     @field_validator("grid", "combinations")
     @classmethod
@@ -158,17 +260,38 @@ class TrainingSpec(StrictModel):
 
 
 class BatchPrediction(StrictModel):
-    dataset: str = Field(pattern=NAME, description="the tenant's dataset whose features are scored")
-    split: Literal["train", "validation", "test"] = Field(default="test", description="train, validation or test")
+    """What batch transform scores after a run: a split of the training dataset, or a dataset named for scoring.
+
+    A scoring dataset is another dataset of the tenant, ingested like the training one, whose rows
+    carry the features and no target (new rows); prepare writes all its rows as the batch input.
+    """
+
+    dataset: str = Field(
+        description="the training dataset (one of its splits is scored) or another dataset of the tenant, "
+        "ingested for scoring: rows with the features and no target"
+    )
+    split: Literal["train", "validation", "test"] = Field(
+        default="test", description="train, validation or test (for the training dataset only)"
+    )
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset_name(cls, value: str) -> str:
+        return _name(value, "a dataset's name")
 
 
 class PipelineConfig(StrictModel):
-    tenant: str = Field(pattern=NAME, description="the tenant's name, the same as the file name")
+    tenant: str = Field(description=f"the tenant's name, the same as the file name: {NAME_RULE}")
     dataset: DatasetSpec
     models: list[ModelSpec] = Field(min_length=1, description="a non-empty list of candidate models")
     objective: Objective
     training: TrainingSpec
     batch_prediction: BatchPrediction
+
+    @field_validator("tenant")
+    @classmethod
+    def _tenant_name(cls, value: str) -> str:
+        return _name(value, "the tenant's name")
 
     @field_validator("models")
     @classmethod
@@ -183,23 +306,29 @@ class PipelineConfig(StrictModel):
 
     def problems(self) -> list[tuple[str, Any, str]]:
         """(key, value, what is allowed) for rules that span sections."""
-        metrics = METRICS[self.dataset.problem_type]
+        problem_type = self.dataset.problem_type
+        metrics = METRICS[problem_type]
         if self.objective.metric not in metrics:
             return [
                 (
                     "objective.metric",
                     self.objective.metric,
-                    f"for a {self.dataset.problem_type} problem, one of {', '.join(metrics)}",
+                    f"for a {problem_type} problem, one of {', '.join(metrics)}",
                 )
             ]
         if self.objective.direction != metrics[self.objective.metric]:
             return [("objective.direction", self.objective.direction, f"{metrics[self.objective.metric]}")]
-        if self.batch_prediction.dataset != self.dataset.name:
+        low, high = METRIC_RANGES[self.objective.metric.split(":", 1)[-1]]
+        threshold = self.objective.approval_threshold
+        if not low <= threshold <= (high if high is not None else float("inf")):
+            allowed = f"from {low} to {high}" if high is not None else f"at least {low}"
+            return [("objective.approval_threshold", threshold, f"a value of {self.objective.metric} {allowed}")]
+        if self.batch_prediction.dataset != self.dataset.name and "split" in self.batch_prediction.model_fields_set:
             return [
                 (
-                    "batch_prediction.dataset",
-                    self.batch_prediction.dataset,
-                    f"{self.dataset.name!r}, the dataset the models learn",
+                    "batch_prediction.split",
+                    self.batch_prediction.split,
+                    f"no split when batch_prediction.dataset names a dataset for scoring, not {self.dataset.name!r}",
                 )
             ]
         return []
@@ -215,6 +344,12 @@ class PipelineConfig(StrictModel):
         are computed here, so the Lambda needs neither a YAML parser nor a copy of these tables.
         """
         document = self.model_dump(mode="json")
+        dataset = document["dataset"]
+        # features: column -> type, as before; columns: the same in order with restricted names (Contract 3).
+        dataset["features"] = {name: spec.type for name, spec in self.dataset.features.items()}
+        dataset["columns"] = self.dataset.columns()
+        dataset["target_column"] = restricted_name(self.dataset.target)
+        document["batch_prediction"]["scoring"] = self.batch_prediction.dataset != self.dataset.name
         document["training"]["gpu"] = is_gpu(self.training.instance_type)
         document["training"]["local_storage"] = has_local_storage(self.training.instance_type)
         document["metrics"] = list(METRICS[self.dataset.problem_type])

@@ -61,6 +61,11 @@ class ProcessingPaths:
         return self.root / "input" / "raw"
 
     @property
+    def score(self) -> Path:
+        """The raw prefix of the dataset the tenant names for scoring, when it names one."""
+        return self.root / "input" / "score"
+
+    @property
     def curated(self) -> Path:
         return self.root / "output" / "curated"
 

@@ -93,7 +93,7 @@ RECIPES: dict[str, Recipe] = {
     "linear": Recipe(
         algorithm="linear",
         hyperparameters={"epochs": "50", "alpha": "0.0001", "eta0": "0.01", "early_stopping_rounds": "0"},
-        members=("metadata.json", "model.joblib"),
+        members=("metadata.json", "linear.json"),
     ),
 }
 
@@ -168,7 +168,7 @@ def archive(directory: Path, members: tuple[str, ...]) -> bytes:
 
 def baseline(tenant: PipelineConfig, model: Path, splits: Path) -> bytes:
     """``baseline.json``: the train split's declared features, the model's scores on the held-out splits (float32)."""
-    features = dict(tenant.dataset.features)
+    features = {name: spec.type for name, spec in tenant.dataset.features.items()}
     frame = pd.read_parquet(splits / f"{RUN_ID}-train.parquet")[list(features)]
     held_out = pd.concat(
         [pd.read_parquet(splits / f"{RUN_ID}-{split}.parquet")[list(features)] for split in HOLDOUT_SPLITS],

@@ -99,7 +99,8 @@ def run(args: Any) -> int:
 
 def check_columns(path: Path, config: dict[str, Any], dataset: str) -> list[str]:
     """Notes for the operator; raises CommandError (one sentence) when the file cannot be delivered as it is."""
-    from mlops_platform.data.raw_records import PrepareError, load_schema
+    from mlops_platform.data.published_config import load_schema
+    from mlops_platform.data.raw_records import PrepareError
     from mlops_platform.data.readers import columns_of
 
     declared = config.get("dataset", {})

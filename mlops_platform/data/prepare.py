@@ -32,7 +32,6 @@ import re
 import traceback
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import IO, Any
@@ -43,7 +42,9 @@ import pyarrow.compute as pc  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from mlops_platform.data import readers
-from mlops_platform.data.raw_records import SPLITS, Invalid, PrepareError, Row, Schema, load_schema
+from mlops_platform.data.prepare_report import Report
+from mlops_platform.data.published_config import load_schema
+from mlops_platform.data.raw_records import SPLITS, Invalid, PrepareError, Row, Schema, parse_line
 from mlops_platform.sagemaker_paths import ProcessingPaths, write_exit_reason
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ log = logging.getLogger(__name__)
 RUN_ID = re.compile(r"^[^\s/\\.][^\s/\\]{0,79}$")
 DAY_FOLDER = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")
 USAGE = "prepare --config PATH --run-id ID --day YYYY-MM-DD"
+SCORING_FILE = "score.csv"  # the batch input when the tenant names a dataset for scoring
+SCORING_IDS_FILE = "score-ids.csv"  # the record_id of each line of score.csv, in the report folder
 
 
 def raw_days(raw: Path, run_day: date) -> tuple[dict[str, list[Path]], list[dict[str, str]]]:
@@ -77,63 +80,6 @@ def _day(text: str) -> date | None:
         return None
 
 
-@dataclass
-class Report:
-    tenant: str
-    dataset: str
-    run_id: str
-    day: str
-    batch_split: str
-    rows_read: int = 0
-    valid: int = 0
-    rejected: Counter[str] = field(default_factory=Counter)
-    splits: Counter[str] = field(default_factory=Counter)
-    days: dict[str, dict[str, int]] = field(default_factory=dict)
-    skipped_files: list[dict[str, str]] = field(default_factory=list)
-    status: str = "succeeded"
-    failure: str | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "tenant": self.tenant,
-            "dataset": self.dataset,
-            "run_id": self.run_id,
-            "day": self.day,
-            "status": self.status,
-            "failure": self.failure,
-            "rows_read": self.rows_read,
-            "valid": self.valid,
-            "rejected": sum(self.rejected.values()),
-            "rejected_by_reason": dict(sorted(self.rejected.items())),
-            "splits": {split: self.splits[split] for split in SPLITS},
-            "batch_split": self.batch_split,
-            "days": self.days,
-            "skipped_files": self.skipped_files,
-            "warnings": self.warnings(),
-        }
-
-    def warnings(self) -> list[str]:
-        """What does not stop training but a later step will notice."""
-        if self.valid and not self.splits[self.batch_split]:
-            return [f"the batch-prediction split {self.batch_split!r} is empty: batch transform has nothing to score"]
-        return []
-
-    def problem(self) -> str | None:
-        """Why the run cannot train, in one line, or None."""
-        if not self.days:
-            return "no raw files under input/raw (expected dt=<yyyy-mm-dd>/<id>.jsonl up to the run's day)"
-        if not self.valid:
-            reason, count = self.rejected.most_common(1)[0] if self.rejected else ("none", 0)
-            return (
-                f"none of the {self.rows_read} raw rows is valid (most common reason: {reason}, {count} rows); "
-                "see rejected.jsonl"
-            )
-        for split in ("train", "validation"):
-            if not self.splits[split]:
-                return f"the {split} split is empty ({self.valid} valid rows in all); more records are needed"
-        return None
-
-
 class Outputs:
     """The run's output files, written a raw day at a time so memory holds one day."""
 
@@ -147,7 +93,7 @@ class Outputs:
             split: pq.ParquetWriter(path, schema.features_schema(), compression="snappy")
             for split, path in self.split_files.items()
         }
-        self.batch_file = paths.batch / f"{schema.batch_split}.csv"
+        self.batch_file = paths.batch / (SCORING_FILE if schema.scoring_dataset else f"{schema.batch_split}.csv")
         self.batch: IO[str] = self.batch_file.open("w", newline="", encoding="utf-8")
         self.batch_csv = csv.writer(self.batch, lineterminator="\n")
 
@@ -180,10 +126,12 @@ class Outputs:
             part = features.filter(pc.equal(splits, split))
             if part.num_rows:
                 writer.write_table(part)
-        width = len(schema.features)
-        self.batch_csv.writerows(
-            [_csv_value(value) for value in row.values[:width]] for row in rows if row.split == schema.batch_split
-        )
+        if not schema.scoring_dataset:
+            self.write_batch(row for row in rows if row.split == schema.batch_split)
+
+    def write_batch(self, rows: Iterable[Row]) -> None:
+        width = len(self.schema.features)
+        self.batch_csv.writerows([_csv_value(value) for value in row.values[:width]] for row in rows)
 
     def close(self) -> None:
         for writer in self.writers.values():
@@ -197,7 +145,10 @@ class Outputs:
 
 
 def _csv_value(value: Any) -> str:
-    """What ``serve`` and the model read: booleans as 1 and 0, doubles with every digit (repr round-trips)."""
+    """What ``serve`` and the model read: booleans as 1 and 0, doubles with every digit (repr round-trips),
+    a missing value as an empty cell."""
+    if value is None:
+        return ""
     if isinstance(value, bool):
         return "1" if value else "0"
     return repr(value) if isinstance(value, float) else str(value)
@@ -214,6 +165,7 @@ def prepare(paths: ProcessingPaths, config: Path, run_id: str, run_day: date) ->
         day=run_day.isoformat(),
         batch_split=schema.batch_split,
         skipped_files=skipped,
+        max_rejected_share=schema.max_rejected_share,
     )
     paths.report.mkdir(parents=True, exist_ok=True)
     outputs = Outputs(paths, schema, run_id)
@@ -231,6 +183,8 @@ def prepare(paths: ProcessingPaths, config: Path, run_id: str, run_day: date) ->
                     "rejected": read - valid,
                 }
                 log.info("day %s: %d rows read, %d valid", day, read, valid)
+            if schema.scoring_dataset:
+                report.scoring = _score_rows(paths, schema, outputs, run_day, rejected)
     finally:
         outputs.close()
     problem = report.problem()
@@ -251,26 +205,82 @@ def _read_day(
         records = readers.holds_records(path)  # ids of a tenant file's rows are unique by construction
         for number, line in readers.read_rows(path, source, schema):
             report.rows_read += 1
-            try:
-                row = readers.parsed(line, schema)
-                if row.record_id in kept:
-                    raise Invalid("duplicate-record", "a record with this record_id was kept earlier", row.record_id)
-            except Invalid as problem:
-                report.rejected[problem.reason] += 1
-                entry = {
-                    "file": source,
-                    "line": number,
-                    "record_id": problem.record_id,
-                    "reason": problem.reason,
-                    "detail": problem.detail,
-                }
-                rejected.write(json.dumps(entry) + "\n")
+            row = _checked(line, schema, kept if records else None, rejected, source, number)
+            if isinstance(row, Invalid):
+                report.rejected[row.reason] += 1
+                report.rejected_columns.update((row.reason, column) for column in row.columns)
                 continue
-            if records:
-                kept.add(row.record_id)
+            report.unknown_columns.update(row.unknown)
             report.valid += 1
             report.splits[row.split] += 1
             yield row
+
+
+def _checked(
+    line: readers.Item,
+    schema: Schema,
+    kept: set[str] | None,
+    rejected: IO[str],
+    source: str,
+    number: int,
+    *,
+    with_target: bool = True,
+) -> Row | Invalid:
+    """The line's row, or its problem (written to ``rejected.jsonl`` with the file and line).
+
+    ``kept`` holds the ids of ingested records kept so far (their ids may repeat); ``None`` for a tenant
+    file's rows, whose ids are unique by construction (``readers.row_id``)."""
+    try:
+        if isinstance(line, Invalid):
+            raise line
+        row = parse_line(line, schema, with_target=with_target)
+        if kept is not None and row.record_id in kept:
+            raise Invalid("duplicate-record", "a record with this record_id was kept earlier", row.record_id)
+    except Invalid as problem:
+        entry = {
+            "file": source,
+            "line": number,
+            "record_id": problem.record_id,
+            "reason": problem.reason,
+            "detail": problem.detail,
+        }
+        rejected.write(json.dumps(entry) + "\n")
+        return problem
+    if kept is not None:
+        kept.add(row.record_id)
+    return row
+
+
+def _score_rows(
+    paths: ProcessingPaths, schema: Schema, outputs: Outputs, run_day: date, rejected: IO[str]
+) -> dict[str, Any]:
+    """The scoring dataset's rows (features, no target) into the batch input, with their record ids in order.
+
+    Batch transform answers line n of ``score.csv`` with line n of its output; ``score-ids.csv`` in the
+    report folder names the record of each line. Its bad rows are rejected like training rows.
+    """
+    days, _ = raw_days(paths.score, run_day)
+    counts: Counter[str] = Counter()
+    kept: set[str] = set()
+    with (paths.report / SCORING_IDS_FILE).open("w", encoding="utf-8", newline="") as ids:
+        for files in days.values():
+            for path in files:
+                source = f"score/{path.relative_to(paths.score).as_posix()}"
+                records = readers.holds_records(path)
+                for number, line in readers.read_rows(path, source, schema):
+                    row = _checked(line, schema, kept if records else None, rejected, source, number, with_target=False)
+                    if isinstance(row, Invalid):
+                        counts[row.reason] += 1
+                        continue
+                    outputs.write_batch([row])
+                    ids.write(row.record_id + "\n")
+                    counts["scored"] += 1
+    return {
+        "dataset": schema.scoring_dataset,
+        "rows": counts.pop("scored", 0),
+        "rejected": sum(counts.values()),
+        "rejected_by_reason": dict(sorted(counts.items())),
+    }
 
 
 class _Parser(argparse.ArgumentParser):

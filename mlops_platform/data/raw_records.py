@@ -13,11 +13,12 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 # pyarrow ships no type hints (pyproject.toml lists no override for it).
 import pyarrow as pa  # type: ignore[import-untyped]
+
+from mlops_platform.schema.columns import restricted_name
 
 SCHEMA_VERSION = 1
 SPLITS = ("train", "validation", "test")
@@ -25,9 +26,15 @@ SPLITS = ("train", "validation", "test")
 SPLIT_BOUNDS = (("train", 70), ("validation", 85), ("test", 100))
 # Columns prepare adds to the tenant's own; a tenant column of the same name would be ambiguous.
 METADATA_COLUMNS = ("record_id", "received_at", "split")
-ARROW_TYPES = {"double": pa.float64(), "bigint": pa.int64(), "boolean": pa.bool_()}
-TARGET_TYPES = {"binary": pa.int64(), "regression": pa.float64()}
+# Missing values are nulls in every type; a categorical value is its text.
+ARROW_TYPES = {"double": pa.float64(), "bigint": pa.int64(), "boolean": pa.bool_(), "categorical": pa.string()}
+# binary: the class's index (0 or 1, in ``classes`` order); multiclass: the label's text.
+TARGET_TYPES = {"binary": pa.int64(), "multiclass": pa.string(), "regression": pa.float64()}
 BIGINT_RANGE = (-(2**63), 2**63 - 1)
+BINARY_LABELS = ("0", "1")  # a binary target without declared classes: 0/false and 1/true
+UNKNOWN_COLUMNS = ("ignore", "reject")
+# Keys of the Parquet files' schema metadata that carry the tenant schema to training.
+PARQUET_METADATA_KEY = b"mlops.schema"
 
 # Why a raw line is rejected, in the order the checks run.
 REASONS = (
@@ -36,11 +43,11 @@ REASONS = (
     "invalid-record-id",  # record_id missing, not a non-empty string, or not UTF-8
     "invalid-received-at",  # received_at missing or not an ISO-8601 time with its offset
     "missing-record",  # no "record" key
-    "missing-field",  # a declared feature or the target is absent
-    "unknown-field",  # a key the schema does not declare
+    "missing-field",  # a required feature, or the target, is absent or null
+    "unknown-field",  # a key the schema does not declare (unknown_columns: reject only)
     "non-finite",  # a feature is NaN or infinite
     "wrong-type",  # a feature's JSON type does not match its declared type
-    "invalid-target",  # binary: 0/1 or true/false; regression: a finite number
+    "invalid-target",  # not a value of the problem type (a third class in a binary problem, say)
     "duplicate-record",  # the record_id of a record already kept (the first one is kept)
 )
 
@@ -50,13 +57,24 @@ class PrepareError(Exception):
 
 
 class Invalid(Exception):
-    """One raw line's problem: a reason from REASONS and a detail that names no values."""
+    """One raw line's problem: a reason from REASONS, a detail that names no values, and the columns involved."""
 
-    def __init__(self, reason: str, detail: str, record_id: str | None = None) -> None:
+    def __init__(self, reason: str, detail: str, record_id: str | None = None, columns: tuple[str, ...] = ()) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
         self.record_id = record_id
+        self.columns = columns
+
+
+@dataclass(frozen=True)
+class Column:
+    """A declared feature: its source name (as in the data), its restricted name (Parquet's column), its type."""
+
+    name: str
+    column: str
+    type: str
+    required: bool = False
 
 
 @dataclass(frozen=True)
@@ -67,17 +85,45 @@ class Schema:
     dataset: str
     target: str
     problem_type: str
-    features: tuple[tuple[str, str], ...]  # (column, double | bigint | boolean), in declared order
+    features: tuple[Column, ...]  # in declared order
     batch_split: str
+    classes: tuple[str, ...] | None = None  # declared labels; binary defaults to 0 and 1
+    max_rejected_share: float = 0.01
+    unknown_columns: str = "ignore"
+    scoring_dataset: str | None = None  # a dataset of new rows to score instead of a split
 
     @property
     def feature_names(self) -> list[str]:
-        return [name for name, _ in self.features]
+        return [feature.name for feature in self.features]
+
+    @property
+    def target_column(self) -> str:
+        return restricted_name(self.target)
 
     def arrow_fields(self) -> list[pa.Field]:
-        return [pa.field(name, ARROW_TYPES[kind]) for name, kind in self.features] + [
-            pa.field(self.target, TARGET_TYPES[self.problem_type])
+        return [pa.field(f.column, ARROW_TYPES[f.type]) for f in self.features] + [
+            pa.field(self.target_column, TARGET_TYPES[self.problem_type])
         ]
+
+    def metadata(self) -> dict[bytes, bytes]:
+        """The schema as training reads it from the Parquet files: names, types, classes."""
+        document = {
+            "features": [
+                {"name": f.name, "column": f.column, "type": f.type, "required": f.required} for f in self.features
+            ],
+            "target": self.target,
+            "target_column": self.target_column,
+            "problem_type": self.problem_type,
+            "classes": list(self.labels) if self.labels else None,
+        }
+        return {PARQUET_METADATA_KEY: json.dumps(document).encode("utf-8")}
+
+    @property
+    def labels(self) -> tuple[str, ...] | None:
+        """The classes in the model's order, when known before training: declared, or binary's 0 and 1."""
+        if self.classes:
+            return self.classes
+        return BINARY_LABELS if self.problem_type == "binary" else None
 
     def curated_schema(self) -> pa.Schema:
         return pa.schema(
@@ -85,75 +131,24 @@ class Schema:
                 pa.field("record_id", pa.string()),
                 pa.field("received_at", pa.timestamp("ms", tz="UTC")),
                 *self.arrow_fields(),
-            ]
+            ],
+            metadata=self.metadata(),
         )
 
     def features_schema(self) -> pa.Schema:
-        return pa.schema([pa.field("record_id", pa.string()), pa.field("split", pa.string()), *self.arrow_fields()])
+        return pa.schema(
+            [pa.field("record_id", pa.string()), pa.field("split", pa.string()), *self.arrow_fields()],
+            metadata=self.metadata(),
+        )
 
 
 @dataclass(frozen=True)
 class Row:
     record_id: str
     received_at_ms: int
-    values: tuple[Any, ...]  # features in schema order, then the target
+    values: tuple[Any, ...]  # features in schema order (None where missing), then the target
     split: str
-
-
-def load_schema(path: Path) -> Schema:
-    """The published tenant config's dataset and batch split, or a PrepareError naming the key."""
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PrepareError(f"{path}: the tenant config is missing; allowed: the published <tenant>.json") from None
-    except (UnicodeDecodeError, ValueError) as error:
-        raise PrepareError(f"{path}: the tenant config is not JSON ({error})") from None
-    if not isinstance(config, dict):
-        raise PrepareError(f"{path}: the tenant config is not a JSON object")
-    if config.get("schema_version") != SCHEMA_VERSION:
-        raise PrepareError(
-            f"{path}: key 'schema_version' has value {config.get('schema_version')!r}; allowed: {SCHEMA_VERSION}"
-        )
-    dataset = _key(path, config, "dataset", dict)
-    batch = _key(path, config, "batch_prediction", dict)
-    features = _key(path, dataset, "features", dict, "dataset.")
-    problem_type = _key(path, dataset, "problem_type", str, "dataset.")
-    split = batch.get("split", "test")
-    if problem_type not in TARGET_TYPES:
-        raise PrepareError(
-            f"{path}: key 'dataset.problem_type' has value {problem_type!r}; allowed: binary or regression"
-        )
-    if split not in SPLITS:
-        raise PrepareError(f"{path}: key 'batch_prediction.split' has value {split!r}; allowed: {', '.join(SPLITS)}")
-    if not features:
-        raise PrepareError(f"{path}: key 'dataset.features' is empty; allowed: a mapping of column to type")
-    for name, kind in features.items():
-        if kind not in ARROW_TYPES:
-            raise PrepareError(
-                f"{path}: key 'dataset.features.{name}' has value {kind!r}; allowed: double, bigint or boolean"
-            )
-    target = _key(path, dataset, "target", str, "dataset.")
-    for column in (*features, target):
-        if column in METADATA_COLUMNS:
-            raise PrepareError(f"{path}: column {column!r} clashes with a column prepare adds ({METADATA_COLUMNS})")
-    if target in features:
-        raise PrepareError(f"{path}: the target {target!r} is also a feature")
-    return Schema(
-        tenant=str(config.get("tenant", path.stem)),
-        dataset=_key(path, dataset, "name", str, "dataset."),
-        target=target,
-        problem_type=problem_type,
-        features=tuple(features.items()),
-        batch_split=split,
-    )
-
-
-def _key(path: Path, mapping: dict[str, Any], key: str, kind: type, prefix: str = "") -> Any:
-    value = mapping.get(key)
-    if not isinstance(value, kind) or (kind is str and not value):
-        allowed = "a JSON object" if kind is dict else "a non-empty string"
-        raise PrepareError(f"{path}: key '{prefix}{key}' has value {value!r}; allowed: {allowed}")
-    return value
+    unknown: tuple[str, ...] = ()  # keys the schema does not declare, ignored (unknown_columns: ignore)
 
 
 def split_of(record_id: str) -> str:
@@ -163,8 +158,11 @@ def split_of(record_id: str) -> str:
     return next(name for name, bound in SPLIT_BOUNDS if bucket < bound)
 
 
-def parse_line(line: bytes, schema: Schema) -> Row:
-    """One raw line as a typed row, or Invalid with the first problem found."""
+def parse_line(line: bytes, schema: Schema, *, with_target: bool = True) -> Row:
+    """One raw line as a typed row, or Invalid with the first problem found.
+
+    ``with_target`` False: a row to score (a scoring dataset), whose target, if any, is ignored.
+    """
     try:
         document = json.loads(line.decode("utf-8"))
     except UnicodeDecodeError:
@@ -181,18 +179,29 @@ def parse_line(line: bytes, schema: Schema) -> Row:
     record = document["record"]
     if not isinstance(record, dict):
         raise Invalid("not-an-object", f"the record is {_json_type(record)}, not an object", record_id)
-    declared = [*schema.feature_names, schema.target]
-    missing = [name for name in declared if name not in record]
-    if missing:
-        raise Invalid("missing-field", _listed("the record lacks the declared fields", missing), record_id)
-    unknown = sorted(set(record) - set(declared))
-    if unknown:
+    declared = {*schema.feature_names, schema.target}
+    unknown = tuple(sorted(set(record) - declared))
+    if unknown and schema.unknown_columns == "reject":
         raise Invalid(
-            "unknown-field", _listed("the record has fields the schema does not declare:", unknown), record_id
+            "unknown-field",
+            _listed("the record has fields the schema does not declare:", list(unknown)),
+            record_id,
+            unknown,
         )
-    values = [_feature(name, kind, record[name], record_id) for name, kind in schema.features]
-    values.append(_target(schema, record[schema.target], record_id))
-    return Row(record_id=record_id, received_at_ms=received_at, values=tuple(values), split=split_of(record_id))
+    missing = [f.name for f in schema.features if f.required and record.get(f.name) is None]
+    if with_target and record.get(schema.target) is None:
+        missing.append(schema.target)
+    if missing:
+        raise Invalid("missing-field", _listed("the record lacks required fields", missing), record_id, tuple(missing))
+    values = [_feature(f.name, f.type, record.get(f.name), record_id) for f in schema.features]
+    values.append(_target(schema, record[schema.target], record_id) if with_target else None)
+    return Row(
+        record_id=record_id,
+        received_at_ms=received_at,
+        values=tuple(values),
+        split=split_of(record_id),
+        unknown=unknown,
+    )
 
 
 def _record_id(value: Any) -> str:
@@ -221,42 +230,76 @@ def _received_at(value: Any, record_id: str) -> int:
 
 
 def _feature(name: str, kind: str, value: Any, record_id: str) -> Any:
+    """The value as its declared type; None (missing) for null, an absent key or an empty categorical."""
+    if value is None:
+        return None
     if isinstance(value, float) and not math.isfinite(value):
-        raise Invalid("non-finite", f"{name} is NaN or infinite", record_id)
+        raise Invalid("non-finite", f"{name} is NaN or infinite", record_id, (name,))
+    if kind == "categorical":
+        if isinstance(value, str):
+            return value or None
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)  # a code sent as a JSON number: 7 and "7" are one category
+        raise Invalid(
+            "wrong-type", f"{name} is {_json_type(value)}; expected categorical (a string)", record_id, (name,)
+        )
     if kind == "boolean":
         if isinstance(value, bool):
             return value
-        raise Invalid("wrong-type", f"{name} is {_json_type(value)}; expected boolean (true or false)", record_id)
+        raise Invalid(
+            "wrong-type", f"{name} is {_json_type(value)}; expected boolean (true or false)", record_id, (name,)
+        )
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise Invalid("wrong-type", f"{name} is {_json_type(value)}; expected {kind} (a JSON number)", record_id)
+        raise Invalid(
+            "wrong-type", f"{name} is {_json_type(value)}; expected {kind} (a JSON number)", record_id, (name,)
+        )
     if kind == "bigint":
         if not isinstance(value, int):
-            raise Invalid("wrong-type", f"{name} is a number with a fraction or exponent; expected bigint", record_id)
+            raise Invalid(
+                "wrong-type", f"{name} is a number with a fraction or exponent; expected bigint", record_id, (name,)
+            )
         if not BIGINT_RANGE[0] <= value <= BIGINT_RANGE[1]:
-            raise Invalid("wrong-type", f"{name} is outside bigint's range (64-bit signed)", record_id)
+            raise Invalid("wrong-type", f"{name} is outside bigint's range (64-bit signed)", record_id, (name,))
         return value
     try:
         return float(value)
     except OverflowError:
-        raise Invalid("non-finite", f"{name} is too large for a double", record_id) from None
+        raise Invalid("non-finite", f"{name} is too large for a double", record_id, (name,)) from None
+
+
+def label_of(value: Any) -> str | None:
+    """A class label's text: strings as they are, whole numbers as digits, booleans as 1 and 0; None otherwise."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return str(int(value))
+    return value if isinstance(value, str) and value.strip() else None
 
 
 def _target(schema: Schema, value: Any, record_id: str) -> Any:
     name = schema.target
-    if schema.problem_type == "binary":
-        if isinstance(value, bool):
-            return int(value)
-        if isinstance(value, int | float) and value in (0, 1):
-            return int(value)
-        raise Invalid("invalid-target", f"{name} is not 0, 1, true or false (a binary target)", record_id)
+    if schema.problem_type in ("binary", "multiclass"):
+        label = label_of(value)
+        labels = schema.labels
+        if label is None or (labels is not None and label not in labels):
+            allowed = f"one of {_listed('', list(labels)).strip()}" if labels else "a label (a string or whole number)"
+            raise Invalid(
+                "invalid-target",
+                f"{name} is not a class of this {schema.problem_type} problem; expected {allowed}",
+                record_id,
+                (name,),
+            )
+        return labels.index(label) if schema.problem_type == "binary" and labels else label
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise Invalid("invalid-target", f"{name} is {_json_type(value)}; expected a finite number", record_id)
+        raise Invalid("invalid-target", f"{name} is {_json_type(value)}; expected a finite number", record_id, (name,))
     try:
         number = float(value)
     except OverflowError:
         number = math.inf
     if not math.isfinite(number):
-        raise Invalid("invalid-target", f"{name} is NaN or infinite; expected a finite number", record_id)
+        raise Invalid("invalid-target", f"{name} is NaN or infinite; expected a finite number", record_id, (name,))
     return number
 
 

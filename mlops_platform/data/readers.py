@@ -67,7 +67,7 @@ def row_id(source: str, number: int) -> str:
 
 def cell_types(schema: Schema) -> dict[str, str]:
     """Column -> the type a CSV cell is read as: each feature's declared type, and the target."""
-    return {**dict(schema.features), schema.target: TARGET}
+    return {**{feature.name: feature.type for feature in schema.features}, schema.target: TARGET}
 
 
 def holds_records(path: Path) -> bool:

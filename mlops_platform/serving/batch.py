@@ -28,6 +28,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np
 import orjson
 
+from mlops_platform.data.encoding import Encoding
 from mlops_platform.serving import codec
 from mlops_platform.serving.model import Model, ModelError, load
 from mlops_platform.serving.settings import model_directory
@@ -52,7 +53,7 @@ def chunks(stream: BinaryIO, max_lines: int, max_bytes: int) -> Iterator[list[by
 
 def score_lines(lines: list[bytes], first: int, model: Model, *, explain: bool) -> tuple[list[bytes], int]:
     """The output lines answering ``lines`` (numbered from ``first``), in order, and how many are errors."""
-    features = model.metadata.features
+    features = model.metadata.encoding
     answers: list[dict[str, Any] | None] = [None] * len(lines)
     records: list[Any] = []
     positions: list[int] = []
@@ -73,7 +74,7 @@ def score_lines(lines: list[bytes], first: int, model: Model, *, explain: bool) 
         batch = codec.Batch(rows, ids)
         try:
             scored = codec.Scored(model.score(rows), model.contributions(rows) if explain else None)
-            for index, prediction in zip(scorable, codec.predictions(scored, batch, features), strict=True):
+            for index, prediction in zip(scorable, codec.predictions(scored, batch, model.metadata), strict=True):
                 answers[index] = prediction
         except Exception as error:  # every line of the chunk says why, and the next chunk is tried
             for index in scorable:
@@ -83,7 +84,7 @@ def score_lines(lines: list[bytes], first: int, model: Model, *, explain: bool) 
 
 
 def _rows(
-    records: list[Any], positions: list[int], first: int, features: tuple[str, ...], answers: list[Any]
+    records: list[Any], positions: list[int], first: int, features: Encoding, answers: list[Any]
 ) -> tuple[np.ndarray, list[Any], list[int]]:
     """The parsed records' feature rows (float32), their ids, and which line each row answers."""
     fast = codec.rows_fast(records, features) if records else None
@@ -96,7 +97,7 @@ def _rows(
         label = f"line {first + index}"
         try:
             row, record_id = codec.record_row(record, features, label)
-            if not np.isfinite(codec.float32(row)).all():
+            if np.isinf(codec.float32(row)).any():
                 raise codec.BadRequest(f"{label} has a value outside float32's range")
         except codec.BadRequest as error:
             answers[index] = _error(first + index, str(error), record)
@@ -104,7 +105,7 @@ def _rows(
         values.append(row)
         ids.append(record_id)
         scorable.append(index)
-    matrix = np.array(values, dtype=np.float32).reshape(len(values), len(features))
+    matrix = np.array(values, dtype=np.float32).reshape(len(values), features.width)
     return matrix, ids if any(i is not None for i in ids) else [], scorable
 
 

@@ -9,7 +9,6 @@ CSV's careful path is ``csv_rows``, which the training image's ``serve`` reads i
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,8 +16,9 @@ from typing import Any
 import numpy as np
 import orjson
 
-from mlops_platform.serving.csv_rows import BadRequest, csv_rows
-from mlops_platform.serving.model import BIAS
+from mlops_platform.data.encoding import Encoding, ValueProblem
+from mlops_platform.serving.csv_rows import BadRequest, csv_cells
+from mlops_platform.serving.model import BIAS, Metadata
 
 CSV = "text/csv"
 JSON = "application/json"
@@ -55,18 +55,18 @@ class Scored:
 # ---- parsing ---------------------------------------------------------------------------------
 
 
-def parse(content_type: str, body: bytes, features: Sequence[str]) -> Batch:
+def parse(content_type: str, body: bytes, features: Encoding) -> Batch:
     if content_type == CSV:
-        return Batch(parse_csv(body, len(features)))
+        return Batch(parse_csv(body, features))
     if content_type == JSON:
         return parse_json(body, features)
     return parse_json_lines(body, features)
 
 
-def parse_csv(body: bytes, width: int) -> np.ndarray:
-    """Rows of ``width`` finite numbers, no header, as a float32 matrix."""
-    matrix = _csv_fast(body, width)
-    return matrix if matrix is not None else _csv_careful(body, width)
+def parse_csv(body: bytes, features: Encoding) -> np.ndarray:
+    """Rows of the model's features, no header, as a float32 matrix: empty cells and unseen categories NaN."""
+    matrix = None if features.has_categories else _csv_fast(body, features.width)
+    return matrix if matrix is not None else _csv_careful(body, features)
 
 
 def _csv_fast(body: bytes, width: int) -> np.ndarray | None:
@@ -82,8 +82,17 @@ def _csv_fast(body: bytes, width: int) -> np.ndarray | None:
     return matrix
 
 
-def _csv_careful(body: bytes, width: int) -> np.ndarray:
-    return _finite_matrix(csv_rows(body, width), lambda row, column: f"row {row + 1}, column {column + 1}")
+def _csv_careful(body: bytes, features: Encoding) -> np.ndarray:
+    rows = []
+    for number, cells in csv_cells(body, features.width):
+        row = []
+        for i, cell in enumerate(cells):
+            try:
+                row.append(features.text(i, cell.strip()))
+            except ValueProblem as problem:
+                raise BadRequest(f"row {number}, column {i + 1} {problem}") from None
+        rows.append(row)
+    return _finite_matrix(rows, lambda row, column: f"row {row + 1}, column {column + 1}")
 
 
 def float32(values: Any) -> np.ndarray:
@@ -93,15 +102,15 @@ def float32(values: Any) -> np.ndarray:
 
 
 def _finite_matrix(rows: list[list[float]], where: Callable[[int, int], str]) -> np.ndarray:
-    """Rows as float32, refusing values that are finite as float64 but overflow float32 (``1e39``)."""
+    """Rows as float32 (NaN: missing), refusing values that are finite as float64 but overflow float32 (``1e39``)."""
     matrix = float32(rows)
-    if not np.isfinite(matrix).all():
-        row, column = (int(i) for i in np.argwhere(~np.isfinite(matrix))[0])
+    if np.isinf(matrix).any():
+        row, column = (int(i) for i in np.argwhere(np.isinf(matrix))[0])
         raise BadRequest(f"{where(row, column)} is outside float32's range")
     return matrix
 
 
-def parse_json(body: bytes, features: Sequence[str]) -> Batch:
+def parse_json(body: bytes, features: Encoding) -> Batch:
     """``{"instances": [[...], ...]}`` or ``{"instances": [{"<feature>": value, ...}, ...]}``."""
     document = _json(body, "the body")
     if not isinstance(document, dict) or not isinstance(document.get("instances"), list):
@@ -115,7 +124,7 @@ def parse_json(body: bytes, features: Sequence[str]) -> Batch:
     return _records(instances, features, "instance")
 
 
-def parse_json_lines(body: bytes, features: Sequence[str]) -> Batch:
+def parse_json_lines(body: bytes, features: Encoding) -> Batch:
     """One array or feature-name object a line; blank lines are skipped."""
     records = []
     numbers = []
@@ -138,10 +147,13 @@ def _json(text: bytes, what: str) -> Any:
         raise BadRequest(f"{what} is not valid JSON: {str(error).splitlines()[0]}") from None
 
 
-def rows_fast(records: list[Any], features: Sequence[str]) -> np.ndarray | None:
+def rows_fast(records: list[Any], encoding: Encoding) -> np.ndarray | None:
     """Records that are all arrays of the model's width, or all objects of exactly its feature names,
-    holding JSON numbers (booleans count as 1 and 0), as float32; None for anything else."""
+    holding JSON numbers (booleans count as 1 and 0), as float32; None for anything else (a null, a string)."""
+    features = encoding.names
     width = len(features)
+    if encoding.has_categories:
+        return None
     if isinstance(records[0], dict):
         rows = []
         for record in records:
@@ -164,7 +176,7 @@ def rows_fast(records: list[Any], features: Sequence[str]) -> np.ndarray | None:
     return matrix if np.isfinite(matrix).all() else None
 
 
-def _records(records: list[Any], features: Sequence[str], noun: str, numbers: Sequence[int] = ()) -> Batch:
+def _records(records: list[Any], features: Encoding, noun: str, numbers: Sequence[int] = ()) -> Batch:
     """The careful path: each record checked on its own; BadRequest names the first bad one."""
     rows: list[list[float]] = []
     ids: list[Any] = []
@@ -179,24 +191,24 @@ def _records(records: list[Any], features: Sequence[str], noun: str, numbers: Se
     return Batch(matrix, ids if any(i is not None for i in ids) else _NO_IDS)
 
 
-def record_row(record: Any, features: Sequence[str], label: str) -> tuple[list[float], Any]:
-    """One record's feature values in model order, and its id: an array, a feature-name object,
-    or ``{"id": ..., "features": <array or object>}``."""
+def record_row(record: Any, features: Encoding, label: str) -> tuple[list[float], Any]:
+    """One record's feature values in model order (NaN where missing), and its id: an array, an object of
+    feature names (source or restricted; an absent key is missing), or ``{"id": ..., "features": ...}``."""
     record_id = None
     if isinstance(record, dict) and "features" in record and set(record) <= {"id", "features"}:
         record_id, record = _checked_id(record.get("id"), label), record["features"]
     if isinstance(record, list):
-        if len(record) != len(features):
-            raise BadRequest(f"{label} has {len(record)} values; the model expects {len(features)}")
-        return [_json_number(v, f"{label}, value {i}") for i, v in enumerate(record, 1)], record_id
+        if len(record) != features.width:
+            raise BadRequest(f"{label} has {len(record)} values; the model expects {features.width}")
+        return [_value(features, i, v, f"{label}, value {i + 1}") for i, v in enumerate(record)], record_id
     if isinstance(record, dict):
-        unknown = [name for name in record if name not in features]
+        unknown = [name for name in record if name not in features.index]
         if unknown:
-            raise BadRequest(f"{label} has unknown feature {unknown[0]!r}; the model expects {_names(features)}")
-        missing = [name for name in features if name not in record]
-        if missing:
-            raise BadRequest(f"{label} lacks feature {missing[0]!r}")
-        return [_json_number(record[name], f"{label}, feature {name!r}") for name in features], record_id
+            raise BadRequest(f"{label} has unknown feature {unknown[0]!r}; the model expects {_names(features.names)}")
+        row = [float("nan")] * features.width  # an absent feature is missing
+        for name, value in record.items():
+            row[features.index[name]] = _value(features, features.index[name], value, f"{label}, feature {name!r}")
+        return row, record_id
     raise BadRequest(f"{label} is neither an array of values nor an object of feature names")
 
 
@@ -217,15 +229,11 @@ def _checked_id(record_id: Any, label: str) -> Any:
     return record_id
 
 
-def _json_number(value: Any, where: str) -> float:
-    if isinstance(value, bool):
-        return float(value)  # a boolean feature, as prepare writes it (1 and 0)
-    if not isinstance(value, int | float):
-        raise BadRequest(f"{where} is not a number")
-    number = float(value)
-    if not math.isfinite(number):
-        raise BadRequest(f"{where} is not a finite number")
-    return number
+def _value(features: Encoding, i: int, value: Any, where: str) -> float:
+    try:
+        return features.value(i, value)
+    except ValueProblem as problem:
+        raise BadRequest(f"{where} {problem}") from None
 
 
 def _names(features: Sequence[str]) -> str:
@@ -236,43 +244,78 @@ def _names(features: Sequence[str]) -> str:
 # ---- formatting ------------------------------------------------------------------------------
 
 
-def format_csv(scored: Scored) -> bytes:
+def format_csv(scored: Scored, metadata: Metadata | None = None) -> bytes:
     """One line a row: the score, then with explanations each feature's contribution and the bias.
 
-    9 significant digits: every float32 score survives the round trip through text.
+    Multiclass: the predicted label, each class's probability (in the model's class order), then with
+    explanations each class's contributions and bias in turn. 9 significant digits: every float32
+    score survives the round trip through text.
     """
+    if scored.scores.ndim == 2:
+        assert metadata is not None
+        lines = []
+        for row, (label, probabilities) in enumerate(
+            zip(_labels(scored, metadata), scored.scores.tolist(), strict=True)
+        ):
+            cells = [_csv_text(label), *(f"{p:.9g}" for p in probabilities)]
+            if scored.contributions is not None:
+                cells += [f"{value:.9g}" for value in scored.contributions[row].reshape(-1).tolist()]
+            lines.append(",".join(cells) + "\n")
+        return "".join(lines).encode()
     if scored.contributions is None:
         return "".join([f"{value:.9g}\n" for value in scored.scores.tolist()]).encode()
     table = np.column_stack([scored.scores, scored.contributions]).tolist()
     return "".join([",".join([f"{value:.9g}" for value in row]) + "\n" for row in table]).encode()
 
 
-def predictions(scored: Scored, batch: Batch, features: Sequence[str]) -> list[dict[str, Any]]:
-    """One ``{"score": s}`` a row, with ``id`` when the record carried one, and ``contributions`` when asked."""
-    scores = scored.scores.tolist()
-    rows: list[dict[str, Any]] = [{"score": score} for score in scores]
+def _csv_text(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n\r') else text
+
+
+def _labels(scored: Scored, metadata: Metadata) -> list[str]:
+    return [metadata.classes[i] for i in scored.scores.argmax(axis=1).tolist()]
+
+
+def predictions(scored: Scored, batch: Batch, metadata: Metadata) -> list[dict[str, Any]]:
+    """One ``{"score": s}`` a row (multiclass: ``{"label": l, "probabilities": {class: p}}``), with ``id``
+    when the record carried one, and ``contributions`` when asked (multiclass: per class)."""
+    names = [*metadata.features, BIAS]
+    rows: list[dict[str, Any]]
+    if scored.scores.ndim == 2:
+        classes = metadata.classes
+        rows = [
+            {"label": label, "probabilities": dict(zip(classes, probabilities, strict=True))}
+            for label, probabilities in zip(_labels(scored, metadata), scored.scores.tolist(), strict=True)
+        ]
+        if scored.contributions is not None:
+            for row, per_class in zip(rows, scored.contributions.tolist(), strict=True):
+                row["contributions"] = {
+                    label: dict(zip(names, shares, strict=True))
+                    for label, shares in zip(classes, per_class, strict=True)
+                }
+    else:
+        rows = [{"score": score} for score in scored.scores.tolist()]
+        if scored.contributions is not None:
+            for row, shares in zip(rows, scored.contributions.tolist(), strict=True):
+                row["contributions"] = dict(zip(names, shares, strict=True))
     if batch.ids:
         for row, record_id in zip(rows, batch.ids, strict=True):
             if record_id is not None:
                 row["id"] = record_id
-    if scored.contributions is not None:
-        names = [*features, BIAS]
-        for row, shares in zip(rows, scored.contributions.tolist(), strict=True):
-            row["contributions"] = dict(zip(names, shares, strict=True))
     return rows
 
 
-def format_json(scored: Scored, batch: Batch, features: Sequence[str]) -> bytes:
-    return orjson.dumps({"predictions": predictions(scored, batch, features)})
+def format_json(scored: Scored, batch: Batch, metadata: Metadata) -> bytes:
+    return orjson.dumps({"predictions": predictions(scored, batch, metadata)})
 
 
-def format_json_lines(scored: Scored, batch: Batch, features: Sequence[str]) -> bytes:
-    return b"".join(orjson.dumps(row) + b"\n" for row in predictions(scored, batch, features))
+def format_json_lines(scored: Scored, batch: Batch, metadata: Metadata) -> bytes:
+    return b"".join(orjson.dumps(row) + b"\n" for row in predictions(scored, batch, metadata))
 
 
-def format_body(accept: str, scored: Scored, batch: Batch, features: Sequence[str]) -> bytes:
+def format_body(accept: str, scored: Scored, batch: Batch, metadata: Metadata) -> bytes:
     if accept == CSV:
-        return format_csv(scored)
+        return format_csv(scored, metadata)
     if accept == JSON:
-        return format_json(scored, batch, features)
-    return format_json_lines(scored, batch, features)
+        return format_json(scored, batch, metadata)
+    return format_json_lines(scored, batch, metadata)

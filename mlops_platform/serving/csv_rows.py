@@ -16,13 +16,13 @@ class BadRequest(Exception):
     """Why a body cannot be scored, in one line."""
 
 
-def csv_rows(body: bytes, width: int) -> list[list[float]]:
-    """Rows of ``width`` finite numbers, no header; BadRequest names the first bad cell."""
+def csv_cells(body: bytes, width: int) -> list[tuple[int, list[str]]]:
+    """(row number, its ``width`` cells as text) of each row, no header; BadRequest for a row of another width."""
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise BadRequest("the body is not UTF-8 text") from None
-    rows: list[list[float]] = []
+    rows: list[tuple[int, list[str]]] = []
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         for number, cells in enumerate(reader, start=1):
@@ -30,12 +30,20 @@ def csv_rows(body: bytes, width: int) -> list[list[float]]:
                 continue  # a blank line, such as the one after the last row
             if len(cells) != width:
                 raise BadRequest(f"row {number} has {len(cells)} values; the model expects {width}")
-            rows.append([_number(cell, f"row {number}, column {column}") for column, cell in enumerate(cells, 1)])
+            rows.append((number, cells))
     except csv.Error as error:  # a cell over the reader's 131,072 characters (was a 500)
         raise BadRequest(f"row {reader.line_num} cannot be read as CSV: {error}") from None
     if not rows:
         raise BadRequest("the body holds no rows; send CSV rows of features, no header")
     return rows
+
+
+def csv_rows(body: bytes, width: int) -> list[list[float]]:
+    """Rows of ``width`` finite numbers, no header; BadRequest names the first bad cell."""
+    return [
+        [_number(cell, f"row {number}, column {column}") for column, cell in enumerate(cells, 1)]
+        for number, cells in csv_cells(body, width)
+    ]
 
 
 def _number(cell: str, where: str) -> float:

@@ -85,9 +85,8 @@ def invocations(request: Request, model: Model, settings: Settings) -> Response:
         return refuse(
             406, f"accept {request.accept!r} names no supported type; allowed: {', '.join(codec.CONTENT_TYPES)}"
         )
-    features = model.metadata.features
     try:
-        batch = codec.parse(request_type, request.body, features)
+        batch = codec.parse(request_type, request.body, model.metadata.encoding)
     except codec.BadRequest as error:
         return refuse(400, str(error))
     try:
@@ -95,7 +94,7 @@ def invocations(request: Request, model: Model, settings: Settings) -> Response:
     except Exception as error:  # the worker outlives a failed prediction
         log.exception("prediction failed")
         return refuse(500, f"prediction failed: {type(error).__name__}: {error}")
-    return Response(200, codec.format_body(response_type, scored, batch, features), response_type)
+    return Response(200, codec.format_body(response_type, scored, batch, model.metadata), response_type)
 
 
 def score(model: Model, batch: codec.Batch, *, explain: bool) -> codec.Scored:

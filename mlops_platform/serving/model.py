@@ -18,16 +18,18 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from mlops_platform.data.encoding import Encoding, plain_encoding
+
 log = logging.getLogger(__name__)
 
 ALGORITHMS = ("xgboost", "linear")
-PROBLEM_TYPES = ("binary", "regression")
+PROBLEM_TYPES = ("binary", "multiclass", "regression")
 # XGBoost's PredictionType codes for the C prediction call.
 PREDICTION_TYPES = {"value": 0, "margin": 1}
 # The column name explanations give the bias (XGBoost's expected margin, the linear intercept).
@@ -42,8 +44,10 @@ class ModelError(Exception):
 class Metadata:
     algorithm: str
     problem_type: str
-    features: tuple[str, ...]
+    features: tuple[str, ...]  # source names, in model order
     target: str
+    encoding: Encoding = field(default_factory=lambda: Encoding([]))  # each feature's type and categories
+    classes: tuple[str, ...] = ()  # binary and multiclass: the labels, in the order of the probabilities
 
     @property
     def width(self) -> int:
@@ -71,7 +75,16 @@ class Metadata:
             raise ModelError(f"{path}: features must be a non-empty list of column names")
         if len(set(features)) != len(features) or BIAS in features:
             raise ModelError(f"{path}: feature names must be unique and none may be {BIAS!r}")
-        return cls(algorithm, problem_type, tuple(features), str(raw.get("target", "")))
+        try:
+            encoding = Encoding.from_json(raw["schema"]) if raw.get("schema") else plain_encoding(features)
+        except (KeyError, TypeError, ValueError) as error:
+            raise ModelError(f"{path}: schema is not a list of features with name, column and type ({error})") from None
+        if encoding.names != features:
+            raise ModelError(f"{path}: schema names other features than features")
+        classes = tuple(str(c) for c in raw.get("classes") or ())
+        if problem_type == "multiclass" and len(classes) < 2:
+            raise ModelError(f"{path}: a multiclass model's classes must list at least 2 labels")
+        return cls(algorithm, problem_type, tuple(features), str(raw.get("target", "")), encoding, classes)
 
 
 class Model(Protocol):
@@ -155,7 +168,14 @@ class XGBoostModel:
         return self._margin(features)
 
     def contributions(self, features: np.ndarray) -> np.ndarray:
-        matrix = self._xgb.DMatrix(features, feature_names=list(self.metadata.features), nthread=threads())
+        encoding = self.metadata.encoding
+        matrix = self._xgb.DMatrix(
+            features,
+            feature_names=encoding.columns,
+            feature_types=encoding.xgboost_types,
+            enable_categorical=encoding.has_categories,
+            nthread=threads(),
+        )
         return (self.gpu or self.booster).predict(matrix, pred_contribs=True)
 
 
@@ -212,8 +232,10 @@ class DensePrediction:
                 ctypes.byref(output),
             )
         )
-        if dims.value != 1 or shape[0] != rows:
+        if dims.value not in (1, 2) or shape[0] != rows:
             raise RuntimeError(f"XGBoost answered a {dims.value}-dimensional prediction for {rows} rows")
+        if dims.value == 2:  # multiclass: a probability (or margin) per class
+            return np.ctypeslib.as_array(output, shape=(rows, int(shape[1]))).copy()
         return np.ctypeslib.as_array(output, shape=(rows,)).copy()  # the booster reuses its buffer
 
     @classmethod
@@ -224,6 +246,9 @@ class DensePrediction:
             return booster.inplace_predict(features, predict_type=predict_type)
 
         probe = np.random.default_rng(0).normal(scale=100, size=(16, booster.num_features())).astype(np.float32)
+        for column, kind in enumerate(booster.feature_types or ()):
+            if kind == "c":  # a category's code: a small whole number, or missing
+                probe[:, column] = np.where(np.arange(16) % 4 == 0, np.nan, np.arange(16) % 3)
         try:
             direct = cls(booster, predict_type)
             if np.array_equal(direct(probe), inplace(probe)) and np.array_equal(direct(probe[:1]), inplace(probe[:1])):
@@ -235,44 +260,58 @@ class DensePrediction:
 
 
 class LinearModel:
-    """The training image's scaler and SGD estimator, reduced to weights and an intercept at load.
+    """The linear model's ``linear.json`` (numbers only: preprocessing fitted on the training split, weights).
 
-    ``margin = ((x - mean) / scale) · coef + intercept = x · (coef / scale) + (intercept - Σ coef·mean/scale)``,
-    so a request costs one product; scikit-learn is needed only to read the file.
+    A model saved before ``linear.json`` existed (``model.joblib``: a scaler and an SGD estimator, binary or
+    regression) is read into the same form: its preprocessing is the scaler, no imputation, no categories.
     """
 
     def __init__(self, metadata: Metadata, directory: Path) -> None:
-        path = directory / "model.joblib"
-        if not path.is_file():
-            raise ModelError(f"no linear model under {directory} (model.joblib is missing)")
-        import joblib  # the training image pickles scikit-learn objects with it
+        from mlops_platform.training.linear_model import FILE, LinearArtifact
 
-        saved: dict[str, Any] = joblib.load(path)
-        scaler, estimator = saved["scaler"], saved["estimator"]
         self.metadata = metadata
-        self.mean = np.asarray(scaler.mean_, dtype=np.float64)
-        self.scale = np.asarray(scaler.scale_, dtype=np.float64)
-        self.coefficients = np.asarray(estimator.coef_, dtype=np.float64).reshape(-1)
-        self.intercept = float(np.asarray(estimator.intercept_, dtype=np.float64).reshape(-1)[0])
-        if not self.coefficients.shape == self.mean.shape == (metadata.width,):
+        if (directory / FILE).is_file():
+            self.artifact = LinearArtifact.load(directory)
+        elif (directory / "model.joblib").is_file():
+            self.artifact = _legacy_linear(metadata, directory / "model.joblib")
+        else:
+            raise ModelError(f"no linear model under {directory} ({FILE} is missing)")
+        if len(self.artifact.preprocessing.kinds) != metadata.width:
             raise ModelError(
-                f"{path} has {self.coefficients.shape[0]} coefficients; metadata.json lists {metadata.width} features"
+                f"the linear model under {directory} reads {len(self.artifact.preprocessing.kinds)} features; "
+                f"metadata.json lists {metadata.width}"
             )
-        self.weights = self.coefficients / self.scale
-        self.offset = self.intercept - float(self.weights @ self.mean)
 
     def margin(self, features: np.ndarray) -> np.ndarray:
-        return features.astype(np.float64) @ self.weights + self.offset
+        return self.artifact.margin(features)
 
     def score(self, features: np.ndarray) -> np.ndarray:
-        margin = self.margin(features)
-        if self.metadata.problem_type == "binary":
-            return 0.5 * (1.0 + np.tanh(0.5 * margin))  # the logistic function, without overflow for large margins
-        return margin
+        return self.artifact.score(features)
 
     def contributions(self, features: np.ndarray) -> np.ndarray:
-        shares = (features.astype(np.float64) - self.mean) / self.scale * self.coefficients
-        return np.hstack([shares, np.full((shares.shape[0], 1), self.intercept)])
+        return self.artifact.contributions(features)
+
+
+def _legacy_linear(metadata: Metadata, path: Path) -> Any:
+    import joblib  # models saved before linear.json: scikit-learn objects pickled by the training image
+
+    from mlops_platform.training.linear_model import LinearArtifact, Preprocessing
+
+    saved: dict[str, Any] = joblib.load(path)
+    scaler, estimator = saved["scaler"], saved["estimator"]
+    width = metadata.width
+    preprocessing = Preprocessing(
+        ("number",) * width,
+        np.asarray(scaler.mean_, dtype=np.float64),
+        np.asarray(scaler.mean_, dtype=np.float64),
+        np.asarray(scaler.scale_, dtype=np.float64),
+        (0,) * width,
+    )
+    coefficients = np.asarray(estimator.coef_, dtype=np.float64).reshape(1, -1)
+    if coefficients.shape != (1, width):
+        raise ModelError(f"{path} has {coefficients.shape[1]} coefficients; metadata.json lists {width} features")
+    intercepts = np.asarray(estimator.intercept_, dtype=np.float64).reshape(-1)[:1]
+    return LinearArtifact(metadata.problem_type, preprocessing, coefficients, intercepts)
 
 
 def load(directory: Path) -> Model:

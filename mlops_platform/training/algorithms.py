@@ -8,7 +8,6 @@ the kept round's model.
 
 from __future__ import annotations
 
-import copy
 import json
 import shutil
 import subprocess
@@ -17,14 +16,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import joblib
 import numpy as np
 import xgboost as xgb
-from sklearn.linear_model import SGDClassifier, SGDRegressor
-from sklearn.metrics import accuracy_score, log_loss, mean_absolute_error, roc_auc_score, root_mean_squared_error
-from sklearn.preprocessing import StandardScaler
+from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    log_loss,
+    mean_absolute_error,
+    roc_auc_score,
+    root_mean_squared_error,
+)
 
+from mlops_platform.data.encoding import Encoding
 from mlops_platform.training.checkpoints import Checkpoints
+from mlops_platform.training.linear_model import LinearArtifact
 from mlops_platform.training.objective import KeptRound, Objective
 
 # (round, its metrics, (the round the model would keep if training ended now, that round's metrics)).
@@ -57,9 +62,19 @@ class Trainer(Protocol):
 
 @dataclass
 class Dataset:
-    features: np.ndarray
-    target: np.ndarray
-    feature_names: list[str]
+    features: np.ndarray  # float32, NaN where missing; categories as codes (mlops_platform.data.encoding)
+    target: np.ndarray  # the class's index (binary, multiclass) or the value (regression)
+    feature_names: list[str]  # the restricted names: XGBoost's feature names
+    encoding: Encoding | None = None  # None: every feature a double
+    classes: list[str] | None = None  # binary and multiclass: the labels, in the model's order
+
+    @property
+    def feature_types(self) -> list[str] | None:
+        return self.encoding.xgboost_types if self.encoding else None
+
+    @property
+    def class_count(self) -> int:
+        return len(self.classes) if self.classes else 2
 
 
 @dataclass
@@ -73,7 +88,19 @@ class TrainingResult:
 
 
 def evaluate(problem_type: str, target: np.ndarray, prediction: np.ndarray) -> dict[str, float]:
-    """Metrics of one split, named without the split's prefix."""
+    """Metrics of one split, named without the split's prefix.
+
+    ``prediction``: class 1's probability (binary), a row of class probabilities (multiclass), or the value.
+    """
+    if problem_type == "multiclass":
+        labels = list(range(prediction.shape[1]))
+        probability = np.clip(prediction, 1e-15, 1.0)
+        predicted = prediction.argmax(axis=1)
+        return {
+            "mlogloss": float(log_loss(target, probability / probability.sum(axis=1, keepdims=True), labels=labels)),
+            "accuracy": float(accuracy_score(target, predicted)),
+            "f1_macro": float(f1_score(target, predicted, labels=labels, average="macro", zero_division=0)),
+        }
     if problem_type == "binary":
         probability = np.clip(prediction, 1e-15, 1 - 1e-15)
         metrics = {"logloss": float(log_loss(target, probability, labels=[0, 1]))}
@@ -131,14 +158,10 @@ class XGBoostTrainer:
         checkpoint_every: int,
     ) -> TrainingResult:
         params = {k: v for k, v in self.hyperparameters.items() if k not in ("num_round", "early_stopping_rounds")}
-        params.update(
-            objective="binary:logistic" if self.problem_type == "binary" else "reg:squarederror",
-            eval_metric=["logloss", "auc", "error"] if self.problem_type == "binary" else ["rmse", "mae"],
-            device=self.device,
-            tree_method="hist",
-        )
-        dtrain = xgb.DMatrix(train.features, label=train.target, feature_names=train.feature_names)
-        dvalid = xgb.DMatrix(validation.features, label=validation.target, feature_names=validation.feature_names)
+        params.update(XGBOOST_OBJECTIVES[self.problem_type], device=self.device, tree_method="hist")
+        if self.problem_type == "multiclass":
+            params["num_class"] = train.class_count
+        dtrain, dvalid = dmatrix(train), dmatrix(validation)
         total = int(self.hyperparameters["num_round"])
         patience = int(self.hyperparameters["early_stopping_rounds"])
         store = Checkpoints(checkpoints, "xgboost", ".json")
@@ -159,6 +182,7 @@ class XGBoostTrainer:
             callbacks=[rounds],
             xgb_model=resume_model,
             verbose_eval=False,
+            custom_metric=_f1_macro if self.problem_type == "multiclass" else None,
         )
         kept_round, kept_metrics = kept.kept
         # Under early stopping the booster holds rounds past the best one: cut them, so the model
@@ -179,6 +203,34 @@ class XGBoostTrainer:
         model.save_model(directory / "model.json")
 
 
+XGBOOST_OBJECTIVES: dict[str, dict[str, Any]] = {
+    "binary": {"objective": "binary:logistic", "eval_metric": ["logloss", "auc", "error"]},
+    # merror becomes accuracy (1 - merror); f1_macro is a custom metric (_f1_macro).
+    "multiclass": {"objective": "multi:softprob", "eval_metric": ["mlogloss", "merror"]},
+    "regression": {"objective": "reg:squarederror", "eval_metric": ["rmse", "mae"]},
+}
+# XGBoost's error metrics, reported as accuracy (1 - error).
+ERROR_METRICS = ("error", "merror")
+
+
+def dmatrix(data: Dataset) -> xgb.DMatrix:
+    """Missing values (NaN) and categories (codes, feature type ``c``) as XGBoost reads them natively."""
+    return xgb.DMatrix(
+        data.features,
+        label=data.target,
+        feature_names=data.feature_names,
+        feature_types=data.feature_types,
+        enable_categorical=bool(data.encoding and data.encoding.has_categories),
+    )
+
+
+def _f1_macro(prediction: np.ndarray, matrix: xgb.DMatrix) -> tuple[str, float]:
+    labels = matrix.get_label().astype(np.int64)
+    predicted = prediction.reshape(len(labels), -1).argmax(axis=1)
+    classes = list(range(prediction.reshape(len(labels), -1).shape[1]))
+    return "f1_macro", float(f1_score(labels, predicted, labels=classes, average="macro", zero_division=0))
+
+
 class _Rounds(xgb.callback.TrainingCallback):
     """Each round: its metrics to the tracker and the callback; a checkpoint every few rounds and at the end."""
 
@@ -196,7 +248,9 @@ class _Rounds(xgb.callback.TrainingCallback):
     def after_iteration(self, model: xgb.Booster, epoch: int, evals_log: Any) -> bool:
         number = self.offset + epoch + 1
         metrics = {
-            f"{split}:{'accuracy' if name == 'error' else name}": (1 - values[-1] if name == "error" else values[-1])
+            f"{split}:{'accuracy' if name in ERROR_METRICS else name}": (
+                1 - values[-1] if name in ERROR_METRICS else values[-1]
+            )
             for split, named in evals_log.items()
             for name, values in named.items()
         }
@@ -211,105 +265,13 @@ class _Rounds(xgb.callback.TrainingCallback):
         return stop
 
 
-class LinearTrainer:
-    """Logistic or linear regression trained by SGD, one epoch per round, features standardized."""
+def _trainers() -> dict[str, type[Trainer]]:
+    from mlops_platform.training.linear import LinearTrainer
 
-    name = "linear"
-    rounds_hyperparameter = "epochs"
-
-    def __init__(
-        self,
-        problem_type: str,
-        hyperparameters: dict[str, Any],
-        *,
-        device: str = "auto",
-        objective: Objective | None = None,
-    ) -> None:
-        self.problem_type = problem_type
-        self.hyperparameters = dict(hyperparameters)
-        self.objective = objective or Objective.of(problem_type)
-
-    def fit(
-        self,
-        train: Dataset,
-        validation: Dataset,
-        *,
-        on_round: RoundCallback,
-        checkpoints: Path,
-        checkpoint_every: int,
-    ) -> TrainingResult:
-        store = Checkpoints(checkpoints, "linear", ".joblib")
-        patience = int(self.hyperparameters["early_stopping_rounds"])
-        latest = store.latest()
-        if latest:
-            state = joblib.load(latest[1])
-        else:
-            estimator_type = SGDClassifier if self.problem_type == "binary" else SGDRegressor
-            loss = "log_loss" if self.problem_type == "binary" else "squared_error"
-            state = {
-                "scaler": StandardScaler().fit(train.features),
-                "estimator": estimator_type(
-                    loss=loss,
-                    alpha=self.hyperparameters["alpha"],
-                    eta0=self.hyperparameters["eta0"],
-                    learning_rate="constant",
-                    random_state=0,
-                ),
-                "best": None,  # a copy of the estimator at the best round (early stopping only)
-                "kept": None,
-            }
-        kept = KeptRound.restore(self.objective, patience, state["kept"])
-        resumed_from = kept.last_round
-        scaler, estimator = state["scaler"], state["estimator"]
-        x_train, x_valid = scaler.transform(train.features), scaler.transform(validation.features)
-        total = int(self.hyperparameters["epochs"])
-        history: list[dict[str, float]] = []
-        for epoch in range(resumed_from + 1, total + 1):
-            if kept.should_stop:
-                break
-            if self.problem_type == "binary":
-                estimator.partial_fit(x_train, train.target, classes=np.array([0, 1]))
-            else:
-                estimator.partial_fit(x_train, train.target)
-            metrics = {
-                **{
-                    f"train:{k}": v
-                    for k, v in evaluate(self.problem_type, train.target, self._predict(estimator, x_train)).items()
-                },
-                **{
-                    f"validation:{k}": v
-                    for k, v in evaluate(
-                        self.problem_type, validation.target, self._predict(estimator, x_valid)
-                    ).items()
-                },
-            }
-            history.append(metrics)
-            kept.record(epoch, metrics)
-            if patience and kept.is_best:
-                state["best"] = copy.deepcopy(estimator)
-            on_round(epoch, metrics, kept.kept)
-            if epoch % checkpoint_every == 0 or kept.should_stop or epoch == total:
-                state["kept"] = kept.state()
-                store.save(epoch, lambda path: joblib.dump(state, path))
-        kept_round, kept_metrics = kept.kept
-        return TrainingResult(
-            model={"scaler": scaler, "estimator": state["best"] if patience else estimator},
-            kept_round=kept_round,
-            kept_metrics=kept_metrics,
-            rounds_run=len(history),
-            resumed_from=resumed_from,
-            history=history,
-        )
-
-    def _predict(self, estimator: Any, features: np.ndarray) -> np.ndarray:
-        return estimator.predict_proba(features)[:, 1] if self.problem_type == "binary" else estimator.predict(features)
-
-    @staticmethod
-    def save(model: dict[str, Any], directory: Path) -> None:
-        joblib.dump(model, directory / "model.joblib")
+    return {"xgboost": XGBoostTrainer, "linear": LinearTrainer}
 
 
-TRAINERS: dict[str, type[Trainer]] = {"xgboost": XGBoostTrainer, "linear": LinearTrainer}
+TRAINERS: dict[str, type[Trainer]] = _trainers()
 
 
 def load_model(directory: Path) -> tuple[dict[str, Any], Predict]:
@@ -319,7 +281,7 @@ def load_model(directory: Path) -> tuple[dict[str, Any], Predict]:
 
 
 def load_predictor(directory: Path, algorithm: str, problem_type: str) -> Predict:
-    """The predict function of the model file ``save`` wrote to ``directory``."""
+    """The predict function of the model file ``save`` wrote to ``directory`` (a float32 matrix, NaN where missing)."""
     if algorithm == "xgboost":
         booster = xgb.Booster()
         booster.load_model(directory / "model.json")
@@ -328,11 +290,4 @@ def load_predictor(directory: Path, algorithm: str, problem_type: str) -> Predic
             return booster.inplace_predict(features)
 
         return predict
-    model = joblib.load(directory / "model.joblib")
-    scaler, estimator = model["scaler"], model["estimator"]
-
-    def predict_linear(features: np.ndarray) -> np.ndarray:
-        scaled = scaler.transform(features)
-        return estimator.predict_proba(scaled)[:, 1] if problem_type == "binary" else estimator.predict(scaled)
-
-    return predict_linear
+    return LinearArtifact.load(directory).score

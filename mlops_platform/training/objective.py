@@ -26,9 +26,28 @@ from typing import Any
 # the two equal).
 OBJECTIVES: dict[str, dict[str, str]] = {
     "binary": {"validation:auc": "maximize", "validation:accuracy": "maximize", "validation:logloss": "minimize"},
+    "multiclass": {
+        "validation:mlogloss": "minimize",
+        "validation:accuracy": "maximize",
+        "validation:f1_macro": "maximize",
+    },
     "regression": {"validation:rmse": "minimize", "validation:mae": "minimize"},
 }
-DEFAULT_OBJECTIVE = {"binary": "validation:logloss", "regression": "validation:rmse"}
+DEFAULT_OBJECTIVE = {
+    "binary": "validation:logloss",
+    "multiclass": "validation:mlogloss",
+    "regression": "validation:rmse",
+}
+# The values each metric can take, (lowest, highest or None): an approval threshold outside them is never met.
+METRIC_RANGES: dict[str, tuple[float, float | None]] = {
+    "auc": (0, 1),
+    "accuracy": (0, 1),
+    "f1_macro": (0, 1),
+    "logloss": (0, None),
+    "mlogloss": (0, None),
+    "rmse": (0, None),
+    "mae": (0, None),
+}
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ image's libraries).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -24,9 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from mlops_platform.data.encoding import Encoding, ValueProblem
 from mlops_platform.sagemaker_paths import SageMakerPaths
-from mlops_platform.serving.csv_rows import BadRequest, csv_rows
-from mlops_platform.training.algorithms import load_model
+from mlops_platform.serving.csv_rows import BadRequest, csv_cells
+from mlops_platform.serving.model import Metadata, ModelError, load
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,8 @@ class Response:
 @dataclass(frozen=True)
 class Model:
     metadata: dict[str, Any]
-    predict: Callable[[np.ndarray], np.ndarray]
+    predict: Callable[[np.ndarray], np.ndarray]  # a float32 matrix (NaN: missing) to scores
+    served: Metadata  # the features' types and categories, the classes
 
     @property
     def width(self) -> int:
@@ -54,10 +57,15 @@ class Model:
 
     @classmethod
     def load(cls, directory: Path) -> Model:
+        """The model as the inference image loads it (``serving.model``), so both images score alike."""
         if not (directory / "metadata.json").is_file():
             raise ServeError(f"no model under {directory} (metadata.json is missing)")
-        metadata, predict = load_model(directory)
-        return cls(metadata=metadata, predict=predict)
+        try:
+            model = load(directory)
+        except ModelError as error:
+            raise ServeError(str(error)) from None
+        metadata = json.loads((directory / "metadata.json").read_text())
+        return cls(metadata=metadata, predict=model.score, served=model.metadata)
 
 
 class ServeError(Exception):
@@ -85,7 +93,7 @@ def invocations(content_type: str | None, body: bytes, model: Model) -> Response
     if media_type != CSV:
         return Response(415, f"content type {content_type or 'none'!r} is not supported; allowed: {CSV}")
     try:
-        features = parse_csv(body, model.width)
+        features = parse_csv(body, model.served.encoding)
     except BadRequest as error:
         return Response(400, str(error))
     try:
@@ -93,12 +101,28 @@ def invocations(content_type: str | None, body: bytes, model: Model) -> Response
     except Exception as error:  # the server outlives a failed prediction
         log.exception("prediction failed")
         return Response(500, " ".join(f"prediction failed: {type(error).__name__}: {error}".split())[:1000])
+    if predictions.ndim == 2:  # multiclass: the label, then each class's probability in the model's order
+        classes = model.served.classes
+        lines = (
+            ",".join([classes[int(np.argmax(row))], *(f"{float(p):.9g}" for p in row)]) + "\n" for row in predictions
+        )
+        return Response(200, "".join(lines), CSV)
     return Response(200, "".join(f"{float(value):.9g}\n" for value in predictions), CSV)
 
 
-def parse_csv(body: bytes, width: int) -> np.ndarray:
-    """Rows of ``width`` finite numbers, no header, as a float32 matrix; BadRequest names the first bad cell."""
-    return np.asarray(csv_rows(body, width), dtype=np.float32)
+def parse_csv(body: bytes, encoding: Encoding) -> np.ndarray:
+    """Rows of the model's features, no header, as a float32 matrix: an empty cell or a category training
+    never saw is NaN (missing); BadRequest names the first bad cell."""
+    rows = []
+    for number, cells in csv_cells(body, encoding.width):
+        row = []
+        for i, cell in enumerate(cells):
+            try:
+                row.append(encoding.text(i, cell.strip()))
+            except ValueProblem as problem:
+                raise BadRequest(f"row {number}, column {i + 1} {problem}") from None
+        rows.append(row)
+    return np.asarray(rows, dtype=np.float32)
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -16,7 +16,7 @@ from mlops_platform.training.objective import OBJECTIVES
 
 PREFIX = "mlops_"
 ALGORITHMS = ("xgboost", "linear")  # the keys of hyperparameters.json
-PROBLEM_TYPES = ("binary", "regression")
+PROBLEM_TYPES = ("binary", "multiclass", "regression")
 
 # Model hyperparameters each algorithm accepts, with bounds and defaults. A data file, because
 # config/pipelines validates tenants' grids against the same table at synth.

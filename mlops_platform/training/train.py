@@ -17,6 +17,7 @@ import json
 import math
 import os
 import traceback
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+# pyarrow ships no type hints (pyproject.toml lists no override for it).
+import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+from mlops_platform.data.encoding import Encoding, natural_order
+from mlops_platform.data.raw_records import PARQUET_METADATA_KEY, label_of
 from mlops_platform.sagemaker_paths import SageMakerPaths, write_exit_reason
+from mlops_platform.schema.columns import restricted_name
 from mlops_platform.training import settings as settings_module
 from mlops_platform.training.algorithms import TRAINERS, Dataset, TrainingResult, load_predictor, measure
 from mlops_platform.training.objective import Objective
@@ -46,23 +53,103 @@ def metric_line(label: str, metrics: dict[str, float]) -> str:
     return f"[{label}] " + "; ".join(f"{name}={value:.6g}" for name, value in sorted(metrics.items()))
 
 
-def read_channel(directory: Path, target: str) -> Dataset:
+@dataclass(frozen=True)
+class Channel:
+    """A channel's rows, and the schema ``prepare`` wrote into its Parquet files (None for plain CSV)."""
+
+    frame: pd.DataFrame
+    schema: dict[str, Any] | None
+
+
+def read_channel(directory: Path, target: str) -> Channel:
     files = sorted(p for p in directory.rglob("*") if p.suffix in DATA_SUFFIXES) if directory.is_dir() else []
     if not files:
         raise TrainingError(f"channel {directory.name!r} holds no .csv or .parquet file under {directory}")
     frames = [pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p) for p in files]
     frame = pd.concat(frames, ignore_index=True)
-    if target not in frame.columns:
+    schema = next((s for s in (parquet_schema(p) for p in files if p.suffix == ".parquet") if s), None)
+    column = target_column(frame, target, schema)
+    if column is None:
         raise TrainingError(f"channel {directory.name!r} has no target column {target!r}")
-    features = frame.drop(columns=[target, *(c for c in METADATA_COLUMNS if c in frame.columns)])
-    non_numeric = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
-    if non_numeric:
-        raise TrainingError(f"channel {directory.name!r} has non-numeric feature columns {non_numeric[:5]}")
-    return Dataset(
-        features=features.to_numpy(dtype=np.float32),
-        target=frame[target].to_numpy(dtype=np.float32),
-        feature_names=[str(c) for c in features.columns],
-    )
+    return Channel(frame.rename(columns={column: TARGET}) if column != TARGET else frame, schema)
+
+
+TARGET = "__target__"
+
+
+def parquet_schema(path: Path) -> dict[str, Any] | None:
+    metadata = pq.read_schema(path).metadata or {}
+    raw = metadata.get(PARQUET_METADATA_KEY)
+    return json.loads(raw) if raw else None
+
+
+def target_column(frame: pd.DataFrame, target: str, schema: dict[str, Any] | None) -> str | None:
+    """The target's column: the source name, or its restricted name (prepare's Parquet)."""
+    for candidate in (target, (schema or {}).get("target_column"), restricted_name(target)):
+        if candidate and candidate in frame.columns:
+            return str(candidate)
+    return None
+
+
+def declared_features(channel: Channel) -> list[dict[str, Any]]:
+    """(name, column, type) of each feature: prepare's schema, or every other column typed by its values."""
+    if channel.schema:
+        return list(channel.schema["features"])
+    frame = channel.frame
+    columns = [c for c in frame.columns if c != TARGET and c not in METADATA_COLUMNS]
+    declared = []
+    for column in columns:
+        values = frame[column]
+        if pd.api.types.is_bool_dtype(values):
+            kind = "boolean"
+        elif pd.api.types.is_numeric_dtype(values):
+            kind = "double"
+        else:
+            kind = "categorical"
+        declared.append({"name": str(column), "column": str(column), "type": kind})
+    return declared
+
+
+def datasets(train: Channel, validation: Channel, problem_type: str) -> tuple[Dataset, Dataset]:
+    """Both channels encoded with the categories of the training channel; targets as class indexes."""
+    declared = declared_features(train)
+    missing = [f["column"] for f in declared if f["column"] not in validation.frame.columns]
+    if missing or len(declared_features(validation)) != len(declared):
+        raise TrainingError("the train and validation channels have different feature columns")
+    encoding = Encoding.fit(train.frame, declared)
+    classes = class_labels(train, validation, problem_type)
+
+    def dataset(channel: Channel) -> Dataset:
+        target = channel.frame[TARGET]
+        if problem_type == "multiclass":
+            assert classes is not None
+            index = {label: i for i, label in enumerate(classes)}
+            labels = [label_of(v) for v in target]
+            unknown = sorted({str(label) for label in labels if label not in index})
+            if unknown:
+                raise TrainingError(f"the target holds labels outside the declared classes: {unknown[:5]}")
+            values = np.asarray([index[str(label)] for label in labels], dtype=np.float32)
+        else:
+            values = target.to_numpy(dtype=np.float32)
+        return Dataset(encoding.frame_matrix(channel.frame), values, encoding.columns, encoding, classes)
+
+    return dataset(train), dataset(validation)
+
+
+def class_labels(train: Channel, validation: Channel, problem_type: str) -> list[str] | None:
+    """Declared classes (prepare's schema), binary's 0 and 1, or the labels both channels hold in natural order."""
+    if problem_type == "regression":
+        return None
+    declared = (train.schema or {}).get("classes")
+    if declared:
+        return [str(label) for label in declared]
+    if problem_type == "binary":
+        return ["0", "1"]
+    labels = {label_of(v) for channel in (train, validation) for v in channel.frame[TARGET]}
+    classes = natural_order(label for label in labels if label is not None)
+    if len(classes) < 2:
+        raise TrainingError(f"a multiclass target needs at least 2 classes in the data; found {classes}")
+    return classes
 
 
 def attempt_of(started: datetime) -> str:
@@ -114,10 +201,11 @@ def progress_reporter(
 def train(paths: SageMakerPaths, *, started: datetime | None = None) -> TrainingResult:
     config = settings_module.load(paths.hyperparameters)
     platform = config.platform
-    train_set = read_channel(paths.channel("train"), platform.target)
-    validation_set = read_channel(paths.channel("validation"), platform.target)
-    if validation_set.feature_names != train_set.feature_names:
-        raise TrainingError("the train and validation channels have different feature columns")
+    train_set, validation_set = datasets(
+        read_channel(paths.channel("train"), platform.target),
+        read_channel(paths.channel("validation"), platform.target),
+        platform.problem_type,
+    )
     objective = Objective.of(platform.problem_type, platform.objective)
     trainer_type = TRAINERS[platform.algorithm]
     trainer = trainer_type(platform.problem_type, config.model, device=platform.device, objective=objective)
@@ -153,7 +241,10 @@ def train(paths: SageMakerPaths, *, started: datetime | None = None) -> Training
         "algorithm": platform.algorithm,
         "problem_type": platform.problem_type,
         "target": platform.target,
-        "features": train_set.feature_names,
+        # Source names in model order; schema: each one's restricted name, type and categories.
+        "features": train_set.encoding.names if train_set.encoding else train_set.feature_names,
+        "schema": train_set.encoding.to_json() if train_set.encoding else None,
+        "classes": train_set.classes,
         "hyperparameters": config.model,
         "objective": objective.metric,
         "round": result.kept_round,

@@ -194,7 +194,9 @@ def test_the_baseline_summarizes_the_train_split_and_the_model_s_scores_of_held_
 
     assert document["schema_version"] == SCHEMA_VERSION
     assert document["feature_order"] == list(example.dataset.features)
-    assert {name: f["type"] for name, f in document["features"].items()} == dict(example.dataset.features)
+    assert {name: f["type"] for name, f in document["features"].items()} == {
+        name: spec.type for name, spec in example.dataset.features.items()
+    }
     assert document["rows"] == len(train)
     assert document["features"]["mean_radius"]["min"] == min(row["mean_radius"] for row in train)
     predictions = document["predictions"]

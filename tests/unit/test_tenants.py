@@ -89,11 +89,48 @@ BAD_PIPELINES = {
     "tenant unlike its file": ("tenant: example", "tenant: acme", "tenant", "'acme'"),
     "duplicate model names": ("  - name: linear\n", "  - name: xgboost\n", "models", "xgboost"),
     "target among the features": ("    mean_radius: double", "    target: double", "dataset.features", "target"),
-    "batch input of another dataset": (
+    "a split of a dataset named for scoring": (
         "  dataset: breast-cancer\n  split",
         "  dataset: churn\n  split",
-        "batch_prediction.dataset",
-        "'churn'",
+        "batch_prediction.split",
+        "'test'",
+    ),
+    "two columns with one restricted name": (
+        "    mean_texture: double",
+        '    "Mean Radius": double',
+        "dataset.features",
+        "'Mean Radius'",
+    ),
+    "a type the schema lacks": (
+        "    mean_radius: double",
+        "    mean_radius: string",
+        "dataset.features.mean_radius",
+        "'string'",
+    ),
+    "a control character in a column name": (
+        "    mean_radius: double",
+        '    "mean\\tradius": double',
+        "dataset.features",
+        "control",
+    ),
+    "a dataset name with spaces": ("  name: breast-cancer", "  name: Breast Cancer", "dataset.name", "'Breast Cancer'"),
+    "three classes for a binary problem": (
+        "  problem_type: binary\n",
+        "  problem_type: binary\n  classes: [a, b, c]\n",
+        "dataset.classes",
+        "exactly 2 labels",
+    ),
+    "a threshold the metric never reaches": (
+        "approval_threshold: 0.95",
+        "approval_threshold: 1.5",
+        "objective.approval_threshold",
+        "1.5",
+    ),
+    "a rejected share above 1": (
+        "  problem_type: binary\n",
+        "  problem_type: binary\n  max_rejected_share: 2\n",
+        "dataset.max_rejected_share",
+        "2",
     ),
     "misspelt section": ("batch_prediction:", "batch_predictions:", "batch_predictions", "dataset"),
 }
@@ -110,6 +147,78 @@ def test_a_bad_pipeline_setting_is_one_sentence_naming_file_key_value_and_what_i
         load_config(config_copy)
 
     assert_one_sentence(str(raised.value), path, key, value)
+
+
+def test_no_setting_error_shows_a_regular_expression(config_copy):
+    path = config_copy / "pipelines" / "example.yaml"
+    for old, new in [("    mean_radius: double", '    "x\\ty": double'), ("tenant: example", "tenant: Example!")]:
+        text = path.read_text()
+        edit(path, old, new)
+        with pytest.raises(ConfigError) as raised:
+            load_config(config_copy)
+        assert not any(mark in str(raised.value) for mark in ("^", "$", "[a-z", "{0,")), str(raised.value)
+        path.write_text(text)
+
+
+WINE = """\
+tenant: wine
+dataset:
+  name: wine
+  target: class
+  problem_type: multiclass
+  classes: ["0", "1", "2"]
+  max_rejected_share: 0.02
+  features:
+    alcohol: double
+    "od280/od315_of_diluted_wines": {type: double, required: true}
+    magnesium: bigint
+    region: categorical
+models:
+  - {name: xgboost, algorithm: xgboost, grid: {max_depth: [3]}}
+  - {name: linear, algorithm: linear}
+objective: {metric: "validation:f1_macro", direction: maximize, approval_threshold: 0.9}
+training: {instance_type: ml.m5.large}
+batch_prediction: {dataset: wine-new}
+"""
+
+
+def test_a_multiclass_tenant_with_names_as_the_data_has_them_publishes_each_column_s_restricted_name(config_copy):
+    (config_copy / "pipelines" / "wine.yaml").write_text(WINE)
+
+    wine = next(p for p in load_config(config_copy).pipelines if p.tenant == "wine")
+
+    published = wine.published()
+    dataset = published["dataset"]
+    assert dataset["features"] == {
+        "alcohol": "double",
+        "od280/od315_of_diluted_wines": "double",
+        "magnesium": "bigint",
+        "region": "categorical",
+    }
+    assert dataset["columns"][1] == {
+        "name": "od280/od315_of_diluted_wines",
+        "column": "od280_od315_of_diluted_wines",
+        "type": "double",
+        "required": True,
+    }
+    assert (dataset["classes"], dataset["unknown_columns"], dataset["max_rejected_share"]) == (
+        ["0", "1", "2"],
+        "ignore",
+        0.02,
+    )
+    assert published["metrics"] == ["validation:mlogloss", "validation:accuracy", "validation:f1_macro"]
+    assert published["batch_prediction"]["scoring"] is True
+
+
+def test_a_binary_metric_is_refused_for_a_multiclass_tenant(config_copy):
+    path = config_copy / "pipelines" / "wine.yaml"
+    path.write_text(WINE.replace("validation:f1_macro", "validation:auc"))
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(config_copy)
+
+    assert_one_sentence(str(raised.value), path, "objective.metric", "validation:auc")
+    assert "validation:mlogloss, validation:accuracy, validation:f1_macro" in str(raised.value)
 
 
 def test_more_trials_than_one_execution_can_run_are_refused(config_copy):

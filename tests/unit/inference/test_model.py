@@ -74,9 +74,10 @@ def test_linear_contributions_are_coefficient_times_standardized_value(model_dir
 
     contributions = model.contributions(features)
 
-    standardized = (features[0].astype(np.float64) - model.mean) / model.scale
-    np.testing.assert_allclose(contributions[0, :-1], model.coefficients * standardized)
-    assert contributions[0, -1] == model.intercept
+    preprocessing = model.artifact.preprocessing
+    standardized = (features[0].astype(np.float64) - preprocessing.mean) / preprocessing.scale
+    np.testing.assert_allclose(contributions[0, :-1], model.artifact.coefficients[0] * standardized)
+    assert contributions[0, -1] == model.artifact.intercepts[0]
 
 
 def copy_model(source, target, **metadata_changes):
@@ -93,10 +94,10 @@ def copy_model(source, target, **metadata_changes):
     ("changes", "reason"),
     [
         ({"algorithm": "forest"}, "algorithm has value 'forest'; allowed: one of xgboost, linear"),
-        ({"problem_type": "multiclass"}, "problem_type has value 'multiclass'"),
+        ({"problem_type": "ternary"}, "problem_type has value 'ternary'"),
         ({"features": []}, "features must be a non-empty list of column names"),
         ({"features": ["a", "a"]}, "feature names must be unique"),
-        ({"features": ["a", "b"]}, "expects 30 features; metadata.json lists 2"),
+        ({"features": ["a", "b"], "schema": None}, "expects 30 features; metadata.json lists 2"),
         ({"algorithm": "linear"}, "no linear model under"),
     ],
 )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from sklearn.datasets import load_breast_cancer, load_diabetes
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine
 from sklearn.model_selection import train_test_split
 
 from mlops_platform.sagemaker_paths import ProcessingPaths, SageMakerPaths
@@ -23,7 +23,7 @@ from tests.conftest import ROOT
 
 def small_dataset(problem_type: str) -> pd.DataFrame:
     """Datasets scikit-learn ships: no download, the same rows on every machine."""
-    loader = load_breast_cancer if problem_type == "binary" else load_diabetes
+    loader = {"binary": load_breast_cancer, "multiclass": load_wine, "regression": load_diabetes}[problem_type]
     frame = loader(as_frame=True).frame
     frame.columns = [str(c).replace(" ", "_") for c in frame.columns]
     return frame

@@ -15,7 +15,7 @@ import xgboost as xgb
 from mlops_platform.training.algorithms import TRAINERS, evaluate, load_model
 from mlops_platform.training.objective import OBJECTIVES, Objective
 from mlops_platform.training.settings import parse
-from mlops_platform.training.train import main, read_channel
+from mlops_platform.training.train import datasets, main, read_channel
 from tests.unit.training.conftest import job
 from tests.unit.training.test_train import metric_lines
 
@@ -40,8 +40,12 @@ def saved_metrics(paths, problem_type: str) -> dict[str, float]:
     """The saved model's metrics on the job's channels, computed here from its predictions."""
     _, predict = load_model(paths.model)
     measured = {}
-    for split in ("train", "validation"):
-        data = read_channel(paths.channel(split), "target")
+    splits = datasets(
+        read_channel(paths.channel("train"), "target"),
+        read_channel(paths.channel("validation"), "target"),
+        problem_type,
+    )
+    for split, data in zip(("train", "validation"), splits, strict=True):
         for name, value in evaluate(problem_type, data.target, predict(data.features)).items():
             measured[f"{split}:{name}"] = value
     return measured
@@ -111,9 +115,10 @@ def test_a_job_interrupted_after_its_best_round_keeps_that_round_when_it_resumes
     reference = sagemaker_root("binary", job(algorithm, "binary"))
     hyperparameters = parse({**job(algorithm, "binary"), **OVERFITTING[algorithm], "early_stopping_rounds": "1000"})
     trainer = TRAINERS[algorithm]("binary", hyperparameters.model)
-    train, validation = (
+    train, validation = datasets(
         read_channel(reference.channel("train"), "target"),
         read_channel(reference.channel("validation"), "target"),
+        "binary",
     )
     uninterrupted = trainer.fit(
         train, validation, on_round=lambda *_: None, checkpoints=reference.root / "uninterrupted", checkpoint_every=1
@@ -143,7 +148,7 @@ def test_a_job_interrupted_after_its_best_round_keeps_that_round_when_it_resumes
 def _predictor(algorithm: str, model):
     if algorithm == "xgboost":
         return model.inplace_predict
-    return lambda features: model["estimator"].predict_proba(model["scaler"].transform(features))[:, 1]
+    return model.score  # the fitted LinearArtifact: preprocessing, then the model's probability of class 1
 
 
 def test_the_image_reports_the_metrics_the_tenant_config_allows_as_objectives():

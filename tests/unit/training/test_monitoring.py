@@ -25,7 +25,7 @@ SHIFTED = ["mean_radius", "worst_texture", "area_error"]
 @pytest.fixture(scope="module")
 def features() -> dict[str, str]:
     [pipeline] = [p for p in load_pipelines(ROOT / "config" / "pipelines") if p.tenant == "example"]
-    return dict(pipeline.dataset.features)
+    return {name: spec.type for name, spec in pipeline.dataset.features.items()}
 
 
 @pytest.fixture(scope="module")

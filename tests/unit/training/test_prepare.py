@@ -136,19 +136,19 @@ BAD_LINES = [
     (line("", record(1)), "invalid-record-id"),
     (line("bad", record(1), received_at="yesterday"), "invalid-received-at"),
     (line("bad", record(1), received_at="2026-01-01T00:00:00"), "invalid-received-at"),
-    (line("bad", {"a": 1.0, "flag": True, "y": 1}), "missing-field"),
+    (line("bad", {"a": 1.0, "n": 1, "flag": True, "y": None}), "missing-field"),
     (line("bad", {"a": 1.0, "n": 1, "flag": True}), "missing-field"),
     (line("bad", record(1, extra=3)), "unknown-field"),
     (line("bad", record(1, a="1.5")), "wrong-type"),
     (line("bad", record(1, a=True)), "wrong-type"),
-    (line("bad", record(1, a=None)), "wrong-type"),
+    (line("bad", record(1, a=[1.5])), "wrong-type"),
     (line("bad", record(1, n=1.5)), "wrong-type"),
     (line("bad", record(1, n=2**63)), "wrong-type"),
     (line("bad", record(1, flag=1)), "wrong-type"),
     (line("bad", record(1, a=float("nan"))), "non-finite"),
     (line("bad", record(1)).replace(b'"a": 0.1', b'"a": 1e400'), "non-finite"),
     (line("bad", record(1, y=2)), "invalid-target"),
-    (line("bad", record(1, y="1")), "invalid-target"),
+    (line("bad", record(1, y="yes")), "invalid-target"),
     (line("bad", record(1, y=0.5)), "invalid-target"),
     (line("r-3", record(3)), "duplicate-record"),
 ]
@@ -156,6 +156,7 @@ BAD_LINES = [
 
 @pytest.mark.parametrize(("bad", "reason"), BAD_LINES)
 def test_each_bad_line_is_rejected_with_its_reason_file_and_line_number(job, bad, reason):
+    job.publish(tenant_config(unknown_columns="reject", max_rejected_share=0.05))
     job.raw("2026-01-01", "m1.jsonl", [*good_lines(40), bad])
 
     assert job.run() == 0
@@ -184,14 +185,14 @@ def test_every_reason_is_covered_by_a_bad_line():
     [(1.5, True), (-3, True), (True, False), ("2", False), (float("inf"), False), (None, False)],
 )
 def test_a_regression_target_is_any_finite_number(job, target, valid):
-    job.publish(tenant_config(problem_type="regression"))
+    job.publish(tenant_config(problem_type="regression", max_rejected_share=0.05))
     job.raw("2026-01-01", "m1.jsonl", [*good_lines(40), line("x", record(1, y=target))])
 
     assert job.run() == 0
 
     assert job.report()["valid"] == (41 if valid else 40)
     if not valid:
-        assert job.rejected()[0]["reason"] == "invalid-target"
+        assert job.rejected()[0]["reason"] == ("missing-field" if target is None else "invalid-target")
     curated = pd.read_parquet(job.paths.curated / "dt=2026-01-01" / "records.parquet")
     assert str(curated["y"].dtype) == "float64"
 
@@ -257,6 +258,7 @@ def test_the_split_is_a_pinned_hash_of_the_record_id_at_70_15_15():
 
 
 def test_a_rerun_rewrites_identical_files(job, tmp_path):
+    job.publish(tenant_config(max_rejected_share=0.05))
     job.raw("2026-01-01", "m1.jsonl", good_lines(100))
     job.raw("2026-01-02", "m2.jsonl", [*good_lines(50, prefix="s"), b"oops"])
     assert job.run() == 0
@@ -277,7 +279,7 @@ def test_no_valid_rows_fails_with_a_one_line_reason_and_a_report(job):
 
     message = job.paths.message.read_text()
     assert message.count("\n") == 1
-    assert "none of the 3 raw rows is valid (most common reason: wrong-type, 2 rows)" in message
+    assert "none of the 3 raw rows is valid: wrong-type 2 rows (a), malformed-json 1 row; see rejected.jsonl" in message
     report = job.report()
     assert report["status"] == "failed"
     assert report["failure"] == message.strip()
@@ -354,7 +356,7 @@ def test_bad_arguments_fail_with_a_one_line_reason(job, arguments, reason):
     [
         ({**tenant_config(), "schema_version": 2}, "key 'schema_version' has value 2; allowed: 1"),
         (tenant_config(features={"a": "string"}), "key 'dataset.features.a' has value 'string'"),
-        (tenant_config(problem_type="multiclass"), "key 'dataset.problem_type' has value 'multiclass'"),
+        (tenant_config(problem_type="ternary"), "key 'dataset.problem_type' has value 'ternary'"),
         (tenant_config(split="holdout"), "key 'batch_prediction.split' has value 'holdout'"),
         (tenant_config(features={"split": "double"}), "column 'split' clashes with a column prepare adds"),
         (tenant_config(target=""), "key 'dataset.target' has value ''"),

@@ -16,8 +16,9 @@ import pytest
 from mlops_platform.data import readers
 from mlops_platform.data.ingest import ParsedMessage, raw_lines
 from mlops_platform.data.prepare import main
-from mlops_platform.data.raw_records import PrepareError, Schema, split_of
+from mlops_platform.data.raw_records import Column, PrepareError, Schema, split_of
 from mlops_platform.sagemaker_paths import ProcessingPaths
+from mlops_platform.schema.columns import restricted_name
 
 FEATURES = {"a": "double", "n": "bigint", "flag": "boolean"}
 DAY = "2026-01-01"
@@ -26,7 +27,7 @@ SCHEMA = Schema(
     dataset="churn",
     target="y",
     problem_type="binary",
-    features=tuple(FEATURES.items()),
+    features=tuple(Column(name, restricted_name(name), kind) for name, kind in FEATURES.items()),
     batch_split="test",
 )
 
@@ -60,7 +61,14 @@ class Job:
                 {
                     "schema_version": 1,
                     "tenant": "acme",
-                    "dataset": {"name": "churn", "target": "y", "problem_type": "binary", "features": FEATURES},
+                    "dataset": {
+                        "name": "churn",
+                        "target": "y",
+                        "problem_type": "binary",
+                        "features": FEATURES,
+                        # These tests plant bad rows to see each one's reason; the ceiling has tests of its own.
+                        "max_rejected_share": 0.5,
+                    },
                     "batch_prediction": {"dataset": "churn", "split": "test"},
                 }
             )
