@@ -343,7 +343,8 @@ def test_a_producer_of_one_tenant_cannot_land_records_in_another_tenant_s_raw_zo
     assert list(objects(s3)) == [f"quarantine/acme/_unrouted/{DAY}/m-1.jsonl"]  # the sender's tenant, not the claim
     header, [line] = quarantined(s3, f"quarantine/acme/_unrouted/{DAY}/m-1.jsonl")
     assert (line["reason"], line["index"]) == ("spoofed-tenant", None)
-    assert "'globex'" in line["detail"] and "'acme'" in line["detail"]
+    assert "'globex'" in line["detail"]
+    assert "'acme'" in line["detail"]
     assert header["body"] == json.dumps(spoofed)  # kept whole: both records are still there
 
 
@@ -365,7 +366,8 @@ def test_records_per_message_are_capped_and_the_cap_itself_lands(ingest, s3):
     assert f"raw/acme/calls/{DAY}/m-2.jsonl" not in objects(s3, "raw/")  # never part of a message
     header, [line] = quarantined(s3, f"quarantine/acme/_unrouted/{DAY}/m-2.jsonl")
     assert (line["reason"], line["index"]) == ("too-many-records", None)
-    assert "6 records" in line["detail"] and "at most 5" in line["detail"]
+    assert "6 records" in line["detail"]
+    assert "at most 5" in line["detail"]
     assert json.loads(header["body"]) == over
 
 

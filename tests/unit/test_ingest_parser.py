@@ -132,7 +132,7 @@ def test_only_the_queue_s_own_tenant_is_routed(parser, queue_tenant, claimed, da
 def test_no_depth_of_nesting_raises_and_what_lands_stays_within_the_limit(parser, levels, wrap):
     opening, closing = wrap
     inner = opening + ('"k":' if wrap == "{}" else "")
-    value = (inner * levels) + ("0" if levels else "0") + closing * levels
+    value = (inner * levels) + "0" + closing * levels
     body = '{"dataset": "d", "records": [' + ("{}" if levels == 0 else '{"a": ' + value + "}") + "]}"
     parsed = parser.parse_message(body, 10**9, tenant="acme")
 
