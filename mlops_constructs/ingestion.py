@@ -29,15 +29,10 @@ from mlops_constructs.functions import platform_function
 from mlops_constructs.nag import acknowledge_wildcard_resource
 from mlops_constructs.pinning import pin_logical_id
 from mlops_constructs.queues import dead_letter_queue, encrypted_queue
+from mlops_constructs.tenant_ids import tenant_id
 
 RAW_PREFIX = "raw/"
 FUNCTION_TIMEOUT = Duration.seconds(60)
-
-
-def tenant_id(tenant: str) -> str:
-    """A tenant's name as a logical-ID part: ``acme-corp`` -> ``AcmeXcorp``. Tenant names are lowercase, so
-    the capital X stands only for a hyphen and no two tenants share an ID (``a-1`` -> ``AX1``, ``a1`` -> ``A1``)."""
-    return tenant[0].upper() + tenant[1:].replace("-", "X")
 
 
 class IngestionPipeline(Construct):

@@ -13,7 +13,8 @@ from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
 from config.tenants import PipelineConfig
-from mlops_constructs.ingestion import IngestionPipeline, tenant_id
+from mlops_constructs.ingestion import IngestionPipeline
+from mlops_constructs.tenant_ids import tenant_id
 from stacks.inputs import StackInputs
 
 

@@ -103,6 +103,7 @@ def test_the_function_is_configured_from_the_environment_settings(resources, set
     }
     assert variables["RAW_BUCKET"]["Fn::GetStackOutput"]["OutputName"].startswith("PublishOutputRefRawZoneBucket")
     assert variables["MAX_RECORD_BYTES"] == str(settings.ingestion.max_record_bytes)
+    assert variables["MAX_RECORDS_PER_MESSAGE"] == str(settings.ingestion.max_records_per_message)
     assert variables["RAW_PREFIX"] == "raw/"
     assert variables["QUARANTINE_PREFIX"] == "quarantine/"
     assert variables["POWERTOOLS_METRICS_NAMESPACE"] == f"mlops/{environment}"
