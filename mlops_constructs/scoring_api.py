@@ -243,8 +243,8 @@ class ScoringApi(Construct):
                 # TemplateReference/aws-properties-apigateway-stage-methodsetting.html
                 method_options={
                     f"{path}/{method}": per_endpoint
-                    for key in sorted(endpoint_names)
-                    for method, path in endpoint_paths(key).values()
+                    for endpoint_key in sorted(endpoint_names)
+                    for method, path in endpoint_paths(endpoint_key).values()
                 },
                 tracing_enabled=True,
                 metrics_enabled=True,
@@ -260,14 +260,14 @@ class ScoringApi(Construct):
         # (20 KB) would otherwise cap the number of endpoints. It names this API's ARN only.
         integration = apigateway.LambdaIntegration(self.api_function.function, scope_permission_to_method=False)
         endpoints = self.api.root.add_resource("endpoints")
-        for key in sorted(endpoint_names):
+        for endpoint_key in sorted(endpoint_names):
             body = self.api.add_model(
-                f"ScoreRequest{tenant_id(key)}",
+                f"ScoreRequest{tenant_id(endpoint_key)}",  # letters and digits only, like a tenant's ID part
                 content_type="application/json",
-                schema=request_schema(settings.max_instances, sorted(variant_names.get(key, ()))),
+                schema=request_schema(settings.max_instances, sorted(variant_names.get(endpoint_key, ()))),
             )
             body_options = {"request_models": {"application/json": body}, "request_validator": validator}
-            resource = endpoints.add_resource(key)
+            resource = endpoints.add_resource(endpoint_key)
             score = resource.add_resource("score")
             score.add_method("POST", integration, **body_options)  # type: ignore[arg-type]
             score.add_resource("async").add_method("POST", integration, **body_options)  # type: ignore[arg-type]

@@ -136,6 +136,14 @@ def test_the_function_knows_each_queue_s_tenant(resources):
     assert json.loads(text) == {"<IngestQueueExample>": "example"}
 
 
+def test_each_tenant_s_queue_url_and_producer_policy_are_outputs(synthesized, environment):
+    outputs = synthesized.template_json(environment, STACK)["Outputs"]
+
+    assert outputs["IngestQueueUrlExample"]["Value"] == {"Ref": "IngestQueueExample"}
+    assert outputs["ProducerPolicyArnExample"]["Value"]["Ref"].startswith("IngestProducerPolicyExample")
+    assert not [name for name in outputs if name in ("IngestQueueUrl", "ProducerPolicyArn")]  # no shared queue
+
+
 def test_producers_get_a_policy_that_only_sends_to_the_queue(resources, settings):
     [policy] = of_type(resources, "AWS::IAM::ManagedPolicy").values()
     statements = {s["Sid"]: s for s in policy["Properties"]["PolicyDocument"]["Statement"]}

@@ -318,6 +318,23 @@ def test_the_effective_traffic_shares_are_stack_outputs(synthesized, environment
 # -- the scoring API -----------------------------------------------------------------------------
 
 
+def test_each_tenant_with_an_endpoint_gets_its_scoring_policy_as_an_output(
+    synthesized, environment, resources, settings
+):
+    outputs = synthesized.template_json(environment, STACK)["Outputs"]
+    policies = {k: v["Value"]["Ref"] for k, v in outputs.items() if k.startswith("ScoringPolicyArn")}
+
+    assert set(policies) == {"ScoringPolicyArnExample"}  # every endpoint of the shipped config is the example's
+    [statement] = resources[policies["ScoringPolicyArnExample"]]["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "execute-api:Invoke"
+    paths = sorted(resource["Fn::Join"][1][-1] for resource in statement["Resource"])
+    assert paths == [
+        "/v1/GET/endpoints/example/results/*",
+        "/v1/POST/endpoints/example/score",
+        "/v1/POST/endpoints/example/score/async",
+    ]
+
+
 def test_every_method_is_iam_authenticated_and_validated(resources, settings):
     methods = [r["Properties"] for r in of_type(resources, "AWS::ApiGateway::Method").values()]
     [validator_id] = of_type(resources, "AWS::ApiGateway::RequestValidator")
