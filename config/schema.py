@@ -133,6 +133,12 @@ class Ingestion(StrictModel):
     max_receive_count: StrictInt = Field(
         ge=1, le=1000, description="a whole number from 1 to 1000 (deliveries before a message goes to the DLQ)"
     )
+    max_records_per_message: StrictInt = Field(
+        default=1000,
+        ge=1,
+        le=10000,
+        description="a whole number from 1 to 10000 (records in one message; a message with more is quarantined)",
+    )
 
 
 # A week: with the state machine's back-off (one wait at most 30 minutes), a trial's waits and polls

@@ -1,8 +1,16 @@
-"""Ingestion: producers send ``{tenant, dataset, record | records}`` to SQS; a Lambda lands them in the raw zone."""
+"""Ingestion: each tenant's producers send ``{dataset, record | records}`` to the tenant's own SQS queue; a Lambda
+lands them in the raw zone under the queue's tenant.
+
+The queue is the boundary between tenants: a producer gets the managed policy of its tenant, which allows
+``sqs:SendMessage`` on that tenant's queue only, and the function takes the tenant from the queue a message
+came from, never from the message (a message naming another tenant is quarantined as ``spoofed-tenant``).
+"""
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from collections.abc import Sequence
+
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -21,13 +29,15 @@ from mlops_constructs.functions import platform_function
 from mlops_constructs.nag import acknowledge_wildcard_resource
 from mlops_constructs.pinning import pin_logical_id
 from mlops_constructs.queues import dead_letter_queue, encrypted_queue
+from mlops_constructs.tenant_ids import tenant_id
 
 RAW_PREFIX = "raw/"
 FUNCTION_TIMEOUT = Duration.seconds(60)
 
 
 class IngestionPipeline(Construct):
-    """Queue, dead-letter queue, ingest function, alarms and a policy that producers attach."""
+    """A queue per tenant, one dead-letter queue, the ingest function, alarms, and a policy per tenant that
+    the tenant's producers attach."""
 
     def __init__(
         self,
@@ -40,6 +50,7 @@ class IngestionPipeline(Construct):
         alarm_topic: sns.ITopic,
         settings: Ingestion,
         capacities: Capacities,
+        tenants: Sequence[str],
         log_retention_days: int,
         removal_policy: RemovalPolicy,
     ) -> None:
@@ -53,21 +64,25 @@ class IngestionPipeline(Construct):
             last_stop="This is the dead-letter queue of the ingest queue; a DLQ of a DLQ would only move the problem.",
         )
         pin_logical_id(self.dead_letter_queue, "IngestDeadLetterQueue")
-        self.queue = encrypted_queue(
-            self,
-            "Queue",
-            key=key,
-            # AWS's advice for SQS event sources: six times the function timeout, so a message is
-            # not redelivered while a slow batch is still being written.
-            visibility_timeout=Duration.seconds(FUNCTION_TIMEOUT.to_seconds() * 6),
-            retention_period=Duration.days(4),
-            dead_letter_queue=sqs.DeadLetterQueue(
-                queue=self.dead_letter_queue, max_receive_count=settings.max_receive_count
-            ),
-            removal_policy=removal_policy,
-        )
-        # Producers hold the queue's URL, and both queues hold messages: never replace them by accident.
-        pin_logical_id(self.queue, "IngestQueue")
+        # One queue per tenant, encrypted with the platform key. Producers hold a queue's URL, and queues
+        # hold messages: pinned logical IDs, so nothing replaces them by accident.
+        self.queues: dict[str, sqs.Queue] = {}
+        for tenant in tenants:
+            queue = encrypted_queue(
+                self,
+                f"Queue{tenant_id(tenant)}",
+                key=key,
+                # AWS's advice for SQS event sources: six times the function timeout, so a message is
+                # not redelivered while a slow batch is still being written.
+                visibility_timeout=Duration.seconds(FUNCTION_TIMEOUT.to_seconds() * 6),
+                retention_period=Duration.days(4),
+                dead_letter_queue=sqs.DeadLetterQueue(
+                    queue=self.dead_letter_queue, max_receive_count=settings.max_receive_count
+                ),
+                removal_policy=removal_policy,
+            )
+            pin_logical_id(queue, f"IngestQueue{tenant_id(tenant)}")
+            self.queues[tenant] = queue
 
         parts = platform_function(
             self,
@@ -82,6 +97,11 @@ class IngestionPipeline(Construct):
                 "RAW_PREFIX": RAW_PREFIX,
                 "QUARANTINE_PREFIX": QUARANTINE_PREFIX,
                 "MAX_RECORD_BYTES": str(settings.max_record_bytes),
+                "MAX_RECORDS_PER_MESSAGE": str(settings.max_records_per_message),
+                # Queue ARN -> tenant: the handler takes each message's tenant from the queue it came from.
+                "TENANT_QUEUES": Stack.of(self).to_json_string(
+                    {queue.queue_arn: tenant for tenant, queue in self.queues.items()}
+                ),
             },
             log_retention_days=log_retention_days,
             removal_policy=removal_policy,
@@ -91,34 +111,42 @@ class IngestionPipeline(Construct):
         role = parts.role
         policy = self._grant_least_privilege(role, key=key, raw_bucket=raw_bucket)
         # Not SqsEventSource: its grant adds kms:Decrypt on the key with no condition, and this key
-        # encrypts the whole lake. The function reads the queue with the grants above (KMS only
-        # through SQS); Lambda checks them when it creates the mapping, hence the dependency.
-        mapping = lambda_.EventSourceMapping(
-            self,
-            "QueueMapping",
-            target=self.function,
-            event_source_arn=self.queue.queue_arn,
-            batch_size=capacities.ingest_batch_size,
-            max_concurrency=capacities.ingest_max_concurrency,
-            report_batch_item_failures=True,
-        )
-        mapping.node.add_dependency(policy)
-        self.producer_policy = self._producer_policy(key)
+        # encrypts the whole lake. The function reads the queues with the grants above (KMS only
+        # through SQS); Lambda checks them when it creates a mapping, hence the dependency. One mapping
+        # per queue, each with its own maximum concurrency, so one tenant's backlog cannot hold up the
+        # others' (https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html).
+        for tenant, queue in self.queues.items():
+            mapping = lambda_.EventSourceMapping(
+                self,
+                f"QueueMapping{tenant_id(tenant)}",
+                target=self.function,
+                event_source_arn=queue.queue_arn,
+                batch_size=capacities.ingest_batch_size,
+                max_concurrency=capacities.ingest_max_concurrency,
+                report_batch_item_failures=True,
+            )
+            mapping.node.add_dependency(policy)
+        self.producer_policies = {
+            tenant: self._producer_policy(tenant, queue, key) for tenant, queue in self.queues.items()
+        }
         self._alarms(alarm_topic, names)
 
     def _grant_least_privilege(self, role: iam.Role, *, key: kms.IKey, raw_bucket: s3.IBucket) -> iam.Policy:
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="ConsumeIngestQueue",
-                actions=[
-                    "sqs:ReceiveMessage",
-                    "sqs:DeleteMessage",
-                    "sqs:ChangeMessageVisibility",
-                    "sqs:GetQueueAttributes",
-                ],
-                resources=[self.queue.queue_arn],
+        if self.queues:
+            # The actions of Lambda's SQS execution role (AWSLambdaSQSQueueExecutionRole), on the tenants' queues only:
+            # https://docs.aws.amazon.com/lambda/latest/dg/with-sqs.html#events-sqs-permissions
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="ConsumeIngestQueues",
+                    actions=[
+                        "sqs:ReceiveMessage",
+                        "sqs:DeleteMessage",
+                        "sqs:ChangeMessageVisibility",
+                        "sqs:GetQueueAttributes",
+                    ],
+                    resources=[queue.queue_arn for queue in self.queues.values()],
+                )
             )
-        )
         role.add_to_policy(key_used_through(self, key, "sqs", ["kms:Decrypt"], sid="DecryptMessagesThroughSqs"))
         role.add_to_policy(
             iam.PolicyStatement(
@@ -147,14 +175,14 @@ class IngestionPipeline(Construct):
         )
         return policy
 
-    def _producer_policy(self, key: kms.IKey) -> iam.ManagedPolicy:
-        """Attach to a producer's role: send to the ingest queue, nothing else."""
+    def _producer_policy(self, tenant: str, queue: sqs.IQueue, key: kms.IKey) -> iam.ManagedPolicy:
+        """Attach to a producer of ``tenant``: send to that tenant's queue, nothing else."""
         return iam.ManagedPolicy(
             self,
-            "ProducerPolicy",
-            description="Lets a producer send records to the ML platform's ingest queue",
+            f"ProducerPolicy{tenant_id(tenant)}",
+            description=f"Lets a producer send records of tenant {tenant} to that tenant's ingest queue, and no other",
             statements=[
-                iam.PolicyStatement(sid="SendRecords", actions=["sqs:SendMessage"], resources=[self.queue.queue_arn]),
+                iam.PolicyStatement(sid="SendRecords", actions=["sqs:SendMessage"], resources=[queue.queue_arn]),
                 # The key encrypts the whole lake: producers may use it only through SQS.
                 key_used_through(self, key, "sqs", ["kms:GenerateDataKey", "kms:Decrypt"], sid="EncryptMessages"),
             ],

@@ -15,6 +15,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from config.naming import Names
+from config.schema import SMOKE_TEST_ENDPOINT
 from mlops_constructs.arns import executions_arn
 from mlops_constructs.nag import acknowledge_wildcard_resource
 
@@ -74,7 +75,8 @@ class SmokeTestAccess(Construct):
         self.role.add_to_policy(
             iam.PolicyStatement(
                 actions=["execute-api:Invoke"],
-                resources=[api.arn_for_execute_api("POST", "/score", SCORING_STAGE)],
+                # Real-time scoring of the one endpoint the smoke test scores (the endpoint is in the path).
+                resources=[api.arn_for_execute_api("POST", f"/endpoints/{SMOKE_TEST_ENDPOINT}/score", SCORING_STAGE)],
             )
         )
         state_machine.grant_start_execution(self.role)

@@ -1,15 +1,31 @@
 """The scoring API: synchronous and asynchronous scoring of the environment's endpoints (seed 001).
 
-* ``POST /score`` scores at once through the endpoint and names the variant that served.
-* ``POST /score/async`` answers 202 with a tracking id; the request goes through an SQS queue
-  (with a dead-letter queue) to a worker that scores it and stores the result in the async-results
-  table (Foundation).
-* ``GET /score/{id}`` returns the status or the result; an unknown id gets 404.
+Every endpoint has its own resources, named by its key, so that IAM can scope a caller to a tenant's endpoints:
 
-Every method is authenticated with IAM (SigV4): callers need ``execute-api:Invoke`` on it. Bodies
-are validated against a JSON schema before a Lambda runs, the stage is throttled, and access logs
-go to an encrypted log group. API keys could meter clients with a usage plan, but they are not
-authentication, so none are issued here.
+* ``POST /endpoints/<endpoint>/score`` scores at once through the endpoint and names the variant that served.
+* ``POST /endpoints/<endpoint>/score/async`` answers 202 with a tracking id; the request goes through an SQS
+  queue (with a dead-letter queue) to a worker that scores it and stores the result, with the caller's
+  principal, in the async-results table (Foundation).
+* ``GET /endpoints/<endpoint>/results/{id}`` returns the status or the result to the principal that submitted
+  it; any other id, or another principal's, gets 404.
+
+Every method is authenticated with IAM (SigV4): callers need ``execute-api:Invoke`` on it, and each tenant has
+a managed policy (``policies``) that allows exactly its endpoints' methods: ``arn:<partition>:execute-api:
+<region>:<account>:<api-id>/v1/<METHOD>/endpoints/<endpoint>/...`` (API Gateway developer guide, "Control
+access for invoking an API": https://docs.aws.amazon.com/apigateway/latest/developerguide/
+api-gateway-control-access-using-iam-policies-to-invoke-api.html).
+
+Throttling is per endpoint: each endpoint's methods carry their own rate and burst in the stage's method
+settings, so one tenant's burst spends its own endpoint's tokens and leaves the others' alone (API Gateway
+developer guide, "Throttle requests to your REST APIs": https://docs.aws.amazon.com/apigateway/latest/
+developerguide/api-gateway-request-throttling.html). Literal resources per endpoint, rather than one
+``{endpoint}`` path parameter, are what make that possible: method settings are keyed by resource path, and
+one parameterized resource would be one bucket for every tenant. A usage plan per tenant would throttle per
+API key instead: callers would carry a key besides their SigV4 signature, keys are not authentication, and a
+tenant's limit would follow whoever holds its key rather than the endpoint it scores.
+
+Bodies are validated against a JSON schema (per endpoint: its variants) before a Lambda runs, and access logs
+go to an encrypted log group.
 """
 
 from __future__ import annotations
@@ -34,24 +50,36 @@ from mlops_constructs.encryption import key_used_through
 from mlops_constructs.endpoint import endpoint_arn
 from mlops_constructs.functions import PlatformFunction, platform_function
 from mlops_constructs.log_retention import encrypted_log_group
-from mlops_constructs.nag import acknowledge
+from mlops_constructs.nag import acknowledge, acknowledge_wildcard_resource
 from mlops_constructs.queues import dead_letter_queue, encrypted_queue
+from mlops_constructs.tenant_ids import tenant_id
 
 # One message can take ~70 s (two endpoint attempts); a batch of one keeps a timeout from losing others.
 WORKER_TIMEOUT_SECONDS = 90
 MAX_RECEIVE_COUNT = 3
+STAGE = "v1"
 
 
-def request_schema(endpoints: list[str], max_instances: int, variants: list[str]) -> apigateway.JsonSchema:
-    """The body of both scoring methods; API Gateway refuses anything else with 400 before a Lambda runs."""
+def endpoint_paths(endpoint: str) -> dict[str, tuple[str, str]]:
+    """Each method of an endpoint: name -> (HTTP method, resource path). The IAM resource of a call is the
+    request's own path, so ``results/*`` stands for every ``{id}`` of that endpoint and nothing else."""
+    return {
+        "score": ("POST", f"/endpoints/{endpoint}/score"),
+        "submit": ("POST", f"/endpoints/{endpoint}/score/async"),
+        "result": ("GET", f"/endpoints/{endpoint}/results/{{id}}"),
+    }
+
+
+def request_schema(max_instances: int, variants: list[str]) -> apigateway.JsonSchema:
+    """The body of an endpoint's scoring methods; API Gateway refuses anything else with 400 before a Lambda runs.
+    No ``endpoint`` key: the endpoint is the path's, and a body naming one is refused."""
     return apigateway.JsonSchema(
         schema=apigateway.JsonSchemaVersion.DRAFT4,
         title="ScoreRequest",
         type=apigateway.JsonSchemaType.OBJECT,
-        required=["endpoint", "instances"],
+        required=["instances"],
         additional_properties=False,
         properties={
-            "endpoint": apigateway.JsonSchema(type=apigateway.JsonSchemaType.STRING, enum=list(endpoints)),
             "instances": apigateway.JsonSchema(
                 type=apigateway.JsonSchemaType.ARRAY,
                 min_items=1,
@@ -78,6 +106,7 @@ class ScoringApi(Construct):
         names: Names,
         settings: ScoringApiSettings,
         endpoint_names: Mapping[str, str],
+        endpoint_tenants: Mapping[str, str],
         variant_names: Mapping[str, Sequence[str]],
         results: dynamodb.ITableV2,
         key: kms.IKey,
@@ -175,6 +204,15 @@ class ScoringApi(Construct):
         access_logs = encrypted_log_group(
             self, "AccessLogs", key=key, log_retention_days=log_retention_days, removal_policy=removal_policy
         )
+        # Each endpoint's methods get the limits of their own; with the stage's defaults (the same values)
+        # for anything else. Logging and metrics are repeated on each: a method's settings replace the stage's.
+        per_endpoint = apigateway.MethodDeploymentOptions(
+            throttling_rate_limit=settings.throttle_rate_limit,
+            throttling_burst_limit=settings.throttle_burst_limit,
+            metrics_enabled=True,
+            logging_level=apigateway.MethodLoggingLevel.ERROR,
+            data_trace_enabled=False,
+        )
         self.api = apigateway.RestApi(
             self,
             "RestApi",
@@ -186,7 +224,7 @@ class ScoringApi(Construct):
             cloud_watch_role=settings.owns_account_logging_role,
             cloud_watch_role_removal_policy=RemovalPolicy.RETAIN,
             deploy_options=apigateway.StageOptions(
-                stage_name="v1",
+                stage_name=STAGE,
                 access_log_destination=apigateway.LogGroupLogDestination(access_logs),
                 access_log_format=apigateway.AccessLogFormat.json_with_standard_fields(
                     caller=True,
@@ -201,6 +239,13 @@ class ScoringApi(Construct):
                 ),
                 throttling_rate_limit=settings.throttle_rate_limit,
                 throttling_burst_limit=settings.throttle_burst_limit,
+                # Keyed "<resource path>/<METHOD>": https://docs.aws.amazon.com/AWSCloudFormation/latest/
+                # TemplateReference/aws-properties-apigateway-stage-methodsetting.html
+                method_options={
+                    f"{path}/{method}": per_endpoint
+                    for endpoint_key in sorted(endpoint_names)
+                    for method, path in endpoint_paths(endpoint_key).values()
+                },
                 tracing_enabled=True,
                 metrics_enabled=True,
                 logging_level=apigateway.MethodLoggingLevel.ERROR,
@@ -208,30 +253,63 @@ class ScoringApi(Construct):
             ),
             default_method_options=apigateway.MethodOptions(authorization_type=apigateway.AuthorizationType.IAM),
         )
-        body = self.api.add_model(
-            "ScoreRequest",
-            content_type="application/json",
-            schema=request_schema(
-                sorted(endpoint_names),
-                settings.max_instances,
-                sorted({name for names in variant_names.values() for name in names}),
-            ),
-        )
         validator = self.api.add_request_validator(
             "Validate", validate_request_body=True, validate_request_parameters=True
         )
-        integration = apigateway.LambdaIntegration(self.api_function.function)
-        score = self.api.root.add_resource("score")
-        body_options = {"request_models": {"application/json": body}, "request_validator": validator}
-        score.add_method("POST", integration, **body_options)  # type: ignore[arg-type]
-        score.add_resource("async").add_method("POST", integration, **body_options)  # type: ignore[arg-type]
-        score.add_resource("{id}").add_method(
-            "GET",
-            integration,
-            request_parameters={"method.request.path.id": True},
-            request_validator=validator,
-        )
+        # One permission for the whole API rather than two per method: the function's resource policy
+        # (20 KB) would otherwise cap the number of endpoints. It names this API's ARN only.
+        integration = apigateway.LambdaIntegration(self.api_function.function, scope_permission_to_method=False)
+        endpoints = self.api.root.add_resource("endpoints")
+        for endpoint_key in sorted(endpoint_names):
+            body = self.api.add_model(
+                f"ScoreRequest{tenant_id(endpoint_key)}",  # letters and digits only, like a tenant's ID part
+                content_type="application/json",
+                schema=request_schema(settings.max_instances, sorted(variant_names.get(endpoint_key, ()))),
+            )
+            body_options = {"request_models": {"application/json": body}, "request_validator": validator}
+            resource = endpoints.add_resource(endpoint_key)
+            score = resource.add_resource("score")
+            score.add_method("POST", integration, **body_options)  # type: ignore[arg-type]
+            score.add_resource("async").add_method("POST", integration, **body_options)  # type: ignore[arg-type]
+            resource.add_resource("results").add_resource("{id}").add_method(
+                "GET",
+                integration,
+                request_parameters={"method.request.path.id": True},
+                request_validator=validator,
+            )
+        self.policies = self._tenant_policies(endpoint_tenants)
         self._acknowledge()
+
+    def _tenant_policies(self, endpoint_tenants: Mapping[str, str]) -> dict[str, iam.ManagedPolicy]:
+        """A managed policy per tenant: ``execute-api:Invoke`` on exactly its endpoints' methods, for its callers."""
+        tenants: dict[str, list[str]] = {}
+        for key, tenant in sorted(endpoint_tenants.items()):
+            tenants.setdefault(tenant, []).append(key)
+        policies = {}
+        for tenant, keys in sorted(tenants.items()):
+            resources = [
+                self.api.arn_for_execute_api(method, path.replace("{id}", "*"), STAGE)
+                for key in keys
+                for method, path in endpoint_paths(key).values()
+            ]
+            policy = iam.ManagedPolicy(
+                self,
+                f"Callers{tenant_id(tenant)}",
+                description=f"Lets a caller of tenant {tenant} score its endpoints ({', '.join(keys)}) and read "
+                "the results it submitted; no other tenant's",
+                statements=[
+                    iam.PolicyStatement(sid="ScoreOwnEndpoints", actions=["execute-api:Invoke"], resources=resources)
+                ],
+            )
+            for key in keys:
+                acknowledge_wildcard_resource(
+                    policy,
+                    self.api.arn_for_execute_api("GET", f"/endpoints/{key}/results/*", STAGE),
+                    "The wildcard is the tracking id of a result of this one endpoint; the API answers only the "
+                    "principal that submitted it.",
+                )
+            policies[tenant] = policy
+        return policies
 
     @staticmethod
     def _allow(

@@ -11,7 +11,7 @@ environment (``SCORING_API_URL`` and ``STATE_MACHINE_ARN`` from the stacks' outp
 ``SMOKE_TEST_VARIANTS``); a flag on the command line wins. Two checks, in order:
 
 1. **Scoring**: one sample of the example dataset (``data/example/``, its features in the order of
-   ``config/pipelines/<tenant>.yaml``) is sent to ``POST /score`` of the scoring API once per
+   ``config/pipelines/<tenant>.yaml``) is sent to ``POST /endpoints/<endpoint>/score`` of the scoring API once per
    variant of the endpoint, naming the variant (the API passes it on as InvokeEndpoint's
    ``TargetVariant``), signed with SigV4 (the API is IAM-authenticated). Each passes with a 200
    that names the endpoint and that very variant and holds one prediction with a finite score:
@@ -98,7 +98,7 @@ class Settings:
 
     @property
     def score_url(self) -> str:
-        return self.api_url.rstrip("/") + "/score"
+        return self.api_url.rstrip("/") + f"/endpoints/{self.endpoint}/score"
 
 
 def parse_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
@@ -245,7 +245,7 @@ def check_scoring(
 ) -> str:
     """Score one instance through the API, on ``variant`` only if given; the line that says it passed, or
     SmokeTestFailure."""
-    request: dict[str, Any] = {"endpoint": settings.endpoint, "instances": [instance]}
+    request: dict[str, Any] = {"instances": [instance]}  # the endpoint is in the path
     if variant is not None:
         request["variant"] = variant
     body = json.dumps(request).encode("utf-8")

@@ -154,7 +154,7 @@ class MonitoringStack(Stack):
     def _dashboard(self) -> None:
         """One CloudWatch dashboard for the environment."""
         queues = [
-            QueueDepth("Ingest queue", self.ingestion.pipeline.queue),
+            *(QueueDepth(f"Ingest queue {tenant}", queue) for tenant, queue in self.ingestion.pipeline.queues.items()),
             QueueDepth("Ingest DLQ", self.ingestion.pipeline.dead_letter_queue, dead_letter=True),
             QueueDepth("Scoring queue", self.serving.scoring.queue),
             QueueDepth("Scoring DLQ", self.serving.scoring.dead_letter_queue, dead_letter=True),

@@ -17,6 +17,7 @@ from mlops_constructs.endpoint import EndpointDependencies, ServedEndpoint, endp
 from mlops_constructs.example_models import ExampleModelFiles, example_models_of
 from mlops_constructs.model_pointers import construct_id
 from mlops_constructs.scoring_api import ScoringApi
+from mlops_constructs.tenant_ids import tenant_id
 from mlops_constructs.training_images import InferenceImages
 from mlops_constructs.variant_weights import VariantWeightsProvider
 from stacks.inputs import StackInputs
@@ -82,6 +83,7 @@ class ServingStack(Stack):
             names=names,
             settings=serving.api,
             endpoint_names=endpoint_names,
+            endpoint_tenants={key: endpoint.tenant for key, endpoint in serving.endpoints.items()},
             variant_names={key: [v.name for v in endpoint.variants] for key, endpoint in serving.endpoints.items()},
             results=foundation.async_results_table,
             key=foundation.key,
@@ -90,6 +92,14 @@ class ServingStack(Stack):
             removal_policy=removal_policy,
         )
         CfnOutput(self, "ScoringApiUrl", value=self.scoring.api.url)
+        # What a tenant's callers attach: execute-api:Invoke on that tenant's endpoints only (README, "Scoring API").
+        for tenant, policy in self.scoring.policies.items():
+            CfnOutput(
+                self,
+                f"ScoringPolicyArn{tenant_id(tenant)}",
+                value=policy.managed_policy_arn,
+                description=f"tenant {tenant}",
+            )
         for flavour, output in (("cpu", "InferenceImageUri"), ("gpu", "GpuInferenceImageUri")):
             if flavour in self.images.images:
                 CfnOutput(self, output, value=self.images.of(flavour).image_uri)

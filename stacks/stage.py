@@ -55,7 +55,11 @@ class PlatformStage(Stage):
         )
         inputs = StackInputs(environment=environment, names=names, foundation=self.foundation)
         self.ingestion = IngestionStack(
-            self, "Ingestion", inputs=inputs, **named("Ingestion", "SQS ingestion into the raw zone")
+            self,
+            "Ingestion",
+            inputs=inputs,
+            pipelines=pipelines,
+            **named("Ingestion", "SQS ingestion into the raw zone"),
         )
         self.training = TrainingStack(
             self,

@@ -1,9 +1,11 @@
 """Scoring API: real-time and asynchronous scoring on the environment's SageMaker endpoints.
 
-API Gateway (REST, IAM-authenticated, Lambda proxy integration) routes three resources here:
-``POST /score`` (scored at once; by the named variant only when the body names ``variant``, else the
-weights choose), ``POST /score/async`` (recorded as ``pending`` under a tracking id, then
-queued for the worker, ``worker.py``) and ``GET /score/{id}`` (the record, with its predictions or reason).
+API Gateway (REST, IAM-authenticated, Lambda proxy integration) routes three resources of each endpoint here:
+``POST /endpoints/<endpoint>/score`` (scored at once; by the named variant only when the body names
+``variant``, else the weights choose), ``POST /endpoints/<endpoint>/score/async`` (recorded as ``pending``
+under a tracking id and the caller's principal, then queued for the worker, ``worker.py``) and
+``GET /endpoints/<endpoint>/results/<id>`` (the record, with its predictions or reason, for the principal
+that submitted it only). The endpoint is in the path so that IAM scopes each caller to its tenant's endpoints.
 What each answers, and when, is in mlops_platform/serving/api/service.py: every error body is
 ``{"message": <one line>}`` and never carries SageMaker's internals (those go to the logs).
 """
@@ -19,6 +21,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.config import Config
 
+from mlops_platform.serving.api.caller import principal_of
 from mlops_platform.serving.api.request import load_endpoints, load_variants
 from mlops_platform.serving.api.results import Results
 from mlops_platform.serving.api.service import DEFAULT_MAX_MESSAGE_BYTES, Answer, ScoringApi, refusal
@@ -59,33 +62,45 @@ def respond(answer: Answer) -> Response:
     )
 
 
-@app.post("/score")
+def caller() -> str | None:
+    """The IAM principal that signed the request (mlops_platform/serving/api/caller.py)."""
+    return principal_of(app.current_event.get("requestContext", {}).get("identity"))
+
+
+@app.post("/endpoints/<endpoint>/score")
 @tracer.capture_method(capture_response=False)
-def score() -> Response:
-    request = scoring.read(app.current_event.decoded_body)
+def score(endpoint: str) -> Response:
+    request = scoring.read(endpoint, app.current_event.decoded_body)
     if isinstance(request, Answer):
         return respond(request)
     tracer.put_annotation("endpoint", request.endpoint)
     return respond(scoring.score(request, inference_id=app.current_event.request_context.request_id))
 
 
-@app.post("/score/async")
+@app.post("/endpoints/<endpoint>/score/async")
 @tracer.capture_method(capture_response=False)
-def submit() -> Response:
-    request = scoring.read(app.current_event.decoded_body)
-    return respond(request if isinstance(request, Answer) else scoring.submit(request))
+def submit(endpoint: str) -> Response:
+    request = scoring.read(endpoint, app.current_event.decoded_body)
+    return respond(request if isinstance(request, Answer) else scoring.submit(request, principal=caller()))
 
 
-@app.get("/score/<tracking_id>")
+@app.get("/endpoints/<endpoint>/results/<tracking_id>")
 @tracer.capture_method(capture_response=False)
-def result(tracking_id: str) -> Response:
-    return respond(scoring.result(tracking_id))
+def result(endpoint: str, tracking_id: str) -> Response:
+    return respond(scoring.result(endpoint, tracking_id, principal=caller()))
 
 
 @app.not_found
 def no_route(error: Exception) -> Response:
     # Registered, or the catch-all below would answer an unknown route with a 500.
-    return respond(refusal(404, "no such resource: POST /score, POST /score/async or GET /score/{id}", "RouteNotFound"))
+    return respond(
+        refusal(
+            404,
+            "no such resource: POST /endpoints/{endpoint}/score, POST /endpoints/{endpoint}/score/async or "
+            "GET /endpoints/{endpoint}/results/{id}",
+            "RouteNotFound",
+        )
+    )
 
 
 @app.exception_handler(Exception)

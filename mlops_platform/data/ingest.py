@@ -1,7 +1,17 @@
 """Ingest: how SQS messages land in the raw zone as JSON Lines, and what cannot land is quarantined.
 
-A message body is a JSON object ``{"tenant": ..., "dataset": ..., "record": {...}}`` or, for a
-batch, ``{"tenant": ..., "dataset": ..., "records": [{...}, ...]}``.
+A message body is a JSON object ``{"dataset": ..., "record": {...}}`` or, for a batch,
+``{"dataset": ..., "records": [{...}, ...]}``, sent to the queue of one tenant. The tenant is the
+queue's, never the message's: IAM on the queue ARN is the boundary between producers, so a producer
+can write only the tenants whose queues it may send to. A message may still name its ``tenant``; if that
+is not the queue's tenant it is quarantined whole (``spoofed-tenant``), under the queue's tenant.
+
+Limits, each quarantined with its own reason rather than retried: at most ``max_records`` records per
+message (``too-many-records``, the whole message: landing part of it would be a silent loss), and at
+most ``MAX_DEPTH`` levels of nesting in a record (``too-deep``). Without the depth limit a record that
+Python's JSON parser accepts could fail to encode once wrapped in its raw line (``RecursionError``
+near the interpreter's recursion limit, 1,000 frames), and the message would be retried into the
+dead-letter queue instead of quarantined.
 
 Every record is accounted for:
 
@@ -34,6 +44,13 @@ from mlops_platform.naming import NAME_PATTERN, UNROUTED
 
 SAFE_ID_PATTERN = re.compile(r"[A-Za-z0-9-]{1,128}")
 MESSAGE_KEYS = frozenset({"tenant", "dataset", "record", "records"})
+# Records in one message: a documented limit (README, "Sending data"), and config's default for
+# ingestion.max_records_per_message. SQS messages hold at most 1 MiB, so without a cap a message of
+# empty objects would be hundreds of thousands of records, each a line and a rejection to account for.
+MAX_RECORDS_PER_MESSAGE = 1000
+# Nesting levels of one record (the record object itself is level 1): far above any tabular record,
+# far below the ~1,000 frames at which json.loads and json.dumps raise RecursionError.
+MAX_DEPTH = 32
 
 
 @dataclass(frozen=True)
@@ -100,36 +117,78 @@ def encoded(record: Any) -> bytes:
     return strict_json.encode(record).encode("ascii")
 
 
-def parse_message(body: str, max_record_bytes: int) -> ParsedMessage:
-    """Split a message body into records that may land and rejections with reasons; never raises."""
+def depth(value: Any) -> int:
+    """How many arrays and objects nest at the deepest point of ``value`` (a scalar is 0); iterative,
+    so no depth of input can exhaust the stack."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def parse_message(
+    body: str, max_record_bytes: int, *, tenant: str | None, max_records: int = MAX_RECORDS_PER_MESSAGE
+) -> ParsedMessage:
+    """Split a message body into records that may land and rejections with reasons; never raises.
+
+    ``tenant`` is the tenant of the queue the message came from (None: a queue no tenant owns, whose
+    messages are all quarantined). Whole-message rejections keep it, so they are quarantined under it.
+    """
+    if tenant is None:
+        return ParsedMessage(
+            rejections=[Rejection("unknown-queue", "the message came from a queue that no tenant owns", None, body)]
+        )
     try:
         message = json.loads(body, object_pairs_hook=_json_object)
-    except (ValueError, RecursionError) as error:
-        return ParsedMessage(rejections=[Rejection("malformed-json", str(error)[:200], None, body)])
+    except RecursionError:
+        detail = f"the body nests deeper than Python's JSON parser goes; a record may nest at most {MAX_DEPTH} levels"
+        return ParsedMessage(tenant=tenant, rejections=[Rejection("too-deep", detail, None, body)])
+    except ValueError as error:
+        return ParsedMessage(tenant=tenant, rejections=[Rejection("malformed-json", str(error)[:200], None, body)])
     if not isinstance(message, dict):
         return ParsedMessage(
-            rejections=[Rejection("not-an-object", f"the body is a JSON {type(message).__name__}", None, message)]
+            tenant=tenant,
+            rejections=[Rejection("not-an-object", f"the body is a JSON {type(message).__name__}", None, message)],
         )
     problems = []
+    claimed = message.get("tenant", tenant)
+    if claimed != tenant:
+        problems.append(
+            (
+                "spoofed-tenant",
+                f"the message names the tenant {str(claimed)[:80]!r} but came from the queue of tenant {tenant!r}; "
+                "a producer sends each tenant's data to that tenant's own queue",
+            )
+        )
     if isinstance(message, _ObjectWithDuplicateKeys):
         problems.append(("duplicate-key", f"the message repeats the keys {list(message.duplicates)}"))
     unknown = sorted(set(message) - MESSAGE_KEYS)
     if unknown:
         problems.append(("unknown-field", f"unexpected keys {unknown}; allowed: {sorted(MESSAGE_KEYS)}"))
-    for key in ("tenant", "dataset"):
-        value = message.get(key)
-        if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value):
-            problems.append((f"invalid-{key}", f"{key} {value!r} must be 1-63 lowercase letters, digits or hyphens"))
+    dataset = message.get("dataset")
+    if not isinstance(dataset, str) or not NAME_PATTERN.fullmatch(dataset):
+        problems.append(("invalid-dataset", f"dataset {dataset!r} must be 1-63 lowercase letters, digits or hyphens"))
     if ("record" in message) == ("records" in message):
         problems.append(("missing-records", "give exactly one of 'record' (an object) or 'records' (a list)"))
     elif "records" in message and not isinstance(message["records"], list):
         problems.append(("invalid-records", "'records' must be a list of objects"))
+    elif "records" in message and len(message["records"]) > max_records:
+        problems.append(
+            (
+                "too-many-records",
+                f"{len(message['records'])} records; a message carries at most {max_records}: split it",
+            )
+        )
     if problems:
         reason, detail = problems[0]
-        return ParsedMessage(rejections=[Rejection(reason, detail, None, message)])
+        return ParsedMessage(tenant=tenant, rejections=[Rejection(reason, detail, None, message)])
 
     raw_records = [message["record"]] if "record" in message else message["records"]
-    parsed = ParsedMessage(tenant=message["tenant"], dataset=message["dataset"])
+    parsed = ParsedMessage(tenant=tenant, dataset=dataset)
     for index, record in enumerate(raw_records):
         problem = _record_problem(record, max_record_bytes)
         if problem:
@@ -143,6 +202,9 @@ def _record_problem(record: Any, max_record_bytes: int) -> tuple[str, str] | Non
     """(reason, detail) when a record cannot land as it is; None when it can."""
     if not isinstance(record, dict):
         return "not-an-object", f"a record must be a JSON object, not {type(record).__name__}"
+    levels = depth(record)
+    if levels > MAX_DEPTH:
+        return "too-deep", f"the record nests {levels} levels; at most {MAX_DEPTH} are allowed"
     duplicates = _duplicate_keys(record)
     if duplicates:
         return "duplicate-key", f"the record repeats the keys {list(duplicates)}"
@@ -185,7 +247,7 @@ def raw_lines(parsed: ParsedMessage, message_id: str, received_at: str) -> bytes
 
 def faithful(payload: Any) -> Any:
     """The payload, if strict JSON renders it exactly; else None (the message body holds it)."""
-    if _duplicate_keys(payload):
+    if depth(payload) > MAX_DEPTH or _duplicate_keys(payload):
         return None
     try:
         encoded(payload)
@@ -225,14 +287,16 @@ class Ingestor:
     raw_prefix: str
     quarantine_prefix: str
     max_record_bytes: int
+    max_records: int = MAX_RECORDS_PER_MESSAGE
     logger: Log = field(default_factory=lambda: logging.getLogger(__name__))
 
-    def __call__(self, *, message_id: str, body: str, sent: datetime) -> dict[str, int]:
-        """Land the message ``message_id`` sent at ``sent``; the counts of records landed and quarantined."""
-        parsed = parse_message(body, self.max_record_bytes)
+    def __call__(self, *, message_id: str, body: str, sent: datetime, tenant: str | None) -> dict[str, int]:
+        """Land the message ``message_id`` sent at ``sent`` to the queue of ``tenant``; the counts of records
+        landed and quarantined."""
+        parsed = parse_message(body, self.max_record_bytes, tenant=tenant, max_records=self.max_records)
         received_at = iso(sent)
-        tenant = parsed.tenant if parsed.routed else UNROUTED
-        dataset = parsed.dataset if parsed.routed else UNROUTED
+        tenant = parsed.tenant or UNROUTED
+        dataset = parsed.dataset or UNROUTED
         partition = f"{tenant}/{dataset}/dt={sent:%Y-%m-%d}/{object_id(message_id)}.jsonl"
         if parsed.records:
             self._put(self.raw_prefix + partition, raw_lines(parsed, message_id, received_at))
@@ -242,6 +306,7 @@ class Ingestor:
                 "quarantined",
                 extra={
                     "message_id": message_id,
+                    "tenant": tenant,
                     "reasons": sorted({rejection.reason for rejection in parsed.rejections}),
                     "count": len(parsed.rejections),
                 },

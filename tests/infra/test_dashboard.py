@@ -232,7 +232,7 @@ def test_queue_and_dead_letter_queue_depths(dashboard, environment):
     }
 
     expected = [
-        f"{environment}-Ingestion:PublishOutputFnGetAttIngestQueueQueueName",
+        f"{environment}-Ingestion:PublishOutputFnGetAttIngestQueueExampleQueueName",  # a queue per tenant
         f"{environment}-Ingestion:PublishOutputFnGetAttIngestDeadLetterQueueQueueName",
         f"{environment}-Serving:PublishOutputFnGetAttScoringRequests",
         f"{environment}-Serving:PublishOutputFnGetAttScoringDeadLetterQueue",

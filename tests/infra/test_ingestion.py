@@ -1,13 +1,18 @@
-"""Ingestion: encrypted queue with a DLQ, partial-batch event source, least-privilege function, alarms."""
+"""Ingestion: an encrypted queue per tenant with a DLQ, partial-batch event sources, least-privilege function,
+a producer policy per tenant that reaches only that tenant's queue, alarms."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from aws_cdk.assertions import Match
+import pytest
+from aws_cdk import RemovalPolicy
+from aws_cdk.assertions import Match, Template
 
 from mlops_constructs.functions import POWERTOOLS_LAYER_ACCOUNT
 from tests.conftest import ROOT, load_handler
+from tests.iam_policy import allows
 
 STACK = "ingestion"
 
@@ -98,6 +103,7 @@ def test_the_function_is_configured_from_the_environment_settings(resources, set
     }
     assert variables["RAW_BUCKET"]["Fn::GetStackOutput"]["OutputName"].startswith("PublishOutputRefRawZoneBucket")
     assert variables["MAX_RECORD_BYTES"] == str(settings.ingestion.max_record_bytes)
+    assert variables["MAX_RECORDS_PER_MESSAGE"] == str(settings.ingestion.max_records_per_message)
     assert variables["RAW_PREFIX"] == "raw/"
     assert variables["QUARANTINE_PREFIX"] == "quarantine/"
     assert variables["POWERTOOLS_METRICS_NAMESPACE"] == f"mlops/{environment}"
@@ -122,13 +128,29 @@ def test_no_role_has_managed_policies_attached(resources):
         assert "ManagedPolicyArns" not in role["Properties"]
 
 
+def test_the_function_knows_each_queue_s_tenant(resources):
+    """TENANT_QUEUES, as the handler reads it: the ARN of each tenant's queue -> that tenant."""
+    joined = the_function(resources)["Environment"]["Variables"]["TENANT_QUEUES"]["Fn::Join"]
+    text = "".join(f"<{part['Fn::GetAtt'][0]}>" if isinstance(part, dict) else part for part in joined[1])
+
+    assert json.loads(text) == {"<IngestQueueExample>": "example"}
+
+
+def test_each_tenant_s_queue_url_and_producer_policy_are_outputs(synthesized, environment):
+    outputs = synthesized.template_json(environment, STACK)["Outputs"]
+
+    assert outputs["IngestQueueUrlExample"]["Value"] == {"Ref": "IngestQueueExample"}
+    assert outputs["ProducerPolicyArnExample"]["Value"]["Ref"].startswith("IngestProducerPolicyExample")
+    assert not [name for name in outputs if name in ("IngestQueueUrl", "ProducerPolicyArn")]  # no shared queue
+
+
 def test_producers_get_a_policy_that_only_sends_to_the_queue(resources, settings):
     [policy] = of_type(resources, "AWS::IAM::ManagedPolicy").values()
     statements = {s["Sid"]: s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
 
     assert set(statements) == {"SendRecords", "EncryptMessages"}
     assert statements["SendRecords"]["Action"] == "sqs:SendMessage"
-    assert statements["SendRecords"]["Resource"] == {"Fn::GetAtt": ["IngestQueue", "Arn"]}
+    assert statements["SendRecords"]["Resource"] == {"Fn::GetAtt": ["IngestQueueExample", "Arn"]}
     assert set(statements["EncryptMessages"]["Action"]) == {"kms:GenerateDataKey", "kms:Decrypt"}
     # The key encrypts the whole lake: a producer may use it only through SQS.
     assert statements["EncryptMessages"]["Condition"] == {
@@ -148,8 +170,8 @@ def test_the_function_uses_the_key_for_objects_only_through_s3(resources, settin
 def test_the_queues_keep_pinned_logical_ids_and_the_environments_removal_policy(resources, settings):
     expected = "Retain" if settings.retains_data else "Delete"
 
-    assert set(of_type(resources, "AWS::SQS::Queue")) == {"IngestQueue", "IngestDeadLetterQueue"}
-    for queue in ("IngestQueue", "IngestDeadLetterQueue"):
+    assert set(of_type(resources, "AWS::SQS::Queue")) == {"IngestQueueExample", "IngestDeadLetterQueue"}
+    for queue in ("IngestQueueExample", "IngestDeadLetterQueue"):
         assert resources[queue]["DeletionPolicy"] == expected
         assert resources[queue]["UpdateReplacePolicy"] == expected
 
@@ -184,6 +206,7 @@ def test_the_quarantine_alarm_watches_the_metric_the_handler_publishes(resources
     for name in ("POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"):
         monkeypatch.setenv(name, variables[name])
     monkeypatch.setenv("RAW_BUCKET", "unused")
+    monkeypatch.setenv("TENANT_QUEUES", "{}")
     handler = load_handler("ingest")
 
     handler.metrics.add_metric("RecordsQuarantined", "Count", 1)
@@ -208,3 +231,98 @@ def test_the_function_asset_holds_the_handler_and_no_test_leftovers(synthesized,
 def _actions(statement) -> list[str]:
     action = statement["Action"]
     return action if isinstance(action, list) else [action]
+
+
+# Two tenants, the construct alone: the shipped configuration has one tenant, and isolation needs two.
+TENANTS = ("acme", "acme-corp")
+
+
+@pytest.fixture(scope="module")
+def two_tenants(platform_config) -> dict[str, Any]:
+    from aws_cdk import App, Stack
+    from aws_cdk import aws_kms as kms
+    from aws_cdk import aws_s3 as s3
+    from aws_cdk import aws_sns as sns
+
+    from config.naming import Names
+    from mlops_constructs.ingestion import IngestionPipeline
+
+    dev = platform_config.environment("dev")
+    stack = Stack(App(), "Tenants", env={"account": dev.account, "region": dev.region})
+    IngestionPipeline(
+        stack,
+        "Ingest",
+        names=Names(project="mlops", environment="dev"),
+        key=kms.Key(stack, "Key"),
+        raw_bucket=s3.Bucket(stack, "Raw"),
+        alarm_topic=sns.Topic(stack, "Topic"),
+        settings=dev.ingestion,
+        capacities=dev.capacities,
+        tenants=TENANTS,
+        log_retention_days=7,
+        removal_policy=RemovalPolicy.DESTROY,
+    )
+    return Template.from_stack(stack).to_json()["Resources"]
+
+
+def queue_arn(logical_id: str) -> str:
+    return f"arn:aws:sqs:eu-west-1:111111111111:{logical_id}"
+
+
+def resolved(resource: Any) -> list[str]:
+    """A policy resource with each queue's Fn::GetAtt Arn resolved by queue_arn."""
+    resources = resource if isinstance(resource, list) else [resource]
+    return [queue_arn(r["Fn::GetAtt"][0]) if isinstance(r, dict) else r for r in resources]
+
+
+def test_each_tenant_has_its_own_queue_read_by_its_own_mapping(two_tenants, platform_config):
+    dev = platform_config.environment("dev")
+    queues = {logical_id for logical_id, r in two_tenants.items() if r["Type"] == "AWS::SQS::Queue"}
+    mappings = [r["Properties"] for r in two_tenants.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
+
+    assert queues == {"IngestQueueAcme", "IngestQueueAcmeXcorp", "IngestDeadLetterQueue"}
+    assert sorted(m["EventSourceArn"]["Fn::GetAtt"][0] for m in mappings) == ["IngestQueueAcme", "IngestQueueAcmeXcorp"]
+    for mapping in mappings:  # each tenant's backlog has its own concurrency
+        assert mapping["ScalingConfig"] == {"MaximumConcurrency": dev.capacities.ingest_max_concurrency}
+
+
+def test_a_tenant_s_producer_policy_sends_to_its_own_queue_and_to_no_other(two_tenants):
+    """Issue 17: one producer wrote another tenant's data. The boundary is IAM on the queue ARN."""
+    policies = {
+        logical_id: [
+            {**statement, "Resource": resolved(statement["Resource"])}
+            for statement in r["Properties"]["PolicyDocument"]["Statement"]
+        ]
+        for logical_id, r in two_tenants.items()
+        if r["Type"] == "AWS::IAM::ManagedPolicy"
+    }
+    acme = next(
+        statements
+        for logical_id, statements in policies.items()
+        if logical_id.startswith("IngestProducerPolicyAcme") and "Xcorp" not in logical_id
+    )
+    corp = next(statements for logical_id, statements in policies.items() if "ProducerPolicyAcmeXcorp" in logical_id)
+
+    assert len(policies) == 2
+    assert allows(acme, "sqs:SendMessage", queue_arn("IngestQueueAcme"))
+    assert not allows(acme, "sqs:SendMessage", queue_arn("IngestQueueAcmeXcorp"))
+    assert allows(corp, "sqs:SendMessage", queue_arn("IngestQueueAcmeXcorp"))
+    assert not allows(corp, "sqs:SendMessage", queue_arn("IngestQueueAcme"))
+    for statements in (acme, corp):
+        assert not allows(statements, "sqs:SendMessage", queue_arn("IngestDeadLetterQueue"))
+        assert not allows(statements, "sqs:ReceiveMessage", queue_arn("IngestQueueAcme"))
+
+
+def test_the_handler_routes_each_queue_to_the_tenant_the_template_names(two_tenants, monkeypatch):
+    """The seam: TENANT_QUEUES as synthesized, read by the handler, routes a message from each tenant's queue."""
+    [function] = [r["Properties"] for r in two_tenants.values() if r["Type"] == "AWS::Lambda::Function"]
+    joined = function["Environment"]["Variables"]["TENANT_QUEUES"]["Fn::Join"]
+    text = "".join(queue_arn(p["Fn::GetAtt"][0]) if isinstance(p, dict) else p for p in joined[1])
+    monkeypatch.setenv("TENANT_QUEUES", text)
+    monkeypatch.setenv("RAW_BUCKET", "unused")
+    handler = load_handler("ingest")
+
+    assert {
+        queue_arn("IngestQueueAcme"): "acme",
+        queue_arn("IngestQueueAcmeXcorp"): "acme-corp",
+    } == handler.TENANT_QUEUES

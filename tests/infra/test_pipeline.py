@@ -404,7 +404,7 @@ def test_staging_trusts_only_the_smoke_test_build_and_lets_it_score_and_train(sy
         '["states:DescribeExecution", "states:StopExecution"]',
     }
     invoke = json.dumps(statements['"execute-api:Invoke"']["Resource"])
-    assert invoke.endswith('"/v1/POST/score"]]}')
+    assert invoke.endswith('"/v1/POST/endpoints/example/score"]]}')
     assert "StateMachine" in json.dumps(statements['"states:StartExecution"']["Resource"])
 
 

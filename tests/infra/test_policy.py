@@ -223,14 +223,18 @@ EXPECTED_ACKNOWLEDGMENTS = {
         "AwsSolutions-IAM5[Resource::*]",
         "AwsSolutions-IAM5[Resource::<ScoringApiLogsFF8977B6.Arn>:*]",
     },
-    "Serving/Scoring/RestApi/Default/score/POST": {
+    "Serving/Scoring/RestApi/Default/endpoints/example/score/POST": {
         "AwsSolutions-COG4",
     },
-    "Serving/Scoring/RestApi/Default/score/async/POST": {
+    "Serving/Scoring/RestApi/Default/endpoints/example/score/async/POST": {
         "AwsSolutions-COG4",
     },
-    "Serving/Scoring/RestApi/Default/score/{id}/GET": {
+    "Serving/Scoring/RestApi/Default/endpoints/example/results/{id}/GET": {
         "AwsSolutions-COG4",
+    },
+    # Each tenant's scoring policy: the wildcard is a result's tracking id, on the tenant's own endpoint only.
+    "Serving/Scoring/CallersExample": {
+        "AwsSolutions-IAM5[Resource::arn:aws:execute-api:eu-west-1:{account}:<ScoringRestApi8DA2AEB1>/v1/GET/endpoints/example/results/*]",
     },
     "Serving/Scoring/RestApi/CloudWatchRole": {
         "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]",

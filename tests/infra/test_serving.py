@@ -318,11 +318,28 @@ def test_the_effective_traffic_shares_are_stack_outputs(synthesized, environment
 # -- the scoring API -----------------------------------------------------------------------------
 
 
-def test_every_method_is_iam_authenticated_and_validated(resources):
+def test_each_tenant_with_an_endpoint_gets_its_scoring_policy_as_an_output(
+    synthesized, environment, resources, settings
+):
+    outputs = synthesized.template_json(environment, STACK)["Outputs"]
+    policies = {k: v["Value"]["Ref"] for k, v in outputs.items() if k.startswith("ScoringPolicyArn")}
+
+    assert set(policies) == {"ScoringPolicyArnExample"}  # every endpoint of the shipped config is the example's
+    [statement] = resources[policies["ScoringPolicyArnExample"]]["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "execute-api:Invoke"
+    paths = sorted(resource["Fn::Join"][1][-1] for resource in statement["Resource"])
+    assert paths == [
+        "/v1/GET/endpoints/example/results/*",
+        "/v1/POST/endpoints/example/score",
+        "/v1/POST/endpoints/example/score/async",
+    ]
+
+
+def test_every_method_is_iam_authenticated_and_validated(resources, settings):
     methods = [r["Properties"] for r in of_type(resources, "AWS::ApiGateway::Method").values()]
     [validator_id] = of_type(resources, "AWS::ApiGateway::RequestValidator")
 
-    assert sorted(m["HttpMethod"] for m in methods) == ["GET", "POST", "POST"]
+    assert sorted(m["HttpMethod"] for m in methods) == ["GET", "POST", "POST"] * len(settings.serving.endpoints)
     for method in methods:
         assert method["AuthorizationType"] == "AWS_IAM"
         assert method["RequestValidatorId"] == {"Ref": validator_id}
@@ -331,21 +348,35 @@ def test_every_method_is_iam_authenticated_and_validated(resources):
     assert validator["ValidateRequestParameters"] is True
 
 
-def test_the_request_schema_names_the_environments_endpoints(resources, settings):
+def test_the_request_schema_takes_the_endpoint_from_the_path_and_its_variants_from_config(resources, settings):
+    [endpoint] = settings.serving.endpoints.values()
     schema = the(resources, "AWS::ApiGateway::Model")["Schema"]
 
-    assert schema["required"] == ["endpoint", "instances"]
-    assert schema["properties"]["endpoint"]["enum"] == sorted(settings.serving.endpoints)
+    assert schema["required"] == ["instances"]
+    assert "endpoint" not in schema["properties"]  # additionalProperties false: a body naming one is refused
+    assert schema["properties"]["variant"]["enum"] == sorted(v.name for v in endpoint.variants)
     assert schema["properties"]["instances"]["maxItems"] == settings.serving.api.max_instances
     assert schema["additionalProperties"] is False
 
 
-def test_the_stage_is_throttled_and_access_logged(resources, settings):
+def test_the_stage_is_throttled_per_endpoint_method_and_access_logged(resources, settings):
     stage = the(resources, "AWS::ApiGateway::Stage")
-    [settings_for_all] = stage["MethodSettings"]
+    by_path = {(m["ResourcePath"], m["HttpMethod"]): m for m in stage["MethodSettings"]}
 
-    assert settings_for_all["ThrottlingRateLimit"] == settings.serving.api.throttle_rate_limit
-    assert settings_for_all["ThrottlingBurstLimit"] == settings.serving.api.throttle_burst_limit
+    expected = {("/*", "*")} | {
+        ("/" + path.replace("/", "~1"), method)  # /~1endpoints~1<key>~1score: each slash after the first as ~1
+        for key in settings.serving.endpoints
+        for path, method in (
+            (f"/endpoints/{key}/score", "POST"),
+            (f"/endpoints/{key}/score/async", "POST"),
+            (f"/endpoints/{key}/results/{{id}}", "GET"),
+        )
+    }
+    assert set(by_path) == expected
+    for method in by_path.values():
+        assert method["ThrottlingRateLimit"] == settings.serving.api.throttle_rate_limit
+        assert method["ThrottlingBurstLimit"] == settings.serving.api.throttle_burst_limit
+        assert (method["LoggingLevel"], method["MetricsEnabled"], method["DataTraceEnabled"]) == ("ERROR", True, False)
     assert "AccessLogSetting" in stage
     assert stage["TracingEnabled"] is True
 

@@ -39,7 +39,7 @@ ENVIRONMENTS = {
         "DEAD_LETTER_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/111111111111/requests-dlq",
         "MAX_RECEIVE_COUNT": "3",
     },
-    ("ingest", "handler"): {"RAW_BUCKET": "raw"},
+    ("ingest", "handler"): {"RAW_BUCKET": "raw", "TENANT_QUEUES": "{}"},
     ("progress", "handler"): {
         "TABLE_NAME": "progress",
         "QUARANTINE_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/111111111111/quarantine",

@@ -1,9 +1,11 @@
-"""The ingest handler against moto S3, in-process: every record lands once or is quarantined with a reason."""
+"""The ingest handler against moto S3, in-process: every record lands once or is quarantined with a reason,
+and under the tenant of the queue it came from, whatever it claims."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +20,12 @@ from tests.conftest import load_handler
 BUCKET = "raw-zone-test"
 SENT = datetime(2026, 11, 24, 23, 59, 30, tzinfo=UTC)
 DAY = "dt=2026-11-24"
+# Each tenant's queue, as the construct writes TENANT_QUEUES (tests/infra/test_ingestion.py checks that side).
+QUEUES = {
+    "acme": "arn:aws:sqs:eu-west-1:111111111111:mlops-test-ingest-acme",
+    "globex": "arn:aws:sqs:eu-west-1:111111111111:mlops-test-ingest-globex",
+}
+ACME = QUEUES["acme"]
 
 
 @dataclass
@@ -28,7 +36,9 @@ class LambdaContext:
     aws_request_id: str = "request-1"
 
 
-def sqs_message(body: Any, message_id: str, sent: datetime = SENT, receive_count: int = 1) -> dict[str, Any]:
+def sqs_message(
+    body: Any, message_id: str, sent: datetime = SENT, receive_count: int = 1, queue: str = ACME
+) -> dict[str, Any]:
     return {
         "messageId": message_id,
         "receiptHandle": f"handle-{message_id}",
@@ -42,7 +52,7 @@ def sqs_message(body: Any, message_id: str, sent: datetime = SENT, receive_count
         "messageAttributes": {},
         "md5OfBody": "",
         "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:eu-west-1:111111111111:ingest",
+        "eventSourceARN": queue,
         "awsRegion": "eu-west-1",
     }
 
@@ -64,6 +74,8 @@ def s3():
 def ingest(s3, monkeypatch):
     monkeypatch.setenv("RAW_BUCKET", BUCKET)
     monkeypatch.setenv("MAX_RECORD_BYTES", "200")
+    monkeypatch.setenv("MAX_RECORDS_PER_MESSAGE", "5")
+    monkeypatch.setenv("TENANT_QUEUES", json.dumps({arn: tenant for tenant, arn in QUEUES.items()}))
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "ingest")
     return load_handler("ingest")
 
@@ -138,7 +150,7 @@ def test_malformed_json_is_quarantined_with_its_reason_and_original_body(ingest,
 
     assert failures == []  # accounted for: retrying cannot fix it
     assert objects(s3, "raw/") == {}
-    header, [line] = quarantined(s3, f"quarantine/_unrouted/_unrouted/{DAY}/m-1.jsonl")
+    header, [line] = quarantined(s3, f"quarantine/acme/_unrouted/{DAY}/m-1.jsonl")
     assert header == {"message_id": "m-1", "received_at": "2026-11-24T23:59:30.000Z", "body": body}
     assert line["reason"] == "malformed-json"
     assert line["index"] is None
@@ -147,8 +159,9 @@ def test_malformed_json_is_quarantined_with_its_reason_and_original_body(ingest,
 @pytest.mark.parametrize(
     ("message", "reason"),
     [
-        ({"tenant": "Acme Corp", "dataset": "calls", "record": {}}, "invalid-tenant"),
-        ({"dataset": "calls", "record": {}}, "invalid-tenant"),
+        ({"tenant": "Acme Corp", "dataset": "calls", "record": {}}, "spoofed-tenant"),
+        ({"tenant": None, "dataset": "calls", "record": {}}, "spoofed-tenant"),
+        ({"tenant": "globex", "dataset": "calls", "record": {}}, "spoofed-tenant"),
         ({"tenant": "acme", "dataset": "../etc", "record": {}}, "invalid-dataset"),
         ({"tenant": "acme", "dataset": 7, "record": {}}, "invalid-dataset"),
         ({"tenant": "acme", "dataset": "calls"}, "missing-records"),
@@ -158,6 +171,7 @@ def test_malformed_json_is_quarantined_with_its_reason_and_original_body(ingest,
         (["tenant", "acme"], "not-an-object"),
         ("NaN", "not-an-object"),
         ('{"tenant": "acme", "tenant": "acme", "dataset": "calls", "record": {}}', "duplicate-key"),
+        ({"dataset": "calls", "records": [{"i": i} for i in range(6)]}, "too-many-records"),
     ],
 )
 def test_a_message_that_cannot_be_routed_is_quarantined_whole(ingest, s3, message, reason):
@@ -165,7 +179,7 @@ def test_a_message_that_cannot_be_routed_is_quarantined_whole(ingest, s3, messag
     assert run(ingest, sqs_event(sqs_message(body, "m-1"))) == []
 
     assert objects(s3, "raw/") == {}
-    header, [line] = quarantined(s3, f"quarantine/_unrouted/_unrouted/{DAY}/m-1.jsonl")
+    header, [line] = quarantined(s3, f"quarantine/acme/_unrouted/{DAY}/m-1.jsonl")
     assert header["body"] == body
     assert line["reason"] == reason
     assert line["detail"]
@@ -312,3 +326,76 @@ def test_landed_and_quarantined_counts_are_published_as_the_alarmed_metrics(inge
     assert emf["service"] == "ingest"
     assert sum(emf["RecordsLanded"]) == 2
     assert sum(emf["RecordsQuarantined"]) == 1
+
+
+def test_the_tenant_is_the_queue_s_so_a_message_without_one_lands_under_it(ingest, s3):
+    run(ingest, sqs_event(sqs_message({"dataset": "calls", "record": {"a": 1}}, "m-1", queue=QUEUES["globex"])))
+
+    assert list(objects(s3)) == [f"raw/globex/calls/{DAY}/m-1.jsonl"]
+
+
+def test_a_producer_of_one_tenant_cannot_land_records_in_another_tenant_s_raw_zone(ingest, s3):
+    """Issue 17: a message with one producer's identity and another tenant's name landed in that tenant's raw/."""
+    spoofed = {"tenant": "globex", "dataset": "calls", "records": [{"a": 1}, {"a": 2}]}
+    assert run(ingest, sqs_event(sqs_message(spoofed, "m-1", queue=ACME))) == []
+
+    assert objects(s3, "raw/") == {}
+    assert list(objects(s3)) == [f"quarantine/acme/_unrouted/{DAY}/m-1.jsonl"]  # the sender's tenant, not the claim
+    header, [line] = quarantined(s3, f"quarantine/acme/_unrouted/{DAY}/m-1.jsonl")
+    assert (line["reason"], line["index"]) == ("spoofed-tenant", None)
+    assert "'globex'" in line["detail"]
+    assert "'acme'" in line["detail"]
+    assert header["body"] == json.dumps(spoofed)  # kept whole: both records are still there
+
+
+def test_a_message_from_a_queue_no_tenant_owns_is_quarantined_unrouted(ingest, s3):
+    stranger = "arn:aws:sqs:eu-west-1:111111111111:someone-elses"
+    run(ingest, sqs_event(sqs_message({"dataset": "calls", "record": {}}, "m-1", queue=stranger)))
+
+    assert objects(s3, "raw/") == {}
+    _, [line] = quarantined(s3, f"quarantine/_unrouted/_unrouted/{DAY}/m-1.jsonl")
+    assert line["reason"] == "unknown-queue"
+
+
+def test_records_per_message_are_capped_and_the_cap_itself_lands(ingest, s3):
+    at_cap = {"dataset": "calls", "records": [{"i": i} for i in range(5)]}
+    over = {"dataset": "calls", "records": [{"i": i} for i in range(6)]}
+    run(ingest, sqs_event(sqs_message(at_cap, "m-1"), sqs_message(over, "m-2")))
+
+    assert len(objects(s3, "raw/")[f"raw/acme/calls/{DAY}/m-1.jsonl"]) == 5
+    assert f"raw/acme/calls/{DAY}/m-2.jsonl" not in objects(s3, "raw/")  # never part of a message
+    header, [line] = quarantined(s3, f"quarantine/acme/_unrouted/{DAY}/m-2.jsonl")
+    assert (line["reason"], line["index"]) == ("too-many-records", None)
+    assert "6 records" in line["detail"]
+    assert "at most 5" in line["detail"]
+    assert json.loads(header["body"]) == over
+
+
+def nested(levels: int) -> str:
+    """A record of ``levels`` nested lists inside one object, as raw JSON text."""
+    return '{"a":' + "[" * levels + "]" * levels + "}"
+
+
+@pytest.mark.parametrize("levels", [40, sys.getrecursionlimit() - 10, sys.getrecursionlimit() * 5])
+def test_a_deeply_nested_record_is_quarantined_not_retried_into_the_dead_letter_queue(ingest, s3, levels):
+    """Near the recursion limit, today's parser accepted the record and then raised RecursionError writing
+    its raw line: the message failed, SQS retried it, and it ended in the dead-letter queue."""
+    body = '{"dataset": "calls", "records": [{"i": 0}, ' + nested(levels) + "]}"
+
+    assert run(ingest, sqs_event(sqs_message(body, "m-1"))) == []  # accounted for, not retried
+
+    everything = objects(s3)
+    rejections = [line for key, lines in everything.items() if key.startswith("quarantine/") for line in lines[1:]]
+    assert [line["reason"] for line in rejections] == ["too-deep"]
+    if rejections[0]["index"] is not None:  # parsed: its neighbour landed
+        assert [line["record"] for line in everything[f"raw/acme/calls/{DAY}/m-1.jsonl"]] == [{"i": 0}]
+        assert rejections[0]["payload"] is None  # the body keeps it; its JSON line would nest too deep again
+
+
+def test_a_record_at_the_depth_limit_lands(ingest, s3):
+    from mlops_platform.data.ingest import MAX_DEPTH
+
+    body = '{"dataset": "calls", "record": ' + nested(MAX_DEPTH - 1) + "}"
+    run(ingest, sqs_event(sqs_message(body, "m-1")))
+
+    assert list(objects(s3)) == [f"raw/acme/calls/{DAY}/m-1.jsonl"]

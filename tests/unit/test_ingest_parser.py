@@ -30,8 +30,9 @@ records = st.lists(st.dictionaries(st.text(max_size=8), json_values, max_size=5)
 @settings(max_examples=150, deadline=None)
 @given(body=st.text())
 def test_any_text_is_either_parsed_or_rejected_whole_and_never_raises(parser, body):
-    parsed = parser.parse_message(body, MAX_RECORD_BYTES)
+    parsed = parser.parse_message(body, MAX_RECORD_BYTES, tenant="acme")
 
+    assert parsed.tenant == "acme"  # whatever the body says, it is quarantined under the queue's tenant
     if not parsed.routed:
         assert parsed.records == []
         assert len(parsed.rejections) == 1
@@ -42,7 +43,7 @@ def test_any_text_is_either_parsed_or_rejected_whole_and_never_raises(parser, bo
 @given(tenant=names, dataset=names, batch=records)
 def test_every_record_of_a_routable_message_lands_or_is_rejected_exactly_once(parser, tenant, dataset, batch):
     body = json.dumps({"tenant": tenant, "dataset": dataset, "records": batch})
-    parsed = parser.parse_message(body, MAX_RECORD_BYTES)
+    parsed = parser.parse_message(body, MAX_RECORD_BYTES, tenant=tenant)
 
     assert (parsed.tenant, parsed.dataset) == (tenant, dataset)
     landed = [index for index, _ in parsed.records]
@@ -77,7 +78,7 @@ def raw_records(draw) -> str:
 @given(tenant=names, dataset=names, batch=st.lists(raw_records(), max_size=6))
 def test_what_lands_is_strict_json_with_nothing_changed(parser, tenant, dataset, batch):
     body = f'{{"tenant": "{tenant}", "dataset": "{dataset}", "records": [{", ".join(batch)}]}}'
-    parsed = parser.parse_message(body, 10**6)
+    parsed = parser.parse_message(body, 10**6, tenant=tenant)
 
     assert sorted([i for i, _ in parsed.records] + [r.index for r in parsed.rejections]) == list(range(len(batch)))
     for index, record in parsed.records:
@@ -104,7 +105,8 @@ def test_what_lands_is_strict_json_with_nothing_changed(parser, tenant, dataset,
 @settings(max_examples=100, deadline=None)
 @given(tenant=names, dataset=names, batch=st.lists(st.dictionaries(st.text(max_size=8), json_values), max_size=6))
 def test_landed_lines_round_trip_to_the_records_sent(parser, tenant, dataset, batch):
-    parsed = parser.parse_message(json.dumps({"tenant": tenant, "dataset": dataset, "records": batch}), 10**6)
+    body = json.dumps({"tenant": tenant, "dataset": dataset, "records": batch})
+    parsed = parser.parse_message(body, 10**6, tenant=tenant)
     lines = parser.raw_lines(parsed, "m-1", "2026-11-24T00:00:00.000Z").decode().splitlines()
 
     assert [json.loads(line)["record"] for line in lines] == batch
@@ -112,14 +114,31 @@ def test_landed_lines_round_trip_to_the_records_sent(parser, tenant, dataset, ba
 
 
 @settings(max_examples=100, deadline=None)
-@given(tenant=st.text(max_size=70), dataset=names)
-def test_only_safe_tenant_names_are_routed(parser, tenant, dataset):
-    parsed = parser.parse_message(json.dumps({"tenant": tenant, "dataset": dataset, "record": {}}), 1000)
+@given(queue_tenant=names, claimed=st.none() | st.text(max_size=70) | names, dataset=names)
+def test_only_the_queue_s_own_tenant_is_routed(parser, queue_tenant, claimed, dataset):
+    body = json.dumps({"tenant": claimed, "dataset": dataset, "record": {}})
+    parsed = parser.parse_message(body, 1000, tenant=queue_tenant)
 
-    if parsed.routed:
-        assert parsed.tenant == tenant
-        assert parser.NAME_PATTERN.fullmatch(tenant)
-        assert "/" not in tenant
-        assert ".." not in tenant
+    assert parsed.tenant == queue_tenant
+    if parsed.routed and parsed.records:
+        assert claimed == queue_tenant
     else:
-        assert parsed.rejections[0].reason == "invalid-tenant"
+        assert claimed != queue_tenant
+        assert [rejection.reason for rejection in parsed.rejections] == ["spoofed-tenant"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(levels=st.integers(min_value=0, max_value=3000), wrap=st.sampled_from(["[]", "{}"]))
+def test_no_depth_of_nesting_raises_and_what_lands_stays_within_the_limit(parser, levels, wrap):
+    opening, closing = wrap
+    inner = opening + ('"k":' if wrap == "{}" else "")
+    value = (inner * levels) + "0" + closing * levels
+    body = '{"dataset": "d", "records": [' + ("{}" if levels == 0 else '{"a": ' + value + "}") + "]}"
+    parsed = parser.parse_message(body, 10**9, tenant="acme")
+
+    for _, record in parsed.records:
+        assert parser.depth(record) <= parser.MAX_DEPTH
+        parser.raw_lines(parsed, "m-1", "2026-11-24T00:00:00.000Z")  # encodes without RecursionError
+    assert len(parsed.records) + len(parsed.rejections) == 1
+    assert all(rejection.reason == "too-deep" for rejection in parsed.rejections)
+    parser.quarantine_lines(parsed, "m-1", "2026-11-24T00:00:00.000Z", body)

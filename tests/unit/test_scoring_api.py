@@ -111,10 +111,18 @@ def load_worker() -> ModuleType:
     return load_handler("scoring", "worker")
 
 
-def api_event(method: str, path: str, body: Any = None, *, raw: str | None = None) -> dict[str, Any]:
-    """The sample proxy event for ``method path``, with ``body`` as JSON (or ``raw`` as it is)."""
+# The caller of SAMPLE: an assumed role, recorded without its session name (mlops_platform/serving/api/caller.py).
+CALLER = SAMPLE["requestContext"]["identity"]["userArn"]
+PRINCIPAL = CALLER.rsplit("/", 1)[0]
+
+
+def api_event(
+    method: str, path: str, body: Any = None, *, raw: str | None = None, caller: str = CALLER
+) -> dict[str, Any]:
+    """The sample proxy event for ``method path`` signed by ``caller`` (a userArn), with ``body`` as JSON (or
+    ``raw`` as it is). Each endpoint has resources of its own, so only the result id is a path parameter."""
     event = copy.deepcopy(SAMPLE)
-    resource = "/score/{id}" if method == "GET" else path
+    resource = path.rsplit("/", 1)[0] + "/{id}" if method == "GET" else path
     event.update(
         resource=resource,
         path=path,
@@ -123,6 +131,9 @@ def api_event(method: str, path: str, body: Any = None, *, raw: str | None = Non
         pathParameters={"id": path.rsplit("/", 1)[1]} if method == "GET" else None,
     )
     event["requestContext"].update(resourcePath=resource, httpMethod=method, path=f"/dev{path}")
+    identity = event["requestContext"]["identity"]
+    identity.update(userArn=caller, caller=f"AROAEXAMPLEROLEID0000:{caller.rsplit('/', 1)[-1]}")
+    identity["user"] = identity["caller"]
     if method == "GET":
         event["headers"].pop("Content-Type")
         event["multiValueHeaders"].pop("Content-Type")
@@ -138,7 +149,8 @@ def call(api: ModuleType, event: dict[str, Any]) -> tuple[int, dict[str, Any], d
 
 
 def request(**changes: Any) -> dict[str, Any]:
-    return {"endpoint": "example", "instances": [ROW], **changes}
+    """A request body; the endpoint is in the path."""
+    return {"instances": [ROW], **changes}
 
 
 def invoked(predictions: Any, variant: str = "Champion") -> dict[str, Any]:
@@ -241,7 +253,9 @@ def test_a_valid_request_is_scored_on_its_endpoint_and_answered_with_the_variant
         invocation([ROW, [1, 2, 3]], InferenceId=REQUEST_ID),
     )
 
-    status, body, headers = call(api, api_event("POST", "/score", request(instances=[ROW, [1, 2, 3]])))
+    status, body, headers = call(
+        api, api_event("POST", "/endpoints/example/score", request(instances=[ROW, [1, 2, 3]]))
+    )
 
     assert status == 200
     assert body == {"endpoint": "example", "variant": "Champion", "predictions": predictions}
@@ -257,7 +271,7 @@ def test_explain_asks_the_container_for_contributions_through_a_custom_attribute
         invocation([ROW], CustomAttributes="explain=true", InferenceId=REQUEST_ID),
     )
 
-    status, body, _ = call(api, api_event("POST", "/score", request(explain=True)))
+    status, body, _ = call(api, api_event("POST", "/endpoints/example/score", request(explain=True)))
 
     assert status == 200
     assert body == {"endpoint": "example", "variant": "Challenger", "predictions": predictions}
@@ -270,7 +284,7 @@ def test_each_endpoint_key_scores_on_its_own_endpoint(api, stub):
         invocation([ROW], endpoint="mlops-dev-churn", InferenceId=REQUEST_ID),
     )
 
-    status, body, _ = call(api, api_event("POST", "/score", request(endpoint="churn", explain=False)))
+    status, body, _ = call(api, api_event("POST", "/endpoints/churn/score", request(explain=False)))
 
     assert (status, body["endpoint"]) == (200, "churn")
 
@@ -283,7 +297,7 @@ def test_a_named_variant_scores_the_request_alone_whatever_the_weights(api, stub
         invocation([ROW], InferenceId=REQUEST_ID, TargetVariant=variant),
     )
 
-    status, body, _ = call(api, api_event("POST", "/score", request(variant=variant)))
+    status, body, _ = call(api, api_event("POST", "/endpoints/example/score", request(variant=variant)))
 
     assert (status, body["variant"]) == (200, variant)
 
@@ -292,14 +306,14 @@ def test_a_named_variant_scores_the_request_alone_whatever_the_weights(api, stub
     ("endpoint", "variant"), [("example", "Variant1"), ("churn", "Challenger"), ("example", 7), ("example", "")]
 )
 def test_a_variant_the_endpoint_lacks_is_refused_before_any_endpoint_call(api, stub, endpoint, variant):
-    status, body, _ = call(api, api_event("POST", "/score", request(endpoint=endpoint, variant=variant)))
+    status, body, _ = call(api, api_event("POST", f"/endpoints/{endpoint}/score", request(variant=variant)))
 
     assert status == 400
     assert f"variant {variant!r} of endpoint {endpoint!r}; known: {VARIANTS[endpoint]}" in body["message"]
 
 
 def test_an_async_request_keeps_its_variant_in_the_queued_message(api, resources, stub):
-    status, _, _ = call(api, api_event("POST", "/score/async", request(variant="Challenger")))
+    status, _, _ = call(api, api_event("POST", "/endpoints/example/score/async", request(variant="Challenger")))
 
     [message] = queued(resources)
     assert status == 202
@@ -308,7 +322,7 @@ def test_an_async_request_keeps_its_variant_in_the_queued_message(api, resources
 
 def test_a_base64_encoded_body_is_decoded(api, stub):
     stub.add_response("invoke_endpoint", invoked([{"score": 0.5}]), invocation([ROW], InferenceId=REQUEST_ID))
-    event = api_event("POST", "/score", raw=base64.b64encode(json.dumps(request()).encode()).decode())
+    event = api_event("POST", "/endpoints/example/score", raw=base64.b64encode(json.dumps(request()).encode()).decode())
     event["isBase64Encoded"] = True
 
     assert call(api, event)[0] == 200
@@ -319,27 +333,27 @@ def test_a_base64_encoded_body_is_decoded(api, stub):
     [
         ("", "the body is not valid JSON: the body is empty"),
         ("{", "the body is not valid JSON"),
-        ('{"endpoint": "example", "instances": [[NaN]]}', "NaN is not a JSON number"),
-        ('{"endpoint": "example", "instances": [[Infinity]]}', "Infinity is not a JSON number"),
+        ('{"instances": [[NaN]]}', "NaN is not a JSON number"),
+        ('{"instances": [[Infinity]]}', "Infinity is not a JSON number"),
         ("[]", "the body must be a JSON object, not a JSON list"),
-        ('{"endpoint": "example", "instances": [[1]], "tenant": "x"}', "unexpected keys ['tenant']"),
-        ('{"instances": [[1]]}', "'endpoint' must be a string"),
-        ('{"endpoint": ["example"], "instances": [[1]]}', "'endpoint' must be a string"),
-        ('{"endpoint": "example"}', "'instances' must be a non-empty array of rows"),
-        ('{"endpoint": "example", "instances": []}', "'instances' must be a non-empty array of rows"),
-        ('{"endpoint": "example", "instances": [[1], [2], [3], [4]]}', "'instances' has 4 rows; at most 3"),
-        ('{"endpoint": "example", "instances": [1, 2]}', "instances[0] must be a non-empty array of numbers"),
-        ('{"endpoint": "example", "instances": [[]]}', "instances[0] must be a non-empty array of numbers"),
-        ('{"endpoint": "example", "instances": [[1, 2], [3]]}', "instances[1] has 1 values; instances[0] has 2"),
-        ('{"endpoint": "example", "instances": [[1, true]]}', "instances[0][1] must be a finite number, not True"),
-        ('{"endpoint": "example", "instances": [[1, "2"]]}', "instances[0][1] must be a finite number, not '2'"),
-        ('{"endpoint": "example", "instances": [[1, null]]}', "instances[0][1] must be a finite number, not None"),
-        ('{"endpoint": "example", "instances": [[1e400]]}', "instances[0][0] must be a finite number, not inf"),
-        ('{"endpoint": "example", "instances": [[1]], "explain": "yes"}', "'explain' must be true or false"),
+        ('{"instances": [[1]], "tenant": "x"}', "unexpected keys ['tenant']"),
+        # The endpoint is the path's: a body naming one (perhaps another tenant's) is refused, not obeyed.
+        ('{"endpoint": "churn", "instances": [[1]]}', "unexpected keys ['endpoint']"),
+        ("{}", "'instances' must be a non-empty array of rows"),
+        ('{"instances": []}', "'instances' must be a non-empty array of rows"),
+        ('{"instances": [[1], [2], [3], [4]]}', "'instances' has 4 rows; at most 3"),
+        ('{"instances": [1, 2]}', "instances[0] must be a non-empty array of numbers"),
+        ('{"instances": [[]]}', "instances[0] must be a non-empty array of numbers"),
+        ('{"instances": [[1, 2], [3]]}', "instances[1] has 1 values; instances[0] has 2"),
+        ('{"instances": [[1, true]]}', "instances[0][1] must be a finite number, not True"),
+        ('{"instances": [[1, "2"]]}', "instances[0][1] must be a finite number, not '2'"),
+        ('{"instances": [[1, null]]}', "instances[0][1] must be a finite number, not None"),
+        ('{"instances": [[1e400]]}', "instances[0][0] must be a finite number, not inf"),
+        ('{"instances": [[1]], "explain": "yes"}', "'explain' must be true or false"),
     ],
 )
 def test_a_bad_request_is_refused_with_a_one_line_reason_before_any_endpoint_call(api, stub, capsys, raw, expected):
-    status, body, _ = call(api, api_event("POST", "/score", raw=raw))
+    status, body, _ = call(api, api_event("POST", "/endpoints/example/score", raw=raw))
 
     assert status == 400
     assert expected in body["message"]
@@ -347,18 +361,18 @@ def test_a_bad_request_is_refused_with_a_one_line_reason_before_any_endpoint_cal
     assert emitted_metrics(capsys) == ["ScoreInvalid"]
 
 
-def test_an_unknown_endpoint_key_is_not_found_and_the_known_ones_are_named(api, stub, capsys):
-    status, body, _ = call(api, api_event("POST", "/score", request(endpoint="fraud")))
+def test_an_unknown_endpoint_key_is_not_found_and_other_tenants_endpoints_are_not_named(api, stub, capsys):
+    status, body, _ = call(api, api_event("POST", "/endpoints/fraud/score", request()))
 
     assert status == 404
-    assert body == {"message": "unknown endpoint 'fraud'; known: ['churn', 'example']"}
+    assert body == {"message": "unknown endpoint 'fraud'"}
     assert emitted_metrics(capsys) == ["ScoreUnknownEndpoint"]
 
 
 def test_the_container_refusing_the_input_is_a_400_with_the_container_s_reason(api, stub, capsys):
     add_model_error(stub, 400, '{"message": "expected 30 features, got 3"}')
 
-    status, body, _ = call(api, api_event("POST", "/score", request()))
+    status, body, _ = call(api, api_event("POST", "/endpoints/example/score", request()))
 
     assert (status, body) == (400, {"message": "expected 30 features, got 3"})
     assert emitted_metrics(capsys) == ["ScoreRefused"]
@@ -367,7 +381,7 @@ def test_the_container_refusing_the_input_is_a_400_with_the_container_s_reason(a
 def test_a_plain_text_refusal_is_passed_on_as_one_line(api, stub):
     add_model_error(stub, 415, "unsupported content type\ntext/csv")
 
-    assert call(api, api_event("POST", "/score", request()))[:2] == (
+    assert call(api, api_event("POST", "/endpoints/example/score", request()))[:2] == (
         400,
         {"message": "unsupported content type text/csv"},
     )
@@ -394,7 +408,7 @@ def test_sagemaker_errors_map_to_statuses_without_leaking_internals(
         http_status_code=http_status,
     )
 
-    status, body, _ = call(api, api_event("POST", "/score", request()))
+    status, body, _ = call(api, api_event("POST", "/endpoints/example/score", request()))
 
     assert status == expected_status
     assert "'example'" in body["message"]
@@ -406,7 +420,7 @@ def test_sagemaker_errors_map_to_statuses_without_leaking_internals(
 def test_the_container_s_own_failure_is_a_502_without_its_details(api, stub):
     add_model_error(stub, 500, "Traceback (most recent call last): secret internals")
 
-    status, body, _ = call(api, api_event("POST", "/score", request()))
+    status, body, _ = call(api, api_event("POST", "/endpoints/example/score", request()))
 
     assert (status, body) == (502, {"message": "the endpoint 'example' failed to score the request"})
 
@@ -424,7 +438,7 @@ def test_the_container_s_own_failure_is_a_502_without_its_details(api, stub):
 def test_an_answer_outside_the_container_contract_is_a_502(api, stub, answer):
     stub.add_response("invoke_endpoint", invoked(answer))
 
-    status, body, _ = call(api, api_event("POST", "/score", request()))
+    status, body, _ = call(api, api_event("POST", "/endpoints/example/score", request()))
 
     assert (status, body) == (502, {"message": "the endpoint answered with an unreadable response"})
 
@@ -436,7 +450,7 @@ def test_an_endpoint_that_does_not_answer_in_time_is_a_504(api, monkeypatch, cap
 
     monkeypatch.setattr(api.scoring, "runtime", SlowRuntime())
 
-    status, body, _ = call(api, api_event("POST", "/score", request()))
+    status, body, _ = call(api, api_event("POST", "/endpoints/example/score", request()))
 
     assert (status, body) == (504, {"message": "the endpoint 'example' did not answer in time"})
     assert emitted_metrics(capsys) == ["ScoreTimedOut"]
@@ -449,7 +463,7 @@ def test_an_unforeseen_error_is_a_500_without_its_traceback(api, monkeypatch):
 
     monkeypatch.setattr(api.scoring, "runtime", BrokenRuntime())
 
-    assert call(api, api_event("POST", "/score", request()))[:2] == (
+    assert call(api, api_event("POST", "/endpoints/example/score", request()))[:2] == (
         500,
         {"message": "internal error; try again later"},
     )
@@ -468,18 +482,20 @@ def test_an_unknown_route_is_not_found(api, stub):
 def test_an_async_request_is_recorded_pending_then_queued_and_answered_202(api, resources, stub, capsys):
     before = int(time.time())
 
-    status, body, headers = call(api, api_event("POST", "/score/async", request(explain=True)))
+    status, body, headers = call(api, api_event("POST", "/endpoints/example/score/async", request(explain=True)))
 
     assert status == 202
     tracking_id = body["id"]
     assert UUID4.fullmatch(tracking_id)
-    assert body == {"id": tracking_id, "status": "pending", "location": f"/score/{tracking_id}"}
-    assert headers["Location"] == f"/score/{tracking_id}"
+    location = f"/endpoints/example/results/{tracking_id}"
+    assert body == {"id": tracking_id, "status": "pending", "location": location}
+    assert headers["Location"] == location
     [item] = resources.table.scan()["Items"]
-    assert {key: item[key] for key in ("id", "status", "endpoint")} == {
+    assert {key: item[key] for key in ("id", "status", "endpoint", "principal")} == {
         "id": tracking_id,
         "status": "pending",
         "endpoint": "example",
+        "principal": "arn:aws:sts::111111111111:assumed-role/scoring-client",  # the role, not its session
     }
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", item["submitted_at"])
     assert before + 7 * 86400 <= item["expires_at"] <= int(time.time()) + 7 * 86400
@@ -494,7 +510,7 @@ def test_an_async_request_is_recorded_pending_then_queued_and_answered_202(api, 
 
 
 def test_a_pending_request_reads_back_as_pending(api, stub):
-    _, submitted, _ = call(api, api_event("POST", "/score/async", request()))
+    _, submitted, _ = call(api, api_event("POST", "/endpoints/example/score/async", request()))
 
     status, body, headers = call(api, api_event("GET", submitted["location"]))
 
@@ -505,8 +521,8 @@ def test_a_pending_request_reads_back_as_pending(api, stub):
 
 
 def test_an_async_request_is_validated_like_a_real_time_one_and_nothing_is_recorded(api, resources, stub):
-    assert call(api, api_event("POST", "/score/async", request(instances=[[1, 2], [3]])))[0] == 400
-    assert call(api, api_event("POST", "/score/async", request(endpoint="fraud")))[0] == 404
+    assert call(api, api_event("POST", "/endpoints/example/score/async", request(instances=[[1, 2], [3]])))[0] == 400
+    assert call(api, api_event("POST", "/endpoints/fraud/score/async", request()))[0] == 404
 
     assert resources.table.scan()["Items"] == []
     assert queued(resources) == []
@@ -516,7 +532,7 @@ def test_an_async_request_too_large_for_the_queue_is_refused_before_it_is_record
     scoring_environment(monkeypatch, resources, MAX_MESSAGE_BYTES="200")
     api = load_handler("scoring")
 
-    status, body, _ = call(api, api_event("POST", "/score/async", request(instances=[ROW] * 10)))
+    status, body, _ = call(api, api_event("POST", "/endpoints/example/score/async", request(instances=[ROW] * 10)))
 
     assert status == 413
     assert "at most 200: send fewer instances per request" in body["message"]
@@ -528,7 +544,7 @@ def test_a_request_that_cannot_be_queued_is_marked_failed_and_answered_503(resou
     scoring_environment(monkeypatch, resources, REQUESTS_QUEUE_URL=missing_queue)
     api = load_handler("scoring")
 
-    status, body, _ = call(api, api_event("POST", "/score/async", request()))
+    status, body, _ = call(api, api_event("POST", "/endpoints/example/score/async", request()))
 
     assert status == 503
     assert body["message"].startswith("the request could not be queued")
@@ -543,17 +559,17 @@ def test_a_request_that_cannot_be_recorded_is_not_queued_and_answered_503(resour
     scoring_environment(monkeypatch, resources, RESULTS_TABLE="no-such-table")
     api = load_handler("scoring")
 
-    status, body, _ = call(api, api_event("POST", "/score/async", request()))
+    status, body, _ = call(api, api_event("POST", "/endpoints/example/score/async", request()))
 
     assert (status, body) == (503, {"message": "the request could not be recorded; nothing was queued, try again"})
     assert queued(resources) == []
 
 
 def test_an_unknown_id_is_not_found(api):
-    status, body, _ = call(api, api_event("GET", "/score/0b7e8f52-3c1d-4e5f-9a6b-7c8d9e0f1a2b"))
+    status, body, _ = call(api, api_event("GET", "/endpoints/example/results/0b7e8f52-3c1d-4e5f-9a6b-7c8d9e0f1a2b"))
 
     assert status == 404
-    assert body["message"].startswith("no scoring request has this id")
+    assert body["message"].startswith("no scoring request of yours has this id")
 
 
 @pytest.mark.parametrize("tracking_id", ["async", "not-a-uuid", "0B7E8F52-3C1D-4E5F-9A6B-7C8D9E0F1A2B", "1" * 300])
@@ -564,7 +580,7 @@ def test_a_malformed_id_is_not_found_without_reading_the_table(api, monkeypatch,
 
     monkeypatch.setattr(api.scoring.results, "dynamodb", NoTable())
 
-    status, body, _ = call(api, api_event("GET", f"/score/{tracking_id}"))
+    status, body, _ = call(api, api_event("GET", f"/endpoints/example/results/{tracking_id}"))
 
     assert status == 404
     assert tracking_id not in body["message"]
@@ -577,17 +593,23 @@ def test_a_record_past_its_ttl_is_not_found_before_dynamodb_deletes_it(api, reso
             "id": tracking_id,
             "status": "succeeded",
             "endpoint": "example",
+            "principal": PRINCIPAL,
             "submitted_at": "2026-01-01T00:00:00.000Z",
             "expires_at": int(time.time()) - 1,
             "result": "[]",
         }
     )
 
-    assert call(api, api_event("GET", f"/score/{tracking_id}"))[0] == 404
+    assert call(api, api_event("GET", f"/endpoints/example/results/{tracking_id}"))[0] == 404
 
 
 def test_a_failed_record_shows_its_reason_and_a_succeeded_one_its_decoded_predictions(api, resources):
-    common = {"endpoint": "example", "submitted_at": "2026-11-24T23:59:30.123Z", "expires_at": int(time.time()) + 60}
+    common = {
+        "endpoint": "example",
+        "principal": PRINCIPAL,
+        "submitted_at": "2026-11-24T23:59:30.123Z",
+        "expires_at": int(time.time()) + 60,
+    }
     failed_id, succeeded_id = "0b7e8f52-3c1d-4e5f-9a6b-7c8d9e0f1a2b", "1c8f9a63-4d2e-4f60-8b7c-8d9e0f1a2b3c"
     resources.table.put_item(
         Item={"id": failed_id, "status": "failed", "finished_at": "2026-11-24T23:59:31.000Z", "reason": "no", **common}
@@ -603,7 +625,7 @@ def test_a_failed_record_shows_its_reason_and_a_succeeded_one_its_decoded_predic
         }
     )
 
-    assert call(api, api_event("GET", f"/score/{failed_id}"))[1] == {
+    assert call(api, api_event("GET", f"/endpoints/example/results/{failed_id}"))[1] == {
         "id": failed_id,
         "status": "failed",
         "endpoint": "example",
@@ -611,7 +633,7 @@ def test_a_failed_record_shows_its_reason_and_a_succeeded_one_its_decoded_predic
         "finished_at": "2026-11-24T23:59:31.000Z",
         "reason": "no",
     }
-    assert call(api, api_event("GET", f"/score/{succeeded_id}"))[1] == {
+    assert call(api, api_event("GET", f"/endpoints/example/results/{succeeded_id}"))[1] == {
         "id": succeeded_id,
         "status": "succeeded",
         "endpoint": "example",
@@ -620,3 +642,73 @@ def test_a_failed_record_shows_its_reason_and_a_succeeded_one_its_decoded_predic
         "variant": "Champion",
         "predictions": [{"score": 0.25}],
     }
+
+
+# Tenants: the example endpoint is tenant A's, churn is tenant B's (config ties an endpoint to one tenant).
+TENANT_A = "arn:aws:sts::111111111111:assumed-role/example-scorer/batch-7"
+TENANT_B = "arn:aws:sts::111111111111:assumed-role/churn-scorer/nightly"
+
+
+def submitted_by(api: ModuleType, caller: str, endpoint: str) -> dict[str, Any]:
+    status, body, _ = call(api, api_event("POST", f"/endpoints/{endpoint}/score/async", request(), caller=caller))
+    assert status == 202
+    return body
+
+
+def test_a_result_is_read_only_by_the_principal_that_submitted_it(api):
+    """Issue 17: a third principal read another tenant's async result."""
+    mine = submitted_by(api, TENANT_B, "churn")
+
+    assert call(api, api_event("GET", mine["location"], caller=TENANT_B))[0] == 200
+    # Tenant A's caller, even with IAM allowing churn's paths by mistake: as if the id did not exist.
+    status, body, _ = call(api, api_event("GET", mine["location"], caller=TENANT_A))
+    assert status == 404
+    assert body["message"].startswith("no scoring request of yours")
+    # ... and through its own endpoint's path, which IAM does allow it.
+    assert call(api, api_event("GET", f"/endpoints/example/results/{mine['id']}", caller=TENANT_A))[0] == 404
+
+
+def test_another_session_of_the_same_role_reads_the_result_and_another_role_of_the_account_does_not(api):
+    mine = submitted_by(api, TENANT_A, "example")
+
+    assert call(api, api_event("GET", mine["location"], caller=TENANT_A.replace("batch-7", "batch-8")))[0] == 200
+    for other in (
+        "arn:aws:sts::111111111111:assumed-role/example-scorer-2/batch-7",  # a role whose name extends it
+        "arn:aws:iam::111111111111:user/example-scorer",
+        "arn:aws:iam::111111111111:root",
+        "arn:aws:sts::222222222222:assumed-role/example-scorer/batch-7",  # the same name in another account
+    ):
+        assert call(api, api_event("GET", mine["location"], caller=other))[0] == 404, other
+
+
+def test_a_record_without_a_principal_is_read_by_nobody(api, resources):
+    tracking_id = "0b7e8f52-3c1d-4e5f-9a6b-7c8d9e0f1a2b"
+    resources.table.put_item(
+        Item={"id": tracking_id, "status": "pending", "endpoint": "example", "expires_at": int(time.time()) + 60}
+    )
+
+    assert call(api, api_event("GET", f"/endpoints/example/results/{tracking_id}"))[0] == 404
+
+
+def test_a_request_without_an_iam_caller_is_refused_and_nothing_is_recorded(api, resources):
+    event = api_event("POST", "/endpoints/example/score/async", request())
+    event["requestContext"]["identity"]["userArn"] = None
+
+    status, body, _ = call(api, event)
+
+    assert status == 403
+    assert "SigV4" in body["message"]
+    assert resources.table.scan()["Items"] == []
+    assert queued(resources) == []
+
+
+def test_the_endpoint_scored_is_the_one_in_the_path_whatever_the_body_says(api, stub):
+    stub.add_response(
+        "invoke_endpoint",
+        invoked([{"score": 0.5}]),
+        invocation([ROW], endpoint="mlops-dev-churn", InferenceId=REQUEST_ID),
+    )
+
+    status, body, _ = call(api, api_event("POST", "/endpoints/churn/score", request()))
+
+    assert (status, body["endpoint"]) == (200, "churn")

@@ -108,13 +108,13 @@ def work(worker, resources: Resources, messages: list[dict[str, Any]], *, delete
 
 
 def submit(api, **changes: Any) -> str:
-    status, body, _ = call(api, api_event("POST", "/score/async", request(**changes)))
+    status, body, _ = call(api, api_event("POST", "/endpoints/example/score/async", request(**changes)))
     assert status == 202, body
     return body["id"]
 
 
 def result(api, tracking_id: str) -> tuple[int, dict[str, Any]]:
-    status, body, _ = call(api, api_event("GET", f"/score/{tracking_id}"))
+    status, body, _ = call(api, api_event("GET", f"/endpoints/example/results/{tracking_id}"))
     return status, body
 
 
@@ -364,7 +364,7 @@ def test_a_malformed_message_lands_on_the_dead_letter_queue_with_its_reason(
 @pytest.mark.parametrize(
     ("changes", "code", "reason"),
     [
-        ({"endpoint": "fraud"}, "unknown-endpoint", "unknown endpoint 'fraud'; known: ['churn', 'example']"),
+        ({"endpoint": "fraud"}, "unknown-endpoint", "unknown endpoint 'fraud'"),
         ({"instances": [[1, 2], [3]]}, "invalid-request", "instances[1] has 1 values; instances[0] has 2"),
         ({"instances": []}, "invalid-request", "'instances' must be a non-empty array of rows"),
         ({"explain": "yes"}, "invalid-request", "'explain' must be true or false, not 'yes'"),

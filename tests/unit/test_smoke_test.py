@@ -118,7 +118,7 @@ def stepfunctions_stub(statuses: list[dict[str, Any]], *, stop: bool = False):
 def test_settings_come_from_the_environment_the_pipeline_sets():
     parsed = settings()
 
-    assert parsed.score_url == "https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com/v1/score"
+    assert parsed.score_url == "https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com/v1/endpoints/example/score"
     assert parsed.region == "eu-west-1"
     assert parsed.models == ("xgboost",)
     assert parsed.execution_name == "smoke-build-1"
@@ -187,8 +187,11 @@ def test_scoring_passes_on_one_finite_score_and_signs_the_request_for_api_gatewa
     line = check_scoring(session(), settings(), [1.0, 2.5], api)
 
     [(method, url, headers, body)] = api.requests
-    assert (method, url) == ("POST", "https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com/v1/score")
-    assert json.loads(body) == {"endpoint": "example", "instances": [[1.0, 2.5]]}  # the weights choose
+    assert (method, url) == (
+        "POST",
+        "https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com/v1/endpoints/example/score",
+    )
+    assert json.loads(body) == {"instances": [[1.0, 2.5]]}  # the weights choose; the endpoint is in the path
     assert headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
     assert "/eu-west-1/execute-api/aws4_request" in headers["Authorization"]
     assert headers["X-Amz-Security-Token"] == "token"
@@ -220,7 +223,7 @@ def test_scoring_a_variant_asks_for_it_and_fails_when_another_answers():
 
     line = check_scoring(session(), settings(), [1.0], api, "Challenger")
 
-    assert json.loads(api.requests[0][3]) == {"endpoint": "example", "instances": [[1.0]], "variant": "Challenger"}
+    assert json.loads(api.requests[0][3]) == {"instances": [[1.0]], "variant": "Challenger"}
     assert "variant Challenger" in line
     with pytest.raises(SmokeTestFailure, match="asked variant Challenger of endpoint example, Champion answered"):
         check_scoring(session(), settings(), [1.0], FakeApi(200, SCORED), "Challenger")
@@ -386,7 +389,8 @@ def test_the_script_fails_and_trains_nothing_when_scoring_fails(capsys, stepfunc
     assert status == 1
     assert made == []
     assert capsys.readouterr().err.strip() == (
-        "smoke test failed: scoring: POST https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com/v1/score "
+        "smoke test failed: scoring: POST "
+        "https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com/v1/endpoints/example/score "
         'answered 502: {"message": "x"}'
     )
 

@@ -1,4 +1,8 @@
-"""A scoring request as the API and its queue carry it: ``{"endpoint", "instances", "explain", "variant"}``, checked.
+"""A scoring request as the API and its queue carry it, checked.
+
+The API takes the endpoint key from the path (``/endpoints/<endpoint>/score``, so IAM can scope a caller to
+a tenant's endpoints) and ``{"instances", "explain", "variant"}`` from the body; its queue carries all four
+as ``{"id", "endpoint", "instances", "explain", "variant"}``.
 
 A request may name a ``variant`` of its endpoint: it is scored by that variant only (InvokeEndpoint's
 ``TargetVariant``, which overrides the weights), so each arm of an A/B test can be checked on its
@@ -21,7 +25,7 @@ from typing import Any
 
 from mlops_platform import strict_json
 
-REQUEST_KEYS = frozenset({"endpoint", "instances", "explain", "variant"})
+REQUEST_KEYS = frozenset({"instances", "explain", "variant"})
 # A tracking id is what str(uuid.uuid4()) gives; anything else is unknown without asking the table.
 TRACKING_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 # Reasons are shown to callers and stored in the table: one line, bounded.
@@ -108,25 +112,25 @@ def is_finite_number(value: Any) -> bool:
 
 def parse_request(
     payload: Any,
+    endpoint: Any,
     endpoints: Mapping[str, str],
     max_instances: int,
     variants: Mapping[str, Sequence[str]] | None = None,
 ) -> ScoringRequest:
-    """A decoded request body as a ScoringRequest; raises InvalidRequest (400) or UnknownEndpoint (404).
+    """A decoded request body for ``endpoint`` (the key the path names) as a ScoringRequest; raises
+    InvalidRequest (400) or UnknownEndpoint (404).
 
     ``variants`` (endpoint key → variant names) are the variants a request may name; without it,
-    naming one is refused.
+    naming one is refused. An unknown endpoint answers without the known ones: a caller learns nothing
+    of other tenants' endpoints.
     """
+    if not isinstance(endpoint, str) or endpoint not in endpoints:
+        raise UnknownEndpoint(f"unknown endpoint {_describe(endpoint)}")
     if not isinstance(payload, dict):
         raise InvalidRequest(f"the body must be a JSON object, not a JSON {type(payload).__name__}")
     unknown = sorted(set(payload) - REQUEST_KEYS)
     if unknown:
         raise InvalidRequest(f"unexpected keys {unknown}; allowed: {sorted(REQUEST_KEYS)}")
-    endpoint = payload.get("endpoint")
-    if not isinstance(endpoint, str):
-        raise InvalidRequest("'endpoint' must be a string naming an endpoint")
-    if endpoint not in endpoints:
-        raise UnknownEndpoint(f"unknown endpoint {_describe(endpoint)}; known: {sorted(endpoints)}")
     explain = payload.get("explain", False)
     if not isinstance(explain, bool):
         raise InvalidRequest(f"'explain' must be true or false, not {_describe(explain)}")

@@ -1,4 +1,7 @@
-"""The results table of asynchronous scoring requests: partition key ``id``, TTL attribute ``expires_at``."""
+"""The results table of asynchronous scoring requests: partition key ``id``, TTL attribute ``expires_at``.
+
+Each record keeps the ``principal`` that submitted it (caller.py), and only that principal reads it back.
+"""
 
 from __future__ import annotations
 
@@ -37,13 +40,14 @@ class Results:
         self.table_name = table_name
         self.clock = clock or utc_now
 
-    def create(self, tracking_id: str, endpoint: str, ttl_days: int) -> dict[str, Any]:
-        """Record a pending request; the condition keeps an id from ever being reused."""
+    def create(self, tracking_id: str, endpoint: str, ttl_days: int, *, principal: str) -> dict[str, Any]:
+        """Record a pending request of ``principal``; the condition keeps an id from ever being reused."""
         moment = self.clock()
         item = {
             "id": tracking_id,
             "status": PENDING,
             "endpoint": endpoint,
+            "principal": principal,
             "submitted_at": iso(moment),
             "expires_at": int(moment.timestamp()) + ttl_days * 86400,
         }
@@ -107,7 +111,8 @@ class Results:
 
 
 def public_view(item: Mapping[str, Any]) -> dict[str, Any]:
-    """A record as ``GET /score/{id}`` shows it: the stored predictions decoded, internals left out."""
+    """A record as ``GET /endpoints/{endpoint}/results/{id}`` shows it: the stored predictions decoded, internals
+    (the principal among them) left out."""
     view: dict[str, Any] = {
         "id": item["id"],
         "status": item["status"],

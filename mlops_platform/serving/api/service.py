@@ -1,17 +1,23 @@
 """The scoring API's three operations, each answered as a status, a JSON body and the metric it counts under.
 
-* ``score``: ``POST /score`` scores at once. 200 ``{"endpoint", "variant", "predictions"}``; 400 for a request
-  the checks or the model refuse (the model's own reason), 404 for an unknown endpoint key, 429 when
+Every path names the endpoint (``/endpoints/<endpoint>/...``), so IAM scopes a caller to its tenant's
+endpoints before this code runs; this code still refuses what IAM would have (a record of another
+endpoint or another principal) so that a too-broad policy does not leak one tenant's results to another.
+
+* ``score``: ``POST /endpoints/<endpoint>/score`` scores at once. 200 ``{"endpoint", "variant", "predictions"}``;
+  400 for a request the checks or the model refuse (the model's own reason), 404 for an unknown endpoint key, 429 when
   throttled, 503 when the endpoint is missing or not InService, 504 when it does not answer in time, 502 for
   anything else.
-* ``submit``: ``POST /score/async`` records the request as ``pending`` under a new tracking id, then queues it
-  for the worker. 202 ``{"id", "status": "pending", "location": "/score/<id>"}``. The record is written before
+* ``submit``: ``POST /endpoints/<endpoint>/score/async`` records the request as ``pending`` under a new tracking
+  id and the caller's principal, then queues it for the worker. 202 ``{"id", "status": "pending",
+  "location": "/endpoints/<endpoint>/results/<id>"}``. The record is written before
   the message is sent, so the worker always finds it; if sending fails the record is marked failed with the
   reason and the caller gets 503: nothing is lost silently. 413 for a request larger than a queue message
   can carry, refused before anything is recorded; 503 when the record cannot be written (nothing is queued).
-* ``result``: ``GET /score/{id}``: the record, with ``predictions`` once succeeded or ``reason`` once failed;
-  404 for an id that is unknown, malformed (answered without reading the table) or past its TTL (DynamoDB
-  deletes expired items only eventually).
+* ``result``: ``GET /endpoints/<endpoint>/results/<id>``: the record, with ``predictions`` once succeeded or
+  ``reason`` once failed; 404 for an id that is unknown, malformed (answered without reading the table), past
+  its TTL (DynamoDB deletes expired items only eventually), of another endpoint, or submitted by another
+  principal: the same answer as an unknown id, so a caller cannot even learn that another's id exists.
 
 Every error body is ``{"message": <one line>}``, the shape API Gateway's own errors have, and never carries
 SageMaker's internals (account ids, ARNs, log links): those go to the logs.
@@ -59,7 +65,8 @@ FAILURE_STATUS = {
     BROKEN: (502, "ScoreFailed"),
     UNREADABLE: (502, "ScoreFailed"),
 }
-NOT_FOUND = "no scoring request has this id (ids expire after their retention period)"
+NOT_FOUND = "no scoring request of yours has this id on this endpoint (ids expire after their retention period)"
+NO_CALLER = "the request carries no IAM caller; sign it with SigV4"
 # SQS's largest message is the queue's MaximumMessageSize (256 KiB unless raised): a larger request is
 # refused before anything is recorded, rather than recorded and then failed. 2 KiB below it, so that
 # the worker's dead-letter copy (the same body plus its reason attributes) fits too.
@@ -95,14 +102,17 @@ class ScoringApi:
     clock: Callable[[], datetime] = utc_now
     logger: Log = field(default_factory=lambda: logging.getLogger(__name__))
 
-    def read(self, body: str | None) -> ScoringRequest | Answer:
-        """The request body as a ScoringRequest, or the 400/404 answer that refuses it."""
+    def read(self, endpoint: str, body: str | None) -> ScoringRequest | Answer:
+        """The request body for the endpoint the path names as a ScoringRequest, or the 400/404 answer that
+        refuses it."""
+        if endpoint not in self.endpoints:
+            return refusal(404, f"unknown endpoint {one_line(repr(endpoint), 40)}", "ScoreUnknownEndpoint")
         try:
             payload = strict_json.decode(body)
         except (ValueError, UnicodeDecodeError) as error:
             return refusal(400, f"the body is not valid JSON: {error}", "ScoreInvalid")
         try:
-            return parse_request(payload, self.endpoints, self.max_instances, self.variants)
+            return parse_request(payload, endpoint, self.endpoints, self.max_instances, self.variants)
         except UnknownEndpoint as error:
             return refusal(404, error.reason, "ScoreUnknownEndpoint")
         except InvalidRequest as error:
@@ -135,7 +145,9 @@ class ScoringApi:
         body = {"endpoint": request.endpoint, "variant": scored.variant, "predictions": scored.predictions}
         return Answer(200, body, "ScoreSucceeded")
 
-    def submit(self, request: ScoringRequest) -> Answer:
+    def submit(self, request: ScoringRequest, *, principal: str | None) -> Answer:
+        if principal is None:
+            return refusal(403, NO_CALLER, "AsyncNoCaller")
         tracking_id = new_tracking_id()
         message = request.message(tracking_id)
         size = len(message.encode("utf-8"))
@@ -147,7 +159,7 @@ class ScoringApi:
                 "AsyncTooLarge",
             )
         try:
-            self.results.create(tracking_id, request.endpoint, self.result_ttl_days)
+            self.results.create(tracking_id, request.endpoint, self.result_ttl_days, principal=principal)
         except (ClientError, BotoCoreError):
             self.logger.exception("could not record the request", extra={"id": tracking_id})
             return refusal(503, "the request could not be recorded; nothing was queued, try again", "AsyncStoreFailed")
@@ -165,14 +177,22 @@ class ScoringApi:
         self.logger.info(
             "queued", extra={"id": tracking_id, "endpoint": request.endpoint, "instances": len(request.instances)}
         )
-        location = f"/score/{tracking_id}"
+        location = f"/endpoints/{request.endpoint}/results/{tracking_id}"
         body = {"id": tracking_id, "status": "pending", "location": location}
         return Answer(202, body, "AsyncAccepted", headers={"Location": location})
 
-    def result(self, tracking_id: str) -> Answer:
-        if not is_tracking_id(tracking_id):
+    def result(self, endpoint: str, tracking_id: str, *, principal: str | None) -> Answer:
+        if principal is None:
+            return refusal(403, NO_CALLER, "ResultNoCaller")
+        if endpoint not in self.endpoints or not is_tracking_id(tracking_id):
             return refusal(404, NOT_FOUND, "ResultNotFound")
         item = self.results.get(tracking_id)
         if item is None or int(item.get("expires_at", 0)) <= int(self.clock().timestamp()):
+            return refusal(404, NOT_FOUND, "ResultNotFound")
+        if item.get("endpoint") != endpoint or item.get("principal") != principal:
+            # Another tenant's endpoint or another caller's request: answered as if it did not exist.
+            self.logger.warning(
+                "result refused to another caller", extra={"id": tracking_id, "endpoint": endpoint, "caller": principal}
+            )
             return refusal(404, NOT_FOUND, "ResultNotFound")
         return Answer(200, public_view(item), "ResultFound", headers={"Cache-Control": "no-store"})

@@ -110,7 +110,11 @@ def parse_message(
         raise Malformed(INVALID_ID, f"'id' must be a tracking id (a UUID4), not {one_line(repr(tracking_id), 60)}")
     try:
         request = parse_request(
-            {key: value for key, value in payload.items() if key != "id"}, endpoints, max_instances, variants
+            {key: value for key, value in payload.items() if key not in ("id", "endpoint")},
+            payload.get("endpoint"),
+            endpoints,
+            max_instances,
+            variants,
         )
     except UnknownEndpoint as error:
         raise Malformed(UNKNOWN_ENDPOINT, error.reason, tracking_id) from None

@@ -59,9 +59,7 @@ def example_model(tmp_path_factory, request) -> Any:
 def test_the_scoring_lambda_reads_what_the_container_answers(example_model, explain):
     features = list(PipelineConfig.model_validate(_example_tenant()).dataset.features)
     rows = [[float(i + j) for j in range(len(features))] for i in range(3)]
-    request = parse_request(
-        {"endpoint": "example", "instances": rows, "explain": explain}, {"example": "mlops-dev-example"}, 1000
-    )
+    request = parse_request({"instances": rows, "explain": explain}, "example", {"example": "mlops-dev-example"}, 1000)
 
     scored = invoke_endpoint(SageMakerRuntime(example_model), endpoint_name="mlops-dev-example", request=request)
 
@@ -88,7 +86,7 @@ def test_the_contract_uses_json_both_ways():
             calls.append(call)
             return {"Body": io.BytesIO(json.dumps({"predictions": [{"score": 0.5}]}).encode())}
 
-    request = parse_request({"endpoint": "e", "instances": [[1.0]], "explain": True}, {"e": "ep"}, 10)
+    request = parse_request({"instances": [[1.0]], "explain": True}, "e", {"e": "ep"}, 10)
     invoke_endpoint(Recorder(), endpoint_name="ep", request=request)
 
     assert (calls[0]["ContentType"], calls[0]["Accept"], calls[0]["CustomAttributes"]) == (
