@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-
-from mlops_platform.environment import read_settings
 
 
 @dataclass(frozen=True)
 class Settings:
-    """The function's environment, read once: each field from the variable of its name in capitals."""
+    """The function's environment, read once by ``mlops_platform.environment.read_settings``: each field from the
+    variable of its name in capitals."""
 
     config_bucket: str
     artifacts_bucket: str
@@ -26,7 +24,3 @@ class Settings:
     processing_instance_type: str
     processing_local_storage: bool
     tolerated_failure_percentage: int
-
-    @classmethod
-    def from_environment(cls, environ: Mapping[str, str]) -> Settings:
-        return read_settings(cls, environ)

@@ -41,6 +41,7 @@ from mlops_platform.evaluation.trials import NOT_RUN
 from tests.conftest import create_ledger_table, load_handler
 from tests.lambda_context import LambdaContext
 from tests.published_config import published_config
+from tests.unit import test_plan as planning
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
@@ -52,25 +53,11 @@ SERVING_IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/serving:1"
 # Where the state machine's ResultWriter puts every run's results (mlops_constructs/training_pipeline.py).
 MAP_RESULTS = "artifacts/map-results"
 ENVIRONMENT = {
-    # plan
-    "CONFIG_BUCKET": ARTIFACTS,
-    "ARTIFACTS_BUCKET": ARTIFACTS,
-    "RAW_BUCKET": "raw-zone",
-    "CURATED_BUCKET": "curated-zone",
-    "FEATURES_BUCKET": FEATURES,
-    "PREDICTIONS_BUCKET": "predictions-zone",
-    "LEDGER_TABLE": LEDGER,
-    "JOB_PREFIX": "mlops-dev",
-    "PROGRESS_BUS_NAME": "mlops-dev-progress",
-    "EVENT_SOURCE": "mlops.training",
+    # plan, which these tests run first: its own tests' environment, in this account
+    **planning.ENVIRONMENT,
     "TRAINING_IMAGE_URI": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/training:cpu",
     "GPU_TRAINING_IMAGE_URI": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/training:gpu",
     "KMS_KEY_ARN": KMS_KEY,
-    "PROCESSING_INSTANCE_TYPE": "ml.m5.large",
-    "PROCESSING_LOCAL_STORAGE": "false",
-    "BATCH_TRANSFORM_INSTANCE_TYPE": "ml.m5.large",
-    "BATCH_TRANSFORM_LOCAL_STORAGE": "false",
-    "PROGRESS_INTERVAL_SECONDS": "10",
     # evaluate
     "AUTO_APPROVE": "true",
     "SERVING_IMAGE_URI": SERVING_IMAGE,
@@ -100,7 +87,7 @@ def aws(monkeypatch):
         monkeypatch.setenv(name, value)
     with mock_aws():
         s3 = boto3.client("s3", region_name=REGION)
-        for bucket in (ARTIFACTS, FEATURES, "raw-zone", "curated-zone", "predictions-zone"):
+        for bucket in (ARTIFACTS, FEATURES, planning.RAW, planning.CURATED, planning.PREDICTIONS):
             s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
         create_ledger_table(LEDGER, REGION)
         dynamodb = boto3.client("dynamodb", region_name=REGION)
