@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Protocol
 
 # boto3 and botocore ship no type hints (pyproject.toml lists no override for their modules).
@@ -44,6 +45,19 @@ def condition_failed(error: ClientError) -> bool:
 def to_item(values: Mapping[str, Any]) -> dict[str, Any]:
     """Plain values (str, int, Decimal, bool, None, sets, lists, maps) as DynamoDB attribute values."""
     return {name: _serializer.serialize(value) for name, value in values.items()}
+
+
+def dynamodb_value(value: Any) -> Any:
+    """Python values as DynamoDB takes them: floats as Decimal (``to_item`` refuses floats), no None inside maps."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {str(key): dynamodb_value(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list | tuple):
+        return [dynamodb_value(item) for item in value]
+    return value
 
 
 def from_item(item: Mapping[str, Any] | None) -> dict[str, Any]:

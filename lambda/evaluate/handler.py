@@ -16,6 +16,7 @@ import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
+from mlops_platform.environment import read_settings
 from mlops_platform.evaluation.evaluator import Evaluator
 from mlops_platform.evaluation.ledger import Ledger
 from mlops_platform.evaluation.settings import Settings
@@ -36,7 +37,7 @@ def publish_best_objective(tenant: str, model: str, objective_metric: str, value
 
 logger = Logger()
 metrics = Metrics()
-_settings = Settings.from_environment(os.environ)
+_settings = read_settings(Settings, os.environ)
 evaluator = Evaluator(
     boto3.client("s3"),
     boto3.client("sagemaker"),

@@ -16,6 +16,7 @@ import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from mlops_platform.environment import read_settings
 from mlops_platform.runs.recorder import Recorder, Settings
 
 METRICS = {"recorded": "RunOutcomesRecorded", "stale": "RunOutcomesStale", "quarantined": "EventsQuarantined"}
@@ -27,7 +28,7 @@ recorder = Recorder(
     boto3.client("dynamodb"),
     boto3.client("sqs"),
     boto3.client("stepfunctions"),
-    Settings.from_environment(os.environ),
+    read_settings(Settings, os.environ),
     log=logger,
 )
 

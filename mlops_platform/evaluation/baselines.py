@@ -20,6 +20,7 @@ from mlops_platform.evaluation.documents import sha256
 from mlops_platform.evaluation.errors import BaselineMissing, ResultsUnreadable
 from mlops_platform.evaluation.names import baseline_job_name
 from mlops_platform.evaluation.settings import Settings
+from mlops_platform.training.plan.layout import volume_encrypted
 
 PROCESSING_ROOT = "/opt/ml/processing"
 MODEL_ARTIFACT = "model.tar.gz"
@@ -75,13 +76,15 @@ def baseline_job_request(
             },
         }
 
-    cluster: dict[str, Any] = {
-        "InstanceCount": 1,
-        "InstanceType": settings.processing_instance_type,
-        "VolumeSizeInGB": BASELINE_VOLUME_SIZE_GB,
-    }
-    if not settings.processing_local_storage:
-        cluster["VolumeKmsKeyId"] = settings.kms_key_arn
+    cluster = volume_encrypted(
+        {
+            "InstanceCount": 1,
+            "InstanceType": settings.processing_instance_type,
+            "VolumeSizeInGB": BASELINE_VOLUME_SIZE_GB,
+        },
+        local_storage=settings.processing_local_storage,
+        kms_key_arn=settings.kms_key_arn,
+    )
     schema_file = schema.rpartition("/")[2]
     return {
         "ProcessingJobName": baseline_job_name(training_job_name),

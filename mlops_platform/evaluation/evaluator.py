@@ -22,7 +22,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
-from mlops_platform.aws import error_code, iso, utc_now
+from mlops_platform.aws import error_code, iso, kms_encrypted, utc_now
 from mlops_platform.evaluation.baselines import HOLDOUT_SPLITS, baseline_job_request, baseline_uri
 from mlops_platform.evaluation.documents import encode, evaluation_document, feature_schema, sha256
 from mlops_platform.evaluation.errors import InvalidConfig, NoUsableTrial, ResultsUnreadable, UnknownTenant
@@ -234,8 +234,7 @@ class Evaluator(ResultReading, TrialLookups, Registering):
             Key=key,
             Body=body,
             ContentType="application/json",
-            ServerSideEncryption="aws:kms",
-            SSEKMSKeyId=self.settings.kms_key_arn,
+            **kms_encrypted(self.settings.kms_key_arn),
         )
 
     def record_trials(self, request: Request, objective: Objective, trials: list[Trial]) -> None:

@@ -13,25 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
-from mlops_platform.aws import condition_failed, from_item, to_item
+from mlops_platform.aws import condition_failed, dynamodb_value, from_item, to_item
 
 if TYPE_CHECKING:
     from mlops_platform.evaluation.trials import Trial
 
 LEDGER_WRITERS = 16  # parallel PutItem calls when recording trials
-
-
-def dynamodb_value(value: Any) -> Any:
-    """Python values as the DynamoDB resource takes them: floats as Decimal, no None inside maps."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, float):
-        return Decimal(repr(value))
-    if isinstance(value, dict):
-        return {str(key): dynamodb_value(item) for key, item in value.items() if item is not None}
-    if isinstance(value, list | tuple):
-        return [dynamodb_value(item) for item in value]
-    return value
 
 
 def plain(value: Any) -> Any:

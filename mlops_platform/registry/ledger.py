@@ -9,23 +9,12 @@ duplicate event finds its record and does nothing twice.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeSerializer  # type: ignore[import-untyped]
-from botocore.exceptions import ClientError  # type: ignore[import-untyped]
+from mlops_platform import ledger
+from mlops_platform.aws import dynamodb_value, iso, utc_now
 
-from mlops_platform.registry.packages import error_code
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def iso(moment: datetime) -> str:
-    """``2026-11-24T12:00:00.000Z``: the ledger's time stamps."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+__all__ = ["iso", "ledger_item", "put_once", "utc_now"]  # iso and utc_now: the promotion modules' clock
 
 
 def ledger_item(
@@ -62,27 +51,4 @@ def ledger_item(
 
 def put_once(dynamodb: Any, table: str, item: Mapping[str, Any]) -> bool:
     """Write a ledger item unless its key exists; True when written (False: a duplicate, or a retried write)."""
-    serializer = TypeSerializer()
-    try:
-        dynamodb.put_item(
-            TableName=table,
-            Item={key: serializer.serialize(_dynamodb_value(value)) for key, value in item.items()},
-            ConditionExpression="attribute_not_exists(sk)",
-        )
-    except ClientError as error:
-        if error_code(error) != "ConditionalCheckFailedException":
-            raise
-        return False
-    return True
-
-
-def _dynamodb_value(value: Any) -> Any:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, float):
-        return Decimal(repr(value))
-    if isinstance(value, dict):
-        return {key: _dynamodb_value(inner) for key, inner in value.items() if inner is not None}
-    if isinstance(value, list | tuple):
-        return [_dynamodb_value(inner) for inner in value]
-    return value
+    return ledger.put_once(dynamodb, table, {key: dynamodb_value(value) for key, value in item.items()})

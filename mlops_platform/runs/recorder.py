@@ -7,14 +7,12 @@ late ``RUNNING`` never overwrites the end of its own attempt (mlops_platform/run
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
 from mlops_platform.aws import Log, condition_failed, string_attributes, to_item
-from mlops_platform.environment import read_settings
 from mlops_platform.runs.history import short_cause, where_it_ended
 from mlops_platform.runs.outcome import FINAL, RUNNING, Malformed, StatusChange, is_map_child, parse_event
 
@@ -23,15 +21,12 @@ HISTORY_PAGE = 100
 
 @dataclass(frozen=True)
 class Settings:
-    """The run-outcome function's environment (mlops_constructs/run_outcomes.py sets it)."""
+    """The run-outcome function's environment (mlops_constructs/run_outcomes.py sets it), read by
+    ``mlops_platform.environment.read_settings``."""
 
     ledger_table: str
     quarantine_queue_url: str
     state_machine_arn: str
-
-    @classmethod
-    def from_environment(cls, environ: Mapping[str, str]) -> Settings:
-        return read_settings(cls, environ)
 
 
 class Recorder:

@@ -26,7 +26,7 @@ import pytest
 from tests.conftest import load_handler
 from tests.integration import test_retrain_trigger_flow as flow
 from tests.integration.test_drift_to_retraining import run_monitor
-from tests.integration.test_retrain_trigger_flow import REGION, Context, Platform
+from tests.integration.test_retrain_trigger_flow import CONTEXT, REGION, Platform
 from tests.unit import test_evaluate as evaluation
 from tests.unit.test_retrain_trigger import PACKAGE_STATE_CHANGE
 from tests.unit.training import test_monitor_job as monitor
@@ -65,7 +65,7 @@ class Episode:
         assert (event["detail"]["tenant"], event["detail"]["drift"]) == (TENANT, True)
         assert event["detail"]["window_end"] == end.strftime("%Y-%m-%dT%H:%M:%SZ")
         self.platform.clock.now = end + LATE
-        return self.platform.handler.handler(event, Context())
+        return self.platform.handler.handler(event, CONTEXT)
 
 
 @pytest.fixture
@@ -92,7 +92,7 @@ def register_candidates(run_id: str, monkeypatch, *, auto_approve: bool = False)
         s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "plan")
     plan = load_handler("plan").handler(
-        {"tenant": TENANT, "run_id": run_id, "day": "2026-11-24"}, evaluation.LambdaContext(function_name="plan")
+        {"tenant": TENANT, "run_id": run_id, "day": "2026-11-24"}, evaluation.LambdaContext("plan")
     )
     items = json.loads(s3.get_object(Bucket=evaluation.ARTIFACTS, Key=plan["plan"]["Key"])["Body"].read())
     evaluate = evaluation.evaluator(monkeypatch, AUTO_APPROVE="true" if auto_approve else "false")
@@ -119,7 +119,7 @@ def decide(platform: Platform, package_arn: str, status: str, *, deliveries: int
     }
     for _ in range(deliveries):
         platform.put("aws.sagemaker", "SageMaker Model Package State Change", detail, [package_arn])
-    return [platform.handler.handler(json.loads(m["Body"]), Context()) for m in platform.drain(platform.package_queue)]
+    return [platform.handler.handler(json.loads(m["Body"]), CONTEXT) for m in platform.drain(platform.package_queue)]
 
 
 def decisions(platform: Platform) -> list[str]:

@@ -22,7 +22,7 @@ import pandas as pd
 from mlops_platform.monitoring import job
 from tests.infra.test_retrain_trigger_wiring import matches, pattern
 from tests.integration import test_retrain_trigger_flow as flow
-from tests.integration.test_retrain_trigger_flow import REGION, Context, Platform
+from tests.integration.test_retrain_trigger_flow import CONTEXT, REGION, Platform
 from tests.unit.test_retrain_trigger import ALARM
 from tests.unit.training import test_monitor_job as monitor
 from tests.unit.training.test_monitor_job import (
@@ -106,9 +106,9 @@ def test_drift_found_by_the_monitor_starts_one_training_execution_once(
     assert (event["detail"]["tenant"], event["detail"]["drift"]) == (TENANT, True)
     assert matches(pattern(monitoring_template["Resources"], "Drift Summary"), event)
 
-    first = platform.handler.handler(event, Context())
-    redelivered = platform.handler.handler(event, Context())
-    alarm = platform.handler.handler(drift_alarm(), Context())
+    first = platform.handler.handler(event, CONTEXT)
+    redelivered = platform.handler.handler(event, CONTEXT)
+    alarm = platform.handler.handler(drift_alarm(), CONTEXT)
 
     assert first["decision"] == "started"
     assert redelivered == {**first, "decision": "skipped-duplicate", "reason": "already started in this window"}

@@ -21,6 +21,7 @@ from moto import mock_aws
 
 from tests.conftest import create_ledger_table, load_handler
 from tests.infra.test_training import of_type
+from tests.lambda_context import LambdaContext
 from tests.unit import test_ingest_handler as ingestion
 from tests.unit.test_evaluate import CONFIG  # acme's published config: dataset churn
 
@@ -57,12 +58,7 @@ def concrete(value: Any, state_machine_arn: str) -> Any:
     return {key: concrete(item, state_machine_arn) for key, item in value.items()}
 
 
-@dataclass
-class Context:
-    function_name: str = "retrain-trigger"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:retrain-trigger"
-    aws_request_id: str = "request-1"
+CONTEXT = LambdaContext("retrain-trigger")
 
 
 class Clock:
@@ -171,7 +167,7 @@ class Platform:
             "resources": [f"arn:aws:events:{REGION}:{ACCOUNT}:rule/sweep"],
             "detail": {},
         }
-        return self.handler.handler(event, Context())
+        return self.handler.handler(event, CONTEXT)
 
 
 @pytest.fixture(scope="module")
@@ -251,7 +247,7 @@ def test_a_burst_of_uploads_starts_one_execution_and_every_decision_is_recorded(
     assert len(keys) == 6
     assert all(key.startswith("raw/") for key in keys)
 
-    response = platform.handler.handler(platform.sqs_event(messages), Context())
+    response = platform.handler.handler(platform.sqs_event(messages), CONTEXT)
 
     assert response == {"batchItemFailures": []}
     [execution] = platform.executions()
@@ -267,7 +263,7 @@ def test_a_burst_of_uploads_starts_one_execution_and_every_decision_is_recorded(
     assert ignored["reason"].startswith("ignored-tenant")
 
     # SQS delivers at least once: the same batch again starts nothing and says why.
-    assert platform.handler.handler(platform.sqs_event(messages), Context()) == {"batchItemFailures": []}
+    assert platform.handler.handler(platform.sqs_event(messages), CONTEXT) == {"batchItemFailures": []}
     assert len(platform.executions()) == 1
     assert sorted(item["decision"] for item in platform.ledger() if item["tenant"] == "acme") == [
         "skipped-duplicate",
@@ -277,7 +273,7 @@ def test_a_burst_of_uploads_starts_one_execution_and_every_decision_is_recorded(
 
 def test_drift_after_new_data_waits_for_the_cooldown(platform):
     platform.upload("raw/acme/churn/dt=2026-11-24/0000.jsonl")
-    platform.handler.handler(platform.sqs_event(platform.drain(platform.new_data_queue)), Context())
+    platform.handler.handler(platform.sqs_event(platform.drain(platform.new_data_queue)), CONTEXT)
     platform.clock.now += timedelta(hours=1)
     platform.finish(platform.executions()[0]["executionArn"])
     summary = {
@@ -299,7 +295,7 @@ def test_drift_after_new_data_waits_for_the_cooldown(platform):
     platform.put("mlops.monitoring", "Drift Summary", {**summary, "drift": False})
 
     [delivered] = platform.drain(platform.drift_queue)
-    decision = platform.handler.handler(json.loads(delivered["Body"]), Context())
+    decision = platform.handler.handler(json.loads(delivered["Body"]), CONTEXT)
 
     assert decision["decision"] == "skipped-cooldown"
     assert len(platform.executions()) == 1
@@ -321,9 +317,9 @@ def test_uploads_landed_by_ingestion_after_a_run_started_start_the_next_run_afte
     def land(*bodies: tuple[str, dict[str, Any]]) -> list[str]:
         sent = platform.clock.now
         event = ingestion.sqs_event(*(ingestion.sqs_message(body, mid, sent=sent) for mid, body in bodies))
-        assert ingest.handler(event, ingestion.LambdaContext())["batchItemFailures"] == []
+        assert ingest.handler(event, LambdaContext("ingest", memory_limit_in_mb=512))["batchItemFailures"] == []
         messages = platform.drain(platform.new_data_queue)
-        assert platform.handler.handler(platform.sqs_event(messages), Context()) == {"batchItemFailures": []}
+        assert platform.handler.handler(platform.sqs_event(messages), CONTEXT) == {"batchItemFailures": []}
         return sorted(json.loads(message["Body"])["detail"]["object"]["key"] for message in messages)
 
     def records(dataset: str, count: int) -> dict[str, Any]:

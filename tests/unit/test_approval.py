@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from mlops_platform.registry.approval_messages import with_challenger
 from mlops_platform.registry.approval_settings import Endpoint, Settings, Variant, execution_name
 from mlops_platform.registry.checks import feature_schema
 from tests.conftest import create_ledger_table, load_handler
+from tests.lambda_context import LambdaContext
 from tests.unit.test_promote import (
     ACCOUNT,
     ARTIFACTS,
@@ -503,14 +503,6 @@ def test_the_commented_endpoint_template_is_valid_config_with_a_challenger_at_te
 # -- the Lambda handler ---------------------------------------------------------------------------
 
 
-@dataclass
-class LambdaContext:
-    function_name: str = "approval"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:approval"
-    aws_request_id: str = "request-1"
-
-
 def test_the_handler_decides_with_its_environment_and_counts_each_written_decision(capsys):
     with mock_aws(), pytest.MonkeyPatch.context() as patch:
         for name, value in {**ENVIRONMENT, "POWERTOOLS_SERVICE_NAME": "approval"}.items():
@@ -518,7 +510,7 @@ def test_the_handler_decides_with_its_environment_and_counts_each_written_decisi
         create_ledger_table(LEDGER, REGION)
         handler = load_handler("approval")
 
-        answer = handler.handler({"id": "event-1", "Records": []}, LambdaContext())
+        answer = handler.handler({"id": "event-1", "Records": []}, LambdaContext("approval", memory_limit_in_mb=512))
 
         [record] = boto3.resource("dynamodb", region_name=REGION).Table(LEDGER).scan()["Items"]
     [decision] = answer["decisions"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,6 +23,7 @@ from moto.sns.models import sns_backends
 from mlops_platform.registry.deployment import Steps
 from mlops_platform.registry.deployment_settings import InvalidRequest, Settings
 from tests.conftest import create_ledger_table, load_handler
+from tests.lambda_context import LambdaContext
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
@@ -608,14 +608,6 @@ def test_a_malformed_step_input_is_an_error_step_functions_can_name(world, event
 # -- the Lambda handler ---------------------------------------------------------------------------------
 
 
-@dataclass
-class LambdaContext:
-    function_name: str = "deployment"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:deployment"
-    aws_request_id: str = "request-1"
-
-
 def test_the_handler_runs_the_step_with_its_environment_and_counts_the_outcome(capsys):
     with mock_aws(), pytest.MonkeyPatch.context() as patch:
         for name, value in {**ENVIRONMENT, "POWERTOOLS_SERVICE_NAME": "approval"}.items():
@@ -624,7 +616,8 @@ def test_the_handler_runs_the_step_with_its_environment_and_counts_the_outcome(c
         handler = load_handler("approval", "deployment")
 
         result = handler.handler(
-            {"step": "give_up", "phase": "acquire", "execution": EXECUTION, "request": REQUEST}, LambdaContext()
+            {"step": "give_up", "phase": "acquire", "execution": EXECUTION, "request": REQUEST},
+            LambdaContext("deployment", memory_limit_in_mb=512),
         )
 
     assert result["status"] == "abandoned"
@@ -641,6 +634,9 @@ def test_the_handler_raises_a_malformed_input_under_a_name_step_functions_shows(
         handler = load_handler("approval", "deployment")
 
         with pytest.raises(Exception) as raised:  # noqa: PT011 - the class's name is the contract
-            handler.handler({"step": "deploy", "execution": EXECUTION, "request": REQUEST}, LambdaContext())
+            handler.handler(
+                {"step": "deploy", "execution": EXECUTION, "request": REQUEST},
+                LambdaContext("deployment", memory_limit_in_mb=512),
+            )
 
     assert type(raised.value).__name__ == "InvalidRequest"

@@ -251,6 +251,15 @@ def copied_config(tmp_path: Path) -> Path:
     return config_dir
 
 
+# What the deploy record says of CHURN as deployed: the Champion autoscaled, the Challenger not.
+CHURN_RECORD = {
+    "churn": {
+        "Champion": {"instance_type": "ml.c5.large", "autoscaling": True},
+        "Challenger": {"instance_type": "ml.m5.large", "autoscaling": False},
+    }
+}
+
+
 def write_record(path: Path, dev: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump({"dev": dev, "staging": {}, "prod": {}}))
     return path
@@ -268,15 +277,7 @@ def test_the_check_passes_a_deploy_the_endpoints_run_and_the_record_describes(aw
     aws.deploy(CHURN, CHURN_VARIANTS)
     aws.stack()
     aws.stack()
-    record = write_record(
-        tmp_path / "record.yaml",
-        {
-            "churn": {
-                "Champion": {"instance_type": "ml.c5.large", "autoscaling": True},
-                "Challenger": {"instance_type": "ml.m5.large", "autoscaling": False},
-            }
-        },
-    )
+    record = write_record(tmp_path / "record.yaml", CHURN_RECORD)
 
     assert run_check(aws, record) == 0, capsys.readouterr().err
     assert "every endpoint runs the endpoint config and models the stack deployed" in capsys.readouterr().out
@@ -287,15 +288,7 @@ def test_the_check_fails_a_rolled_back_endpoint_and_says_what_runs(aws, tmp_path
     aws.deploy(CHURN, CHURN_VARIANTS, release="2", serve=False)
     aws.stack()
     aws.stack()
-    record = write_record(
-        tmp_path / "record.yaml",
-        {
-            "churn": {
-                "Champion": {"instance_type": "ml.c5.large", "autoscaling": True},
-                "Challenger": {"instance_type": "ml.m5.large", "autoscaling": False},
-            }
-        },
-    )
+    record = write_record(tmp_path / "record.yaml", CHURN_RECORD)
 
     assert run_check(aws, record) == 1
     error = capsys.readouterr().err

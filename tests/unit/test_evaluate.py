@@ -18,7 +18,6 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -40,6 +39,9 @@ from mlops_platform.evaluation.names import baseline_job_name
 from mlops_platform.evaluation.registration import client_token, metadata_value
 from mlops_platform.evaluation.trials import NOT_RUN
 from tests.conftest import create_ledger_table, load_handler
+from tests.lambda_context import LambdaContext
+from tests.published_config import published_config
+from tests.unit import test_plan as planning
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
@@ -51,25 +53,11 @@ SERVING_IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/serving:1"
 # Where the state machine's ResultWriter puts every run's results (mlops_constructs/training_pipeline.py).
 MAP_RESULTS = "artifacts/map-results"
 ENVIRONMENT = {
-    # plan
-    "CONFIG_BUCKET": ARTIFACTS,
-    "ARTIFACTS_BUCKET": ARTIFACTS,
-    "RAW_BUCKET": "raw-zone",
-    "CURATED_BUCKET": "curated-zone",
-    "FEATURES_BUCKET": FEATURES,
-    "PREDICTIONS_BUCKET": "predictions-zone",
-    "LEDGER_TABLE": LEDGER,
-    "JOB_PREFIX": "mlops-dev",
-    "PROGRESS_BUS_NAME": "mlops-dev-progress",
-    "EVENT_SOURCE": "mlops.training",
+    # plan, which these tests run first: its own tests' environment, in this account
+    **planning.ENVIRONMENT,
     "TRAINING_IMAGE_URI": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/training:cpu",
     "GPU_TRAINING_IMAGE_URI": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/training:gpu",
     "KMS_KEY_ARN": KMS_KEY,
-    "PROCESSING_INSTANCE_TYPE": "ml.m5.large",
-    "PROCESSING_LOCAL_STORAGE": "false",
-    "BATCH_TRANSFORM_INSTANCE_TYPE": "ml.m5.large",
-    "BATCH_TRANSFORM_LOCAL_STORAGE": "false",
-    "PROGRESS_INTERVAL_SECONDS": "10",
     # evaluate
     "AUTO_APPROVE": "true",
     "SERVING_IMAGE_URI": SERVING_IMAGE,
@@ -77,40 +65,20 @@ ENVIRONMENT = {
     "BASELINE_IMAGE_URI": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/training:cpu",
     "TOLERATED_FAILURE_PERCENTAGE": "50",
 }
-CONFIG = {
-    "schema_version": 1,
-    "tenant": "acme",
-    "dataset": {
+CONFIG = published_config(
+    {
         "name": "churn",
         "target": "churned",
         "problem_type": "binary",
         "features": {"tenure": "double", "plan": "bigint", "active": "boolean"},
     },
-    "models": [
+    [
         {"name": "xgboost", "algorithm": "xgboost", "grid": {"eta": [0.1, 0.3]}, "combinations": None},
         {"name": "linear", "algorithm": "linear", "grid": None, "combinations": [{"alpha": 0.001}, {"alpha": 0.01}]},
     ],
-    "objective": {"metric": "validation:auc", "direction": "maximize", "approval_threshold": 0.9},
-    "training": {
-        "instance_type": "ml.m5.large",
-        "spot": False,
-        "max_runtime_seconds": 1800,
-        "max_wait_seconds": 3600,
-        "gpu": False,
-        "local_storage": False,
-    },
-    "batch_prediction": {"dataset": "churn", "split": "test"},
-    "metrics": ["validation:auc", "validation:accuracy", "validation:logloss"],
-}
+    spot=False,
+)
 # Trials: 00000 xgboost eta=0.1, 00001 xgboost eta=0.3, 00002 linear alpha=0.001, 00003 linear alpha=0.01.
-
-
-@dataclass
-class LambdaContext:
-    function_name: str = "evaluate"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:123456789012:function:evaluate"
-    aws_request_id: str = "request-1"
 
 
 @pytest.fixture
@@ -119,7 +87,7 @@ def aws(monkeypatch):
         monkeypatch.setenv(name, value)
     with mock_aws():
         s3 = boto3.client("s3", region_name=REGION)
-        for bucket in (ARTIFACTS, FEATURES, "raw-zone", "curated-zone", "predictions-zone"):
+        for bucket in (ARTIFACTS, FEATURES, planning.RAW, planning.CURATED, planning.PREDICTIONS):
             s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
         create_ledger_table(LEDGER, REGION)
         dynamodb = boto3.client("dynamodb", region_name=REGION)
@@ -141,7 +109,7 @@ def planned(aws, monkeypatch):
         publish(s3, config or CONFIG)
         monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "plan")
         output = load_handler("plan").handler(
-            {"tenant": "acme", "run_id": run_id, "day": "2026-11-24"}, LambdaContext(function_name="plan")
+            {"tenant": "acme", "run_id": run_id, "day": "2026-11-24"}, LambdaContext("plan")
         )
         body = s3.get_object(Bucket=ARTIFACTS, Key=output["plan"]["Key"])["Body"].read()
         return output, json.loads(body)
@@ -230,7 +198,7 @@ def write_results(s3, files: dict[str, list[Any]], *, jsonl: bool = False, prefi
 def evaluate_only(evaluate, plan: dict[str, Any], results: Any) -> dict[str, Any]:
     """The evaluate entry, as the Evaluate state calls it."""
     event = {"action": "evaluate", "run_id": plan["run_id"], "tenant": "acme", "plan": plan, "results": results}
-    result = evaluate.handler(event, LambdaContext())
+    result = evaluate.handler(event, LambdaContext("evaluate", memory_limit_in_mb=1024))
     json.dumps(result, allow_nan=False)
     return result
 
@@ -238,7 +206,7 @@ def evaluate_only(evaluate, plan: dict[str, Any], results: Any) -> dict[str, Any
 def register(evaluate, evaluation: dict[str, Any]) -> dict[str, Any]:
     """The register entry, as the Register state calls it."""
     event = {"action": "register", "run_id": evaluation["run_id"], "tenant": "acme", "evaluation": evaluation}
-    result = evaluate.handler(event, LambdaContext())
+    result = evaluate.handler(event, LambdaContext("evaluate", memory_limit_in_mb=1024))
     json.dumps(result, allow_nan=False)
     return result
 
@@ -922,7 +890,7 @@ def test_a_malformed_registration_is_an_invalid_request(evaluate, aws, planned, 
     event = {"action": "register", "run_id": "run-1", "tenant": "acme", "evaluation": evaluation, **change}
 
     with pytest.raises(InvalidEvaluationRequest) as raised:
-        evaluate.handler(event, LambdaContext())
+        evaluate.handler(event, LambdaContext("evaluate", memory_limit_in_mb=1024))
     assert fragment in str(raised.value)
 
 
@@ -1142,7 +1110,7 @@ def test_a_malformed_input_is_an_invalid_evaluation_request(evaluate, aws, plann
     plan, _ = planned()
     event = {"run_id": "run-1", "tenant": "acme", "plan": plan, "results": [], **change}
     with pytest.raises(InvalidEvaluationRequest) as raised:
-        evaluate.handler(event, LambdaContext())
+        evaluate.handler(event, LambdaContext("evaluate", memory_limit_in_mb=1024))
     assert fragment in str(raised.value)
 
 

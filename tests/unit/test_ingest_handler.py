@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +15,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from tests.conftest import load_handler
+from tests.lambda_context import LambdaContext
 
 BUCKET = "raw-zone-test"
 SENT = datetime(2026, 11, 24, 23, 59, 30, tzinfo=UTC)
@@ -26,14 +26,6 @@ QUEUES = {
     "globex": "arn:aws:sqs:eu-west-1:111111111111:mlops-test-ingest-globex",
 }
 ACME = QUEUES["acme"]
-
-
-@dataclass
-class LambdaContext:
-    function_name: str = "ingest"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:111111111111:function:ingest"
-    aws_request_id: str = "request-1"
 
 
 def sqs_message(
@@ -105,7 +97,7 @@ def quarantined(s3, key: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 
 
 def run(ingest, event: dict[str, Any]) -> list[str]:
-    response = ingest.handler(event, LambdaContext())
+    response = ingest.handler(event, LambdaContext("ingest", memory_limit_in_mb=512))
     return [failure["itemIdentifier"] for failure in response["batchItemFailures"]]
 
 

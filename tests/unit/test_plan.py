@@ -25,6 +25,7 @@ from mlops_platform.training.plan import (
 from mlops_platform.training.plan.config import expand
 from tests.conftest import ROOT, create_ledger_table, load_handler
 from tests.lambda_context import LambdaContext
+from tests.published_config import published_config
 
 REGION = "eu-west-1"
 ARTIFACTS = "artifacts-zone"
@@ -79,16 +80,14 @@ CONTEXT = LambdaContext("plan", memory_limit_in_mb=1024)
 
 def published(**changes: Any) -> dict[str, Any]:
     """A published tenant config as synth writes it (docs/training-pipeline.md), with top-level changes."""
-    config = {
-        "schema_version": 1,
-        "tenant": "acme",
-        "dataset": {
+    config = published_config(
+        {
             "name": "churn",
             "target": "churned",
             "problem_type": "binary",
             "features": {"tenure": "double", "plan": "bigint"},
         },
-        "models": [
+        [
             {"name": "xgboost", "algorithm": "xgboost", "grid": {"max_depth": [3, 6], "eta": [0.1, 0.3]}},
             {
                 "name": "linear",
@@ -98,18 +97,7 @@ def published(**changes: Any) -> dict[str, Any]:
             },
             {"name": "plain", "algorithm": "xgboost", "grid": None, "combinations": None},
         ],
-        "objective": {"metric": "validation:auc", "direction": "maximize", "approval_threshold": 0.9},
-        "training": {
-            "instance_type": "ml.m5.large",
-            "spot": True,
-            "max_runtime_seconds": 1800,
-            "max_wait_seconds": 3600,
-            "gpu": False,
-            "local_storage": False,
-        },
-        "batch_prediction": {"dataset": "churn", "split": "test"},
-        "metrics": ["validation:auc", "validation:accuracy", "validation:logloss"],
-    }
+    )
     config.update(changes)
     return config
 

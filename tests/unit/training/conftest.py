@@ -106,7 +106,6 @@ def prepare_example(root: Path, run_id: str = "run-1") -> ProcessingPaths:
 
 def train_example(features: Path, algorithm: str, root: Path, run_id: str = "run-1") -> Path:
     """A model trained by the real train entry point on the prepared splits, packed as SageMaker packs it."""
-    from mlops_platform.training.train import main as train
 
     paths = SageMakerPaths(root=root / "ml", checkpoints=root / "ml" / "checkpoints")
     for channel in ("train", "validation"):
@@ -123,6 +122,13 @@ def train_example(features: Path, algorithm: str, root: Path, run_id: str = "run
         "mlops_run_id": run_id,
     }
     paths.hyperparameters.write_text(json.dumps(hyperparameters))
+    return trained_archive(paths, root)
+
+
+def trained_archive(paths: SageMakerPaths, root: Path) -> Path:
+    """Run the real train entry point over ``paths``; its model as SageMaker packs it, ``root/model.tar.gz``."""
+    from mlops_platform.training.train import main as train
+
     assert train(paths) == 0
     archive = root / "model.tar.gz"
     with tarfile.open(archive, "w:gz") as bundle:

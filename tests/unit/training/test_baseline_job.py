@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tarfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,9 @@ from mlops_platform.sagemaker_paths import ProcessingPaths
 from mlops_platform.training.serve import Model
 from tests.conftest import ROOT
 from tests.unit.training.conftest import EXAMPLE_ALGORITHMS, ExampleRun, example_config
+from tests.unit.training.test_monitor_job import capture_line
+
+CAPTURED_AT = datetime(2026, 1, 2, tzinfo=UTC)
 
 
 class Job:
@@ -137,26 +141,7 @@ def test_the_baseline_is_one_the_drift_monitor_reads(job):
     baseline = job.baseline()
     training = pd.read_parquet(job.training_data)[baseline["feature_order"]]
     lines = [
-        json.dumps(
-            {
-                "captureData": {
-                    "endpointInput": {
-                        "observedContentType": "text/csv",
-                        "mode": "INPUT",
-                        "data": ",".join(repr(float(v)) for v in row),
-                        "encoding": "CSV",
-                    },
-                    "endpointOutput": {
-                        "observedContentType": "text/csv",
-                        "mode": "OUTPUT",
-                        "data": "0.5",
-                        "encoding": "CSV",
-                    },
-                },
-                "eventMetadata": {"eventId": str(index), "inferenceTime": "2026-01-02T00:00:00Z"},
-                "eventVersion": "0",
-            }
-        )
+        capture_line(list(row), 0.5, CAPTURED_AT, str(index))
         for index, row in enumerate(training.itertuples(index=False))
     ]
 

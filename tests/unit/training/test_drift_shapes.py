@@ -22,7 +22,7 @@ from mlops_platform.monitoring.drift import Thresholds, compare, kolmogorov_smir
 from mlops_platform.sagemaker_paths import SageMakerPaths
 from mlops_platform.training.__main__ import main as entry_point
 from mlops_platform.training.serve import Model
-from mlops_platform.training.train import main as train
+from tests.unit.training.conftest import trained_archive
 
 FEATURES = {"visits": "bigint", "is_member": "boolean", "refunds": "double", "version": "bigint", "amount": "double"}
 TRAINING_ROWS = 4000
@@ -64,12 +64,7 @@ def trained_model(root: Path, training: pd.DataFrame) -> Path:
             }
         )
     )
-    assert train(paths) == 0
-    archive = root / "model.tar.gz"
-    with tarfile.open(archive, "w:gz") as bundle:
-        for file in sorted(paths.model.iterdir()):
-            bundle.add(file, arcname=file.name)
-    return archive
+    return trained_archive(paths, root)
 
 
 @pytest.fixture(scope="module")

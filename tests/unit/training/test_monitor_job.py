@@ -615,7 +615,8 @@ LABELS_PREFIX = f"raw/{TENANT}/{LABELS_DATASET}/"
 
 def ingest(messages: list[tuple[str, datetime, list[dict[str, Any]]]]) -> None:
     """Send each (message id, sent at, records) through the real ingest handler into the lake's raw zone."""
-    from tests.unit.test_ingest_handler import LambdaContext, sqs_event, sqs_message
+    from tests.lambda_context import LambdaContext
+    from tests.unit.test_ingest_handler import sqs_event, sqs_message
 
     with pytest.MonkeyPatch.context() as environment:
         environment.setenv("RAW_BUCKET", LAKE)
@@ -626,7 +627,7 @@ def ingest(messages: list[tuple[str, datetime, list[dict[str, Any]]]]) -> None:
             for message_id, sent, records in messages
         )
     )
-    assert handler.handler(event, LambdaContext()) == {"batchItemFailures": []}
+    assert handler.handler(event, LambdaContext("ingest", memory_limit_in_mb=512)) == {"batchItemFailures": []}
 
 
 def test_labels_sent_through_ingestion_give_model_quality_per_variant(aws, dataset, features, predict):
