@@ -10,6 +10,11 @@ A subcommand refuses bad input by raising :class:`CommandError` with one sentenc
 as ``mlops <command>: <sentence>`` and exits 2, never with a traceback. Modules are imported only
 when their subcommand runs (or its ``--help`` is asked), so ``mlops --help`` stays instant.
 
+Subcommands run from a checkout of the repository: those that need an environment's settings read
+``config/`` as synth does (``config.loader``), importing it only when they run. No other module of
+``mlops_platform`` imports ``config`` (it runs in Lambda and in the images without it). Helpers that
+several subcommands share are modules here too (``promotion``) but not entries of ``COMMANDS``.
+
 ``make setup`` installs the entry point into ``.venv`` (``pip install --editable .``);
 ``python -m mlops_platform.cli`` is the same command without it.
 """
@@ -25,7 +30,16 @@ from types import ModuleType
 from typing import Any, NoReturn
 
 # Subcommand name -> module under mlops_platform.cli. Keep in the order `mlops --help` lists them.
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "promote": "promote",
+    "promote-challenger": "promote_challenger",
+    "rollback": "rollback",
+    "progress": "progress",
+    "run-report": "run_report",
+    "record-variants": "record_variants",
+    "check-deploy": "check_deploy",
+    "bootstrap": "bootstrap",
+}
 
 USAGE_ERROR = 2
 

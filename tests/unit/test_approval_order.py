@@ -205,14 +205,14 @@ def test_the_workflow_waits_while_a_promotion_holds_the_lock_then_goes_on(both):
 
     [seen] = racing.workflow_saw
     assert seen["status"] == "busy"
-    assert "held by scripts/promote.py by arn:aws:" in seen["reason"]
+    assert "held by mlops (a promotion) by arn:aws:" in seen["reason"]
     assert people.pointer()[0] == person.MODEL_DATA
     assert steps.lock() is None  # released when the command ended
     assert acquire(steps, OLDER)["status"] == "ready"  # the workflow's next try takes it
 
 
 def test_a_lock_left_by_a_killed_promotion_expires_and_the_workflow_takes_it_over(world):
-    world.locked_by("scripts/promote.py by arn:aws:iam::123456789012:user/someone (0a1b2c3d)", workflow.NOW)
+    world.locked_by("mlops (a promotion) by arn:aws:iam::123456789012:user/someone (0a1b2c3d)", workflow.NOW)
     world.clock.now = datetime(2026, 11, 24, 12, 0, 1, tzinfo=UTC)
 
     assert acquire(world, OLDER)["status"] == "ready"
