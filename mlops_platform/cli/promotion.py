@@ -157,7 +157,7 @@ def change(
 
     if action == ROLLBACK:
         return rollback(ssm=clients.ssm, pointer=pointer, dry_run=args.dry_run)
-    package_arn, expected = getattr(args, "model_package", None), None
+    package_arn, expected = str(getattr(args, "model_package", "")), None
     if action == PROMOTE_CHALLENGER:
         package_arn, expected = challenger_package(clients.ssm, names.parameter("models", args.endpoint, CHALLENGER))
     return promote(
