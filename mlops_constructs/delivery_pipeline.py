@@ -48,10 +48,10 @@ BUILD_IMAGE = codebuild.LinuxBuildImage.STANDARD_7_0
 RUNTIME_VERSIONS = {"python": "3.11", "nodejs": "20"}
 SYNTH_COMMANDS = ("make test", "make synth")
 SYNTH_OUTPUT = "cdk.out"
-# What scripts/smoke_test.py and mlops_platform/cli/check_deploy.py import, pinned as in requirements*.txt (a test
+# What `mlops smoke-test` and `mlops check-deploy` import, pinned as in requirements*.txt (a test
 # keeps them in step).
 SMOKE_TEST_REQUIREMENTS = ("boto3==1.44.5", "PyYAML==6.0.3")
-SMOKE_TEST_COMMAND = "python -m scripts.smoke_test"
+SMOKE_TEST_COMMAND = "python -m mlops_platform.cli smoke-test"
 INSTALL_COMMAND = "python -m pip install --quiet --disable-pip-version-check " + " ".join(SMOKE_TEST_REQUIREMENTS)
 DEPLOY_CHECK_MINUTES = 15
 LOG_RETENTION_DAYS = 365

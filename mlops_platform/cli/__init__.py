@@ -39,6 +39,7 @@ COMMANDS: dict[str, str] = {
     "record-variants": "record_variants",
     "check-deploy": "check_deploy",
     "bootstrap": "bootstrap",
+    "smoke-test": "smoke_test",
 }
 
 USAGE_ERROR = 2
