@@ -109,7 +109,6 @@ MODEL_ARCHIVE = "model.tar.gz"
 DETAIL_TYPE = "Drift Summary"
 # PutMetricData takes up to 1,000 metrics and 1 MB a request; ours are ~200 bytes each.
 METRICS_PER_REQUEST = 500
-LIST_PAGE_SIZE = 1000  # keys per ListObjectsV2 page: S3's most (its MaxKeys default)
 
 # Baseline problems of a variant (``variants[].error`` in the report).
 POINTER_MISSING = "pointer-missing"
@@ -225,10 +224,7 @@ def hour_prefixes(arguments: Arguments, variant: str) -> Iterator[tuple[str, boo
 
 
 def list_keys(s3: Any, bucket: str, prefix: str) -> Iterator[str]:
-    pages = s3.get_paginator("list_objects_v2").paginate(
-        Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": LIST_PAGE_SIZE}
-    )
-    for page in pages:
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Contents", []):
             yield item["Key"]
 
