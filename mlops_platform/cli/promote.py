@@ -1,6 +1,6 @@
 """Point an endpoint variant at an approved model package, after every check the approval path runs.
 
-    mlops promote --environment dev --endpoint churn --variant Champion \
+    mlops promote --environment dev --endpoint churn --variant Champion \\
         --model-package arn:aws:sagemaker:eu-west-1:111111111111:model-package/mlops-dev-churn-xgboost/3 [--dry-run]
 
 The checks (mlops_platform/registry/checks.py): Approved, the endpoint's tenant, one of the
