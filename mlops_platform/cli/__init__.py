@@ -26,6 +26,7 @@ import importlib
 import importlib.util
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from types import ModuleType
 from typing import Any, NoReturn
 
@@ -39,7 +40,7 @@ COMMANDS: dict[str, str] = {
     "record-variants": "record_variants",
     "check-deploy": "check_deploy",
     "bootstrap": "bootstrap",
-    "smoke-test": "smoke_test",
+    "smoke-test": "smoke",
 }
 
 USAGE_ERROR = 2
@@ -64,8 +65,9 @@ def _module(name: str) -> ModuleType:
 def _summary(name: str) -> str:
     """The subcommand's one-line help, read without importing its module (it may import heavy libraries)."""
     spec = importlib.util.find_spec(f"{__name__}.{COMMANDS[name]}")
-    source = spec.loader.get_source(spec.name) if spec and spec.loader else None  # type: ignore[attr-defined]
-    for line in (source or "").splitlines():
+    # The file itself: an import hook (pytest's assertion rewriter, say) may be the loader, without get_source.
+    source = Path(spec.origin).read_text(encoding="utf-8") if spec and spec.origin else ""
+    for line in source.splitlines():
         if line.startswith("HELP = "):
             return str(eval(line.removeprefix("HELP = "), {}))  # noqa: S307 - a string literal of our own
     return ""

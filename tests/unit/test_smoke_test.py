@@ -12,9 +12,9 @@ import pytest
 import yaml
 from botocore.stub import Stubber
 
-from mlops_platform.cli.smoke_test import parse_settings
-from mlops_platform.delivery import smoke_test
-from mlops_platform.delivery.smoke_test import SettingError, SmokeTestFailure, check_scoring, check_training
+from mlops_platform.cli.smoke import parse_settings
+from mlops_platform.delivery import smoke as smoke_test
+from mlops_platform.delivery.smoke import SettingError, SmokeTestFailure, check_scoring, check_training
 from tests.conftest import ROOT, mlops
 
 API_URL = "https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com/v1/"

@@ -9,7 +9,7 @@ STATE_MACHINE_ARN from the stacks' outputs, SMOKE_TEST_ROLE_ARN, SMOKE_TEST_ENDP
 SMOKE_TEST_MODELS, SMOKE_TEST_TIMEOUT_SECONDS, and optionally SMOKE_TEST_ENVIRONMENT and
 SMOKE_TEST_VARIANTS); a flag on the command line wins. It scores one sample of the example dataset on
 each variant of the endpoint (SigV4), then trains the tenant's models and waits for the run; a run
-still going at the timeout is stopped (mlops_platform/delivery/smoke_test.py).
+still going at the timeout is stopped (mlops_platform/delivery/smoke.py).
 
 Exit status: 0 both passed, 1 a check failed (one line saying which and why), 2 a setting is missing
 or malformed.
@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from mlops_platform.cli import CommandError, build_parser
-from mlops_platform.delivery.smoke_test import (
+from mlops_platform.delivery.smoke import (
     OPTIONS,
     Send,
     SettingError,
