@@ -95,19 +95,19 @@ ENV ?=
 # `cdk bootstrap --template bootstrap/template.yaml`; DRY_RUN=1 prints both steps and calls nothing.
 bootstrap: setup
 	@test -n "$(ENV)" || { echo "usage: make $@ ENV=dev|staging|prod (make bootstrap-tooling: the pipeline's account)" >&2; exit 2; }
-	$(PYTHON) -m scripts.bootstrap --environment $(ENV)$(if $(DRY_RUN), --dry-run)
+	$(VENV)/bin/mlops bootstrap --environment $(ENV)$(if $(DRY_RUN), --dry-run)
 
 bootstrap-tooling: setup
-	$(PYTHON) -m scripts.bootstrap --tooling$(if $(DRY_RUN), --dry-run)
+	$(VENV)/bin/mlops bootstrap --tooling$(if $(DRY_RUN), --dry-run)
 
 diff deploy: setup
 	@test -n "$(ENV)" || { echo "usage: make $@ ENV=dev|staging|prod" >&2; exit 2; }
 	$(CDK) $@ "$(ENV)/*" -c environments=$(ENV)
-	$(if $(filter deploy,$@),$(PYTHON) -m scripts.check_deploy --environment $(ENV))
+	$(if $(filter deploy,$@),$(VENV)/bin/mlops check-deploy --environment $(ENV))
 
 record-variants: setup
 	@test -n "$(ENV)" || { echo "usage: make $@ ENV=dev|staging|prod" >&2; exit 2; }
-	$(PYTHON) -m scripts.record_variants --environment $(ENV)
+	$(VENV)/bin/mlops record-variants --environment $(ENV)
 
 bench-serving: setup
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r benchmarks/serving/requirements.txt

@@ -4,7 +4,7 @@
   the README's own commands) -> self-mutation -> asset publishing (the image assets built with
   Docker) -> dev -> staging and its smoke test -> manual approval -> prod. It deploys the very
   ``PlatformStage`` objects that ``cdk deploy "dev/*"`` deploys, so both paths ship byte-identical
-  templates. After each environment's deploy, its **deploy check** (``scripts/check_deploy.py``, the
+  templates. After each environment's deploy, its **deploy check** (``mlops check-deploy``, the
   check ``make deploy`` runs too) fails the stage when an endpoint does not run the endpoint config and
   models its stack deployed, or when ``config/deployed-variants.yaml`` does not record the live variants
   (it prints the ``make record-variants`` command to run). Failed runs and approvals waiting notify the
@@ -48,10 +48,10 @@ BUILD_IMAGE = codebuild.LinuxBuildImage.STANDARD_7_0
 RUNTIME_VERSIONS = {"python": "3.11", "nodejs": "20"}
 SYNTH_COMMANDS = ("make test", "make synth")
 SYNTH_OUTPUT = "cdk.out"
-# What scripts/smoke_test.py and scripts/check_deploy.py import, pinned as in requirements*.txt (a test
+# What `mlops smoke-test` and `mlops check-deploy` import, pinned as in requirements*.txt (a test
 # keeps them in step).
 SMOKE_TEST_REQUIREMENTS = ("boto3==1.44.5", "PyYAML==6.0.3")
-SMOKE_TEST_COMMAND = "python -m scripts.smoke_test"
+SMOKE_TEST_COMMAND = "python -m mlops_platform.cli smoke-test"
 INSTALL_COMMAND = "python -m pip install --quiet --disable-pip-version-check " + " ".join(SMOKE_TEST_REQUIREMENTS)
 DEPLOY_CHECK_MINUTES = 15
 LOG_RETENTION_DAYS = 365
@@ -88,11 +88,11 @@ class DeployCheckTarget:
     role_name: str
 
     def command(self, environment: str, region: str) -> str:
-        """The check's command line (scripts/check_deploy.py), every value given: the build has no config loader.
+        """The check's command line (``mlops check-deploy``), every value given: the build has no config loader.
 
         The role's ARN comes from ``DEPLOY_CHECK_ROLE_ARN`` (its partition is a token at synth)."""
         return (
-            f"python -m scripts.check_deploy --environment {environment} --stack {self.stack_name} "
+            f"python -m mlops_platform.cli check-deploy --environment {environment} --stack {self.stack_name} "
             f"--prefix {self.prefix} --region {region}"
         )
 

@@ -122,6 +122,19 @@ def imported_modules(function: str, module: str = "handler", **environment: str)
     return json.loads(result.stdout.splitlines()[-1])
 
 
+def mlops(argv: list[str], **seams: object) -> int:
+    """``mlops <argv>`` through the command's own ``main`` (parsing, one-sentence errors, exit status), with
+    ``seams`` (clients, environ, sleep, config, ...) handed to the subcommand's ``run`` as its tests inject them."""
+    import functools
+    from unittest import mock
+
+    from mlops_platform import cli
+
+    module = importlib.import_module(f"mlops_platform.cli.{cli.COMMANDS[argv[0]]}")
+    with mock.patch.object(module, "run", functools.partial(module.run, **seams)):
+        return cli.main(argv)
+
+
 def make_synth(*variables: str, **environment: str) -> subprocess.CompletedProcess[str]:
     """Run `make synth VAR=value ...` as a user would, in its own process (pytest-socket does not reach it)."""
     return subprocess.run(

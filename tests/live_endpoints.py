@@ -4,7 +4,7 @@
 config, the endpoint on it, a scaling target per autoscaled variant). moto 5.2.5 has no ``UpdateEndpoint``,
 so an update replaces the endpoint on the new config; a rollback is an endpoint left on its old one.
 ``record_as_deployed`` deploys an environment's endpoints as its config declares them, then runs the
-real ``scripts/record_variants.py``: the record synth reads in a test is the one the command writes.
+real ``mlops record-variants``: the record synth reads in a test is the one the command writes.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from moto.sagemaker.models import FakeEndpointConfig
 from config import load_config
 from config.deployed import DeployedVariants
 from config.naming import Names
-from scripts import record_variants
+from mlops_platform.cli import record_variants
 
 ROLE = "arn:aws:iam::123456789012:role/model"
 IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/inference:cpu"

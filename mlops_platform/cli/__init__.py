@@ -10,6 +10,11 @@ A subcommand refuses bad input by raising :class:`CommandError` with one sentenc
 as ``mlops <command>: <sentence>`` and exits 2, never with a traceback. Modules are imported only
 when their subcommand runs (or its ``--help`` is asked), so ``mlops --help`` stays instant.
 
+Subcommands run from a checkout of the repository: those that need an environment's settings read
+``config/`` as synth does (``config.loader``), importing it only when they run. No other module of
+``mlops_platform`` imports ``config`` (it runs in Lambda and in the images without it). Helpers that
+several subcommands share are modules here too (``promotion``) but not entries of ``COMMANDS``.
+
 ``make setup`` installs the entry point into ``.venv`` (``pip install --editable .``);
 ``python -m mlops_platform.cli`` is the same command without it.
 """
@@ -21,11 +26,21 @@ import importlib
 import importlib.util
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from types import ModuleType
 from typing import Any, NoReturn
 
 # Subcommand name -> module under mlops_platform.cli. Keep in the order `mlops --help` lists them.
 COMMANDS: dict[str, str] = {
+    "promote": "promote",
+    "promote-challenger": "promote_challenger",
+    "rollback": "rollback",
+    "progress": "progress",
+    "run-report": "run_report",
+    "record-variants": "record_variants",
+    "check-deploy": "check_deploy",
+    "bootstrap": "bootstrap",
+    "smoke-test": "smoke",
     "upload": "upload",
 }
 
@@ -51,8 +66,9 @@ def _module(name: str) -> ModuleType:
 def _summary(name: str) -> str:
     """The subcommand's one-line help, read without importing its module (it may import heavy libraries)."""
     spec = importlib.util.find_spec(f"{__name__}.{COMMANDS[name]}")
-    source = spec.loader.get_source(spec.name) if spec and spec.loader else None  # type: ignore[attr-defined]
-    for line in (source or "").splitlines():
+    # The file itself: an import hook (pytest's assertion rewriter, say) may be the loader, without get_source.
+    source = Path(spec.origin).read_text(encoding="utf-8") if spec and spec.origin else ""
+    for line in source.splitlines():
         if line.startswith("HELP = "):
             return str(eval(line.removeprefix("HELP = "), {}))  # noqa: S307 - a string literal of our own
     return ""

@@ -283,7 +283,7 @@ class Approvals(Recorder):
                 tenant,
                 model,
                 f"no endpoint is declared for {tenant}/{model} and {key!r} is no endpoint key (2-32 lowercase "
-                "letters, digits or hyphens, starting with a letter); declare one, then run scripts/promote.py",
+                "letters, digits or hyphens, starting with a letter); declare one, then run mlops promote",
             )
         checked = self.check(key, change, package, config, None, tenant, model)
         if not isinstance(checked, CheckedPackage):

@@ -163,7 +163,7 @@ def refusal_message(settings: Settings, key: str, package_arn: str, tenant: str,
         f"Why: {reason}",
         "",
         "Fix the package (or the endpoint's config) and approve a new version; the checks are "
-        "those of scripts/promote.py (docs/approval-path.md).",
+        "those of mlops promote (docs/approval-path.md).",
     ]
 
 

@@ -1,9 +1,10 @@
 """A person's promotion: point an endpoint variant at an approved package, or roll its pointer back.
 
-``scripts/promote.py`` is the command; this is what it does, with any clients. Every change runs the
-checks of ``checks`` (the approval path's), takes the environment's deployment lock (``deploy_lock``, the
-one the deployment workflow holds from before it writes a pointer until its deploy is judged), and is
-recorded in the run ledger (``PROMOTION#<endpoint>``, beside the approval path's records).
+``mlops promote``, ``promote-challenger`` and ``rollback`` are the commands; this is what they do, with
+any clients. Every change runs the checks of ``checks`` (the approval path's), takes the environment's
+deployment lock (``deploy_lock``, the one the deployment workflow holds from before it writes a pointer
+until its deploy is judged), and is recorded in the run ledger (``PROMOTION#<endpoint>``, beside the
+approval path's records).
 """
 
 from __future__ import annotations
@@ -202,7 +203,7 @@ def record(
         previous=previous,
         package_arn=package_arn,
         by=by,
-        source="scripts/promote.py",
+        source="mlops",
     )
     put_once(dynamodb, table, item)
     return item
@@ -220,7 +221,7 @@ def deployment_lock(
     if table is None:
         yield
         return
-    owner = f"scripts/promote.py by {caller or 'an unknown caller'} ({uuid.uuid4().hex[:8]})"
+    owner = f"mlops (a promotion) by {caller or 'an unknown caller'} ({uuid.uuid4().hex[:8]})"
     holder = deploy_lock.take(
         dynamodb,
         table,

@@ -16,8 +16,8 @@ import yaml
 
 from config.naming import Names
 from mlops_constructs.model_pointers import pointer_name
+from mlops_platform.cli.bootstrap import policy_name
 from scripts import bootstrap_template, execution_policy
-from scripts.bootstrap import policy_name
 from tests.conftest import ROOT
 from tests.iam_policy import allows, matches, resolve_sub
 from tests.infra.conftest import ENVIRONMENTS, STACKS

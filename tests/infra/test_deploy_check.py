@@ -30,11 +30,11 @@ from mlops_constructs.deploy_check import (
     deploy_check_role_name,
     pipeline_deploy_check_role_name,
 )
+from mlops_platform.cli import check_deploy, record_variants
 from mlops_platform.registry import endpoint_check
 from mlops_platform.registry.deployment import Steps
 from mlops_platform.registry.deployment_settings import Settings
-from scripts import check_deploy, record_variants
-from tests.conftest import ROOT
+from tests.conftest import ROOT, mlops
 from tests.infra.conftest import ENVIRONMENTS
 from tests.infra.test_approval_path import actions_of, resources_of, statements
 from tests.infra.test_pipeline import action, project_of, stage
@@ -200,8 +200,8 @@ def test_the_record_written_from_aws_is_what_synth_reads_and_what_the_pipeline_s
         cloudformation=deployed.cloudformation, sagemaker=deployed.sagemaker, autoscaling=deployed.autoscaling
     )
     with deployed.stub:
-        code = check_deploy.main(
-            [*arguments, "--record", str(config_dir / "deployed-variants.yaml")], clients=check_clients
+        code = mlops(
+            ["check-deploy", *arguments, "--record", str(config_dir / "deployed-variants.yaml")], clients=check_clients
         )
     assert code == 0, capsys.readouterr().err
 
@@ -294,7 +294,7 @@ def test_every_stage_checks_its_deploy_after_its_stacks_and_before_the_smoke_tes
 
     assert check["RunOrder"] > max(a["RunOrder"] for a in deploys)
     assert spec["phases"]["build"]["commands"] == [
-        f"python -m scripts.check_deploy --environment {environment} --stack {stack} "
+        f"python -m mlops_platform.cli check-deploy --environment {environment} --stack {stack} "
         f"--prefix mlops-{environment} --region {settings.region}"
     ]
     role_arn = (
@@ -355,7 +355,7 @@ def test_the_makefile_s_deploy_runs_the_check_after_cdk_deploy():
     lines = [line for line in result.stdout.splitlines() if line.strip()]
 
     assert lines[-2].endswith('deploy "dev/*" -c environments=dev')
-    assert lines[-1].endswith("-m scripts.check_deploy --environment dev")
+    assert lines[-1].endswith("mlops check-deploy --environment dev")
 
 
 # -- the approval path's deployment steps, on the synthesized stack ------------------------------------

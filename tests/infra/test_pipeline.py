@@ -350,7 +350,7 @@ def test_the_smoke_test_runs_last_in_staging_with_the_stacks_outputs(resources, 
         "SMOKE_TEST_TIMEOUT_SECONDS": str(delivery.smoke_test.timeout_minutes * 60 - 300),
     }
     assert project["TimeoutInMinutes"] == delivery.smoke_test.timeout_minutes
-    assert spec["phases"]["build"]["commands"] == ["python -m scripts.smoke_test"]
+    assert spec["phases"]["build"]["commands"] == ["python -m mlops_platform.cli smoke-test"]
     # The smoke test reads the repository (config/pipelines, data/example): its input is the source.
     assert smoke["InputArtifacts"] == action(resources, "Build", "Synth")["InputArtifacts"]
     for dev_or_prod in ("dev", "prod"):

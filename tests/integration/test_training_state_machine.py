@@ -73,7 +73,7 @@ from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
 from mlops_constructs.publishing import EXAMPLE_DATA, config_key, example_seed_prefix
-from scripts import run_report
+from mlops_platform.reports import run_report
 from tests.conftest import ROOT, create_ledger_table, load_handler
 from tests.unit.training.conftest import EXAMPLE_ALGORITHMS, prepare_example, train_example
 

@@ -1,11 +1,11 @@
-"""Approvals in order, and one writer at a time: the deployment workflow's steps and scripts/promote.py together.
+"""Approvals in order, and one writer at a time: the deployment workflow's steps and mlops promote together.
 
 Two approved packages of one endpoint reach the workflow in either order (EventBridge retries an event for
 hours); the deployment lock only serializes them, so the workflow itself must never put an older package
-over a newer one. And a person's ``scripts/promote.py`` takes the same lock: it never writes between a
+over a newer one. And a person's ``mlops promote`` takes the same lock: it never writes between a
 workflow's write and its judgement, and a workflow waits while it writes.
 
-The workflow's steps are mlops_platform/registry/deployment.py's ``Steps`` and the command is scripts/promote.py's
+The workflow's steps are mlops_platform/registry/deployment.py's ``Steps`` and the command is ``mlops promote``'s
 ``main``, both on one moto (SSM pointers, the DynamoDB ledger and its lock); CloudFormation and SageMaker
 are Stubbers, as in test_approval_deployment.py and test_promote.py, whose worlds these tests combine.
 """
@@ -20,7 +20,6 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from scripts.promote import main
 from tests.unit import test_approval_deployment as workflow
 from tests.unit import test_promote as person
 
@@ -150,9 +149,9 @@ def person_evaluate():
 
 def promote_champion(people: person.World, clients: person.Clients | None = None) -> int:
     """The person promotes the package to churn's Champion, recording in (and locking) the workflow's ledger."""
-    arguments = [*person.arguments()[:8], "--ledger-table", workflow.LEDGER]
+    arguments = [*person.arguments()[:9], "--ledger-table", workflow.LEDGER]
     with people.stub:
-        return main(arguments, config=person.configuration(), clients=clients or people.clients())
+        return person.main(arguments, config=person.configuration(), clients=clients or people.clients())
 
 
 def test_a_promotion_while_the_workflow_holds_the_lock_is_refused_and_writes_nothing(both, capsys):
@@ -205,14 +204,14 @@ def test_the_workflow_waits_while_a_promotion_holds_the_lock_then_goes_on(both):
 
     [seen] = racing.workflow_saw
     assert seen["status"] == "busy"
-    assert "held by scripts/promote.py by arn:aws:" in seen["reason"]
+    assert "held by mlops (a promotion) by arn:aws:" in seen["reason"]
     assert people.pointer()[0] == person.MODEL_DATA
     assert steps.lock() is None  # released when the command ended
     assert acquire(steps, OLDER)["status"] == "ready"  # the workflow's next try takes it
 
 
 def test_a_lock_left_by_a_killed_promotion_expires_and_the_workflow_takes_it_over(world):
-    world.locked_by("scripts/promote.py by arn:aws:iam::123456789012:user/someone (0a1b2c3d)", workflow.NOW)
+    world.locked_by("mlops (a promotion) by arn:aws:iam::123456789012:user/someone (0a1b2c3d)", workflow.NOW)
     world.clock.now = datetime(2026, 11, 24, 12, 0, 1, tzinfo=UTC)
 
     assert acquire(world, OLDER)["status"] == "ready"

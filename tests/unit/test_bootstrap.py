@@ -15,8 +15,8 @@ import pytest
 from moto import mock_aws
 
 from config import load_config
-from scripts import bootstrap
-from tests.conftest import ROOT
+from mlops_platform.cli import bootstrap, build_parser
+from tests.conftest import ROOT, mlops
 
 ACCOUNT = "123456789012"  # moto's
 DOCUMENT = json.dumps(
@@ -130,9 +130,9 @@ def test_without_a_pipeline_there_is_no_tooling_account_to_bootstrap(tmp_path, c
     shutil.copytree(ROOT / "config", tmp_path / "config")
     (tmp_path / "config" / "pipeline.yaml").unlink()
 
-    assert bootstrap.main(["--tooling", "--dry-run", "--config-dir", str(tmp_path / "config")]) == 2
+    assert mlops(["bootstrap", "--tooling", "--dry-run", "--config-dir", str(tmp_path / "config")]) == 2
     assert capsys.readouterr().err == (
-        "error: config/pipeline.yaml is absent, so there is no tooling account to bootstrap\n"
+        "mlops bootstrap: config/pipeline.yaml is absent, so there is no tooling account to bootstrap\n"
     )
 
 
@@ -184,9 +184,9 @@ def test_the_readme_bootstraps_every_account_through_the_make_targets():
         if command.startswith("make bootstrap-template"):
             assert "-m scripts.bootstrap_template" in result.stdout
             continue
-        script = next(line for line in result.stdout.splitlines() if "-m scripts.bootstrap " in line)
-        arguments = script.split("-m scripts.bootstrap ", 1)[1].split()
-        assert bootstrap.parse_args(arguments)  # the recipe's arguments are the script's
+        script = next(line for line in result.stdout.splitlines() if "mlops bootstrap " in line)
+        arguments = script.split("mlops bootstrap ", 1)[1].split()
+        assert build_parser("bootstrap").parse_args(["bootstrap", *arguments])  # the recipe's are the command's
         if "ENV=" in command:
             assert arguments[:2] == ["--environment", command.split("ENV=")[1].split()[0]]
         if "DRY_RUN=1" in command:
@@ -197,7 +197,7 @@ def test_the_readme_bootstraps_every_account_through_the_make_targets():
 
 @pytest.mark.parametrize("arguments", [["--environment", "dev"], ["--tooling"]])
 def test_the_readme_shows_what_the_bootstrap_runs_for_the_shipped_config(arguments, capsys):
-    assert bootstrap.main([*arguments, "--dry-run"]) == 0
+    assert mlops(["bootstrap", *arguments, "--dry-run"]) == 0
     printed = capsys.readouterr().out.splitlines()
 
     section = readme_section("Bootstrapping")
@@ -221,3 +221,13 @@ def test_make_bootstrap_without_an_environment_prints_its_usage():
 
     assert result.returncode == 2
     assert "usage: make bootstrap ENV=dev|staging|prod" in result.stderr
+
+
+def test_the_command_reads_the_files_make_bootstrap_template_writes():
+    from scripts import bootstrap_template, execution_policy
+
+    assert bootstrap.BOOTSTRAP_DIR == bootstrap_template.BOOTSTRAP_DIR
+    assert bootstrap.TEMPLATE_FILE == bootstrap_template.TEMPLATE_FILE
+    assert bootstrap.POLICY_FILE == execution_policy.POLICY_FILE
+    document = json.loads((bootstrap.BOOTSTRAP_DIR / bootstrap.POLICY_FILE).read_text())
+    assert bootstrap.read_files() == execution_policy.compact(document)

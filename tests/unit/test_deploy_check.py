@@ -1,4 +1,4 @@
-"""Is a deploy done? mlops_platform/registry/endpoint_check.py, scripts/check_deploy.py and scripts/record_variants.py.
+"""Is a deploy done? mlops_platform/registry/endpoint_check.py, mlops check-deploy and mlops record-variants.
 
 SageMaker and Application Auto Scaling are moto's (endpoints, endpoint configs, models, scaling targets),
 set up by tests/live_endpoints.py as a deploy leaves them; a guardrail's rollback is an endpoint left on
@@ -26,9 +26,9 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from mlops_constructs import deploy_check
+from mlops_platform.cli import check_deploy, record_variants
 from mlops_platform.registry import endpoint_check
-from scripts import check_deploy, record_variants
-from tests.conftest import ROOT
+from tests.conftest import ROOT, mlops
 from tests.live_endpoints import current_instance_types, deploy_endpoint
 
 REGION = "eu-west-1"
@@ -242,7 +242,7 @@ def test_the_actions_the_code_calls_are_the_ones_the_roles_are_granted(aws):
     assert deploy_check.RECORD_ACTIONS == endpoint_check.RECORD_ACTIONS
 
 
-# -- scripts/check_deploy.py (the pipeline's deploy check, and make deploy's) ---------------------------
+# -- mlops check-deploy (the pipeline's deploy check, and make deploy's) ---------------------------
 
 
 def copied_config(tmp_path: Path) -> Path:
@@ -270,7 +270,7 @@ PIPELINE_ARGUMENTS = ["--environment", "dev", "--stack", STACK, "--prefix", PREF
 
 def run_check(aws: Aws, record: Path) -> int:
     with aws.stub:
-        return check_deploy.main([*PIPELINE_ARGUMENTS, "--record", str(record)], clients=aws.clients())
+        return mlops(["check-deploy", *PIPELINE_ARGUMENTS, "--record", str(record)], clients=aws.clients())
 
 
 def test_the_check_passes_a_deploy_the_endpoints_run_and_the_record_describes(aws, tmp_path, capsys):
@@ -294,7 +294,7 @@ def test_the_check_fails_a_rolled_back_endpoint_and_says_what_runs(aws, tmp_path
     error = capsys.readouterr().err
     assert f"{STACK} is deployed, but its endpoints do not run the deploy:" in error
     assert f"runs endpoint config {CHURN}-config-1, not {CHURN}-config-2" in error
-    assert "--rollback" in error
+    assert "mlops rollback" in error
 
 
 @pytest.mark.parametrize(
@@ -331,7 +331,7 @@ def test_the_record_the_command_writes_is_the_one_the_check_accepts(aws, tmp_pat
     with mock.patch.dict(os.environ, {"MOTO_ACCOUNT_ID": str(dev_account)}):  # the credentials are dev's
         aws.deploy(EXAMPLE, EXAMPLE_VARIANTS)
         clients = record_variants.Clients(sagemaker=aws.sagemaker, autoscaling=aws.autoscaling, sts=aws.sts)
-        assert record_variants.main(["--environment", "dev", "--config-dir", str(config_dir)], clients=clients) == 0
+        assert mlops(["record-variants", "--environment", "dev", "--config-dir", str(config_dir)], clients=clients) == 0
         assert "dev/example: Champion (ml.c5.large, autoscaled)" in capsys.readouterr().out
         aws.stack()
         aws.stack()
@@ -344,7 +344,7 @@ def test_record_variants_refuses_credentials_of_another_account(aws, tmp_path, c
     before = (config_dir / "deployed-variants.yaml").read_text()
     clients = record_variants.Clients(sagemaker=aws.sagemaker, autoscaling=aws.autoscaling, sts=aws.sts)
 
-    code = record_variants.main(["--environment", "dev", "--config-dir", str(config_dir)], clients=clients)
+    code = mlops(["record-variants", "--environment", "dev", "--config-dir", str(config_dir)], clients=clients)
 
     assert code == 1
     assert f"the AWS credentials are for account {ACCOUNT}; dev is " in capsys.readouterr().err

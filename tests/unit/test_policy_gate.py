@@ -77,6 +77,29 @@ def test_a_clean_verdict_holds_only_for_the_same_bytes_region_and_cfn_lint_versi
     assert policy_gate.verdict_key(template, "eu-west-1") != key
 
 
+def test_a_clean_verdict_holds_across_asset_hashes_only(tmp_path):
+    """An edit of packaged code changes only asset hashes (S3 keys, image tags): cfn-lint finds the same."""
+    function = {
+        "Type": "AWS::Lambda::Function",
+        "Properties": {
+            "Code": {"S3Bucket": "assets", "S3Key": f"{'a' * 64}.zip"},
+            "Handler": "handler.handler",
+            "Role": "arn:aws:iam::111111111111:role/r",
+            "Runtime": "python3.13",
+        },
+    }
+    outdir = assembly(tmp_path, {"A": ({"Resources": {"Function": function}}, "eu-west-1")})
+    template = outdir / "A.template.json"
+    key = policy_gate.verdict_key(template, "eu-west-1")
+
+    template.write_text(template.read_text().replace("a" * 64, "0123456789abcdef" * 4))
+    assert policy_gate.verdict_key(template, "eu-west-1") == key
+    template.write_text(template.read_text().replace("handler.handler", "handler.main"))
+    assert policy_gate.verdict_key(template, "eu-west-1") != key
+    template.write_text(template.read_text().replace("0123456789abcdef" * 4, "0123456789abcdef" * 3))
+    assert policy_gate.verdict_key(template, "eu-west-1") != key  # not an asset hash: a change like any other
+
+
 def test_templates_linted_in_parallel_get_the_findings_cfn_lint_gives_each_alone(tmp_path):
     templates = {
         "CleanEu": (CLEAN, "eu-west-1"),

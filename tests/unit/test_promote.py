@@ -1,7 +1,7 @@
 """The promote command: every check runs before the pointer is written, and a refusal writes nothing.
 
 ``promote`` and ``rollback`` are mlops_platform/registry/promotion.py's, the checks registry/checks.py's;
-``main`` is scripts/promote.py's command line around them.
+``main`` is their command line: ``mlops promote``, ``promote-challenger`` and ``rollback``.
 
 S3 and SSM are moto's; SageMaker is botocore's Stubber, since moto's model packages lack the fields
 promote reads (approval status, metadata, inference specification). The feature schema document a
@@ -24,13 +24,13 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from config.tenants import PipelineConfig
+from mlops_platform.cli.promotion import Clients
 from mlops_platform.evaluation import documents
 from mlops_platform.registry import checks
 from mlops_platform.registry.checks import feature_schema, first_difference
 from mlops_platform.registry.packages import PromotionRefused
 from mlops_platform.registry.promotion import promote, rollback
-from scripts.promote import Clients, main, parse_args
-from tests.conftest import create_ledger_table, load_handler
+from tests.conftest import create_ledger_table, load_handler, mlops
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"  # moto's
@@ -478,8 +478,14 @@ def configuration(account: str = ACCOUNT) -> SimpleNamespace:
     )
 
 
+def main(argv: list[str], **seams: Any) -> int:
+    """``mlops <argv>`` (promote, promote-challenger or rollback) with the test's configuration and clients."""
+    return mlops(argv, **seams)
+
+
 def arguments(endpoint: str = "churn", variant: str = "Champion", *extra: str) -> list[str]:
     return [
+        "promote",
         "--environment",
         "dev",
         "--endpoint",
@@ -590,7 +596,7 @@ def test_the_checks_are_one_module_shared_with_the_approval_lambda():
     assert feature_schema is module.feature_schema
     # No second copy of a check anywhere the command, the Lambdas or the package could pick one up.
     sources = [
-        ROOT / "scripts" / "promote.py",
+        ROOT / "mlops_platform" / "cli" / "promotion.py",
         *(ROOT / "lambda").rglob("*.py"),
         *(ROOT / "mlops_platform").rglob("*.py"),
     ]
@@ -599,7 +605,7 @@ def test_the_checks_are_one_module_shared_with_the_approval_lambda():
 
 
 # ---------------------------------------------------------------------------------------------
-# --promote-challenger, --rollback and the ledger record
+# promote-challenger, rollback and the ledger record
 
 CHALLENGER_POINTER = "/mlops/dev/models/churn/Challenger"
 
@@ -618,7 +624,7 @@ def test_promote_challenger_gives_the_champion_the_challenger_s_model_after_the_
 
     with world.stub:
         code = main(
-            ["--environment", "dev", "--endpoint", "churn", "--promote-challenger", "--ledger-table", LEDGER],
+            ["promote-challenger", "--environment", "dev", "--endpoint", "churn", "--ledger-table", LEDGER],
             config=configuration(),
             clients=world.clients(),
         )
@@ -637,7 +643,7 @@ def test_promote_challenger_refuses_a_challenger_that_serves_the_example_model(w
 
     with world.stub:  # no SageMaker call expected
         code = main(
-            ["--environment", "dev", "--endpoint", "churn", "--promote-challenger", "--ledger-table", LEDGER],
+            ["promote-challenger", "--environment", "dev", "--endpoint", "churn", "--ledger-table", LEDGER],
             config=configuration(),
             clients=world.clients(),
         )
@@ -653,7 +659,7 @@ def test_promote_challenger_refuses_a_pointer_whose_value_is_not_its_package_s_a
 
     with world.stub:
         code = main(
-            ["--environment", "dev", "--endpoint", "churn", "--promote-challenger", "--ledger-table", LEDGER],
+            ["promote-challenger", "--environment", "dev", "--endpoint", "churn", "--ledger-table", LEDGER],
             config=configuration(),
             clients=world.clients(),
         )
@@ -672,7 +678,7 @@ def test_promote_challenger_checks_the_package_against_the_champion_s_flavour(wo
 
     with world.stub:
         code = main(
-            ["--environment", "dev", "--endpoint", "churn", "--promote-challenger", "--ledger-table", LEDGER],
+            ["promote-challenger", "--environment", "dev", "--endpoint", "churn", "--ledger-table", LEDGER],
             config=configuration(),
             clients=world.clients(),
         )
@@ -684,15 +690,15 @@ def test_promote_challenger_checks_the_package_against_the_champion_s_flavour(wo
 @pytest.mark.parametrize(
     "arguments",
     [
-        ["--promote-challenger", "--variant", "Challenger"],
-        ["--rollback"],
-        ["--model-package", PACKAGE_ARN, "--rollback", "--variant", "Champion"],
+        ["promote-challenger", "--variant", "Challenger"],
+        ["rollback"],
+        ["promote", "--model-package", PACKAGE_ARN, "--rollback", "--variant", "Champion"],
     ],
     ids=["challenger with a variant", "rollback without a variant", "two actions"],
 )
 def test_the_command_line_refuses_an_unclear_action(arguments):
     with pytest.raises(SystemExit) as exited:
-        parse_args(["--environment", "dev", "--endpoint", "churn", *arguments])
+        mlops([arguments[0], "--environment", "dev", "--endpoint", "churn", *arguments[1:]])
 
     assert exited.value.code == 2
 
@@ -703,7 +709,7 @@ def test_rollback_returns_the_pointer_to_its_previous_model_with_its_lineage(wor
         assert main(arguments(), config=configuration(), clients=world.clients()) == 0
 
     code = main(
-        [*arguments()[:6], "--rollback", "--ledger-table", LEDGER], config=configuration(), clients=world.clients()
+        ["rollback", *arguments()[1:7], "--ledger-table", LEDGER], config=configuration(), clients=world.clients()
     )
 
     out = capsys.readouterr().out
@@ -724,7 +730,7 @@ def test_rollback_skips_versions_with_the_same_value(world):
 
 def test_rollback_refuses_a_pointer_without_an_earlier_model(world, capsys):
     code = main(
-        [*arguments()[:6], "--rollback", "--ledger-table", LEDGER], config=configuration(), clients=world.clients()
+        ["rollback", *arguments()[1:7], "--ledger-table", LEDGER], config=configuration(), clients=world.clients()
     )
 
     assert code == 1
@@ -745,7 +751,7 @@ def test_rolling_back_the_challenger_prints_the_weights_that_take_it_out_of_traf
     challenger_names(world)
 
     code = main(
-        [*arguments("churn", "Challenger")[:6], "--rollback", "--ledger-table", LEDGER],
+        ["rollback", *arguments("churn", "Challenger")[1:7], "--ledger-table", LEDGER],
         config=configuration(),
         clients=world.clients(),
     )
@@ -875,7 +881,7 @@ def test_without_a_table_the_ledger_is_the_foundation_stack_s(world, capsys):
     )
 
     with world.stub, stubbed:
-        code = main(arguments()[:8], config=configuration(), clients=clients)
+        code = main(arguments()[:9], config=configuration(), clients=clients)
 
     assert code == 0, capsys.readouterr().err
     assert f"recorded in:   {LEDGER} (PROMOTION#churn)" in capsys.readouterr().out

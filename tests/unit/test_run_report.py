@@ -1,4 +1,4 @@
-"""scripts/run_report.py against a moto ledger written by the plan and evaluate handlers themselves.
+"""`mlops run-report` against a moto ledger written by the plan and evaluate handlers themselves.
 
 The run record comes from lambda/plan, the trial and package records from lambda/evaluate, run
 in-process against moto S3, DynamoDB and SageMaker on Map results shaped as AWS writes them (the
@@ -18,10 +18,9 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from scripts import run_report
-from scripts.run_report import NothingToShow, ledger_table_from_stack, main, report, text
-from scripts.training_progress import read_rows
-from tests.conftest import create_ledger_table, load_handler
+from mlops_platform.reports.progress import NothingToShow, read_rows
+from mlops_platform.reports.run_report import ledger_table_from_stack, report, text
+from tests.conftest import create_ledger_table, load_handler, mlops
 from tests.unit.test_evaluate import (
     ARTIFACTS,
     CONFIG,
@@ -43,6 +42,11 @@ from tests.unit.test_training_progress_script import stubbed_cloudformation
 STARTED = "2026-11-24T10:00:00Z"
 # Trials (tests/unit/test_evaluate.py's CONFIG): 00000 xgboost eta=0.1, 00001 xgboost eta=0.3,
 # 00002 linear alpha=0.001, 00003 linear alpha=0.01. The approval threshold is validation:auc 0.9.
+
+
+def main(argv: list[str], **seams: Any) -> int:
+    """``mlops run-report <argv>``, as the operator runs it, with the test's environ."""
+    return mlops(["run-report", *argv], **seams)
 
 
 def plan(s3, monkeypatch, run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -235,7 +239,7 @@ def test_main_reads_approvals_with_a_sagemaker_client_in_the_given_region(ledger
         made.append((service, region_name))
         return sagemaker if service == "sagemaker" else real_client(service, region_name=region_name)
 
-    monkeypatch.setattr(run_report.boto3, "client", client)
+    monkeypatch.setattr(boto3, "client", client)
 
     assert main(["run-1", "--table", LEDGER, "--region", REGION]) == 0
 
@@ -324,7 +328,7 @@ def test_a_run_without_records_exits_1_with_one_line(ledger, capsys):
     assert main(["run-404", "--table", LEDGER]) == 1
 
     captured = capsys.readouterr()
-    assert captured.err == f"run report: run 'run-404' has no records in table '{LEDGER}'\n"
+    assert captured.err == f"mlops run-report: run 'run-404' has no records in table '{LEDGER}'\n"
     assert captured.out == ""
 
 
@@ -378,7 +382,7 @@ def test_main_reads_the_table_from_the_stack(ledger, capsys, monkeypatch):
     )
     real_client = boto3.client
     monkeypatch.setattr(
-        run_report.boto3,
+        boto3,
         "client",
         lambda service, region_name=None: (
             cloudformation if service == "cloudformation" else real_client(service, region_name=region_name)

@@ -1,4 +1,4 @@
-"""scripts/smoke_test.py: its pass and fail paths, with botocore Stubber and a fake HTTPS transport."""
+"""`mlops smoke-test`: its pass and fail paths, with botocore Stubber and a fake HTTPS transport."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import pytest
 import yaml
 from botocore.stub import Stubber
 
-from scripts import smoke_test
-from scripts.smoke_test import SettingError, SmokeTestFailure, check_scoring, check_training, main, parse_settings
-from tests.conftest import ROOT
+from mlops_platform.cli.smoke import parse_settings
+from mlops_platform.delivery import smoke as smoke_test
+from mlops_platform.delivery.smoke import SettingError, SmokeTestFailure, check_scoring, check_training
+from tests.conftest import ROOT, mlops
 
 API_URL = "https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com/v1/"
 STATE_MACHINE = "arn:aws:states:eu-west-1:222222222222:stateMachine:PipelineStateMachine1814BD05-AbCdEf"
@@ -30,6 +31,11 @@ ENVIRONMENT = {
     "CODEBUILD_BUILD_ID": "mlops-delivery-smoke:build-1",
 }
 SCORED = {"endpoint": "example", "variant": "Champion", "predictions": [{"score": 0.031}]}
+
+
+def main(argv: list[str], environ: dict[str, str], **seams: Any) -> int:
+    """``mlops smoke-test <argv>`` as the pipeline's build runs it, with the test's environment and clients."""
+    return mlops(["smoke-test", *argv], environ=environ, **seams)
 
 
 class FakeApi:

@@ -1,4 +1,4 @@
-"""scripts/training_progress.py on moto DynamoDB, with rows the progress handler wrote from the emitter's events."""
+"""`mlops progress` on moto DynamoDB, with rows the progress handler wrote from the emitter's events."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from scripts import training_progress
-from scripts.training_progress import NothingToShow, main, progress_table_from_stack, read_rows
+from mlops_platform.reports import progress_view
+from mlops_platform.reports.progress import NothingToShow, progress_table_from_stack, read_rows
+from tests.conftest import mlops
 from tests.unit.test_progress_handler import (
     PREFIX,
     TABLE,
@@ -23,6 +24,12 @@ from tests.unit.test_progress_handler import (
     progress_event,
     state_change,
 )
+
+
+def main(argv: list[str], **seams: Any) -> int:
+    """``mlops progress <argv>``, as the operator runs it, with the test's environ and sleep."""
+    return mlops(["progress", *argv], **seams)
+
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FIRST, SECOND = "20261124T230000.000Z", "20261124T231500.000Z"  # attempts: the container's start times
@@ -154,8 +161,8 @@ def test_the_run_is_shown_as_a_summary_a_ranked_table_and_a_png_of_their_curves(
 
 def test_a_retried_trials_attempts_are_drawn_as_curves_of_their_own(seeded, tmp_path, monkeypatch):
     figures = []
-    real_plot = training_progress.plot
-    monkeypatch.setattr(training_progress, "plot", lambda *a, **k: figures.append(real_plot(*a, **k)))
+    real_plot = progress_view.plot
+    monkeypatch.setattr(progress_view, "plot", lambda *a, **k: figures.append(real_plot(*a, **k)))
 
     assert main(["run-1", "--table", TABLE, "--output", str(tmp_path / "r.png")]) == 0
 
@@ -194,7 +201,7 @@ def test_a_metric_no_trial_reported_is_shown_as_dashes_and_said(seeded, tmp_path
 
     captured = capsys.readouterr()
     assert lines_of(captured.out)["00000"][-2:] == ["-", "-"]
-    assert captured.err == "training progress: no trial reported validation:f1\n"
+    assert captured.err == "mlops progress: no trial reported validation:f1\n"
     assert output.read_bytes().startswith(PNG_MAGIC)
 
 
@@ -209,7 +216,7 @@ def test_a_run_without_rows_exits_2_with_one_line(seeded, tmp_path, capsys):
     assert main(["run-404", "--table", TABLE, "--output", str(output)]) == 2
 
     captured = capsys.readouterr()
-    assert captured.err == f"training progress: run 'run-404' has no rows in table '{TABLE}'\n"
+    assert captured.err == f"mlops progress: run 'run-404' has no rows in table '{TABLE}'\n"
     assert captured.out == ""
     assert not output.exists()
 
@@ -293,7 +300,7 @@ def test_main_reads_the_table_from_the_stack_in_the_given_region(seeded, tmp_pat
         made.append((service, region_name))
         return cloudformation if service == "cloudformation" else real_client(service, region_name=region_name)
 
-    monkeypatch.setattr(training_progress.boto3, "client", client)
+    monkeypatch.setattr(boto3, "client", client)
     argv = ["run-1", "--stack", "dev-Foundation", "--region", "eu-west-1", "--output", str(tmp_path / "r.png")]
 
     assert main(argv, environ={"MLOPS_PROGRESS_TABLE": "ignored"}) == 0
@@ -390,13 +397,13 @@ def test_a_run_of_many_trials_shows_the_best_few_and_a_summary_reading_only_thei
     counting = CountingDynamoDB(boto3.client("dynamodb", region_name="eu-west-1"))
     real_client = boto3.client
     monkeypatch.setattr(
-        training_progress.boto3,
+        boto3,
         "client",
         lambda service, **kw: counting if service == "dynamodb" else real_client(service, **kw),
     )
     figures = []
-    real_plot = training_progress.plot
-    monkeypatch.setattr(training_progress, "plot", lambda *a, **k: figures.append(real_plot(*a, **k)))
+    real_plot = progress_view.plot
+    monkeypatch.setattr(progress_view, "plot", lambda *a, **k: figures.append(real_plot(*a, **k)))
 
     assert main(["run-1", "--table", TABLE, "--top", "5", "--output", str(tmp_path / "r.png")]) == 0
 
@@ -417,11 +424,9 @@ def test_a_run_of_many_trials_shows_the_best_few_and_a_summary_reading_only_thei
 
 
 def test_top_must_be_at_least_one(capsys):
-    with pytest.raises(SystemExit) as exited:
-        main(["run-1", "--table", TABLE, "--top", "0"])
+    assert main(["run-1", "--table", TABLE, "--top", "0"]) == 2  # the command's exit status, as before
 
-    assert exited.value.code == 2
-    assert "--top has value 0" in capsys.readouterr().err
+    assert capsys.readouterr().err == "mlops progress: --top has value 0; allowed: a whole number of at least 1\n"
 
 
 # Following a run until its execution ends.
@@ -476,7 +481,7 @@ def test_follow_waits_for_a_run_without_rows_and_exits_0_when_it_succeeds(handle
 
     real_client = boto3.client
     monkeypatch.setattr(
-        training_progress.boto3,
+        boto3,
         "client",
         lambda service, **kw: StepFunctions() if service == "stepfunctions" else real_client(service, **kw),
     )
@@ -519,7 +524,7 @@ def test_follow_finds_the_state_machine_in_the_environments_training_stack(handl
     )
     real_client = boto3.client
     monkeypatch.setattr(
-        training_progress.boto3,
+        boto3,
         "client",
         lambda service, **kw: cloudformation if service == "cloudformation" else real_client(service, **kw),
     )

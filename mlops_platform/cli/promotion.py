@@ -1,9 +1,13 @@
-"""Promote, or roll back, a model on an endpoint variant: a recorded change of the variant's model pointer.
+"""Promoting, or rolling back, a model on an endpoint variant: a recorded change of the variant's model pointer.
 
-    python -m scripts.promote --environment dev --endpoint churn --variant Champion \\
+    mlops promote --environment dev --endpoint churn --variant Champion \\
         --model-package arn:aws:sagemaker:eu-west-1:111111111111:model-package/mlops-dev-churn-xgboost/3 [--dry-run]
-    python -m scripts.promote --environment dev --endpoint churn --promote-challenger [--dry-run]
-    python -m scripts.promote --environment dev --endpoint churn --variant Challenger --rollback [--dry-run]
+    mlops promote-challenger --environment dev --endpoint churn [--dry-run]
+    mlops rollback --environment dev --endpoint churn --variant Challenger [--dry-run]
+
+What the three commands share (mlops_platform/cli/promote.py, promote_challenger.py, rollback.py): the
+configuration read (it names the endpoint's tenant, model and variants), the deployment lock, the
+ledger record and the report. The change itself is ``mlops_platform.registry.promotion``'s.
 
 Every change is recorded in the run ledger (``PROMOTION#<endpoint>``, beside the approval path's records):
 ``--ledger-table <name>``, else the ``RunLedgerTableName`` output of ``<env>-Foundation``.
@@ -11,7 +15,7 @@ Every change is recorded in the run ledger (``PROMOTION#<endpoint>``, beside the
 **The deployment lock.** A write takes the environment's deployment lock first, the one the approval
 path's deployment workflow holds from before it writes a pointer until its deploy is judged
 (``mlops_platform/registry/deploy_lock.py``: ``LOCK#<env>-Serving`` in the run ledger). While a workflow holds
-it, this command refuses and says who holds it until when; while this command holds it (seconds), a
+it, a promotion refuses and says who holds it until when; while a promotion holds it (seconds), a
 workflow waits. So a person's promotion never lands between a workflow's write and its judgement.
 A dry run takes no lock.
 
@@ -19,22 +23,22 @@ Each endpoint variant reads its model at deploy time from its model pointer, the
 parameter ``/<project>/<env>/models/<endpoint>/<variant>``: the model artifact's S3 URI (or the
 sentinel ``example``, the shipped example model), with ``model package <ARN>`` as its description
 for lineage. CloudFormation creates it once and never writes it again; the approval path
-(docs/approval-path.md) and this command write it afterwards, and SSM keeps every version. The endpoint
+(docs/approval-path.md) and these commands write it afterwards, and SSM keeps every version. The endpoint
 picks the new model up at the next deploy of the environment's Serving stack (``make deploy
 ENV=<env>``, or the delivery pipeline), which never reverts it.
 
-* ``--model-package``: points the variant at an approved package after every check of
+* ``mlops promote``: points the variant at an approved package after every check of
   ``mlops_platform/registry/checks.py`` passes (the approval path runs the same module): Approved,
   the endpoint's tenant, one of the environment's groups and the endpoint's model, an algorithm the
   variant's flavour serves, the feature schema (sha256 and features), the artifact under the tenant's
   runs, the drift baseline beside it, and the pointer exists. A package older than the one the pointer
   names (a lower version of the same group) is refused: approvals may arrive in any order, and an
-  older package never overwrites a newer one; ``--allow-older`` says you mean it (``--rollback``
+  older package never overwrites a newer one; ``--allow-older`` says you mean it (``mlops rollback``
   returns to the model served before).
-* ``--promote-challenger``: the Champion's pointer takes the Challenger's model, after the same checks
+* ``mlops promote-challenger``: the Champion's pointer takes the Challenger's model, after the same checks
   of the package the Challenger's pointer names, against the Champion's flavour. Prints the weights to
   apply with context or config.
-* ``--rollback``: the variant's pointer returns to its newest earlier version with another value
+* ``mlops rollback``: the variant's pointer returns to its newest earlier version with another value
   (``GetParameterHistory``), description included, so the lineage names the package it serves again.
   Refused when there is none.
 
@@ -49,30 +53,24 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
-
-from config.loader import ConfigError, load_config
-from config.naming import Names, serving_stack_name
-from config.schema import ENVIRONMENT_NAMES, PlatformConfig
-from config.tenants import PipelineConfig
+from mlops_platform.cli import CommandError
 from mlops_platform.registry.packages import EXAMPLE, PromotionRefused
-from mlops_platform.registry.promotion import (
-    Promotion,
-    Rollback,
-    challenger_package,
-    deployment_lock,
-    promote,
-    record,
-    rollback,
-)
 
-ROOT = Path(__file__).resolve().parent.parent
+if TYPE_CHECKING:
+    from config.naming import Names
+    from config.schema import PlatformConfig
+    from config.tenants import PipelineConfig
+    from mlops_platform.registry.promotion import Promotion, Rollback
+
+ROOT = Path(__file__).resolve().parents[2]
 CHAMPION, CHALLENGER = "Champion", "Challenger"
+PROMOTE, PROMOTE_CHALLENGER, ROLLBACK = "promote", "promote-challenger", "rollback"
+DECISIONS = {PROMOTE: "promoted", PROMOTE_CHALLENGER: "promoted-challenger", ROLLBACK: "rolled-back"}
 
 
 def weights_lines(environment: str, endpoint: str, weights: Mapping[str, float]) -> list[str]:
@@ -89,10 +87,6 @@ def weights_lines(environment: str, endpoint: str, weights: Mapping[str, float])
 
 def _number(value: float) -> int | float:
     return int(value) if float(value).is_integer() else value
-
-
-# ---------------------------------------------------------------------------------------------
-# The command
 
 
 @dataclass(frozen=True)
@@ -113,47 +107,34 @@ class Clients:
         return cls(*(session.client(name) for name in names))
 
 
-class UsageError(Exception):
-    """A bad command line or configuration, in one sentence (exit 2)."""
+def configure(parser: argparse.ArgumentParser, *, variant: bool) -> None:
+    """The arguments the three commands share; ``variant``: the command names the variant it writes."""
+    from config.schema import ENVIRONMENT_NAMES
 
-
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m scripts.promote",
-        description="Point an endpoint variant at an approved model package, promote the Challenger, or roll back.",
-    )
     parser.add_argument("--environment", required=True, choices=ENVIRONMENT_NAMES, help="the environment")
     parser.add_argument("--endpoint", required=True, help="an endpoint of the environment's serving.endpoints")
-    parser.add_argument(
-        "--variant", help="one of the endpoint's variants, such as Champion (not with --promote-challenger)"
-    )
-    action = parser.add_mutually_exclusive_group(required=True)
-    action.add_argument("--model-package", help="the approved model package version's ARN")
-    action.add_argument(
-        "--promote-challenger", action="store_true", help="give the Champion the model the Challenger serves"
-    )
-    action.add_argument("--rollback", action="store_true", help="return the variant's pointer to its previous model")
+    if variant:
+        parser.add_argument("--variant", required=True, help="one of the endpoint's variants, such as Champion")
     parser.add_argument(
         "--ledger-table", help="the run ledger (default: the RunLedgerTableName output of <env>-Foundation)"
     )
-    parser.add_argument(
-        "--allow-older", action="store_true", help="write a package older than the one the pointer names"
-    )
     parser.add_argument("--dry-run", action="store_true", help="check everything, write nothing (and take no lock)")
-    args = parser.parse_args(argv)
-    if args.promote_challenger and args.variant not in (None, CHAMPION):
-        parser.error("--promote-challenger writes the Champion's pointer; leave out --variant")
-    if not args.promote_challenger and args.variant is None:
-        parser.error("--variant is required with --model-package and --rollback")
-    return args
+
+
+def platform_config(environment: str) -> PlatformConfig:
+    """The repository's configuration of one environment (the command runs from a checkout)."""
+    # The operator command reads config/ like synth does; the rest of mlops_platform never imports it.
+    from config.loader import load_config
+
+    return load_config(ROOT / "config", selected_environments=environment)
 
 
 def ledger_table(named: str | None, cloudformation: Any, environment: str) -> str:
     """The run ledger: ``--ledger-table``, else the ``RunLedgerTableName`` output of ``<env>-Foundation``."""
     if named:
         return named
-    from scripts.run_report import ledger_table_from_stack  # matplotlib comes with it: only when needed
-    from scripts.training_progress import NothingToShow
+    from mlops_platform.reports.progress import NothingToShow
+    from mlops_platform.reports.run_report import ledger_table_from_stack
 
     try:
         return ledger_table_from_stack(cloudformation, f"{environment}-Foundation")
@@ -162,6 +143,7 @@ def ledger_table(named: str | None, cloudformation: Any, environment: str) -> st
 
 
 def change(
+    action: str,
     args: argparse.Namespace,
     clients: Clients,
     names: Names,
@@ -171,10 +153,12 @@ def change(
     model: str,
 ) -> Promotion | Rollback:
     """The command's one change of ``pointer``: a rollback, the Challenger's package, or the named one."""
-    if args.rollback:
+    from mlops_platform.registry.promotion import challenger_package, promote, rollback
+
+    if action == ROLLBACK:
         return rollback(ssm=clients.ssm, pointer=pointer, dry_run=args.dry_run)
-    package_arn, expected = args.model_package, None
-    if args.promote_challenger:
+    package_arn, expected = str(getattr(args, "model_package", "")), None
+    if action == PROMOTE_CHALLENGER:
         package_arn, expected = challenger_package(clients.ssm, names.parameter("models", args.endpoint, CHALLENGER))
     return promote(
         sagemaker=clients.sagemaker,
@@ -188,48 +172,61 @@ def change(
         model=model,
         dry_run=args.dry_run,
         expected_model_data=expected,
-        allow_older=args.allow_older,
+        allow_older=getattr(args, "allow_older", False),
     )
 
 
-def main(argv: Sequence[str], *, config: PlatformConfig | None = None, clients: Clients | None = None) -> int:
-    args = parse_args(argv)
-    variant_name = CHAMPION if args.promote_challenger else args.variant
-    try:
-        if args.endpoint == EXAMPLE:
-            raise UsageError(
-                "the example endpoint serves the example model shipped with the repository and is never promoted; "
-                "allowed: a tenant's own endpoint"
-            )
-        config = config or load_config(ROOT / "config", selected_environments=args.environment)
-        environment = config.environment(args.environment)
-        endpoints = environment.serving.endpoints
-        endpoint = endpoints.get(args.endpoint)
-        if endpoint is None:
-            raise UsageError(
-                f"environment {args.environment} has no endpoint {args.endpoint!r}; "
-                f"allowed: {', '.join(sorted(set(endpoints) - {EXAMPLE})) or 'none declared'}"
-            )
-        if endpoint.tenant == EXAMPLE:
-            raise UsageError(f"endpoint {args.endpoint!r} serves the example tenant, which is never promoted")
-        variant = next((v for v in endpoint.variants if v.name == variant_name), None)
-        if variant is None:
-            raise UsageError(
-                f"endpoint {args.endpoint!r} has no variant {variant_name!r}; "
-                f"allowed: {', '.join(v.name for v in endpoint.variants)}"
-            )
-        if args.promote_challenger and not any(v.name == CHALLENGER for v in endpoint.variants):
-            raise UsageError(f"endpoint {args.endpoint!r} has no {CHALLENGER} variant to promote")
-        tenant = next((p for p in config.pipelines if p.tenant == endpoint.tenant), None)
-        if tenant is None:
-            raise UsageError(
-                f"endpoint {args.endpoint!r} serves tenant {endpoint.tenant!r}, "
-                f"which has no config/pipelines/{endpoint.tenant}.yaml"
-            )
-    except (UsageError, ConfigError) as error:
-        print(f"promote: {error}", file=sys.stderr)
-        return 2
+def resolve(action: str, args: argparse.Namespace, config: PlatformConfig | None) -> tuple[Any, ...]:
+    """The environment, endpoint, variant and tenant the command changes; CommandError for any other."""
+    from config.files import ConfigError
 
+    variant_name = CHAMPION if action == PROMOTE_CHALLENGER else args.variant
+    if args.endpoint == EXAMPLE:
+        raise CommandError(
+            "the example endpoint serves the example model shipped with the repository and is never promoted; "
+            "allowed: a tenant's own endpoint"
+        )
+    try:
+        config = config or platform_config(args.environment)
+    except ConfigError as error:
+        raise CommandError(str(error)) from None
+    environment = config.environment(args.environment)
+    endpoints = environment.serving.endpoints
+    endpoint = endpoints.get(args.endpoint)
+    if endpoint is None:
+        raise CommandError(
+            f"environment {args.environment} has no endpoint {args.endpoint!r}; "
+            f"allowed: {', '.join(sorted(set(endpoints) - {EXAMPLE})) or 'none declared'}"
+        )
+    if endpoint.tenant == EXAMPLE:
+        raise CommandError(f"endpoint {args.endpoint!r} serves the example tenant, which is never promoted")
+    variant = next((v for v in endpoint.variants if v.name == variant_name), None)
+    if variant is None:
+        raise CommandError(
+            f"endpoint {args.endpoint!r} has no variant {variant_name!r}; "
+            f"allowed: {', '.join(v.name for v in endpoint.variants)}"
+        )
+    if action == PROMOTE_CHALLENGER and not any(v.name == CHALLENGER for v in endpoint.variants):
+        raise CommandError(f"endpoint {args.endpoint!r} has no {CHALLENGER} variant to promote")
+    tenant = next((p for p in config.pipelines if p.tenant == endpoint.tenant), None)
+    if tenant is None:
+        raise CommandError(
+            f"endpoint {args.endpoint!r} serves tenant {endpoint.tenant!r}, "
+            f"which has no config/pipelines/{endpoint.tenant}.yaml"
+        )
+    return config, environment, endpoint, variant, tenant
+
+
+def execute(
+    action: str, args: argparse.Namespace, *, config: PlatformConfig | None = None, clients: Clients | None = None
+) -> int:
+    """Run ``mlops <action>``: resolve, check and write under the deployment lock, record, and report."""
+    from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
+
+    from config.naming import Names, serving_stack_name
+    from mlops_platform.registry.promotion import Rollback, deployment_lock, record
+
+    config, environment, endpoint, variant, tenant = resolve(action, args, config)
     names = Names(project=config.project.name, environment=environment.name)
     pointer = names.parameter("models", args.endpoint, variant.name)
     weights = {v.name: float(getattr(v, "weight", 0)) for v in endpoint.variants}
@@ -244,11 +241,9 @@ def main(argv: Sequence[str], *, config: PlatformConfig | None = None, clients: 
         table = None if args.dry_run else ledger_table(args.ledger_table, clients.cloudformation, environment.name)
         stack = serving_stack_name(environment.name)
         with deployment_lock(clients.dynamodb, table, stack, identity.get("Arn"), pointer, args.endpoint):
-            outcome = change(args, clients, names, pointer, tenant, variant.flavour, endpoint.model)
+            outcome = change(action, args, clients, names, pointer, tenant, variant.flavour, endpoint.model)
             if table is not None:
-                decision = (
-                    "rolled-back" if args.rollback else "promoted-challenger" if args.promote_challenger else "promoted"
-                )
+                decision = DECISIONS[action]
                 value = outcome.value if isinstance(outcome, Rollback) else outcome.model_data
                 record(
                     clients.dynamodb,
@@ -256,7 +251,7 @@ def main(argv: Sequence[str], *, config: PlatformConfig | None = None, clients: 
                     endpoint=args.endpoint,
                     variant=variant.name,
                     decision=decision,
-                    reason=f"{decision} by a person with scripts/promote.py",
+                    reason=f"{decision} by a person with mlops {action}",
                     tenant=endpoint.tenant,
                     pointer=pointer,
                     value=value,
@@ -265,13 +260,28 @@ def main(argv: Sequence[str], *, config: PlatformConfig | None = None, clients: 
                     by=identity.get("Arn"),
                 )
     except PromotionRefused as refusal:
-        print(f"promote: refused: {refusal}", file=sys.stderr)
+        print(f"mlops {action}: refused: {refusal}", file=sys.stderr)
         return 1
     except (BotoCoreError, ClientError) as error:
-        print(f"promote: AWS failed: {error}", file=sys.stderr)
+        print(f"mlops {action}: AWS failed: {error}", file=sys.stderr)
         return 1
+    report(action, args, environment.name, variant, outcome, table, weights)
+    return 0
 
-    where = f"{args.endpoint}/{variant.name} ({variant.flavour}) in {environment.name}"
+
+def report(
+    action: str,
+    args: argparse.Namespace,
+    environment: str,
+    variant: Any,
+    outcome: Promotion | Rollback,
+    table: str | None,
+    weights: Mapping[str, float],
+) -> None:
+    """What changed (or would), where it is recorded, the weights to apply, and when the endpoint takes it."""
+    from mlops_platform.registry.promotion import Rollback
+
+    where = f"{args.endpoint}/{variant.name} ({variant.flavour}) in {environment}"
     if isinstance(outcome, Rollback):
         verb = "would roll back" if args.dry_run else "rolled back"
         print(f"{verb} {where} to version {outcome.version}: {outcome.value}")
@@ -286,26 +296,21 @@ def main(argv: Sequence[str], *, config: PlatformConfig | None = None, clients: 
         print(f"  previous:      {outcome.previous}" + (" (unchanged)" if outcome.unchanged else ""))
     if table is not None:
         print(f"  recorded in:   {table} (PROMOTION#{args.endpoint})")
-    if args.promote_challenger:
+    if action == PROMOTE_CHALLENGER:
         print(
             "weights: both variants now serve this model. The configured split stays right for the next challenger; "
             "if traffic was shifted during the test, return to it:"
         )
-        for line in weights_lines(environment.name, args.endpoint, weights):
+        for line in weights_lines(environment, args.endpoint, weights):
             print(line)
-    elif args.rollback and variant.name == CHALLENGER:
+    elif action == ROLLBACK and variant.name == CHALLENGER:
         print("weights: to take the Challenger out of traffic until its next model, apply:")
-        for line in weights_lines(environment.name, args.endpoint, {**weights, CHALLENGER: 0.0}):
+        for line in weights_lines(environment, args.endpoint, {**weights, CHALLENGER: 0.0}):
             print(line)
     if args.dry_run:
         print("dry run: nothing written")
     else:
         print(
-            f"the endpoint picks the new model up at the next deploy of {environment.name}'s Serving stack: "
-            f"make deploy ENV={environment.name}, or the delivery pipeline"
+            f"the endpoint picks the new model up at the next deploy of {environment}'s Serving stack: "
+            f"make deploy ENV={environment}, or the delivery pipeline"
         )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -1,6 +1,4 @@
-"""Print a training run's report from the run ledger: the run, its trials per model, the chosen trials, the packages.
-
-    python -m scripts.run_report RUN_ID [--table NAME | --stack dev-Foundation] [--region R] [--json]
+"""A training run's report from the run ledger: the run, its trials per model, the chosen trials, the packages.
 
 The ledger keeps a run under ``RUN#<run_id>`` (docs/training-pipeline.md): the run record (``RUN``,
 written by the plan Lambda, updated by evaluate), one ``TRIAL#<trial>`` record per planned trial and
@@ -19,22 +17,14 @@ One query gives them all. The report shows:
   registration; the report says which.
 
 Trials are recorded when the run is evaluated: a run still training shows none here (its progress
-is in ``python -m scripts.training_progress``). Records of kinds this script does not know (later
+is in ``mlops progress``). Records of kinds this report does not know (later
 issues add ``DECISION#``, ``APPROVAL#``, ``POINTER#``) are counted, not shown.
 
-The table is ``--table``, else the ``RunLedgerTableName`` output of the ``--stack`` (the
-environment's Foundation stack), else the environment variable ``MLOPS_LEDGER_TABLE``.
-
-Exit status: 0 shown, 1 nothing to show or AWS refused (a run without records, a missing stack or
-output, credentials, permissions, a missing table), 2 a bad command line (no table named).
+``mlops run-report`` (mlops_platform/cli/run_report.py) prints it, as text or JSON.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
@@ -42,7 +32,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
-from scripts.training_progress import NothingToShow, progress_table_from_stack, read_rows
+from mlops_platform.reports.progress import progress_table_from_stack
 
 TABLE_ENVIRONMENT_VARIABLE = "MLOPS_LEDGER_TABLE"
 STACK_OUTPUT = "RunLedgerTableName"  # stacks/foundation.py
@@ -68,12 +58,15 @@ def ledger_table_from_stack(cloudformation: Any, stack_name: str) -> str:
     return progress_table_from_stack(cloudformation, stack_name, STACK_OUTPUT)
 
 
-def resolve_table(args: argparse.Namespace, environ: Mapping[str, str], cloudformation: Any | None = None) -> str:
-    if args.table:
-        return str(args.table)
-    if args.stack:
-        client = cloudformation or boto3.client("cloudformation", region_name=args.region)
-        return ledger_table_from_stack(client, args.stack)
+def resolve_table(
+    table: str | None, stack: str | None, region: str | None, environ: Mapping[str, str], cloudformation: Any = None
+) -> str:
+    """The ledger: ``table``, else the ``RunLedgerTableName`` output of ``stack``, else ``MLOPS_LEDGER_TABLE``."""
+    if table:
+        return table
+    if stack:
+        client = cloudformation or boto3.client("cloudformation", region_name=region)
+        return ledger_table_from_stack(client, stack)
     if environ.get(TABLE_ENVIRONMENT_VARIABLE):
         return environ[TABLE_ENVIRONMENT_VARIABLE]
     raise NoTableNamed(f"name the run ledger: --table NAME, --stack <env>-Foundation or {TABLE_ENVIRONMENT_VARIABLE}")
@@ -326,44 +319,3 @@ def text(document: Mapping[str, Any]) -> str:
     if document["other_records"]:
         lines.append(f"({document['other_records']} other ledger record(s) of the run not shown)")
     return "\n".join(lines)
-
-
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m scripts.run_report",
-        description="A training run's report from the run ledger: trials, metrics, chosen models, approvals.",
-    )
-    parser.add_argument("run_id", metavar="RUN_ID", help="the run: its Step Functions execution name")
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--table", help="the run ledger table's name")
-    where.add_argument("--stack", help=f"read the table's name from this stack's {STACK_OUTPUT} output")
-    parser.add_argument("--region", help="AWS region (default: the SDK's, from AWS_REGION or the profile)")
-    parser.add_argument("--json", action="store_true", help="print the report as one JSON document")
-    return parser.parse_args(argv)
-
-
-def main(argv: Sequence[str], environ: Mapping[str, str] = os.environ) -> int:
-    args = parse_args(argv)
-    try:
-        table = resolve_table(args, environ)
-        rows = list(read_rows(boto3.client("dynamodb", region_name=args.region), table, args.run_id))
-        if not rows:
-            raise NothingToShow(f"run {args.run_id!r} has no records in table {table!r}")
-        has_packages = any(str(row.get("sk", "")).startswith("PACKAGE#") for row in rows)
-        sagemaker = boto3.client("sagemaker", region_name=args.region) if has_packages else None
-        document = report(args.run_id, table, rows, sagemaker)
-    except NoTableNamed as reason:
-        print(f"run report: {reason}", file=sys.stderr)
-        return 2
-    except NothingToShow as reason:
-        print(f"run report: {reason}", file=sys.stderr)
-        return 1
-    except (BotoCoreError, ClientError) as error:
-        print(f"run report: {error}", file=sys.stderr)
-        return 1
-    print(json.dumps(document, indent=2, sort_keys=True) if args.json else text(document))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

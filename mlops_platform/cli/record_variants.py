@@ -10,7 +10,7 @@ config: ``DescribeEndpoint`` has none) and whether each is a registered Applicat
 target (``DescribeScalableTargets``), with ``mlops_platform/registry/endpoint_check.py``: the code the
 delivery pipeline's deploy check compares the committed record with. An endpoint not deployed yet is left out.
 
-    python -m scripts.record_variants --environment prod     (or: make record-variants ENV=prod)
+    mlops record-variants --environment prod     (or: make record-variants ENV=prod)
 
 Needs credentials for the environment's account (checked) and, there, ``sagemaker:DescribeEndpoint``,
 ``sagemaker:DescribeEndpointConfig`` and ``application-autoscaling:DescribeScalableTargets``.
@@ -32,9 +32,12 @@ from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[impor
 from config import ConfigError, load_config
 from config.deployed import RECORD_FILE, DeployedVariant, DeployedVariants, EnvironmentRecord
 from config.naming import Names
+from config.schema import ENVIRONMENT_NAMES
+from mlops_platform.cli import CommandError
 from mlops_platform.registry import endpoint_check
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
+HELP = "record an environment's deployed endpoint variants in config/deployed-variants.yaml (after a deploy)"
 HEADER = """\
 # Each environment's endpoint variants as AWS has them: written by `make record-variants ENV=<env>`
 # (DescribeEndpoint, DescribeEndpointConfig, DescribeScalableTargets) after a deploy, then committed.
@@ -100,18 +103,20 @@ def record(config_dir: Path, environment: str, clients: Clients | None = None) -
     return updated
 
 
-def main(argv: list[str] | None = None, *, clients: Clients | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--environment", required=True, choices=["dev", "staging", "prod"])
-    parser.add_argument("--config-dir", type=Path, default=ROOT / "config")
-    args = parser.parse_args(argv)
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--environment", required=True, choices=ENVIRONMENT_NAMES, help="the environment")
+    parser.add_argument(
+        "--config-dir", type=Path, default=ROOT / "config", help="the configuration folder (default: config/)"
+    )
+
+
+def run(args: argparse.Namespace, *, clients: Clients | None = None) -> int:
     try:
         updated = record(args.config_dir, args.environment, clients)
     except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        raise CommandError(str(error)) from None
     except (WrongAccount, endpoint_check.Unsettled, BotoCoreError, ClientError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"mlops record-variants: {error}", file=sys.stderr)
         return 1
     endpoints = updated.of(args.environment)
     for key, variants in sorted(endpoints.items()):
@@ -123,7 +128,3 @@ def main(argv: list[str] | None = None, *, clients: Clients | None = None) -> in
         print(f"{args.environment}: no endpoint deployed yet")
     print(f"wrote {args.config_dir / RECORD_FILE}: commit it")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

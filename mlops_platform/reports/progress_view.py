@@ -1,6 +1,6 @@
 """A training run's standing as text and a PNG: its trials, ranked, their summary and their curves.
 
-``scripts.training_progress`` reads the progress table into these ``Trial`` objects; this module
+``mlops_platform.reports.progress`` reads the progress table into these ``Trial`` objects; this module
 ranks them by the value each keeps, summarizes them (trials per status, the best value, failures
 grouped by reason), prints the best few as a table and draws their curves, one legend entry a trial
 and a curve an attempt, so a run of 10,000 trials reads as well as one of six.

@@ -1,8 +1,8 @@
 """After a deploy: each endpoint runs what its stack deployed, and the deployed-variants record describes it.
 
-    python -m scripts.check_deploy --environment dev        (make deploy ENV=dev runs it after cdk deploy)
-    python -m scripts.check_deploy --environment dev --stack dev-Serving --prefix mlops-dev \\
-        --region eu-west-1 [--role-arn ARN]                  (the delivery pipeline, after each stage)
+    mlops check-deploy --environment dev        (make deploy ENV=dev runs it after cdk deploy)
+    python -m mlops_platform.cli check-deploy --environment dev --stack dev-Serving --prefix mlops-dev \\
+        --region eu-west-1 [--role-arn ARN]       (the delivery pipeline, after each stage)
 
 1. **The endpoints run the deploy.** A stack that reached ``UPDATE_COMPLETE`` may still leave an endpoint
    on its old endpoint config: a deployment guardrail's alarm makes SageMaker roll the update back
@@ -18,7 +18,8 @@ environment's name prefix and region). ``--role-arn`` (or ``DEPLOY_CHECK_ROLE_AR
 first: the pipeline's build assumes the environment's deploy-check role (mlops_constructs/deploy_check.py).
 
 Exit status: 0 both hold; 1 an endpoint does not run its deploy, the record is stale, or AWS failed;
-2 a bad command line or configuration.
+2 a bad command line or configuration. In the pipeline's build only boto3 and PyYAML are installed: this
+module reads config/ only when --stack, --prefix or --region is left out.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,9 +35,11 @@ from typing import Any
 import yaml
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
+from mlops_platform.cli import CommandError
 from mlops_platform.registry import endpoint_check
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
+HELP = "after a deploy: every endpoint runs what its stack deployed, and config/deployed-variants.yaml records it"
 RECORD = ROOT / "config" / "deployed-variants.yaml"  # config/deployed.py: RECORD_FILE
 ROLE_VARIABLE = "DEPLOY_CHECK_ROLE_ARN"
 ENVIRONMENTS = ("dev", "staging", "prod")  # config/schema.py: ENVIRONMENT_NAMES (the build has no pydantic)
@@ -128,19 +131,16 @@ def target_from_config(environment: str) -> Target:
     return Target(environment=environment, stack=serving_stack_name(environment), prefix=prefix, region=settings.region)
 
 
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m scripts.check_deploy", description=__doc__.splitlines()[0])
-    parser.add_argument("--environment", required=True, choices=ENVIRONMENTS)
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--environment", required=True, choices=ENVIRONMENTS, help="the environment")
     parser.add_argument("--stack", help="the Serving stack (default: <env>-Serving)")
     parser.add_argument("--prefix", help="the endpoints' name prefix, <project>-<env> (default: from config)")
     parser.add_argument("--region", help="the environment's region (default: from config)")
     parser.add_argument("--role-arn", default=os.environ.get(ROLE_VARIABLE), help=f"a role to assume ({ROLE_VARIABLE})")
     parser.add_argument("--record", type=Path, default=RECORD, help="the deployed-variants record")
-    return parser.parse_args(argv)
 
 
-def main(argv: Sequence[str], *, clients: Clients | None = None) -> int:
-    args = parse_args(argv)
+def run(args: argparse.Namespace, *, clients: Clients | None = None) -> int:
     environment = args.environment
     if args.stack and args.prefix and args.region:
         target = Target(environment=environment, stack=args.stack, prefix=args.prefix, region=args.region)
@@ -150,33 +150,35 @@ def main(argv: Sequence[str], *, clients: Clients | None = None) -> int:
         try:
             target = target_from_config(environment)
         except ConfigError as error:
-            print(f"check_deploy: {error}", file=sys.stderr)
-            return 2
+            raise CommandError(str(error)) from None
     try:
         clients = clients or Clients.in_region(target.region, args.role_arn)
         problems, stale = check(target, clients, args.record)
     except endpoint_check.StackMissing as missing:
-        print(f"check_deploy: {missing}: deploy {environment} first", file=sys.stderr)
+        print(f"mlops check-deploy: {missing}: deploy {environment} first", file=sys.stderr)
         return 1
     except endpoint_check.Unsettled as unsettled:
-        print(f"check_deploy: {unsettled}", file=sys.stderr)
+        print(f"mlops check-deploy: {unsettled}", file=sys.stderr)
         return 1
     except (BotoCoreError, ClientError) as error:
-        print(f"check_deploy: AWS failed: {error}", file=sys.stderr)
+        print(f"mlops check-deploy: AWS failed: {error}", file=sys.stderr)
         return 1
     if problems:
-        print(f"check_deploy: {target.stack} is deployed, but its endpoints do not run the deploy:", file=sys.stderr)
+        print(
+            f"mlops check-deploy: {target.stack} is deployed, but its endpoints do not run the deploy:", file=sys.stderr
+        )
         for problem in problems:
             print(f"  - {problem}", file=sys.stderr)
         print(
             "  The endpoints serve what they served before. Find why in the endpoint's events and its rollback "
-            "alarms; if a promoted model caused it, roll its pointer back (python -m scripts.promote ... "
-            f"--rollback) and deploy again (make deploy ENV={environment}).",
+            "alarms; if a promoted model caused it, roll its pointer back (mlops rollback ...) "
+            f"and deploy again (make deploy ENV={environment}).",
             file=sys.stderr,
         )
     if stale:
         print(
-            f"check_deploy: config/deployed-variants.yaml does not record {environment}'s live endpoint variants:",
+            f"mlops check-deploy: config/deployed-variants.yaml does not record {environment}'s live endpoint "
+            "variants:",
             file=sys.stderr,
         )
         for line in stale:
@@ -191,7 +193,3 @@ def main(argv: Sequence[str], *, clients: Clients | None = None) -> int:
     print(f"{target.stack}: every endpoint runs the endpoint config and models the stack deployed")
     print(f"config/deployed-variants.yaml records {environment}'s live variants")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

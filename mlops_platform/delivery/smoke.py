@@ -1,6 +1,6 @@
 """The delivery pipeline's smoke test of an environment: score through its API, then train and wait.
 
-    python -m scripts.smoke_test [--api-url URL] [--state-machine-arn ARN] [--role-arn ARN]
+    python -m mlops_platform.cli smoke-test [--api-url URL] [--state-machine-arn ARN] [--role-arn ARN]
         [--environment staging] [--endpoint example] [--variants Champion,Challenger]
         [--tenant example] [--models xgboost] [--timeout-seconds 6900]
 
@@ -24,26 +24,21 @@ environment (``SCORING_API_URL`` and ``STATE_MACHINE_ARN`` from the stacks' outp
 The example tenant's models are never promoted, so what this trains cannot reach a deployment.
 With ``--role-arn`` the checks run as that role (the pipeline's build assumes the environment's
 smoke-test role, in another account).
-
-Exit status: 0 both passed, 1 a check failed (one line saying which and why), 2 a setting is
-missing or malformed.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import os
 import re
-import sys
 import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
@@ -54,7 +49,7 @@ from botocore.credentials import RefreshableCredentials  # type: ignore[import-u
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 from botocore.session import get_session  # type: ignore[import-untyped]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 API_URL = re.compile(r"^https://[a-z0-9]+\.execute-api\.([a-z0-9-]+)\.amazonaws\.com/[A-Za-z0-9_-]+/?$")
 STATE_MACHINE_ARN = re.compile(r"^arn:aws[a-z-]*:states:([a-z0-9-]+):\d{12}:stateMachine:[A-Za-z0-9_-]+$")
 ENDED = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
@@ -62,8 +57,8 @@ DEFAULT_TIMEOUT_SECONDS = 6900
 DEFAULT_POLL_SECONDS = 30
 HTTP_TIMEOUT_SECONDS = 30
 MAX_DETAIL = 300
-# The environment the pipeline smoke-tests (config/schema.py's SMOKE_TESTED_ENVIRONMENT; this script
-# needs only boto3 and PyYAML, so it does not import the config package).
+# The environment the pipeline smoke-tests (config/schema.py's SMOKE_TESTED_ENVIRONMENT; this
+# module needs only boto3 and PyYAML, so it does not import the config package).
 DEFAULT_ENVIRONMENT = "staging"
 # Role chaining (the build's role assuming another) allows sessions of at most an hour.
 ROLE_SESSION_SECONDS = 3600
@@ -93,7 +88,7 @@ class Settings:
     @property
     def region(self) -> str:
         match = STATE_MACHINE_ARN.match(self.state_machine_arn)
-        assert match is not None  # checked in parse_settings
+        assert match is not None  # checked in settings_from
         return match.group(1)
 
     @property
@@ -101,22 +96,35 @@ class Settings:
         return self.api_url.rstrip("/") + f"/endpoints/{self.endpoint}/score"
 
 
-def parse_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
-    parser = argparse.ArgumentParser(prog="python -m scripts.smoke_test", description=__doc__.split("\n")[0])
-    parser.add_argument("--api-url", default=environ.get("SCORING_API_URL"))
-    parser.add_argument("--state-machine-arn", default=environ.get("STATE_MACHINE_ARN"))
-    parser.add_argument("--role-arn", default=environ.get("SMOKE_TEST_ROLE_ARN") or None)
-    parser.add_argument("--environment", default=environ.get("SMOKE_TEST_ENVIRONMENT", DEFAULT_ENVIRONMENT))
-    parser.add_argument("--endpoint", default=environ.get("SMOKE_TEST_ENDPOINT", "example"))
-    parser.add_argument("--variants", default=environ.get("SMOKE_TEST_VARIANTS") or None)
-    parser.add_argument("--tenant", default=environ.get("SMOKE_TEST_TENANT", "example"))
-    parser.add_argument("--models", default=environ.get("SMOKE_TEST_MODELS", "xgboost"))
-    parser.add_argument(
-        "--timeout-seconds", default=environ.get("SMOKE_TEST_TIMEOUT_SECONDS", str(DEFAULT_TIMEOUT_SECONDS))
-    )
-    parser.add_argument("--poll-seconds", default=str(DEFAULT_POLL_SECONDS))
-    parser.add_argument("--execution-name", default=None)
-    args = parser.parse_args(argv)
+# Each option's environment variable, and its default when neither the flag nor the variable is set.
+OPTIONS: dict[str, tuple[str | None, str | None]] = {
+    "api_url": ("SCORING_API_URL", None),
+    "state_machine_arn": ("STATE_MACHINE_ARN", None),
+    "role_arn": ("SMOKE_TEST_ROLE_ARN", None),
+    "environment": ("SMOKE_TEST_ENVIRONMENT", DEFAULT_ENVIRONMENT),
+    "endpoint": ("SMOKE_TEST_ENDPOINT", "example"),
+    "variants": ("SMOKE_TEST_VARIANTS", None),
+    "tenant": ("SMOKE_TEST_TENANT", "example"),
+    "models": ("SMOKE_TEST_MODELS", "xgboost"),
+    "timeout_seconds": ("SMOKE_TEST_TIMEOUT_SECONDS", str(DEFAULT_TIMEOUT_SECONDS)),
+    "poll_seconds": (None, str(DEFAULT_POLL_SECONDS)),
+    "execution_name": (None, None),
+}
+
+
+def settings_from(given: Mapping[str, str | None], environ: Mapping[str, str]) -> Settings:
+    """The settings: each option as given on the command line (None: not given), else from ``environ``."""
+
+    def value(name: str) -> str | None:
+        variable, default = OPTIONS[name]
+        if given.get(name) is not None:
+            return given[name]
+        if variable is None:
+            return default
+        found = environ.get(variable, default)
+        return (found or None) if name in ("role_arn", "variants") else found
+
+    args = SimpleNamespace(**{name: value(name) for name in OPTIONS})
     if not args.api_url or not API_URL.match(args.api_url):
         raise SettingError(
             f"the scoring API URL (--api-url or SCORING_API_URL) is {args.api_url!r}; "
@@ -254,14 +262,14 @@ def check_scoring(
     try:
         status, answer = send("POST", url, signed_headers(session, url, body, api_region), body)
     except (OSError, urllib.error.URLError) as error:
-        raise SmokeTestFailure(f"scoring: POST {url} did not answer ({_one_line(error)})") from None
+        raise SmokeTestFailure(f"scoring: POST {url} did not answer ({one_line(error)})") from None
     text = answer.decode("utf-8", errors="replace")
     if status != 200:
-        raise SmokeTestFailure(f"scoring: POST {url} answered {status}: {_one_line(text)}")
+        raise SmokeTestFailure(f"scoring: POST {url} answered {status}: {one_line(text)}")
     try:
         result = json.loads(text)
     except ValueError:
-        raise SmokeTestFailure(f"scoring: the answer is not JSON: {_one_line(text)}") from None
+        raise SmokeTestFailure(f"scoring: the answer is not JSON: {one_line(text)}") from None
     predictions = result.get("predictions") if isinstance(result, dict) else None
     if (
         not isinstance(predictions, list)
@@ -269,10 +277,10 @@ def check_scoring(
         or not isinstance(predictions[0], dict)
         or not _is_finite_number(predictions[0].get("score"))
     ):
-        raise SmokeTestFailure(f"scoring: expected one prediction with a finite score, got {_one_line(text)}")
+        raise SmokeTestFailure(f"scoring: expected one prediction with a finite score, got {one_line(text)}")
     if result.get("endpoint") != settings.endpoint or not result.get("variant"):
         raise SmokeTestFailure(
-            f"scoring: the answer names no variant of endpoint {settings.endpoint}: {_one_line(text)}"
+            f"scoring: the answer names no variant of endpoint {settings.endpoint}: {one_line(text)}"
         )
     if variant is not None and result["variant"] != variant:
         raise SmokeTestFailure(
@@ -298,14 +306,14 @@ def check_training(
             stateMachineArn=settings.state_machine_arn, name=settings.execution_name, input=json.dumps(request)
         )["executionArn"]
     except (ClientError, BotoCoreError) as error:
-        raise SmokeTestFailure(f"training: the run could not start ({_one_line(error)})") from None
+        raise SmokeTestFailure(f"training: the run could not start ({one_line(error)})") from None
     started = clock()
     while True:
         try:
             execution = stepfunctions.describe_execution(executionArn=execution_arn)
         except (ClientError, BotoCoreError) as error:
             raise SmokeTestFailure(
-                f"training: run {settings.execution_name} cannot be read ({_one_line(error)})"
+                f"training: run {settings.execution_name} cannot be read ({one_line(error)})"
             ) from None
         status = execution["status"]
         elapsed = clock() - started
@@ -317,7 +325,7 @@ def check_training(
         if status in ENDED:
             why = ": ".join(part for part in (execution.get("error"), execution.get("cause")) if part)
             raise SmokeTestFailure(
-                f"training: run {settings.execution_name} ended {status}" + (f" ({_one_line(why)})" if why else "")
+                f"training: run {settings.execution_name} ended {status}" + (f" ({one_line(why)})" if why else "")
             )
         if elapsed >= settings.timeout_seconds:
             try:
@@ -327,7 +335,7 @@ def check_training(
             except (ClientError, BotoCoreError) as error:
                 raise SmokeTestFailure(
                     f"training: run {settings.execution_name} still {status} after {settings.timeout_seconds} s, "
-                    f"and stopping it failed ({_one_line(error)})"
+                    f"and stopping it failed ({one_line(error)})"
                 ) from None
             raise SmokeTestFailure(
                 f"training: run {settings.execution_name} still {status} after {settings.timeout_seconds} s; stopped it"
@@ -335,7 +343,7 @@ def check_training(
         sleep(min(settings.poll_seconds, max(settings.timeout_seconds - elapsed, 1)))
 
 
-def run(
+def smoke_test(
     settings: Settings,
     *,
     session: boto3.Session,
@@ -355,41 +363,10 @@ def run(
     return lines
 
 
-def main(
-    argv: Sequence[str] | None = None,
-    environ: Mapping[str, str] | None = None,
-    *,
-    sts: Any | None = None,
-    send: Send = send_https,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
-) -> int:
-    environ = os.environ if environ is None else environ
-    try:
-        settings = parse_settings(sys.argv[1:] if argv is None else argv, environ)
-    except SettingError as error:
-        print(f"smoke test: {error}", file=sys.stderr)
-        return 2
-    try:
-        run(settings, session=session_for(settings, sts), send=send, sleep=sleep, clock=clock)
-    except SmokeTestFailure as error:
-        print(f"smoke test failed: {error}", file=sys.stderr)
-        return 1
-    except (ClientError, BotoCoreError) as error:
-        print(f"smoke test failed: AWS refused ({_one_line(error)})", file=sys.stderr)
-        return 1
-    print("smoke test passed")
-    return 0
-
-
 def _is_finite_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _one_line(value: object) -> str:
+def one_line(value: object) -> str:
     text = " ".join(str(value).split())
     return text if len(text) <= MAX_DETAIL else text[: MAX_DETAIL - 3] + "..."
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -10,10 +10,13 @@ delivery pipeline's tooling account (``config/pipeline.yaml``):
    --cloudformation-execution-policies <that policy>``, with ``--trust <tooling account>`` for an
    environment when ``config/pipeline.yaml`` exists, so the pipeline may publish and deploy there.
 
-    python -m scripts.bootstrap --environment dev     (or: make bootstrap ENV=dev)
-    python -m scripts.bootstrap --tooling             (or: make bootstrap-tooling)
+    mlops bootstrap --environment dev     (or: make bootstrap ENV=dev)
+    mlops bootstrap --tooling             (or: make bootstrap-tooling)
 
-``--dry-run`` prints what it would do and calls nothing. Both files come from ``make bootstrap-template``.
+--dry-run prints what it would do and calls nothing. Both files come from `make bootstrap-template`
+(scripts/bootstrap_template.py and scripts/execution_policy.py, build-time tools that write them).
+
+Exit status: the status of cdk bootstrap; 2 a bad command line or configuration.
 """
 
 from __future__ import annotations
@@ -24,16 +27,20 @@ import os
 import shlex
 import subprocess
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from config import ENVIRONMENT_NAMES, ConfigError, PlatformConfig, load_config
-from scripts.bootstrap_template import BOOTSTRAP_DIR, TEMPLATE_FILE
-from scripts.execution_policy import POLICY_FILE, compact
+from mlops_platform.cli import CommandError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
+HELP = "bootstrap one account with bootstrap/: the execution policy, then cdk bootstrap (--dry-run: print only)"
+# What `make bootstrap-template` writes (scripts/bootstrap_template.py, scripts/execution_policy.py; a test
+# keeps these names equal to theirs).
+BOOTSTRAP_DIR = ROOT / "bootstrap"
+TEMPLATE_FILE = "template.yaml"
+POLICY_FILE = "execution-policy.json"
 MAX_POLICY_VERSIONS = 5  # IAM keeps at most five versions of a managed policy
 
 
@@ -143,7 +150,8 @@ def read_files(directory: Path = BOOTSTRAP_DIR) -> str:
     for name in (TEMPLATE_FILE, POLICY_FILE):
         if not (directory / name).is_file():
             raise BootstrapError(f"{directory / name} is missing: run `make bootstrap-template`")
-    return compact(json.loads((directory / POLICY_FILE).read_text(encoding="utf-8")))
+    document = json.loads((directory / POLICY_FILE).read_text(encoding="utf-8"))
+    return json.dumps(document, separators=(",", ":"))  # as IAM receives it (execution_policy.compact)
 
 
 def bootstrap(target: Target, *, session: Any, dry_run: bool, out: Any = None) -> int:
@@ -165,18 +173,17 @@ def bootstrap(target: Target, *, session: Any, dry_run: bool, out: Any = None) -
     return subprocess.run(command, cwd=ROOT, env=env, check=False).returncode  # noqa: S603 (argv built above)
 
 
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def configure(parser: argparse.ArgumentParser) -> None:
     which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--environment", choices=ENVIRONMENT_NAMES)
+    which.add_argument("--environment", choices=ENVIRONMENT_NAMES, help="an environment's account and region")
     which.add_argument("--tooling", action="store_true", help="the delivery pipeline's account (config/pipeline.yaml)")
     parser.add_argument("--dry-run", action="store_true", help="print what would run; call nothing")
-    parser.add_argument("--config-dir", type=Path, default=ROOT / "config")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--config-dir", type=Path, default=ROOT / "config", help="the configuration folder (default: config/)"
+    )
 
 
-def main(argv: Sequence[str] | None = None, *, session: Any = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+def run(args: argparse.Namespace, *, session: Any = None) -> int:
     try:
         config = load_config(args.config_dir)
         target = tooling_target(config) if args.tooling else environment_target(config, args.environment)
@@ -186,9 +193,4 @@ def main(argv: Sequence[str] | None = None, *, session: Any = None) -> int:
             session = boto3.session.Session()
         return bootstrap(target, session=session, dry_run=args.dry_run)
     except (ConfigError, BootstrapError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        raise CommandError(str(error)) from None
