@@ -25,7 +25,9 @@ from types import ModuleType
 from typing import Any, NoReturn
 
 # Subcommand name -> module under mlops_platform.cli. Keep in the order `mlops --help` lists them.
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "local": "local",
+}
 
 USAGE_ERROR = 2
 
