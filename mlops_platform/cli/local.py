@@ -74,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     )
 
     for stack, status in summary.stacks.items():
-        print(f"{stack:<24} {status}")
+        reason = summary.failures.get(stack)
+        print(f"{stack:<24} {status}" + (f": {reason}" if reason else ""))
     if summary.stubbed_types:
         print(f"stubbed (moto cannot create them): {', '.join(summary.stubbed_types)}")
     if summary.rows_ingested is not None:

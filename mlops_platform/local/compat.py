@@ -210,8 +210,9 @@ class GlobalTableAsTable:
         properties = cloudformation_json["Properties"]
         table = {key: copy.deepcopy(properties[key]) for key in cls.TABLE_PROPERTIES if key in properties}
         table.get("SSESpecification", {}).pop("SSEType", None)  # a replica's key; the table's default is KMS
+        name = table.pop("TableName", resource_name)  # moto only knows Table's name property
         return cls._table().create_from_cloudformation_json(
-            resource_name, {"Properties": table}, account_id, region_name, **kwargs
+            name, {"Properties": table}, account_id, region_name, **kwargs
         )
 
     @classmethod

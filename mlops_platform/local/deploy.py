@@ -149,3 +149,17 @@ def stack_statuses(stacks: list[Stack], cloudformation: Any) -> dict[str, str]:
         except cloudformation.exceptions.ClientError:
             statuses[stack.name] = "DOES_NOT_EXIST"
     return statuses
+
+
+def stack_failures(stacks: list[Stack], cloudformation: Any) -> dict[str, str]:
+    """Why each stack that did not complete failed: its first *_FAILED event's reason."""
+    failures = {}
+    for stack in stacks:
+        try:
+            events = cloudformation.describe_stack_events(StackName=stack.name)["StackEvents"]
+        except cloudformation.exceptions.ClientError:
+            continue
+        reasons = [e.get("ResourceStatusReason", "") for e in events if e["ResourceStatus"].endswith("_FAILED")]
+        if reasons:
+            failures[stack.name] = reasons[-1]
+    return failures

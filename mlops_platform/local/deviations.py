@@ -95,6 +95,10 @@ DEVIATIONS: tuple[Deviation, ...] = (
         "batches of the mapping's size, runs the function's handler and deletes what it did not report failed.",
     ),
     Deviation(
+        "X-Ray tracing is off in the handlers (POWERTOOLS_TRACE_DISABLED)",
+        "there is no X-Ray daemon locally; Powertools' tracer would try to reach one on every invocation.",
+    ),
+    Deviation(
         "IAM is not enforced",
         "moto accepts every call from any principal: a missing permission shows only in AWS (cdk-nag and the "
         "policy tests check the policies' shape, not their effect).",

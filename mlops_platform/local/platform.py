@@ -27,6 +27,7 @@ NOT_BUILT = ("training", "serving", "drift")
 @dataclass
 class Summary:
     stacks: dict[str, str] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)  # stack -> why it failed
     stubbed_types: list[str] = field(default_factory=list)
     rows_ingested: int | None = None
     rows_quarantined: int | None = None
@@ -122,4 +123,6 @@ def _deploy(
         with _phase(summary, "deploy"):
             deploy.deploy(assembly, environment, root=root, emulator_environment=emulator.environment(), log=log)
     finally:
-        summary.stacks = deploy.stack_statuses(stacks, boto3.client("cloudformation"))
+        cloudformation = boto3.client("cloudformation")
+        summary.stacks = deploy.stack_statuses(stacks, cloudformation)
+        summary.failures = deploy.stack_failures(stacks, cloudformation)
