@@ -25,11 +25,12 @@ OFFLINE := env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKE
 	-u AWS_CONTAINER_CREDENTIALS_RELATIVE_URI -u AWS_CONTAINER_CREDENTIALS_FULL_URI -u AWS_WEB_IDENTITY_TOKEN_FILE \
 	AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
 
-.PHONY: help setup synth test lint format snapshots bootstrap-template bootstrap bootstrap-tooling diff deploy \
+.PHONY: help setup synth local test lint format snapshots bootstrap-template bootstrap bootstrap-tooling diff deploy \
 	record-variants bench-serving clean
 
 help:
 	@echo "make synth      synthesize every environment into cdk.out/ and run cdk-nag and cfn-lint"
+	@echo "make local      deploy dev onto an embedded AWS here (no account, no Docker) and run the example loop"
 	@echo "make test       ruff, mypy and the whole test suite"
 	@echo "make format     apply ruff's fixes and formatting"
 	@echo "make snapshots  rewrite the template snapshots after an intended change"
@@ -64,6 +65,14 @@ synth: setup
 	if [ -d "$(CDK_OUT)" ]; then find "$(CDK_OUT)" -mindepth 1 -maxdepth 1 ! -name .policy-gate -exec rm -rf {} +; fi
 	$(OFFLINE) $(CDK) synth --quiet --no-lookups --output "$(CDK_OUT)" $(if $(CDK_APP),--app "$(CDK_APP)") $(CDK_SYNTH_FLAGS)
 	$(PYTHON) -m scripts.policy_gate "$(CDK_OUT)"
+
+# The platform on this machine, no AWS account and no Docker (README, "What runs locally, and what is
+# emulated"): synthesize dev into cdk.out/local as `make synth` does (its policy checks included), then
+# `mlops local` deploys it onto an embedded AWS with the pinned CDK CLI and runs the example loop.
+local: CDK_OUT := cdk.out/local
+local: CDK_SYNTH_FLAGS := -c environments=dev
+local: setup synth
+	$(PYTHON) -m mlops_platform.cli local --assembly "$(CDK_OUT)"
 
 # One pytest-xdist worker per CPU; TEST_WORKERS=0 runs the suite in this process.
 TEST_WORKERS ?= auto

@@ -48,7 +48,8 @@ class VariantWeightsProvider(Construct):
         common = {
             "names": names,
             "key": key,
-            "environment": {},
+            # Both functions import the same handler module, which reads the namespace at import.
+            "environment": {"METRICS_NAMESPACE": names.metrics_namespace},
             "log_retention_days": log_retention_days,
             "removal_policy": removal_policy,
             "folder": "variant_weights",
@@ -69,7 +70,7 @@ class VariantWeightsProvider(Construct):
             role_description=(
                 "Variant weights resource: describe the endpoints, update their weights in place, publish them"
             ),
-            **{**common, "environment": {"METRICS_NAMESPACE": names.metrics_namespace}},  # type: ignore[arg-type]
+            **common,  # type: ignore[arg-type]
         )
         if endpoint_arns:
             is_complete.role.add_to_policy(

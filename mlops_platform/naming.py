@@ -15,3 +15,14 @@ UNROUTED = "_unrouted"
 # SageMaker's rule for training, processing and transform job, model, endpoint, variant and package group names.
 SAGEMAKER_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 SAGEMAKER_NAME_MAX = 63
+
+
+def tenant_id(tenant: str) -> str:
+    """A tenant's name inside logical IDs and output names, which allow letters and digits only.
+
+    ``acme-corp`` -> ``AcmeXcorp``. Tenant names are lowercase letters, digits and hyphens, starting with a
+    letter or digit, so the capital X stands only for a hyphen and no two tenants share an ID (``a-1`` -> ``AX1``,
+    ``a1`` -> ``A1``), which capitalizing each part would not give. The stacks name per-tenant outputs with it
+    (``IngestQueueUrl<id>``), and ``mlops local`` reads them back by it.
+    """
+    return tenant[0].upper() + tenant[1:].replace("-", "X")

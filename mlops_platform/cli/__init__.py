@@ -42,6 +42,7 @@ COMMANDS: dict[str, str] = {
     "bootstrap": "bootstrap",
     "smoke-test": "smoke",
     "upload": "upload",
+    "local": "local",
 }
 
 USAGE_ERROR = 2

@@ -42,6 +42,11 @@ BAD_INPUT = {
     ),
     "bootstrap": (["--tooling", "--dry-run", "--config-dir", "/nonexistent"], "mlops bootstrap: "),
     "smoke-test": (["--api-url", "http://example.com"], "mlops smoke-test: the scoring API URL (--api-url or"),
+    "upload": (
+        ["/nonexistent.csv", "--tenant", "example", "--environment", "dev"],
+        "mlops upload: /nonexistent.csv is not a file",
+    ),
+    "local": (["--assembly", "/nonexistent"], "mlops local: /nonexistent holds no cloud assembly (no manifest.json)"),
 }
 
 
