@@ -1,10 +1,11 @@
 """The loop's first phase: a dataset's records through the deployed ingestion queue and function.
 
-The records are sent to the tenant's queue, which the Ingestion stack outputs (``IngestQueueUrl<tenant id>``), as producers
-do. Lambda's SQS poller is what the emulator cannot run (moto invokes functions through Docker), so
-this module plays it, as the deployed event source mapping says: it receives up to the mapping's
-batch size, hands the batch to the mapped function's own handler (:mod:`.functions`) in Lambda's
-SQS event shape, and deletes what the handler did not report as failed (partial batch response).
+The records are sent to the tenant's queue, which the Ingestion stack outputs
+(``IngestQueueUrl<tenant id>``), as producers do. Lambda's SQS poller is what the emulator cannot
+run (moto invokes functions through Docker), so this module plays it, as the deployed event source
+mapping says: it receives up to the mapping's batch size, hands the batch to the mapped function's
+own handler (:mod:`.functions`) in Lambda's SQS event shape, and deletes what the handler did not
+report as failed (partial batch response).
 
 A data file ``<folder>/<tenant>/<dataset>.jsonl`` holds one record per line, either the record itself
 or the raw zone's form ``{"record": {...}, ...}`` (data/example/ ships that form).
