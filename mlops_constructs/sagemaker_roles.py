@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 
 
 def grant_logs_and_metrics(role: iam.Role, *, log_group_name: str, namespaces: list[str], sids: tuple[str, str]) -> str:
@@ -28,3 +29,15 @@ def grant_logs_and_metrics(role: iam.Role, *, log_group_name: str, namespaces: l
         )
     )
     return log_group
+
+
+def grant_volume_encryption(role: iam.Role, key: kms.IKey) -> None:
+    """Volumes are encrypted with the platform key where the instance type allows it: SageMaker makes the grant."""
+    role.add_to_policy(
+        iam.PolicyStatement(
+            sid="EncryptVolumes",
+            actions=["kms:CreateGrant", "kms:DescribeKey"],
+            resources=[key.key_arn],
+            conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+        )
+    )

@@ -225,7 +225,7 @@ def test_a_trials_longest_waits_and_polls_stay_inside_a_child_executions_history
     """The configuration's longest wait for capacity and SageMaker's longest job, in events."""
     from config.schema import MAX_CAPACITY_WAIT_LIMIT_SECONDS
     from config.tenants import MAX_JOB_SECONDS
-    from mlops_constructs.training_pipeline import (
+    from mlops_constructs.training_trial import (
         FIRST_CAPACITY_WAIT_SECONDS,
         FIRST_POLL_SECONDS,
         MAX_CAPACITY_WAIT_SECONDS,
