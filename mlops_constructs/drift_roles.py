@@ -22,6 +22,7 @@ from config.monitoring import Monitoring
 from config.naming import Names
 from config.serving import EndpointConfig
 from mlops_constructs.drift_job import BASELINE_FILE, SUMMARY_DETAIL_TYPE, capture_prefix, labels_prefix, report_prefix
+from mlops_constructs.encryption import key_used_through
 from mlops_constructs.model_pointers import construct_id, pointer_name
 from mlops_constructs.nag import acknowledge, acknowledge_wildcard_resource
 from mlops_constructs.sagemaker_roles import grant_logs_and_metrics, grant_volume_encryption
@@ -83,12 +84,7 @@ def drift_job_role(
         )
     )
     role.add_to_policy(
-        iam.PolicyStatement(
-            sid="UsePlatformKeyThroughS3",
-            actions=["kms:Decrypt", "kms:GenerateDataKey"],
-            resources=[key.key_arn],
-            conditions={"StringEquals": {"kms:ViaService": f"s3.{stack.region}.amazonaws.com"}},
-        )
+        key_used_through(scope, key, "s3", ["kms:Decrypt", "kms:GenerateDataKey"], sid="UsePlatformKeyThroughS3")
     )
     if (labels := labels_prefix(monitoring, endpoint)) is not None:
         assert raw is not None  # DriftMonitor refuses labels without the raw zone

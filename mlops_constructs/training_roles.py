@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aws_cdk import Stack
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
@@ -19,6 +18,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from mlops_constructs.encryption import key_used_through
 from mlops_constructs.nag import acknowledge, acknowledge_wildcard_resource
 from mlops_constructs.publishing import CONFIG_PREFIX
 from mlops_constructs.sagemaker_roles import grant_logs_and_metrics, grant_volume_encryption
@@ -57,8 +57,8 @@ class KeyGrants:
     """Object reads and the platform key through one service, for the roles of one construct."""
 
     def __init__(self, scope: Construct, key: kms.IKey) -> None:
+        self._scope = scope
         self._key = key
-        self._region = Stack.of(scope).region
 
     def read(self, grantee: iam.IGrantable, bucket: s3.IBucket, objects: str) -> None:
         """GetObject on the objects of a key pattern, and listing the prefix before its first wildcard."""
@@ -74,14 +74,10 @@ class KeyGrants:
         )
 
     def key_through(self, grantee: iam.IGrantable, service: str) -> None:
-        grantee.grant_principal.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["kms:Decrypt", "kms:GenerateDataKey"]
-                + (["kms:Encrypt", "kms:DescribeKey"] if service == "dynamodb" else []),
-                resources=[self._key.key_arn],
-                conditions={"StringEquals": {"kms:ViaService": f"{service}.{self._region}.amazonaws.com"}},
-            )
-        )
+        actions = ["kms:Decrypt", "kms:GenerateDataKey"]
+        if service == "dynamodb":
+            actions += ["kms:Encrypt", "kms:DescribeKey"]
+        grantee.grant_principal.add_to_principal_policy(key_used_through(self._scope, self._key, service, actions))
 
     def output_encryption(self, role: iam.Role, field: str) -> None:
         """``kms:Encrypt`` on the platform key: required of the job's role when the request's output KMS key is set.
