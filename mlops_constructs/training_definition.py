@@ -17,8 +17,9 @@ from constructs import Construct
 from config.instance_types import has_local_storage
 from config.naming import Names
 from config.schema import EnvironmentConfig
+from mlops_constructs.tenant_job_roles import JOB_ROLES_PREFIX
 from mlops_constructs.training_functions import TrainingFunctions, sagemaker_arn
-from mlops_constructs.training_roles import JobRoles, Zones
+from mlops_constructs.training_roles import Zones
 from mlops_constructs.training_states import (
     SDK_SAGEMAKER_ERROR,
     attempt_name,
@@ -45,10 +46,15 @@ def definition(
     environment: EnvironmentConfig,
     key: kms.IKey,
     zones: Zones,
-    roles: JobRoles,
+    job_roles: iam.IRole,
     functions: TrainingFunctions,
 ) -> sfn.IChainable:
-    """Every state of the training state machine, made in ``scope``."""
+    """Every state of the training state machine, made in ``scope``.
+
+    Each job runs as its tenant's role of its kind, read from the published mapping after the plan
+    (``$.roles.arns.<kind>``, mlops_constructs/tenant_job_roles.py); ``job_roles`` stands for every such
+    role, for the grants of CDK's transform task.
+    """
     plan = tasks.LambdaInvoke(
         scope,
         "Plan",
@@ -64,13 +70,28 @@ def definition(
         payload_response_only=True,
         result_path="$.plan",
     )
+    read_roles = tasks.CallAwsService(
+        scope,
+        "ReadJobRoles",
+        comment="The tenant's job roles, one per job kind (mlops_constructs/tenant_job_roles.py)",
+        service="s3",
+        action="getObject",
+        iam_action="s3:GetObject",
+        iam_resources=[zones.artifacts.arn_for_objects(f"{JOB_ROLES_PREFIX}*")],
+        parameters={
+            "Bucket": zones.artifacts.bucket_name,
+            "Key": sfn.JsonPath.format(f"{JOB_ROLES_PREFIX}{{}}.json", sfn.JsonPath.string_at("$.plan.tenant")),
+        },
+        result_selector={"arns": sfn.JsonPath.string_to_json(sfn.JsonPath.string_at("$.Body"))},
+        result_path="$.roles",
+    )
     prepare = sagemaker_sync(
         scope,
         "Prepare",
         "createProcessingJob",
         {
             "ProcessingJobName.$": attempt_name("$.plan.prepare.ProcessingJobName"),
-            "RoleArn": roles.prepare.role_arn,
+            "RoleArn.$": "$.roles.arns.prepare",
             **copied("$.plan.prepare", "AppSpecification", "ProcessingInputs", "ProcessingOutputConfig"),
             **copied("$.plan.prepare", "ProcessingResources", "StoppingCondition"),
         },
@@ -89,6 +110,7 @@ def definition(
             # The next wait for capacity and the seconds waited so far; the next poll of a job in use.
             "wait": {"seconds": FIRST_CAPACITY_WAIT_SECONDS, "waited": 0},
             "poll": {"seconds": FIRST_POLL_SECONDS},
+            "role_arn": sfn.JsonPath.string_at("$.roles.arns.train"),
         },
         # Per run (the plan's results prefix), so evaluation finds them even when the Map failed.
         result_writer_v2=sfn.ResultWriterV2(
@@ -103,7 +125,6 @@ def definition(
         trial(
             scope,
             names=names,
-            train_role=roles.train,
             job_function=functions.job,
             capacity_wait_limit_seconds=environment.training.capacity_wait_limit_seconds,
         )
@@ -132,11 +153,12 @@ def definition(
         item_selector={
             "model": sfn.JsonPath.string_at("$$.Map.Item.Value.model"),
             "job": sfn.JsonPath.object_at("$$.Map.Item.Value.baseline_job"),
+            "role_arn": sfn.JsonPath.string_at("$.roles.arns.baseline"),
         },
         max_concurrency=BASELINE_MAX_CONCURRENCY,
         result_path=sfn.JsonPath.DISCARD,
     )
-    baselines.item_processor(_baseline(scope, roles.baseline))
+    baselines.item_processor(_baseline(scope))
     register = tasks.LambdaInvoke(
         scope,
         "Register",
@@ -160,7 +182,7 @@ def definition(
         iam_action="sagemaker:CreateModel",
         parameters={
             "ModelName": attempt_name_token("$.plan.predict.ModelName"),
-            "ExecutionRoleArn": roles.transform.role_arn,
+            "ExecutionRoleArn": sfn.JsonPath.string_at("$.roles.arns.transform"),
             "Containers": [{"ModelPackageName": sfn.JsonPath.string_at("$.registration.predict.model_package_arn")}],
         },
         iam_resources=[sagemaker_arn(scope, names, "model")],
@@ -179,7 +201,7 @@ def definition(
         },
         result_path="$.prediction",
     )
-    predict = _predict(scope, environment, key, roles.transform)
+    predict = _predict(scope, environment, key, job_roles)
     report = {
         "run_id": sfn.JsonPath.string_at("$.plan.run_id"),
         "tenant": sfn.JsonPath.string_at("$.plan.tenant"),
@@ -216,7 +238,8 @@ def definition(
         .when(sfn.Condition.is_null("$.registration.predict"), without_predictions.next(done))
         .otherwise(create_model.next(predict).next(with_predictions).next(done))
     )
-    return plan.next(prepare).next(train).next(evaluate).next(baselines).next(register).next(anything_approved)
+    chain = plan.next(read_roles).next(prepare).next(train).next(evaluate).next(baselines).next(register)
+    return chain.next(anything_approved)
 
 
 def _predict(
@@ -262,7 +285,7 @@ def _predict(
     )
 
 
-def _baseline(scope: Construct, role: iam.IRole) -> sfn.IChainable:
+def _baseline(scope: Construct) -> sfn.IChainable:
     """One chosen model's baseline job (.sync); a redrive reruns a failed one under the next name."""
     start = sagemaker_sync(
         scope,
@@ -270,7 +293,7 @@ def _baseline(scope: Construct, role: iam.IRole) -> sfn.IChainable:
         "createProcessingJob",
         {
             "ProcessingJobName.$": attempt_name("$.job.ProcessingJobName"),
-            "RoleArn": role.role_arn,
+            "RoleArn.$": "$.role_arn",
             **copied("$.job", "AppSpecification", "ProcessingInputs", "ProcessingOutputConfig"),
             **copied("$.job", "ProcessingResources", "StoppingCondition"),
         },

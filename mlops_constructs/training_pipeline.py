@@ -16,7 +16,8 @@ decides: each model with a usable trial is still chosen (its package then awaits
 with none the run ends in ``NoUsableTrial`` saying how many failed and why.
 
 The parts, each in a module of its own:
-- the job roles and the grants they share: mlops_constructs/training_roles.py
+- each tenant's job roles (mlops_constructs/tenant_job_roles.py), what each may touch and the grants
+  they share (mlops_constructs/training_roles.py)
 - the Lambda functions: mlops_constructs/training_functions.py
 - the definition (mlops_constructs/training_definition.py), one trial of the Map with SageMaker's
   errors told apart and the capacity back-off (mlops_constructs/training_trial.py), and how
@@ -27,6 +28,8 @@ The parts, each in a module of its own:
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from aws_cdk import Aws, Duration, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -46,9 +49,10 @@ from mlops_constructs.log_retention import retention_days
 from mlops_constructs.nag import acknowledge, acknowledge_wildcard_resource, ignore_redundant_dependency
 from mlops_constructs.run_outcomes import RunOutcomes
 from mlops_constructs.sagemaker_sync import grant_run_job
+from mlops_constructs.tenant_job_roles import JOB_ROLES_PREFIX, TenantJobRoles
 from mlops_constructs.training_definition import definition
 from mlops_constructs.training_functions import sagemaker_arn, training_functions
-from mlops_constructs.training_roles import KeyGrants, Zones, acknowledge_prefix, job_roles
+from mlops_constructs.training_roles import KeyGrants, Zones, acknowledge_prefix
 from mlops_constructs.training_trial import CAPACITY_GAVE_UP_METRIC
 
 __all__ = ["TrainingPipeline", "Zones"]
@@ -62,6 +66,7 @@ class TrainingPipeline(Construct):
         *,
         names: Names,
         environment: EnvironmentConfig,
+        tenants: Sequence[str],
         key: kms.IKey,
         zones: Zones,
         ledger: dynamodb.ITableV2,
@@ -75,8 +80,11 @@ class TrainingPipeline(Construct):
         self._names = names
         self._zones = zones
         self._grants = KeyGrants(self, key)
-        self.roles = job_roles(
+        self.job_roles = TenantJobRoles(
             self,
+            "TenantJobRoles",
+            names=names,
+            tenants=tenants,
             key=key,
             grants=self._grants,
             zones=zones,
@@ -111,7 +119,7 @@ class TrainingPipeline(Construct):
             environment=environment,
             key=key,
             zones=zones,
-            roles=self.roles,
+            job_roles=self.job_roles.passable,
             functions=self.functions,
         )
         self.state_machine = sfn.StateMachine(
@@ -168,10 +176,14 @@ class TrainingPipeline(Construct):
             role,
             job="ProcessingJob",
             jobs=[self._sagemaker_arn("processing-job")],
-            job_roles=[self.roles.prepare, self.roles.baseline],
+            job_roles=[self.job_roles.passable],
         )
         grant_run_job(
-            self, role, job="TrainingJob", jobs=[self._sagemaker_arn("training-job")], job_roles=[self.roles.train]
+            self,
+            role,
+            job="TrainingJob",
+            jobs=[self._sagemaker_arn("training-job")],
+            job_roles=[self.job_roles.passable],
         )
         self._grants.key_through(role, "s3")
         policy = role.node.find_child("DefaultPolicy")
@@ -186,6 +198,17 @@ class TrainingPipeline(Construct):
             stack.format_arn(service="sagemaker", resource="transform-job", resource_name="*"),
             "CDK's SageMakerCreateTransformJob grants the account's transform jobs when the job is named at run "
             "time; the state machine names its jobs <prefix>-<run hash>-pred-r<redrive>.",
+        )
+        acknowledge_wildcard_resource(
+            policy,
+            self.job_roles.passable.role_arn,
+            "The state machine passes a tenant's job role to SageMaker only; the grant stops at this environment's "
+            "IAM path for tenant job roles, which only those roles have (mlops_constructs/tenant_job_roles.py).",
+        )
+        acknowledge_wildcard_resource(
+            policy,
+            self._zones.artifacts.arn_for_objects(f"{JOB_ROLES_PREFIX}*"),
+            "The state machine reads the running tenant's job roles, one object per tenant.",
         )
         acknowledge_prefix(
             policy,

@@ -1,8 +1,11 @@
 """The roles the training pipeline's SageMaker jobs run as, and the S3 and KMS grants its roles share.
 
-Each job kind (prepare, train, transform, baseline) has a role of its own that reads and writes
-only the zone prefixes its job touches, pulls the training images, writes its job's logs and
-metrics, and uses the platform key through S3 (``kms:ViaService``).
+Per tenant, each job kind (prepare, train, transform, baseline) has a role of its own that reads and
+writes only the zone prefixes its job touches, of that tenant only (``raw/<tenant>/``,
+``artifacts/runs/<tenant>/``, ...), pulls the training images, writes its job's logs and metrics,
+and uses the platform key through S3 (``kms:ViaService``). Every such role has the IAM path
+``/<project>-<env>/tenant-jobs/``: the state machine may pass exactly the roles under it
+(mlops_constructs/tenant_job_roles.py).
 """
 
 from __future__ import annotations
@@ -18,16 +21,15 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from mlops_constructs.drift_job import BASELINE_FILE
 from mlops_constructs.encryption import key_used_through
 from mlops_constructs.nag import acknowledge, acknowledge_wildcard_resource
-from mlops_constructs.publishing import CONFIG_PREFIX
+from mlops_constructs.publishing import config_key
 from mlops_constructs.sagemaker_roles import grant_logs_and_metrics, grant_volume_encryption
 
 RUNS_PREFIX = "artifacts/runs/"
 FEATURES_PREFIX = "features/"
 BATCH_INPUT_PREFIX = "batch-input/"
-# Baselines are next to their model artifact (.../output/baseline.json): a contract with the drift monitor.
-BASELINE_OBJECTS = RUNS_PREFIX + "*/baseline.json"
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,8 @@ class KeyGrants:
         self._key = key
 
     def read(self, grantee: iam.IGrantable, bucket: s3.IBucket, objects: str) -> None:
-        """GetObject on the objects of a key pattern, and listing the prefix before its first wildcard."""
+        """GetObject on the objects of a key pattern, and listing the prefix before its first wildcard (or the key)."""
+        listed = objects[: objects.index("*") + 1] if "*" in objects else objects
         grantee.grant_principal.add_to_principal_policy(
             iam.PolicyStatement(actions=["s3:GetObject"], resources=[bucket.arn_for_objects(objects)])
         )
@@ -69,7 +72,7 @@ class KeyGrants:
             iam.PolicyStatement(
                 actions=["s3:ListBucket"],
                 resources=[bucket.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [objects[: objects.index("*") + 1]]}},
+                conditions={"StringLike": {"s3:prefix": [listed]}},
             )
         )
 
@@ -86,7 +89,9 @@ class KeyGrants:
         "If you use a KMS key ID or an alias of your KMS key, the SageMaker execution role must include
         permissions to call kms:Encrypt" (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_OutputDataConfig.html,
         https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_TransformOutput.html). ProcessingOutputConfig
-        says no such thing; Processing jobs write through S3 with the role's GenerateDataKey.
+        says no such thing; Processing jobs write through S3 with the role's GenerateDataKey. No kms:ViaService
+        condition here: those pages do not say through which service SageMaker makes the call, and a condition
+        on the wrong one would fail every training and transform job at its upload.
         """
         role.add_to_policy(
             iam.PolicyStatement(sid=f"EncryptWith{field}Key", actions=["kms:Encrypt"], resources=[self._key.key_arn])
@@ -96,6 +101,8 @@ class KeyGrants:
 def job_roles(
     scope: Construct,
     *,
+    tenant: str,
+    path: str,
     key: kms.IKey,
     grants: KeyGrants,
     zones: Zones,
@@ -103,31 +110,35 @@ def job_roles(
     cpu_image: ecr_assets.DockerImageAsset,
     gpu_image: ecr_assets.DockerImageAsset | None,
 ) -> JobRoles:
-    """The four job roles, made in ``scope``."""
+    """The four job roles of ``tenant``, made in ``scope``: each reads and writes that tenant's prefixes only."""
     # The GPU image exists only where a tenant trains on a GPU instance type (training_images.py).
     images = [cpu_image] if gpu_image is None else [cpu_image, gpu_image]
-    role = _JobRoleFactory(scope, key, grants)
+    role = _JobRoleFactory(scope, key, grants, path)
+    raw, curated, features = f"raw/{tenant}/", f"curated/{tenant}/", f"{FEATURES_PREFIX}{tenant}/"
+    batch_input, runs = f"{BATCH_INPUT_PREFIX}{tenant}/", f"{RUNS_PREFIX}{tenant}/"
     prepare = role(
         "PrepareRole",
-        "Prepare (Processing) jobs: read raw records and tenant configs, write curated, features, reports",
+        f"Tenant {tenant}'s prepare (Processing) jobs: read its raw records and config, write its curated, "
+        "features, reports",
         kind="ProcessingJobs",
         images=images,
-        reads=[(zones.raw, "raw/*"), (zones.artifacts, f"{CONFIG_PREFIX}*")],
+        reads=[(zones.raw, f"{raw}*"), (zones.artifacts, config_key(tenant))],
         writes=[
-            (zones.curated, "curated/*"),
-            (zones.features, f"{FEATURES_PREFIX}*"),
-            (zones.features, f"{BATCH_INPUT_PREFIX}*"),
-            (zones.artifacts, f"{RUNS_PREFIX}*"),
+            (zones.curated, f"{curated}*"),
+            (zones.features, f"{features}*"),
+            (zones.features, f"{batch_input}*"),
+            (zones.artifacts, f"{runs}*"),
         ],
     )
     train = role(
         "TrainRole",
-        "Training jobs: read features, write model artifacts and checkpoints, put progress events",
+        f"Tenant {tenant}'s training jobs: read its features, write its model artifacts and checkpoints, "
+        "put progress events",
         kind="TrainingJobs",
         images=images,
         # Checkpoints are read back when a spot job resumes.
-        reads=[(zones.features, f"{FEATURES_PREFIX}*"), (zones.artifacts, f"{RUNS_PREFIX}*")],
-        writes=[(zones.artifacts, f"{RUNS_PREFIX}*")],
+        reads=[(zones.features, f"{features}*"), (zones.artifacts, f"{runs}*")],
+        writes=[(zones.artifacts, f"{runs}*")],
     )
     train.add_to_policy(
         iam.PolicyStatement(
@@ -138,46 +149,47 @@ def job_roles(
     # what the job deletes from its checkpoint folder, as the job's role, so resuming downloads
     # two files, not one per checkpointed round.
     # https://docs.aws.amazon.com/sagemaker/latest/dg/model-checkpoints.html
-    checkpoints = zones.artifacts.arn_for_objects(f"{RUNS_PREFIX}*/checkpoints/*")
+    checkpoints = zones.artifacts.arn_for_objects(f"{runs}*/checkpoints/*")
     train.add_to_policy(
         iam.PolicyStatement(sid="PruneCheckpoints", actions=["s3:DeleteObject"], resources=[checkpoints])
     )
     acknowledge_wildcard_resource(
         train.node.find_child("DefaultPolicy"),
         checkpoints,
-        "Training jobs delete their own older checkpoints, keyed by tenant, run and trial under a run's "
-        "checkpoints/ folder; no other object of the zone can be deleted.",
+        f"Training jobs delete their own older checkpoints, keyed by run and trial under a run's checkpoints/ "
+        f"folder of tenant {tenant}; no other object of the zone can be deleted.",
     )
     grants.output_encryption(train, "OutputDataConfig")
     transform = role(
         "TransformRole",
-        "Batch transform jobs: read model artifacts and the batch input, write predictions",
+        f"Tenant {tenant}'s batch transform jobs: read its model artifacts and batch input, write its predictions",
         kind="TransformJobs",
         images=images,
-        reads=[(zones.artifacts, f"{RUNS_PREFIX}*"), (zones.features, f"{BATCH_INPUT_PREFIX}*")],
-        writes=[(zones.predictions, "predictions/*")],
+        reads=[(zones.artifacts, f"{runs}*"), (zones.features, f"{batch_input}*")],
+        writes=[(zones.predictions, f"predictions/{tenant}/*")],
     )
     grants.output_encryption(transform, "TransformOutput")
     baseline = role(
         "BaselineRole",
-        "Baseline (Processing) jobs: read training splits, model artifacts and feature schemas, write baselines",
+        f"Tenant {tenant}'s baseline (Processing) jobs: read its training splits, model artifacts and feature "
+        "schemas, write baselines",
         kind="ProcessingJobs",
         images=[cpu_image],
         reads=[
-            (zones.features, f"{FEATURES_PREFIX}*"),
-            (zones.artifacts, f"{RUNS_PREFIX}*/model.tar.gz"),
-            (zones.artifacts, f"{RUNS_PREFIX}*/feature-schema.json"),
+            (zones.features, f"{features}*"),
+            (zones.artifacts, f"{runs}*/model.tar.gz"),
+            (zones.artifacts, f"{runs}*/feature-schema.json"),
         ],
-        writes=[(zones.artifacts, BASELINE_OBJECTS)],
-        objects_reason="Baseline jobs read a run's training split, model artifact and feature schema, and "
-        "write only baseline.json objects, keyed by tenant, run and training job under the runs prefix.",
+        writes=[(zones.artifacts, f"{runs}*/{BASELINE_FILE}")],
+        objects_reason=f"Baseline jobs read a run's training split, model artifact and feature schema, and "
+        f"write only baseline.json objects, keyed by run and training job under tenant {tenant}'s runs prefix.",
     )
     return JobRoles(prepare=prepare, train=train, transform=transform, baseline=baseline)
 
 
 class _JobRoleFactory:
-    def __init__(self, scope: Construct, key: kms.IKey, grants: KeyGrants) -> None:
-        self._scope, self._key, self._grants = scope, key, grants
+    def __init__(self, scope: Construct, key: kms.IKey, grants: KeyGrants, path: str) -> None:
+        self._scope, self._key, self._grants, self._path = scope, key, grants, path
 
     def __call__(
         self,
@@ -188,12 +200,16 @@ class _JobRoleFactory:
         images: list[ecr_assets.DockerImageAsset],
         reads: list[tuple[s3.IBucket, str]],
         writes: list[tuple[s3.IBucket, str]],
-        objects_reason: str = "Jobs read and write objects keyed by tenant, dataset and run; "
-        "each grant stops at its zone prefix.",
+        objects_reason: str = "Jobs read and write objects keyed by dataset and run; "
+        "each grant stops at its tenant's prefix of the zone.",
     ) -> iam.Role:
         """A role SageMaker jobs run as; ``reads`` and ``writes`` are object-key patterns (``raw/*``)."""
         role = iam.Role(
-            self._scope, id, assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"), description=description
+            self._scope,
+            id,
+            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+            description=description,
+            path=self._path,
         )
         for image in images:
             image.repository.grant_pull(role)
@@ -217,7 +233,7 @@ class _JobRoleFactory:
         policy = role.node.find_child("DefaultPolicy")
         acknowledge_prefix(
             policy,
-            [bucket.arn_for_objects(objects) for bucket, objects in [*reads, *writes]],
+            [bucket.arn_for_objects(objects) for bucket, objects in [*reads, *writes] if "*" in objects],
             objects_reason,
         )
         acknowledge_wildcard_resource(

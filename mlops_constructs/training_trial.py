@@ -10,7 +10,6 @@ a Fail state with the cause. A trial waits for capacity (doubling waits) up to
 
 from __future__ import annotations
 
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
@@ -39,7 +38,6 @@ def trial(
     scope: Construct,
     *,
     names: Names,
-    train_role: iam.IRole,
     job_function: PlatformFunction,
     capacity_wait_limit_seconds: int,
 ) -> sfn.IChainable:
@@ -54,7 +52,8 @@ def trial(
         "createTrainingJob",
         {
             "TrainingJobName.$": "$.current.job_name",
-            "RoleArn": train_role.role_arn,
+            # The tenant's training role, from the Map's item selector (mlops_constructs/tenant_job_roles.py).
+            "RoleArn.$": "$.role_arn",
             **copied("$.item.request", "AlgorithmSpecification", "HyperParameters", "InputDataConfig"),
             **copied("$.item.request", "OutputDataConfig", "ResourceConfig", "StoppingCondition"),
             **copied("$.item.request", "EnableManagedSpotTraining", "CheckpointConfig"),

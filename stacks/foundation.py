@@ -1,7 +1,8 @@
-"""Foundation: the stateful core of an environment (key, topic, lake, tables, model pointers)."""
+"""Foundation: the stateful core of an environment (key, topic, lake, tables, model pointers, tenant analytics)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from aws_cdk import CfnOutput, Stack
@@ -16,12 +17,20 @@ from mlops_constructs.model_pointers import ModelPointers
 from mlops_constructs.notifications import NotificationTopic
 from mlops_constructs.pinning import pin_logical_id
 from mlops_constructs.tables import PlatformTables
+from mlops_constructs.tenant_analytics import TenantAnalytics
 from stacks.inputs import removal_policy_of
 
 
 class FoundationStack(Stack):
     def __init__(
-        self, scope: Construct, id: str, *, environment: EnvironmentConfig, names: Names, **kwargs: Any
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        environment: EnvironmentConfig,
+        names: Names,
+        tenants: Sequence[str] = (),
+        **kwargs: Any,
     ) -> None:
         super().__init__(scope, id, termination_protection=environment.termination_protection, **kwargs)
         removal_policy = removal_policy_of(environment)
@@ -47,6 +56,20 @@ class FoundationStack(Stack):
             names=names,
             key=self.key,
             retention=environment.retention,
+            removal_policy=removal_policy,
+        )
+
+        # Each tenant queries its own data, in its own workgroup (README: Tenants and security).
+        self.tenant_analytics = TenantAnalytics(
+            self,
+            "TenantAnalytics",
+            names=names,
+            tenants=tenants,
+            key=self.key,
+            zones=self.lake.zones,
+            query_results=self.lake.query_results,
+            database_name=self.lake.database.ref,
+            table_names=list(self.lake.tables),
             removal_policy=removal_policy,
         )
 

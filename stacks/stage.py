@@ -50,6 +50,7 @@ class PlatformStage(Stage):
             "Foundation",
             environment=environment,
             names=names,
+            tenants=[pipeline.tenant for pipeline in pipelines],
             **named("Foundation", "encryption key, notifications, data lake (stateful)"),
         )
         inputs = StackInputs(environment=environment, names=names, foundation=self.foundation)

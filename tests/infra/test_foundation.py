@@ -26,6 +26,8 @@ PINNED_LOGICAL_IDS = {
     "CuratedTable": "AWS::Glue::Table",
     "FeaturesTable": "AWS::Glue::Table",
     "AthenaWorkGroup": "AWS::Athena::WorkGroup",
+    # The example tenant's own workgroup (mlops_constructs/tenant_analytics.py): its path is its name.
+    "TenantAnalyticsexampleWorkGroup53C14D3B": "AWS::Athena::WorkGroup",
     "ProgressTable": "AWS::DynamoDB::GlobalTable",
     "RunLedgerTable": "AWS::DynamoDB::GlobalTable",
     "AsyncResultsTable": "AWS::DynamoDB::GlobalTable",
