@@ -25,6 +25,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from config.naming import Names
+from mlops_constructs.data_lake import enforced_workgroup
 from mlops_constructs.encryption import key_used_through
 from mlops_constructs.nag import acknowledge_wildcard_resource
 
@@ -93,31 +94,15 @@ class TenantAnalytics(Construct):
         query_results: s3.IBucket,
         removal_policy: RemovalPolicy,
     ) -> athena.CfnWorkGroup:
-        workgroup = athena.CfnWorkGroup(
+        return enforced_workgroup(
             scope,
             "WorkGroup",
             name=workgroup_name(names, tenant),
             description=f"Tenant {tenant}'s queries over the {names.environment} data lake; results its own, encrypted",
-            state="ENABLED",
-            recursive_delete_option=removal_policy == RemovalPolicy.DESTROY,
-            work_group_configuration=athena.CfnWorkGroup.WorkGroupConfigurationProperty(
-                # Queries cannot choose another results location or encryption.
-                enforce_work_group_configuration=True,
-                publish_cloud_watch_metrics_enabled=True,
-                engine_version=athena.CfnWorkGroup.EngineVersionProperty(
-                    selected_engine_version="Athena engine version 3"
-                ),
-                result_configuration=athena.CfnWorkGroup.ResultConfigurationProperty(
-                    output_location=f"s3://{query_results.bucket_name}/{results_prefix(tenant)}",
-                    expected_bucket_owner=Stack.of(scope).account,
-                    encryption_configuration=athena.CfnWorkGroup.EncryptionConfigurationProperty(
-                        encryption_option="SSE_KMS", kms_key=key.key_arn
-                    ),
-                ),
-            ),
+            output_location=f"s3://{query_results.bucket_name}/{results_prefix(tenant)}",
+            key=key,
+            removal_policy=removal_policy,
         )
-        workgroup.apply_removal_policy(removal_policy)
-        return workgroup
 
     @staticmethod
     def _policy(

@@ -4,15 +4,17 @@ A tenant's prepare, training, transform and baseline jobs run as roles of that t
 (mlops_constructs/training_roles.py): a job of tenant A cannot read or write a prefix of tenant B.
 The state machine stays one definition for every tenant: after the plan it reads the tenant's role
 ARNs from ``artifacts/config/job-roles/<tenant>.json`` (published here at deploy time, pruned with
-the tenant) and passes them to SageMaker. It may pass exactly the roles under this environment's
-IAM path ``/<project>-<env>/tenant-jobs/``, which only these roles have: the role ARN includes the
-path, so ``role/<path>*`` matches them and nothing else
-(https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_identifiers.html#identifiers-friendly-names,
-"Friendly names and paths").
+the tenant) and passes them to SageMaker. It may pass exactly these roles: CloudFormation names a
+role ``<stack name>-<logical id>-<suffix>``
+(https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-properties-name.html),
+and only these roles' logical IDs start with this construct's, so ``role/<stack>-<that prefix>*``
+matches them and nothing else. (An IAM path would say the same, but every path adds entries to the
+bootstrap's execution policy, which has no room left: scripts/execution_policy.py.)
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 from aws_cdk import Stack
@@ -23,16 +25,23 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3_deployment as s3_deployment
 from constructs import Construct
 
-from config.naming import Names
 from mlops_constructs.training_roles import JobRoles, KeyGrants, Zones, job_roles
 
 JOB_ROLES_PREFIX = "artifacts/config/job-roles/"
 JOB_KINDS = ("prepare", "train", "transform", "baseline")
 
 
-def job_roles_path(names: Names) -> str:
-    """``/<project>-<env>/tenant-jobs/``: the IAM path of every tenant's job roles in this environment."""
-    return f"/{names.prefix}/tenant-jobs/"
+# A generated role name keeps its stack name and logical ID's start within IAM's 64 characters when
+# they leave room for the "-" and CloudFormation's suffix (about 13 characters).
+ROLE_NAME_MAX = 64
+GENERATED_SUFFIX_ROOM = 14
+
+
+def logical_id_prefix(construct: Construct) -> str:
+    """The start of every logical ID CDK derives for resources below ``construct`` (its path's components)."""
+    stack = Stack.of(construct)
+    components = construct.node.path.split("/")[len(stack.node.path.split("/")) :]
+    return "".join(re.sub(r"[^A-Za-z0-9]", "", part) for part in components if part != "Default")
 
 
 def job_roles_key(tenant: str) -> str:
@@ -53,7 +62,6 @@ class TenantJobRoles(Construct):
         scope: Construct,
         id: str,
         *,
-        names: Names,
         tenants: Sequence[str],
         key: kms.IKey,
         grants: KeyGrants,
@@ -63,12 +71,18 @@ class TenantJobRoles(Construct):
         gpu_image: ecr_assets.DockerImageAsset | None,
     ) -> None:
         super().__init__(scope, id)
-        path = job_roles_path(names)
+        stack = Stack.of(self)
+        name_prefix = f"{stack.stack_name}-{logical_id_prefix(self)}"
+        if len(name_prefix) > ROLE_NAME_MAX - GENERATED_SUFFIX_ROOM:
+            raise ValueError(
+                f"stack name {stack.stack_name!r} is too long for the tenant job roles' generated names "
+                f"({name_prefix!r} must stay within {ROLE_NAME_MAX - GENERATED_SUFFIX_ROOM} characters)"
+            )
+        self.name_prefix = name_prefix
         self.roles: dict[str, JobRoles] = {
             tenant: job_roles(
                 Construct(self, tenant),
                 tenant=tenant,
-                path=path,
                 key=key,
                 grants=grants,
                 zones=zones,
@@ -78,10 +92,9 @@ class TenantJobRoles(Construct):
             )
             for tenant in sorted(tenants)
         }
-        stack = Stack.of(self)
-        # Every role under the path, as one IAM resource for iam:PassRole (CDK's tasks take one role).
+        # Every tenant job role of this stack, as one IAM resource for iam:PassRole (CDK's tasks take one role).
         self.passable = iam.Role.from_role_arn(
-            self, "Passable", f"arn:{stack.partition}:iam::{stack.account}:role{path}*", mutable=False
+            self, "Passable", f"arn:{stack.partition}:iam::{stack.account}:role/{name_prefix}*", mutable=False
         )
         documents = [
             s3_deployment.Source.json_data(

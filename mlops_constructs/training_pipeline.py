@@ -83,7 +83,6 @@ class TrainingPipeline(Construct):
         self.job_roles = TenantJobRoles(
             self,
             "TenantJobRoles",
-            names=names,
             tenants=tenants,
             key=key,
             grants=self._grants,
@@ -202,8 +201,8 @@ class TrainingPipeline(Construct):
         acknowledge_wildcard_resource(
             policy,
             self.job_roles.passable.role_arn,
-            "The state machine passes a tenant's job role to SageMaker only; the grant stops at this environment's "
-            "IAM path for tenant job roles, which only those roles have (mlops_constructs/tenant_job_roles.py).",
+            "The state machine passes a tenant's job role to SageMaker only; the grant stops at the generated names "
+            "of this stack's tenant job roles, which no other role has (mlops_constructs/tenant_job_roles.py).",
         )
         acknowledge_wildcard_resource(
             policy,

@@ -3,9 +3,8 @@
 Per tenant, each job kind (prepare, train, transform, baseline) has a role of its own that reads and
 writes only the zone prefixes its job touches, of that tenant only (``raw/<tenant>/``,
 ``artifacts/runs/<tenant>/``, ...), pulls the training images, writes its job's logs and metrics,
-and uses the platform key through S3 (``kms:ViaService``). Every such role has the IAM path
-``/<project>-<env>/tenant-jobs/``: the state machine may pass exactly the roles under it
-(mlops_constructs/tenant_job_roles.py).
+and uses the platform key through S3 (``kms:ViaService``). The state machine may pass exactly these
+roles (mlops_constructs/tenant_job_roles.py).
 """
 
 from __future__ import annotations
@@ -102,7 +101,6 @@ def job_roles(
     scope: Construct,
     *,
     tenant: str,
-    path: str,
     key: kms.IKey,
     grants: KeyGrants,
     zones: Zones,
@@ -113,7 +111,7 @@ def job_roles(
     """The four job roles of ``tenant``, made in ``scope``: each reads and writes that tenant's prefixes only."""
     # The GPU image exists only where a tenant trains on a GPU instance type (training_images.py).
     images = [cpu_image] if gpu_image is None else [cpu_image, gpu_image]
-    role = _JobRoleFactory(scope, key, grants, path)
+    role = _JobRoleFactory(scope, key, grants)
     raw, curated, features = f"raw/{tenant}/", f"curated/{tenant}/", f"{FEATURES_PREFIX}{tenant}/"
     batch_input, runs = f"{BATCH_INPUT_PREFIX}{tenant}/", f"{RUNS_PREFIX}{tenant}/"
     prepare = role(
@@ -188,8 +186,8 @@ def job_roles(
 
 
 class _JobRoleFactory:
-    def __init__(self, scope: Construct, key: kms.IKey, grants: KeyGrants, path: str) -> None:
-        self._scope, self._key, self._grants, self._path = scope, key, grants, path
+    def __init__(self, scope: Construct, key: kms.IKey, grants: KeyGrants) -> None:
+        self._scope, self._key, self._grants = scope, key, grants
 
     def __call__(
         self,
@@ -209,7 +207,6 @@ class _JobRoleFactory:
             id,
             assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
             description=description,
-            path=self._path,
         )
         for image in images:
             image.repository.grant_pull(role)

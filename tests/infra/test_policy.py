@@ -159,7 +159,7 @@ EXPECTED_ACKNOWLEDGMENTS = {
         "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::<ArtifactsZoneBucket>/*]",
         # The running tenant's job roles: the mapping it reads, the roles it may pass (tenant_job_roles.py).
         "AwsSolutions-IAM5[Resource::<ArtifactsZoneBucket>/artifacts/config/job-roles/*]",
-        "AwsSolutions-IAM5[Resource::arn:aws:iam::{account}:role/mlops-{env}/tenant-jobs/*]",
+        "AwsSolutions-IAM5[Resource::arn:aws:iam::{account}:role/{env}-Training-PipelineTenantJobRoles*]",
         "AwsSolutions-IAM5[Resource::arn:aws:sagemaker:eu-west-1:{account}:model-package/mlops-{env}-*/*]",
         "AwsSolutions-IAM5[Resource::arn:aws:sagemaker:eu-west-1:{account}:model/mlops-{env}-*]",
         "AwsSolutions-IAM5[Resource::arn:aws:sagemaker:eu-west-1:{account}:processing-job/mlops-{env}-*]",
@@ -468,7 +468,7 @@ def normalized(finding: str, environment: str, account: str) -> str:
     finding = finding.replace(f"/mlops/{environment}/", "/mlops/{env}/").replace(
         f":stack/{environment}-", ":stack/{env}-"
     )
-    return finding.replace(f":role/mlops-{environment}/", ":role/mlops-{env}/")
+    return finding.replace(f":role/{environment}-", ":role/{env}-")
 
 
 # dev and staging serve the example endpoint's A/B pair: the Challenger's model is acknowledged as the Champion's.

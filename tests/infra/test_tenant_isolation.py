@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from mlops_constructs.tenant_analytics import workgroup_name
-from mlops_constructs.tenant_job_roles import JOB_KINDS, JOB_ROLES_PREFIX, job_roles_path
+from mlops_constructs.tenant_job_roles import JOB_KINDS, JOB_ROLES_PREFIX
 from tests.iam_policy import allows
 from tests.infra.test_training import of_type
 from tests.synth import synthesize
@@ -136,23 +136,15 @@ def test_a_tenants_job_roles_use_the_platform_key_only_through_s3_and_sagemaker_
                 assert statement["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}}
 
 
-def test_only_the_tenant_job_roles_are_under_the_path_the_state_machine_may_pass(templates, platform_config):
-    from config.naming import Names
-
-    names = Names(project=platform_config.project.name, environment="dev")
-    path = job_roles_path(names)
-    under_path = {
-        lid: role
-        for resources in templates.values()
-        for lid, role in of_type(resources, "AWS::IAM::Role").items()
-        if role["Properties"].get("Path", "/").startswith(path)
-    }
-
-    assert sorted(under_path) == sorted(
-        lid for lid in of_type(templates["training"], "AWS::IAM::Role") if lid.startswith("PipelineTenantJobRoles")
-    )
-    assert len(under_path) == len(TENANTS) * len(JOB_KINDS)
-    assert {role["Properties"]["Path"] for role in under_path.values()} == {path}
+def test_the_state_machine_may_pass_exactly_the_tenant_job_roles(templates):
+    """The grant is the roles' generated names: ``<stack>-<logical ID prefix>*`` (tenant_job_roles.py)."""
+    prefix = "PipelineTenantJobRoles"
+    roles = [lid for resources in templates.values() for lid in of_type(resources, "AWS::IAM::Role")]
+    job_roles = [lid for lid in roles if lid.startswith(prefix)]
+    # Only the tenants' job roles start with the prefix, and none of them sets a name of its own.
+    assert len(job_roles) == len(TENANTS) * len(JOB_KINDS)
+    assert all(lid in templates["training"] for lid in job_roles)
+    assert not [lid for lid in job_roles if "RoleName" in templates["training"][lid]["Properties"]]
     passes = [
         statement
         for lid, policy in of_type(templates["training"], "AWS::IAM::Policy").items()
@@ -160,7 +152,14 @@ def test_only_the_tenant_job_roles_are_under_the_path_the_state_machine_may_pass
         for statement in resolve(policy["Properties"]["PolicyDocument"]["Statement"])
         if "iam:PassRole" in statement["Action"]
     ]
-    assert {json.dumps(s["Resource"]) for s in passes} == {json.dumps(f"arn:aws:iam::{ACCOUNT}:role{path}*")}
+    assert [s["Resource"] for s in passes] == [f"arn:aws:iam::{ACCOUNT}:role/dev-Training-{prefix}*"]
+    assert all(s["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}} for s in passes)
+    # The generated names CloudFormation gives them match the grant; another stack's roles do not.
+    for lid in job_roles:
+        generated = f"arn:aws:iam::{ACCOUNT}:role/dev-Training-{lid[:30]}-1A2B3C4D5E6F"
+        assert allows(passes, "iam:PassRole", generated, {"iam:PassedToService": "sagemaker.amazonaws.com"})
+    for other in ("dev-Training-PipelineStateMachineRole-1A2B", "dev-Monitoring-PipelineTenantJobRoles-1A2B"):
+        assert not allows(passes, "iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/{other}", {})
 
 
 def test_each_tenants_role_arns_are_published_for_the_state_machine(templates):

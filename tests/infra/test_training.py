@@ -126,9 +126,9 @@ def test_the_state_machine_does_not_change_with_the_number_of_tenants(platform_c
             {lid: r for lid, r in of_type(resources, "AWS::IAM::Policy").items() if "StateMachine" in lid},
         )
         assert len(of_type(resources, "AWS::Lambda::Function")) == 6  # no per-tenant functions
-        # A role per tenant and job kind (test_tenant_isolation.py), all under the environment's path.
-        paths = [r["Properties"].get("Path") for r in of_type(resources, "AWS::IAM::Role").values()]
-        assert paths.count("/mlops-dev/tenant-jobs/") == 4 * count
+        # A role per tenant and job kind (test_tenant_isolation.py).
+        job_roles = [lid for lid in of_type(resources, "AWS::IAM::Role") if lid.startswith("PipelineTenantJobRoles")]
+        assert len(job_roles) == 4 * count
 
     assert definitions[1] == definitions[50]
 
@@ -445,8 +445,8 @@ def test_the_state_machine_passes_exactly_the_tenant_job_roles_and_only_to_sagem
         assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
         targets = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
         roles |= set(targets)
-    # Every role under the environment's tenant job path (test_tenant_isolation.py: only those roles are there).
-    assert roles == {f"arn:aws:iam::{settings.account}:role/mlops-{settings.name}/tenant-jobs/*"}
+    # The generated names of the stack's tenant job roles (test_tenant_isolation.py: only those roles match).
+    assert roles == {f"arn:aws:iam::{settings.account}:role/{settings.name}-Training-PipelineTenantJobRoles*"}
 
 
 @pytest.mark.parametrize(

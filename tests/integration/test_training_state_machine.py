@@ -478,7 +478,9 @@ def sagemaker_jobs(tmp_path, model_archives, monkeypatch) -> SageMakerJobs:
     return jobs
 
 
-EXAMPLE_JOB_ROLES = {kind: f"arn:aws:iam::{ACCOUNT}:role/mlops-dev/tenant-jobs/example-{kind}" for kind in JOB_KINDS}
+EXAMPLE_JOB_ROLES = {
+    kind: f"arn:aws:iam::{ACCOUNT}:role/dev-Training-PipelineTenantJobRolesexample-{kind}" for kind in JOB_KINDS
+}
 
 
 def create_platform(published: dict[str, Any]) -> None:
