@@ -294,28 +294,49 @@ class DataLake(Construct):
         return table
 
     def _workgroup(self, names: Names) -> athena.CfnWorkGroup:
-        workgroup = athena.CfnWorkGroup(
+        workgroup = enforced_workgroup(
             self,
             "WorkGroup",
             name=names.resource("analytics"),
             description=f"Queries over the {names.environment} data lake; results encrypted with the platform key",
-            state="ENABLED",
-            recursive_delete_option=self._removal_policy == RemovalPolicy.DESTROY,
-            work_group_configuration=athena.CfnWorkGroup.WorkGroupConfigurationProperty(
-                enforce_work_group_configuration=True,
-                publish_cloud_watch_metrics_enabled=True,
-                engine_version=athena.CfnWorkGroup.EngineVersionProperty(
-                    selected_engine_version="Athena engine version 3"
-                ),
-                result_configuration=athena.CfnWorkGroup.ResultConfigurationProperty(
-                    output_location=f"s3://{self.query_results.bucket_name}/athena/",
-                    expected_bucket_owner=Stack.of(self).account,
-                    encryption_configuration=athena.CfnWorkGroup.EncryptionConfigurationProperty(
-                        encryption_option="SSE_KMS", kms_key=self._key.key_arn
-                    ),
-                ),
-            ),
+            output_location=f"s3://{self.query_results.bucket_name}/athena/",
+            key=self._key,
+            removal_policy=self._removal_policy,
         )
-        workgroup.apply_removal_policy(self._removal_policy)
         pin_logical_id(workgroup, "AthenaWorkGroup")
         return workgroup
+
+
+def enforced_workgroup(
+    scope: Construct,
+    id: str,
+    *,
+    name: str,
+    description: str,
+    output_location: str,
+    key: kms.IKey,
+    removal_policy: RemovalPolicy,
+) -> athena.CfnWorkGroup:
+    """An Athena workgroup whose queries cannot choose another results location or encryption than its own."""
+    workgroup = athena.CfnWorkGroup(
+        scope,
+        id,
+        name=name,
+        description=description,
+        state="ENABLED",
+        recursive_delete_option=removal_policy == RemovalPolicy.DESTROY,
+        work_group_configuration=athena.CfnWorkGroup.WorkGroupConfigurationProperty(
+            enforce_work_group_configuration=True,
+            publish_cloud_watch_metrics_enabled=True,
+            engine_version=athena.CfnWorkGroup.EngineVersionProperty(selected_engine_version="Athena engine version 3"),
+            result_configuration=athena.CfnWorkGroup.ResultConfigurationProperty(
+                output_location=output_location,
+                expected_bucket_owner=Stack.of(scope).account,
+                encryption_configuration=athena.CfnWorkGroup.EncryptionConfigurationProperty(
+                    encryption_option="SSE_KMS", kms_key=key.key_arn
+                ),
+            ),
+        ),
+    )
+    workgroup.apply_removal_policy(removal_policy)
+    return workgroup

@@ -10,11 +10,14 @@ from __future__ import annotations
 from aws_cdk import Duration
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_sqs as sqs
 
 from config.naming import Names
+from mlops_constructs.encryption import key_used_through
 from mlops_constructs.functions import PlatformFunction
 from mlops_constructs.nag import acknowledge
 
@@ -48,6 +51,15 @@ def keep_failed_invocations(parts: PlatformFunction, queue: sqs.IQueue) -> None:
             "CDK's SQS destination grants the key's encrypt actions for the dead-letter queue; "
             "the grant covers the platform key only.",
         )
+
+
+def quarantine_to(parts: PlatformFunction, queue: sqs.IQueue, key: kms.IKey) -> None:
+    """``parts``' function may send the events it cannot read to ``queue``, encrypted with ``key`` through SQS."""
+    parts.role.add_to_policy(
+        iam.PolicyStatement(sid="QuarantineMalformedEvents", actions=["sqs:SendMessage"], resources=[queue.queue_arn])
+    )
+    actions = ["kms:GenerateDataKey", "kms:Decrypt"]
+    parts.role.add_to_policy(key_used_through(parts.role, key, "sqs", actions, sid="EncryptQuarantineThroughSqs"))
 
 
 def package_state_changes(names: Names, statuses: tuple[str, ...]) -> events.EventPattern:

@@ -21,7 +21,7 @@ from constructs import Construct
 from config.naming import Names
 from mlops_constructs.alarms import alarm_above_zero, errors, messages_waiting
 from mlops_constructs.encryption import key_used_through
-from mlops_constructs.event_delivery import function_target, keep_failed_invocations
+from mlops_constructs.event_delivery import function_target, keep_failed_invocations, quarantine_to
 from mlops_constructs.functions import platform_function
 from mlops_constructs.queues import dead_letter_queue
 
@@ -94,15 +94,7 @@ class ProgressTracking(Construct):
         )
         rows_key = ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
         parts.role.add_to_policy(key_used_through(self, key, "dynamodb", rows_key, sid="EncryptRowsThroughDynamoDb"))
-        parts.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="QuarantineMalformedEvents",
-                actions=["sqs:SendMessage"],
-                resources=[self.dead_letter_queue.queue_arn],
-            )
-        )
-        quarantine_key = ["kms:GenerateDataKey", "kms:Decrypt"]
-        parts.role.add_to_policy(key_used_through(self, key, "sqs", quarantine_key, sid="EncryptQuarantineThroughSqs"))
+        quarantine_to(parts, self.dead_letter_queue, key)
         # Failed asynchronous invocations (DynamoDB down after Lambda's retries) keep their event.
         keep_failed_invocations(parts, self.dead_letter_queue)
         target = function_target(self.function, dead_letter_queue=self.dead_letter_queue)

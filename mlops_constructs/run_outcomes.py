@@ -12,21 +12,21 @@ the function's errors raise an alarm on the environment's topic.
 
 from __future__ import annotations
 
-from aws_cdk import Duration, Fn, RemovalPolicy, Stack
+from aws_cdk import Fn, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from config.naming import Names
-from mlops_constructs.alarms import alarm_above_zero
+from mlops_constructs.alarms import alarm_above_zero, errors, messages_waiting
+from mlops_constructs.encryption import key_used_through
+from mlops_constructs.event_delivery import function_target, keep_failed_invocations, quarantine_to
 from mlops_constructs.functions import platform_function
-from mlops_constructs.nag import acknowledge, acknowledge_wildcard_resource
+from mlops_constructs.nag import acknowledge_wildcard_resource
 from mlops_constructs.queues import dead_letter_queue
 
 DETAIL_TYPE = "Step Functions Execution Status Change"
@@ -49,11 +49,12 @@ class RunOutcomes(Construct):
     ) -> None:
         super().__init__(scope, id)
         stack = Stack.of(self)
-        self.dead_letter_queue = dead_letter_queue(self, "DeadLetterQueue", key=key, removal_policy=removal_policy)
-        acknowledge(
-            self.dead_letter_queue,
-            "AwsSolutions-SQS3",
-            "This queue is the dead-letter and quarantine queue of the run-outcome rule and function.",
+        self.dead_letter_queue = dead_letter_queue(
+            self,
+            "DeadLetterQueue",
+            key=key,
+            removal_policy=removal_policy,
+            last_stop="This queue is the dead-letter and quarantine queue of the run-outcome rule and function.",
         )
         parts = platform_function(
             self,
@@ -77,13 +78,9 @@ class RunOutcomes(Construct):
         parts.role.add_to_policy(
             iam.PolicyStatement(sid="UpdateRunRecords", actions=["dynamodb:UpdateItem"], resources=[ledger.table_arn])
         )
+        records_key = ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
         parts.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="EncryptRecordsThroughDynamoDb",
-                actions=["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
-                resources=[key.key_arn],
-                conditions={"StringEquals": {"kms:ViaService": f"dynamodb.{stack.region}.amazonaws.com"}},
-            )
+            key_used_through(self, key, "dynamodb", records_key, sid="EncryptRecordsThroughDynamoDb")
         )
         machine_name = Fn.select(6, Fn.split(":", state_machine.state_machine_arn))
         executions = f"arn:{stack.partition}:states:{stack.region}:{stack.account}:execution:{machine_name}:*"
@@ -92,36 +89,11 @@ class RunOutcomes(Construct):
                 sid="ReadWhereRunsEnded", actions=["states:GetExecutionHistory"], resources=[executions]
             )
         )
-        parts.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="QuarantineMalformedEvents",
-                actions=["sqs:SendMessage"],
-                resources=[self.dead_letter_queue.queue_arn],
-            )
-        )
-        parts.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="EncryptQuarantineThroughSqs",
-                actions=["kms:GenerateDataKey", "kms:Decrypt"],
-                resources=[key.key_arn],
-                conditions={"StringEquals": {"kms:ViaService": f"sqs.{stack.region}.amazonaws.com"}},
-            )
-        )
+        quarantine_to(parts, self.dead_letter_queue, key)
         acknowledge_wildcard_resource(
             parts.policy, executions, "Executions are named per run at start; the grant stops at this state machine's."
         )
-        self.function.configure_async_invoke(
-            on_failure=destinations.SqsDestination(self.dead_letter_queue),
-            retry_attempts=2,
-            max_event_age=Duration.hours(6),
-        )
-        for action in ("kms:ReEncrypt*", "kms:GenerateDataKey*"):
-            acknowledge(
-                parts.policy,
-                f"AwsSolutions-IAM5[Action::{action}]",
-                "CDK's SQS destination grants the key's encrypt actions for the dead-letter queue; "
-                "the grant covers the platform key only.",
-            )
+        keep_failed_invocations(parts, self.dead_letter_queue)
         self.rule = events.Rule(
             self,
             "Rule",
@@ -131,14 +103,7 @@ class RunOutcomes(Construct):
                 detail_type=[DETAIL_TYPE],
                 detail={"stateMachineArn": [state_machine.state_machine_arn], "status": list(STATUSES)},
             ),
-            targets=[
-                targets.LambdaFunction(
-                    self.function,
-                    dead_letter_queue=self.dead_letter_queue,
-                    retry_attempts=8,
-                    max_event_age=Duration.hours(6),
-                )
-            ],
+            targets=[function_target(self.function, dead_letter_queue=self.dead_letter_queue)],
         )
         alarm_above_zero(
             self,
@@ -147,13 +112,11 @@ class RunOutcomes(Construct):
                 "DeadLetterAlarm": (
                     "Training status events were quarantined or could not be recorded in the run ledger "
                     "(see the run-outcome dead-letter queue)",
-                    self.dead_letter_queue.metric_approximate_number_of_messages_visible(
-                        period=Duration.minutes(5), statistic="Maximum"
-                    ),
+                    messages_waiting(self.dead_letter_queue),
                 ),
                 "ErrorsAlarm": (
                     "The run-outcome function failed invocations",
-                    self.function.metric_errors(period=Duration.minutes(5), statistic="Sum"),
+                    errors(self.function),
                 ),
             },
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 
 
 def grant_logs_and_metrics(role: iam.Role, *, log_group_name: str, namespaces: list[str], sids: tuple[str, str]) -> str:
@@ -28,3 +29,20 @@ def grant_logs_and_metrics(role: iam.Role, *, log_group_name: str, namespaces: l
         )
     )
     return log_group
+
+
+def grant_volume_encryption(role: iam.Role, key: kms.IKey) -> None:
+    """Volumes are encrypted with the platform key where the instance type allows it: SageMaker makes the grant.
+
+    ``kms:GrantIsForAWSResource`` (the grant is made by an AWS service for a resource of it) instead of
+    ``kms:ViaService``: the grant is for the job's volumes, created by the service on the job's behalf
+    (https://docs.aws.amazon.com/kms/latest/developerguide/conditions-kms.html#conditions-kms-grant-is-for-aws-resource).
+    """
+    role.add_to_policy(
+        iam.PolicyStatement(
+            sid="EncryptVolumes",
+            actions=["kms:CreateGrant", "kms:DescribeKey"],
+            resources=[key.key_arn],
+            conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+        )
+    )

@@ -1,4 +1,4 @@
-"""Foundation: the stateful core of an environment (key, topic, lake, tables, model pointers)."""
+"""Foundation: the stateful core of an environment (key, topic, lake, tables, model pointers, tenant analytics)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from mlops_constructs.model_pointers import ModelPointers
 from mlops_constructs.notifications import NotificationTopic
 from mlops_constructs.pinning import pin_logical_id
 from mlops_constructs.tables import PlatformTables
+from mlops_constructs.tenant_analytics import TenantAnalytics
 from stacks.inputs import removal_policy_of
 
 
@@ -31,6 +32,7 @@ class FoundationStack(Stack):
         environment: EnvironmentConfig,
         names: Names,
         pipelines: Sequence[PipelineConfig] = (),
+        tenants: Sequence[str] = (),
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id, termination_protection=environment.termination_protection, **kwargs)
@@ -59,6 +61,20 @@ class FoundationStack(Stack):
             retention=environment.retention,
             removal_policy=removal_policy,
             datasets=dataset_columns(pipelines),
+        )
+
+        # Each tenant queries its own data, in its own workgroup (README: Tenants and security).
+        self.tenant_analytics = TenantAnalytics(
+            self,
+            "TenantAnalytics",
+            names=names,
+            tenants=tenants,
+            key=self.key,
+            zones=self.lake.zones,
+            query_results=self.lake.query_results,
+            database_name=self.lake.database.ref,
+            table_names=list(self.lake.tables),
+            removal_policy=removal_policy,
         )
 
         tables = PlatformTables(self, "Tables", key=self.key, removal_policy=removal_policy)

@@ -51,6 +51,7 @@ class PlatformStage(Stage):
             environment=environment,
             names=names,
             pipelines=pipelines,
+            tenants=[pipeline.tenant for pipeline in pipelines],
             **named("Foundation", "encryption key, notifications, data lake (stateful)"),
         )
         inputs = StackInputs(environment=environment, names=names, foundation=self.foundation)

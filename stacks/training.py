@@ -57,6 +57,7 @@ class TrainingStack(Stack):
             "Pipeline",
             names=names,
             environment=environment,
+            tenants=[pipeline.tenant for pipeline in pipelines],
             key=foundation.key,
             zones=Zones(
                 raw=lake["raw"],

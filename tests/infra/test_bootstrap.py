@@ -425,7 +425,14 @@ def _policy_documents(resource: dict[str, Any]) -> list[dict[str, Any]]:
     return []
 
 
-def _own_role(target: Any, resources: dict[str, Any]) -> bool:
+def _own_role(target: Any, resources: dict[str, Any], stack_name: str = "") -> bool:
+    if isinstance(target, str) and stack_name:
+        # The generated names of some of this stack's roles: CloudFormation names them <stack name>-<logical id>-…
+        # (mlops_constructs/tenant_job_roles.py); the logical ID's start must be one of the template's roles.
+        match = re.fullmatch(rf"arn:aws:iam::\d{{12}}:role/{re.escape(stack_name)}-([A-Za-z0-9]+)\*", target)
+        return match is not None and any(
+            lid.startswith(match.group(1)) for lid, r in resources.items() if r["Type"] == "AWS::IAM::Role"
+        )
     return (
         isinstance(target, dict)
         and "Fn::GetAtt" in target
@@ -474,7 +481,9 @@ def reach_beyond_own_stack(stacks: list[execution_policy.StackTemplate]) -> list
                                 and _only_the_target(targets, deploys[0], "role")
                                 and f'"iam:PassedToService": "{deploys[1]}"' in condition
                             )
-                            if not passed_to_target and not all(_own_role(target, resources) for target in targets):
+                            if not passed_to_target and not all(
+                                _own_role(target, resources, stack.name) for target in targets
+                            ):
                                 findings.append(f"{where} on a role of another stack")
                             if "iam:PassedToService" not in condition:
                                 findings.append(f"{where} to any service")

@@ -30,6 +30,8 @@ PINNED_LOGICAL_IDS = {
     # The example tenant's dataset (config/pipelines/example.yaml): one typed table per tenant dataset.
     "CuratedTableExampleOfBreastCancer": "AWS::Glue::Table",
     "AthenaWorkGroup": "AWS::Athena::WorkGroup",
+    # The example tenant's own workgroup (mlops_constructs/tenant_analytics.py): its path is its name.
+    "TenantAnalyticsexampleWorkGroup53C14D3B": "AWS::Athena::WorkGroup",
     "ProgressTable": "AWS::DynamoDB::GlobalTable",
     "RunLedgerTable": "AWS::DynamoDB::GlobalTable",
     "AsyncResultsTable": "AWS::DynamoDB::GlobalTable",

@@ -26,15 +26,8 @@ from config import load_config
 from config.example_models import EXAMPLE_MODEL_NAMES, baseline_path
 from config.monitoring import MAX_NAMED_FEATURES, DriftThresholds, FeatureThresholds
 from config.naming import Names
-from mlops_constructs.drift_monitor import (
-    TIME_SUFFIX_LENGTH,
-    DriftMonitor,
-    DriftMonitorZones,
-    bounded_name,
-    check_arguments,
-    job_stem,
-    settings_file,
-)
+from mlops_constructs.drift_job import TIME_SUFFIX_LENGTH, bounded_name, check_arguments, job_stem, settings_file
+from mlops_constructs.drift_monitor import DriftMonitor, DriftMonitorZones
 from mlops_constructs.training_images import TrainingImages
 from mlops_platform.monitoring import job as monitor_job
 from mlops_platform.monitoring import settings as monitor_settings

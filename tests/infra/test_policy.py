@@ -138,15 +138,14 @@ EXPECTED_ACKNOWLEDGMENTS = {
         "AwsSolutions-IAM5[Resource::<ArtifactsZoneBucket>/artifacts/config/pipelines/*]",
         "AwsSolutions-IAM5[Resource::<ArtifactsZoneBucket>/artifacts/runs/*]",
     },
-    "Training/Pipeline/PrepareRole/DefaultPolicy": {
+    "Training/Pipeline/TenantJobRoles/example/PrepareRole/DefaultPolicy": {
         "AwsSolutions-IAM5[Resource::*]",
         "AwsSolutions-IAM5[Resource::arn:aws:logs:eu-west-1:{account}:log-group:/aws/sagemaker/ProcessingJobs:*]",
-        "AwsSolutions-IAM5[Resource::<ArtifactsZoneBucket>/artifacts/config/pipelines/*]",
-        "AwsSolutions-IAM5[Resource::<ArtifactsZoneBucket>/artifacts/runs/*]",
-        "AwsSolutions-IAM5[Resource::<CuratedZoneBucket>/curated/*]",
-        "AwsSolutions-IAM5[Resource::<FeaturesZoneBucket>/batch-input/*]",
-        "AwsSolutions-IAM5[Resource::<FeaturesZoneBucket>/features/*]",
-        "AwsSolutions-IAM5[Resource::<RawZoneBucket>/raw/*]",
+        "AwsSolutions-IAM5[Resource::<ArtifactsZoneBucket>/artifacts/runs/example/*]",
+        "AwsSolutions-IAM5[Resource::<CuratedZoneBucket>/curated/example/*]",
+        "AwsSolutions-IAM5[Resource::<FeaturesZoneBucket>/batch-input/example/*]",
+        "AwsSolutions-IAM5[Resource::<FeaturesZoneBucket>/features/example/*]",
+        "AwsSolutions-IAM5[Resource::<RawZoneBucket>/raw/example/*]",
     },
     "Training/Pipeline/StateMachine/DistributedMapPolicy": {
         'AwsSolutions-IAM5[Resource::arn:aws:states:eu-west-1:{account}:execution:{"Fn::Select":[6,{"Fn::Split":[":",{"Ref":"PipelineStateMachine1814BD05"}]}]}/Trials:*]',
@@ -158,6 +157,9 @@ EXPECTED_ACKNOWLEDGMENTS = {
         "AwsSolutions-IAM5[Resource::<PipelinePlanFunction365D7064.Arn>:*]",
         "AwsSolutions-IAM5[Resource::<PipelineTrainingJobFunction1EF5665B.Arn>:*]",
         "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::<ArtifactsZoneBucket>/*]",
+        # The running tenant's job roles: the mapping it reads, the roles it may pass (tenant_job_roles.py).
+        "AwsSolutions-IAM5[Resource::<ArtifactsZoneBucket>/artifacts/config/job-roles/*]",
+        "AwsSolutions-IAM5[Resource::arn:aws:iam::{account}:role/{env}-Training-PipelineTenantJobRoles*]",
         "AwsSolutions-IAM5[Resource::arn:aws:sagemaker:eu-west-1:{account}:model-package/mlops-{env}-*/*]",
         "AwsSolutions-IAM5[Resource::arn:aws:sagemaker:eu-west-1:{account}:model/mlops-{env}-*]",
         "AwsSolutions-IAM5[Resource::arn:aws:sagemaker:eu-west-1:{account}:processing-job/mlops-{env}-*]",
@@ -175,24 +177,24 @@ EXPECTED_ACKNOWLEDGMENTS = {
         "AwsSolutions-IAM5[Resource::<PipelineOutcomesFunctionLogs3E3D3CD8.Arn>:*]",
         'AwsSolutions-IAM5[Resource::arn:aws:states:eu-west-1:{account}:execution:{"Fn::Select":[6,{"Fn::Split":[":",{"Ref":"PipelineStateMachine1814BD05"}]}]}:*]',
     },
-    "Training/Pipeline/TrainRole/DefaultPolicy": {
+    "Training/Pipeline/TenantJobRoles/example/TrainRole/DefaultPolicy": {
         "AwsSolutions-IAM5[Resource::*]",
         "AwsSolutions-IAM5[Resource::arn:aws:logs:eu-west-1:{account}:log-group:/aws/sagemaker/TrainingJobs:*]",
-        "AwsSolutions-IAM5[Resource::<ArtifactsZoneBucket>/artifacts/runs/*]",
-        "AwsSolutions-IAM5[Resource::<ArtifactsZoneBucket>/artifacts/runs/*/checkpoints/*]",
-        "AwsSolutions-IAM5[Resource::<FeaturesZoneBucket>/features/*]",
+        "AwsSolutions-IAM5[Resource::<ArtifactsZoneBucket>/artifacts/runs/example/*]",
+        "AwsSolutions-IAM5[Resource::<ArtifactsZoneBucket>/artifacts/runs/example/*/checkpoints/*]",
+        "AwsSolutions-IAM5[Resource::<FeaturesZoneBucket>/features/example/*]",
     },
     "Training/Pipeline/TrainingJobFunctionRole/DefaultPolicy": {
         "AwsSolutions-IAM5[Resource::*]",
         "AwsSolutions-IAM5[Resource::<PipelineTrainingJobFunctionLogsC6B50529.Arn>:*]",
         "AwsSolutions-IAM5[Resource::arn:aws:sagemaker:eu-west-1:{account}:training-job/mlops-{env}-*]",
     },
-    "Training/Pipeline/TransformRole/DefaultPolicy": {
+    "Training/Pipeline/TenantJobRoles/example/TransformRole/DefaultPolicy": {
         "AwsSolutions-IAM5[Resource::*]",
         "AwsSolutions-IAM5[Resource::arn:aws:logs:eu-west-1:{account}:log-group:/aws/sagemaker/TransformJobs:*]",
-        "AwsSolutions-IAM5[Resource::<ArtifactsZoneBucket>/artifacts/runs/*]",
-        "AwsSolutions-IAM5[Resource::<FeaturesZoneBucket>/batch-input/*]",
-        "AwsSolutions-IAM5[Resource::<PredictionsZoneBucket>/predictions/*]",
+        "AwsSolutions-IAM5[Resource::<ArtifactsZoneBucket>/artifacts/runs/example/*]",
+        "AwsSolutions-IAM5[Resource::<FeaturesZoneBucket>/batch-input/example/*]",
+        "AwsSolutions-IAM5[Resource::<PredictionsZoneBucket>/predictions/example/*]",
     },
     "Training/Progress/DeadLetterQueue": {
         "AwsSolutions-SQS3",
@@ -285,13 +287,20 @@ EXPECTED_ACKNOWLEDGMENTS = {
 
 # The training state machine's baseline step: its jobs read a run's training split, model artifacts
 # and feature schema, and write only baseline.json objects.
-EXPECTED_ACKNOWLEDGMENTS["Training/Pipeline/BaselineRole/DefaultPolicy"] = {
+EXPECTED_ACKNOWLEDGMENTS["Training/Pipeline/TenantJobRoles/example/BaselineRole/DefaultPolicy"] = {
     "AwsSolutions-IAM5[Resource::*]",
     "AwsSolutions-IAM5[Resource::arn:aws:logs:eu-west-1:{account}:log-group:/aws/sagemaker/ProcessingJobs:*]",
-    "AwsSolutions-IAM5[Resource::<ArtifactsZoneBucket>/artifacts/runs/*/baseline.json]",
-    "AwsSolutions-IAM5[Resource::<ArtifactsZoneBucket>/artifacts/runs/*/feature-schema.json]",
-    "AwsSolutions-IAM5[Resource::<ArtifactsZoneBucket>/artifacts/runs/*/model.tar.gz]",
-    "AwsSolutions-IAM5[Resource::<FeaturesZoneBucket>/features/*]",
+    "AwsSolutions-IAM5[Resource::<ArtifactsZoneBucket>/artifacts/runs/example/*/baseline.json]",
+    "AwsSolutions-IAM5[Resource::<ArtifactsZoneBucket>/artifacts/runs/example/*/feature-schema.json]",
+    "AwsSolutions-IAM5[Resource::<ArtifactsZoneBucket>/artifacts/runs/example/*/model.tar.gz]",
+    "AwsSolutions-IAM5[Resource::<FeaturesZoneBucket>/features/example/*]",
+}
+
+# Each tenant's analytics policy (Foundation): its data prefixes and its query results, nothing else.
+EXPECTED_ACKNOWLEDGMENTS["Foundation/TenantAnalytics/example/Policy"] = {
+    "AwsSolutions-IAM5[Resource::<CuratedZoneBucket.Arn>/curated/example/*]",
+    "AwsSolutions-IAM5[Resource::<FeaturesZoneBucket.Arn>/features/example/*]",
+    "AwsSolutions-IAM5[Resource::<QueryResultsBucket.Arn>/tenants/example/*]",
 }
 
 # Retraining triggers (Monitoring): the trigger's two dead-letter queues, and its function's log
@@ -460,7 +469,10 @@ def normalized(finding: str, environment: str, account: str) -> str:
     finding = STACK_OUTPUT.sub(lambda match: f"<{match.group(1)}>", finding.split("::", 1)[1])
     finding = finding.replace(account, "{account}").replace(f"mlops-{environment}-", "mlops-{env}-")
     # Contract names with the environment in other places: pointer paths, stack names.
-    return finding.replace(f"/mlops/{environment}/", "/mlops/{env}/").replace(f":stack/{environment}-", ":stack/{env}-")
+    finding = finding.replace(f"/mlops/{environment}/", "/mlops/{env}/").replace(
+        f":stack/{environment}-", ":stack/{env}-"
+    )
+    return finding.replace(f":role/{environment}-", ":role/{env}-")
 
 
 # dev and staging serve the example endpoint's A/B pair: the Challenger's model is acknowledged as the Champion's.

@@ -218,6 +218,8 @@ def test_the_integrations_the_platform_uses_are_the_ones_checked(state_machines)
         "sagemaker:createTransformJob.sync",
         "aws-sdk:sagemaker:createModel",
         "aws-sdk:cloudwatch:putMetricData",
+        # The training run reads its tenant's job roles (mlops_constructs/tenant_job_roles.py).
+        "aws-sdk:s3:getObject",
         "codebuild:startBuild.sync",
         "map:distributed",
     }

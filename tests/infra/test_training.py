@@ -120,8 +120,15 @@ def test_the_state_machine_does_not_change_with_the_number_of_tenants(platform_c
         config = dev.model_copy(update={"pipelines": tenants(count, example)})
         synthesized = synthesize(config, tmp_path_factory.mktemp(f"tenants-{count}"))
         resources = synthesized.template_json("dev", STACK)["Resources"]
-        definitions[count] = of_type(resources, "AWS::StepFunctions::StateMachine")
-        assert len(of_type(resources, "AWS::Lambda::Function")) == 6  # no per-tenant resources
+        # The definition, and what the state machine may do: which roles it may pass included.
+        definitions[count] = (
+            of_type(resources, "AWS::StepFunctions::StateMachine"),
+            {lid: r for lid, r in of_type(resources, "AWS::IAM::Policy").items() if "StateMachine" in lid},
+        )
+        assert len(of_type(resources, "AWS::Lambda::Function")) == 6  # no per-tenant functions
+        # A role per tenant and job kind (test_tenant_isolation.py).
+        job_roles = [lid for lid in of_type(resources, "AWS::IAM::Role") if lid.startswith("PipelineTenantJobRoles")]
+        assert len(job_roles) == 4 * count
 
     assert definitions[1] == definitions[50]
 
@@ -225,7 +232,7 @@ def test_a_trials_longest_waits_and_polls_stay_inside_a_child_executions_history
     """The configuration's longest wait for capacity and SageMaker's longest job, in events."""
     from config.schema import MAX_CAPACITY_WAIT_LIMIT_SECONDS
     from config.tenants import MAX_JOB_SECONDS
-    from mlops_constructs.training_pipeline import (
+    from mlops_constructs.training_trial import (
         FIRST_CAPACITY_WAIT_SECONDS,
         FIRST_POLL_SECONDS,
         MAX_CAPACITY_WAIT_SECONDS,
@@ -366,6 +373,7 @@ def test_evaluation_is_followed_by_one_baseline_job_per_chosen_model_then_regist
     assert baselines["ItemSelector"] == {
         "model.$": "$$.Map.Item.Value.model",
         "job.$": "$$.Map.Item.Value.baseline_job",
+        "role_arn.$": "$.roles.arns.baseline",  # the tenant's baseline role (test_tenant_isolation.py)
     }
     assert baselines["ResultPath"] is None  # the state keeps evaluate's output for register
     assert baselines["Next"] == "Register"
@@ -391,13 +399,11 @@ def test_each_baseline_is_a_synchronous_processing_job_with_the_evaluations_requ
     assert start["Resource"].endswith(":states:::sagemaker:createProcessingJob.sync")
     parameters = start["Parameters"]
     assert "$.job.ProcessingJobName" in parameters["ProcessingJobName.$"]  # and the redrive count
-    assert parameters["RoleArn"] == "TOKEN"  # the baseline role, see the role tests
+    # The tenant's baseline role, from the Map's item selector (see the role tests).
+    assert parameters["RoleArn.$"] == "$.role_arn"
+    assert "RoleArn" not in parameters
     for field in ("AppSpecification", "ProcessingInputs", "ProcessingOutputConfig", "ProcessingResources"):
         assert parameters[f"{field}.$"] == f"$.job.{field}"
-    [machine] = of_type(resources, "AWS::StepFunctions::StateMachine").values()
-    parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
-    role_at = next(i for i, part in enumerate(parts) if isinstance(part, str) and '"StartBaseline"' in part)
-    assert parts[role_at + 1]["Fn::GetAtt"][0].startswith("PipelineBaselineRole")
 
 
 def test_a_failed_baseline_fails_the_run_in_its_state_and_nothing_is_registered(resources):
@@ -416,6 +422,10 @@ def test_a_failed_baseline_fails_the_run_in_its_state_and_nothing_is_registered(
 # -- least privilege -----------------------------------------------------------------------------
 
 
+# The example tenant's job roles (mlops_constructs/tenant_job_roles.py): one per job kind.
+EXAMPLE_JOBS = "PipelineTenantJobRolesexample"
+
+
 def policy_statements(resources: dict[str, Any], role_prefix: str) -> list[dict[str, Any]]:
     [role_id] = [lid for lid in of_type(resources, "AWS::IAM::Role") if lid.startswith(role_prefix)]
     return [
@@ -426,7 +436,7 @@ def policy_statements(resources: dict[str, Any], role_prefix: str) -> list[dict[
     ]
 
 
-def test_the_state_machine_passes_exactly_the_four_job_roles_and_only_to_sagemaker(resources):
+def test_the_state_machine_passes_exactly_the_tenant_job_roles_and_only_to_sagemaker(resources, settings):
     statements = policy_statements(resources, "PipelineStateMachineRole")
     passes = [s for s in statements if "iam:PassRole" in s["Action"]]
 
@@ -434,19 +444,15 @@ def test_the_state_machine_passes_exactly_the_four_job_roles_and_only_to_sagemak
     for statement in passes:
         assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
         targets = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
-        roles |= {r["Fn::GetAtt"][0] for r in targets}
-    assert {role.split("Role")[0] for role in roles} == {
-        "PipelinePrepare",
-        "PipelineTrain",
-        "PipelineTransform",
-        "PipelineBaseline",
-    }
+        roles |= set(targets)
+    # The generated names of the stack's tenant job roles (test_tenant_isolation.py: only those roles match).
+    assert roles == {f"arn:aws:iam::{settings.account}:role/{settings.name}-Training-PipelineTenantJobRoles*"}
 
 
 @pytest.mark.parametrize(
     ("role", "encrypts"),
-    [("PipelineTrainRole", True), ("PipelineTransformRole", True), ("PipelinePrepareRole", False),
-     ("PipelineBaselineRole", False)],
+    [(f"{EXAMPLE_JOBS}TrainRole", True), (f"{EXAMPLE_JOBS}TransformRole", True), (f"{EXAMPLE_JOBS}PrepareRole", False),
+     (f"{EXAMPLE_JOBS}BaselineRole", False)],
 )  # fmt: skip
 def test_roles_of_jobs_whose_output_key_requires_it_may_encrypt_with_the_platform_key(resources, role, encrypts):
     """OutputDataConfig.KmsKeyId and TransformOutput.KmsKeyId: the execution role must be allowed kms:Encrypt."""
@@ -458,7 +464,13 @@ def test_roles_of_jobs_whose_output_key_requires_it_may_encrypt_with_the_platfor
 
 
 @pytest.mark.parametrize(
-    "role", ["PipelinePrepareRole", "PipelineTrainRole", "PipelineTransformRole", "PipelineBaselineRole"]
+    "role",
+    [
+        f"{EXAMPLE_JOBS}PrepareRole",
+        f"{EXAMPLE_JOBS}TrainRole",
+        f"{EXAMPLE_JOBS}TransformRole",
+        f"{EXAMPLE_JOBS}BaselineRole",
+    ],
 )
 def test_job_roles_are_assumed_by_sagemaker_and_use_no_managed_policy(resources, role):
     [(_, definition_)] = [(lid, r) for lid, r in of_type(resources, "AWS::IAM::Role").items() if lid.startswith(role)]
@@ -469,9 +481,16 @@ def test_job_roles_are_assumed_by_sagemaker_and_use_no_managed_policy(resources,
 
 
 def test_only_the_train_role_puts_events_and_only_on_the_progress_bus(resources):
-    for role in ("PipelinePrepareRole", "PipelineTransformRole", "PipelineBaselineRole", "PipelineStateMachineRole"):
+    for role in (
+        f"{EXAMPLE_JOBS}PrepareRole",
+        f"{EXAMPLE_JOBS}TransformRole",
+        f"{EXAMPLE_JOBS}BaselineRole",
+        "PipelineStateMachineRole",
+    ):
         assert not [s for s in policy_statements(resources, role) if "events:PutEvents" in s["Action"]]
-    [statement] = [s for s in policy_statements(resources, "PipelineTrainRole") if "events:PutEvents" in s["Action"]]
+    [statement] = [
+        s for s in policy_statements(resources, f"{EXAMPLE_JOBS}TrainRole") if "events:PutEvents" in s["Action"]
+    ]
     [bus_id] = of_type(resources, "AWS::Events::EventBus")
     assert statement["Resource"] == {"Fn::GetAtt": [bus_id, "Arn"]}
 
@@ -496,26 +515,26 @@ def s3_grants(statements: list[dict[str, Any]], action: str) -> set[str]:
 
 def test_the_train_role_deletes_only_checkpoints(resources):
     """Jobs keep their latest two checkpoints; SageMaker mirrors the deletions to S3 with the job's role."""
-    for role in ("PipelinePrepareRole", "PipelineTransformRole", "PipelineBaselineRole"):
+    for role in (f"{EXAMPLE_JOBS}PrepareRole", f"{EXAMPLE_JOBS}TransformRole", f"{EXAMPLE_JOBS}BaselineRole"):
         assert s3_grants(policy_statements(resources, role), "s3:DeleteObject") == set()
 
-    assert s3_grants(policy_statements(resources, "PipelineTrainRole"), "s3:DeleteObject") == {
-        "<Artifacts>/artifacts/runs/*/checkpoints/*"
+    assert s3_grants(policy_statements(resources, f"{EXAMPLE_JOBS}TrainRole"), "s3:DeleteObject") == {
+        "<Artifacts>/artifacts/runs/example/*/checkpoints/*"
     }
 
 
 def test_the_baseline_role_reads_splits_models_and_schemas_and_writes_only_baselines(resources):
-    statements = policy_statements(resources, "PipelineBaselineRole")
+    statements = policy_statements(resources, f"{EXAMPLE_JOBS}BaselineRole")
 
-    assert s3_grants(statements, "s3:PutObject") == {"<Artifacts>/artifacts/runs/*/baseline.json"}
+    assert s3_grants(statements, "s3:PutObject") == {"<Artifacts>/artifacts/runs/example/*/baseline.json"}
     assert s3_grants(statements, "s3:GetObject") == {
-        "<Features>/features/*",
-        "<Artifacts>/artifacts/runs/*/model.tar.gz",
-        "<Artifacts>/artifacts/runs/*/feature-schema.json",
+        "<Features>/features/example/*",
+        "<Artifacts>/artifacts/runs/example/*/model.tar.gz",
+        "<Artifacts>/artifacts/runs/example/*/feature-schema.json",
     }
     assert s3_grants(statements, "s3:ListBucket") == {
-        "<Features> prefix=features/*",
-        "<Artifacts> prefix=artifacts/runs/*",
+        "<Features> prefix=features/example/*",
+        "<Artifacts> prefix=artifacts/runs/example/*",
     }
     allowed = {a for s in statements for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
     assert not {a for a in allowed if a.startswith(("s3:Delete", "sagemaker:", "iam:", "events:", "dynamodb:"))}

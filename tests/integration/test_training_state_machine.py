@@ -28,7 +28,12 @@ What moto 5.2.5's interpreter lacks is added here (``aws_fidelity``), each as AW
 * SageMaker refuses a job name already taken (``ResourceInUse``), which moto does not;
 * a ResultWriter's ``Prefix.$`` is read from the Map state's input (moto reads the Map's output);
 * a Map iteration that failed with a ``States.`` error passes it on (moto refuses the name);
-* Wait states and retries do not sleep.
+* Wait states and retries do not sleep;
+* a Task's ``"RoleArn.$"`` parameter is a path, as for any other field: moto's grammar takes the key
+  for the ``Credentials`` field's keyword and sends the path itself as a literal;
+* an AWS SDK integration's ``GetObject`` returns its ``Body`` as a string, as Step Functions does
+  (https://docs.aws.amazon.com/step-functions/latest/dg/supported-services-awssdk.html); moto passes the
+  stream on (localstack/localstack#10787, the interpreter moto's is taken from).
 
 How the execution ended reaches the ledger through the run-outcome function (EventBridge status
 events, which moto does not deliver): ``record_outcome`` calls the real handler with the documented
@@ -50,6 +55,7 @@ import boto3
 import pandas as pd
 import pytest
 from botocore.exceptions import ClientError
+from botocore.response import StreamingBody
 from moto import mock_aws
 from moto.awslambda.models import LambdaBackend
 from moto.sagemaker.exceptions import ResourceInUseException, SagemakerClientError, ValidationError
@@ -59,20 +65,32 @@ from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent, FailureEventException
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
+from moto.stepfunctions.parser.asl.component.common.payload.payloadvalue.payloadbinding.payload_binding import (
+    PayloadBindingStringExpressionSimple,
+)
+from moto.stepfunctions.parser.asl.component.common.payload.payloadvalue.payloadvaluelit.payload_value_str import (
+    PayloadValueStr,
+)
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.common.string.string_expression import StringJsonPath
 from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import iteration_worker
 from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.distributed_iteration_component import (
     DistributedIterationComponent,
 )
 from moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.result_writer_decl import ResultWriter
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk import (
+    StateTaskServiceAwsSdk,
+)
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_unsupported import (
     StateTaskServiceUnsupported,
 )
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
 from mlops_constructs.publishing import EXAMPLE_DATA, config_key, example_seed_prefix
+from mlops_constructs.tenant_job_roles import JOB_KINDS, job_roles_document, job_roles_key
 from mlops_platform.reports import run_report
 from tests.conftest import ROOT, create_ledger_table, load_handler
 from tests.unit.training.conftest import EXAMPLE_ALGORITHMS, prepare_example, train_example
@@ -343,6 +361,27 @@ def aws_fidelity(monkeypatch) -> dict[str, int]:
         states = {error.to_name(): error for error in StatesErrorNameType}
         return StatesErrorName(typ=states[error_name]) if error_name in states else CustomErrorName(error_name)
 
+    sdk_task = StateTaskServiceAwsSdk._eval_service_task
+
+    def body_as_text(task: Any, env: Any, *args: Any, **kwargs: Any) -> None:
+        sdk_task(task, env, *args, **kwargs)
+        response = env.stack[-1]
+        if isinstance(response, dict) and isinstance(response.get("Body"), StreamingBody):
+            response["Body"] = response["Body"].read().decode()
+
+    binding_value = Preprocessor.visitPayload_binding_value
+
+    def role_arn_path(preprocessor: Any, ctx: Any) -> Any:
+        binding = binding_value(preprocessor, ctx)
+        value = binding.payload_value
+        if binding.field == "RoleArn.$" and isinstance(value, PayloadValueStr) and value.val.startswith("$."):
+            return PayloadBindingStringExpressionSimple(
+                field="RoleArn", string_expression_simple=StringJsonPath(value.val)
+            )
+        return binding
+
+    monkeypatch.setattr(StateTaskServiceAwsSdk, "_eval_service_task", body_as_text)
+    monkeypatch.setattr(Preprocessor, "visitPayload_binding_value", role_arn_path)
     monkeypatch.setattr(ResultWriter, "_eval_body", writer_reads_the_state_input)
     monkeypatch.setattr(iteration_worker, "CustomErrorName", error_name)
     monkeypatch.setattr(ExecutionWorker, "_get_evaluation_environment", with_redrive_count)
@@ -439,12 +478,23 @@ def sagemaker_jobs(tmp_path, model_archives, monkeypatch) -> SageMakerJobs:
     return jobs
 
 
+EXAMPLE_JOB_ROLES = {
+    kind: f"arn:aws:iam::{ACCOUNT}:role/dev-Training-PipelineTenantJobRolesexample-{kind}" for kind in JOB_KINDS
+}
+
+
 def create_platform(published: dict[str, Any]) -> None:
     """The zones, the published config and the example's seeded records, as Foundation and Training deploy them."""
     s3 = boto3.client("s3", region_name=REGION)
     for zone in ZONES:
         s3.create_bucket(Bucket=bucket_name(zone), CreateBucketConfiguration={"LocationConstraint": REGION})
     s3.put_object(Bucket=bucket_name("Artifacts"), Key=config_key("example"), Body=json.dumps(published))
+    # The tenant's job roles, as Training publishes them (mlops_constructs/tenant_job_roles.py).
+    s3.put_object(
+        Bucket=bucket_name("Artifacts"),
+        Key=job_roles_key("example"),
+        Body=json.dumps(job_roles_document(EXAMPLE_JOB_ROLES)),
+    )
     for path in EXAMPLE_DATA.glob("*.jsonl"):
         key = example_seed_prefix(published["dataset"]["name"]) + path.name
         s3.put_object(Bucket=bucket_name("Raw"), Key=key, Body=path.read_bytes())
@@ -573,6 +623,13 @@ def test_a_run_plans_trains_every_trial_baselines_and_registers_the_best_and_pre
     assert prepare_job.endswith("-prep-r0")
     assert sorted(baseline_jobs) == sorted(best[m]["job_name"].removesuffix("-a0") + "-bl-r0" for m in best)
     assert {status for _, status in sagemaker_jobs.ran} == {0}
+    # Every job ran as the example tenant's role of its kind, read from the published mapping.
+    for job in jobs:
+        described = sagemaker.describe_training_job(TrainingJobName=job["TrainingJobName"])
+        assert described["RoleArn"] == EXAMPLE_JOB_ROLES["train"]
+    assert sagemaker.describe_processing_job(ProcessingJobName=prepare_job)["RoleArn"] == EXAMPLE_JOB_ROLES["prepare"]
+    for name in baseline_jobs:
+        assert sagemaker.describe_processing_job(ProcessingJobName=name)["RoleArn"] == EXAMPLE_JOB_ROLES["baseline"]
     groups = {g["ModelPackageGroupName"] for g in sagemaker.list_model_package_groups()["ModelPackageGroupSummaryList"]}
     assert groups == {"mlops-dev-example-xgboost", "mlops-dev-example-linear"}
 
@@ -582,6 +639,8 @@ def test_a_run_plans_trains_every_trial_baselines_and_registers_the_best_and_pre
     [predict] = [output["predict"] for logical_id, output in lambdas_in_process.outputs if "Plan" in logical_id]
     assert transform["TransformJobName"] == predict["TransformJobName"] + "-r0"
     assert transform["ModelName"] == predict["ModelName"] + "-r0"
+    model = sagemaker.describe_model(ModelName=transform["ModelName"])
+    assert model["ExecutionRoleArn"] == EXAMPLE_JOB_ROLES["transform"]
     for field in ("TransformInput", "TransformOutput", "TransformResources", "BatchStrategy", "MaxPayloadInMB"):
         assert transform[field] == predict[field], field
 
@@ -865,6 +924,7 @@ def test_a_trials_history_grows_by_the_events_the_budget_counts_per_wait(deploye
             "current": {"job_name": item["job_name"], "attempt": 0},
             "wait": {"seconds": 60, "waited": 0},
             "poll": {"seconds": 60},
+            "role_arn": EXAMPLE_JOB_ROLES["train"],
         }
         execution = sfn.start_execution(stateMachineArn=machine, name="trial-1", input=json.dumps(child_input))
         assert wait_for(execution["executionArn"])["status"] == "SUCCEEDED"
