@@ -18,13 +18,13 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from config.naming import Names
 from mlops_constructs.alarms import alarm_above_zero
+from mlops_constructs.event_delivery import keep_failed_invocations
 from mlops_constructs.functions import platform_function
 from mlops_constructs.nag import acknowledge, acknowledge_wildcard_resource
 from mlops_constructs.queues import dead_letter_queue
@@ -110,18 +110,7 @@ class RunOutcomes(Construct):
         acknowledge_wildcard_resource(
             parts.policy, executions, "Executions are named per run at start; the grant stops at this state machine's."
         )
-        self.function.configure_async_invoke(
-            on_failure=destinations.SqsDestination(self.dead_letter_queue),
-            retry_attempts=2,
-            max_event_age=Duration.hours(6),
-        )
-        for action in ("kms:ReEncrypt*", "kms:GenerateDataKey*"):
-            acknowledge(
-                parts.policy,
-                f"AwsSolutions-IAM5[Action::{action}]",
-                "CDK's SQS destination grants the key's encrypt actions for the dead-letter queue; "
-                "the grant covers the platform key only.",
-            )
+        keep_failed_invocations(parts, self.dead_letter_queue)
         self.rule = events.Rule(
             self,
             "Rule",
