@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_athena as athena
 from aws_cdk import aws_glue as glue
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
@@ -201,6 +202,7 @@ class DataLake(Construct):
             removal_policy=self._removal_policy,
         )
         pin_logical_id(bucket, logical_id)
+        require_platform_key(bucket, self._key)
         return bucket
 
     def _housekeeping_rules(self) -> list[s3.LifecycleRule]:
@@ -340,3 +342,52 @@ def enforced_workgroup(
     )
     workgroup.apply_removal_policy(removal_policy)
     return workgroup
+
+
+def require_platform_key(bucket: s3.Bucket, key: kms.IKey) -> None:
+    """Uploads that would encrypt with anything but the platform key are refused (issue 17, point 6).
+
+    Every object ends up under the platform key from two halves together:
+    * a request that names no encryption gets the bucket's default, SSE-KMS with the platform key and a
+      bucket key ("Setting default server-side encryption behavior for Amazon S3 buckets":
+      https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucket-encryption.html). Such a request carries
+      no encryption header, so its condition keys are absent. A negated operator (``StringNotEquals``) and an
+      ``...IfExists`` one both evaluate to true for an absent key, which in a Deny would refuse it (IAM User
+      Guide, condition operators:
+      https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition_operators.html#Conditions_IfExists),
+      so each denial also requires its header to be there (``Null: false``);
+    * a request that names encryption must name SSE-KMS with the platform key's ARN
+      (``s3:x-amz-server-side-encryption-aws-kms-key-id`` carries the key as the request spells it, which must
+      be the key ARN: "Requiring SSE-KMS for all objects written to a bucket",
+      https://docs.aws.amazon.com/AmazonS3/latest/userguide/specifying-kms-encryption.html#require-sse-kms).
+      SSE-KMS without a key ID is refused too: PutObject then uses the AWS managed key ``aws/s3``
+      (https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html, x-amz-server-side-encryption-aws-kms-key-id),
+      and SSE-C is refused by the presence of its algorithm header (the statement of AWS's own example,
+      https://github.com/aws-samples/resource-control-policy-examples, Service-specific-controls/S3-Deny-SSE-C.json).
+
+    CreateMultipartUpload and CopyObject are authorized as ``s3:PutObject`` with the same headers; UploadPart
+    carries none and inherits the upload's encryption. The platform's writers (Lambdas through
+    ``mlops_platform.aws.kms_encrypted``, ``mlops upload``, SageMaker jobs given ``KmsKeyId``, Athena's
+    SSE_KMS results, the drift monitor's default-encrypted reports) all pass: tests/infra/test_foundation.py
+    evaluates each request shape against these statements.
+    """
+    objects = bucket.arn_for_objects("*")
+    anyone = [iam.AnyPrincipal()]
+    sse = "s3:x-amz-server-side-encryption"
+    sse_key = "s3:x-amz-server-side-encryption-aws-kms-key-id"
+    for sid, conditions in (
+        ("DenyEncryptionOtherThanKms", {"StringNotEquals": {sse: "aws:kms"}, "Null": {sse: "false"}}),
+        ("DenyKmsKeysOtherThanThePlatformKey", {"StringNotEquals": {sse_key: key.key_arn}, "Null": {sse_key: "false"}}),
+        ("DenyKmsWithoutAKeyId", {"StringEquals": {sse: "aws:kms"}, "Null": {sse_key: "true"}}),
+        ("DenyCustomerProvidedKeys", {"Null": {"s3:x-amz-server-side-encryption-customer-algorithm": "false"}}),
+    ):
+        bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid=sid,
+                effect=iam.Effect.DENY,
+                principals=anyone,
+                actions=["s3:PutObject"],
+                resources=[objects],
+                conditions=conditions,
+            )
+        )

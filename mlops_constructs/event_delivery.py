@@ -7,19 +7,19 @@ Each queue alarms (mlops_constructs/alarms.py), so nothing is lost without a per
 
 from __future__ import annotations
 
+import jsii
 from aws_cdk import Duration
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_sqs as sqs
+from constructs import Construct
 
 from config.naming import Names
 from mlops_constructs.encryption import key_used_through
 from mlops_constructs.functions import PlatformFunction
-from mlops_constructs.nag import acknowledge
 
 RULE_RETRY_ATTEMPTS = 8
 RULE_MAX_EVENT_AGE = Duration.hours(6)
@@ -37,19 +37,47 @@ def function_target(function: lambda_.IFunction, *, dead_letter_queue: sqs.IQueu
     )
 
 
+@jsii.implements(lambda_.IDestination)
+class QueueDestination:
+    """An SQS on-failure destination that grants nothing itself: CDK's ``SqsDestination`` grants the queue key's
+    encrypt and decrypt actions with no ``kms:ViaService``; ``keep_failed_invocations`` grants what the role needs."""
+
+    def __init__(self, queue: sqs.IQueue) -> None:
+        self.queue = queue
+
+    def bind(
+        self, scope: Construct, fn: lambda_.IFunction, *, type: lambda_.DestinationType | None = None
+    ) -> lambda_.DestinationConfig:
+        return lambda_.DestinationConfig(destination=self.queue.queue_arn)
+
+
 def keep_failed_invocations(parts: PlatformFunction, queue: sqs.IQueue) -> None:
-    """Failed asynchronous invocations of ``parts``' function keep their event in ``queue`` (CDK's SQS destination)."""
+    """Failed asynchronous invocations of ``parts``' function keep their event in ``queue``.
+
+    Lambda sends the record with the function's execution role, which needs ``sqs:SendMessage``
+    ("Capturing records of Lambda asynchronous invocations":
+    https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-retain-records.html), and for an encrypted queue
+    ``kms:GenerateDataKey`` and ``kms:Decrypt`` on its key, which SQS uses for the sender
+    (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-key-management.html),
+    through SQS only.
+    """
     parts.function.configure_async_invoke(
-        on_failure=destinations.SqsDestination(queue),
+        on_failure=QueueDestination(queue),
         retry_attempts=ASYNC_RETRY_ATTEMPTS,
         max_event_age=RULE_MAX_EVENT_AGE,
     )
-    for action in ("kms:ReEncrypt*", "kms:GenerateDataKey*"):
-        acknowledge(
-            parts.policy,
-            f"AwsSolutions-IAM5[Action::{action}]",
-            "CDK's SQS destination grants the key's encrypt actions for the dead-letter queue; "
-            "the grant covers the platform key only.",
+    parts.role.add_to_policy(
+        iam.PolicyStatement(sid="KeepFailedInvocations", actions=["sqs:SendMessage"], resources=[queue.queue_arn])
+    )
+    if queue.encryption_master_key is not None:
+        parts.role.add_to_policy(
+            key_used_through(
+                parts.role,
+                queue.encryption_master_key,
+                "sqs",
+                ["kms:Decrypt", "kms:GenerateDataKey"],
+                sid="KeepFailedInvocationsKey",
+            )
         )
 
 

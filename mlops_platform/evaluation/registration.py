@@ -31,6 +31,9 @@ from mlops_platform.evaluation.services import Services
 METADATA_VALUE_MAX = 256
 METADATA_UNSAFE = re.compile(r"[^\w .:/=+\-@]")
 CLIENT_TOKEN_LENGTH = 32  # the API allows 36 of [a-zA-Z0-9-]
+# Approved packages examined per group, newest first, when nothing of a run is approved.
+APPROVED_PAGE_SIZE = 10
+APPROVED_CANDIDATES_MAX = 50
 
 
 class Registering(Services):
@@ -75,30 +78,58 @@ class Registering(Services):
         }
 
     def previously_approved(self, tenant: str, models: list[str]) -> dict[str, Any] | None:
-        """The newest package a person (or an earlier run) approved in the tenant's groups, if any.
+        """The newest package a person (or an earlier run) approved of the tenant's models, if any.
 
         Where nothing of this run is approved (prod: a person approves later), batch predictions
-        still run with the model the tenant already trusts.
+        still run with the model the tenant already trusts. A package counts only where its own
+        ``tenant`` and ``model`` metadata name this tenant and model and it sits in exactly their group:
+        a group name alone is no proof of whose package it is (issue 17, point 5).
         """
         newest: tuple[Any, str, dict[str, Any]] | None = None
         for model in models:
+            group = group_name(self.settings.job_prefix, tenant, model)
             try:
-                listed = self.sagemaker.list_model_packages(
-                    ModelPackageGroupName=group_name(self.settings.job_prefix, tenant, model),
-                    ModelApprovalStatus="Approved",
-                    SortBy="CreationTime",
-                    SortOrder="Descending",
-                    MaxResults=1,
-                )["ModelPackageSummaryList"]
+                found = self.newest_approved_of(group, tenant, model)
             except ClientError as error:
                 self.log.warning("could not list approved packages", extra={"model": model, "error": str(error)})
                 continue
-            if listed and (newest is None or listed[0]["CreationTime"] > newest[0]):
-                newest = (listed[0]["CreationTime"], model, listed[0])
+            if found is not None and (newest is None or found["CreationTime"] > newest[0]):
+                newest = (found["CreationTime"], model, found)
         if newest is None:
             return None
         _, model, package = newest
         return {"model": model, "trial": None, "model_package_arn": package["ModelPackageArn"], "model_data": None}
+
+    def newest_approved_of(self, group: str, tenant: str, model: str) -> dict[str, Any] | None:
+        """The newest Approved package of ``group`` whose metadata names ``tenant`` and ``model``.
+
+        ListModelPackages returns summaries without CustomerMetadataProperties, so each candidate, newest
+        first, is described (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ListModelPackages.html,
+        https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_DescribeModelPackage.html).
+        """
+        pages = self.sagemaker.get_paginator("list_model_packages").paginate(
+            ModelPackageGroupName=group,
+            ModelApprovalStatus="Approved",
+            SortBy="CreationTime",
+            SortOrder="Descending",
+            PaginationConfig={"PageSize": APPROVED_PAGE_SIZE, "MaxItems": APPROVED_CANDIDATES_MAX},
+        )
+        for page in pages:
+            for summary in page["ModelPackageSummaryList"]:
+                package = self.sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
+                metadata = package.get("CustomerMetadataProperties") or {}
+                owned = (metadata.get("tenant"), metadata.get("model"), package.get("ModelPackageGroupName"))
+                if owned == (tenant, model, group):
+                    return {**summary, "CreationTime": package.get("CreationTime", summary["CreationTime"])}
+                self.log.warning(
+                    "an approved package in the group belongs to another tenant or model; not chosen",
+                    extra={
+                        "arn": summary["ModelPackageArn"],
+                        "tenant": metadata.get("tenant"),
+                        "model": metadata.get("model"),
+                    },
+                )
+        return None
 
     # -- reading
 

@@ -8,6 +8,8 @@ import pytest
 from aws_cdk.assertions import Match
 
 from mlops_constructs.data_lake import QUARANTINE_PREFIX
+from mlops_platform.aws import kms_encrypted
+from tests.iam_policy import denies
 
 ZONE_BUCKETS = [
     "RawZoneBucket",
@@ -153,6 +155,96 @@ def test_data_buckets_are_encrypted_with_the_platform_key_and_log_their_access(r
         "ServerSideEncryptionByDefault": {"KMSMasterKeyID": KEY_ARN, "SSEAlgorithm": "aws:kms"},
     }
     assert properties["LoggingConfiguration"]["DestinationBucketName"] == {"Ref": "AccessLogsBucket"}
+
+
+# The platform key as the tests resolve its Fn::GetAtt, and an object in the bucket under test.
+PLATFORM_KEY = "arn:aws:kms:eu-west-1:111111111111:key/platform"
+OTHER_KEY = "arn:aws:kms:eu-west-1:111111111111:key/other"
+# boto3's PutObject / upload_file parameter -> the S3 condition key its header sets
+# (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazons3.html#amazons3-policy-keys).
+HEADER_KEYS = {
+    "ServerSideEncryption": "s3:x-amz-server-side-encryption",
+    "SSEKMSKeyId": "s3:x-amz-server-side-encryption-aws-kms-key-id",
+    "SSECustomerAlgorithm": "s3:x-amz-server-side-encryption-customer-algorithm",
+}
+TLS = {"aws:SecureTransport": "true", "s3:TlsVersion": "1.3"}
+
+
+def resolved(value, bucket: str):
+    """A bucket policy's value with the platform key's and the bucket's ARNs filled in."""
+    if isinstance(value, dict):
+        if value == KEY_ARN:
+            return PLATFORM_KEY
+        if value == {"Fn::GetAtt": [bucket, "Arn"]}:
+            return f"arn:aws:s3:::{bucket.lower()}"
+        if set(value) == {"Fn::Join"}:
+            separator, parts = value["Fn::Join"]
+            return separator.join(resolved(part, bucket) for part in parts)
+        return {name: resolved(item, bucket) for name, item in value.items()}
+    if isinstance(value, list):
+        return [resolved(item, bucket) for item in value]
+    return value
+
+
+def put_denied(resources, bucket: str, parameters: dict[str, str]) -> bool:
+    [policy] = [
+        r
+        for r in resources.values()
+        if r["Type"] == "AWS::S3::BucketPolicy" and r["Properties"]["Bucket"] == {"Ref": bucket}
+    ]
+    statements = resolved(policy["Properties"]["PolicyDocument"]["Statement"], bucket)
+    context = {**TLS, **{HEADER_KEYS[name]: value for name, value in parameters.items() if name in HEADER_KEYS}}
+    return denies(statements, "s3:PutObject", f"arn:aws:s3:::{bucket.lower()}/raw/acme/x.csv", context)
+
+
+@pytest.mark.parametrize("bucket", KMS_BUCKETS)
+@pytest.mark.parametrize(
+    "writer",
+    [
+        # Ingest, the drift monitor's reports: no encryption named, the bucket's default applies.
+        "default-encryption",
+        # plan, evaluate (mlops_platform.aws.kms_encrypted) and `mlops upload` (ServerSideEncryption,
+        # SSEKMSKeyId from the stack's PlatformKeyArn output): SSE-KMS with the key's ARN.
+        "sdk-with-the-platform-key",
+        # SageMaker training, processing and transform jobs and data capture (KmsKeyId: the key ARN),
+        # Athena's SSE_KMS results (the workgroup's KmsKey): the same two headers.
+        "service-with-the-platform-key",
+    ],
+)
+def test_every_platform_writer_may_upload(resources, bucket, writer):
+    parameters = {
+        "default-encryption": {},
+        "sdk-with-the-platform-key": kms_encrypted(PLATFORM_KEY),
+        "service-with-the-platform-key": {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": PLATFORM_KEY},
+    }[writer]
+
+    assert not put_denied(resources, bucket, parameters)
+
+
+@pytest.mark.parametrize("bucket", KMS_BUCKETS)
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        {"ServerSideEncryption": "AES256"},
+        {"ServerSideEncryption": "aws:kms:dsse", "SSEKMSKeyId": PLATFORM_KEY},
+        {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": OTHER_KEY},
+        # SSE-KMS without a key ID: S3 would use the AWS managed key aws/s3.
+        {"ServerSideEncryption": "aws:kms"},
+        {"SSECustomerAlgorithm": "AES256"},
+    ],
+    ids=["sse-s3", "dsse-kms", "another-kms-key", "aws-managed-key", "sse-c"],
+)
+def test_uploads_encrypted_otherwise_than_with_the_platform_key_are_refused(resources, bucket, parameters):
+    """Issue 17, point 6: buckets refuse uploads without the platform's KMS encryption."""
+    assert put_denied(resources, bucket, parameters)
+
+
+def test_the_writers_name_the_key_by_the_arn_the_policy_compares(resources, template):
+    """What `mlops upload` reads (PlatformKeyArn) and Athena is given are the key ARN the bucket policy names."""
+    outputs = template.to_json()["Outputs"]
+    assert outputs["PlatformKeyArn"]["Value"] == KEY_ARN
+    workgroup = resources["AthenaWorkGroup"]["Properties"]["WorkGroupConfiguration"]["ResultConfiguration"]
+    assert workgroup["EncryptionConfiguration"] == {"EncryptionOption": "SSE_KMS", "KmsKey": KEY_ARN}
 
 
 def test_the_access_log_bucket_uses_s3_managed_keys_because_log_delivery_requires_them(resources):

@@ -79,9 +79,9 @@ def test_the_runtime_package_changes_both_images(repository):
 @pytest.mark.parametrize(
     ("path", "changed"),
     [
-        (f"{TRAINING_IMAGE}/requirements.txt", "training"),
+        (f"{TRAINING_IMAGE}/requirements.lock", "training"),
         (f"{TRAINING_IMAGE}/Dockerfile", "training"),
-        (f"{INFERENCE_IMAGE}/requirements.txt", "inference"),
+        (f"{INFERENCE_IMAGE}/requirements.lock", "inference"),
         (f"{INFERENCE_IMAGE}/Dockerfile", "inference"),
     ],
 )
@@ -111,4 +111,4 @@ def test_the_synthesized_build_context_holds_the_dockerfile_its_requirements_and
         }
 
         assert asset["source"]["dockerFile"] == f"{image}/Dockerfile"
-        assert files == {f"{image}/Dockerfile", f"{image}/requirements.txt", *package}
+        assert files == {f"{image}/Dockerfile", f"{image}/requirements.lock", *package}

@@ -171,8 +171,6 @@ EXPECTED_ACKNOWLEDGMENTS = {
         "AwsSolutions-SQS3",
     },
     "Training/Pipeline/Outcomes/FunctionRole/DefaultPolicy": {
-        "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
-        "AwsSolutions-IAM5[Action::kms:ReEncrypt*]",
         "AwsSolutions-IAM5[Resource::*]",
         "AwsSolutions-IAM5[Resource::<PipelineOutcomesFunctionLogs3E3D3CD8.Arn>:*]",
         'AwsSolutions-IAM5[Resource::arn:aws:states:eu-west-1:{account}:execution:{"Fn::Select":[6,{"Fn::Split":[":",{"Ref":"PipelineStateMachine1814BD05"}]}]}:*]',
@@ -200,8 +198,6 @@ EXPECTED_ACKNOWLEDGMENTS = {
         "AwsSolutions-SQS3",
     },
     "Training/Progress/FunctionRole/DefaultPolicy": {
-        "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
-        "AwsSolutions-IAM5[Action::kms:ReEncrypt*]",
         "AwsSolutions-IAM5[Resource::*]",
         "AwsSolutions-IAM5[Resource::<ProgressFunctionLogs1774FE40.Arn>:*]",
     },
@@ -328,8 +324,6 @@ EXPECTED_ACKNOWLEDGMENTS["Monitoring/ApprovalPath/DeadLetterQueue"] = {
     "AwsSolutions-SQS3",
 }
 EXPECTED_ACKNOWLEDGMENTS["Monitoring/ApprovalPath/ApprovalFunctionRole/DefaultPolicy"] = {
-    "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
-    "AwsSolutions-IAM5[Action::kms:ReEncrypt*]",
     "AwsSolutions-IAM5[Resource::*]",
     "AwsSolutions-IAM5[Resource::<ApprovalPathApprovalFunctionLogsD750FCCA.Arn>:*]",
     "AwsSolutions-IAM5[Resource::arn:aws:sagemaker:eu-west-1:{account}:model-package/mlops-{env}-*/*]",

@@ -98,6 +98,17 @@ def publish(s3, config: dict[str, Any]) -> None:
     s3.put_object(Bucket=ARTIFACTS, Key="artifacts/config/pipelines/acme.json", Body=json.dumps(config))
 
 
+def approve(sagemaker, arn: str) -> None:
+    """A person's approval. UpdateModelPackage keeps the package's metadata in AWS, while moto 5.2.5 replaces it
+    with the request's (None), so the approval restates it: the same package as AWS would leave it."""
+    metadata = sagemaker.describe_model_package(ModelPackageName=arn).get("CustomerMetadataProperties") or {}
+    sagemaker.update_model_package(
+        ModelPackageArn=arn,
+        ModelApprovalStatus="Approved",
+        **({"CustomerMetadataProperties": metadata} if metadata else {}),
+    )
+
+
 @pytest.fixture
 def planned(aws, monkeypatch):
     """The plan λ's output and items for run-1 of tenant acme."""
@@ -520,7 +531,7 @@ def test_without_an_approval_in_this_run_the_package_a_person_approved_before_pr
     first = run(evaluate, plan, write_results(s3, {"SUCCEEDED": all_succeeded(items, [0.99, 0.99, 0.99, 0.99])}))
     [linear] = [b for b in first["best"] if b["model"] == "linear"]
     # A person approves the linear package in the registry (prod's path).
-    sagemaker.update_model_package(ModelPackageArn=linear["model_package_arn"], ModelApprovalStatus="Approved")
+    approve(sagemaker, linear["model_package_arn"])
     plan2, items2 = planned(run_id="run-2")
     second = run(evaluate, plan2, write_results(s3, {"SUCCEEDED": all_succeeded(items2, [0.5, 0.5, 0.5, 0.5])}))
 
@@ -531,6 +542,65 @@ def test_without_an_approval_in_this_run_the_package_a_person_approved_before_pr
         "model_package_arn": linear["model_package_arn"],
         "model_data": None,
     }
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        # Tenant acme-lin's model ear: the same group name, mlops-dev-acme-linear, from another tenant's pair.
+        {"tenant": "acme-lin", "model": "ear"},
+        {"tenant": "acme", "model": "xgboost"},
+        {"tenant": "other", "model": "linear"},
+        {},
+    ],
+    ids=["colliding-tenant-and-model", "other-model", "other-tenant", "no-metadata"],
+)
+def test_a_newer_approved_package_of_another_tenant_or_model_in_the_group_never_predicts(
+    aws, planned, monkeypatch, metadata
+):
+    """Issue 17, point 5: the group's name is no proof of whose package it is; its metadata must agree."""
+    s3, _, sagemaker = aws
+    plan, items = planned()
+    evaluate = evaluator(monkeypatch, AUTO_APPROVE="false")
+    first = run(evaluate, plan, write_results(s3, {"SUCCEEDED": all_succeeded(items, [0.99, 0.99, 0.99, 0.99])}))
+    [linear] = [b for b in first["best"] if b["model"] == "linear"]
+    approve(sagemaker, linear["model_package_arn"])
+    time.sleep(0.01)  # strictly newer, as SageMaker's CreationTime orders them
+    intruder = sagemaker.create_model_package(
+        ModelPackageGroupName="mlops-dev-acme-linear",
+        InferenceSpecification={
+            "Containers": [{"Image": SERVING_IMAGE, "ModelDataUrl": "s3://elsewhere/model.tar.gz"}],
+            "SupportedContentTypes": ["text/csv"],
+            "SupportedResponseMIMETypes": ["text/csv"],
+        },
+        ModelApprovalStatus="Approved",
+        **({"CustomerMetadataProperties": metadata} if metadata else {}),
+    )["ModelPackageArn"]
+    plan2, items2 = planned(run_id="run-2")
+    second = run(evaluate, plan2, write_results(s3, {"SUCCEEDED": all_succeeded(items2, [0.5, 0.5, 0.5, 0.5])}))
+
+    assert second["predict"]["model_package_arn"] == linear["model_package_arn"] != intruder
+    assert second["predict"]["model"] == "linear"
+
+
+def test_an_approved_package_whose_metadata_names_another_tenant_is_never_chosen_alone(aws, planned, monkeypatch):
+    s3, _, sagemaker = aws
+    plan, items = planned()
+    evaluate = evaluator(monkeypatch, AUTO_APPROVE="false")
+    sagemaker.create_model_package_group(ModelPackageGroupName="mlops-dev-acme-linear")
+    sagemaker.create_model_package(
+        ModelPackageGroupName="mlops-dev-acme-linear",
+        InferenceSpecification={
+            "Containers": [{"Image": SERVING_IMAGE, "ModelDataUrl": "s3://elsewhere/model.tar.gz"}],
+            "SupportedContentTypes": ["text/csv"],
+            "SupportedResponseMIMETypes": ["text/csv"],
+        },
+        ModelApprovalStatus="Approved",
+        CustomerMetadataProperties={"tenant": "acme-lin", "model": "ear"},
+    )
+    result = run(evaluate, plan, write_results(s3, {"SUCCEEDED": all_succeeded(items, [0.99, 0.99, 0.99, 0.99])}))
+
+    assert result["predict"] is None
 
 
 # -- the registry and the ledger
