@@ -18,7 +18,8 @@ overwrite the other's):
   generates (``<stack name>-<logical id>-<suffix>``, https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-properties-name.html)
   or the names the templates set. Managed policies attach only when they are the ones the stacks attach.
   Service-linked roles may be created only for the services whose resources the stacks declare.
-* ``ReadStackOutputs``: ``cloudformation:DescribeStacks`` on the platform's stacks, for ``Fn::GetStackOutput``.
+* ``ReadStackOutputs``: ``cloudformation:DescribeStacks`` on the stacks whose outputs another stack reads with
+  ``Fn::GetStackOutput`` (the producers only, never every stack).
 
 What stays wider, and why: a role the stacks create may carry any inline policy a template gives it, so
 whoever may deploy a template through the deploy role may still create a prefixed role with broad rights.
@@ -172,6 +173,7 @@ class _Inventory:
     policies: set[str] = field(default_factory=set)
     attached: set[str] = field(default_factory=set)
     stacks: set[str] = field(default_factory=set)
+    producers: set[str] = field(default_factory=set)
     service_linked: set[str] = field(default_factory=set)
 
 
@@ -190,10 +192,55 @@ def _service_linked_role(resource_type: str, properties: dict[str, Any]) -> str 
     return SERVICE_LINKED_ROLES.get(resource_type)
 
 
+# The environments whose names appear in fixed role names (config/schema.py's ENVIRONMENT_NAMES; this
+# build-time tool reads the templates, not the config).
+ENVIRONMENTS = ("dev", "staging", "prod")
+
+
+def _per_environment(arns: set[str]) -> list[str]:
+    """The ARNs, with names that differ only in an environment part (``mlops-dev-deploy-check``,
+    ``mlops-staging-deploy-check``, ``mlops-prod-deploy-check``) as one pattern (``mlops-*-deploy-check``)
+    when every environment has one: the same roles in fewer characters, since the policy must fit IAM's
+    6,144. Names CloudFormation generates (``<stack>-*``) already end in a wildcard and stay as they are.
+    """
+    groups: dict[str, set[str]] = {}
+    for arn in arns:
+        prefix, _, name = arn.rpartition("/")
+        parts = name.split("-")
+        for index, part in enumerate(parts):
+            if part in ENVIRONMENTS and not name.endswith("*"):
+                pattern = "-".join([*parts[:index], "*", *parts[index + 1 :]])
+                groups.setdefault(f"{prefix}/{pattern}", set()).add(arn)
+                break
+    merged = set(arns)
+    for pattern, members in groups.items():
+        if len(members) == len(ENVIRONMENTS):
+            merged = (merged - members) | {pattern}
+    return sorted(merged)
+
+
+def _stack_outputs_read(node: Any) -> set[str]:
+    """The stack names of every ``Fn::GetStackOutput`` in a template (CloudFormation reads their outputs with
+    the execution role: https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/intrinsic-function-reference-getstackoutput.html)."""
+    if isinstance(node, list):
+        return set().union(*(_stack_outputs_read(item) for item in node)) if node else set()
+    if not isinstance(node, dict):
+        return set()
+    found = set().union(*(_stack_outputs_read(value) for value in node.values())) if node else set()
+    reference = node.get("Fn::GetStackOutput")
+    if isinstance(reference, dict):
+        name = reference.get("StackName")
+        if not isinstance(name, str):
+            raise ExecutionPolicyError(f"an Fn::GetStackOutput names its stack by {json.dumps(name)}, not a name")
+        found.add(name)
+    return found
+
+
 def _inventory(outdir: Path) -> _Inventory:
     found = _Inventory()
     for stack in stack_templates(outdir):
         found.stacks.add(stack.name)
+        found.producers.update(_stack_outputs_read(stack.template))
         resources = stack.template.get("Resources", {})
         for logical_id, resource in resources.items():
             resource_type = resource["Type"]
@@ -284,14 +331,19 @@ def derive(outdir: Path, project: str) -> dict[str, Any]:
             }
         )
     statements.append(
-        {"Sid": "StackRoles", "Effect": "Allow", "Action": list(ROLE_ACTIONS), "Resource": sorted(found.roles)}
+        {
+            "Sid": "StackRoles",
+            "Effect": "Allow",
+            "Action": list(ROLE_ACTIONS),
+            "Resource": _per_environment(found.roles),
+        }
     )
     statements.append(
         {
             "Sid": "StackRolesManagedPolicies",
             "Effect": "Allow",
             "Action": list(ATTACH_ACTIONS),
-            "Resource": sorted(found.roles),
+            "Resource": _per_environment(found.roles),
             "Condition": {"ArnLike": {"iam:PolicyARN": sorted(found.attached | found.policies)}},
         }
     )
@@ -318,7 +370,7 @@ def derive(outdir: Path, project: str) -> dict[str, Any]:
             "Sid": "ReadStackOutputs",
             "Effect": "Allow",
             "Action": ["cloudformation:DescribeStacks"],
-            "Resource": sorted(f"arn:aws:cloudformation:*:*:stack/{name}/*" for name in found.stacks),
+            "Resource": sorted(f"arn:aws:cloudformation:*:*:stack/{name}/*" for name in found.producers),
         }
     )
     document = {"Version": "2012-10-17", "Statement": statements}
