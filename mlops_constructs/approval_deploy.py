@@ -21,6 +21,7 @@ stack holds. ``guard_policy`` denies the overrides outright to whoever it is att
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from aws_cdk import ArnFormat, DefaultStackSynthesizer, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_codebuild as codebuild
@@ -103,7 +104,7 @@ def _serving_arns(stack: Stack, serving_stack_name: str, names: Names) -> dict[s
 
 
 def execution_role(
-    scope: Construct, *, names: Names, serving_stack_name: str, foundation_stack_name: str, key: kms.IKey
+    scope: Construct, *, names: Names, serving_stack_name: str, producer_stack_names: Sequence[str], key: kms.IKey
 ) -> iam.Role:
     """``ServingExecutionRole``: what CloudFormation may do while it applies a promotion to the Serving stack."""
     stack = Stack.of(scope)
@@ -147,19 +148,23 @@ def execution_role(
             resources=[arns["pointers"], bootstrap_version_parameter(stack)],
         )
     )
-    # Fn::GetStackOutput reads the Foundation stack's outputs (the zones' and the key's names).
-    foundation = f"arn:{stack.partition}:cloudformation:{stack.region}:{stack.account}:stack/{foundation_stack_name}/*"
+    # Fn::GetStackOutput reads the producers' outputs with this role at every update (Foundation's zones and
+    # key; staging's smoke-test role reads Training's state machine): "RoleArn ... defaults to the current
+    # stack's execution role", which needs cloudformation:DescribeStacks on the stack it reads
+    # (https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/intrinsic-function-reference-getstackoutput.html).
+    producers = [
+        f"arn:{stack.partition}:cloudformation:{stack.region}:{stack.account}:stack/{name}/*"
+        for name in producer_stack_names
+    ]
     role.add_to_policy(
-        iam.PolicyStatement(
-            sid="ReadFoundationOutputs", actions=["cloudformation:DescribeStacks"], resources=[foundation]
-        )
+        iam.PolicyStatement(sid="ReadProducerOutputs", actions=["cloudformation:DescribeStacks"], resources=producers)
     )
     # Endpoint configs name the platform key for their volumes and captures (SageMaker's CreateEndpointConfig:
     # "The KMS key policy must grant permission to the IAM role that you specify in your CreateEndpoint,
     # UpdateEndpoint requests", https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateEndpointConfig.html).
     role.add_to_policy(key_used_through(scope, key, "sagemaker", ["kms:DescribeKey", "kms:CreateGrant"]))
     policy = role.node.find_child("DefaultPolicy")
-    for resource in [*generated, arns["endpoints"], arns["roles"], arns["functions"], arns["pointers"], foundation]:
+    for resource in [*generated, arns["endpoints"], arns["roles"], arns["functions"], arns["pointers"], *producers]:
         acknowledge_wildcard_resource(
             policy,
             resource,
@@ -250,7 +255,7 @@ def deploy_project(
     *,
     names: Names,
     serving_stack_name: str,
-    foundation_stack_name: str,
+    producer_stack_names: Sequence[str],
     key: kms.IKey,
     timeout_minutes: int,
     log_retention_days: int,
@@ -264,7 +269,7 @@ def deploy_project(
         scope,
         names=names,
         serving_stack_name=serving_stack_name,
-        foundation_stack_name=foundation_stack_name,
+        producer_stack_names=producer_stack_names,
         key=key,
     )
     role = iam.Role(

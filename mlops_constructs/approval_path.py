@@ -18,6 +18,7 @@ docs/approval-path.md has the design and the runbook. In short:
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from aws_cdk import Annotations, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -96,7 +97,7 @@ class ApprovalPath(Construct):
         ledger: dynamodb.ITableV2,
         artifacts_bucket: s3.IBucket,
         serving_stack_name: str,
-        foundation_stack_name: str,
+        producer_stack_names: Sequence[str],
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, id)
@@ -119,7 +120,7 @@ class ApprovalPath(Construct):
             self,
             names=names,
             serving_stack_name=serving_stack_name,
-            foundation_stack_name=foundation_stack_name,
+            producer_stack_names=producer_stack_names,
             key=key,
             timeout_minutes=self.build_timeout_minutes,
             log_retention_days=log_retention_days,

@@ -113,7 +113,8 @@ class MonitoringStack(Stack):
             ledger=self.foundation.ledger_table,
             artifacts_bucket=self.foundation.lake.zones["artifacts"],
             serving_stack_name=self.serving.stack_name,
-            foundation_stack_name=self.foundation.stack_name,
+            # The stacks whose outputs Serving reads (Fn::GetStackOutput): Foundation, and Training in staging.
+            producer_stack_names=[self.foundation.stack_name, self.training.stack_name],
             removal_policy=self.removal_policy,
         )
         # docs/approval-path.md's runbook starts and inspects promotions with these.

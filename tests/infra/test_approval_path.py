@@ -543,3 +543,30 @@ def test_the_runbook_s_outputs_name_the_workflow_and_the_deploy_project(synthesi
     assert "ApprovalPathWorkflow" in json.dumps(outputs["PromotionWorkflowArn"]["Value"])
     assert "ApprovalPathDeployProject" in json.dumps(outputs["PromotionDeployProjectName"]["Value"])
     assert "ApprovalPathDeployGuard" in json.dumps(outputs["PromotionDeployGuardArn"]["Value"])
+
+
+def _stack_outputs_read(node: Any) -> set[str]:
+    if isinstance(node, list):
+        return set().union(set(), *(_stack_outputs_read(item) for item in node))
+    if not isinstance(node, dict):
+        return set()
+    found = set().union(set(), *(_stack_outputs_read(value) for value in node.values()))
+    if isinstance(node.get("Fn::GetStackOutput"), dict):
+        found.add(node["Fn::GetStackOutput"]["StackName"])
+    return found
+
+
+def test_the_promotion_execution_role_reads_every_stack_whose_outputs_serving_reads(
+    synthesized, resources, environment
+):
+    """Fn::GetStackOutput resolves with the stack's execution role at every update: a producer it cannot
+    describe fails the promotion's change set (staging's Serving also reads Training's outputs)."""
+    producers = _stack_outputs_read(synthesized.template_json(environment, "serving"))
+    [readable] = [
+        s for s in statements(resources, "ApprovalPathServingExecutionRole") if s.get("Sid") == "ReadProducerOutputs"
+    ]
+
+    assert producers, "Serving reads no stack's outputs: the test would prove nothing"
+    readable_stacks = {rendered(resource).split(":stack/")[1].split("/")[0] for resource in resources_of(readable)}
+    assert actions_of(readable) == ["cloudformation:DescribeStacks"]
+    assert producers <= readable_stacks, f"the promotion's execution role cannot read {producers - readable_stacks}"
