@@ -37,7 +37,7 @@ from mlops_constructs.approval_deploy import build_timeout_minutes, deploy_proje
 from mlops_constructs.approval_workflow import deployment_workflow, lock_seconds
 from mlops_constructs.arns import model_packages_arn
 from mlops_constructs.deploy_check import grant_endpoint_check
-from mlops_constructs.encryption import key_used_through
+from mlops_constructs.encryption import grant_table_items, key_used_through
 from mlops_constructs.event_delivery import function_target, keep_failed_invocations, package_state_changes
 from mlops_constructs.functions import PlatformFunction, platform_function
 from mlops_constructs.model_pointers import EXAMPLE, pointer_name
@@ -291,9 +291,7 @@ class ApprovalPath(Construct):
         ]
 
     def _grant_ledger(self, parts: PlatformFunction, actions: list[str]) -> None:
-        parts.role.add_to_policy(iam.PolicyStatement(sid="Ledger", actions=actions, resources=[self._ledger.table_arn]))
-        ledger_key = ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
-        parts.role.add_to_principal_policy(key_used_through(self, self._key, "dynamodb", ledger_key))
+        grant_table_items(parts.role, self._ledger, self._key, actions, sid="Ledger")
 
     def _grant_packages(self, parts: PlatformFunction) -> None:
         packages = model_packages_arn(self, self._names)
