@@ -5,7 +5,7 @@ docs/approval-path.md has the design and the runbook. In short:
 * **Approval function** (``lambda/approval/handler.py``), on an EventBridge rule of the default bus:
   ``SageMaker Model Package State Change`` of this environment's package groups (``<project>-<env>-``)
   that are ``Approved`` or ``PendingManualApproval``. It checks the package (``model_promotion.py``, the
-  checks ``scripts/promote.py`` runs too), and starts the deployment workflow for an endpoint with a
+  checks ``mlops promote`` runs too), and starts the deployment workflow for an endpoint with a
   ``Challenger``; otherwise it records, prepares pointers nobody reads yet, and notifies.
 * **Deployment workflow** (mlops_constructs/approval_workflow.py): waits for the Serving stack and the
   deployment lock, writes the pointer, runs the deploy project, judges the stack and the endpoint, and

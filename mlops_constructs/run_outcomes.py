@@ -5,7 +5,7 @@ Standard workflow's execution starts, ends or is redriven
 (https://docs.aws.amazon.com/step-functions/latest/dg/eventbridge-integration.html). A rule passes
 the training state machine's events to the run-outcome function (lambda/run_outcome/handler.py),
 which writes the run's final status, the state it failed in and the cause to the ledger, so
-``scripts/run_report.py`` tells the truth about failed, timed-out, aborted and redriven runs too.
+``mlops run-report`` tells the truth about failed, timed-out, aborted and redriven runs too.
 The rule retries and keeps what it cannot deliver in a dead-letter queue; both that queue and
 the function's errors raise an alarm on the environment's topic.
 """

@@ -37,7 +37,7 @@ from mlops_platform.reports.progress import progress_table_from_stack
 TABLE_ENVIRONMENT_VARIABLE = "MLOPS_LEDGER_TABLE"
 STACK_OUTPUT = "RunLedgerTableName"  # stacks/foundation.py
 FROM_SAGEMAKER, FROM_LEDGER = "sagemaker", "ledger"
-# lambda/evaluate/handler.py: counts() keys and the statuses they tally, in the order shown.
+# mlops_platform/evaluation/trials.py: counts() keys and the statuses they tally, in the order shown.
 TALLY = [
     ("succeeded", "succeeded"),
     ("failed", "failed"),
