@@ -14,7 +14,7 @@ Two SageMaker rules make some serving changes depend on what is live, which synt
   live variants and adding new ones, is refused (``replaced_variants``): it would move traffic from
   fleets that served it to fleets that never did, at once and without guardrails.
 
-``make record-variants ENV=<env>`` rewrites an environment's entry from AWS (scripts/record_variants.py:
+``make record-variants ENV=<env>`` rewrites an environment's entry from AWS (mlops_platform/cli/record_variants.py:
 DescribeEndpoint, DescribeEndpointConfig, DescribeScalableTargets) after a deploy; the commit carries
 it to the next synth, and the delivery pipeline's deploy check fails while it differs from what AWS
 has. A missing entry means "never deployed": before the first deploy every update is all at once.

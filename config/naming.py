@@ -30,7 +30,7 @@ def ambiguous_pair(pairs: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], t
 
 def serving_stack_name(environment: str) -> str:
     """``<env>-Serving``, the Serving stack's name (stacks/stage.py names every stack so): the deployment
-    lock the approval path and scripts/promote.py share, and the stack the deploy check reads."""
+    lock the approval path and ``mlops promote`` share, and the stack the deploy check reads."""
     return f"{environment}-Serving"
 
 

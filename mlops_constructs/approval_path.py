@@ -5,7 +5,7 @@ docs/approval-path.md has the design and the runbook. In short:
 * **Approval function** (``lambda/approval/handler.py``), on an EventBridge rule of the default bus:
   ``SageMaker Model Package State Change`` of this environment's package groups (``<project>-<env>-``)
   that are ``Approved`` or ``PendingManualApproval``. It checks the package (``model_promotion.py``, the
-  checks ``scripts/promote.py`` runs too), and starts the deployment workflow for an endpoint with a
+  checks ``mlops promote`` runs too), and starts the deployment workflow for an endpoint with a
   ``Challenger``; otherwise it records, prepares pointers nobody reads yet, and notifies.
 * **Deployment workflow** (mlops_constructs/approval_workflow.py): waits for the Serving stack and the
   deployment lock, writes the pointer, runs the deploy project, judges the stack and the endpoint, and
@@ -38,7 +38,7 @@ from mlops_constructs.approval_deploy import build_timeout_minutes, deploy_proje
 from mlops_constructs.approval_workflow import deployment_workflow, lock_seconds
 from mlops_constructs.arns import model_packages_arn
 from mlops_constructs.deploy_check import grant_endpoint_check
-from mlops_constructs.encryption import key_used_through
+from mlops_constructs.encryption import grant_table_items, key_used_through
 from mlops_constructs.event_delivery import function_target, keep_failed_invocations, package_state_changes
 from mlops_constructs.functions import PlatformFunction, platform_function
 from mlops_constructs.model_pointers import EXAMPLE, pointer_name
@@ -292,9 +292,7 @@ class ApprovalPath(Construct):
         ]
 
     def _grant_ledger(self, parts: PlatformFunction, actions: list[str]) -> None:
-        parts.role.add_to_policy(iam.PolicyStatement(sid="Ledger", actions=actions, resources=[self._ledger.table_arn]))
-        ledger_key = ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
-        parts.role.add_to_principal_policy(key_used_through(self, self._key, "dynamodb", ledger_key))
+        grant_table_items(parts.role, self._ledger, self._key, actions, sid="Ledger")
 
     def _grant_packages(self, parts: PlatformFunction) -> None:
         packages = model_packages_arn(self, self._names)

@@ -1,12 +1,12 @@
 """The approval path's deployment workflow: one Step Functions execution per promoted package and endpoint.
 
 Its name is derived from both, so a duplicate event starts nothing. It waits while the Serving stack is
-busy or someone holds the deployment lock (``scripts/promote.py`` takes it too); ends as ``superseded``
+busy or someone holds the deployment lock (``mlops promote`` takes it too); ends as ``superseded``
 when the pointer already names a newer version of the package's group (approvals arrive in any order);
 writes the pointer (``lambda/approval/deployment.py``, keeping the previous value); runs the deploy
 project (mlops_constructs/approval_deploy.py); then judges the stack and the endpoint: deployed when the
 stack is complete with the new pointer *and* the endpoint runs the endpoint config and models the stack
-deployed (``lambda/approval/endpoint_check.py``), else the pointer goes back and people are told.
+deployed (``mlops_platform/registry/endpoint_check.py``), else the pointer goes back and people are told.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Who may check that a deploy is done: the reads of lambda/approval/endpoint_check.py, and nothing more.
+"""Who may check that a deploy is done: the reads of mlops_platform/registry/endpoint_check.py, and nothing more.
 
 A deploy is done when each endpoint runs the endpoint config and models its stack deployed (a deployment
 guardrail's rollback leaves the stack complete and the endpoint on its old config). Three paths run that
@@ -33,7 +33,7 @@ from mlops_constructs.endpoint import endpoint_arn
 from mlops_constructs.nag import acknowledge, acknowledge_wildcard_resource
 from mlops_constructs.pipeline_access import role_for_tooling_build
 
-# lambda/approval/endpoint_check.py: CHECK_ACTIONS and RECORD_ACTIONS (a test keeps them equal).
+# mlops_platform/registry/endpoint_check.py: CHECK_ACTIONS and RECORD_ACTIONS (a test keeps them equal).
 STACK_ACTIONS = ("cloudformation:GetTemplate", "cloudformation:ListStackResources")
 ENDPOINT_ACTIONS = ("sagemaker:DescribeEndpoint",)
 ENDPOINT_CONFIG_ACTIONS = ("sagemaker:DescribeEndpointConfig",)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct, IConstruct
@@ -23,6 +24,8 @@ PUBLISHING_SERVICES = {
     "s3.amazonaws.com": "S3 event notifications to encrypted topics and queues",
 }
 PUBLISH_ACTIONS = ["kms:Decrypt", "kms:GenerateDataKey*"]
+# DynamoDB encrypts a table's items with data keys under the platform key, for the caller.
+TABLE_ITEM_KEY_ACTIONS = ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
 
 
 def key_used_through(
@@ -35,6 +38,20 @@ def key_used_through(
         resources=[key.key_arn],
         conditions={"StringEquals": {"kms:ViaService": f"{service}.{Stack.of(scope).region}.amazonaws.com"}},
     )
+
+
+def grant_table_items(
+    role: iam.Role,
+    table: dynamodb.ITableV2,
+    key: kms.IKey,
+    actions: Sequence[str],
+    *,
+    sid: str,
+    key_sid: str | None = None,
+) -> None:
+    """``actions`` on ``table``'s items for ``role``, and the key its items are encrypted with, through DynamoDB."""
+    role.add_to_policy(iam.PolicyStatement(sid=sid, actions=list(actions), resources=[table.table_arn]))
+    role.add_to_policy(key_used_through(role, key, "dynamodb", TABLE_ITEM_KEY_ACTIONS, sid=key_sid))
 
 
 def _service_publishes(stack: Stack, service: str, actions: list[str]) -> iam.PolicyStatement:

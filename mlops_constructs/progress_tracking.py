@@ -13,14 +13,13 @@ from __future__ import annotations
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from config.naming import Names
 from mlops_constructs.alarms import alarm_above_zero, errors, messages_waiting
-from mlops_constructs.encryption import key_used_through
+from mlops_constructs.encryption import grant_table_items
 from mlops_constructs.event_delivery import function_target, keep_failed_invocations, quarantine_to
 from mlops_constructs.functions import platform_function
 from mlops_constructs.queues import dead_letter_queue
@@ -89,11 +88,9 @@ class ProgressTracking(Construct):
             memory_size=256,
         )
         self.function = parts.function
-        parts.role.add_to_policy(
-            iam.PolicyStatement(sid="WriteProgressRows", actions=["dynamodb:PutItem"], resources=[table.table_arn])
+        grant_table_items(
+            parts.role, table, key, ["dynamodb:PutItem"], sid="WriteProgressRows", key_sid="EncryptRowsThroughDynamoDb"
         )
-        rows_key = ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
-        parts.role.add_to_policy(key_used_through(self, key, "dynamodb", rows_key, sid="EncryptRowsThroughDynamoDb"))
         quarantine_to(parts, self.dead_letter_queue, key)
         # Failed asynchronous invocations (DynamoDB down after Lambda's retries) keep their event.
         keep_failed_invocations(parts, self.dead_letter_queue)

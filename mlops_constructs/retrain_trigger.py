@@ -37,7 +37,7 @@ from config.monitoring import Retraining
 from config.naming import Names
 from mlops_constructs.alarms import alarm_above_zero, errors, messages_waiting
 from mlops_constructs.arns import executions_arn, model_packages_arn
-from mlops_constructs.encryption import key_used_through
+from mlops_constructs.encryption import TABLE_ITEM_KEY_ACTIONS, key_used_through
 from mlops_constructs.event_delivery import (
     ASYNC_RETRY_ATTEMPTS,
     RULE_MAX_EVENT_AGE,
@@ -232,7 +232,7 @@ class RetrainTrigger(Construct):
         self._allow_key_through(
             "EncryptLedgerThroughDynamoDb",
             "dynamodb",
-            ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
+            TABLE_ITEM_KEY_ACTIONS,
         )
         # Whether a candidate is still awaiting review.
         packages = model_packages_arn(self, names)

@@ -5,7 +5,7 @@ Standard workflow's execution starts, ends or is redriven
 (https://docs.aws.amazon.com/step-functions/latest/dg/eventbridge-integration.html). A rule passes
 the training state machine's events to the run-outcome function (lambda/run_outcome/handler.py),
 which writes the run's final status, the state it failed in and the cause to the ledger, so
-``scripts/run_report.py`` tells the truth about failed, timed-out, aborted and redriven runs too.
+``mlops run-report`` tells the truth about failed, timed-out, aborted and redriven runs too.
 The rule retries and keeps what it cannot deliver in a dead-letter queue; both that queue and
 the function's errors raise an alarm on the environment's topic.
 """
@@ -23,7 +23,7 @@ from constructs import Construct
 
 from config.naming import Names
 from mlops_constructs.alarms import alarm_above_zero, errors, messages_waiting
-from mlops_constructs.encryption import key_used_through
+from mlops_constructs.encryption import grant_table_items
 from mlops_constructs.event_delivery import function_target, keep_failed_invocations, quarantine_to
 from mlops_constructs.functions import platform_function
 from mlops_constructs.nag import acknowledge_wildcard_resource
@@ -75,12 +75,13 @@ class RunOutcomes(Construct):
             memory_size=256,
         )
         self.function = parts.function
-        parts.role.add_to_policy(
-            iam.PolicyStatement(sid="UpdateRunRecords", actions=["dynamodb:UpdateItem"], resources=[ledger.table_arn])
-        )
-        records_key = ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
-        parts.role.add_to_policy(
-            key_used_through(self, key, "dynamodb", records_key, sid="EncryptRecordsThroughDynamoDb")
+        grant_table_items(
+            parts.role,
+            ledger,
+            key,
+            ["dynamodb:UpdateItem"],
+            sid="UpdateRunRecords",
+            key_sid="EncryptRecordsThroughDynamoDb",
         )
         machine_name = Fn.select(6, Fn.split(":", state_machine.state_machine_arn))
         executions = f"arn:{stack.partition}:states:{stack.region}:{stack.account}:execution:{machine_name}:*"

@@ -6,6 +6,8 @@ mlops_constructs/training_trial.py.
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import Size
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
@@ -129,21 +131,12 @@ def definition(
             capacity_wait_limit_seconds=environment.training.capacity_wait_limit_seconds,
         )
     )
-    evaluate = tasks.LambdaInvoke(
+    evaluate = _evaluate_action(
         scope,
-        "Evaluate",
-        lambda_function=functions.evaluate.function,
-        payload=sfn.TaskInput.from_object(
-            {
-                "action": "evaluate",
-                "run_id": sfn.JsonPath.string_at("$.plan.run_id"),
-                "tenant": sfn.JsonPath.string_at("$.plan.tenant"),
-                "plan": sfn.JsonPath.object_at("$.plan"),
-                # The Map's output, or its error when more trials failed than it tolerates.
-                "results": sfn.JsonPath.object_at("$.training"),
-            }
-        ),
-        payload_response_only=True,
+        functions,
+        "evaluate",
+        # The Map's output, or its error when more trials failed than it tolerates.
+        {"plan": sfn.JsonPath.object_at("$.plan"), "results": sfn.JsonPath.object_at("$.training")},
         result_path="$.evaluation",
     )
     baselines = sfn.Map(
@@ -159,19 +152,11 @@ def definition(
         result_path=sfn.JsonPath.DISCARD,
     )
     baselines.item_processor(_baseline(scope))
-    register = tasks.LambdaInvoke(
+    register = _evaluate_action(
         scope,
-        "Register",
-        lambda_function=functions.evaluate.function,
-        payload=sfn.TaskInput.from_object(
-            {
-                "action": "register",
-                "run_id": sfn.JsonPath.string_at("$.plan.run_id"),
-                "tenant": sfn.JsonPath.string_at("$.plan.tenant"),
-                "evaluation": sfn.JsonPath.object_at("$.evaluation"),
-            }
-        ),
-        payload_response_only=True,
+        functions,
+        "register",
+        {"evaluation": sfn.JsonPath.object_at("$.evaluation")},
         result_path="$.registration",
     )
     create_model = tasks.CallAwsService(
@@ -282,6 +267,28 @@ def _predict(
         batch_strategy=tasks.BatchStrategy.MULTI_RECORD,
         max_payload=Size.mebibytes(6),
         result_path=sfn.JsonPath.DISCARD,
+    )
+
+
+def _evaluate_action(
+    scope: Construct, functions: TrainingFunctions, action: str, fields: dict[str, Any], *, result_path: str
+) -> tasks.LambdaInvoke:
+    """The evaluate function's ``action`` (``evaluate``, then ``register``) for the planned run: the state
+    is named after the action, and the run's id and tenant lead its payload."""
+    return tasks.LambdaInvoke(
+        scope,
+        action.capitalize(),
+        lambda_function=functions.evaluate.function,
+        payload=sfn.TaskInput.from_object(
+            {
+                "action": action,
+                "run_id": sfn.JsonPath.string_at("$.plan.run_id"),
+                "tenant": sfn.JsonPath.string_at("$.plan.tenant"),
+                **fields,
+            }
+        ),
+        payload_response_only=True,
+        result_path=result_path,
     )
 
 

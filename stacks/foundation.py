@@ -91,7 +91,7 @@ class FoundationStack(Stack):
             CfnOutput(self, f"{zone.capitalize()}ZoneBucketName", value=bucket.bucket_name)
         CfnOutput(self, "LakeDatabaseName", value=self.lake.database.ref)
         CfnOutput(self, "AthenaWorkGroupName", value=self.lake.workgroup.ref)
-        # scripts/training_progress.py --stack <env>-Foundation reads this.
+        # mlops progress --stack <env>-Foundation reads this.
         CfnOutput(self, "ProgressTableName", value=self.progress_table.table_name)
         CfnOutput(self, "RunLedgerTableName", value=self.ledger_table.table_name)
         CfnOutput(self, "AsyncResultsTableName", value=self.async_results_table.table_name)

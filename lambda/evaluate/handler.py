@@ -1,6 +1,6 @@
 """Evaluate and register: pick each model's best trial, then, once its baseline exists, register it.
 
-Invoked twice per run by the training state machine (mlops_constructs/training_pipeline.py), the state's
+Invoked twice per run by the training state machine (mlops_constructs/training_definition.py), the state's
 ``action`` choosing the entry: ``evaluate`` (the default) after the training Map, ``register`` after the
 ``Baselines`` Map. What each does, reads and writes is ``mlops_platform.evaluation`` (docs/training-pipeline.md);
 this adapter builds its clients and settings once per container, plugs in Powertools' logger and metrics, and

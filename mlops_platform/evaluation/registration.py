@@ -189,7 +189,7 @@ class Registering(Services):
                     "run_id": run_id,
                     "tenant": registration.tenant,
                     "model": model,
-                    "algorithm": entry["algorithm"],  # scripts/promote.py checks it against the variant's flavour
+                    "algorithm": entry["algorithm"],  # mlops promote checks it against the variant's flavour
                     "trial": entry["trial"],
                     "training_job_name": entry["job_name"],
                     "objective_metric": objective.metric,

@@ -4,7 +4,7 @@ SageMaker caps each of a Processing job's ``ContainerArguments`` at 256 characte
 (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_AppSpecification.html), and thresholds
 for a handful of named features already pass that. So the settings travel as one JSON object, an
 asset of the Monitoring stack written at synth from ``monitoring`` in the environment's config
-(mlops_constructs/drift_monitor.py), and the job gets only its URI (``--settings``)::
+(mlops_constructs/drift_job.py), and the job gets only its URI (``--settings``)::
 
     {"schema_version": 1,
      "thresholds": {"default": {"psi": 0.2, "ks_statistic": 0.1, "ks_p_value": 0.01},

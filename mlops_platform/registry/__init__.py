@@ -1,7 +1,7 @@
 """The model registry's rules: which package may serve where, and how a model pointer changes.
 
 One home for what the approval path's functions (``lambda/approval``), the operator commands
-(``scripts/promote.py``, ``scripts/check_deploy.py``, ``scripts/record_variants.py``) and the delivery
+(``mlops promote``, ``mlops check-deploy``, ``mlops record-variants``) and the delivery
 pipeline's deploy check share. Every module needs boto3 only, takes its AWS clients as arguments and
 reads no environment: the handlers and the commands build the clients and the settings.
 

@@ -1,7 +1,7 @@
 """Promotion checks: what a model package must pass before a model pointer may name it.
 
 One module for both writers of model pointers (ARCHITECTURE.md, "Where models live"): the approval path
-(``approval`` and ``deployment``) and people (``scripts/promote.py``, through ``promotion``). It needs
+(``approval`` and ``deployment``) and people (``mlops promote``, through ``promotion``). It needs
 boto3 only, takes its clients as arguments and reads no environment, so no second copy of a check can drift.
 
 ``check_package`` runs every check, in this order, and raises ``PromotionRefused`` (one sentence) at

@@ -2,7 +2,7 @@
 
 A ledger item ``LOCK#<stack>`` / ``LOCK`` taken with a conditional write by its owner's name. The approval
 path's deployment workflow (``deployment``) holds it from before it writes a pointer until its deploy is
-judged; ``scripts/promote.py`` (``promotion.deployment_lock``) holds it while it checks and writes one.
+judged; ``mlops promote`` (``promotion.deployment_lock``) holds it while it checks and writes one.
 So a person's promotion never lands between a workflow's write and its judgement, and two promotions
 never interleave. The lock expires (``expires_at``, epoch seconds), so an owner that died cannot block
 the others forever; whoever finds it expired takes it over.

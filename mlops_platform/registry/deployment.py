@@ -9,7 +9,7 @@ traffic). Each state invokes the deployment function (lambda/approval/deployment
 
 * ``acquire``: takes the environment's deployment lock (``deploy_lock``: a ledger item ``LOCK#<stack>`` /
   ``LOCK``, owned by the execution's name, expiring after ``LOCK_SECONDS`` so an abandoned execution cannot
-  block forever; ``scripts/promote.py`` takes the same lock), re-reads the package (a package rejected in
+  block forever; ``mlops promote`` takes the same lock), re-reads the package (a package rejected in
   the meantime is ``withdrawn``), reads the pointer (a package older than the one it names is
   ``superseded``: approvals arrive in any order, and an older one never overwrites a newer one) and reads
   the Serving stack. ``busy`` while someone else holds the lock or the stack is in any ``*_IN_PROGRESS``

@@ -20,8 +20,8 @@ instance types (the live endpoint config's: ``DescribeEndpoint`` has none) and w
 Application Auto Scaling target (``DescribeScalableTargets``).
 
 The same module runs in the approval path's deployment function (``deployment``), after the delivery
-pipeline's deploy stages and after ``make deploy`` (scripts/check_deploy.py), and in
-``make record-variants`` (scripts/record_variants.py): one comparison for every deploy path. It needs
+pipeline's deploy stages and after ``make deploy`` (``mlops check-deploy``), and in
+``make record-variants`` (``mlops record-variants``): one comparison for every deploy path. It needs
 boto3 only and takes its clients as arguments. The IAM actions it calls are ``CHECK_ACTIONS`` and
 ``RECORD_ACTIONS``; the roles that run it are granted exactly those (tests compare both ends).
 """

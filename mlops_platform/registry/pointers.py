@@ -2,7 +2,7 @@
 
 A pointer holds a model artifact's S3 URI, or the sentinel ``example`` (the shipped example model); its
 description ``model package <ARN>`` names the package for lineage. CloudFormation creates each pointer
-once and never writes it again; the approval path and ``scripts/promote.py`` write it afterwards, and SSM
+once and never writes it again; the approval path and ``mlops promote`` write it afterwards, and SSM
 keeps every version (``GetParameterHistory``), which is what a rollback returns to.
 """
 

@@ -51,19 +51,29 @@ def progress_table_from_stack(cloudformation: Any, stack_name: str, output_key: 
 
 
 def resolve_table(
-    table: str | None, stack: str | None, region: str | None, environ: Mapping[str, str], cloudformation: Any = None
+    table: str | None,
+    stack: str | None,
+    region: str | None,
+    environ: Mapping[str, str],
+    cloudformation: Any = None,
+    *,
+    output_key: str = STACK_OUTPUT,
+    variable: str = TABLE_ENVIRONMENT_VARIABLE,
+    what: str = "the progress table",
+    missing: type[Exception] = NothingToShow,
 ) -> str:
-    """The table: ``table``, else the ``ProgressTableName`` output of ``stack``, else ``MLOPS_PROGRESS_TABLE``."""
+    """The table: ``table``, else the ``output_key`` output of ``stack`` (``ProgressTableName``), else
+    ``environ[variable]`` (``MLOPS_PROGRESS_TABLE``); ``missing`` names ``what`` where none names it.
+
+    The run ledger is found the same way (run_report.resolve_table)."""
     if table:
         return table
     if stack:
         client = cloudformation or boto3.client("cloudformation", region_name=region)
-        return progress_table_from_stack(client, stack)
-    if environ.get(TABLE_ENVIRONMENT_VARIABLE):
-        return environ[TABLE_ENVIRONMENT_VARIABLE]
-    raise NothingToShow(
-        f"name the progress table: --table NAME, --stack <env>-Foundation or {TABLE_ENVIRONMENT_VARIABLE}"
-    )
+        return progress_table_from_stack(client, stack, output_key)
+    if environ.get(variable):
+        return environ[variable]
+    raise missing(f"name {what}: --table NAME, --stack <env>-Foundation or {variable}")
 
 
 def resolve_execution(

@@ -29,15 +29,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
+from mlops_platform.reports import progress
 from mlops_platform.reports.progress import progress_table_from_stack
 
 TABLE_ENVIRONMENT_VARIABLE = "MLOPS_LEDGER_TABLE"
 STACK_OUTPUT = "RunLedgerTableName"  # stacks/foundation.py
 FROM_SAGEMAKER, FROM_LEDGER = "sagemaker", "ledger"
-# lambda/evaluate/handler.py: counts() keys and the statuses they tally, in the order shown.
+# mlops_platform/evaluation/trials.py: counts() keys and the statuses they tally, in the order shown.
 TALLY = [
     ("succeeded", "succeeded"),
     ("failed", "failed"),
@@ -62,14 +62,17 @@ def resolve_table(
     table: str | None, stack: str | None, region: str | None, environ: Mapping[str, str], cloudformation: Any = None
 ) -> str:
     """The ledger: ``table``, else the ``RunLedgerTableName`` output of ``stack``, else ``MLOPS_LEDGER_TABLE``."""
-    if table:
-        return table
-    if stack:
-        client = cloudformation or boto3.client("cloudformation", region_name=region)
-        return ledger_table_from_stack(client, stack)
-    if environ.get(TABLE_ENVIRONMENT_VARIABLE):
-        return environ[TABLE_ENVIRONMENT_VARIABLE]
-    raise NoTableNamed(f"name the run ledger: --table NAME, --stack <env>-Foundation or {TABLE_ENVIRONMENT_VARIABLE}")
+    return progress.resolve_table(
+        table,
+        stack,
+        region,
+        environ,
+        cloudformation,
+        output_key=STACK_OUTPUT,
+        variable=TABLE_ENVIRONMENT_VARIABLE,
+        what="the run ledger",
+        missing=NoTableNamed,
+    )
 
 
 # Shaping the records.

@@ -13,7 +13,7 @@ EventBridge brings two kinds of event (progress_store.py writes them; lambda/pro
   spot restart or a Step Functions retry starts a new one, so a retried trial's curve never merges
   with the first one's. An event without one (an image before attempts) counts as the attempt of
   its training job. The summaries and the statuses share the ``TRIAL#`` prefix and the curves sit
-  apart, so ``scripts/training_progress.py`` reads a run of 10,000 trials' standings in one small
+  apart, so ``mlops progress`` reads a run of 10,000 trials' standings in one small
   query and fetches only the curves it draws.
 * the default bus: SageMaker's ``SageMaker Training Job State Change`` for the platform's jobs. Each
   updates the trial's row ``RUN#<run_id>`` / ``TRIAL#<trial>#STATUS``; the identity comes from the

@@ -50,7 +50,7 @@ FEATURES = "features-zone"
 LEDGER = "ledger"
 KMS_KEY = "arn:aws:kms:eu-west-1:123456789012:key/00000000-0000-0000-0000-000000000000"
 SERVING_IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/serving:1"
-# Where the state machine's ResultWriter puts every run's results (mlops_constructs/training_pipeline.py).
+# Where the state machine's ResultWriter puts every run's results (mlops_constructs/training_definition.py).
 MAP_RESULTS = "artifacts/map-results"
 ENVIRONMENT = {
     # plan, which these tests run first: its own tests' environment, in this account
@@ -173,7 +173,7 @@ def execution(item: dict[str, Any], status: str, **fields: Any) -> dict[str, Any
     name = str(uuid.uuid4())
     return {
         "ExecutionArn": f"arn:aws:states:{REGION}:{ACCOUNT}:execution:training/Map:{name}",
-        # The Map's ItemSelector (mlops_constructs/training_pipeline.py): item, attempt to start, first wait.
+        # The Map's ItemSelector (mlops_constructs/training_definition.py): item, attempt to start, first wait.
         "Input": json.dumps(
             {"item": item, "current": {"job_name": item["job_name"], "attempt": 0}, "wait_seconds": 60}
         ),
@@ -764,7 +764,7 @@ def test_the_ledger_holds_every_trial_each_package_and_the_runs_outcome(evaluate
 
 
 def test_evaluation_calls_only_what_the_function_is_granted(evaluate, aws, planned):
-    """mlops_constructs/training_pipeline.py grants Get/Put/UpdateItem (no batch writes), S3 reads of
+    """mlops_constructs/training_functions.py grants Get/Put/UpdateItem (no batch writes), S3 reads of
     configs, runs (HeadObject included) and map results, writes of runs, and five model-registry actions."""
     s3, _, _ = aws
     plan, items = planned()

@@ -174,3 +174,72 @@ def test_no_image_module_is_over_about_400_lines():
         for module in sorted((ROOT / "mlops_platform" / package).rglob("*.py")):
             lines = len(module.read_text().splitlines())
             assert lines <= 400, f"{module.relative_to(ROOT)} has {lines} lines; split it by responsibility"
+
+
+# The README's "Layout" section (issue 15): every path it names exists, and it names every subpackage of the
+# runtime and every subcommand of `mlops`, so the table and the diagram cannot drift from the tree again.
+FILE_SUFFIXES = {"py", "yaml", "yml", "json", "md", "txt", "gz", "lock", "dockerignore", "toml"}
+FENCED = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
+DIAGRAM_FOLDER = re.compile(r"(?<![\w/.<])([a-z_]+/(?:[a-z_]+/)*)")
+
+
+def _layout_section(readme: str) -> str:
+    section = readme.split("\n## Layout\n", 1)[1]
+    return section.split("\n## ", 1)[0]
+
+
+def _is_path(token: str) -> bool:
+    if any(character in token for character in " =:") or token.startswith("/"):
+        return False
+    return "/" in token or (token.rsplit(".", 1)[-1] in FILE_SUFFIXES and "." in token)
+
+
+def layout_paths(section: str) -> set[str]:
+    """The repository paths the section names: backticked paths (a bare file name in a table row is in the
+    row's folder; ``<placeholder>`` stands for any name) and the diagram's folders."""
+    paths = set()
+    for line in FENCED.sub("", section).splitlines():
+        cells = line.split("|")
+        row_folder = cells[1].strip().strip("`") if len(cells) > 2 and cells[1].strip().endswith("/`") else ""
+        for token in re.findall(r"`([^`]+)`", line):
+            if _is_path(token):
+                paths.add(token if "/" in token else row_folder + token)
+    for block in FENCED.findall(section):
+        paths.update(DIAGRAM_FOLDER.findall(block))
+    return {re.sub(r"<[^>]+>", "*", path) for path in paths}
+
+
+def _missing(paths: set[str]) -> list[str]:
+    return sorted(path for path in paths if not any(ROOT.glob(path.rstrip("/"))))
+
+
+def test_every_path_the_readme_layout_names_exists():
+    paths = layout_paths(_layout_section((ROOT / "README.md").read_text()))
+
+    assert not _missing(paths), f"README's Layout names paths that do not exist: {_missing(paths)}"
+    # The scan reaches the table's paths, its bare file names, placeholders and the diagram's folders.
+    assert {"config/schema.py", "lambda/*/handler.py", "models/example/*/", "mlops_platform/local/"} <= paths
+
+
+def test_the_layout_scan_reports_a_path_that_is_not_there():
+    section = (
+        "| `stacks/` | `stacks/stage.py`, `gone.py` and `stacks/nowhere/` |\n"
+        '```mermaid\nflowchart LR\n  a["app.py"] --> b["olddir/"]\n```\n'
+    )
+
+    assert _missing(layout_paths(section)) == ["olddir/", "stacks/gone.py", "stacks/nowhere/"]
+
+
+def test_the_readme_layout_names_every_runtime_subpackage_and_every_mlops_subcommand():
+    from mlops_platform.cli import COMMANDS
+
+    section = _layout_section((ROOT / "README.md").read_text())
+    subpackages = [
+        path.parent.relative_to(ROOT).as_posix() + "/" for path in (ROOT / "mlops_platform").glob("*/__init__.py")
+    ]
+
+    assert subpackages
+    assert [
+        package for package in sorted(subpackages) if f"`{package}`" not in section and package not in section
+    ] == []
+    assert [command for command in COMMANDS if not re.search(rf"(?<![\w-]){command}(?![\w-])", section)] == []

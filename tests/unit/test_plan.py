@@ -459,7 +459,7 @@ def test_on_demand_training_has_no_wait_time_but_still_checkpoints(plan, aws):
 
 
 def test_every_field_the_state_machine_copies_is_in_every_request(plan, aws):
-    """mlops_constructs/training_pipeline.py copies these from ``$.item.request``; a missing path fails the trial."""
+    """mlops_constructs/training_trial.py copies these from ``$.item.request``; a missing path fails the trial."""
     s3, _ = aws
     copied = (
         "AlgorithmSpecification",

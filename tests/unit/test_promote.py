@@ -618,16 +618,21 @@ def challenger_names(world: World, value: str = MODEL_DATA, arn: str = PACKAGE_A
     )
 
 
-def test_promote_challenger_gives_the_champion_the_challenger_s_model_after_the_checks(world, capsys):
-    challenger_names(world)
-    world.describes(package(world.schema))
-
+def promote_challenger(world: World) -> int:
+    """``mlops promote-challenger`` for the churn endpoint in dev, within the world's SageMaker stub."""
     with world.stub:
-        code = main(
+        return main(
             ["promote-challenger", "--environment", "dev", "--endpoint", "churn", "--ledger-table", LEDGER],
             config=configuration(),
             clients=world.clients(),
         )
+
+
+def test_promote_challenger_gives_the_champion_the_challenger_s_model_after_the_checks(world, capsys):
+    challenger_names(world)
+    world.describes(package(world.schema))
+
+    code = promote_challenger(world)
 
     out = capsys.readouterr().out
     assert code == 0, out
@@ -641,12 +646,7 @@ def test_promote_challenger_gives_the_champion_the_challenger_s_model_after_the_
 def test_promote_challenger_refuses_a_challenger_that_serves_the_example_model(world, capsys):
     world.ssm.put_parameter(Name=CHALLENGER_POINTER, Value="example", Type="String", Description="the example model")
 
-    with world.stub:  # no SageMaker call expected
-        code = main(
-            ["promote-challenger", "--environment", "dev", "--endpoint", "churn", "--ledger-table", LEDGER],
-            config=configuration(),
-            clients=world.clients(),
-        )
+    code = promote_challenger(world)  # no SageMaker call expected
 
     assert code == 1
     assert "there is no challenger model to promote" in capsys.readouterr().err
@@ -657,12 +657,7 @@ def test_promote_challenger_refuses_a_pointer_whose_value_is_not_its_package_s_a
     challenger_names(world, value=f"s3://{ARTIFACTS}/{RUN}/models/other/output/model.tar.gz")
     world.describes(package(world.schema))
 
-    with world.stub:
-        code = main(
-            ["promote-challenger", "--environment", "dev", "--endpoint", "churn", "--ledger-table", LEDGER],
-            config=configuration(),
-            clients=world.clients(),
-        )
+    code = promote_challenger(world)
 
     assert code == 1
     assert "as the pointer that names it holds" in capsys.readouterr().err
@@ -676,12 +671,7 @@ def test_promote_challenger_checks_the_package_against_the_champion_s_flavour(wo
     challenger_names(world)
     world.describes(package(world.schema))
 
-    with world.stub:
-        code = main(
-            ["promote-challenger", "--environment", "dev", "--endpoint", "churn", "--ledger-table", LEDGER],
-            config=configuration(),
-            clients=world.clients(),
-        )
+    code = promote_challenger(world)
 
     assert code == 0
     assert "(linear, tenant acme)" in capsys.readouterr().out

@@ -1,5 +1,5 @@
 """Why a run cannot be planned. Step Functions sees the class's name as the error (the state machine's
-catches name them: mlops_constructs/training_pipeline.py)."""
+catches name them: mlops_constructs/training_definition.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The plan function's environment, read once per container (mlops_constructs/training_pipeline.py sets it)."""
+"""The plan function's environment, read once per container (mlops_constructs/training_functions.py sets it)."""
 
 from __future__ import annotations
 

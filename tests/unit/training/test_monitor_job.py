@@ -83,7 +83,7 @@ def train_split(tmp_path_factory) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def shipped_settings() -> dict[str, Any]:
-    """dev's settings document, as the Monitoring stack writes it for the job (mlops_constructs/drift_monitor.py)."""
+    """dev's settings document, as the Monitoring stack writes it for the job (mlops_constructs/drift_job.py)."""
     return load_config(ROOT / "config", selected_environments="dev").environment("dev").monitoring.settings_document()
 
 
