@@ -10,9 +10,10 @@ Each run starts a fresh emulator and stops it at the end: nothing is kept betwee
 it twice in a row starts clean both times. `make local` synthesizes dev first (into cdk.out/local).
 
 The last line printed is one JSON object: stacks (each stack's status), stubbed_types,
-rows_ingested and seconds. The loop's later phases (training, serving, drift) are not built yet:
-their keys are left out, and a line before the object says so. Exit status 0 when every stack
-deployed and the records went through, 1 otherwise (the log says why).
+rows_ingested, trials (succeeded/failed), best (model, metric, value) and seconds. The loop's later
+phases (serving, drift) are not built yet: their keys are left out, and a line before the object
+says so. Exit status 0 when every stack deployed, the records went through and the training run
+succeeded, 1 otherwise (the log says why).
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--no-ingest", action="store_true", help="deploy only")
     parser.add_argument(
+        "--models", help="train only these of the tenant's models, comma-separated (a smaller grid; default: all)"
+    )
+    parser.add_argument(
         "--log", type=Path, help="where the CLI's and the handlers' output goes (default: <assembly>/local.log)"
     )
 
@@ -69,9 +73,11 @@ def run(args: argparse.Namespace) -> int:
     except deploy.DeployError as error:
         raise CommandError(f"{error} (make local does both)") from error
     log = args.log or assembly / "local.log"
+    models = [name.strip() for name in args.models.split(",") if name.strip()] if args.models else None
     summary = platform.run(
-        assembly, root=root, project=_project_name(root), environment=args.environment, log_path=log, data=data
-    )
+        assembly, root=root, project=_project_name(root), environment=args.environment, log_path=log, data=data,
+        train=data is not None, models=models,
+    )  # fmt: skip
 
     for stack, status in summary.stacks.items():
         reason = summary.failures.get(stack)
@@ -84,6 +90,15 @@ def run(args: argparse.Namespace) -> int:
             f"ingestion: {counts.sent} records sent, {counts.landed} rows landed in the raw zone, "
             f"{counts.quarantined} quarantine objects, {counts.failed_messages} messages failed"
         )
+    if summary.training is not None:
+        run = summary.training
+        jobs = ", ".join(
+            f"{sum(1 for kind_, _, _ in run.jobs if kind_ == kind)} {kind}"
+            for kind in ("processing", "training", "transform")
+        )
+        print(f"training run {run.execution_arn.rsplit(':', 1)[-1]}: {run.status}; jobs run locally: {jobs}")
+        if summary.as_json().get("trials"):
+            print(f"trials: {summary.as_json()['trials']}; best: {summary.as_json().get('best')}")
     print("phases: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in summary.phases.items()))
     if summary.error:
         print(f"failed: {summary.error}")

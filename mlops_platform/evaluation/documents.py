@@ -31,10 +31,22 @@ def feature_schema(config: Mapping[str, Any]) -> dict[str, Any]:
         "tenant": config.get("tenant"),
         "dataset": dataset["name"],
         # In schema order: the batch-prediction CSV has these columns, in this order, without a header.
-        "features": [{"name": name, "type": kind} for name, kind in dataset["features"].items()],
+        "features": _features_in_schema_order(dataset),
         "target": dataset["target"],
         "problem_type": dataset["problem_type"],
     }
+
+
+def _features_in_schema_order(dataset: Mapping[str, Any]) -> list[dict[str, str]]:
+    """``dataset.columns`` in its declared order where published: the order prepare and train use.
+
+    ``dataset.features`` is a mapping, and the published config is written with sorted keys
+    (mlops_constructs/publishing.py), so its order is alphabetical, not the schema's.
+    """
+    columns = dataset.get("columns")
+    if isinstance(columns, list):
+        return [{"name": str(column["name"]), "type": str(column["type"])} for column in columns]
+    return [{"name": name, "type": kind} for name, kind in dataset["features"].items()]
 
 
 def evaluation_document(

@@ -95,6 +95,24 @@ DEVIATIONS: tuple[Deviation, ...] = (
         "batches of the mapping's size, runs the function's handler and deletes what it did not report failed.",
     ),
     Deviation(
+        "A SageMaker .sync task's wait polls Describe*Job on the emulator, whose jobs are local processes",
+        "moto neither runs jobs (it marks them Completed at once) nor waits for them; mlops_platform.local.jobs runs "
+        "each job as a process of the training image's own entry point (python -m mlops_platform.training, SM_ROOT / "
+        "SM_PROCESSING_ROOT folders, S3 inputs and outputs in the emulator, at most one per core) and keeps it "
+        "InProgress until the process ends; the task polls its status as the optimized integration does and ends "
+        "with the description (Completed) or States.TaskFailed (Failed, the description as the cause). Containers "
+        "run with this Python and the repository's code, not the image.",
+    ),
+    Deviation(
+        "The deployed state machines run in moto's Step Functions interpreter, with what it lacks added",
+        "moto's default backend records executions without running them; CloudFormation creates the machines in the "
+        "interpreter's backend instead. moto 5.2.5's interpreter lacks $$.Execution.RedriveCount, reads \"RoleArn.$\" "
+        "as a literal, passes an SDK GetObject's Body as a stream, reads a ResultWriter's Prefix.$ from the Map's "
+        "output, names SageMaker errors States.Runtime and parses ToleratedFailurePercentage only as a decimal: "
+        "mlops_platform.local.interpreter reads each as AWS documents it. Lambda tasks run the deployed handler "
+        "in this process (mlops_platform.local.functions).",
+    ),
+    Deviation(
         "X-Ray tracing is off in the handlers (POWERTOOLS_TRACE_DISABLED)",
         "there is no X-Ray daemon locally; Powertools' tracer would try to reach one on every invocation.",
     ),
@@ -113,9 +131,11 @@ DEVIATIONS: tuple[Deviation, ...] = (
 
 def install() -> None:
     """Apply every patch of the compatibility layer (mlops_platform.local.compat) to moto's classes."""
-    from mlops_platform.local import compat
+    from mlops_platform.local import compat, interpreter, jobs
 
     compat.install()
+    interpreter.install()  # through compat's patch list: compat.uninstall restores it too
+    jobs.install()
 
 
 def uninstall() -> None:

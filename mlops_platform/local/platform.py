@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlops_platform.local import deploy, deviations, functions, ingestion
+from mlops_platform.local import deploy, deviations, functions, ingestion, training
 from mlops_platform.local.emulator import Emulator
 
 COMPLETE = frozenset({"CREATE_COMPLETE", "UPDATE_COMPLETE"})
 # The loop's phases of issue 18 not built yet: their keys are left out of the summary, not faked.
-NOT_BUILT = ("training", "serving", "drift")
+NOT_BUILT = ("serving", "drift")
+EXAMPLE_TENANT = "example"
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Summary:
     rows_ingested: int | None = None
     rows_quarantined: int | None = None
     ingestion: Any = None  # ingestion.Counts, when the phase ran
+    training: Any = None  # training.Run, when the phase ran
     phases: dict[str, float] = field(default_factory=dict)  # seconds per phase
     error: str | None = None
 
@@ -44,6 +46,10 @@ class Summary:
         document: dict[str, Any] = {"stacks": self.stacks, "stubbed_types": self.stubbed_types}
         if self.rows_ingested is not None:
             document["rows_ingested"] = self.rows_ingested
+        if self.training is not None and self.training.trials is not None:
+            document["trials"] = self.training.trials
+        if self.training is not None and self.training.best is not None:
+            document["best"] = self.training.best
         document["seconds"] = round(sum(self.phases.values()), 1)
         return document
 
@@ -72,8 +78,14 @@ def run(
     environment: str = "dev",
     log_path: Path,
     data: Path | None = None,
+    train: bool = True,
+    models: list[str] | None = None,
 ) -> Summary:
-    """Deploy ``environment`` from ``assembly`` onto a fresh emulator; ingest ``data`` when given."""
+    """Deploy ``environment`` from ``assembly`` onto a fresh emulator; ingest ``data`` when given, then train.
+
+    The training run is the data's tenant's (the example's without data), of ``models`` when given (a
+    smaller grid), else of every model the tenant configures.
+    """
     summary = Summary()
     stacks = deploy.assembly_stacks(assembly, environment)
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -92,7 +104,19 @@ def run(
                         counts = ingestion.ingest(data, stacks=stacks, account=emulator.account, region=emulator.region)
                     summary.ingestion = counts
                     summary.rows_ingested, summary.rows_quarantined = counts.landed, counts.quarantined
-            except (deploy.DeployError, ingestion.IngestionError) as error:
+                if train and summary.deployed:
+                    with _phase(summary, "training"):
+                        summary.training = training.train(
+                            data.parent.name if data is not None else EXAMPLE_TENANT,
+                            stacks=stacks, environment=emulator.environment(), workdir=log_path.parent / "jobs",
+                            project_root=root, models=models,
+                        )  # fmt: skip
+                    if summary.training.status != "SUCCEEDED":
+                        summary.error = (
+                            f"the training run {summary.training.status}: {summary.training.error}: "
+                            f"{summary.training.cause}"
+                        )
+            except (deploy.DeployError, ingestion.IngestionError, training.TrainingError) as error:
                 summary.error = str(error)
             finally:
                 summary.stubbed_types = deviations.stubbed()

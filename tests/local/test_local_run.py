@@ -13,6 +13,7 @@ import pytest
 
 from mlops_platform.local import platform
 from mlops_platform.local.ingestion import read_records
+from mlops_platform.training.plan.config import expand
 from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.enable_socket]
@@ -48,13 +49,20 @@ def cdk_cli():
         pytest.fail("the pinned CDK CLI is missing: run `make setup`")
 
 
-def _run(synthesized, tmp_path, data):
-    return platform.run(synthesized.outdir, root=ROOT, project="mlops", log_path=tmp_path / "local.log", data=data)
+SMALL_GRID = ["linear"]  # the example's linear model: 2 trials (its xgboost grid adds 4)
 
 
-def test_mlops_local_deploys_every_dev_stack_and_ingests_the_example(synthesized, tmp_path, cdk_cli):
+def _run(synthesized, tmp_path, data, **options):
+    return platform.run(
+        synthesized.outdir, root=ROOT, project="mlops", log_path=tmp_path / "local.log", data=data, **options
+    )
+
+
+def test_mlops_local_deploys_ingests_and_trains_the_example_with_every_trial_accounted_for(
+    synthesized, tmp_path, cdk_cli, platform_config
+):
     threads_before = set(threading.enumerate())
-    summary = _run(synthesized, tmp_path, EXAMPLE_DATA)
+    summary = _run(synthesized, tmp_path, EXAMPLE_DATA, models=SMALL_GRID)
 
     log = (tmp_path / "local.log").read_text(encoding="utf-8")
     assert summary.error is None, f"{summary.error}; {summary.failures}; log tail: {log[-3000:]}"
@@ -67,15 +75,32 @@ def test_mlops_local_deploys_every_dev_stack_and_ingests_the_example(synthesized
     assert summary.rows_ingested == len(read_records(EXAMPLE_DATA))
     assert summary.ingestion.failed_messages == 0
     assert summary.rows_quarantined == 0
+    # The deployed training machine ran to its end in the interpreter, its jobs as local processes.
+    run = summary.training
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    [example] = [pipeline for pipeline in platform_config.pipelines if pipeline.tenant == "example"]
+    grid = [trial for model in example.published()["models"] if model["name"] in SMALL_GRID for trial in expand(model)]
+    trained = sorted(name for kind, name, _ in run.jobs if kind == "training")
+    assert len(trained) == len(grid) == 2
     document = summary.as_json()
-    assert list(document) == ["stacks", "stubbed_types", "rows_ingested", "seconds"]  # nothing faked
+    # Every trial of the grid is accounted for, as succeeded or failed, and each one had its job.
+    assert document["trials"]["succeeded"] + document["trials"]["failed"] == len(grid)
+    assert document["trials"] == {"succeeded": 2, "failed": 0}
+    assert {status for _, _, status in run.jobs} == {"Completed"}
+    assert [kind for kind, _, _ in run.jobs].count("processing") == 2  # prepare, and the best model's baseline
+    assert [kind for kind, _, _ in run.jobs].count("transform") == 1  # predictions with the approved model
+    best = document["best"]
+    assert best["model"] == "linear"
+    assert best["metric"] == run.output["best"][0]["metric"]
+    assert 0.5 < best["value"] <= 1.0
+    assert list(document) == ["stacks", "stubbed_types", "rows_ingested", "trials", "best", "seconds"]  # nothing faked
     # The server thread is joined when the run ends.
     assert set(threading.enumerate()) <= threads_before
 
 
 def test_mlops_local_runs_twice_in_a_row_each_on_a_fresh_emulator(synthesized, tmp_path, cdk_cli):
-    first = _run(synthesized, tmp_path / "first", None)
-    second = _run(synthesized, tmp_path / "second", None)
+    first = _run(synthesized, tmp_path / "first", None, train=False)
+    second = _run(synthesized, tmp_path / "second", None, train=False)
     assert first.deployed, first.failures
     assert second.deployed, second.failures
     # A fresh emulator each time: the second deploy creates, it does not update what the first left.
