@@ -39,7 +39,9 @@ from tests.unit.test_promote import (
     BASELINE_KEY,
     EVALUATION_KEY,
     GROUP,
+    MODEL_ARCHIVE,
     MODEL_DATA,
+    MODEL_KEY,
     PACKAGE_ARN,
     REGION,
     SCHEMA_KEY,
@@ -102,6 +104,7 @@ class World:
         self.schema = schema_body()
         self.put(SCHEMA_KEY, self.schema)
         self.put(BASELINE_KEY, BASELINE)
+        self.put(MODEL_KEY, MODEL_ARCHIVE)
         self.put(EVALUATION_KEY, json.dumps(EVALUATION).encode())
         self.put("artifacts/config/pipelines/acme.json", json.dumps(TENANT.published()).encode())
         create_ledger_table(LEDGER, REGION)
@@ -369,6 +372,7 @@ def test_a_prepared_pointer_takes_newer_versions_only():
     with mock_aws():
         world = World({})
         world.put(BASELINE_KEY.replace("run-1", "run-2"), BASELINE)
+        world.put(MODEL_KEY.replace("run-1", "run-2"), MODEL_ARCHIVE)
 
         def describes(arn: str, data: str) -> None:
             world.describes(
