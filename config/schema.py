@@ -173,6 +173,23 @@ class Training(StrictModel):
     )
 
 
+# An IAM role's ARN (a path allowed) or, for accounts without federation, an IAM user's: what CloudTrail names as
+# the session issuer of an assumed role, or the user (userIdentity, https://docs.aws.amazon.com/awscloudtrail/
+# latest/userguide/cloudtrail-event-reference-user-identity.html).
+APPROVER_ARN = r"^arn:aws:iam::\d{12}:(role|user)/([\w+=,.@-]+/)*[\w+=,.@-]{1,64}$"
+
+
+class Approval(StrictModel):
+    approver_role_arns: tuple[Annotated[str, Field(pattern=APPROVER_ARN)], ...] = Field(
+        default=(),
+        max_length=50,
+        description=(
+            "a list of at most 50 IAM role ARNs (arn:aws:iam::<account>:role/<path/><name>, or :user/<name>) of the "
+            "environment's account whose approval of a model package promotes it; at least one in prod"
+        ),
+    )
+
+
 class Notifications(StrictModel):
     emails: tuple[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")], ...] = Field(
         default=(), description="a list of e-mail addresses subscribed to the environment's notification topic"
@@ -197,6 +214,7 @@ class EnvironmentConfig(StrictModel):
     serving: Serving
     monitoring: Monitoring = Monitoring()
     notifications: Notifications = Notifications()
+    approval: Approval = Approval()
     owns_account_singletons: StrictBool = Field(
         default=True,
         description=(
@@ -216,7 +234,29 @@ class EnvironmentConfig(StrictModel):
 
     def problems(self) -> list[tuple[str, object, str]]:
         """(key, value, what is allowed) for rules that span sections."""
-        return self.serving.problems(production=self.is_production)
+        return [*self.serving.problems(production=self.is_production), *self._approval_problems()]
+
+    def _approval_problems(self) -> list[tuple[str, object, str]]:
+        """In prod only listed roles approve; an approver of another account never calls this account's registry."""
+        approvers = list(self.approval.approver_role_arns)
+        if self.is_production and not approvers:
+            return [
+                (
+                    "approval.approver_role_arns",
+                    approvers,
+                    "at least one IAM role ARN in prod (only these roles' approvals are promoted)",
+                )
+            ]
+        for index, arn in enumerate(approvers):
+            if arn.split(":")[4] != self.account:
+                return [
+                    (
+                        f"approval.approver_role_arns.{index}",
+                        arn,
+                        f"a role of this environment's account {self.account} (the one whose registry it approves in)",
+                    )
+                ]
+        return []
 
 
 # The delivery pipeline (config/pipeline.yaml). CodeCommit is closed to new customers, so the source

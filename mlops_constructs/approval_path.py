@@ -2,11 +2,13 @@
 
 docs/approval-path.md has the design and the runbook. In short:
 
-* **Approval function** (``lambda/approval/handler.py``), on an EventBridge rule of the default bus:
+* **Approval function** (``lambda/approval/handler.py``), on two EventBridge rules of the default bus:
   ``SageMaker Model Package State Change`` of this environment's package groups (``<project>-<env>-``)
-  that are ``Approved`` or ``PendingManualApproval``. It checks the package (``model_promotion.py``, the
-  checks ``mlops promote`` runs too), and starts the deployment workflow for an endpoint with a
-  ``Challenger``; otherwise it records, prepares pointers nobody reads yet, and notifies.
+  that are ``Approved`` or ``PendingManualApproval``, and CloudTrail's record of a successful
+  ``UpdateModelPackage`` that approves one (who approved; in prod, only a listed approver's promotes).
+  It checks the package (``model_promotion.py``, the checks ``mlops promote`` runs too), and starts
+  the deployment workflow for an endpoint with a ``Challenger``; otherwise it records, prepares pointers
+  nobody reads yet, and notifies.
 * **Deployment workflow** (mlops_constructs/approval_workflow.py): waits for the Serving stack and the
   deployment lock, writes the pointer, runs the deploy project, judges the stack and the endpoint, and
   restores the pointer when the deploy fails.
@@ -45,6 +47,7 @@ from mlops_constructs.model_pointers import EXAMPLE, pointer_name
 from mlops_constructs.nag import acknowledge_wildcard_resource
 from mlops_constructs.publishing import CONFIG_PREFIX
 from mlops_constructs.queues import dead_letter_queue
+from mlops_platform.registry.approval_settings import API_CALL_DETAIL_TYPE, API_EVENT_SOURCE, APPROVED, APPROVING_CALL
 
 FOLDER = "approval"  # lambda/approval: handler.py, deployment.py, model_promotion.py
 STATUSES = ("Approved", "PendingManualApproval")
@@ -148,6 +151,7 @@ class ApprovalPath(Construct):
             ),
         )
         self.rule = self._rule()
+        self.approver_rule = self._approver_rule()
         self._alarms()
 
     # -- the functions --------------------------------------------------------------------------
@@ -224,6 +228,8 @@ class ApprovalPath(Construct):
                 "TOPIC_ARN": self._topic.topic_arn,
                 "STATE_MACHINE_ARN": self.state_machine.state_machine_arn,
                 "IGNORED_TENANTS": EXAMPLE,
+                # Only these roles' approvals are promoted (config: approval.approver_role_arns; required in prod).
+                "APPROVER_ROLE_ARNS": ",".join(self._environment.approval.approver_role_arns),
             },
             timeout_seconds=60,
             memory_size=256,
@@ -324,6 +330,39 @@ class ApprovalPath(Construct):
             "ApprovalRule",
             description=f"Approved and pending model packages of {self._names.environment}'s groups (default bus)",
             event_pattern=package_state_changes(self._names, STATUSES),
+            targets=[function_target(self.approval_function.function, dead_letter_queue=self.dead_letter_queue)],
+        )
+
+    def _approver_rule(self) -> events.Rule:
+        """CloudTrail's record of each successful call that approves a package of this environment: who approved.
+
+        CloudTrail delivers management events (UpdateModelPackage is one) to the default bus with the service's
+        source and the detail type ``AWS API Call via CloudTrail``
+        (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-service-event-cloudtrail.html); a failed call
+        carries ``errorCode``, and approved nothing. Where ``approval.approver_role_arns`` is set, this record, not
+        the state change, promotes (mlops_platform/registry/approval.py says why that is right in either order).
+        """
+        # A plain string (an event pattern takes no tokens inside a prefix): the commercial partition, the only
+        # one config accepts (config/schema.py, COMMERCIAL_REGIONS).
+        environment = self._environment
+        packages = f"arn:aws:sagemaker:{environment.region}:{environment.account}:model-package/{self._names.prefix}-"
+        return events.Rule(
+            self,
+            "ApproverRule",
+            description=f"Who approved a model package of {self._names.environment}'s groups (CloudTrail, default bus)",
+            event_pattern=events.EventPattern(
+                source=["aws.sagemaker"],
+                detail_type=[API_CALL_DETAIL_TYPE],
+                detail={
+                    "eventSource": [API_EVENT_SOURCE],
+                    "eventName": [APPROVING_CALL],
+                    "errorCode": events.Match.does_not_exist(),
+                    "requestParameters": {
+                        "modelApprovalStatus": [APPROVED],
+                        "modelPackageArn": events.Match.prefix(packages),
+                    },
+                },
+            ),
             targets=[function_target(self.approval_function.function, dead_letter_queue=self.dead_letter_queue)],
         )
 

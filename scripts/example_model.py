@@ -87,13 +87,13 @@ RECIPES: dict[str, Recipe] = {
     "xgboost": Recipe(
         algorithm="xgboost",
         hyperparameters={"num_round": "50", "max_depth": "3", "eta": "0.3", "early_stopping_rounds": "0"},
-        members=("metadata.json", "model.json"),
+        members=("manifest.sha256", "metadata.json", "model.json"),
     ),
     # Logistic regression, 50 SGD epochs on standardized features (the tenant's first combination).
     "linear": Recipe(
         algorithm="linear",
         hyperparameters={"epochs": "50", "alpha": "0.0001", "eta0": "0.01", "early_stopping_rounds": "0"},
-        members=("metadata.json", "linear.json"),
+        members=("manifest.sha256", "metadata.json", "linear.json"),
     ),
 }
 

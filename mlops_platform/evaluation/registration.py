@@ -6,6 +6,10 @@ each model package created with the baseline linked (``CustomerMetadataPropertie
 any package is created: a missing one (``BaselineMissing``) registers nothing. A package is approved if its
 value meets the tenant's threshold and the environment auto-approves, else it waits for manual approval.
 
+Each model's archive (``model.tar.gz``) is streamed from S3 and its sha256 recorded in the package
+(``artifact_sha256``): every promotion check compares the object with it before a pointer names the package
+(``mlops_platform.model_digest``), so an archive replaced after registration is never served.
+
 Retries are safe: a package is created with a ``ClientToken`` derived from group and run, and the ledger's
 ``PACKAGE#<model>`` record (written once, with the baseline's URI and sha256) makes a second registration of
 the run reuse the package instead of adding one.
@@ -21,11 +25,13 @@ from typing import Any
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
 from mlops_platform.aws import error_code, iso, utc_now
-from mlops_platform.evaluation.baselines import check_baseline
+from mlops_platform.evaluation.baselines import check_baseline, split_uri
+from mlops_platform.evaluation.errors import ResultsUnreadable
 from mlops_platform.evaluation.ledger import package_record
 from mlops_platform.evaluation.names import group_name
 from mlops_platform.evaluation.request import Registration
 from mlops_platform.evaluation.services import Services
+from mlops_platform.model_digest import ARTIFACT_SHA256, s3_sha256
 
 # CustomerMetadataProperties: values of 1-256 characters from letters, digits, spaces and _.:/=+-@.
 METADATA_VALUE_MAX = 256
@@ -50,6 +56,9 @@ class Registering(Services):
             for entry in registration.selected
             if not existing[entry["model"]]
         }
+        digests = {
+            model: self.artifact_sha256(model, entry["model_data"]) for model, entry in self.new(registration, existing)
+        }
         registered = []
         for entry in registration.selected:
             record = existing[entry["model"]]
@@ -57,7 +66,8 @@ class Registering(Services):
                 self.log.info("reusing the run's model package", extra={"model": entry["model"]})
                 registered.append(self.entry_from_record(record))
             else:
-                registered.append(self.register(registration, entry, baselines[entry["model"]]))
+                model = entry["model"]
+                registered.append(self.register(registration, entry, baselines[model], digests[model]))
         objective = registration.objective
         approved = [entry for entry in registered if entry["approval_status"] == "Approved"]
         approved.sort(key=lambda entry: (objective.better(entry["value"]), entry["trial"]))
@@ -76,6 +86,22 @@ class Registering(Services):
             "best": best_list,
             "predict": predict,
         }
+
+    @staticmethod
+    def new(registration: Registration, existing: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        """(model, entry) of the selected models without a package from an earlier try."""
+        return [(entry["model"], entry) for entry in registration.selected if not existing[entry["model"]]]
+
+    def artifact_sha256(self, model: str, model_data: str) -> str:
+        """The sha256 of the model's archive, streamed from S3 (it may be gigabytes; Lambda's memory stays flat)."""
+        bucket, key = split_uri(model_data)
+        try:
+            return s3_sha256(self.s3, bucket, key)
+        except ClientError as error:
+            raise ResultsUnreadable(
+                f"the artifact of model {model!r} at {model_data} cannot be read ({error_code(error)}); "
+                "nothing was registered"
+            ) from None
 
     def previously_approved(self, tenant: str, models: list[str]) -> dict[str, Any] | None:
         """The newest package a person (or an earlier run) approved of the tenant's models, if any.
@@ -154,7 +180,9 @@ class Registering(Services):
                 raise create_error from None
             self.log.info("model package group created concurrently", extra={"group": name})
 
-    def register(self, registration: Registration, entry: dict[str, Any], baseline: dict[str, str]) -> dict[str, Any]:
+    def register(
+        self, registration: Registration, entry: dict[str, Any], baseline: dict[str, str], artifact_sha256: str
+    ) -> dict[str, Any]:
         """A new package for the selected model, with its evaluation and its baseline."""
         model, group, run_id = entry["model"], entry["model_package_group"], registration.run_id
         objective = registration.objective
@@ -199,6 +227,7 @@ class Registering(Services):
                     "feature_schema_sha256": registration.feature_schema["sha256"],
                     "baseline": baseline["uri"],
                     "baseline_sha256": baseline["sha256"],
+                    ARTIFACT_SHA256: artifact_sha256,  # checked against the archive before any promotion
                 }.items()
             },
             ModelApprovalStatus=approval,

@@ -29,6 +29,26 @@ status is no longer the package's is stale and ignored.
 * The smoke-test tenant (``IGNORED_TENANTS``, ``example``) is never promoted: its events are recorded as
   ``ignored`` and nobody is notified.
 
+**Who approved.** The same function gets CloudTrail's record of every successful ``UpdateModelPackage`` call that
+approves a package of this environment (``AWS API Call via CloudTrail``, a second rule). It records the caller
+(``approved-by``, with ``approver`` the caller's ARN and ``approver_role`` the IAM role behind it) under every
+endpoint the package would reach. Where ``approval.approver_role_arns`` is set (required in prod):
+
+  - a caller whose role is not listed is ``approver-refused``: recorded with the approver, notified, never
+    promoted;
+  - the state change of an Approved package promotes nothing (``awaiting-approver``): **the CloudTrail record
+    of a listed approver drives the promotion**. SageMaker's state change and CloudTrail's record reach
+    EventBridge independently, in either order, so the promotion cannot wait for "the other one" without a
+    store and a timer; CloudTrail's record alone is enough: it is delivered only for a call that succeeded,
+    so the package was Approved by that caller, and it is described again here (as for a state change, a
+    package no longer Approved is stale and ignored). Whichever event comes first, exactly one path
+    promotes, and its records say who approved.
+  - A package created Approved (``CreateModelPackage``, no ``UpdateModelPackage`` call) is never promoted
+    there: it stays ``awaiting-approver`` until a listed role approves it with ``UpdateModelPackage``.
+
+Without approvers configured (dev, staging), the state change promotes as described above and the
+CloudTrail record only adds the approver to the ledger.
+
 Every decision is a ledger record ``PROMOTION#<endpoint>`` / ``PACKAGE#<group>/<version>#<decision>``
 (``ledger.ledger_item``), written once: a duplicate event finds it and notifies nobody again. A
 malformed event is logged and recorded under ``PROMOTION#_unrouted``, never raised; an AWS failure
@@ -45,6 +65,7 @@ from typing import Any
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
 from mlops_platform.registry.approval_messages import (
+    approver_refusal_message,
     no_challenger_message,
     pending_message,
     prepared_message,
@@ -61,6 +82,8 @@ from mlops_platform.registry.approval_settings import (
     Settings,
     StateChange,
     execution_name,
+    is_api_call,
+    parse_api_call,
     parse_event,
 )
 from mlops_platform.registry.checks import CheckedPackage, check_package, published_config
@@ -78,7 +101,13 @@ RECORDED = "recorded"
 PREPARED = "pointer-prepared"
 PENDING_NOTIFIED = "pending-notified"
 IGNORED = "ignored"
+APPROVED_BY = "approved-by"
+APPROVER_REFUSED = "approver-refused"
+AWAITING_APPROVER = "awaiting-approver"
 METRICS = {
+    APPROVED_BY: "ApproversRecorded",
+    APPROVER_REFUSED: "ApproversRefused",
+    AWAITING_APPROVER: "ApprovalsAwaitingApprover",
     DEPLOYING: "PromotionsStarted",
     SKIPPED_DUPLICATE: "PromotionDuplicates",
     REJECTED: "PromotionsRejected",
@@ -103,7 +132,7 @@ class Approvals(Recorder):
 
     def handle(self, event: Any) -> list[dict[str, Any]]:
         try:
-            change = parse_event(event)
+            change = parse_api_call(event) if is_api_call(event) else parse_event(event)
         except Malformed as problem:
             self.log.warning("malformed event", extra={"problem": str(problem)})
             now = iso(self.clock())
@@ -126,17 +155,87 @@ class Approvals(Recorder):
         keys = [endpoint.key for endpoint in endpoints] or [self.new_endpoint_key(tenant, model)]
         if tenant in self.settings.ignored_tenants:
             return [self.ignore(key, change, f"tenant {tenant!r} is never promoted", tenant) for key in keys]
+        if change.approver is not None:
+            return self.approved_by(change, package, metadata, endpoints, keys)
         if status != change.status:
-            reason = f"the event says {change.status}, the package is {status} now (a stale or reordered event)"
-            return [self.ignore(key, change, reason, tenant) for key in keys]
+            return [self.ignore(key, change, stale(change, status), tenant) for key in keys]
         if status == PENDING:
             return self.pending(change, package, metadata, endpoints, keys)
         if status != APPROVED:
             return [self.ignore(key, change, f"status {status} asks for nothing", tenant) for key in keys]
+        if self.settings.approvers_restricted:
+            reason = (
+                "only a listed approver's UpdateModelPackage call (its CloudTrail record) promotes in "
+                f"{self.settings.environment}"
+            )
+            return [
+                self.record(key, AWAITING_APPROVER, reason, change=change, tenant=tenant, model=model) for key in keys
+            ]
+        return self.promote(change, package, tenant, model, endpoints)
+
+    def promote(
+        self, change: StateChange, package: Mapping[str, Any], tenant: str, model: str, endpoints: list[Endpoint]
+    ) -> list[dict[str, Any]]:
         config = self.tenant_config(tenant)
         if not endpoints:
             return [self.prepare_new_endpoint(change, package, config, tenant, model)]
         return [self.approve(endpoint, change, package, config) for endpoint in endpoints]
+
+    # -- who approved ---------------------------------------------------------------------------
+
+    def approved_by(
+        self,
+        change: StateChange,
+        package: Mapping[str, Any],
+        metadata: Mapping[str, str],
+        endpoints: list[Endpoint],
+        keys: list[str],
+    ) -> list[dict[str, Any]]:
+        """CloudTrail's record of an approving call: who approved is recorded; where approvers are listed, a
+        listed one's approval is promoted here and anyone else's is refused (the module's docstring)."""
+        approver = change.approver
+        assert approver is not None
+        tenant, model = metadata["tenant"], metadata["model"]
+        if change.status != APPROVED:
+            return [self.ignore(key, change, f"the call set {change.status}, not {APPROVED}", tenant) for key in keys]
+        restricted = self.settings.approvers_restricted
+        listed = approver.role_arn in self.settings.approver_role_arns
+        if restricted and not listed:
+            decision = APPROVER_REFUSED
+            reason = f"{approver.arn} (role {approver.role_arn}) is not one of the configured approvers"
+        else:
+            decision = APPROVED_BY
+            reason = f"approved by {approver.arn} (role {approver.role_arn})"
+        group, version = package_version(change.package_arn) or (change.group, 0)
+        records = [
+            self.record(
+                key,
+                decision,
+                reason,
+                change=change,
+                tenant=tenant,
+                model=model,
+                # One record per approving call: CloudTrail's eventID, the same on a redelivery.
+                sort_key=f"PACKAGE#{group}/{version}#{decision}#{change.event_id}",
+                approver_role=approver.role_arn,
+                approved_at=approver.event_time,
+            )
+            for key in keys
+        ]
+        if decision == APPROVER_REFUSED:
+            if any(record["written"] for record in records):
+                self.notify(
+                    *approver_refusal_message(
+                        self.settings, keys, change.package_arn, tenant, model, approver.arn, approver.role_arn
+                    )
+                )
+            return records
+        if not restricted:
+            return records  # the package's state change promotes
+        status = package.get("ModelApprovalStatus")
+        if status != APPROVED:
+            return [*records, *(self.ignore(key, change, stale(change, status), tenant) for key in keys)]
+        return [*records, *self.promote(change, package, tenant, model, endpoints)]
 
     # -- pending --------------------------------------------------------------------------------
 
@@ -325,6 +424,7 @@ class Approvals(Recorder):
             assert change is not None
             parsed = package_version(change.package_arn)
             sort_key = f"PACKAGE#{parsed[0]}/{parsed[1]}#{decision}" if parsed else f"{decided_at}#{decision}"
+        approver = change.approver if change else None
         item = ledger_item(
             endpoint=key,
             decision=decision,
@@ -335,6 +435,7 @@ class Approvals(Recorder):
             package_arn=change.package_arn if change else None,
             status=change.status if change else None,
             event_id=change.event_id if change else None,
+            approver=approver.arn if approver else None,
             **fields,
         )
         written = put_once(self.dynamodb, self.settings.ledger_table, item)
@@ -347,3 +448,7 @@ class Approvals(Recorder):
 
     def notify(self, title: str, lines: Sequence[str]) -> None:
         publish(self.sns, self.settings.topic_arn, self.settings.group_prefix, title, lines)
+
+
+def stale(change: StateChange, status: object) -> str:
+    return f"the event says {change.status}, the package is {status} now (a stale or reordered event)"

@@ -167,6 +167,21 @@ def refusal_message(settings: Settings, key: str, package_arn: str, tenant: str,
     ]
 
 
+def approver_refusal_message(
+    settings: Settings, keys: Sequence[str], package_arn: str, tenant: str, model: str, approver: str, role: str
+) -> Message:
+    return f"{tenant}/{model} approved by an unlisted principal: not promoted", [
+        f"The model package {package_arn} was approved by {approver} (as {role}), which is not one of "
+        f"{settings.environment}'s approvers (approval.approver_role_arns), so it is not promoted to "
+        f"{', '.join(keys)}: nothing was written.",
+        "",
+        "Approvers: " + ", ".join(sorted(settings.approver_role_arns)),
+        "",
+        "If the approval is legitimate, set the package back to PendingManualApproval and have one of these "
+        "roles approve it; otherwise reject it and review who may call sagemaker:UpdateModelPackage.",
+    ]
+
+
 def no_challenger_message(
     settings: Settings, endpoint: Endpoint, package_arn: str, checked: CheckedPackage, pointer: str, prepared: str
 ) -> Message:

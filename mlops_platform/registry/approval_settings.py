@@ -1,8 +1,10 @@
 """The approval function's settings and input: the endpoints it serves, and a package's state change.
 
 Synth writes the settings into the function's environment (mlops_constructs/approval_path.py);
-EventBridge delivers ``SageMaker Model Package State Change`` events of the default bus. A malformed
-event is ``Malformed``: no retry can act on it, so the function records it and moves on.
+EventBridge delivers ``SageMaker Model Package State Change`` events of the default bus, and CloudTrail's
+record of each successful ``UpdateModelPackage`` call that approves one of this environment's packages
+(``AWS API Call via CloudTrail``), which names the approver. A malformed event is ``Malformed``: no retry
+can act on it, so the function records it and moves on.
 """
 
 from __future__ import annotations
@@ -18,6 +20,15 @@ from mlops_platform.registry.packages import EXAMPLE, package_version
 
 SOURCE = "aws.sagemaker"
 DETAIL_TYPE = "SageMaker Model Package State Change"
+# CloudTrail's record of an API call, on the default bus with the calling service's source
+# (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-service-event-cloudtrail.html); its detail is the
+# CloudTrail record: ``userIdentity`` (https://docs.aws.amazon.com/awscloudtrail/latest/userguide/
+# cloudtrail-event-reference-user-identity.html), ``requestParameters`` the request in lower camel case
+# (UpdateModelPackage: ``modelPackageArn``, ``modelApprovalStatus``,
+# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_UpdateModelPackage.html).
+API_CALL_DETAIL_TYPE = "AWS API Call via CloudTrail"
+API_EVENT_SOURCE = "sagemaker.amazonaws.com"
+APPROVING_CALL = "UpdateModelPackage"
 APPROVED = "Approved"
 PENDING = "PendingManualApproval"
 CHAMPION = "Champion"
@@ -87,6 +98,9 @@ class Settings:
     topic_arn: str
     state_machine_arn: str
     ignored_tenants: frozenset[str]
+    # The IAM roles (or users) whose approval promotes a package; empty: anyone's (then the state change
+    # promotes). Non-empty (prod): only the approving call's CloudTrail record promotes (approval.py).
+    approver_role_arns: frozenset[str] = frozenset()
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Settings:
@@ -106,7 +120,14 @@ class Settings:
             ignored_tenants=frozenset(
                 t.strip() for t in environ.get("IGNORED_TENANTS", EXAMPLE).split(",") if t.strip()
             ),
+            approver_role_arns=frozenset(
+                arn.strip() for arn in environ.get("APPROVER_ROLE_ARNS", "").split(",") if arn.strip()
+            ),
         )
+
+    @property
+    def approvers_restricted(self) -> bool:
+        return bool(self.approver_role_arns)
 
     def pointer(self, endpoint: str, variant: str) -> str:
         return f"{self.pointer_prefix}{endpoint}/{variant}"
@@ -118,6 +139,63 @@ class StateChange:
     group: str
     status: str
     event_id: str | None
+    approver: Approver | None = None
+
+
+@dataclass(frozen=True)
+class Approver:
+    """Who made an approving call: ``arn`` as CloudTrail names the caller (``userIdentity.arn``, for a role an
+    ``assumed-role/<role>/<session>`` ARN), ``role_arn`` the IAM role behind it (``sessionContext.sessionIssuer``)
+    or, for an IAM user, the user's ARN: what the configured approvers are compared with."""
+
+    arn: str
+    role_arn: str
+    event_time: str | None
+
+
+def is_api_call(event: Any) -> bool:
+    return isinstance(event, dict) and event.get("detail-type") == API_CALL_DETAIL_TYPE
+
+
+def parse_api_call(event: Any) -> StateChange:
+    """The approval that a CloudTrail ``UpdateModelPackage`` record says happened, with its approver."""
+    if not isinstance(event, dict) or (event.get("source"), event.get("detail-type")) != (SOURCE, API_CALL_DETAIL_TYPE):
+        raise Malformed(f"not an {API_CALL_DETAIL_TYPE!r} event from {SOURCE}")
+    detail = event.get("detail")
+    if not isinstance(detail, dict):
+        raise Malformed("detail must be an object")
+    if (detail.get("eventSource"), detail.get("eventName")) != (API_EVENT_SOURCE, APPROVING_CALL):
+        raise Malformed(f"detail is not a {APPROVING_CALL} call of {API_EVENT_SOURCE}")
+    if detail.get("errorCode"):
+        raise Malformed(f"the call failed ({detail.get('errorCode')}): nothing was approved")
+    request = detail.get("requestParameters")
+    identity = detail.get("userIdentity")
+    if not isinstance(request, dict) or not isinstance(identity, dict):
+        raise Malformed("detail lacks requestParameters or userIdentity")
+    arn, status = request.get("modelPackageArn"), request.get("modelApprovalStatus")
+    parsed = package_version(arn) if isinstance(arn, str) else None
+    if parsed is None:
+        raise Malformed(f"requestParameters.modelPackageArn {arn!r} is not a model package version ARN")
+    if not isinstance(status, str) or not status:
+        raise Malformed("requestParameters lacks modelApprovalStatus")
+    caller = identity.get("arn")
+    if not isinstance(caller, str) or not caller:
+        raise Malformed("userIdentity lacks arn")
+    issuer = (identity.get("sessionContext") or {}).get("sessionIssuer") or {}
+    role_arn = issuer.get("arn") if identity.get("type") == "AssumedRole" else caller
+    time = detail.get("eventTime")
+    return StateChange(
+        package_arn=str(arn),
+        group=parsed[0],
+        status=status,
+        # CloudTrail's eventID: a redelivery of the same call carries it again.
+        event_id=detail.get("eventID") if isinstance(detail.get("eventID"), str) else event.get("id"),
+        approver=Approver(
+            arn=caller,
+            role_arn=role_arn if isinstance(role_arn, str) and role_arn else caller,
+            event_time=time if isinstance(time, str) else None,
+        ),
+    )
 
 
 def parse_event(event: Any) -> StateChange:

@@ -17,6 +17,8 @@ the first that fails:
    type as the tenant's published config declares now;
 5. its artifact (``InferenceSpecification.Containers[0].ModelDataUrl``) is an ``s3://`` URI ending in
    ``model.tar.gz`` under the tenant's training runs (the endpoint's model role reads only those);
+   and the archive in S3 has the sha256 its ``artifact_sha256`` metadata recorded at registration
+   (streamed: an archive replaced since is never promoted; ``mlops_platform.model_digest``);
 6. its drift baseline (``baseline`` / ``baseline_sha256`` metadata) is the artifact's sibling
    ``baseline.json``, has the recorded sha256, and lists the schema's features in the schema's order:
    the drift monitor finds a served model's baseline by that sibling rule alone.
@@ -35,6 +37,7 @@ from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
 # What evaluate registers with each package is what promote compares with: one definition.
 from mlops_platform.evaluation.documents import feature_schema
+from mlops_platform.model_digest import ARTIFACT_SHA256, SHA256, s3_sha256
 from mlops_platform.registry.packages import (
     PACKAGE_ARN,
     SERVED_BY,
@@ -149,6 +152,7 @@ def check_package(
             f"allowed: an artifact under s3://<artifacts zone>{runs}, which the endpoint's model role may read"
         )
 
+    _check_artifact(s3, metadata, model_data, package_arn)
     baseline = _check_baseline(s3, metadata, model_data, features, package_arn)
     return CheckedPackage(
         package_arn=package_arn,
@@ -178,6 +182,29 @@ def first_difference(model: Sequence[tuple[str, str]], endpoint: Sequence[tuple[
         name, kind = endpoint[len(model)]
         return f"feature {len(model) + 1}, {name} ({kind}), is in the endpoint's schema but not in the model"
     return None
+
+
+def _check_artifact(s3: Any, metadata: Mapping[str, str], model_data: str, package_arn: str) -> None:
+    """The archive in S3 is the one registration measured: streamed and compared with ``artifact_sha256``."""
+    recorded = metadata.get(ARTIFACT_SHA256)
+    if not recorded or not SHA256.match(recorded):
+        raise PromotionRefused(
+            f"model package {package_arn} has no {ARTIFACT_SHA256} metadata (the sha256 registration records of "
+            "its model.tar.gz); allowed: a package this platform's evaluation registered"
+        )
+    location = S3_URI.match(model_data)
+    assert location is not None  # MODEL_ARTIFACT matched
+    try:
+        actual = s3_sha256(s3, location["bucket"], location["key"])
+    except ClientError as error:
+        raise PromotionRefused(
+            f"cannot read the artifact {model_data} of model package {package_arn} ({error_code(error)})"
+        ) from None
+    if actual != recorded:
+        raise PromotionRefused(
+            f"the artifact {model_data} of model package {package_arn} has sha256 {actual}, not {recorded} as "
+            "the package records: it changed after registration"
+        )
 
 
 def baseline_uri(model_data: str) -> str:

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from mlops_platform.data.encoding import Encoding, plain_encoding
+from mlops_platform.model_digest import ArtifactTampered, verify_manifest
 
 log = logging.getLogger(__name__)
 
@@ -315,7 +316,16 @@ def _legacy_linear(metadata: Metadata, path: Path) -> Any:
 
 
 def load(directory: Path) -> Model:
-    """The model under ``directory`` (``/opt/ml/model`` in SageMaker), or a ModelError saying why not."""
+    """The model under ``directory`` (``/opt/ml/model`` in SageMaker), or a ModelError saying why not.
+
+    Its files are checked against the manifest training wrote before any is read (``model_digest``): a
+    changed, missing or added file refuses the model, so nothing in it (no legacy ``model.joblib``) is
+    ever deserialized unless it is what training wrote.
+    """
+    try:
+        verify_manifest(directory)
+    except ArtifactTampered as tampered:
+        raise ModelError(str(tampered)) from None
     metadata = Metadata.read(directory)
     loader = XGBoostModel if metadata.algorithm == "xgboost" else LinearModel
     try:

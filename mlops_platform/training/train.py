@@ -30,6 +30,7 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from mlops_platform.data.encoding import Encoding, natural_order
 from mlops_platform.data.raw_records import PARQUET_METADATA_KEY, label_of
+from mlops_platform.model_digest import write_manifest
 from mlops_platform.sagemaker_paths import SageMakerPaths, write_exit_reason
 from mlops_platform.schema.columns import restricted_name
 from mlops_platform.training import settings as settings_module
@@ -255,6 +256,8 @@ def train(paths: SageMakerPaths, *, started: datetime | None = None) -> Training
         "trial": platform.trial,
     }
     (paths.model / "metadata.json").write_text(json.dumps(metadata, indent=2, sort_keys=True))
+    # Last: the digest of every file above, which the inference server checks before it loads any of them.
+    write_manifest(paths.model)
     # Last, so SageMaker's final metric values are the saved model's.
     print(metric_line(f"kept round {result.kept_round}", metrics), flush=True)
     return result

@@ -26,6 +26,7 @@ from tests.infra.test_training import EVENTS, function_environment, of_type, ren
 
 STACK = "monitoring"
 SAMPLE = json.loads((EVENTS / "sagemaker_model_package_state_change.json").read_text())
+API_CALL = json.loads((EVENTS / "cloudtrail_update_model_package.json").read_text())
 # CloudFormation actions that change a stack (anything but reading it).
 CLOUDFORMATION_WRITE = re.compile(
     r"^cloudformation:(\*|Create|Update|Execute|Delete|Continue|Rollback|Set|Import|Signal|Cancel)", re.IGNORECASE
@@ -68,8 +69,13 @@ def the_project(resources: dict[str, Any]) -> dict[str, Any]:
 # -- the rule -------------------------------------------------------------------------------------
 
 
+def rule_named(resources: dict[str, Any], prefix: str) -> dict[str, Any]:
+    [rule] = [r for lid, r in of_type(resources, "AWS::Events::Rule").items() if lid.startswith(prefix)]
+    return rule
+
+
 def approval_pattern(resources: dict[str, Any]) -> dict[str, Any]:
-    [rule] = [r for lid, r in of_type(resources, "AWS::Events::Rule").items() if lid.startswith("ApprovalPath")]
+    rule = rule_named(resources, "ApprovalPathApprovalRule")
     assert "EventBusName" not in rule["Properties"]  # SageMaker's state changes reach the default bus only
     return rule["Properties"]["EventPattern"]
 
@@ -97,13 +103,54 @@ def test_the_rule_matches_the_documented_event_of_this_environment_s_groups_only
     assert not matches(pattern, SAMPLE)  # the sample as printed: another group, Rejected
 
 
-def test_the_rule_delivers_to_the_approval_function_with_retries_and_a_dead_letter_queue(resources):
-    [rule] = [r for lid, r in of_type(resources, "AWS::Events::Rule").items() if lid.startswith("ApprovalPath")]
+@pytest.mark.parametrize("prefix", ["ApprovalPathApprovalRule", "ApprovalPathApproverRule"])
+def test_the_rules_deliver_to_the_approval_function_with_retries_and_a_dead_letter_queue(resources, prefix):
+    rule = rule_named(resources, prefix)
     [target] = rule["Properties"]["Targets"]
 
+    assert "EventBusName" not in rule["Properties"]  # CloudTrail's records reach the default bus only
     assert target["Arn"]["Fn::GetAtt"][0].startswith("ApprovalPathApprovalFunction")
     assert target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0].startswith("ApprovalPathDeadLetterQueue")
     assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
+
+
+def approving_call(environment: str, account: str, **detail: Any) -> dict[str, Any]:
+    """The unit tests' CloudTrail record of an approving UpdateModelPackage, in ``account``."""
+    event = copy.deepcopy(API_CALL)
+    group = detail.pop("group", f"mlops-{environment}-acme-xgboost")
+    event["account"] = event["detail"]["recipientAccountId"] = account
+    event["detail"]["requestParameters"]["modelPackageArn"] = (
+        f"arn:aws:sagemaker:eu-west-1:{account}:model-package/{group}/3"
+    )
+    event["detail"].update(detail)
+    return event
+
+
+def test_the_approver_rule_matches_successful_approvals_of_this_environment_s_packages_only(
+    resources, environment, settings
+):
+    resolved_pattern = rule_named(resources, "ApprovalPathApproverRule")["Properties"]["EventPattern"]
+    other = "prod" if environment != "prod" else "dev"
+    rejected = approving_call(environment, settings.account)
+    rejected["detail"]["requestParameters"]["modelApprovalStatus"] = "Rejected"
+
+    assert matches(resolved_pattern, approving_call(environment, settings.account))
+    assert not matches(
+        resolved_pattern, approving_call(environment, settings.account, errorCode="AccessDeniedException")
+    )
+    assert not matches(resolved_pattern, approving_call(environment, settings.account, eventName="CreateModelPackage"))
+    assert not matches(
+        resolved_pattern, approving_call(environment, settings.account, group=f"mlops-{other}-acme-xgboost")
+    )
+    assert not matches(resolved_pattern, rejected)
+
+
+def test_the_approval_function_knows_the_environment_s_approvers(resources, settings, environment):
+    variables = function_environment(resources, "ApprovalPathApprovalFunction")
+
+    approvers = [arn for arn in variables["APPROVER_ROLE_ARNS"].split(",") if arn]
+    assert approvers == list(settings.approval.approver_role_arns)
+    assert bool(approvers) == (environment == "prod")
 
 
 # -- the functions --------------------------------------------------------------------------------

@@ -39,7 +39,9 @@ from tests.unit.test_promote import (
     BASELINE_KEY,
     EVALUATION_KEY,
     GROUP,
+    MODEL_ARCHIVE,
     MODEL_DATA,
+    MODEL_KEY,
     PACKAGE_ARN,
     REGION,
     SCHEMA_KEY,
@@ -49,6 +51,13 @@ from tests.unit.test_promote import (
 
 EVENTS = Path(__file__).parent / "events"
 SAMPLE = json.loads((EVENTS / "sagemaker_model_package_state_change.json").read_text())
+# CloudTrail's record of an approving UpdateModelPackage call as EventBridge delivers it: the envelope of
+# https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-service-event-cloudtrail.html around a CloudTrail
+# record whose userIdentity is the AssumedRole example of
+# https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-user-identity.html and whose
+# requestParameters are UpdateModelPackage's request in lower camel case.
+API_CALL = json.loads((EVENTS / "cloudtrail_update_model_package.json").read_text())
+APPROVER_ROLE = f"arn:aws:iam::{ACCOUNT}:role/ModelApprover"
 LEDGER = "ledger-approval"
 STATE_MACHINE = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:promotion"
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -85,7 +94,7 @@ def schema_body() -> bytes:
 
 
 class World:
-    def __init__(self, endpoints: dict[str, Any] | None = None) -> None:
+    def __init__(self, endpoints: dict[str, Any] | None = None, approvers: tuple[str, ...] = ()) -> None:
         names = ("s3", "ssm", "dynamodb", "sns", "sagemaker", "stepfunctions")
         self.s3, self.ssm, self.dynamodb, self.sns, self.sagemaker, self.sfn = (
             boto3.client(name, region_name=REGION) for name in names
@@ -95,11 +104,14 @@ class World:
         self.schema = schema_body()
         self.put(SCHEMA_KEY, self.schema)
         self.put(BASELINE_KEY, BASELINE)
+        self.put(MODEL_KEY, MODEL_ARCHIVE)
         self.put(EVALUATION_KEY, json.dumps(EVALUATION).encode())
         self.put("artifacts/config/pipelines/acme.json", json.dumps(TENANT.published()).encode())
         create_ledger_table(LEDGER, REGION)
         self.topic = self.sns.create_topic(Name="notifications")["TopicArn"]
         environment = {**ENVIRONMENT, "ENDPOINTS": json.dumps(endpoints if endpoints is not None else {"churn": CHURN})}
+        if approvers:
+            environment["APPROVER_ROLE_ARNS"] = ",".join(approvers)  # as synth writes it (approval_path.py)
         self.approvals = Approvals(
             sagemaker=self.sagemaker,
             s3=self.s3,
@@ -360,6 +372,7 @@ def test_a_prepared_pointer_takes_newer_versions_only():
     with mock_aws():
         world = World({})
         world.put(BASELINE_KEY.replace("run-1", "run-2"), BASELINE)
+        world.put(MODEL_KEY.replace("run-1", "run-2"), MODEL_ARCHIVE)
 
         def describes(arn: str, data: str) -> None:
             world.describes(
@@ -524,3 +537,137 @@ def test_the_handler_decides_with_its_environment_and_counts_each_written_decisi
         [{"Name": "ApprovalEventsIgnored", "Unit": "Count"}],
     )
     assert emf["ApprovalEventsIgnored"] == [1.0]
+
+
+# -- who approved (CloudTrail's UpdateModelPackage record) ----------------------------------------
+
+
+def approval_call(
+    role: str = "ModelApprover", session: str = "alice", status: str = "Approved", event_id: str | None = None
+) -> dict[str, Any]:
+    """CloudTrail's record of ``role``'s session approving the package, as EventBridge delivers it."""
+    call = copy.deepcopy(API_CALL)
+    identity = call["detail"]["userIdentity"]
+    identity["arn"] = f"arn:aws:sts::{ACCOUNT}:assumed-role/{role}/{session}"
+    identity["sessionContext"]["sessionIssuer"].update(arn=f"arn:aws:iam::{ACCOUNT}:role/{role}", userName=role)
+    call["detail"]["requestParameters"].update(modelPackageArn=PACKAGE_ARN, modelApprovalStatus=status)
+    if event_id:
+        call["detail"]["eventID"] = event_id
+    return call
+
+
+@pytest.fixture
+def prod_world() -> Iterator[World]:
+    """Approvers listed (``approval.approver_role_arns``), as in prod."""
+    with mock_aws():
+        yield World(approvers=(APPROVER_ROLE, f"arn:aws:iam::{ACCOUNT}:role/OtherApprover"))
+
+
+def test_the_approver_of_a_package_is_recorded_from_cloudtrail(world):
+    world.describes(package(world.schema))
+
+    [decision] = world.handle(approval_call())
+
+    assert (decision["decision"], decision["written"]) == ("approved-by", True)
+    [record] = world.ledger()
+    assert record["approver"] == f"arn:aws:sts::{ACCOUNT}:assumed-role/ModelApprover/alice"
+    assert (record["approver_role"], record["approved_at"]) == (APPROVER_ROLE, "2026-11-24T11:58:02Z")
+    assert record["sk"] == f"PACKAGE#{GROUP}/3#approved-by#{API_CALL['detail']['eventID']}"
+    # Without listed approvers the package's state change promotes: this record starts nothing.
+    assert world.notices() == []
+
+
+def test_an_iam_user_approver_is_recorded_under_the_user_s_arn(world):
+    call = approval_call()
+    call["detail"]["userIdentity"] = {
+        "type": "IAMUser",
+        "principalId": "AIDAJ45Q7YFFAREXAMPLE",
+        "arn": f"arn:aws:iam::{ACCOUNT}:user/Alice",
+        "accountId": ACCOUNT,
+        "userName": "Alice",
+    }
+    world.describes(package(world.schema))
+
+    world.handle(call)
+
+    [record] = world.ledger()
+    assert record["approver"] == record["approver_role"] == f"arn:aws:iam::{ACCOUNT}:user/Alice"
+
+
+@pytest.mark.parametrize("order", ["state change first", "cloudtrail first"])
+def test_with_listed_approvers_only_the_approver_s_record_promotes_whichever_event_comes_first(prod_world, order):
+    world = prod_world
+    name = execution_name("churn", PACKAGE_ARN)
+    deliveries = [event(), approval_call()] if order == "state change first" else [approval_call(), event()]
+    for delivery in deliveries:
+        world.describes(package(world.schema))
+        if delivery["detail-type"] == API_CALL["detail-type"]:
+            world.starts(name, request(world))  # the Stubber fails the test on any other start
+        world.handle(delivery)
+
+    assert world.decisions() == [
+        ("PROMOTION#churn", "approved-by"),
+        ("PROMOTION#churn", "awaiting-approver"),
+        ("PROMOTION#churn", "deploying"),
+    ]
+    [deploying] = [item for item in world.ledger() if item["decision"] == "deploying"]
+    assert deploying["approver"] == f"arn:aws:sts::{ACCOUNT}:assumed-role/ModelApprover/alice"
+
+
+def test_a_package_approved_by_an_unlisted_role_is_refused_recorded_and_notified_once(prod_world):
+    world = prod_world
+    for _ in range(2):  # EventBridge may deliver the record twice
+        world.describes(package(world.schema))
+        [decision] = world.handle(approval_call(role="DataScientist", session="mallory"))
+
+    assert decision["decision"] == "approver-refused"
+    [record] = world.ledger()
+    assert record["decision"] == "approver-refused"
+    assert record["approver"] == f"arn:aws:sts::{ACCOUNT}:assumed-role/DataScientist/mallory"
+    assert record["approver_role"] == f"arn:aws:iam::{ACCOUNT}:role/DataScientist"
+    [(subject, message)] = world.notices()
+    assert "not promoted" in subject
+    assert "DataScientist/mallory" in message
+    assert APPROVER_ROLE in message
+    assert world.parameter("/mlops/dev/models/churn/Challenger") is None
+
+
+def test_an_unlisted_approver_s_package_stays_unpromoted_when_its_state_change_arrives(prod_world):
+    world = prod_world
+    world.describes(package(world.schema))
+    world.handle(approval_call(role="DataScientist"))
+    world.describes(package(world.schema))
+
+    [decision] = world.handle(event())  # no start is stubbed: a deployment would fail the Stubber
+
+    assert decision["decision"] == "awaiting-approver"
+
+
+def test_a_listed_approval_of_a_package_rejected_since_is_recorded_and_not_promoted(prod_world):
+    world = prod_world
+    world.describes(package(world.schema, ModelApprovalStatus="Rejected"))
+
+    decisions = world.handle(approval_call())
+
+    assert [d["decision"] for d in decisions] == ["approved-by", "ignored"]
+    assert "Rejected now" in decisions[1]["reason"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"errorCode": "AccessDeniedException", "errorMessage": "not authorized"},
+        {"eventName": "CreateModelPackage"},
+        {"requestParameters": {"modelPackageArn": "mlops-dev-acme-xgboost", "modelApprovalStatus": "Approved"}},
+        {"userIdentity": {"type": "AssumedRole"}},
+    ],
+    ids=["failed call", "another call", "a group name, not a version ARN", "no caller"],
+)
+def test_a_cloudtrail_record_that_approved_nothing_is_recorded_as_malformed(prod_world, change):
+    call = approval_call()
+    call["detail"].update(change)
+
+    [decision] = prod_world.handle(call)  # describes nothing: the Stubber would fail on a call
+
+    assert (decision["endpoint"], decision["decision"]) == ("_unrouted", "ignored")
+    assert decision["reason"].startswith("malformed:")

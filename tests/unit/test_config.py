@@ -137,6 +137,27 @@ BAD_SETTINGS = {
         "retention.capture_expiration_days",
         "0",
     ),
+    "prod without approvers": (
+        "prod",
+        'approver_role_arns:\n    - "arn:aws:iam::333333333333:role/ModelApprover"',
+        "approver_role_arns: []",
+        "approval.approver_role_arns",
+        "[]",
+    ),
+    "approver that is no role ARN": (
+        "prod",
+        '"arn:aws:iam::333333333333:role/ModelApprover"',
+        '"arn:aws:sts::333333333333:assumed-role/ModelApprover/alice"',
+        "approval.approver_role_arns.0",
+        "assumed-role",
+    ),
+    "approver of another account": (
+        "prod",
+        '"arn:aws:iam::333333333333:role/ModelApprover"',
+        '"arn:aws:iam::111111111111:role/ModelApprover"',
+        "approval.approver_role_arns.0",
+        "111111111111",
+    ),
     "environment name unlike its file": ("dev", "name: dev", "name: prod", "name", "'prod'"),
     "environment name that is not one": ("dev", "name: dev", "name: qa", "name", "'qa'"),
     "malformed e-mail": (

@@ -228,10 +228,17 @@ def baseline_document(model: str) -> dict[str, Any]:
             "model": {"model": model}}  # fmt: skip
 
 
+def artifact_body(model: str) -> bytes:
+    """A stand-in for the archive a training job leaves (its bytes only matter to the recorded sha256)."""
+    return f"model.tar.gz of {model}".encode()
+
+
 def write_baselines(evaluation: dict[str, Any], models: list[str] | None = None) -> None:
-    """What the baseline jobs leave: baseline.json next to each chosen model's artifact."""
+    """What the training and baseline jobs leave: each chosen model's artifact, baseline.json next to it."""
     s3 = boto3.client("s3", region_name=REGION)
     for entry in evaluation["selected"]:
+        bucket, _, key = entry["model_data"].removeprefix("s3://").partition("/")
+        s3.put_object(Bucket=bucket, Key=key, Body=artifact_body(entry["model"]))
         if models is None or entry["model"] in models:
             bucket, _, key = entry["baseline"].removeprefix("s3://").partition("/")
             s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(baseline_document(entry["model"])).encode())
@@ -650,6 +657,8 @@ def test_the_package_carries_the_model_its_evaluation_and_its_lineage(evaluate, 
         "feature_schema_sha256": hashlib.sha256(schema_body).hexdigest(),
         "baseline": f"s3://{ARTIFACTS}/{baseline_key}",
         "baseline_sha256": hashlib.sha256(baseline_body).hexdigest(),
+        # The archive's own digest, streamed from S3: promotion checks the object against it.
+        "artifact_sha256": hashlib.sha256(artifact_body("linear")).hexdigest(),
     }
     assert json.loads(schema_body) == {
         "schema_version": 1,
@@ -910,6 +919,24 @@ def test_without_every_baseline_nothing_is_registered(evaluate, aws, planned):
     write_baselines(evaluation, models=["xgboost"])  # the linear model's job wrote nothing
 
     with pytest.raises(BaselineMissing, match=r"the baseline of model 'linear' does not exist at s3://"):
+        register(evaluate, evaluation)
+
+    assert sagemaker.list_model_package_groups()["ModelPackageGroupSummaryList"] == []
+    assert ledger(dynamodb, "PACKAGE#") == {}
+
+
+def test_without_every_model_artifact_nothing_is_registered(evaluate, aws, planned):
+    s3, dynamodb, sagemaker = aws
+    plan, items = planned()
+    evaluation = evaluate_only(
+        evaluate, plan, write_results(s3, {"SUCCEEDED": all_succeeded(items, [0.91, 0.95, 0.97, 0.93])})
+    )
+    write_baselines(evaluation)
+    [linear] = [entry for entry in evaluation["selected"] if entry["model"] == "linear"]
+    bucket, _, key = linear["model_data"].removeprefix("s3://").partition("/")
+    s3.delete_object(Bucket=bucket, Key=key)
+
+    with pytest.raises(ResultsUnreadable, match=r"the artifact of model 'linear' at s3://.* cannot be read"):
         register(evaluate, evaluation)
 
     assert sagemaker.list_model_package_groups()["ModelPackageGroupSummaryList"] == []

@@ -44,6 +44,9 @@ SCHEMA_KEY = f"{RUN}/evaluation/feature-schema.json"
 EVALUATION_KEY = f"{RUN}/evaluation/xgboost.json"
 MODEL_DATA = f"s3://{ARTIFACTS}/{RUN}/models/mlops-dev-acme-run-1-xgboost-0-a0/output/model.tar.gz"
 BASELINE_KEY = f"{RUN}/models/mlops-dev-acme-run-1-xgboost-0-a0/output/baseline.json"
+MODEL_KEY = MODEL_DATA.removeprefix(f"s3://{ARTIFACTS}/")
+# The archive training left; registration recorded its sha256 (artifact_sha256), promotion compares.
+MODEL_ARCHIVE = b"model.tar.gz of acme/xgboost, trial 0"
 # The baseline job's document, as much of it as promotion reads: the schema's features in its order.
 BASELINE = json.dumps({"schema_version": 1, "feature_order": ["tenure", "plan", "active"], "features": {}}).encode()
 TENANT = PipelineConfig.model_validate(
@@ -139,6 +142,7 @@ def package(body: bytes, **changes: Any) -> dict[str, Any]:
             "feature_schema_sha256": hashlib.sha256(body).hexdigest(),
             "baseline": f"s3://{ARTIFACTS}/{BASELINE_KEY}",
             "baseline_sha256": hashlib.sha256(BASELINE).hexdigest(),
+            "artifact_sha256": hashlib.sha256(MODEL_ARCHIVE).hexdigest(),
         },
     }
     for path, value in changes.items():
@@ -165,6 +169,7 @@ class World:
         self.schema = schema_body(evaluate)
         self.put(SCHEMA_KEY, self.schema)
         self.put(BASELINE_KEY, BASELINE)
+        self.put(MODEL_KEY, MODEL_ARCHIVE)
         self.evaluation("xgboost")
         # Foundation creates each pointer once, with the sentinel, and the run ledger.
         self.ssm.put_parameter(Name=POINTER, Value="example", Type="String", Description="the example model")
@@ -407,6 +412,18 @@ REFUSALS = {
     ),
     "baseline changed after registration": _refusal(
         "not " + "0" * 64 + " as the package records", CustomerMetadataProperties__baseline_sha256="0" * 64
+    ),
+    "no artifact digest": _refusal("has no artifact_sha256 metadata", CustomerMetadataProperties__artifact_sha256=None),
+    "artifact replaced after registration": _with(
+        lambda world: world.put(MODEL_KEY, b"a model.tar.gz someone put there later"),
+        "has sha256 "
+        + hashlib.sha256(b"a model.tar.gz someone put there later").hexdigest()
+        + ", not "
+        + hashlib.sha256(MODEL_ARCHIVE).hexdigest()
+        + " as the package records",
+    ),
+    "artifact missing": _with(
+        lambda world: world.s3.delete_object(Bucket=ARTIFACTS, Key=MODEL_KEY), "cannot read the artifact"
     ),
     "baseline missing": _with(
         lambda world: world.s3.delete_object(Bucket=ARTIFACTS, Key=BASELINE_KEY), "cannot read the baseline"

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import tarfile
 
 import numpy as np
 import pytest
 
-from mlops_platform.serving.model import DensePrediction, LinearModel, ModelError, XGBoostModel, load
+from mlops_platform.model_digest import MANIFEST, write_manifest
+from mlops_platform.serving import model as model_module
+from mlops_platform.serving.model import DensePrediction, LinearModel, Metadata, ModelError, XGBoostModel, load
 from mlops_platform.training.algorithms import load_model
+from tests.conftest import ROOT
 from tests.unit.inference.conftest import MODELS, feature_names, features_of
 
 
@@ -81,12 +86,14 @@ def test_linear_contributions_are_coefficient_times_standardized_value(model_dir
 
 
 def copy_model(source, target, **metadata_changes):
+    """A copy of a trained model with ``metadata_changes``, its manifest rewritten as training would write it."""
     target.mkdir()
     for path in source.iterdir():
         (target / path.name).write_bytes(path.read_bytes())
     metadata = json.loads((source / "metadata.json").read_text())
     metadata.update(metadata_changes)
     (target / "metadata.json").write_text(json.dumps(metadata))
+    write_manifest(target)
     return target
 
 
@@ -112,13 +119,86 @@ def test_a_model_folder_that_does_not_fit_is_refused_with_a_reason(xgboost_dir, 
 
 
 def test_a_missing_or_corrupt_model_is_refused_with_a_reason(xgboost_dir, tmp_path):
-    with pytest.raises(ModelError, match=r"metadata\.json is missing"):
+    with pytest.raises(ModelError, match=r"has no manifest\.sha256"):
         load(tmp_path)
 
     corrupt = copy_model(xgboost_dir, tmp_path / "corrupt")
     (corrupt / "model.json").write_text("{not a model")
+    write_manifest(corrupt)  # corrupt as training wrote it: the digests match, the booster does not load
     with pytest.raises(ModelError, match=r"does not load: XGBoostError"):
         load(corrupt)
+
+
+# -- the files are what training wrote (issue 17, point 7) ----------------------------------------
+
+
+@pytest.mark.parametrize(("algorithm", "problem_type"), MODELS)
+def test_training_writes_a_manifest_of_every_file_of_the_model(model_dirs, algorithm, problem_type):
+    directory = model_dirs[(algorithm, problem_type)]
+
+    lines = (directory / MANIFEST).read_text().splitlines()
+
+    listed = {line.split("  ", 1)[1]: line.split("  ", 1)[0] for line in lines}
+    assert sorted(listed) == sorted(p.name for p in directory.iterdir() if p.name != MANIFEST)
+    assert all(listed[name] == hashlib.sha256((directory / name).read_bytes()).hexdigest() for name in listed)
+
+
+def tamper_changed(directory):
+    model_file = "model.json" if (directory / "model.json").exists() else "linear.json"
+    text = (directory / model_file).read_text()
+    (directory / model_file).write_text(text.replace("1", "7", 1))
+    return f"{model_file} of the model under {directory} has sha256"
+
+
+def tamper_added(directory):
+    # A pickle beside the model: joblib would run its code on load (the legacy linear format).
+    (directory / "model.joblib").write_bytes(b"\x80\x04cos\nsystem\n(S'touch /tmp/pwned'\ntR.")
+    return "holds model.joblib, which manifest.sha256 does not list"
+
+
+def tamper_removed(directory):
+    (directory / "metadata.json").unlink()
+    return "lacks metadata.json, which manifest.sha256 lists"
+
+
+def tamper_manifest(directory):
+    (directory / MANIFEST).unlink()
+    return "has no manifest.sha256"
+
+
+def tamper_rewritten_line(directory):
+    (directory / MANIFEST).write_text("not a digest  metadata.json\n")
+    return "line 1 is not '<sha256>  <file>'"
+
+
+@pytest.mark.parametrize(
+    "tamper", [tamper_changed, tamper_added, tamper_removed, tamper_manifest, tamper_rewritten_line]
+)
+@pytest.mark.parametrize("key", [("xgboost", "binary"), ("linear", "binary")])
+def test_a_tampered_model_is_refused_before_any_of_its_files_is_read(model_dirs, tmp_path, monkeypatch, tamper, key):
+    directory = tmp_path / "model"
+    directory.mkdir()
+    for path in model_dirs[key].iterdir():
+        (directory / path.name).write_bytes(path.read_bytes())
+    reason = tamper(directory)
+    opened = []
+    monkeypatch.setattr(Metadata, "read", classmethod(lambda cls, d: opened.append(d)))
+    monkeypatch.setattr(model_module, "_legacy_linear", lambda *a: opened.append(a))
+
+    with pytest.raises(ModelError) as refused:
+        load(directory)
+
+    assert reason in str(refused.value)
+    assert "\n" not in str(refused.value)
+    assert opened == []  # neither the metadata nor any model file was read
+
+
+def test_the_shipped_example_archives_carry_a_manifest_the_server_accepts(tmp_path):
+    for name in ("xgboost", "linear"):
+        with tarfile.open(ROOT / "models" / "example" / name / "model.tar.gz") as archive:
+            archive.extractall(tmp_path / name, filter="data")
+
+        assert load(tmp_path / name).metadata.algorithm == name
 
 
 def test_xgboost_scores_through_the_direct_c_call_exactly_as_inplace_predict(xgboost_dir):
