@@ -60,6 +60,14 @@ MAX_RECEIVE_COUNT = 3
 STAGE = "v1"
 
 
+ROW_VALUE_TYPES = (
+    apigateway.JsonSchemaType.NUMBER,
+    apigateway.JsonSchemaType.STRING,
+    apigateway.JsonSchemaType.BOOLEAN,
+    apigateway.JsonSchemaType.NULL,
+)
+
+
 def endpoint_paths(endpoint: str) -> dict[str, tuple[str, str]]:
     """Each method of an endpoint: name -> (HTTP method, resource path). The IAM resource of a call is the
     request's own path, so ``results/*`` stands for every ``{id}`` of that endpoint and nothing else."""
@@ -72,7 +80,17 @@ def endpoint_paths(endpoint: str) -> dict[str, tuple[str, str]]:
 
 def request_schema(max_instances: int, variants: list[str]) -> apigateway.JsonSchema:
     """The body of an endpoint's scoring methods; API Gateway refuses anything else with 400 before a Lambda runs.
-    No ``endpoint`` key: the endpoint is the path's, and a body naming one is refused."""
+    No ``endpoint`` key: the endpoint is the path's, and a body naming one is refused.
+
+    A row is what the inference server reads: an array of values in feature order, or an object of feature
+    name to value; a value is a number, a string (a category), a boolean or null (missing), never an array
+    or an object, so a body nests three levels at most. The handler checks what a draft-4 schema cannot
+    (rows of one kind and one length, finite numbers): mlops_platform/serving/api/request.py. API Gateway
+    models are JSON Schema draft 4 (https://docs.aws.amazon.com/apigateway/latest/developerguide/how-to-create-model.html),
+    where ``type`` may list several types and ``items`` applies to arrays only, ``additionalProperties``
+    to objects only (https://datatracker.ietf.org/doc/html/draft-fge-json-schema-validation-00, 5.5.2).
+    """
+    value = apigateway.JsonSchema(type=list(ROW_VALUE_TYPES))
     return apigateway.JsonSchema(
         schema=apigateway.JsonSchemaVersion.DRAFT4,
         title="ScoreRequest",
@@ -85,9 +103,11 @@ def request_schema(max_instances: int, variants: list[str]) -> apigateway.JsonSc
                 min_items=1,
                 max_items=max_instances,
                 items=apigateway.JsonSchema(
-                    type=apigateway.JsonSchemaType.ARRAY,
+                    type=[apigateway.JsonSchemaType.ARRAY, apigateway.JsonSchemaType.OBJECT],
                     min_items=1,
-                    items=apigateway.JsonSchema(type=apigateway.JsonSchemaType.NUMBER),
+                    items=value,
+                    min_properties=1,
+                    additional_properties=value,
                 ),
             ),
             "explain": apigateway.JsonSchema(type=apigateway.JsonSchemaType.BOOLEAN),

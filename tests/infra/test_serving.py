@@ -7,6 +7,7 @@ import re
 import shutil
 from typing import Any
 
+import jsonschema
 import pytest
 from aws_cdk.assertions import Annotations, Match
 
@@ -357,6 +358,39 @@ def test_the_request_schema_takes_the_endpoint_from_the_path_and_its_variants_fr
     assert schema["properties"]["variant"]["enum"] == sorted(v.name for v in endpoint.variants)
     assert schema["properties"]["instances"]["maxItems"] == settings.serving.api.max_instances
     assert schema["additionalProperties"] is False
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"instances": [[17.99, None, "north", True]], "explain": True},  # null: missing; a string: a category
+        {"instances": [{"mean radius": 17.99, "worst texture": None, "carrier": "never-seen"}, {"carrier": "x"}]},
+    ],
+)
+def test_api_gateway_s_model_takes_rows_of_numbers_strings_booleans_and_nulls(resources, body):
+    # API Gateway models are JSON Schema draft 4:
+    # https://docs.aws.amazon.com/apigateway/latest/developerguide/how-to-create-model.html
+    schema = the(resources, "AWS::ApiGateway::Model")["Schema"]
+
+    jsonschema.Draft4Validator(schema).validate(body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"instances": [[1, [2]]]},  # rows are flat: a body nests three levels at most
+        {"instances": [{"carrier": {"name": "x"}}]},
+        {"instances": [[]]},
+        {"instances": [{}]},
+        {"instances": ["north"]},
+        {"instances": []},
+    ],
+)
+def test_api_gateway_s_model_refuses_nested_or_empty_rows(resources, body):
+    schema = the(resources, "AWS::ApiGateway::Model")["Schema"]
+
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft4Validator(schema).validate(body)
 
 
 def test_the_stage_is_throttled_per_endpoint_method_and_access_logged(resources, settings):

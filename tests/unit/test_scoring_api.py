@@ -163,7 +163,7 @@ def invoked(predictions: Any, variant: str = "Champion") -> dict[str, Any]:
     }
 
 
-def invocation(instances: list[list[float]], *, endpoint: str = "mlops-dev-example", **extra: str) -> dict[str, Any]:
+def invocation(instances: list[Any], *, endpoint: str = "mlops-dev-example", **extra: str) -> dict[str, Any]:
     """The InvokeEndpoint parameters expected for ``instances``."""
     return {
         "EndpointName": endpoint,
@@ -329,6 +329,24 @@ def test_a_base64_encoded_body_is_decoded(api, stub):
 
 
 @pytest.mark.parametrize(
+    "instances",
+    [
+        [[17.99, None, "north", True]],  # null: missing; a string: a category; a boolean: 1 or 0
+        [{"mean radius": 17.99, "worst texture": None, "carrier": "never-seen"}, {"carrier": "x"}],
+    ],
+)
+def test_rows_with_nulls_strings_and_booleans_reach_the_endpoint_as_sent(api, stub, instances):
+    # Whether a value fits its feature is the model's to say (test_scoring_api_tabular.py serves real models).
+    stub.add_response(
+        "invoke_endpoint", invoked([{"score": 0.5}] * len(instances)), invocation(instances, InferenceId=REQUEST_ID)
+    )
+
+    status, body, _ = call(api, api_event("POST", "/endpoints/example/score", {"instances": instances}))
+
+    assert (status, len(body["predictions"])) == (200, len(instances))
+
+
+@pytest.mark.parametrize(
     ("raw", "expected"),
     [
         ("", "the body is not valid JSON: the body is empty"),
@@ -342,13 +360,16 @@ def test_a_base64_encoded_body_is_decoded(api, stub):
         ("{}", "'instances' must be a non-empty array of rows"),
         ('{"instances": []}', "'instances' must be a non-empty array of rows"),
         ('{"instances": [[1], [2], [3], [4]]}', "'instances' has 4 rows; at most 3"),
-        ('{"instances": [1, 2]}', "instances[0] must be a non-empty array of numbers"),
-        ('{"instances": [[]]}', "instances[0] must be a non-empty array of numbers"),
+        ('{"instances": [1, 2]}', "instances[0] must be a non-empty array of values or object of feature name"),
+        ('{"instances": [[]]}', "instances[0] must be a non-empty array of values or object of feature name"),
+        ('{"instances": [{}]}', "instances[0] must be a non-empty array of values or object of feature name"),
         ('{"instances": [[1, 2], [3]]}', "instances[1] has 1 values; instances[0] has 2"),
-        ('{"instances": [[1, true]]}', "instances[0][1] must be a finite number, not True"),
-        ('{"instances": [[1, "2"]]}', "instances[0][1] must be a finite number, not '2'"),
-        ('{"instances": [[1, null]]}', "instances[0][1] must be a finite number, not None"),
+        ('{"instances": [[1], {"a": 1}]}', "instances[1] is an object and instances[0] an array; send one kind"),
+        # Rows are flat: a value is never an array or an object, so a body nests three levels at most.
+        ('{"instances": [[1, [2]]]}', "instances[0][1] must be a number, a string, true, false or null, not [2]"),
+        ('{"instances": [{"a": {"b": 1}}]}', "instances[0]['a'] must be a number, a string, true, false or null"),
         ('{"instances": [[1e400]]}', "instances[0][0] must be a finite number, not inf"),
+        ('{"instances": [{"a": -1e400}]}', "instances[0]['a'] must be a finite number, not -inf"),
         ('{"instances": [[1]], "explain": "yes"}', "'explain' must be true or false"),
     ],
 )
@@ -433,6 +454,13 @@ def test_the_container_s_own_failure_is_a_502_without_its_details(api, stub):
         b'{"predictions": [{"score": 0.5}, {"score": 0.4}]}',
         b'{"predictions": [{"score": NaN}]}',
         b'{"predictions": [{"label": 1}]}',
+        b'{"predictions": [{"score": 0.5, "contributions": {"f0": null}}]}',
+        b'{"predictions": [{"score": 0.5, "label": "1"}]}',
+        b'{"predictions": [{"label": "a", "probabilities": {}}]}',
+        b'{"predictions": [{"label": "c", "probabilities": {"a": 0.4, "b": 0.6}}]}',
+        b'{"predictions": [{"label": "a", "probabilities": {"a": 1.4, "b": -0.4}}]}',
+        b'{"predictions": [{"label": "a", "probabilities": {"a": null, "b": 0.6}}]}',
+        b'{"predictions": [{"label": "a", "probabilities": {"a": 0.4, "b": 0.6}, "contributions": {"a": {"f0": 1}}}]}',
     ],
 )
 def test_an_answer_outside_the_container_contract_is_a_502(api, stub, answer):

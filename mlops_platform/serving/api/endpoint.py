@@ -1,8 +1,16 @@
 """The call to a SageMaker endpoint, and what its errors mean for the caller.
 
-The inference container's contract: a JSON body ``{"instances": [[number, ...], ...]}``, the custom
-attribute ``explain=true`` when contributions are wanted, and the answer
-``{"predictions": [{"score": s} | {"score": s, "contributions": {...}}, ...]}``, one per instance.
+The inference container's contract (mlops_platform/serving/codec.py): a JSON body ``{"instances": [row, ...]}``
+(a row is an array of values in feature order or an object of feature name to value; a value a number,
+a string, a boolean or null), the custom attribute ``explain=true`` when contributions are wanted, and the
+answer ``{"predictions": [...]}``, one per instance, all of one shape:
+
+* binary and regression: ``{"score": s}``, with ``"contributions": {feature: c, ..., "bias": b}`` when asked;
+* multiclass: ``{"label": l, "probabilities": {class: p, ...}}``, with ``"contributions": {class: {feature:
+  c, ..., "bias": b}, ...}`` when asked.
+
+The API passes the predictions on as they are; this module checks their shape, so an answer outside
+the contract is a 502 rather than a 200 the caller cannot read.
 """
 
 from __future__ import annotations
@@ -34,6 +42,13 @@ UNREADABLE = "unreadable"  # the container answered 200 outside its contract: a 
 RETRYABLE = frozenset({UNAVAILABLE, THROTTLED, TIMED_OUT, BROKEN})
 THROTTLING_CODES = frozenset({"ThrottlingException", "ThrottledException", "TooManyRequestsException"})
 UNAVAILABLE_CODES = frozenset({"ValidationError", "ServiceUnavailable", "ModelNotReadyException"})
+# The two shapes of a prediction, and the keys each may have (``id``: echoed when a record carried one).
+SCORE = "score"
+CLASSES = "classes"
+PREDICTION_KEYS = {
+    SCORE: frozenset({"score", "contributions", "id"}),
+    CLASSES: frozenset({"label", "probabilities", "contributions", "id"}),
+}
 
 
 class ScoringFailure(Exception):
@@ -112,9 +127,45 @@ def read_predictions(body: bytes, expected: int) -> list[dict[str, Any]]:
         raise _unreadable("no 'predictions' array")
     if len(predictions) != expected:
         raise _unreadable(f"{len(predictions)} predictions for {expected} instances")
-    if not all(isinstance(item, dict) and is_finite_number(item.get("score")) for item in predictions):
-        raise _unreadable("a prediction without a finite 'score'")
+    shapes = {_shape(item) for item in predictions}
+    if None in shapes:
+        raise _unreadable("a prediction that is neither {'score'} nor {'label', 'probabilities'}")
+    if len(shapes) > 1:
+        raise _unreadable("predictions of both shapes, {'score'} and {'label', 'probabilities'}, in one answer")
     return predictions
+
+
+def _shape(item: Any) -> str | None:
+    """SCORE for a binary or regression prediction, CLASSES for a multiclass one, None for anything else."""
+    if not isinstance(item, dict):
+        return None
+    shape = SCORE if "score" in item else CLASSES
+    if not set(item) <= PREDICTION_KEYS[shape]:
+        return None
+    contributions = item.get("contributions")
+    if shape == SCORE:
+        if not is_finite_number(item["score"]):
+            return None
+        return shape if contributions is None or _numbers_by_name(contributions) else None
+    probabilities = item.get("probabilities")
+    if not isinstance(probabilities, dict) or not _numbers_by_name(probabilities):
+        return None
+    if not isinstance(item.get("label"), str):
+        return None
+    if item["label"] not in probabilities or not all(0 <= p <= 1 for p in probabilities.values()):
+        return None
+    if contributions is not None and not (
+        isinstance(contributions, dict)
+        and set(contributions) == set(probabilities)
+        and all(_numbers_by_name(shares) for shares in contributions.values())
+    ):
+        return None
+    return shape
+
+
+def _numbers_by_name(value: Any) -> bool:
+    """A non-empty object of name to finite number."""
+    return isinstance(value, dict) and bool(value) and all(is_finite_number(number) for number in value.values())
 
 
 def invoke_endpoint(

@@ -8,9 +8,17 @@ A request may name a ``variant`` of its endpoint: it is scored by that variant o
 ``TargetVariant``, which overrides the weights), so each arm of an A/B test can be checked on its
 own; the smoke test scores every variant this way.
 
+A row of ``instances`` is what the inference server reads (mlops_platform/serving/codec.py): an array of
+values in the model's feature order, or an object keyed by feature name (an absent key is missing). A
+value is a number, a string (a categorical feature's category), a boolean or null (missing). Whether a
+value fits its feature is the model's to say: the container encodes null and a category training never
+saw as missing, and answers 400 with its reason for a value of the wrong type, which the API passes on.
+This module checks only what holds for every model: the shape, flat rows (no nested arrays or objects),
+and numbers that are finite.
+
 API Gateway validates the body against a JSON schema first; this repeats it because the worker reads the
 same shape from a queue that anything with SendMessage can write to, and because a schema cannot say
-"all rows have the same length" or "finite".
+"all rows have the same length", "all rows of one kind" or "finite".
 """
 
 from __future__ import annotations
@@ -26,6 +34,9 @@ from typing import Any
 from mlops_platform import strict_json
 
 REQUEST_KEYS = frozenset({"instances", "explain", "variant"})
+# A row's value: a JSON number, string, boolean or null. Rows are flat: nothing nests inside a value.
+Value = int | float | str | bool | None
+Row = list[Value] | dict[str, Value]
 # A tracking id is what str(uuid.uuid4()) gives; anything else is unknown without asking the table.
 TRACKING_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 # Reasons are shown to callers and stored in the table: one line, bounded.
@@ -47,7 +58,7 @@ class UnknownEndpoint(InvalidRequest):
 @dataclass(frozen=True)
 class ScoringRequest:
     endpoint: str
-    instances: list[list[int | float]]
+    instances: list[Row]
     explain: bool = False
     variant: str | None = None  # score on this variant only (TargetVariant); None: the weights choose
 
@@ -146,20 +157,43 @@ def parse_request(
         raise InvalidRequest("'instances' must be a non-empty array of rows")
     if len(instances) > max_instances:
         raise InvalidRequest(f"'instances' has {len(instances)} rows; at most {max_instances} are allowed")
+    return ScoringRequest(endpoint=endpoint, instances=_checked_rows(instances), explain=explain, variant=variant)
+
+
+def _checked_rows(instances: list[Any]) -> list[Row]:
+    """Rows all arrays of one length, or all objects of feature names; each value flat (``_check_value``)."""
+    kind = list if isinstance(instances[0], list) else dict
     width = None
     for row_number, row in enumerate(instances):
-        if not isinstance(row, list) or not row:
-            raise InvalidRequest(f"instances[{row_number}] must be a non-empty array of numbers")
+        where = f"instances[{row_number}]"
+        if not isinstance(row, list | dict) or not row:
+            raise InvalidRequest(f"{where} must be a non-empty array of values or object of feature name to value")
+        if not isinstance(row, kind):
+            raise InvalidRequest(f"{where} is an {_kind(row)} and instances[0] an {_kind(instances[0])}; send one kind")
+        if isinstance(row, dict):
+            for name, value in row.items():
+                _check_value(value, f"{where}[{name!r}]")
+            continue
         for column, value in enumerate(row):
-            if not is_finite_number(value):
-                raise InvalidRequest(
-                    f"instances[{row_number}][{column}] must be a finite number, not {_describe(value)}"
-                )
+            _check_value(value, f"{where}[{column}]")
         if width is None:
             width = len(row)
         elif len(row) != width:
-            raise InvalidRequest(f"instances[{row_number}] has {len(row)} values; instances[0] has {width}")
-    return ScoringRequest(endpoint=endpoint, instances=instances, explain=explain, variant=variant)
+            raise InvalidRequest(f"{where} has {len(row)} values; instances[0] has {width}")
+    return instances
+
+
+def _check_value(value: Any, where: str) -> None:
+    """A number (finite), a string, a boolean or null: whether it fits its feature is the model's to say."""
+    if value is None or isinstance(value, str | bool) or is_finite_number(value):
+        return
+    if isinstance(value, int | float):
+        raise InvalidRequest(f"{where} must be a finite number, not {_describe(value)}")
+    raise InvalidRequest(f"{where} must be a number, a string, true, false or null, not {_describe(value)}")
+
+
+def _kind(row: Any) -> str:
+    return "array" if isinstance(row, list) else "object"
 
 
 def is_tracking_id(value: Any) -> bool:
