@@ -28,6 +28,7 @@ from moto import mock_aws
 from moto.sagemaker.models import FakeTrainingJob
 
 from mlops_platform.evaluation.baselines import baseline_uri
+from mlops_platform.evaluation.documents import QUALITY_SECTION
 from mlops_platform.evaluation.errors import (
     BaselineMissing,
     InvalidEvaluationRequest,
@@ -38,6 +39,7 @@ from mlops_platform.evaluation.errors import (
 from mlops_platform.evaluation.names import baseline_job_name
 from mlops_platform.evaluation.registration import client_token, metadata_value
 from mlops_platform.evaluation.trials import NOT_RUN
+from mlops_platform.training.objective import OBJECTIVES
 from tests.conftest import create_ledger_table, load_handler
 from tests.lambda_context import LambdaContext
 from tests.published_config import published_config
@@ -672,6 +674,34 @@ def test_the_package_carries_the_model_its_evaluation_and_its_lineage(evaluate, 
     assert evaluation["binary_classification_metrics"] == {"auc": {"value": 0.97}, "logloss": {"value": 0.2}}
     head = s3.head_object(Bucket=ARTIFACTS, Key=evaluation_key)
     assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", KMS_KEY)
+
+
+def test_a_multiclass_model_s_quality_has_its_own_section_in_sagemaker_s_layout(evaluate, aws, planned):
+    s3, _, sagemaker = aws
+    config = {
+        **CONFIG,
+        "dataset": {**CONFIG["dataset"], "target": "class", "problem_type": "multiclass", "classes": ["1", "2", "3"]},
+        "objective": {"metric": "validation:f1_macro", "direction": "maximize", "approval_threshold": 0.8},
+        "metrics": list(OBJECTIVES["multiclass"]),
+    }
+    plan, items = planned(config)
+    reported = {"validation:f1_macro": 0.93, "validation:mlogloss": 0.21, "validation:accuracy": 0.94}
+    entries = [succeeded(item, job_of(item, **reported)) for item in items]
+    result = run(evaluate, plan, write_results(s3, {"SUCCEEDED": entries}))
+
+    package = sagemaker.describe_model_package(ModelPackageName=result["best"][1]["model_package_arn"])
+    statistics = package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]
+    evaluation = json.loads(s3.get_object(Bucket=ARTIFACTS, Key=statistics.split("/", 3)[3])["Body"].read())
+    assert evaluation["multiclass_classification_metrics"] == {
+        "accuracy": {"value": 0.94},
+        "f1_macro": {"value": 0.93},
+        "mlogloss": {"value": 0.21},
+    }
+    assert "metrics" not in evaluation
+
+
+def test_every_problem_type_the_image_reports_metrics_for_has_a_quality_section():
+    assert set(QUALITY_SECTION) == set(OBJECTIVES)
 
 
 def test_a_second_evaluation_of_the_run_reuses_its_packages_and_groups(evaluate, aws, planned):
