@@ -17,7 +17,13 @@ if TYPE_CHECKING:
     from mlops_platform.evaluation.request import Request
 
 SCHEMA_VERSION = 1
-QUALITY_SECTION = {"binary": "binary_classification_metrics", "regression": "regression_metrics"}
+# The model-quality section of each problem type, as SageMaker's model-quality statistics name them:
+# https://docs.aws.amazon.com/sagemaker/latest/dg/model-monitor-model-quality-metrics.html
+QUALITY_SECTION = {
+    "binary": "binary_classification_metrics",
+    "multiclass": "multiclass_classification_metrics",
+    "regression": "regression_metrics",
+}
 
 
 def encode(document: Any) -> bytes:

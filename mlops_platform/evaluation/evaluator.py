@@ -42,6 +42,7 @@ from mlops_platform.evaluation.trials import (
     planned_trial,
     tolerance_exceeded,
 )
+from mlops_platform.runs.prepared import report_key, run_data
 
 CONFIG_PREFIX = "artifacts/config/pipelines/"
 
@@ -118,8 +119,12 @@ class Evaluator(ResultReading, TrialLookups, Registering):
         self.put(schema_key, schema_body)
         schema = {"uri": f"s3://{self.settings.artifacts_bucket}/{schema_key}", "sha256": sha256(schema_body)}
 
+        # What prepare kept and rejected: the run's record and each evaluation (the approval notice) carry it.
+        prepared = self.read_prepared(request)
         selected = [
-            self.select(request, config, objective, model, [t for t in ordered if t.model == model], trial, schema)
+            self.select(
+                request, config, objective, model, [t for t in ordered if t.model == model], trial, schema, prepared
+            )
             for model, trial in best.items()
         ]
         chosen = [
@@ -133,6 +138,8 @@ class Evaluator(ResultReading, TrialLookups, Registering):
             "trials": tally,
             "best": chosen,
         }
+        if prepared is not None:
+            run_values["data"] = prepared
         if partial:
             run_values |= {"tolerance_exceeded": True, "reason": failures, "models_without_usable_trial": without}
         self.update_run(request.run_id, run_values)
@@ -162,13 +169,15 @@ class Evaluator(ResultReading, TrialLookups, Registering):
         trials: list[Trial],
         best: Trial,
         schema: dict[str, str],
+        prepared: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """The model's chosen trial: its evaluation written, its package group named, its baseline job described."""
         assert best.value is not None
         assert best.model_data is not None
         group = group_name(self.settings.job_prefix, request.tenant, model)  # a bad name fails before any job runs
         evaluation_key = f"artifacts/runs/{request.tenant}/{request.run_id}/evaluation/{model}.json"
-        self.put(evaluation_key, encode(evaluation_document(request, config, objective, model, trials, best)))
+        document = evaluation_document(request, config, objective, model, trials, best) | {"data": prepared}
+        self.put(evaluation_key, encode(document))
         dataset = config["dataset"]["name"]
         splits = f"s3://{self.settings.features_bucket}/features/{request.tenant}/{dataset}/dt={request.day}"
         training_data = f"{splits}/{request.run_id}-train.parquet"
@@ -197,6 +206,22 @@ class Evaluator(ResultReading, TrialLookups, Registering):
                 baseline=baseline,
             ),
         }
+
+    def read_prepared(self, request: Request) -> dict[str, Any] | None:
+        """``runs.prepared.run_data`` of the run's prepare report; None (logged) where there is none readable."""
+        key = report_key(request.tenant, request.run_id)
+        try:
+            body = self.s3.get_object(Bucket=self.settings.artifacts_bucket, Key=key)["Body"].read()
+            data = run_data(json.loads(body))
+        except ClientError as error:
+            if error_code(error) not in ("NoSuchKey", "404"):
+                raise
+            data = None
+        except ValueError:
+            data = None
+        if data is None:
+            self.log.warning("the run's prepare report is missing or unreadable", extra={"key": key})
+        return data
 
     def read_config(self, tenant: str) -> dict[str, Any]:
         key = f"{CONFIG_PREFIX}{tenant}.json"

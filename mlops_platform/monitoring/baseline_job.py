@@ -23,7 +23,8 @@ plain Python on any folder too:
   from its artifact's URI by that rule alone.
 
 The document is ``compute_baseline``'s (per-feature binned distributions, missing rates, ranges and
-types of the training rows; the distribution of the model's predictions on the held-out rows) plus
+types of the training rows, category frequencies of a categorical one; the distribution of the
+model's predictions on the held-out rows, each class's probability for a multiclass model) plus
 ``model``: who the model is (its metadata.json's identity), so a baseline can be checked against the
 model it sits beside. The same inputs give the same bytes.
 
@@ -52,6 +53,7 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from mlops_platform.monitoring.baseline import TYPES, compute_baseline
 from mlops_platform.sagemaker_paths import ProcessingPaths, write_exit_reason
+from mlops_platform.schema.columns import restricted_name
 from mlops_platform.training.serve import Model, ServeError
 
 log = logging.getLogger(__name__)
@@ -108,7 +110,8 @@ def load_schema(path: Path) -> dict[str, str]:
 
 
 def read_training_data(path: Path, features: list[str], what: str = "training data") -> pd.DataFrame:
-    """The declared feature columns of every Parquet file at ``path`` (a file or a folder), in file-name order.
+    """The declared feature columns of every Parquet file at ``path`` (a file or a folder), in file-name order,
+    named by the schema's (source) names.
 
     ``split`` comes along where a file has it (``prepare``'s column), for ``read_holdout_data``'s check.
     """
@@ -126,10 +129,13 @@ def read_training_data(path: Path, features: list[str], what: str = "training da
             columns = pq.ParquetFile(file).schema_arrow.names
         except Exception as error:  # pyarrow raises several types for a file that is not Parquet
             raise BaselineError(f"{file}: not a Parquet file ({type(error).__name__}: {error})") from None
-        missing = [name for name in features if name not in columns]
+        # prepare writes each feature under its restricted name (``schema.columns``); older files under the source name.
+        names = {name: name if name in columns else restricted_name(name) for name in features}
+        missing = [name for name, column in names.items() if column not in columns]
         if missing:
             raise BaselineError(f"{file}: the {what} lacks the schema's features {missing[:5]}")
-        frames.append(pd.read_parquet(file, columns=[*features, *(["split"] if "split" in columns else [])]))
+        read = pd.read_parquet(file, columns=[*names.values(), *(["split"] if "split" in columns else [])])
+        frames.append(read.rename(columns={column: name for name, column in names.items()}))
     frame = pd.concat(frames, ignore_index=True)
     if frame.empty:
         raise BaselineError(f"the {what} under {path} has no rows")
@@ -173,9 +179,14 @@ def predictions(model: Model, frame: pd.DataFrame, features: list[str]) -> np.nd
             f"the model was trained on {len(trained_on)} features {trained_on[:5]}, "
             f"the schema declares {len(features)}: {features[:5]} (the same names, in the same order, are needed)"
         )
-    scores = np.asarray(model.predict(frame[features].to_numpy(dtype=np.float32)), dtype=float)
-    if scores.shape != (len(frame),):
-        raise BaselineError(f"the model returned {scores.shape} scores for {len(frame)} rows")
+    # Encoded as serving encodes a request: categories by the model's codes, an unseen one missing.
+    encoding = model.served.encoding
+    matrix = encoding.frame_matrix(frame.rename(columns=dict(zip(encoding.names, encoding.columns, strict=True))))
+    scores = np.asarray(model.predict(matrix), dtype=float)
+    classes = model.served.classes if model.served.problem_type == "multiclass" else ()
+    expected = (len(frame), len(classes)) if classes else (len(frame),)
+    if scores.shape != expected:
+        raise BaselineError(f"the model returned {scores.shape} scores for {len(frame)} rows; expected {expected}")
     return scores
 
 
@@ -185,7 +196,9 @@ def baseline(arguments: Arguments, scratch: Path) -> dict[str, Any]:
     frame = read_training_data(arguments.training_data, features)[features]
     holdout = read_holdout_data(arguments.holdout_data, features)
     model = load_model(arguments.model, scratch)
-    document = compute_baseline(frame, declared, predictions(model, holdout, features), arguments.bins)
+    scores = predictions(model, holdout, features)
+    classes = model.served.classes if scores.ndim == 2 else ()
+    document = compute_baseline(frame, declared, scores, arguments.bins, classes)
     document["model"] = {key: model.metadata.get(key) for key in MODEL_IDENTITY}
     return document
 

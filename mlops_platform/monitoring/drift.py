@@ -16,6 +16,11 @@ Per feature:
   scipy's ``kstwo`` (the exact distribution of the statistic for a continuous CDF), which is
   conservative where the CDF has jumps, and treats the baseline as the true distribution, fair for
   a training set much larger than one window's sample;
+- **categorical features**: PSI on the category frequencies (each training category, then one share
+  for categories training never held), and a chi-square goodness-of-fit test of the live counts
+  against the baseline's shares, with their largest difference (L-infinity) as its effect size, the
+  categorical counterpart of KS (``chi2_p_value`` against ``ks_p_value``, ``linf`` against
+  ``ks_statistic``). The out-of-range share is the share of unseen categories;
 - **data quality**: missing rate (next to the baseline's), the share of values outside the
   training range, and the share of type mismatches (unparseable values, non-integers for a bigint,
   anything but 0 and 1 for a boolean).
@@ -25,7 +30,9 @@ threshold) and moves far enough (statistic above its threshold): on large window
 flags shifts too small to matter. Features with fewer than ``min_rows`` live values are reported
 but never flagged. The window drifts when the share of drifted features reaches ``drifted_share``,
 when a feature given thresholds of its own drifts (a feature people chose to watch flags alone),
-or when any variant's prediction PSI passes ``prediction_psi``.
+or when any variant's prediction PSI passes ``prediction_psi``; for a multiclass model each class's
+probability is compared on its own (``PredictionDrift.label``), and any class drifting is the variant's
+prediction drift.
 """
 
 from __future__ import annotations
@@ -39,14 +46,20 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-# scipy ships no type hints (pyproject.toml lists no override for it).
-from scipy import special, stats  # type: ignore[import-untyped]
-
-from mlops_platform.monitoring.baseline import SCHEMA_VERSION, bin_indices
+from mlops_platform.monitoring.baseline import MULTICLASS, SCHEMA_VERSION
 from mlops_platform.monitoring.capture import CaptureWindow
+from mlops_platform.monitoring.distances import (
+    DECIMALS,
+    EPSILON,
+    category_distances,
+    kolmogorov_smirnov,
+    population_stability,
+    sketch_cdf,
+)
 
-EPSILON = 1e-4
-DECIMALS = 6
+__all__ = [  # the distances, long imported from here
+    "DECIMALS", "EPSILON", "kolmogorov_smirnov", "population_stability", "sketch_cdf",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -82,6 +95,8 @@ class FeatureDrift:
     type_mismatch_share: float
     drifted: bool
     reasons: list[str]
+    linf: float | None = None  # categorical: the largest difference of category shares
+    chi2_p_value: float | None = None  # categorical: the chi-square test's p-value
 
 
 @dataclass(frozen=True)
@@ -91,6 +106,7 @@ class PredictionDrift:
     psi: float | None
     mean: float | None
     drifted: bool
+    label: str | None = None  # multiclass: the class whose probability this is
 
 
 class Metric(NamedTuple):
@@ -145,6 +161,7 @@ class DriftReport:
             values = {
                 "FeaturePSI": feature.psi,
                 "FeatureKS": feature.ks_statistic,
+                "FeatureLInf": feature.linf,
                 "FeatureMissingRate": feature.missing_rate,
                 "FeatureOutOfRangeShare": feature.out_of_range_share,
                 "FeatureTypeMismatchShare": feature.type_mismatch_share,
@@ -152,7 +169,9 @@ class DriftReport:
             found.extend(Metric(name, where, value) for name, value in values.items() if value is not None)
         for prediction in self.predictions:
             if prediction.psi is not None:
-                found.append(Metric("PredictionPSI", {**base, "Variant": prediction.variant}, prediction.psi))
+                where = {**base, "Variant": prediction.variant}
+                where |= {"Class": prediction.label} if prediction.label is not None else {}
+                found.append(Metric("PredictionPSI", where, prediction.psi))
         return found
 
     def to_html(self) -> str:
@@ -166,7 +185,9 @@ class DriftReport:
              f.out_of_range_share, f.type_mismatch_share, ", ".join(f.reasons) if f.drifted else "no"]
             for f in self.features
         ]  # fmt: skip
-        prediction_rows = [[p.variant, p.rows, p.psi, p.mean, "yes" if p.drifted else "no"] for p in self.predictions]
+        prediction_rows = [
+            [p.variant, p.label or "", p.rows, p.psi, p.mean, "yes" if p.drifted else "no"] for p in self.predictions
+        ]
         malformed = ", ".join(f"{reason}: {count}" for reason, count in sorted(self.malformed.items())) or "none"
         return "\n".join(
             [
@@ -181,7 +202,7 @@ class DriftReport:
                 "<h2>Features</h2>",
                 _table(feature_columns, feature_rows),
                 "<h2>Predictions per variant</h2>",
-                _table(["variant", "rows", "PSI", "mean", "drifted"], prediction_rows),
+                _table(["variant", "class", "rows", "PSI", "mean", "drifted"], prediction_rows),
                 "</body></html>",
             ]
         )
@@ -224,6 +245,8 @@ def compare(baseline: Mapping[str, Any], window: CaptureWindow, thresholds: Thre
 def _feature(
     name: str, summary: Mapping[str, Any], window: CaptureWindow, limits: FeatureThresholds, min_rows: int
 ) -> FeatureDrift:
+    if summary["type"] == "categorical":
+        return _categorical(name, summary, window, limits, min_rows)
     values = window.features[name].to_numpy(dtype=float)
     present = values[np.isfinite(values)]
     rows = len(values)
@@ -255,13 +278,74 @@ def _feature(
     )
 
 
+def _categorical(
+    name: str, summary: Mapping[str, Any], window: CaptureWindow, limits: FeatureThresholds, min_rows: int
+) -> FeatureDrift:
+    """Category frequencies against the baseline's: PSI, and chi-square with the largest difference of shares."""
+    values = window.features[name]
+    present = [str(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    rows = len(values)
+    known = {category: i for i, category in enumerate(summary["categories"])}
+    unseen = len(known)
+    counts = np.bincount([known.get(v, unseen) for v in present], minlength=unseen + 1)
+    psi = linf = chi2_p_value = None
+    if present:
+        psi, linf, chi2_p_value = category_distances(summary["proportions"], counts)
+    reasons = []
+    if len(present) >= min_rows:
+        if psi is not None and psi > limits.psi:
+            reasons.append("psi")
+        if (
+            chi2_p_value is not None
+            and chi2_p_value < limits.ks_p_value
+            and linf is not None
+            and linf > limits.ks_statistic
+        ):
+            reasons.append("chi2")
+    return FeatureDrift(
+        name=name,
+        type="categorical",
+        rows=rows,
+        psi=psi,
+        ks_statistic=None,
+        ks_p_value=None,
+        missing_rate=_round((rows - len(present)) / rows) if rows else 0.0,
+        baseline_missing_rate=summary["missing_rate"],
+        out_of_range_share=_round(int(counts[unseen]) / len(present)) if present else 0.0,
+        type_mismatch_share=_round(window.type_mismatches.get(name, 0) / rows) if rows else 0.0,
+        drifted=bool(reasons),
+        reasons=reasons,
+        linf=linf,
+        chi2_p_value=chi2_p_value,
+    )
+
+
 def _predictions(summary: Mapping[str, Any] | None, window: CaptureWindow, limits: Thresholds) -> list[PredictionDrift]:
-    """Prediction shift per variant: a challenger that scores differently shows here before its labels arrive."""
-    if summary is None or not summary["edges"]:
+    """Prediction shift per variant (per class for multiclass): a challenger that scores differently shows here
+    before its labels arrive."""
+    if summary is None:
+        return []
+    if summary.get("type") == MULTICLASS:
+        per_class = list(summary["classes"].items())
+        scores = window.predictions
+        if scores.ndim != 2 or scores.shape[1] != len(per_class):
+            scores = np.full((len(window.variants), len(per_class)), np.nan)  # answers not read per class
+        return [
+            drifted
+            for i, (label, part) in enumerate(per_class)
+            for drifted in _variant_shift(part, scores[:, i], window, limits, label)
+        ]
+    return _variant_shift(summary, window.predictions, window, limits)
+
+
+def _variant_shift(
+    summary: Mapping[str, Any], values: np.ndarray, window: CaptureWindow, limits: Thresholds, label: str | None = None
+) -> list[PredictionDrift]:
+    if not summary["edges"]:
         return []
     found = []
     for variant in sorted({str(v) for v in window.variants}):
-        scores = window.predictions[(window.variants == variant) & np.isfinite(window.predictions)]
+        scores = values[(window.variants == variant) & np.isfinite(values)]
         psi = population_stability(summary["proportions"], scores, summary["edges"]) if len(scores) else None
         found.append(
             PredictionDrift(
@@ -270,57 +354,10 @@ def _predictions(summary: Mapping[str, Any] | None, window: CaptureWindow, limit
                 psi=psi,
                 mean=_round(float(np.mean(scores))) if len(scores) else None,
                 drifted=psi is not None and len(scores) >= limits.min_rows and psi > limits.prediction_psi,
+                label=label,
             )
         )
     return found
-
-
-def population_stability(expected: list[float], values: np.ndarray, edges: list[float]) -> float:
-    """PSI of ``values`` against the baseline's shares on the baseline's bins."""
-    counts = np.bincount(bin_indices(values, edges), minlength=len(edges) + 1)
-    actual = np.clip(counts / len(values), EPSILON, None)
-    reference = np.clip(np.asarray(expected, dtype=float), EPSILON, None)
-    return _round(float(np.sum(special.rel_entr(actual, reference) + special.rel_entr(reference, actual))))
-
-
-def kolmogorov_smirnov(values: np.ndarray, sketch: list[float]) -> tuple[float, float]:
-    """KS statistic and p-value of ``values`` against the baseline CDF of the sketch, ties on either side counted."""
-    distinct, counts = np.unique(values, return_counts=True)
-    at = np.cumsum(counts) / len(values)  # the live share <= each distinct value
-    below = at - counts / len(values)  # the live share < it
-    cdf_below, cdf_at = sketch_cdf(sketch, distinct)
-    # Between two live values the empirical CDF is flat, so the largest distance is at one of their two sides.
-    statistic = float(max(np.max(np.abs(at - cdf_at)), np.max(np.abs(below - cdf_below))))
-    return _round(statistic), _round(float(stats.kstwo.sf(statistic, len(values))))
-
-
-def sketch_cdf(sketch: list[float], x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``F(x-)`` and ``F(x)`` of the distribution whose quantiles at evenly spaced levels are ``sketch``.
-
-    Level ``i / (len - 1)`` has quantile ``sketch[i]``. A value the sketch holds from index ``i`` to ``j``
-    is a jump from level ``i`` to level ``j``; strictly between two distinct values the CDF is linear.
-    """
-    points = np.asarray(sketch, dtype=float)
-    last = len(points) - 1
-    if last < 1:
-        raise ValueError(f"a sketch needs at least two quantiles, not {len(points)}")
-    through = np.searchsorted(points, x, side="right")  # how many quantiles are <= x
-    before = np.searchsorted(points, x, side="left")  # how many are < x
-
-    def linear(index: np.ndarray) -> np.ndarray:
-        """The CDF at x, strictly between ``points[index]`` and ``points[index + 1]``."""
-        i = np.clip(index, 0, last - 1)
-        low, high = points[i], points[i + 1]
-        return (i + (x - low) / np.where(high > low, high - low, 1.0)) / last
-
-    held = np.isin(x, points)
-    cdf_at = np.where(
-        through == 0, 0.0, np.where(through > last, 1.0, np.where(held, (through - 1) / last, linear(through - 1)))
-    )
-    cdf_below = np.where(
-        before == 0, 0.0, np.where(before > last, 1.0, np.where(held, before / last, linear(before - 1)))
-    )
-    return cdf_below, cdf_at
 
 
 def _fits(values: np.ndarray, kind: str) -> np.ndarray:

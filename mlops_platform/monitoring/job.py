@@ -39,13 +39,14 @@ Inputs:
 - **Labels** (optional): what the platform's ingestion wrote for the tenant's labels dataset under
   ``--labels-uri`` (``monitoring.labels``: the ingest envelope, ``dt=`` day folders), only the days
   from the window's start to the scheduled time; joined on the capture's ``eventMetadata.inferenceId``
-  (a request of several rows shares one id and is left out of the join). Model quality per variant:
-  labelled rows, AUC (when both classes occur) and accuracy at a 0.5 score, with scikit-learn.
+  (a request of several rows shares one id and is left out of the join). Model quality per variant
+  of a binary model: labelled rows, AUC (when both classes occur) and accuracy at a 0.5 score.
 
 Comparison (``drift.compare``): features over every variant's rows together against the feature
-baseline (the Champion's, or else the first variant's by name that has one); predictions of each
-variant against that variant's own baseline. The window drifts as ``compare`` decides for the
-features, or when a variant's predictions drift.
+baseline (the Champion's, or else the first variant's by name that has one; its categorical features
+read as text); predictions of each variant against that variant's own baseline, per class for a
+multiclass one. The window drifts as ``compare`` decides for the features, or when a variant's
+predictions drift.
 
 Outputs, in this order (a consumer of the event finds the report already there):
 
@@ -91,7 +92,7 @@ import boto3
 # botocore ships no type hints (pyproject.toml lists no override for it).
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
-from mlops_platform.monitoring.baseline import SCHEMA_VERSION
+from mlops_platform.monitoring.baseline import SCHEMA_VERSION, categorical_features, is_baseline, prediction_classes
 from mlops_platform.monitoring.capture import CaptureWindow, read_capture
 from mlops_platform.monitoring.drift import DriftReport, Metric, Thresholds, compare
 from mlops_platform.monitoring.job_arguments import S3_URI, Arguments, S3Location, UsageError, parse_arguments
@@ -189,21 +190,11 @@ def load_variant(name: str, parameter: str, arguments: Arguments, aws: Clients) 
         document = json.loads(body)
     except (UnicodeDecodeError, ValueError):
         document = None
-    if not _is_baseline(document):
+    if not is_baseline(document):
         variant.error = BASELINE_UNREADABLE
         return variant
     variant.baseline = document
     return variant
-
-
-def _is_baseline(document: Any) -> bool:
-    return (
-        isinstance(document, dict)
-        and document.get("schema_version") == SCHEMA_VERSION
-        and isinstance(document.get("features"), dict)
-        and isinstance(document.get("feature_order"), list)
-        and list(document["features"]) == document["feature_order"]
-    )
 
 
 def _code(error: ClientError) -> str:
@@ -362,13 +353,18 @@ def run(arguments: Arguments, aws: Clients) -> int:
     if unknown:
         log.warning("the settings name features the baseline does not have, which nothing checks: %s", unknown)
     outside: Counter[str] = Counter()
-    for variant in variants:
-        variant.window = read_capture(
-            window_lines(arguments, variant.name, aws.s3, outside), names, variant=variant.name
-        )
+    categorical = categorical_features(feature_variant.baseline)
+    for variant in variants:  # a multiclass answer is read per class, in the classes' order of the baseline
+        classes = prediction_classes(variant.baseline or feature_variant.baseline)
+        lines = window_lines(arguments, variant.name, aws.s3, outside)
+        variant.window = read_capture(lines, names, variant=variant.name, categorical=categorical, classes=classes)
     window = CaptureWindow.combine([v.window for v in variants if v.window is not None])
     drift = compare_window(feature_variant.baseline, variants, window, thresholds)
-    quality = None if arguments.labels is None else quality_of(arguments, arguments.labels, window, aws.s3)
+    # Labels are 0 or 1 (``labels``): model quality is a binary model's.
+    binary = window.predictions.ndim == 1
+    quality = (
+        None if arguments.labels is None or not binary else quality_of(arguments, arguments.labels, window, aws.s3)
+    )
 
     document = report_document(arguments, variants, feature_variant, drift, quality)
     report_uri = write_report(arguments, document, report_html(document, drift), aws.s3)

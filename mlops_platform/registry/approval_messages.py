@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 from mlops_platform.registry.approval_settings import CHALLENGER, Endpoint, Settings, Variant
 from mlops_platform.registry.checks import CheckedPackage
 from mlops_platform.registry.packages import SERVED_BY, package_version
+from mlops_platform.runs.prepared import data_lines
 
 CHALLENGER_SHARE = 10  # percent: the share a suggested Challenger gets (the shipped config's)
 Message = tuple[str, list[str]]  # a notice's title and lines
@@ -114,6 +115,9 @@ def evaluation_lines(s3: Any, package: Mapping[str, Any]) -> list[str]:
                 for name, value in sorted(values.items()):
                     shown = value.get("value") if isinstance(value, dict) else value
                     lines.append(f"  {name}: {shown}")
+        # What the run's prepare step kept and rejected (runs.prepared): rejected rows are never silent.
+        data = data_lines(document.get("data") if isinstance(document.get("data"), dict) else None)
+        lines.extend([f"Training data: {data[0]}", *(f"  {line}" for line in data[1:])] if data else [])
     return lines
 
 

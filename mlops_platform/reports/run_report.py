@@ -33,6 +33,7 @@ from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[impor
 
 from mlops_platform.reports import progress
 from mlops_platform.reports.progress import progress_table_from_stack
+from mlops_platform.runs.prepared import data_lines
 
 TABLE_ENVIRONMENT_VARIABLE = "MLOPS_LEDGER_TABLE"
 STACK_OUTPUT = "RunLedgerTableName"  # stacks/foundation.py
@@ -207,6 +208,7 @@ def report(run_id: str, table: str, rows: Iterable[Mapping[str, Any]], sagemaker
             "trial_count": run.get("trial_count"),
             "trials": run.get("trials"),
             "objective_metric": metrics.pop() if len(metrics) == 1 else None,
+            "data": run.get("data"),  # what prepare kept and rejected (runs.prepared)
             "recorded": bool(run),
         },
         "models": models,
@@ -269,6 +271,8 @@ def text(document: Mapping[str, Any]) -> str:
         lines.append(f"  trials     {tally.get('total', 0)}: {parts}")
     else:
         lines.append(f"  trials     {shown(run['trial_count'])} planned")
+    for index, line in enumerate(data_lines(run["data"])):
+        lines.append(f"  {'rows' if index == 0 else '':<9}  {line}")
     lines.append(f"  objective  {shown(run['objective_metric'])}")
     lines.append(f"  ledger     {document['table']}")
     for model in models:

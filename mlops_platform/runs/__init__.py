@@ -9,5 +9,6 @@ no environment: the handlers build the clients and the settings.
 * ``outcome``: a Step Functions status change of a training execution, checked (``parse_event``);
 * ``history``: where and why an execution ended, from its history;
 * ``recorder``: the run's ledger record, updated once per status change, stale ones refused;
-* ``attempts``: a taken training job name becomes ``wait``, ``reuse``, ``retry`` or ``give-up``.
+* ``attempts``: a taken training job name becomes ``wait``, ``reuse``, ``retry`` or ``give-up``;
+* ``prepared``: what the run's prepare step kept and rejected, for its ledger record, its report and notices.
 """

@@ -27,7 +27,10 @@ from botocore.stub import Stubber
 from moto import mock_aws
 from moto.sagemaker.models import FakeTrainingJob
 
+from mlops_platform.aws import from_item
+from mlops_platform.data.prepare import main as prepare
 from mlops_platform.evaluation.baselines import baseline_uri
+from mlops_platform.evaluation.documents import QUALITY_SECTION
 from mlops_platform.evaluation.errors import (
     BaselineMissing,
     InvalidEvaluationRequest,
@@ -38,10 +41,16 @@ from mlops_platform.evaluation.errors import (
 from mlops_platform.evaluation.names import baseline_job_name
 from mlops_platform.evaluation.registration import client_token, metadata_value
 from mlops_platform.evaluation.trials import NOT_RUN
+from mlops_platform.registry.approval_messages import evaluation_lines
+from mlops_platform.reports import run_report
+from mlops_platform.runs.prepared import report_key
+from mlops_platform.sagemaker_paths import ProcessingPaths
+from mlops_platform.training.objective import OBJECTIVES
 from tests.conftest import create_ledger_table, load_handler
 from tests.lambda_context import LambdaContext
 from tests.published_config import published_config
 from tests.unit import test_plan as planning
+from tests.unit.training import test_prepare_tabular as prepare_tests
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
@@ -681,6 +690,84 @@ def test_the_package_carries_the_model_its_evaluation_and_its_lineage(evaluate, 
     assert evaluation["binary_classification_metrics"] == {"auc": {"value": 0.97}, "logloss": {"value": 0.2}}
     head = s3.head_object(Bucket=ARTIFACTS, Key=evaluation_key)
     assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", KMS_KEY)
+
+
+def test_a_multiclass_model_s_quality_has_its_own_section_in_sagemaker_s_layout(evaluate, aws, planned):
+    s3, _, sagemaker = aws
+    config = {
+        **CONFIG,
+        "dataset": {**CONFIG["dataset"], "target": "class", "problem_type": "multiclass", "classes": ["1", "2", "3"]},
+        "objective": {"metric": "validation:f1_macro", "direction": "maximize", "approval_threshold": 0.8},
+        "metrics": list(OBJECTIVES["multiclass"]),
+    }
+    plan, items = planned(config)
+    reported = {"validation:f1_macro": 0.93, "validation:mlogloss": 0.21, "validation:accuracy": 0.94}
+    entries = [succeeded(item, job_of(item, **reported)) for item in items]
+    result = run(evaluate, plan, write_results(s3, {"SUCCEEDED": entries}))
+
+    package = sagemaker.describe_model_package(ModelPackageName=result["best"][1]["model_package_arn"])
+    statistics = package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]
+    evaluation = json.loads(s3.get_object(Bucket=ARTIFACTS, Key=statistics.split("/", 3)[3])["Body"].read())
+    assert evaluation["multiclass_classification_metrics"] == {
+        "accuracy": {"value": 0.94},
+        "f1_macro": {"value": 0.93},
+        "mlogloss": {"value": 0.21},
+    }
+    assert "metrics" not in evaluation
+
+
+def test_every_problem_type_the_image_reports_metrics_for_has_a_quality_section():
+    assert set(QUALITY_SECTION) == set(OBJECTIVES)
+
+
+def run_rows(dynamodb) -> list[dict[str, Any]]:
+    """Every ledger row of run-1, as the run report reads them."""
+    items = dynamodb.query(
+        TableName=LEDGER, KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": "RUN#run-1"}}
+    )["Items"]
+    return [from_item(item) for item in items]
+
+
+def test_rows_prepare_rejected_reach_the_run_record_the_run_report_and_the_approval_notice(
+    evaluate, aws, planned, tmp_path
+):
+    s3, dynamodb, sagemaker = aws
+    # The real prepare job, rejecting 2 of 100 rows within a 5% ceiling, with a column the schema lacks.
+    paths = ProcessingPaths(root=tmp_path / "processing", message=tmp_path / "message")
+    (paths.raw / "dt=2026-11-24").mkdir(parents=True)
+    records = [prepare_tests.line(f"r-{i}", prepare_tests.typed_record(i, region="eu")) for i in range(98)]
+    records += [prepare_tests.line(f"bad-{i}", prepare_tests.typed_record(i, flag="yes")) for i in range(2)]
+    (paths.raw / "dt=2026-11-24" / "a.jsonl").write_bytes(b"".join(record + b"\n" for record in records))
+    published = tmp_path / "acme.json"
+    published.write_text(json.dumps(prepare_tests.typed_config(max_rejected_share=0.05)))
+    assert prepare(["--config", str(published), "--run-id", "run-1", "--day", "2026-11-24"], paths) == 0
+    s3.put_object(Bucket=ARTIFACTS, Key=report_key("acme", "run-1"), Body=(paths.report / "report.json").read_bytes())
+
+    plan, items = planned()
+    result = run(evaluate, plan, write_results(s3, {"SUCCEEDED": all_succeeded(items, [0.91, 0.95, 0.97, 0.93])}))
+
+    record = run_report.report("run-1", LEDGER, run_rows(dynamodb))
+    assert record["run"]["data"]["rejected"] == 2
+    assert record["run"]["data"]["top_rejections"] == [{"reason": "wrong-type", "rows": 2, "columns": ["flag"]}]
+    assert record["run"]["data"]["unknown_columns"] == {"region": 98}
+    shown = run_report.text(record)
+    assert "100 read, 98 valid, 2 rejected (2.00%; at most 5.00% allowed)" in shown
+    assert "rejected: wrong-type 2 (flag)" in shown
+    package = sagemaker.describe_model_package(ModelPackageName=result["best"][1]["model_package_arn"])
+    notice = evaluation_lines(s3, package)
+    assert "Training data: 100 read, 98 valid, 2 rejected (2.00%; at most 5.00% allowed)" in notice
+    assert any("2 of 100 rows rejected" in line and "wrong-type 2 rows (flag)" in line for line in notice)
+    assert any("unknown columns, ignored: region (98)" in line for line in notice)
+
+
+def test_a_run_without_a_readable_prepare_report_is_evaluated_and_says_nothing_of_its_rows(evaluate, aws, planned):
+    s3, dynamodb, _ = aws
+    plan, items = planned()
+    run(evaluate, plan, write_results(s3, {"SUCCEEDED": all_succeeded(items, [0.91, 0.95, 0.97, 0.93])}))
+
+    record = run_report.report("run-1", LEDGER, run_rows(dynamodb))
+    assert record["run"]["data"] is None
+    assert " read, " not in run_report.text(record)
 
 
 def test_a_second_evaluation_of_the_run_reuses_its_packages_and_groups(evaluate, aws, planned):

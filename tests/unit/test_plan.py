@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -13,7 +14,10 @@ import pytest
 from botocore.validate import ParamValidator
 from moto import mock_aws
 
+from mlops_platform.data.prepare import SCORING_FILE as PREPARE_SCORING_FILE
+from mlops_platform.data.prepare import main as prepare_job
 from mlops_platform.runs.names import run_hash
+from mlops_platform.sagemaker_paths import ProcessingPaths
 from mlops_platform.training.plan import (
     InvalidConfig,
     InvalidName,
@@ -23,9 +27,11 @@ from mlops_platform.training.plan import (
     UnknownTenant,
 )
 from mlops_platform.training.plan.config import expand
+from mlops_platform.training.plan.jobs import PROCESSING_ROOT, SCORING_FILE
 from tests.conftest import ROOT, create_ledger_table, load_handler
 from tests.lambda_context import LambdaContext
 from tests.published_config import published_config
+from tests.unit.training.test_prepare import line
 
 REGION = "eu-west-1"
 ARTIFACTS = "artifacts-zone"
@@ -792,6 +798,57 @@ def test_predict_is_a_valid_transform_job_and_model_name_over_the_batch_input(pl
         "VolumeKmsKeyId": KMS_KEY,
     }
     assert (predict["BatchStrategy"], predict["MaxPayloadInMB"]) == ("MultiRecord", 6)
+
+
+def test_a_dataset_named_for_scoring_is_read_by_prepare_and_its_rows_are_what_the_transform_scores(plan, aws, tmp_path):
+    """The plan's own requests, run as SageMaker runs them: each input's objects copied to its LocalPath, the
+    real prepare job, each output's folder uploaded to its S3Uri; the transform's input is then what prepare
+    wrote from the scoring dataset's raw prefix."""
+    s3, _ = aws
+    publish(s3, published(batch_prediction={"dataset": "churn-new", "split": "test"}))
+    records = [line(f"r-{i}", {"tenure": i / 2, "plan": i % 3, "churned": i % 2}) for i in range(60)]
+    s3.put_object(Bucket=RAW, Key="raw/acme/churn/dt=2026-11-24/a.jsonl", Body=b"\n".join(records) + b"\n")
+    new_rows = [line(f"new-{i}", {"tenure": i, "plan": 1}) for i in range(7)]
+    s3.put_object(Bucket=RAW, Key="raw/acme/churn-new/dt=2026-11-24/b.jsonl", Body=b"\n".join(new_rows) + b"\n")
+    result = run(plan)
+    prepare, predict = result["prepare"], result["predict"]
+    assert validation_errors("CreateProcessingJob", {**prepare, "RoleArn": ROLE}) == ""
+    assert validation_errors("CreateTransformJob", predict) == ""
+
+    root = tmp_path / "processing"
+    local = lambda path: root / Path(path).relative_to(PROCESSING_ROOT)  # noqa: E731
+    for entry in prepare["ProcessingInputs"]:
+        bucket, _, prefix = entry["S3Input"]["S3Uri"].removeprefix("s3://").partition("/")
+        for item in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []):
+            target = local(entry["S3Input"]["LocalPath"]) / (item["Key"][len(prefix) :] or Path(item["Key"]).name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
+    arguments = [
+        str(local(a)) if a.startswith(PROCESSING_ROOT) else a for a in prepare["AppSpecification"]["ContainerArguments"]
+    ]
+    paths = ProcessingPaths(root=root, message=tmp_path / "message")
+    assert (
+        local(next(i for i in prepare["ProcessingInputs"] if i["InputName"] == "score")["S3Input"]["LocalPath"])
+        == paths.score
+    )
+    assert prepare_job(arguments[1:], paths) == 0, paths.message.read_text()
+    for entry in prepare["ProcessingOutputConfig"]["Outputs"]:
+        bucket, _, prefix = entry["S3Output"]["S3Uri"].removeprefix("s3://").partition("/")
+        folder = local(entry["S3Output"]["LocalPath"])
+        for file in (f for f in folder.rglob("*") if f.is_file()):
+            s3.put_object(Bucket=bucket, Key=prefix + file.relative_to(folder).as_posix(), Body=file.read_bytes())
+
+    scored = predict["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]
+    bucket, _, key = scored.removeprefix("s3://").partition("/")
+    assert len(s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode().splitlines()) == 7  # the new rows
+    assert predict["TransformOutput"]["S3OutputPath"] == f"s3://{PREDICTIONS}/predictions/acme/churn-new/run-1/"
+    assert SCORING_FILE == PREPARE_SCORING_FILE
+
+
+def test_without_a_dataset_named_for_scoring_prepare_reads_no_score_input(plan, aws):
+    s3, _ = aws
+    publish(s3, published())
+    assert [i["InputName"] for i in run(plan)["prepare"]["ProcessingInputs"]] == ["config", "raw"]
 
 
 def test_processing_and_transform_volume_keys_follow_their_local_storage(aws, environment):

@@ -1,5 +1,9 @@
 """The run's other SageMaker jobs: prepare (``CreateProcessingJob``) and predict (``CreateTransformJob``).
 
+When ``batch_prediction.dataset`` names a dataset other than the training one, prepare also reads that
+dataset's raw prefix (input ``score``) and writes its rows to ``score.csv``, which the transform job scores
+(predictions under the scoring dataset's name); otherwise the transform scores ``batch_prediction.split``.
+
 The state machine copies these requests verbatim into its API calls, adding the role.
 """
 
@@ -16,6 +20,9 @@ from mlops_platform.training.plan.settings import Settings
 
 PREPARE_MAX_RUNTIME_SECONDS = 3600
 PROCESSING_ROOT = "/opt/ml/processing"
+# prepare's batch input when the tenant names a dataset for scoring (data.prepare's, which needs pyarrow; a test
+# keeps the two equal).
+SCORING_FILE = "score.csv"
 
 
 def prepare_request(settings: Settings, config: Mapping[str, Any], request: RunRequest) -> dict[str, Any]:
@@ -27,6 +34,20 @@ def prepare_request(settings: Settings, config: Mapping[str, Any], request: RunR
         return {
             "OutputName": name,
             "S3Output": {"S3Uri": uri, "LocalPath": f"{PROCESSING_ROOT}/output/{name}", "S3UploadMode": "EndOfJob"},
+        }
+
+    def raw_input(name: str, raw_dataset: str) -> dict[str, Any]:
+        # Every object under the prefix is copied to LocalPath before the job starts:
+        # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ProcessingS3Input.html
+        return {
+            "InputName": name,
+            "S3Input": {
+                "S3Uri": layout.s3(settings.raw_bucket, f"raw/{tenant}/{raw_dataset}/"),
+                "LocalPath": f"{PROCESSING_ROOT}/input/{name}",
+                "S3DataType": "S3Prefix",
+                "S3InputMode": "File",
+                "S3DataDistributionType": "FullyReplicated",
+            },
         }
 
     cluster = volume_encrypted(
@@ -59,16 +80,9 @@ def prepare_request(settings: Settings, config: Mapping[str, Any], request: RunR
                     "S3DataDistributionType": "FullyReplicated",
                 },
             },
-            {
-                "InputName": "raw",
-                "S3Input": {
-                    "S3Uri": layout.s3(settings.raw_bucket, f"raw/{tenant}/{dataset}/"),
-                    "LocalPath": f"{PROCESSING_ROOT}/input/raw",
-                    "S3DataType": "S3Prefix",
-                    "S3InputMode": "File",
-                    "S3DataDistributionType": "FullyReplicated",
-                },
-            },
+            raw_input("raw", dataset),
+            # The dataset the tenant names for scoring (new rows, no target): prepare reads input/score.
+            *([raw_input("score", layout.batch_dataset)] if layout.scores_other_dataset else []),
         ],
         "ProcessingOutputConfig": {
             "Outputs": [
@@ -88,7 +102,11 @@ def predict_request(settings: Settings, config: Mapping[str, Any], request: RunR
     """The ``CreateTransformJob`` request; ``ModelName`` is also the name of the model created for it."""
     layout = Layout(settings, config, request)
     tenant, dataset, run_id = request.tenant, layout.batch_dataset, request.run_id
-    batch_input = f"batch-input/{tenant}/{dataset}/{run_id}/{config['batch_prediction']['split']}.csv"
+    # prepare writes the batch input under the training dataset's prefix: score.csv (the rows of the dataset
+    # named for scoring) or the split's rows (<split>.csv).
+    split = config["batch_prediction"].get("split", "test")
+    batch_file = SCORING_FILE if layout.scores_other_dataset else f"{split}.csv"
+    batch_input = f"batch-input/{tenant}/{layout.dataset}/{run_id}/{batch_file}"
     name = checked_name(f"{settings.job_prefix}-{run_hash(run_id)}-pred", "transform job name")
     resources = volume_encrypted(
         {"InstanceType": settings.batch_transform_instance_type, "InstanceCount": 1},

@@ -42,7 +42,9 @@ class Layout:
         self.run_id = request.run_id
         self.day = request.day
         self.dataset = config["dataset"]["name"]
-        self.batch_dataset = config["batch_prediction"]["dataset"]
+        self.batch_dataset = config["batch_prediction"].get("dataset") or self.dataset
+        # A dataset named for scoring (new rows, without the target), not a split of the training data.
+        self.scores_other_dataset = self.batch_dataset != self.dataset
         self.run_prefix = f"artifacts/runs/{self.tenant}/{self.run_id}/"
 
     def s3(self, bucket: str, key: str) -> str:
