@@ -4,7 +4,7 @@ ARCHITECTURE.md, "Where models live": a pointer holds the artifact's S3 URI (or 
 ``example``, the model shipped with the repository) and, in its description, the model package it
 came from. Two writers, both after checking the package: the approval path
 (``mlops_constructs/approval_path.py``), which on an approved package writes the Challenger's pointer
-and then deploys the Serving stack to apply it, and ``scripts/promote.py`` (promotions and rollbacks
+and then deploys the Serving stack to apply it, and ``mlops promote`` (promotions and rollbacks
 by hand, applied by the next deploy). The Serving stack reads it at deploy time as an SSM-typed
 CloudFormation parameter. CloudFormation must never write it back, so it is not an
 ``AWS::SSM::Parameter`` (whose every update would reset the value): a custom resource creates it
@@ -65,7 +65,7 @@ class ModelPointers(Construct):
                                 "Overwrite": False,
                                 "Description": (
                                     f"Model of {endpoint_key}/{variant.name}: the example model until a model package "
-                                    "is promoted (scripts/promote.py)"
+                                    "is promoted (mlops promote)"
                                 ),
                             },
                             physical_resource_id=cr.PhysicalResourceId.of(name),
