@@ -302,7 +302,7 @@ class ServedEndpoint(Construct):
             default=pointer_name(shared.names, self._key, variant.name),
             description=(
                 f"Model pointer of endpoint {self._key}, variant {variant.name}: the model artifact's S3 URI, "
-                f"or '{EXAMPLE}' for the {variant.example_model} example model (written by scripts/promote.py, read at "
+                f"or '{EXAMPLE}' for the {variant.example_model} example model (written by mlops promote, read at "
                 "deploy time)"
             ),
         )

@@ -65,7 +65,7 @@ class ModelPointers(Construct):
                                 "Overwrite": False,
                                 "Description": (
                                     f"Model of {endpoint_key}/{variant.name}: the example model until a model package "
-                                    "is promoted (scripts/promote.py)"
+                                    "is promoted (mlops promote)"
                                 ),
                             },
                             physical_resource_id=cr.PhysicalResourceId.of(name),

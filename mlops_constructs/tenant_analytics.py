@@ -9,13 +9,15 @@ results bucket, encrypted with the platform key), and the policy may run queries
 only and read only its results (workgroup ARNs and actions:
 https://docs.aws.amazon.com/athena/latest/ug/example-policies-workgroup.html; the Glue catalog
 actions Athena needs: https://docs.aws.amazon.com/athena/latest/ug/fine-grained-access-to-glue-resources.html).
+The catalog grant names the lake's zone-wide envelope tables and the tenant's own typed tables
+(``<tenant>__<dataset>``, mlops_constructs/lake_datasets.py), never another tenant's.
 An operator attaches a tenant's policy (the Foundation stack's output ``TenantAnalytics<tenant>PolicyArn…``)
 to that tenant's analysts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from aws_cdk import CfnOutput, RemovalPolicy, Stack
 from aws_cdk import aws_athena as athena
@@ -66,9 +68,12 @@ class TenantAnalytics(Construct):
         zones: dict[str, s3.Bucket],
         query_results: s3.IBucket,
         database_name: str,
-        table_names: Sequence[str],
+        shared_tables: Sequence[str],
+        tenant_tables: Mapping[str, Sequence[str]],
         removal_policy: RemovalPolicy,
     ) -> None:
+        """``shared_tables``: the zone-wide envelope tables, every tenant's (S3 keeps other tenants' rows out);
+        ``tenant_tables``: each tenant's own dataset tables (``<tenant>__<dataset>``), that tenant's only."""
         super().__init__(scope, id)
         self.workgroups: dict[str, athena.CfnWorkGroup] = {}
         self.policies: dict[str, iam.ManagedPolicy] = {}
@@ -76,7 +81,14 @@ class TenantAnalytics(Construct):
             tenant_scope = Construct(self, tenant)
             self.workgroups[tenant] = self._workgroup(tenant_scope, names, tenant, key, query_results, removal_policy)
             self.policies[tenant] = self._policy(
-                tenant_scope, names, tenant, key, zones, query_results, database_name, table_names
+                tenant_scope,
+                names,
+                tenant,
+                key,
+                zones,
+                query_results,
+                database_name,
+                [*shared_tables, *tenant_tables.get(tenant, ())],
             )
             CfnOutput(
                 tenant_scope,

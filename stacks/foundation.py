@@ -53,6 +53,7 @@ class FoundationStack(Stack):
         self.topic = notifications.topic
         pin_logical_id(self.topic, "NotificationTopic")
 
+        datasets = dataset_columns(pipelines)
         self.lake = DataLake(
             self,
             "DataLake",
@@ -60,7 +61,7 @@ class FoundationStack(Stack):
             key=self.key,
             retention=environment.retention,
             removal_policy=removal_policy,
-            datasets=dataset_columns(pipelines),
+            datasets=datasets,
         )
 
         # Each tenant queries its own data, in its own workgroup (README: Tenants and security).
@@ -73,7 +74,10 @@ class FoundationStack(Stack):
             zones=self.lake.zones,
             query_results=self.lake.query_results,
             database_name=self.lake.database.ref,
-            table_names=list(self.lake.tables),
+            shared_tables=list(self.lake.tables),
+            tenant_tables={
+                tenant: [table.table_name for table in datasets if table.tenant == tenant] for tenant in tenants
+            },
             removal_policy=removal_policy,
         )
 

@@ -9,9 +9,10 @@ are the source names the tenant file declares, exactly as written there.
 
 Before anything is written, the file's columns (the CSV header, the Parquet schema, the keys of the
 first 1,000 JSON lines) are checked against the schema the environment's ``prepare`` step reads:
-the tenant config published to the artifacts zone (``--config`` reads a local copy instead). Every
-declared feature and the target must be present (the target may be absent from the dataset named
-for scoring); a column the schema does not declare stops the upload when the tenant rejects
+the tenant config published to the artifacts zone (``--config`` reads a local copy instead). The
+features the tenant marks required and the target must be present (the target may be absent from the
+dataset named for scoring); an optional feature may be absent, with a note, and prepare reads it as
+missing in every row. A column the schema does not declare stops the upload when the tenant rejects
 unknown columns (``unknown_columns: reject``) and is reported otherwise. Then the file goes to
 ``raw/<tenant>/<dataset>/dt=<day>/<file name>`` in the raw zone (``--day`` defaults to today, UTC),
 encrypted with the platform's KMS key, and never over an existing object: a file's rows are named
@@ -116,8 +117,11 @@ def check_columns(path: Path, config: dict[str, Any], dataset: str) -> list[str]
         columns = columns_of(path)
     except PrepareError as error:
         raise CommandError(str(error).replace(str(published), "the tenant config")) from None
-    expected = schema.feature_names + ([schema.target] if dataset == schema.dataset else [])
-    missing = [column for column in expected if column not in columns]
+    # Every feature may be missing unless the tenant marks it required: prepare reads an absent optional
+    # column as missing in every row. The target is needed to learn, so only a scoring dataset may lack it.
+    required = [f.name for f in schema.features if f.required] + ([schema.target] if dataset == schema.dataset else [])
+    missing = [column for column in required if column not in columns]
+    optional = [f.name for f in schema.features if not f.required and f.name not in columns]
     unknown = [column for column in columns if column not in (*schema.feature_names, schema.target)]
     rejects_unknown = declared.get("unknown_columns", "ignore") == "reject"
     if missing or (unknown and rejects_unknown):
@@ -125,9 +129,14 @@ def check_columns(path: Path, config: dict[str, Any], dataset: str) -> list[str]
         if unknown and rejects_unknown:
             problems.append(f"has columns the schema does not declare, {_names(unknown)}")
         raise CommandError(f"{path.name} {' and '.join(problems)} (tenant {schema.tenant}, dataset {dataset})")
+    notes = []
+    if optional:
+        notes.append(
+            f"{path.name} lacks the optional columns {_names(optional)}: prepare reads them as missing in every row"
+        )
     if unknown:
-        return [f"{path.name} has columns the schema does not declare, {_names(unknown)}: prepare ignores them"]
-    return []
+        notes.append(f"{path.name} has columns the schema does not declare, {_names(unknown)}: prepare ignores them")
+    return notes
 
 
 def _names(columns: list[str]) -> str:

@@ -207,6 +207,25 @@ def test_templates_hold_no_machine_paths(synthesized):
                     assert str(synthesized.outdir) not in value
 
 
+def test_templates_name_only_scripts_and_commands_that_exist(synthesized):
+    """Descriptions a deployed operator reads (SSM pointers, CloudFormation parameters) point at real tools."""
+    import re
+
+    from mlops_platform.cli import COMMANDS
+
+    named: set[tuple[str, str, str]] = set()
+    for environment in ENVIRONMENTS:
+        for stack in ("foundation", "ingestion", "training", "serving", "monitoring"):
+            for value in _walk(synthesized.template_json(environment, stack)):
+                if isinstance(value, str):
+                    named.update((stack, "script", path) for path in re.findall(r"\bscripts/[\w/]+\.py\b", value))
+                    named.update((stack, "command", c) for c in re.findall(r"\bmlops ([a-z][a-z-]*)", value))
+
+    assert ("serving", "command", "promote") in named  # the pointer parameters' descriptions
+    assert [path for _, kind, path in named if kind == "script" and not (ROOT / path).is_file()] == []
+    assert [c for _, kind, c in named if kind == "command" and c not in COMMANDS] == []
+
+
 def test_stack_names_stay_the_same_when_the_stage_is_nested_in_a_delivery_pipeline(platform_config):
     app = cdk.App(context=CDK_CONTEXT)
     pipeline_stage = cdk.Stage(app, "Delivery")

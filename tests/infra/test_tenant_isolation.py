@@ -235,3 +235,33 @@ def test_a_tenants_query_can_read_its_own_data_and_results_and_no_other_tenants(
             assert not allows(statements, "s3:ListBucket", f"arn:aws:s3:::{bucket(zone)}", listed), (other, zone)
     # The environment's own workgroup writes under athena/: not the tenant's.
     assert not allows(statements, "s3:GetObject", f"arn:aws:s3:::{bucket('QueryResults')}/athena/query-1.csv")
+
+
+def glue_tables(resources: dict[str, Any]) -> dict[str, str]:
+    """Each Glue table the template declares: its name, and the ARN a query's catalog call names it by."""
+    found = {}
+    for table in of_type(resources, "AWS::Glue::Table").values():
+        database = resolve(table["Properties"]["DatabaseName"])
+        name = table["Properties"]["TableInput"]["Name"]
+        found[name] = f"arn:aws:glue:{REGION}:{ACCOUNT}:table/{database}/{name}"
+    return found
+
+
+@pytest.mark.parametrize("tenant", TENANTS)
+def test_a_tenants_analysts_read_the_catalog_of_its_own_dataset_tables_and_no_other_tenants(templates, tenant):
+    """Athena calls glue:GetTable and glue:GetPartitions on the table a query names, before reading S3."""
+    from mlops_constructs.lake_datasets import DatasetColumns
+
+    [dataset] = {table.split("__", 1)[1] for table in glue_tables(templates["foundation"]) if "__" in table}
+    tables = glue_tables(templates["foundation"])
+    statements = analytics_statements(templates["foundation"], tenant)
+
+    own = tables[DatasetColumns(tenant, dataset, ()).table_name]
+    for action in ("glue:GetTable", "glue:GetPartitions"):
+        assert allows(statements, action, own), (action, own)
+        for other in (t for t in TENANTS if t != tenant):
+            arn = tables[DatasetColumns(other, dataset, ()).table_name]
+            assert not allows(statements, action, arn), (action, arn)
+    # The zone-wide envelope tables stay readable: S3 keeps their other tenants' rows out.
+    for zone in ("curated", "features"):
+        assert allows(statements, "glue:GetTable", tables[zone]), zone

@@ -190,10 +190,10 @@ def test_a_row_with_a_missing_cell_and_an_unseen_category_scores_in_every_conten
                 assert set(first["contributions"]) == {*features, "bias"}
 
 
+@pytest.mark.parametrize("trained", ["wine"], indirect=True)  # the multiclass one of DATASETS
 def test_csv_answers_of_a_multiclass_model_carry_the_label_and_each_probability(trained):
     _, _, _, problem_type, features, models, _ = trained
-    if problem_type != "multiclass":
-        pytest.skip("multiclass only")
+    assert problem_type == "multiclass"
     model = load(models["xgboost"])
     request = handler.Request(
         "POST", "/invocations", content_type="text/csv", body=csv_body(features, awkward_rows(features))

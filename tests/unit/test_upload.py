@@ -28,9 +28,13 @@ RAW, ARTIFACTS = "mlops-dev-raw", "mlops-dev-artifacts"
 DAY = "2026-03-04"
 
 
-def example_config() -> dict:
-    """The example tenant's config as synth publishes it (mlops_constructs/publishing.py)."""
+def example_config(required: tuple[str, ...] = ()) -> dict:
+    """The example tenant's config as synth publishes it (mlops_constructs/publishing.py), these features required."""
     [example] = [p for p in load_pipelines(ROOT / "config" / "pipelines") if p.tenant == "example"]
+    features = {
+        name: spec.model_copy(update={"required": name in required}) for name, spec in example.dataset.features.items()
+    }
+    example = example.model_copy(update={"dataset": example.dataset.model_copy(update={"features": features})})
     return json.loads(json.dumps(example.published()))
 
 
@@ -111,14 +115,16 @@ def test_what_upload_writes_is_what_the_trigger_counts_and_prepare_reads(platfor
     assert (report["rows_read"], report["valid"], report["rejected"]) == (200, 200, 0)
 
 
-def test_missing_columns_stop_the_upload_before_anything_is_written(platform, tmp_path, capsys):
+def test_missing_required_columns_stop_the_upload_before_anything_is_written(platform, tmp_path, capsys):
     s3, _ = platform
+    config = tmp_path / "required.json"
+    config.write_text(json.dumps(example_config(required=("mean_radius", "worst_area"))))
     path = tmp_path / "partial.csv"
-    breast_cancer().drop(columns=["mean_radius", "target"]).rename(columns={"worst_area": "worst area"}).to_csv(
-        path, index=False
-    )
+    breast_cancer().drop(columns=["mean_radius", "mean_texture", "target"]).rename(
+        columns={"worst_area": "worst area"}
+    ).to_csv(path, index=False)
 
-    assert upload(path) == 2
+    assert upload(path, "--config", str(config)) == 2
 
     assert raw_keys(s3) == []
     message = capsys.readouterr().err.strip()
@@ -126,6 +132,46 @@ def test_missing_columns_stop_the_upload_before_anything_is_written(platform, tm
         "mlops upload: partial.csv lacks the columns 'mean_radius', 'worst_area', 'target' "
         "(tenant example, dataset breast-cancer)"
     )
+
+
+def test_missing_optional_columns_are_noted_and_the_file_is_uploaded_for_prepare_to_read_as_missing(
+    platform, tmp_path, capsys
+):
+    s3, _ = platform
+    path = tmp_path / "gaps.csv"
+    breast_cancer(50).drop(columns=["mean_texture", "worst_area"]).to_csv(path, index=False)
+
+    assert upload(path) == 0
+
+    [key] = raw_keys(s3)
+    assert (
+        "mlops upload: gaps.csv lacks the optional columns 'mean_texture', 'worst_area': "
+        "prepare reads them as missing in every row"
+    ) in capsys.readouterr().err
+    # What upload lets through, prepare accepts: every row valid, the absent features missing.
+    processing = ProcessingPaths(root=tmp_path / "processing", message=tmp_path / "message")
+    local = processing.raw / key.removeprefix("raw/example/breast-cancer/")
+    local.parent.mkdir(parents=True)
+    s3.download_file(RAW, key, str(local))
+    config = tmp_path / "example.json"
+    config.write_text(json.dumps(example_config()))
+    assert prepare(["--config", str(config), "--run-id", "r-1", "--day", DAY], processing) == 0
+    report = json.loads((processing.report / "report.json").read_text())
+    assert (report["rows_read"], report["valid"], report["rejected"]) == (50, 50, 0)
+
+
+def test_the_target_may_be_absent_only_from_the_dataset_named_for_scoring(platform, tmp_path, capsys):
+    s3, _ = platform
+    config = example_config()
+    config["batch_prediction"]["dataset"] = "new-patients"
+    (tmp_path / "scoring.json").write_text(json.dumps(config))
+    path = tmp_path / "unlabelled.csv"
+    breast_cancer(20).drop(columns=["target"]).to_csv(path, index=False)
+
+    for dataset, status in (("new-patients", 0), ("breast-cancer", 2)):
+        assert upload(path, "--config", str(tmp_path / "scoring.json"), "--dataset", dataset) == status
+    assert "unlabelled.csv lacks the columns 'target'" in capsys.readouterr().err
+    assert raw_keys(s3) == [f"raw/example/new-patients/dt={DAY}/unlabelled.csv"]
 
 
 def test_unknown_columns_stop_the_upload_only_where_the_tenant_rejects_them(platform, tmp_path, capsys):
