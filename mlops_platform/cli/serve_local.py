@@ -76,7 +76,9 @@ def load_artifact(archive: Path, into: Path) -> Any:
     try:
         return load(into)
     except ModelError as error:
-        raise CommandError(f"--model {archive} cannot be served: {str(error).replace(str(into), 'the archive')}") from None
+        raise CommandError(
+            f"--model {archive} cannot be served: {str(error).replace(str(into), 'the archive')}"
+        ) from None
 
 
 def _check_port(host: str, port: int) -> None:
