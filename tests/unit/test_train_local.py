@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import http.client
 import io
 import json
 import math
 import os
+import re
+import signal
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -260,6 +264,46 @@ def test_serve_local_says_how_to_send_each_content_type(trained, tmp_path):
     assert all("http://127.0.0.1:8123/invocations" in c for c in curls)
 
 
+@pytest.mark.enable_socket
+@pytest.mark.parametrize("trained", ["wine"], indirect=True)
+def test_serve_local_serves_the_artifact_over_http_until_ctrl_c_and_exits_0(trained):
+    from tests.unit.inference.test_server import free_port, wait_until
+
+    case, out, _ = trained
+    artifact = json.loads(out.splitlines()[-1])["models"]["xgboost"]["artifact"]
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlops_platform.cli", "serve-local", "--model", artifact, "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_until(lambda: _status(port, "GET", "/ping") == 200), "the server did not come up"
+        row = scoring_row(case)
+        body = bodies(row, list(case.features))["text/csv"]
+        assert _status(port, "POST", "/invocations", body, "text/csv") == 200
+    finally:
+        server.send_signal(signal.SIGINT)
+        out, err = server.communicate(timeout=30)
+
+    assert server.returncode == 0, err
+    assert f"curl -s http://127.0.0.1:{port}/invocations -H 'Content-Type: text/csv'" in out
+    assert "Traceback" not in err
+
+
+def _status(port: int, method: str, path: str, body: bytes = b"", content_type: str = "text/csv") -> int | None:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request(method, path, body=body, headers={"Content-Type": content_type})
+        return connection.getresponse().status
+    except OSError:
+        return None
+    finally:
+        connection.close()
+
+
 # ---- bad input: one sentence, exit 2 ----------------------------------------------------------
 
 
@@ -324,6 +368,24 @@ def test_a_used_output_folder_is_refused(tmp_path):
 
     assert status == 2
     assert "is not an empty folder; name a new one" in err
+
+
+def test_the_readme_s_multiclass_tenant_is_a_tenant_file_synth_accepts(tmp_path):
+    from config.loader import load_pipeline
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("\n### The dataset schema\n") : readme.index("\n### Training and serving on")]
+    [block] = re.findall(r"```yaml\n(.*?)```", section, re.DOTALL)
+    path = tmp_path / "wine.yaml"
+    path.write_text(block, encoding="utf-8")
+
+    tenant = load_pipeline(path)
+
+    assert tenant.dataset.problem_type == "multiclass"
+    assert tenant.dataset.features["od280/od315_of_diluted_wines"].required
+    assert tenant.dataset.features["site"].type == "categorical"
+    assert "mlops train-local --tenant <file> --data <file>" in readme
+    assert "mlops serve-local --model <model.tar.gz>" in readme
 
 
 # ---- the make targets -------------------------------------------------------------------------
