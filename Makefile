@@ -26,11 +26,13 @@ OFFLINE := env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKE
 	AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
 
 .PHONY: help setup synth local test lint format snapshots bootstrap-template bootstrap bootstrap-tooling diff deploy \
-	record-variants bench-serving clean
+	record-variants bench-serving train-local serve-local clean
 
 help:
 	@echo "make synth      synthesize every environment into cdk.out/ and run cdk-nag and cfn-lint"
 	@echo "make local      deploy dev onto an embedded AWS here (no account, no Docker) and run the example loop"
+	@echo "make train-local TENANT=<tenant yaml> DATA=<csv|parquet|jsonl>   prepare and train a tenant's grid here"
+	@echo "make serve-local MODEL=<model.tar.gz> PORT=<port>   serve a trained model here until Ctrl-C"
 	@echo "make test       ruff, mypy and the whole test suite"
 	@echo "make format     apply ruff's fixes and formatting"
 	@echo "make snapshots  rewrite the template snapshots after an intended change"
@@ -73,6 +75,20 @@ local: CDK_OUT := cdk.out/local
 local: CDK_SYNTH_FLAGS := -c environments=dev
 local: setup synth
 	$(PYTHON) -m mlops_platform.cli local --assembly "$(CDK_OUT)"
+
+# A tenant's models trained and served on this machine with the images' own code (README, "Tenants"):
+# train-local prints one JSON line last, with each model's model.tar.gz; OUTPUT= and DAY= are optional.
+TENANT ?=
+DATA ?=
+MODEL ?=
+PORT ?= 8080
+train-local: setup
+	@test -n "$(TENANT)" -a -n "$(DATA)" || { echo "usage: make $@ TENANT=<tenant yaml> DATA=<csv|parquet|jsonl file> [OUTPUT=<dir>] [DAY=<yyyy-mm-dd>]" >&2; exit 2; }
+	$(PYTHON) -m mlops_platform.cli train-local --tenant "$(TENANT)" --data "$(DATA)"$(if $(OUTPUT), --output "$(OUTPUT)")$(if $(DAY), --day "$(DAY)")
+
+serve-local: setup
+	@test -n "$(MODEL)" -a -n "$(PORT)" || { echo "usage: make $@ MODEL=<model.tar.gz> PORT=<port>" >&2; exit 2; }
+	$(PYTHON) -m mlops_platform.cli serve-local --model "$(MODEL)" --port "$(PORT)"
 
 # One pytest-xdist worker per CPU; TEST_WORKERS=0 runs the suite in this process.
 TEST_WORKERS ?= auto

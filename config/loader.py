@@ -27,7 +27,7 @@ from config.schema import (
 from config.tenants import PipelineConfig
 from config.weights import apply_variant_weights
 
-__all__ = ["ConfigError", "account_singleton_problems", "load_config", "load_pipelines"]
+__all__ = ["ConfigError", "account_singleton_problems", "load_config", "load_pipeline", "load_pipelines"]
 
 
 def load_config(
@@ -238,16 +238,21 @@ def _unknown_models(
     return []
 
 
+def load_pipeline(path: Path) -> PipelineConfig:
+    """One tenant's pipeline file, checked as synth checks it (the rules that span tenants aside)."""
+    pipeline = validate_file(PipelineConfig, path)
+    if pipeline.tenant != path.stem:
+        raise ConfigError.bad_value(display(path), "tenant", pipeline.tenant, f"{path.stem!r}, the file's own name")
+    for key, value, allowed in pipeline.problems():
+        raise ConfigError.bad_value(display(path), key, value, allowed)
+    return pipeline
+
+
 def load_pipelines(directory: Path) -> tuple[PipelineConfig, ...]:
     """Every tenant's pipeline file, in tenant order; the file name is the tenant's name."""
     pipelines, paths = [], []
     for path in sorted(directory.glob("*.y*ml")):
-        pipeline = validate_file(PipelineConfig, path)
-        if pipeline.tenant != path.stem:
-            raise ConfigError.bad_value(display(path), "tenant", pipeline.tenant, f"{path.stem!r}, the file's own name")
-        for key, value, allowed in pipeline.problems():
-            raise ConfigError.bad_value(display(path), key, value, allowed)
-        pipelines.append(pipeline)
+        pipelines.append(load_pipeline(path))
         paths.append(path)
     pairs = [(pipeline.tenant, model.name) for pipeline in pipelines for model in pipeline.models]
     ambiguous = ambiguous_pair(pairs)

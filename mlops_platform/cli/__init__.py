@@ -43,6 +43,8 @@ COMMANDS: dict[str, str] = {
     "smoke-test": "smoke",
     "upload": "upload",
     "local": "local",
+    "train-local": "train_local",
+    "serve-local": "serve_local",
 }
 
 USAGE_ERROR = 2

@@ -47,6 +47,11 @@ BAD_INPUT = {
         "mlops upload: /nonexistent.csv is not a file",
     ),
     "local": (["--assembly", "/nonexistent"], "mlops local: /nonexistent holds no cloud assembly (no manifest.json)"),
+    "train-local": (
+        ["--tenant", "config/pipelines/example.yaml", "--data", "/nonexistent.csv"],
+        "mlops train-local: --data /nonexistent.csv is not a file",
+    ),
+    "serve-local": (["--model", "/nonexistent.tar.gz"], "mlops serve-local: --model /nonexistent.tar.gz is not a file"),
 }
 
 
