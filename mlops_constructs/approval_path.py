@@ -41,13 +41,17 @@ from mlops_constructs.approval_workflow import deployment_workflow, lock_seconds
 from mlops_constructs.arns import model_packages_arn
 from mlops_constructs.deploy_check import grant_endpoint_check
 from mlops_constructs.encryption import grant_table_items, key_used_through
-from mlops_constructs.event_delivery import function_target, keep_failed_invocations, package_state_changes
+from mlops_constructs.event_delivery import (
+    approving_calls,
+    function_target,
+    keep_failed_invocations,
+    package_state_changes,
+)
 from mlops_constructs.functions import PlatformFunction, platform_function
 from mlops_constructs.model_pointers import EXAMPLE, pointer_name
 from mlops_constructs.nag import acknowledge_wildcard_resource
 from mlops_constructs.publishing import CONFIG_PREFIX
 from mlops_constructs.queues import dead_letter_queue
-from mlops_platform.registry.approval_settings import API_CALL_DETAIL_TYPE, API_EVENT_SOURCE, APPROVED, APPROVING_CALL
 
 FOLDER = "approval"  # lambda/approval: handler.py, deployment.py, model_promotion.py
 STATUSES = ("Approved", "PendingManualApproval")
@@ -342,27 +346,12 @@ class ApprovalPath(Construct):
         carries ``errorCode``, and approved nothing. Where ``approval.approver_role_arns`` is set, this record, not
         the state change, promotes (mlops_platform/registry/approval.py says why that is right in either order).
         """
-        # A plain string (an event pattern takes no tokens inside a prefix): the commercial partition, the only
-        # one config accepts (config/schema.py, COMMERCIAL_REGIONS).
         environment = self._environment
-        packages = f"arn:aws:sagemaker:{environment.region}:{environment.account}:model-package/{self._names.prefix}-"
         return events.Rule(
             self,
             "ApproverRule",
             description=f"Who approved a model package of {self._names.environment}'s groups (CloudTrail, default bus)",
-            event_pattern=events.EventPattern(
-                source=["aws.sagemaker"],
-                detail_type=[API_CALL_DETAIL_TYPE],
-                detail={
-                    "eventSource": [API_EVENT_SOURCE],
-                    "eventName": [APPROVING_CALL],
-                    "errorCode": events.Match.does_not_exist(),
-                    "requestParameters": {
-                        "modelApprovalStatus": [APPROVED],
-                        "modelPackageArn": events.Match.prefix(packages),
-                    },
-                },
-            ),
+            event_pattern=approving_calls(self._names, environment.region, environment.account),
             targets=[function_target(self.approval_function.function, dead_letter_queue=self.dead_letter_queue)],
         )
 

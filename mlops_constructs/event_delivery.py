@@ -20,6 +20,7 @@ from constructs import Construct
 from config.naming import Names
 from mlops_constructs.encryption import key_used_through
 from mlops_constructs.functions import PlatformFunction
+from mlops_platform.registry.approval_settings import API_CALL_DETAIL_TYPE, API_EVENT_SOURCE, APPROVED, APPROVING_CALL
 
 RULE_RETRY_ATTEMPTS = 8
 RULE_MAX_EVENT_AGE = Duration.hours(6)
@@ -98,5 +99,24 @@ def package_state_changes(names: Names, statuses: tuple[str, ...]) -> events.Eve
         detail={
             "ModelPackageGroupName": events.Match.prefix(f"{names.prefix}-"),
             "ModelApprovalStatus": list(statuses),
+        },
+    )
+
+
+def approving_calls(names: Names, region: str, account: str) -> events.EventPattern:
+    """CloudTrail's records of successful ``UpdateModelPackage`` calls that approve a package of ``names``' groups.
+
+    A plain string prefix (an event pattern takes no tokens inside a prefix): the commercial partition, the only
+    one config accepts (config/schema.py, COMMERCIAL_REGIONS). A failed call carries ``errorCode``.
+    """
+    packages = f"arn:aws:sagemaker:{region}:{account}:model-package/{names.prefix}-"
+    return events.EventPattern(
+        source=["aws.sagemaker"],
+        detail_type=[API_CALL_DETAIL_TYPE],
+        detail={
+            "eventSource": [API_EVENT_SOURCE],
+            "eventName": [APPROVING_CALL],
+            "errorCode": events.Match.does_not_exist(),
+            "requestParameters": {"modelApprovalStatus": [APPROVED], "modelPackageArn": events.Match.prefix(packages)},
         },
     )

@@ -65,7 +65,6 @@ from typing import Any
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
 from mlops_platform.registry.approval_messages import (
-    approver_refusal_message,
     no_challenger_message,
     pending_message,
     prepared_message,
@@ -86,6 +85,7 @@ from mlops_platform.registry.approval_settings import (
     parse_api_call,
     parse_event,
 )
+from mlops_platform.registry.approvers import APPROVED_BY, APPROVER_REFUSED, ApproverRecords, stale
 from mlops_platform.registry.checks import CheckedPackage, check_package, published_config
 from mlops_platform.registry.ledger import iso, ledger_item, put_once
 from mlops_platform.registry.notices import Recorder, publish
@@ -101,8 +101,6 @@ RECORDED = "recorded"
 PREPARED = "pointer-prepared"
 PENDING_NOTIFIED = "pending-notified"
 IGNORED = "ignored"
-APPROVED_BY = "approved-by"
-APPROVER_REFUSED = "approver-refused"
 AWAITING_APPROVER = "awaiting-approver"
 METRICS = {
     APPROVED_BY: "ApproversRecorded",
@@ -119,7 +117,7 @@ METRICS = {
 
 
 @dataclass(kw_only=True)
-class Approvals(Recorder):
+class Approvals(ApproverRecords, Recorder):
     """Decides, acts and records; raises only on AWS failures, so a retry repeats a harmless decision."""
 
     CLIENTS = (*Recorder.CLIENTS, "sagemaker", "s3", "ssm", "stepfunctions")
@@ -182,60 +180,6 @@ class Approvals(Recorder):
         return [self.approve(endpoint, change, package, config) for endpoint in endpoints]
 
     # -- who approved ---------------------------------------------------------------------------
-
-    def approved_by(
-        self,
-        change: StateChange,
-        package: Mapping[str, Any],
-        metadata: Mapping[str, str],
-        endpoints: list[Endpoint],
-        keys: list[str],
-    ) -> list[dict[str, Any]]:
-        """CloudTrail's record of an approving call: who approved is recorded; where approvers are listed, a
-        listed one's approval is promoted here and anyone else's is refused (the module's docstring)."""
-        approver = change.approver
-        assert approver is not None
-        tenant, model = metadata["tenant"], metadata["model"]
-        if change.status != APPROVED:
-            return [self.ignore(key, change, f"the call set {change.status}, not {APPROVED}", tenant) for key in keys]
-        restricted = self.settings.approvers_restricted
-        listed = approver.role_arn in self.settings.approver_role_arns
-        if restricted and not listed:
-            decision = APPROVER_REFUSED
-            reason = f"{approver.arn} (role {approver.role_arn}) is not one of the configured approvers"
-        else:
-            decision = APPROVED_BY
-            reason = f"approved by {approver.arn} (role {approver.role_arn})"
-        group, version = package_version(change.package_arn) or (change.group, 0)
-        records = [
-            self.record(
-                key,
-                decision,
-                reason,
-                change=change,
-                tenant=tenant,
-                model=model,
-                # One record per approving call: CloudTrail's eventID, the same on a redelivery.
-                sort_key=f"PACKAGE#{group}/{version}#{decision}#{change.event_id}",
-                approver_role=approver.role_arn,
-                approved_at=approver.event_time,
-            )
-            for key in keys
-        ]
-        if decision == APPROVER_REFUSED:
-            if any(record["written"] for record in records):
-                self.notify(
-                    *approver_refusal_message(
-                        self.settings, keys, change.package_arn, tenant, model, approver.arn, approver.role_arn
-                    )
-                )
-            return records
-        if not restricted:
-            return records  # the package's state change promotes
-        status = package.get("ModelApprovalStatus")
-        if status != APPROVED:
-            return [*records, *(self.ignore(key, change, stale(change, status), tenant) for key in keys)]
-        return [*records, *self.promote(change, package, tenant, model, endpoints)]
 
     # -- pending --------------------------------------------------------------------------------
 
@@ -448,7 +392,3 @@ class Approvals(Recorder):
 
     def notify(self, title: str, lines: Sequence[str]) -> None:
         publish(self.sns, self.settings.topic_arn, self.settings.group_prefix, title, lines)
-
-
-def stale(change: StateChange, status: object) -> str:
-    return f"the event says {change.status}, the package is {status} now (a stale or reordered event)"

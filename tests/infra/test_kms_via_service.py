@@ -31,8 +31,9 @@ REVIEWED: dict[tuple[str, frozenset[str]], str] = {
     (r"(Pipeline\w+|DriftMonitor\w+JobRole)\w*DefaultPolicy\w*", frozenset({"kms:CreateGrant", "kms:DescribeKey"})): (
         VOLUME_GRANT
     ),
-    (r"PipelineTrainRoleDefaultPolicy\w*", frozenset({"kms:Encrypt"})): OUTPUT_KEY,
-    (r"PipelineTransformRoleDefaultPolicy\w*", frozenset({"kms:Encrypt"})): OUTPUT_KEY,
+    # Each tenant's train and transform roles (mlops_constructs/tenant_job_roles.py).
+    (r"PipelineTenantJobRoles\w+TrainRoleDefaultPolicy\w*", frozenset({"kms:Encrypt"})): OUTPUT_KEY,
+    (r"PipelineTenantJobRoles\w+TransformRoleDefaultPolicy\w*", frozenset({"kms:Encrypt"})): OUTPUT_KEY,
     (
         r"ApprovalPathDeployRoleDefaultPolicy\w*",
         frozenset({"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*"}),

@@ -28,6 +28,10 @@ RETENTION = Retention(
     raw_archive_after_days=90,
     query_results_expiration_days=3,
     access_logs_expiration_days=30,
+    capture_expiration_days=30,
+    quarantine_expiration_days=30,
+    predictions_expiration_days=90,
+    raw_expiration_days=180,
 )
 # What Athena's Parquet reader maps each Arrow type prepare writes to (https://docs.aws.amazon.com/athena/latest/ug/data-types.html).
 GLUE_OF_ARROW = {

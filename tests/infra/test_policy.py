@@ -352,6 +352,10 @@ EXPECTED_ACKNOWLEDGMENTS["Monitoring/ApprovalPath/DeployRole/DefaultPolicy"] = {
     "AwsSolutions-IAM5[Action::kms:ReEncrypt*]",
     "AwsSolutions-IAM5[Resource::<ApprovalPathDeployLogs1E6DB856.Arn>:*]",
     "AwsSolutions-IAM5[Resource::arn:aws:logs:eu-west-1:{account}:log-group:/aws/codebuild/<ApprovalPathDeployProject54D793CF>:*]",
+    # Its own stack's change sets and the model pointers (mlops_constructs/approval_deploy.py).
+    "AwsSolutions-IAM5[Resource::arn:aws:ssm:eu-west-1:{account}:parameter/mlops/{env}/models/*]",
+    "AwsSolutions-IAM5[Resource::arn:aws:cloudformation:eu-west-1:{account}:changeSet/promotion-*/*]",
+    "AwsSolutions-IAM5[Resource::arn:aws:cloudformation:eu-west-1:{account}:stack/{env}-Serving/*]",
 }
 EXPECTED_ACKNOWLEDGMENTS["Monitoring/ApprovalPath/Workflow/Role/DefaultPolicy"] = {
     "AwsSolutions-IAM5[Resource::*]",

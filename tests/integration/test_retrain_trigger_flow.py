@@ -312,6 +312,7 @@ def test_uploads_landed_by_ingestion_after_a_run_started_start_the_next_run_afte
     # As an environment with monitoring.labels_dataset: labels renders it (dev has none).
     monkeypatch.setattr(platform.handler, "settings", replace(platform.handler.settings, labels_dataset="labels"))
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "ingest")
+    monkeypatch.setenv("TENANT_QUEUES", ingestion.tenant_queues())
     ingest = load_handler("ingest")
 
     def land(*bodies: tuple[str, dict[str, Any]]) -> list[str]:

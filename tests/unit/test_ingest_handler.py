@@ -28,6 +28,16 @@ QUEUES = {
 ACME = QUEUES["acme"]
 
 
+def queue_of(tenant: str) -> str:
+    """The ingestion queue of ``tenant``, named as the construct names it."""
+    return QUEUES.get(tenant, f"arn:aws:sqs:eu-west-1:111111111111:mlops-test-ingest-{tenant}")
+
+
+def tenant_queues(*tenants: str) -> str:
+    """TENANT_QUEUES as the construct writes it, for these tenants and the two above."""
+    return json.dumps({queue_of(tenant): tenant for tenant in {*QUEUES, *tenants}})
+
+
 def sqs_message(
     body: Any, message_id: str, sent: datetime = SENT, receive_count: int = 1, queue: str = ACME
 ) -> dict[str, Any]:
@@ -67,7 +77,7 @@ def ingest(s3, monkeypatch):
     monkeypatch.setenv("RAW_BUCKET", BUCKET)
     monkeypatch.setenv("MAX_RECORD_BYTES", "200")
     monkeypatch.setenv("MAX_RECORDS_PER_MESSAGE", "5")
-    monkeypatch.setenv("TENANT_QUEUES", json.dumps({arn: tenant for tenant, arn in QUEUES.items()}))
+    monkeypatch.setenv("TENANT_QUEUES", tenant_queues())
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "ingest")
     return load_handler("ingest")
 

@@ -616,14 +616,20 @@ LABELS_PREFIX = f"raw/{TENANT}/{LABELS_DATASET}/"
 def ingest(messages: list[tuple[str, datetime, list[dict[str, Any]]]]) -> None:
     """Send each (message id, sent at, records) through the real ingest handler into the lake's raw zone."""
     from tests.lambda_context import LambdaContext
-    from tests.unit.test_ingest_handler import sqs_event, sqs_message
+    from tests.unit.test_ingest_handler import queue_of, sqs_event, sqs_message, tenant_queues
 
     with pytest.MonkeyPatch.context() as environment:
         environment.setenv("RAW_BUCKET", LAKE)
+        environment.setenv("TENANT_QUEUES", tenant_queues(TENANT))
         handler = load_handler("ingest")
     event = sqs_event(
         *(
-            sqs_message({"tenant": TENANT, "dataset": LABELS_DATASET, "records": records}, message_id, sent)
+            sqs_message(
+                {"tenant": TENANT, "dataset": LABELS_DATASET, "records": records},
+                message_id,
+                sent,
+                queue=queue_of(TENANT),
+            )
             for message_id, sent, records in messages
         )
     )
