@@ -322,6 +322,8 @@ def load(directory: Path) -> Model:
     changed, missing or added file refuses the model, so nothing in it (no legacy ``model.joblib``) is
     ever deserialized unless it is what training wrote.
     """
+    if not (directory / "metadata.json").is_file() and not any(directory.glob("*")):
+        raise ModelError(f"no model under {directory} (metadata.json is missing)")  # nothing there: no artifact
     try:
         verify_manifest(directory)
     except ArtifactTampered as tampered:

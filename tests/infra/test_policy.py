@@ -357,6 +357,18 @@ EXPECTED_ACKNOWLEDGMENTS["Monitoring/ApprovalPath/DeployRole/DefaultPolicy"] = {
     "AwsSolutions-IAM5[Resource::arn:aws:cloudformation:eu-west-1:{account}:changeSet/promotion-*/*]",
     "AwsSolutions-IAM5[Resource::arn:aws:cloudformation:eu-west-1:{account}:stack/{env}-Serving/*]",
 }
+# The promotion's CloudFormation execution role (mlops_constructs/approval_deploy.py): the Serving stack's generated
+# names, this environment's endpoints and pointers, and the stacks whose outputs Serving reads.
+EXPECTED_ACKNOWLEDGMENTS["Monitoring/ApprovalPath/ServingExecutionRole/DefaultPolicy"] = {
+    "AwsSolutions-IAM5[Resource::arn:aws:cloudformation:eu-west-1:{account}:stack/{env}-Foundation/*]",
+    "AwsSolutions-IAM5[Resource::arn:aws:cloudformation:eu-west-1:{account}:stack/{env}-Training/*]",
+    "AwsSolutions-IAM5[Resource::arn:aws:iam::{account}:role/{env}-Serving-*]",
+    "AwsSolutions-IAM5[Resource::arn:aws:lambda:eu-west-1:{account}:function:{env}-Serving-*]",
+    "AwsSolutions-IAM5[Resource::arn:aws:sagemaker:eu-west-1:{account}:endpoint-config/*]",
+    "AwsSolutions-IAM5[Resource::arn:aws:sagemaker:eu-west-1:{account}:endpoint/mlops-{env}-*]",
+    "AwsSolutions-IAM5[Resource::arn:aws:sagemaker:eu-west-1:{account}:model/*]",
+    "AwsSolutions-IAM5[Resource::arn:aws:ssm:eu-west-1:{account}:parameter/mlops/{env}/models/*]",
+}
 EXPECTED_ACKNOWLEDGMENTS["Monitoring/ApprovalPath/Workflow/Role/DefaultPolicy"] = {
     "AwsSolutions-IAM5[Resource::*]",
     "AwsSolutions-IAM5[Resource::<ApprovalPathDeploymentFunctionE18139D0.Arn>:*]",
@@ -470,7 +482,9 @@ def normalized(finding: str, environment: str, account: str) -> str:
     finding = finding.replace(f"/mlops/{environment}/", "/mlops/{env}/").replace(
         f":stack/{environment}-", ":stack/{env}-"
     )
-    return finding.replace(f":role/{environment}-", ":role/{env}-")
+    return finding.replace(f":role/{environment}-", ":role/{env}-").replace(
+        f":function:{environment}-", ":function:{env}-"
+    )
 
 
 # dev and staging serve the example endpoint's A/B pair: the Challenger's model is acknowledged as the Champion's.

@@ -30,6 +30,7 @@ from mlops_platform.registry import checks
 from mlops_platform.registry.checks import feature_schema, first_difference
 from mlops_platform.registry.packages import PromotionRefused
 from mlops_platform.registry.promotion import promote, rollback
+from mlops_platform.schema.columns import restricted_name
 from tests.conftest import create_ledger_table, load_handler, mlops
 
 REGION = "eu-west-1"
@@ -97,11 +98,16 @@ def evaluate():
 
 
 def schema_body(evaluate, features: dict[str, str] | None = None, problem_type: str | None = None) -> bytes:
-    """The feature schema document as evaluate writes it for a config with these features."""
+    """The feature schema document as evaluate writes it for a config with these features (published as the
+    stacks publish them: the mapping, and the columns in declared order, which the schema follows)."""
     config = TENANT.published()
+    columns = [
+        {"name": name, "column": restricted_name(name), "type": kind, "required": False}
+        for name, kind in (features or {}).items()
+    ]
     config["dataset"] = {
         **config["dataset"],
-        **({"features": features} if features is not None else {}),
+        **({"features": features, "columns": columns} if features is not None else {}),
         **({"problem_type": problem_type} if problem_type is not None else {}),
     }
     return documents.encode(documents.feature_schema(config))

@@ -337,7 +337,11 @@ def test_within_a_raised_ceiling_the_rejected_rows_are_counted(tmp_path):
 @pytest.mark.parametrize(
     ("change", "sentence"),
     [
-        (lambda frame: frame.drop(columns=["carrier"]), "mlops train-local: data.csv lacks the columns 'carrier'"),
+        # The target (every optional feature may be absent: prepare reads it as missing).
+        (
+            lambda frame: frame.drop(columns=[CASES["gaps"].target]),
+            f"mlops train-local: data.csv lacks the columns '{CASES['gaps'].target}'",
+        ),
         (None, "mlops train-local: "),
     ],
 )
