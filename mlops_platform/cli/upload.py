@@ -43,6 +43,8 @@ RAW_PREFIX = "raw/"
 CONFIG_KEY = "artifacts/config/pipelines/{tenant}.json"
 OUTPUTS = {"raw": "RawZoneBucketName", "artifacts": "ArtifactsZoneBucketName", "key": "PlatformKeyArn"}
 FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+SINGLE_PUT_BYTES = 5 * 1024**3  # PutObject's largest object
+PART_BYTES = 100 * 1024**2  # multipart parts: up to 10,000 of them, so files up to about 1 TB
 CONTENT_TYPES = {".csv": "text/csv", ".parquet": "application/vnd.apache.parquet", ".jsonl": "application/x-ndjson"}
 
 
@@ -82,18 +84,10 @@ def run(args: Any) -> int:
         return 0
     # SSE-KMS with the platform key, as the bucket's default encryption would apply it; the bucket's S3
     # Bucket Key setting applies to the object (https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucket-key.html,
-    # https://docs.aws.amazon.com/AmazonS3/latest/userguide/specifying-kms-encryption.html). upload_file
-    # switches to a multipart upload for large files.
-    s3.upload_file(
-        str(path),
-        outputs["raw"],
-        key,
-        ExtraArgs={
-            "ServerSideEncryption": "aws:kms",
-            "SSEKMSKeyId": outputs["key"],
-            "ContentType": CONTENT_TYPES[path.suffix],
-        },
-    )
+    # https://docs.aws.amazon.com/AmazonS3/latest/userguide/specifying-kms-encryption.html).
+    encryption = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": outputs["key"]}
+    if not write_once(s3, outputs["raw"], key, path, {**encryption, "ContentType": CONTENT_TYPES[path.suffix]}):
+        raise CommandError(f"{destination} exists already; deliver the file under a name of its own")
     print(f"uploaded {path} to {destination}")
     return 0
 
@@ -204,6 +198,41 @@ def _published_config(s3: Any, bucket: str, tenant: str, local: Path | None) -> 
 
 def _read(s3: Any, bucket: str, key: str) -> str:
     return str(s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8"))
+
+
+def write_once(s3: Any, bucket: str, key: str, path: Path, extra: dict[str, str]) -> bool:
+    """Upload ``path`` to a free key in one conditional request; False when an object is there already.
+
+    The HeadObject check before is only the early, friendly message: two uploads can race past it, so the
+    write itself carries ``If-None-Match: *`` (S3 conditional writes, on PutObject and on
+    CompleteMultipartUpload: https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html).
+    Files up to PutObject's 5 GiB go in one request; larger ones in parts of ``PART_BYTES``.
+    """
+    from botocore.exceptions import ClientError
+
+    try:
+        if path.stat().st_size <= SINGLE_PUT_BYTES:
+            with path.open("rb") as body:
+                s3.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*", **extra)
+            return True
+        upload = s3.create_multipart_upload(Bucket=bucket, Key=key, **extra)["UploadId"]
+        try:
+            parts = []
+            with path.open("rb") as stream:
+                for number, chunk in enumerate(iter(lambda: stream.read(PART_BYTES), b""), start=1):
+                    tag = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload, PartNumber=number, Body=chunk)
+                    parts.append({"PartNumber": number, "ETag": tag["ETag"]})
+            s3.complete_multipart_upload(
+                Bucket=bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": parts}, IfNoneMatch="*"
+            )
+        except BaseException:
+            s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload)
+            raise
+    except ClientError as error:
+        if str(error.response.get("Error", {}).get("Code")) == "PreconditionFailed":
+            return False
+        raise
+    return True
 
 
 def _exists(s3: Any, bucket: str, key: str) -> bool:

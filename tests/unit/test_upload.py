@@ -268,3 +268,35 @@ def test_describe_stack_reads_cloudformation_s_answer():
 
     with stubber:
         assert upload_command.describe_stack(Session(), "dev-Foundation")["Outputs"][0]["OutputValue"] == RAW
+
+
+def test_a_write_that_loses_the_race_to_another_upload_replaces_nothing(platform, tmp_path):
+    """Two uploads can both pass the early existence check; the write itself is conditional."""
+    from mlops_platform.cli.upload import write_once
+
+    s3, _ = platform
+    first, second = tmp_path / "first.csv", tmp_path / "second.csv"
+    first.write_text("a\n1\n")
+    second.write_text("a\n2\n")
+    key = f"raw/example/breast-cancer/dt={DAY}/race.csv"
+
+    assert write_once(s3, RAW, key, first, {}) is True
+    assert write_once(s3, RAW, key, second, {}) is False
+
+    assert s3.get_object(Bucket=RAW, Key=key)["Body"].read() == b"a\n1\n"
+
+
+def test_a_file_too_large_for_one_request_goes_in_parts_and_never_replaces_an_object(platform, tmp_path, monkeypatch):
+    from mlops_platform.cli import upload as command
+
+    s3, _ = platform
+    monkeypatch.setattr(command, "SINGLE_PUT_BYTES", 1)  # every file is "large": the multipart path
+    path = tmp_path / "large.csv"
+    path.write_text("a\n1\n")
+    key = f"raw/example/breast-cancer/dt={DAY}/large.csv"
+
+    assert command.write_once(s3, RAW, key, path, {}) is True
+    assert command.write_once(s3, RAW, key, path, {}) is False
+
+    assert s3.get_object(Bucket=RAW, Key=key)["Body"].read() == b"a\n1\n"
+    assert s3.list_multipart_uploads(Bucket=RAW).get("Uploads", []) == []  # the refused one was aborted
