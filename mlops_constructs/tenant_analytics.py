@@ -149,6 +149,13 @@ class TenantAnalytics(Construct):
                     *(f"{glue_arn}:table/{database_name}/{table}" for table in table_names),
                 ],
             ),
+            # "Access to the default database and catalog per Region": Athena needs these on `default` whatever
+            # database a query names (https://docs.aws.amazon.com/athena/latest/ug/fine-grained-access-to-glue-resources.html).
+            iam.PolicyStatement(
+                sid="AthenaDefaultDatabase",
+                actions=["glue:GetDatabase", "glue:CreateDatabase"],
+                resources=[f"{glue_arn}:catalog", f"{glue_arn}:database/default"],
+            ),
             iam.PolicyStatement(
                 sid="ReadOwnData",
                 actions=["s3:GetObject"],

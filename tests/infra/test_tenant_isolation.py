@@ -265,3 +265,16 @@ def test_a_tenants_analysts_read_the_catalog_of_its_own_dataset_tables_and_no_ot
     # The zone-wide envelope tables stay readable: S3 keeps their other tenants' rows out.
     for zone in ("curated", "features"):
         assert allows(statements, "glue:GetTable", tables[zone]), zone
+
+
+@pytest.mark.parametrize("tenant", TENANTS)
+def test_a_tenants_analysts_reach_the_default_database_athena_needs_and_no_other_database(templates, tenant):
+    """Athena needs glue:GetDatabase and glue:CreateDatabase on the catalog and the `default` database of the
+    Region whatever a query names (https://docs.aws.amazon.com/athena/latest/ug/fine-grained-access-to-glue-resources.html)."""
+    statements = analytics_statements(templates["foundation"], tenant)
+    glue = f"arn:aws:glue:{REGION}:{ACCOUNT}"
+
+    for action in ("glue:GetDatabase", "glue:CreateDatabase"):
+        assert allows(statements, action, f"{glue}:catalog"), action
+        assert allows(statements, action, f"{glue}:database/default"), action
+    assert not allows(statements, "glue:CreateDatabase", f"{glue}:database/another")
