@@ -38,7 +38,7 @@ from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
@@ -199,9 +199,21 @@ class ScoringApi(Construct):
         )
         self._allow(self.api_function, "Queue", ["sqs:SendMessage"], self.queue.queue_arn, key, "sqs")
         self._allow(self.worker, "Quarantine", ["sqs:SendMessage"], self.dead_letter_queue.queue_arn, key, "sqs")
-        self.worker.function.add_event_source(
-            event_sources.SqsEventSource(self.queue, batch_size=1, report_batch_item_failures=True)
+        # Not SqsEventSource: its grant adds kms:Decrypt on the platform key with no condition. The worker reads
+        # the queue with the actions of Lambda's SQS execution role and the key only through SQS
+        # (https://docs.aws.amazon.com/lambda/latest/dg/with-sqs.html#events-sqs-permissions); Lambda checks
+        # them when it creates the mapping, hence the dependency on the role's policy.
+        consume = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"]
+        self._allow(self.worker, "ConsumeRequests", consume, self.queue.queue_arn, key, "sqs")
+        mapping = lambda_.EventSourceMapping(
+            self,
+            "WorkerQueueMapping",
+            target=self.worker.function,
+            event_source_arn=self.queue.queue_arn,
+            batch_size=1,
+            report_batch_item_failures=True,
         )
+        mapping.node.add_dependency(self.worker.role.node.find_child("DefaultPolicy"))
         alarm_above_zero(
             self,
             topic,

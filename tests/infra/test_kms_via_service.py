@@ -49,10 +49,6 @@ REVIEWED: dict[tuple[str, frozenset[str]], str] = {
         "aws-cdk-lib's BucketDeployment provider (a deploy-time singleton) is granted the destination's key by "
         "CDK; it reaches the key through S3 only, but the grant is CDK's (mlops_constructs/publishing.py)."
     ),
-    (r"ScoringWorkerRoleDefaultPolicy\w*", frozenset({"kms:Decrypt"})): (
-        "aws-cdk-lib's SqsEventSource grants the queue key's Decrypt to the consumer; owned by the scoring "
-        "API's construct (mlops_constructs/scoring_api.py): to be replaced by a grant through sqs."
-    ),
 }
 
 
