@@ -176,10 +176,7 @@ def test_serve_without_a_model_exits_1_with_a_reason(tmp_path, monkeypatch, caps
     monkeypatch.setenv("SM_ROOT", str(tmp_path))
 
     assert main([]) == 1
-    assert capsys.readouterr().err == (
-        f"serve failed: the model under {tmp_path / 'model'} has no manifest.sha256; refused: only a model a "
-        "training job of this platform wrote (with its files' digests) is loaded\n"
-    )
+    assert capsys.readouterr().err == f"serve failed: no model under {tmp_path / 'model'} (metadata.json is missing)\n"
 
 
 def test_serve_refuses_a_bad_setting_with_a_reason(xgboost_dir, monkeypatch, capsys):
