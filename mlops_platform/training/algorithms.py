@@ -131,9 +131,9 @@ def gpu_available() -> bool:
     return result.returncode == 0 and "GPU" in result.stdout
 
 
-class XGBoostTrainer:
-    name = "xgboost"
-    rounds_hyperparameter = "num_round"
+class TrainerBase:
+    """What every trainer holds (``Trainer``'s constructor): the problem type, a copy of its hyperparameters
+    and the objective its rounds are kept by. ``device`` matters to XGBoost only."""
 
     def __init__(
         self,
@@ -145,8 +145,23 @@ class XGBoostTrainer:
     ) -> None:
         self.problem_type = problem_type
         self.hyperparameters = dict(hyperparameters)
-        self.device = ("cuda" if gpu_available() else "cpu") if device == "auto" else device
         self.objective = objective or Objective.of(problem_type)
+
+
+class XGBoostTrainer(TrainerBase):
+    name = "xgboost"
+    rounds_hyperparameter = "num_round"
+
+    def __init__(
+        self,
+        problem_type: str,
+        hyperparameters: dict[str, Any],
+        *,
+        device: str = "auto",
+        objective: Objective | None = None,
+    ) -> None:
+        super().__init__(problem_type, hyperparameters, objective=objective)
+        self.device = ("cuda" if gpu_available() else "cpu") if device == "auto" else device
 
     def fit(
         self,

@@ -16,29 +16,17 @@ import numpy as np
 from sklearn.linear_model import SGDClassifier, SGDRegressor
 
 from mlops_platform.data.encoding import plain_encoding
-from mlops_platform.training.algorithms import Dataset, RoundCallback, TrainingResult, evaluate
+from mlops_platform.training.algorithms import Dataset, RoundCallback, TrainerBase, TrainingResult, evaluate
 from mlops_platform.training.checkpoints import Checkpoints
 from mlops_platform.training.linear_model import LinearArtifact, Preprocessing, SoftmaxSGD
-from mlops_platform.training.objective import KeptRound, Objective
+from mlops_platform.training.objective import KeptRound
 
 
-class LinearTrainer:
+class LinearTrainer(TrainerBase):
     """Logistic, multinomial or linear regression trained by SGD, one epoch per round, on the preprocessed features."""
 
     name = "linear"
     rounds_hyperparameter = "epochs"
-
-    def __init__(
-        self,
-        problem_type: str,
-        hyperparameters: dict[str, Any],
-        *,
-        device: str = "auto",
-        objective: Objective | None = None,
-    ) -> None:
-        self.problem_type = problem_type
-        self.hyperparameters = dict(hyperparameters)
-        self.objective = objective or Objective.of(problem_type)
 
     def fit(
         self,

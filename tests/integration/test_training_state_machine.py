@@ -55,7 +55,6 @@ import boto3
 import pandas as pd
 import pytest
 from botocore.exceptions import ClientError
-from botocore.response import StreamingBody
 from moto import mock_aws
 from moto.awslambda.models import LambdaBackend
 from moto.sagemaker.exceptions import ResourceInUseException, SagemakerClientError, ValidationError
@@ -65,14 +64,7 @@ from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent, FailureEventException
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
-from moto.stepfunctions.parser.asl.component.common.payload.payloadvalue.payloadbinding.payload_binding import (
-    PayloadBindingStringExpressionSimple,
-)
-from moto.stepfunctions.parser.asl.component.common.payload.payloadvalue.payloadvaluelit.payload_value_str import (
-    PayloadValueStr,
-)
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
-from moto.stepfunctions.parser.asl.component.common.string.string_expression import StringJsonPath
 from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import iteration_worker
 from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.distributed_iteration_component import (
     DistributedIterationComponent,
@@ -91,6 +83,7 @@ from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
 from mlops_constructs.publishing import EXAMPLE_DATA, config_key, example_seed_prefix
 from mlops_constructs.tenant_job_roles import JOB_KINDS, job_roles_document, job_roles_key
+from mlops_platform.local import interpreter
 from mlops_platform.reports import run_report
 from tests.conftest import ROOT, create_ledger_table, load_handler
 from tests.unit.training.conftest import EXAMPLE_ALGORITHMS, prepare_example, train_example
@@ -348,37 +341,12 @@ def aws_fidelity(monkeypatch) -> dict[str, int]:
                 )
             )
 
-    def writer_reads_the_state_input(writer: Any, env: Any) -> None:
-        outputs = env.stack.pop()
-        env.stack.append(env.states.get_input())
-        writer.parargs.eval(env=env)
-        parameters = env.stack.pop()
-        env.stack.pop()
-        env.stack.extend([outputs, parameters])
-        writer.resource_eval.eval_resource(env=env)
+    # The interpreter fixes `mlops local` applies too (mlops_platform/local/interpreter.py, one place).
+    body_as_text = interpreter._body_as_text(StateTaskServiceAwsSdk._eval_service_task)
+    writer_reads_the_state_input = interpreter._writer_reads_the_state_input
+    error_name = interpreter._error_name
 
-    def error_name(error_name: str | None) -> Any:
-        states = {error.to_name(): error for error in StatesErrorNameType}
-        return StatesErrorName(typ=states[error_name]) if error_name in states else CustomErrorName(error_name)
-
-    sdk_task = StateTaskServiceAwsSdk._eval_service_task
-
-    def body_as_text(task: Any, env: Any, *args: Any, **kwargs: Any) -> None:
-        sdk_task(task, env, *args, **kwargs)
-        response = env.stack[-1]
-        if isinstance(response, dict) and isinstance(response.get("Body"), StreamingBody):
-            response["Body"] = response["Body"].read().decode()
-
-    binding_value = Preprocessor.visitPayload_binding_value
-
-    def role_arn_path(preprocessor: Any, ctx: Any) -> Any:
-        binding = binding_value(preprocessor, ctx)
-        value = binding.payload_value
-        if binding.field == "RoleArn.$" and isinstance(value, PayloadValueStr) and value.val.startswith("$."):
-            return PayloadBindingStringExpressionSimple(
-                field="RoleArn", string_expression_simple=StringJsonPath(value.val)
-            )
-        return binding
+    role_arn_path = interpreter._role_arn_path(Preprocessor.visitPayload_binding_value)
 
     monkeypatch.setattr(StateTaskServiceAwsSdk, "_eval_service_task", body_as_text)
     monkeypatch.setattr(Preprocessor, "visitPayload_binding_value", role_arn_path)
