@@ -104,6 +104,12 @@ def test_what_upload_writes_is_what_the_trigger_counts_and_prepare_reads(platfor
     assert (arrival.tenant, arrival.dataset) == ("example", "breast-cancer")
 
     # The Processing job's raw input is the dataset's prefix, copied as it is.
+    report = prepared(s3, key, tmp_path)
+    assert (report["rows_read"], report["valid"], report["rejected"]) == (200, 200, 0)
+
+
+def prepared(s3, key: str, tmp_path) -> dict:
+    """Prepare's report on the uploaded object, copied into the Processing job's raw input as SageMaker copies it."""
     processing = ProcessingPaths(root=tmp_path / "processing", message=tmp_path / "message")
     local = processing.raw / key.removeprefix("raw/example/breast-cancer/")
     local.parent.mkdir(parents=True)
@@ -111,8 +117,7 @@ def test_what_upload_writes_is_what_the_trigger_counts_and_prepare_reads(platfor
     config = tmp_path / "example.json"
     config.write_text(json.dumps(example_config()))
     assert prepare(["--config", str(config), "--run-id", "r-1", "--day", DAY], processing) == 0
-    report = json.loads((processing.report / "report.json").read_text())
-    assert (report["rows_read"], report["valid"], report["rejected"]) == (200, 200, 0)
+    return json.loads((processing.report / "report.json").read_text())
 
 
 def test_missing_required_columns_stop_the_upload_before_anything_is_written(platform, tmp_path, capsys):
@@ -149,14 +154,7 @@ def test_missing_optional_columns_are_noted_and_the_file_is_uploaded_for_prepare
         "prepare reads them as missing in every row"
     ) in capsys.readouterr().err
     # What upload lets through, prepare accepts: every row valid, the absent features missing.
-    processing = ProcessingPaths(root=tmp_path / "processing", message=tmp_path / "message")
-    local = processing.raw / key.removeprefix("raw/example/breast-cancer/")
-    local.parent.mkdir(parents=True)
-    s3.download_file(RAW, key, str(local))
-    config = tmp_path / "example.json"
-    config.write_text(json.dumps(example_config()))
-    assert prepare(["--config", str(config), "--run-id", "r-1", "--day", DAY], processing) == 0
-    report = json.loads((processing.report / "report.json").read_text())
+    report = prepared(s3, key, tmp_path)
     assert (report["rows_read"], report["valid"], report["rejected"]) == (50, 50, 0)
 
 
