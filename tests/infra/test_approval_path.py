@@ -20,6 +20,7 @@ from mlops_constructs.approval_deploy import (
     build_timeout_minutes,
 )
 from mlops_constructs.approval_path import endpoints_document, new_variant_document
+from scripts.execution_policy import _stack_outputs_read as stack_outputs_read
 from tests.conftest import ROOT
 from tests.iam_policy import allows
 from tests.infra.test_training import EVENTS, function_environment, of_type, rendered
@@ -592,23 +593,13 @@ def test_the_runbook_s_outputs_name_the_workflow_and_the_deploy_project(synthesi
     assert "ApprovalPathDeployGuard" in json.dumps(outputs["PromotionDeployGuardArn"]["Value"])
 
 
-def _stack_outputs_read(node: Any) -> set[str]:
-    if isinstance(node, list):
-        return set().union(set(), *(_stack_outputs_read(item) for item in node))
-    if not isinstance(node, dict):
-        return set()
-    found = set().union(set(), *(_stack_outputs_read(value) for value in node.values()))
-    if isinstance(node.get("Fn::GetStackOutput"), dict):
-        found.add(node["Fn::GetStackOutput"]["StackName"])
-    return found
-
-
 def test_the_promotion_execution_role_reads_every_stack_whose_outputs_serving_reads(
     synthesized, resources, environment
 ):
     """Fn::GetStackOutput resolves with the stack's execution role at every update: a producer it cannot
     describe fails the promotion's change set (staging's Serving also reads Training's outputs)."""
-    producers = _stack_outputs_read(synthesized.template_json(environment, "serving"))
+    # The same walk the bootstrap's execution policy derives its DescribeStacks grant from.
+    producers = stack_outputs_read(synthesized.template_json(environment, "serving"))
     [readable] = [
         s for s in statements(resources, "ApprovalPathServingExecutionRole") if s.get("Sid") == "ReadProducerOutputs"
     ]
